@@ -1,0 +1,351 @@
+//! The golden model: exact integer evaluation of a [`QModel`].
+//!
+//! This is the numerical contract. It is written to be obviously right, not
+//! fast: one loop per op, i128 for every sum, each rule exactly as documented
+//! on [`QOp`]. The CPU engine and the HDL kernels are tested bit for bit
+//! against it.
+
+use crate::fixed::{FixedType, Rounding};
+use crate::qmodel::{PoolKind, QLayer, QModel, QOp, TensorId};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum GoldenError {
+    #[error("input has {got} values but model '{model}' expects {expected} (shape {shape:?})")]
+    InputLength {
+        model: String,
+        got: usize,
+        expected: usize,
+        shape: Vec<usize>,
+    },
+    #[error("input value {raw} at index {index} is outside the input type {ty}")]
+    InputRange {
+        index: usize,
+        raw: i64,
+        ty: FixedType,
+    },
+}
+
+/// Rounds `raw * 2^-from` to the LSB `2^-to` with rounding mode `r`, without
+/// any overflow handling: the step every multiply-accumulate applies to its
+/// products and bias before summing.
+pub fn round_to_lsb(raw: i128, from: i32, to: i32, r: Rounding) -> i128 {
+    if to >= from {
+        let sh = (to - from) as u32;
+        return raw.checked_shl(sh).filter(|v| v >> sh == raw).unwrap_or(if raw < 0 {
+            i128::MIN
+        } else if raw > 0 {
+            i128::MAX
+        } else {
+            0
+        });
+    }
+    let sh = (from - to) as u32;
+    if sh >= 127 {
+        // |raw| < 2^127 <= half an LSB: only the sign and the rounding mode matter.
+        return if raw < 0 && r == Rounding::Trn { -1 } else { 0 };
+    }
+    let floor = raw >> sh;
+    let rem = raw - (floor << sh); // 0 <= rem < 2^sh
+    if rem == 0 {
+        return floor;
+    }
+    let half = 1i128 << (sh - 1);
+    let up = match r {
+        Rounding::Trn => false,
+        Rounding::TrnZero => raw < 0,
+        Rounding::Rnd => rem >= half,
+        Rounding::RndZero => rem > half || (rem == half && raw < 0),
+        Rounding::RndInf => rem > half || (rem == half && raw > 0),
+        Rounding::RndMinInf => rem > half,
+        Rounding::RndConv => rem > half || (rem == half && floor & 1 == 1),
+    };
+    floor + up as i128
+}
+
+/// Evaluates the model on one event of raw input values and returns every
+/// tensor (index = [`TensorId`]): the input first, then each layer's output.
+pub fn evaluate_all(model: &QModel, input: &[i64]) -> Result<Vec<Vec<i64>>, GoldenError> {
+    check_input(model, input)?;
+    let mut tensors: Vec<Vec<i64>> = Vec::with_capacity(model.layers.len() + 1);
+    tensors.push(input.to_vec());
+    for layer in &model.layers {
+        let out = eval_layer(model, layer, &tensors);
+        tensors.push(out);
+    }
+    Ok(tensors)
+}
+
+/// Evaluates the model on one event and returns the output tensor's raw values.
+pub fn evaluate(model: &QModel, input: &[i64]) -> Result<Vec<i64>, GoldenError> {
+    Ok(evaluate_all(model, input)?.pop().unwrap_or_default())
+}
+
+/// Quantizes float features with the model's input type, as every backend does on the way in.
+pub fn quantize_input(model: &QModel, features: &[f32]) -> Vec<i64> {
+    features
+        .iter()
+        .map(|&x| model.input_ty.quantize_f64(x as f64))
+        .collect()
+}
+
+/// Output raw values as the real numbers they stand for.
+pub fn dequantize_output(model: &QModel, raw: &[i64]) -> Vec<f64> {
+    let ty = model.output_ty();
+    raw.iter().map(|&r| ty.to_f64(r)).collect()
+}
+
+fn check_input(model: &QModel, input: &[i64]) -> Result<(), GoldenError> {
+    if input.len() != model.input_len() {
+        return Err(GoldenError::InputLength {
+            model: model.name.clone(),
+            got: input.len(),
+            expected: model.input_len(),
+            shape: model.input_shape.clone(),
+        });
+    }
+    if let Some((index, &raw)) = input
+        .iter()
+        .enumerate()
+        .find(|(_, &r)| !model.input_ty.contains_raw(r))
+    {
+        return Err(GoldenError::InputRange {
+            index,
+            raw,
+            ty: model.input_ty,
+        });
+    }
+    Ok(())
+}
+
+/// The multiply-accumulate rule shared by Dense, Conv and Scale (see [`QOp`]).
+struct Mac {
+    prod_frac: i32,
+    b_frac: i32,
+    acc: FixedType,
+}
+
+impl Mac {
+    fn new(x: FixedType, w: FixedType, b: FixedType, acc: FixedType) -> Self {
+        Mac {
+            prod_frac: x.frac_bits() + w.frac_bits(),
+            b_frac: b.frac_bits(),
+            acc,
+        }
+    }
+
+    fn run(&self, bias: i64, terms: impl Iterator<Item = (i64, i64)>, out: FixedType) -> i64 {
+        let af = self.acc.frac_bits();
+        let r = self.acc.rounding;
+        let mut sum = round_to_lsb(bias as i128, self.b_frac, af, r);
+        for (w, x) in terms {
+            sum += round_to_lsb(w as i128 * x as i128, self.prod_frac, af, r);
+        }
+        let acc = self.acc.quantize_raw(sum, af);
+        out.quantize_raw(acc as i128, af)
+    }
+}
+
+fn eval_layer(model: &QModel, layer: &QLayer, tensors: &[Vec<i64>]) -> Vec<i64> {
+    let arg = |k: usize| -> (&[i64], FixedType) {
+        let t: TensorId = layer.inputs[k];
+        (&tensors[t], model.ty(t))
+    };
+    let out_ty = layer.ty;
+    let out_len: usize = layer.shape.iter().product();
+    let requant = |raw: i128, frac: i32| out_ty.quantize_raw(raw, frac);
+    match &layer.op {
+        QOp::Dense {
+            n_in,
+            n_out,
+            weights,
+            w_ty,
+            bias,
+            b_ty,
+            acc_ty,
+        } => {
+            let (x, x_ty) = arg(0);
+            let mac = Mac::new(x_ty, *w_ty, *b_ty, *acc_ty);
+            (0..*n_out)
+                .map(|o| {
+                    let row = &weights[o * n_in..(o + 1) * n_in];
+                    mac.run(bias[o], row.iter().copied().zip(x.iter().copied()), out_ty)
+                })
+                .collect()
+        }
+        QOp::Conv {
+            window,
+            out_channels,
+            weights,
+            w_ty,
+            bias,
+            b_ty,
+            acc_ty,
+        } => {
+            let (x, x_ty) = arg(0);
+            let mac = Mac::new(x_ty, *w_ty, *b_ty, *acc_ty);
+            let (cin, ksz) = (window.in_channels, window.kernel_size());
+            let (inp, outp) = (window.in_positions(), window.out_positions());
+            let mut y = Vec::with_capacity(out_len);
+            for oc in 0..*out_channels {
+                for p in 0..outp {
+                    let terms = (0..cin).flat_map(|ic| {
+                        (0..ksz).filter_map(move |k| {
+                            window.tap(p, k).map(|q| {
+                                (weights[(oc * cin + ic) * ksz + k], x[ic * inp + q])
+                            })
+                        })
+                    });
+                    y.push(mac.run(bias[oc], terms, out_ty));
+                }
+            }
+            y
+        }
+        QOp::Scale {
+            scale,
+            s_ty,
+            shift,
+            b_ty,
+            acc_ty,
+        } => {
+            let (x, x_ty) = arg(0);
+            let mac = Mac::new(x_ty, *s_ty, *b_ty, *acc_ty);
+            (0..out_len)
+                .map(|i| mac.run(shift[i], std::iter::once((scale[i], x[i])), out_ty))
+                .collect()
+        }
+        QOp::Relu => {
+            let (x, t) = arg(0);
+            x.iter()
+                .map(|&v| requant(v.max(0) as i128, t.frac_bits()))
+                .collect()
+        }
+        QOp::LeakyRelu { alpha, a_ty } => {
+            let (x, t) = arg(0);
+            let pf = t.frac_bits() + a_ty.frac_bits();
+            x.iter()
+                .map(|&v| {
+                    if v >= 0 {
+                        requant(v as i128, t.frac_bits())
+                    } else {
+                        requant(v as i128 * *alpha as i128, pf)
+                    }
+                })
+                .collect()
+        }
+        QOp::PRelu { alpha, a_ty } => {
+            let (x, t) = arg(0);
+            let pf = t.frac_bits() + a_ty.frac_bits();
+            x.iter()
+                .zip(alpha)
+                .map(|(&v, &a)| {
+                    if v >= 0 {
+                        requant(v as i128, t.frac_bits())
+                    } else {
+                        requant(v as i128 * a as i128, pf)
+                    }
+                })
+                .collect()
+        }
+        QOp::ThresholdedRelu { theta } => {
+            let (x, t) = arg(0);
+            x.iter()
+                .map(|&v| requant(if v > *theta { v as i128 } else { 0 }, t.frac_bits()))
+                .collect()
+        }
+        QOp::Clip { lo, hi } => {
+            let (x, t) = arg(0);
+            x.iter()
+                .map(|&v| requant(v.clamp(*lo, *hi) as i128, t.frac_bits()))
+                .collect()
+        }
+        QOp::Table { table, .. } => arg(0).0.iter().map(|&v| table.lookup(v)).collect(),
+        QOp::Step { thresholds, values } => arg(0)
+            .0
+            .iter()
+            .map(|&v| values[thresholds.iter().filter(|&&t| v >= t).count()])
+            .collect(),
+        QOp::Softmax {
+            n,
+            exp_ty,
+            exp_table,
+            inv_ty,
+            inv_table,
+        } => {
+            let (x, _) = arg(0);
+            let pf = exp_ty.frac_bits() + inv_ty.frac_bits();
+            let mut y = Vec::with_capacity(out_len);
+            for group in x.chunks(*n) {
+                let m = *group.iter().max().expect("softmax group is never empty");
+                let e: Vec<i64> = group.iter().map(|&v| exp_table.lookup(v - m)).collect();
+                let s: i128 = e.iter().map(|&v| v as i128).sum();
+                let r = inv_table.lookup(s.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
+                y.extend(e.iter().map(|&v| requant(v as i128 * r as i128, pf)));
+            }
+            y
+        }
+        QOp::Argmax { n } => {
+            let (x, _) = arg(0);
+            let one = out_ty.quantize_raw(1, 0);
+            let mut y = vec![0; out_len];
+            for (g, group) in x.chunks(*n).enumerate() {
+                let best = (0..group.len())
+                    .fold(0, |b, i| if group[i] > group[b] { i } else { b });
+                y[g * n + best] = one;
+            }
+            y
+        }
+        QOp::Pool {
+            kind,
+            window,
+            recip,
+            recip_ty,
+        } => {
+            let (x, t) = arg(0);
+            let (inp, outp, ksz) = (
+                window.in_positions(),
+                window.out_positions(),
+                window.kernel_size(),
+            );
+            let mut y = Vec::with_capacity(out_len);
+            for c in 0..window.in_channels {
+                for p in 0..outp {
+                    let vals = (0..ksz).filter_map(|k| window.tap(p, k).map(|q| x[c * inp + q]));
+                    y.push(match kind {
+                        PoolKind::Max => {
+                            requant(vals.max().unwrap_or(0) as i128, t.frac_bits())
+                        }
+                        PoolKind::Average => {
+                            let (sum, count) =
+                                vals.fold((0i128, 0usize), |(s, n), v| (s + v as i128, n + 1));
+                            requant(sum * recip[count] as i128, t.frac_bits() + recip_ty.frac_bits())
+                        }
+                    });
+                }
+            }
+            y
+        }
+        QOp::Add => {
+            let ((a, ta), (b, tb)) = (arg(0), arg(1));
+            let f = ta.frac_bits().max(tb.frac_bits());
+            a.iter()
+                .zip(b)
+                .map(|(&u, &v)| {
+                    let s = round_to_lsb(u as i128, ta.frac_bits(), f, Rounding::Trn)
+                        + round_to_lsb(v as i128, tb.frac_bits(), f, Rounding::Trn);
+                    requant(s, f)
+                })
+                .collect()
+        }
+        QOp::Route { src } => src
+            .iter()
+            .map(|&(k, j)| {
+                let (x, t) = arg(k as usize);
+                requant(x[j as usize] as i128, t.frac_bits())
+            })
+            .collect(),
+        QOp::Requant => {
+            let (x, t) = arg(0);
+            x.iter().map(|&v| requant(v as i128, t.frac_bits())).collect()
+        }
+    }
+}

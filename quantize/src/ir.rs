@@ -1,0 +1,244 @@
+//! The float layer IR: what an imported ONNX graph becomes before it is
+//! quantized. It has the same shape as [`crate::qmodel::QModel`] (layers in
+//! order, tensor 0 the input, no batch dimension, channels-first) with real
+//! numbers instead of integers, so quantization is a layer-by-layer map and the
+//! float evaluation here is the reference that accuracy is measured against.
+
+use crate::fixed::FixedType;
+use crate::qmodel::{PoolKind, TensorId, Window};
+use crate::tables::TableFn;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Graph {
+    pub name: String,
+    /// Name of the ONNX graph input.
+    pub input_name: String,
+    pub input_shape: Vec<usize>,
+    pub layers: Vec<Layer>,
+    /// Shape of the output as ONNX states it, without the batch dimension.
+    pub output_shape: Vec<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Layer {
+    /// ONNX node name (op type and index when the node had none).
+    pub name: String,
+    pub inputs: Vec<TensorId>,
+    pub shape: Vec<usize>,
+    pub op: Op,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// Weights `[n_out][n_in]`; `w_quant`/`b_quant` are exact types a QONNX
+    /// `Quant` imposed on the constants.
+    Dense {
+        n_in: usize,
+        n_out: usize,
+        weights: Vec<f64>,
+        bias: Vec<f64>,
+        w_quant: Option<FixedType>,
+        b_quant: Option<FixedType>,
+    },
+    Conv {
+        window: Window,
+        out_channels: usize,
+        weights: Vec<f64>,
+        bias: Vec<f64>,
+        w_quant: Option<FixedType>,
+        b_quant: Option<FixedType>,
+    },
+    Scale {
+        scale: Vec<f64>,
+        shift: Vec<f64>,
+    },
+    Relu,
+    LeakyRelu(f64),
+    PRelu(Vec<f64>),
+    ThresholdedRelu(f64),
+    Clip(f64, f64),
+    Func(TableFn),
+    Step {
+        thresholds: Vec<f64>,
+        values: Vec<f64>,
+    },
+    Softmax {
+        n: usize,
+    },
+    Pool {
+        kind: PoolKind,
+        window: Window,
+    },
+    Add,
+    Route {
+        src: Vec<(u16, u32)>,
+    },
+    /// A QONNX/QDQ quantizer with an exact fixed-point type.
+    Quant(FixedType),
+}
+
+impl Op {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Dense { .. } => "Dense",
+            Op::Conv { .. } => "Conv",
+            Op::Scale { .. } => "Scale",
+            Op::Relu => "Relu",
+            Op::LeakyRelu(_) => "LeakyRelu",
+            Op::PRelu(_) => "PRelu",
+            Op::ThresholdedRelu(_) => "ThresholdedRelu",
+            Op::Clip(..) => "Clip",
+            Op::Func(f) => f.name(),
+            Op::Step { .. } => "Step",
+            Op::Softmax { .. } => "Softmax",
+            Op::Pool { .. } => "Pool",
+            Op::Add => "Add",
+            Op::Route { .. } => "Route",
+            Op::Quant(_) => "Quant",
+        }
+    }
+
+    /// Number of stored parameters.
+    pub fn params(&self) -> usize {
+        match self {
+            Op::Dense { weights, bias, .. } | Op::Conv { weights, bias, .. } => {
+                weights.len() + bias.len()
+            }
+            Op::Scale { scale, shift } => scale.len() + shift.len(),
+            Op::PRelu(a) => a.len(),
+            _ => 0,
+        }
+    }
+}
+
+impl Graph {
+    pub fn input_len(&self) -> usize {
+        self.input_shape.iter().product()
+    }
+
+    pub fn shape(&self, t: TensorId) -> &[usize] {
+        if t == 0 {
+            &self.input_shape
+        } else {
+            &self.layers[t - 1].shape
+        }
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.shape(self.layers.len()).iter().product()
+    }
+
+    /// Float evaluation of one event; returns every tensor (input first).
+    pub fn evaluate_all(&self, input: &[f64]) -> Vec<Vec<f64>> {
+        let mut t: Vec<Vec<f64>> = Vec::with_capacity(self.layers.len() + 1);
+        t.push(input.to_vec());
+        for l in &self.layers {
+            let y = eval_layer(l, &t);
+            t.push(y);
+        }
+        t
+    }
+
+    /// Float evaluation of one event; returns the output.
+    pub fn evaluate(&self, input: &[f64]) -> Vec<f64> {
+        self.evaluate_all(input).pop().unwrap_or_default()
+    }
+}
+
+fn eval_layer(l: &Layer, t: &[Vec<f64>]) -> Vec<f64> {
+    let x = &t[l.inputs[0]];
+    let elementwise = |f: &dyn Fn(f64) -> f64| x.iter().map(|&v| f(v)).collect::<Vec<_>>();
+    match &l.op {
+        Op::Dense {
+            n_in,
+            n_out,
+            weights,
+            bias,
+            ..
+        } => (0..*n_out)
+            .map(|o| {
+                bias[o]
+                    + weights[o * n_in..(o + 1) * n_in]
+                        .iter()
+                        .zip(x)
+                        .map(|(w, v)| w * v)
+                        .sum::<f64>()
+            })
+            .collect(),
+        Op::Conv {
+            window,
+            out_channels,
+            weights,
+            bias,
+            ..
+        } => {
+            let (cin, ksz, inp) = (window.in_channels, window.kernel_size(), window.in_positions());
+            let mut y = Vec::new();
+            for oc in 0..*out_channels {
+                for p in 0..window.out_positions() {
+                    let mut s = bias[oc];
+                    for ic in 0..cin {
+                        for k in 0..ksz {
+                            if let Some(q) = window.tap(p, k) {
+                                s += weights[(oc * cin + ic) * ksz + k] * x[ic * inp + q];
+                            }
+                        }
+                    }
+                    y.push(s);
+                }
+            }
+            y
+        }
+        Op::Scale { scale, shift } => x
+            .iter()
+            .zip(scale.iter().zip(shift))
+            .map(|(v, (s, b))| v * s + b)
+            .collect(),
+        Op::Relu => elementwise(&|v| v.max(0.0)),
+        Op::LeakyRelu(a) => elementwise(&|v| if v >= 0.0 { v } else { a * v }),
+        Op::PRelu(a) => x
+            .iter()
+            .zip(a)
+            .map(|(&v, &s)| if v >= 0.0 { v } else { s * v })
+            .collect(),
+        Op::ThresholdedRelu(th) => elementwise(&|v| if v > *th { v } else { 0.0 }),
+        Op::Clip(lo, hi) => elementwise(&|v| v.clamp(*lo, *hi)),
+        Op::Func(f) => elementwise(&|v| f.eval(v)),
+        Op::Step { thresholds, values } => {
+            elementwise(&|v| values[thresholds.iter().filter(|&&th| v >= th).count()])
+        }
+        Op::Softmax { n } => {
+            let mut y = Vec::with_capacity(x.len());
+            for g in x.chunks(*n) {
+                let m = g.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = g.iter().map(|v| (v - m).exp()).collect();
+                let s: f64 = e.iter().sum();
+                y.extend(e.iter().map(|v| v / s));
+            }
+            y
+        }
+        Op::Pool { kind, window } => {
+            let (inp, ksz) = (window.in_positions(), window.kernel_size());
+            let mut y = Vec::new();
+            for c in 0..window.in_channels {
+                for p in 0..window.out_positions() {
+                    let vals: Vec<f64> = (0..ksz)
+                        .filter_map(|k| window.tap(p, k).map(|q| x[c * inp + q]))
+                        .collect();
+                    y.push(match kind {
+                        PoolKind::Max => vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+                        PoolKind::Average => vals.iter().sum::<f64>() / vals.len().max(1) as f64,
+                    });
+                }
+            }
+            y
+        }
+        Op::Add => x.iter().zip(&t[l.inputs[1]]).map(|(a, b)| a + b).collect(),
+        Op::Route { src } => src
+            .iter()
+            .map(|&(k, j)| t[l.inputs[k as usize]][j as usize])
+            .collect(),
+        Op::Quant(ty) => elementwise(&|v| ty.to_f64(ty.quantize_f64(v))),
+    }
+}

@@ -1,0 +1,329 @@
+//! Random quantized networks for property tests: every backend is checked bit
+//! for bit against the golden model on these, over types, modes and shapes no
+//! real model happens to use.
+
+use crate::accum::exact_accumulator;
+use crate::fixed::{FixedType, Overflow, Rounding};
+use crate::qmodel::{PoolKind, QLayer, QModel, QOp, Window};
+use crate::tables::{function_table, softmax_tables, TableFn};
+use rand::Rng;
+
+const ROUNDINGS: [Rounding; 7] = [
+    Rounding::Trn,
+    Rounding::TrnZero,
+    Rounding::Rnd,
+    Rounding::RndZero,
+    Rounding::RndInf,
+    Rounding::RndMinInf,
+    Rounding::RndConv,
+];
+const OVERFLOWS: [Overflow; 4] = [
+    Overflow::Wrap,
+    Overflow::Sat,
+    Overflow::SatZero,
+    Overflow::SatSym,
+];
+
+/// What kind of random network to draw.
+#[derive(Clone, Debug)]
+pub struct RandomSpec {
+    /// Number of Dense (or Conv) layers, at least 1.
+    pub max_layers: usize,
+    /// Largest input and hidden width.
+    pub max_neurons: usize,
+    /// Widest data and weight type (2 to 32).
+    pub max_bits: u32,
+    /// Draw rounding and overflow modes at random (otherwise TRN/WRAP).
+    pub modes: bool,
+    /// Allow table activations, softmax and argmax.
+    pub tables: bool,
+    /// Start with a Conv1D (and possibly a pooling) stage.
+    pub conv: bool,
+}
+
+impl Default for RandomSpec {
+    fn default() -> Self {
+        RandomSpec {
+            max_layers: 3,
+            max_neurons: 12,
+            max_bits: 16,
+            modes: true,
+            tables: true,
+            conv: false,
+        }
+    }
+}
+
+fn random_type(rng: &mut impl Rng, spec: &RandomSpec, signed: bool) -> FixedType {
+    let width = rng.gen_range(2..=spec.max_bits.max(2));
+    let int_bits = rng.gen_range(-2..=width as i32 + 2);
+    let mut t = if signed {
+        FixedType::signed(width, int_bits)
+    } else {
+        FixedType::unsigned(width, int_bits)
+    }
+    .expect("widths drawn in range");
+    if spec.modes {
+        t = t
+            .with_rounding(ROUNDINGS[rng.gen_range(0..ROUNDINGS.len())])
+            .with_overflow(OVERFLOWS[rng.gen_range(0..OVERFLOWS.len())]);
+    }
+    t
+}
+
+fn random_values(rng: &mut impl Rng, ty: FixedType, n: usize) -> Vec<i64> {
+    (0..n)
+        .map(|_| rng.gen_range(ty.min_raw()..=ty.max_raw()))
+        .collect()
+}
+
+/// Random raw input values for `model`, uniformly over its input type.
+pub fn random_input(rng: &mut impl Rng, model: &QModel) -> Vec<i64> {
+    random_values(rng, model.input_ty, model.input_len())
+}
+
+struct Builder<'a, R: Rng> {
+    rng: &'a mut R,
+    spec: &'a RandomSpec,
+    layers: Vec<QLayer>,
+    cur_ty: FixedType,
+    cur_shape: Vec<usize>,
+}
+
+impl<R: Rng> Builder<'_, R> {
+    fn push(&mut self, op: QOp, shape: Vec<usize>, ty: FixedType) {
+        let n = self.layers.len();
+        self.layers.push(QLayer {
+            name: format!("{}_{n}", op.kind().to_lowercase()),
+            inputs: vec![n],
+            shape: shape.clone(),
+            ty,
+            reuse: 1,
+            op,
+        });
+        self.cur_ty = ty;
+        self.cur_shape = shape;
+    }
+
+    /// Weights, bias and an exact accumulator for `rows` rows of `fan_in`.
+    fn weights(&mut self, rows: usize, fan_in: usize) -> (Vec<i64>, FixedType, Vec<i64>, FixedType, FixedType) {
+        loop {
+            let w_ty = random_type(self.rng, self.spec, true);
+            let b_ty = random_type(self.rng, self.spec, true);
+            let w = random_values(self.rng, w_ty, rows * fan_in);
+            let b = random_values(self.rng, b_ty, rows);
+            let acc = exact_accumulator(
+                self.cur_ty,
+                w_ty,
+                b_ty,
+                (0..rows).map(|o| (b[o], &w[o * fan_in..(o + 1) * fan_in])),
+            );
+            if let Ok(acc) = acc {
+                return (w, w_ty, b, b_ty, acc);
+            }
+        }
+    }
+
+    fn dense(&mut self, n_out: usize) {
+        let n_in: usize = self.cur_shape.iter().product();
+        let (weights, w_ty, bias, b_ty, acc_ty) = self.weights(n_out, n_in);
+        let ty = random_type(self.rng, self.spec, true);
+        self.push(
+            QOp::Dense {
+                n_in,
+                n_out,
+                weights,
+                w_ty,
+                bias,
+                b_ty,
+                acc_ty,
+            },
+            vec![n_out],
+            ty,
+        );
+    }
+
+    fn conv1d(&mut self) {
+        let (cin, len) = (self.cur_shape[0], self.cur_shape[1]);
+        let k = self.rng.gen_range(1..=len.min(3));
+        let stride = self.rng.gen_range(1..=2);
+        let pad = self.rng.gen_range(0..k);
+        let window = Window {
+            in_channels: cin,
+            in_spatial: vec![len],
+            kernel: vec![k],
+            stride: vec![stride],
+            pad_begin: vec![pad],
+            pad_end: vec![pad],
+        };
+        let cout = self.rng.gen_range(1..=4);
+        let (weights, w_ty, bias, b_ty, acc_ty) = self.weights(cout, cin * k);
+        let out_len = window.out_spatial()[0];
+        let ty = random_type(self.rng, self.spec, true);
+        self.push(
+            QOp::Conv {
+                window,
+                out_channels: cout,
+                weights,
+                w_ty,
+                bias,
+                b_ty,
+                acc_ty,
+            },
+            vec![cout, out_len],
+            ty,
+        );
+    }
+
+    fn pool1d(&mut self) {
+        let (c, len) = (self.cur_shape[0], self.cur_shape[1]);
+        let k = self.rng.gen_range(1..=len.min(2));
+        let window = Window {
+            in_channels: c,
+            in_spatial: vec![len],
+            kernel: vec![k],
+            stride: vec![k],
+            pad_begin: vec![0],
+            pad_end: vec![0],
+        };
+        let kind = if self.rng.gen_bool(0.5) {
+            PoolKind::Max
+        } else {
+            PoolKind::Average
+        };
+        let recip_ty = FixedType::unsigned(18, 1).expect("valid");
+        let recip = (0..=k)
+            .map(|n| recip_ty.quantize_f64(if n == 0 { 0.0 } else { 1.0 / n as f64 }))
+            .collect();
+        let out = window.out_spatial()[0];
+        let ty = random_type(self.rng, self.spec, true);
+        self.push(
+            QOp::Pool {
+                kind,
+                window,
+                recip,
+                recip_ty,
+            },
+            vec![c, out],
+            ty,
+        );
+    }
+
+    fn activation(&mut self) {
+        let shape = self.cur_shape.clone();
+        let signed = self.rng.gen_bool(0.7);
+        let ty = random_type(self.rng, self.spec, signed);
+        let choice = self.rng.gen_range(0..if self.spec.tables { 5 } else { 3 });
+        let op = match choice {
+            0 => QOp::Relu,
+            1 => {
+                let a_ty = FixedType::signed(8, 1).expect("valid");
+                QOp::LeakyRelu {
+                    alpha: self.rng.gen_range(0..=a_ty.max_raw()),
+                    a_ty,
+                }
+            }
+            2 => {
+                let (lo, hi) = (self.cur_ty.min_raw(), self.cur_ty.max_raw());
+                let a = self.rng.gen_range(lo..=hi);
+                let b = self.rng.gen_range(lo..=hi);
+                QOp::Clip {
+                    lo: a.min(b),
+                    hi: a.max(b),
+                }
+            }
+            3 => {
+                let func = [TableFn::Sigmoid, TableFn::Tanh, TableFn::Elu(1.0)][self.rng.gen_range(0..3)];
+                let bits = self.rng.gen_range(3..=10);
+                QOp::Table {
+                    func: func.name().into(),
+                    table: function_table(func, self.cur_ty, bits, ty),
+                }
+            }
+            _ => {
+                let thresholds = {
+                    let count = self.rng.gen_range(1..=4);
+                    let mut t = random_values(self.rng, self.cur_ty, count);
+                    t.sort_unstable();
+                    t
+                };
+                let values = random_values(self.rng, ty, thresholds.len() + 1);
+                QOp::Step { thresholds, values }
+            }
+        };
+        self.push(op, shape, ty);
+    }
+
+    fn head(&mut self) {
+        let n: usize = self.cur_shape.iter().product();
+        match self.rng.gen_range(0..3) {
+            0 => {}
+            1 => {
+                let ty = FixedType::unsigned(1, 1).expect("valid");
+                self.push(QOp::Argmax { n }, vec![n], ty);
+            }
+            _ => {
+                let exp_ty = FixedType::unsigned(self.rng.gen_range(6..=18), 1).expect("valid");
+                let inv_ty = FixedType::unsigned(self.rng.gen_range(6..=18), 1).expect("valid");
+                let bits = self.rng.gen_range(4..=10);
+                let (exp_table, inv_table) = softmax_tables(self.cur_ty, n, bits, exp_ty, inv_ty);
+                let ty = random_type(self.rng, self.spec, false);
+                self.push(
+                    QOp::Softmax {
+                        n,
+                        exp_ty,
+                        exp_table,
+                        inv_ty,
+                        inv_table,
+                    },
+                    vec![n],
+                    ty,
+                );
+            }
+        }
+    }
+}
+
+/// Draws a random network: optionally a Conv1D stage, then Dense layers with
+/// activations, then optionally a softmax or argmax head. Types, rounding and
+/// overflow modes are random; accumulators are exact.
+pub fn random_model(rng: &mut impl Rng, spec: &RandomSpec) -> QModel {
+    let input_ty = random_type(rng, spec, true);
+    let input_shape = if spec.conv {
+        vec![rng.gen_range(1..=3), rng.gen_range(2..=8)]
+    } else {
+        vec![rng.gen_range(1..=spec.max_neurons.max(1))]
+    };
+    let mut b = Builder {
+        rng,
+        spec,
+        layers: Vec::new(),
+        cur_ty: input_ty,
+        cur_shape: input_shape.clone(),
+    };
+    if spec.conv {
+        b.conv1d();
+        b.activation();
+        if b.rng.gen_bool(0.5) {
+            b.pool1d();
+        }
+    }
+    let n_layers = b.rng.gen_range(1..=spec.max_layers.max(1));
+    for i in 0..n_layers {
+        let n_out = b.rng.gen_range(1..=spec.max_neurons.max(1));
+        b.dense(n_out);
+        if i + 1 < n_layers || b.rng.gen_bool(0.5) {
+            b.activation();
+        }
+    }
+    if spec.tables {
+        b.head();
+    }
+    QModel {
+        name: "random".into(),
+        input_shape,
+        input_ty,
+        layers: b.layers,
+        output_names: Vec::new(),
+    }
+}
