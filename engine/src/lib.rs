@@ -1,1 +1,315 @@
-//! placeholder
+//! bxflow's CPU engine: runs a quantized network ([`quantize::qmodel::QModel`])
+//! bit-exactly to `quantize::golden::evaluate`, as fast as the CPU allows.
+//!
+//! * [`Engine`]: a model compiled into an execution [`plan::Plan`] of integer
+//!   kernels for one [`Isa`] (detected at run time, or forced for tests).
+//!   `infer` is `&self`, thread-safe and allocation-free after a thread's
+//!   first call (per-thread [`Scratch`]).
+//! * [`pipeline`]: a streaming pipeline (producer -> N workers -> in-order
+//!   consumer) with an explicit overload policy and a latency histogram.
+//! * [`events`]: the `.bxev` event file format (zero-copy via memmap2) and `.npy` input.
+//! * [`capi`]: the C API declared in `include/bxflow.h`.
+//! * [`bench`]: the figures `bxflow bench` prints, next to tract-onnx.
+
+pub mod bench;
+pub mod capi;
+pub mod dense;
+pub mod events;
+pub mod hist;
+pub mod isa;
+pub mod pipeline;
+pub mod plan;
+pub mod rq;
+
+use std::cell::RefCell;
+use std::path::Path;
+
+pub use isa::Isa;
+pub use plan::{LayerKernel, Plan, Scratch};
+use quantize::fixed::FixedType;
+use quantize::qmodel::QModel;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum EngineError {
+    #[error("input has {got} values but the model expects {expected} per event")]
+    InputLength { got: usize, expected: usize },
+    #[error("output buffer has {got} values but the model produces {expected} per event")]
+    OutputLength { got: usize, expected: usize },
+    #[error("input value {raw} at index {index} is outside the input type {ty}")]
+    InputRange { index: usize, raw: i64, ty: String },
+    #[error("instruction set {0} is not available on this CPU")]
+    IsaUnavailable(Isa),
+    #[error("model cannot be compiled: {0}")]
+    Model(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A value the engine accepts as model input.
+pub trait InputValue: Copy {
+    /// The raw code of the input type; raw integers must already be in range.
+    fn to_raw(self, ty: &FixedType, index: usize) -> Result<i64, EngineError>;
+}
+
+impl InputValue for i64 {
+    #[inline]
+    fn to_raw(self, ty: &FixedType, index: usize) -> Result<i64, EngineError> {
+        if ty.contains_raw(self) {
+            Ok(self)
+        } else {
+            Err(EngineError::InputRange {
+                index,
+                raw: self,
+                ty: ty.ap_string(),
+            })
+        }
+    }
+}
+
+impl InputValue for i32 {
+    #[inline]
+    fn to_raw(self, ty: &FixedType, index: usize) -> Result<i64, EngineError> {
+        (self as i64).to_raw(ty, index)
+    }
+}
+
+impl InputValue for f32 {
+    /// Quantized with the input type (its rounding and overflow modes), as
+    /// `quantize::golden::quantize_input` does.
+    #[inline]
+    fn to_raw(self, ty: &FixedType, _: usize) -> Result<i64, EngineError> {
+        Ok(ty.quantize_f64(self as f64))
+    }
+}
+
+impl InputValue for f64 {
+    #[inline]
+    fn to_raw(self, ty: &FixedType, _: usize) -> Result<i64, EngineError> {
+        Ok(ty.quantize_f64(self))
+    }
+}
+
+/// A value the engine writes as model output.
+pub trait OutputValue: Copy + Default {
+    fn from_raw(raw: i64, out: &OutScale) -> Self;
+}
+
+/// How raw outputs become numbers: exact scaling when the type allows it.
+#[derive(Clone, Copy, Debug)]
+pub struct OutScale {
+    ty: FixedType,
+    scale: f64,
+    exact: bool,
+}
+
+impl OutScale {
+    fn new(ty: FixedType) -> OutScale {
+        let f = ty.frac_bits();
+        let exact = ty.width <= 53 && (-900..=900).contains(&f);
+        OutScale {
+            ty,
+            scale: if exact { (-f as f64).exp2() } else { 0.0 },
+            exact,
+        }
+    }
+
+    #[inline]
+    pub fn to_f64(&self, raw: i64) -> f64 {
+        if self.exact {
+            raw as f64 * self.scale
+        } else {
+            self.ty.to_f64(raw)
+        }
+    }
+}
+
+impl OutputValue for i64 {
+    #[inline]
+    fn from_raw(raw: i64, _: &OutScale) -> i64 {
+        raw
+    }
+}
+
+impl OutputValue for f64 {
+    #[inline]
+    fn from_raw(raw: i64, s: &OutScale) -> f64 {
+        s.to_f64(raw)
+    }
+}
+
+impl OutputValue for f32 {
+    #[inline]
+    fn from_raw(raw: i64, s: &OutScale) -> f32 {
+        s.to_f64(raw) as f32
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// A quantized model compiled for one instruction set. `Send + Sync`: share
+/// it between threads behind an `Arc` or a reference.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    model: QModel,
+    plan: Plan,
+    input_ty: FixedType,
+    out_scale: OutScale,
+    in_len: usize,
+    out_len: usize,
+}
+
+impl Engine {
+    /// Compiles `model` for the best instruction set of this CPU.
+    pub fn new(model: &QModel) -> Result<Engine, EngineError> {
+        Engine::with_isa(model, Isa::detect())
+    }
+
+    /// Compiles `model` for `isa`; an error if the CPU lacks it.
+    pub fn with_isa(model: &QModel, isa: Isa) -> Result<Engine, EngineError> {
+        if !isa.available() {
+            return Err(EngineError::IsaUnavailable(isa));
+        }
+        let plan = Plan::compile(model, isa).map_err(EngineError::Model)?;
+        Ok(Engine {
+            input_ty: model.input_ty,
+            out_scale: OutScale::new(model.output_ty()),
+            in_len: model.input_len(),
+            out_len: model.output_len(),
+            model: model.clone(),
+            plan,
+        })
+    }
+
+    /// Loads a `.bxq` file and compiles it for the best instruction set.
+    pub fn load(path: &Path) -> Result<Engine, EngineError> {
+        let m = quantize::bxq::load(path).map_err(|e| EngineError::Io(e.to_string()))?;
+        Engine::new(&m)
+    }
+
+    pub fn model(&self) -> &QModel {
+        &self.model
+    }
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+    pub fn isa(&self) -> Isa {
+        self.plan.isa
+    }
+    pub fn input_len(&self) -> usize {
+        self.in_len
+    }
+    pub fn output_len(&self) -> usize {
+        self.out_len
+    }
+    /// Which kernel each layer runs.
+    pub fn kernels(&self) -> Vec<LayerKernel> {
+        self.plan.describe(&self.model)
+    }
+
+    /// A scratch sized for this engine (for [`Engine::infer_with`]).
+    pub fn scratch(&self) -> Scratch {
+        let mut s = Scratch::default();
+        s.ensure(&self.plan.sizes);
+        s
+    }
+
+    /// One event, with this thread's scratch. Inputs: `i64`/`i32` raw codes
+    /// of the input type, or `f32`/`f64` quantized on the way in; outputs:
+    /// `i64` raw codes or `f32`/`f64` values.
+    #[inline]
+    pub fn infer<I: InputValue, O: OutputValue>(
+        &self,
+        input: &[I],
+        output: &mut [O],
+    ) -> Result<(), EngineError> {
+        SCRATCH.with(|s| self.infer_with(&mut s.borrow_mut(), input, output))
+    }
+
+    /// One event with caller-provided scratch (never allocates once sized).
+    #[inline]
+    pub fn infer_with<I: InputValue, O: OutputValue>(
+        &self,
+        s: &mut Scratch,
+        input: &[I],
+        output: &mut [O],
+    ) -> Result<(), EngineError> {
+        if input.len() != self.in_len {
+            return Err(EngineError::InputLength {
+                got: input.len(),
+                expected: self.in_len,
+            });
+        }
+        if output.len() != self.out_len {
+            return Err(EngineError::OutputLength {
+                got: output.len(),
+                expected: self.out_len,
+            });
+        }
+        s.ensure(&self.plan.sizes);
+        self.run_one(s, input, output)
+    }
+
+    #[inline]
+    fn run_one<I: InputValue, O: OutputValue>(
+        &self,
+        s: &mut Scratch,
+        input: &[I],
+        output: &mut [O],
+    ) -> Result<(), EngineError> {
+        let r = self.plan.input_range();
+        for (i, (d, &v)) in s.arena[r].iter_mut().zip(input).enumerate() {
+            *d = v.to_raw(&self.input_ty, i)?;
+        }
+        self.plan.run(s);
+        let r = self.plan.output_range();
+        for (d, &v) in output.iter_mut().zip(&s.arena[r]) {
+            *d = O::from_raw(v, &self.out_scale);
+        }
+        Ok(())
+    }
+
+    /// Many events: `inputs` holds `n * input_len` values, `outputs` `n * output_len`.
+    pub fn infer_batch<I: InputValue, O: OutputValue>(
+        &self,
+        inputs: &[I],
+        outputs: &mut [O],
+    ) -> Result<usize, EngineError> {
+        SCRATCH.with(|s| self.infer_batch_with(&mut s.borrow_mut(), inputs, outputs))
+    }
+
+    pub fn infer_batch_with<I: InputValue, O: OutputValue>(
+        &self,
+        s: &mut Scratch,
+        inputs: &[I],
+        outputs: &mut [O],
+    ) -> Result<usize, EngineError> {
+        let n = if self.in_len == 0 {
+            outputs.len() / self.out_len.max(1)
+        } else {
+            inputs.len() / self.in_len
+        };
+        if inputs.len() != n * self.in_len {
+            return Err(EngineError::InputLength {
+                got: inputs.len(),
+                expected: n * self.in_len,
+            });
+        }
+        if outputs.len() != n * self.out_len {
+            return Err(EngineError::OutputLength {
+                got: outputs.len(),
+                expected: n * self.out_len,
+            });
+        }
+        s.ensure(&self.plan.sizes);
+        for e in 0..n {
+            self.run_one(
+                s,
+                &inputs[e * self.in_len..(e + 1) * self.in_len],
+                &mut outputs[e * self.out_len..(e + 1) * self.out_len],
+            )?;
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,231 @@
+//! Requantization in plain integer arithmetic: `FixedType::quantize_raw`
+//! specialised at load time for one source LSB, one target type and a known
+//! range of source values, so that the per-element work is a few branchless
+//! i64 operations that compilers vectorise.
+//!
+//! Rounding `v * 2^-from` to `2^-to` with `k = from - to > 0` is
+//! `(v + add) >> k` where `add` depends on the mode (see [`Rq::new`]); overflow
+//! is then a wrap (shift pair), a clamp, or a select. When the source range
+//! could overflow i64 in these steps the plan keeps the exact i128 path
+//! ([`Rq::Slow`]), so the result always equals `quantize_raw`.
+
+use quantize::fixed::{FixedType, Overflow, Rounding};
+
+#[derive(Clone, Debug)]
+pub enum Rq {
+    Fast(FastRq),
+    Slow { ty: FixedType, from: i32 },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct FastRq {
+    /// Right shift (rounding) and left shift (exact); at most one is non-zero.
+    kr: u32,
+    kl: u32,
+    base: i64,
+    neg: i64,
+    conv: i64,
+    /// Overflow: 0 wrap, 1 clamp (SAT and SAT_SYM), 2 SAT_ZERO.
+    mode: u8,
+    lo: i64,
+    hi: i64,
+    /// Clamp bounds (SAT_SYM raises the lower one).
+    clo: i64,
+    wrap_shift: u32,
+    signed: bool,
+}
+
+impl Rq {
+    /// Requantizer from raw values at LSB `2^-from` lying in `[vlo, vhi]` into `ty`.
+    pub fn new(from: i32, ty: FixedType, vlo: i128, vhi: i128) -> Rq {
+        let slow = Rq::Slow { ty, from };
+        let k = from as i64 - ty.frac_bits() as i64;
+        let (kr, kl) = if k >= 0 { (k, 0) } else { (0, -k) };
+        if kr > 62 || kl > 62 {
+            return slow;
+        }
+        let lim = 1i128 << 62;
+        // Left shift must stay in i64, right shift's addend too.
+        let (slo, shi) = (vlo << kl, vhi << kl);
+        if slo < -lim || shi > lim || vlo - 2 < -lim || vhi + (1i128 << kr) > lim {
+            return slow;
+        }
+        let half = if kr > 0 { 1i64 << (kr - 1) } else { 0 };
+        let full = (1i64 << kr) - 1;
+        let (base, neg, conv) = if kr == 0 {
+            (0, 0, 0)
+        } else {
+            match ty.rounding {
+                Rounding::Trn => (0, 0, 0),
+                Rounding::TrnZero => (0, full, 0),
+                Rounding::Rnd => (half, 0, 0),
+                Rounding::RndZero => (half - 1, 1, 0),
+                Rounding::RndInf => (half, -1, 0),
+                Rounding::RndMinInf => (half - 1, 0, 0),
+                Rounding::RndConv => (half - 1, 0, 1),
+            }
+        };
+        let (lo, hi) = (ty.min_raw(), ty.max_raw());
+        let sym_lo = if ty.signed && ty.width >= 2 {
+            lo + 1
+        } else {
+            lo
+        };
+        let (mode, clo) = match ty.overflow {
+            Overflow::Wrap => (0, lo),
+            Overflow::Sat => (1, lo),
+            Overflow::SatSym => (1, sym_lo),
+            Overflow::SatZero => (2, lo),
+        };
+        let width = ty.width.clamp(1, 64);
+        Rq::Fast(FastRq {
+            kr: kr as u32,
+            kl: kl as u32,
+            base,
+            neg,
+            conv,
+            mode,
+            lo,
+            hi,
+            clo,
+            wrap_shift: 64 - width,
+            signed: ty.signed,
+        })
+    }
+
+    /// Requantizer for every value of type `src` into `ty`.
+    pub fn from_type(src: FixedType, ty: FixedType) -> Rq {
+        Rq::new(
+            src.frac_bits(),
+            ty,
+            src.min_raw() as i128,
+            src.max_raw() as i128,
+        )
+    }
+
+    #[inline(always)]
+    pub fn apply(&self, v: i64) -> i64 {
+        match self {
+            Rq::Fast(f) => f.apply(v),
+            Rq::Slow { ty, from } => ty.quantize_raw(v as i128, *from),
+        }
+    }
+
+    /// Requantizes `src` into `dst` (same length).
+    #[inline(always)]
+    pub fn apply_slice(&self, src: &[i64], dst: &mut [i64]) {
+        match self {
+            Rq::Fast(f) => match f.mode {
+                0 => f.run::<0>(src, dst),
+                1 => f.run::<1>(src, dst),
+                _ => f.run::<2>(src, dst),
+            },
+            Rq::Slow { ty, from } => {
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = ty.quantize_raw(s as i128, *from);
+                }
+            }
+        }
+    }
+}
+
+impl FastRq {
+    #[inline(always)]
+    fn round(&self, v: i64) -> i64 {
+        let add = self.base + ((v >> 63) & self.neg) + ((v >> self.kr) & self.conv);
+        ((v + add) >> self.kr) << self.kl
+    }
+
+    #[inline(always)]
+    fn overflow<const MODE: u8>(&self, r: i64) -> i64 {
+        match MODE {
+            0 => {
+                let s = self.wrap_shift;
+                if self.signed {
+                    (r << s) >> s
+                } else {
+                    (((r << s) as u64) >> s) as i64
+                }
+            }
+            1 => r.clamp(self.clo, self.hi),
+            _ => {
+                if r < self.lo || r > self.hi {
+                    0
+                } else {
+                    r
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    pub fn apply(&self, v: i64) -> i64 {
+        let r = self.round(v);
+        match self.mode {
+            0 => self.overflow::<0>(r),
+            1 => self.overflow::<1>(r),
+            _ => self.overflow::<2>(r),
+        }
+    }
+
+    #[inline(always)]
+    fn run<const MODE: u8>(&self, src: &[i64], dst: &mut [i64]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = self.overflow::<MODE>(self.round(s));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn fast_requant_matches_quantize_raw() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let rs = [
+            Rounding::Trn,
+            Rounding::TrnZero,
+            Rounding::Rnd,
+            Rounding::RndZero,
+            Rounding::RndInf,
+            Rounding::RndMinInf,
+            Rounding::RndConv,
+        ];
+        let os = [
+            Overflow::Wrap,
+            Overflow::Sat,
+            Overflow::SatZero,
+            Overflow::SatSym,
+        ];
+        let mut fast = 0;
+        for _ in 0..20_000 {
+            let signed = rng.gen_bool(0.7);
+            let w = rng.gen_range(1..=if signed { 64 } else { 63 });
+            let ty = FixedType::new(w, rng.gen_range(-4..=w as i32 + 4), signed)
+                .unwrap()
+                .with_rounding(rs[rng.gen_range(0..7)])
+                .with_overflow(os[rng.gen_range(0..4)]);
+            let from = ty.frac_bits() + rng.gen_range(-8..=20);
+            let bits = rng.gen_range(1..=40);
+            let (lo, hi) = (-(1i128 << bits), (1i128 << bits) - 1);
+            let rq = Rq::new(from, ty, lo, hi);
+            if matches!(rq, Rq::Fast(_)) {
+                fast += 1;
+            }
+            for _ in 0..20 {
+                let v = rng.gen_range(lo..=hi) as i64;
+                assert_eq!(
+                    rq.apply(v),
+                    ty.quantize_raw(v as i128, from),
+                    "{ty:?} from {from} v {v}"
+                );
+                let mut d = [0i64];
+                rq.apply_slice(&[v], &mut d);
+                assert_eq!(d[0], ty.quantize_raw(v as i128, from));
+            }
+        }
+        assert!(fast > 10_000);
+    }
+}
