@@ -104,9 +104,14 @@ fn exp_ty() -> FixedType {
     FixedType::unsigned(18, 1).expect("valid type")
 }
 
-/// The default precision, hls4ml's: 16 bits, 6 of them integer.
+/// The default precision: hls4ml's 16 bits with 6 integer bits, but rounding
+/// to nearest and saturating. Wrap-around turns a large logit into a negative
+/// one and flips a trigger decision silently; saturation costs a comparator.
 pub fn default_precision() -> FixedType {
-    FixedType::signed(16, 6).expect("valid type")
+    FixedType::signed(16, 6)
+        .expect("valid type")
+        .with_rounding(crate::fixed::Rounding::Rnd)
+        .with_overflow(crate::fixed::Overflow::Sat)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1015,6 +1015,8 @@ impl Importer {
                     .then(|| ((0..len).map(|c| scale[c * per]).collect(), (0..len).map(|c| shift[c * per]).collect()))
             };
             match &mut prev.op {
+                // Weights a QONNX quantizer made exact stay exact: the affine becomes its own layer.
+                Op::Dense { w_quant: Some(_), .. } | Op::Conv { w_quant: Some(_), .. } => {}
                 Op::Dense { n_out, weights, bias, w_quant, b_quant, .. } => {
                     let k = weights.len() / *n_out;
                     for o in 0..*n_out {

@@ -326,3 +326,47 @@ impl QModel {
             .sum()
     }
 }
+
+impl QModel {
+    /// Every integer array of the model, in a fixed order: what the `.bxq`
+    /// blob stores, so the JSON metadata stays small and the weights aligned.
+    pub fn arrays_mut(&mut self) -> Vec<&mut Vec<i64>> {
+        let mut out: Vec<&mut Vec<i64>> = Vec::new();
+        for l in &mut self.layers {
+            match &mut l.op {
+                QOp::Dense { weights, bias, .. } | QOp::Conv { weights, bias, .. } => {
+                    out.push(weights);
+                    out.push(bias);
+                }
+                QOp::Scale { scale, shift, .. } => {
+                    out.push(scale);
+                    out.push(shift);
+                }
+                QOp::PRelu { alpha, .. } => out.push(alpha),
+                QOp::Table { table, .. } => out.push(&mut table.values),
+                QOp::Step { thresholds, values } => {
+                    out.push(thresholds);
+                    out.push(values);
+                }
+                QOp::Softmax {
+                    exp_table,
+                    inv_table,
+                    ..
+                } => {
+                    out.push(&mut exp_table.values);
+                    out.push(&mut inv_table.values);
+                }
+                QOp::Pool { recip, .. } => out.push(recip),
+                QOp::Relu
+                | QOp::LeakyRelu { .. }
+                | QOp::ThresholdedRelu { .. }
+                | QOp::Clip { .. }
+                | QOp::Argmax { .. }
+                | QOp::Add
+                | QOp::Route { .. }
+                | QOp::Requant => {}
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,214 @@
+//! Float IR + precision configuration -> [`QModel`]: the one place where real
+//! numbers become integers. Every conversion states its rounding; comparisons
+//! against constants (Clip bounds, thresholds) are converted so the integer
+//! comparison gives exactly the float comparison's answer.
+
+use crate::accum::exact_accumulator;
+use crate::config::{Config, SoftmaxMode};
+use crate::fixed::{FixedType, Overflow, Rounding};
+use crate::ir::{Graph, Op};
+use crate::qmodel::{QLayer, QModel, QOp, TensorId};
+use crate::tables::{function_table, softmax_tables};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuantizeError {
+    #[error("layer '{layer}' ({kind}): {msg}")]
+    Layer {
+        layer: String,
+        kind: &'static str,
+        msg: String,
+    },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// Raw value `r` with `r * 2^-f >= v` smallest (ceil), saturated to `ty`'s range.
+fn ceil_raw(ty: FixedType, v: f64) -> i64 {
+    let floor = ty.with_rounding(Rounding::Trn).with_overflow(Overflow::Sat);
+    let r = floor.quantize_f64(v);
+    if ty.to_f64(r) < v && r < ty.max_raw() {
+        r + 1
+    } else {
+        r
+    }
+}
+
+/// Raw value `r` with `r * 2^-f <= v` largest (floor), saturated to `ty`'s range.
+fn floor_raw(ty: FixedType, v: f64) -> i64 {
+    ty.with_rounding(Rounding::Trn)
+        .with_overflow(Overflow::Sat)
+        .quantize_f64(v)
+}
+
+/// `ty` with its integer bits set to just hold every value of `v`.
+fn fit_int_bits(ty: FixedType, v: &[f64]) -> FixedType {
+    let m = v.iter().fold(0f64, |a, x| a.max(x.abs()));
+    if m == 0.0 {
+        return ty;
+    }
+    let int_bits = m.log2().floor() as i32 + 1 + ty.signed as i32;
+    FixedType { int_bits, ..ty }
+}
+
+/// Is tensor `t` read only by QONNX quantizers (possibly through one Relu)?
+/// Then the layer that makes it keeps its exact value, so the quantizer
+/// rounds once, as the QONNX float semantics do.
+fn feeds_quant_only(g: &Graph, t: TensorId) -> bool {
+    let readers: Vec<(usize, &Op)> = g
+        .layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.inputs.contains(&t))
+        .map(|(i, l)| (i, &l.op))
+        .collect();
+    !readers.is_empty()
+        && readers.iter().all(|(i, op)| match op {
+            Op::Quant(_) => true,
+            Op::Relu => feeds_quant_only(g, i + 1),
+            _ => false,
+        })
+}
+
+/// Quantizes the float graph with the given configuration.
+pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> {
+    cfg.check_names(g.layers.iter().map(|l| l.name.as_str()))?;
+    let input_ty = cfg.input_type();
+    let mut layers: Vec<QLayer> = Vec::with_capacity(g.layers.len());
+    let ty_of = |layers: &[QLayer], t: TensorId| if t == 0 { input_ty } else { layers[t - 1].ty };
+    for (i, l) in g.layers.iter().enumerate() {
+        let kind = l.op.kind();
+        let err = |msg: String| QuantizeError::Layer {
+            layer: l.name.clone(),
+            kind,
+            msg,
+        };
+        let s = cfg.resolve(&l.name, kind);
+        let x_ty = ty_of(&layers, l.inputs[0]);
+        let explicit_result = cfg.layer.get(&l.name).and_then(|ls| ls.result).is_some();
+        let exact_out = !explicit_result && feeds_quant_only(g, i + 1);
+        let mut ty = s.result;
+        let q = |t: FixedType, v: &[f64]| v.iter().map(|&x| t.quantize_f64(x)).collect::<Vec<i64>>();
+        let op = match &l.op {
+            Op::Dense { n_in, n_out, weights, bias, w_quant, b_quant } => {
+                let w_ty = w_quant.unwrap_or(s.weight);
+                let b_ty = b_quant.unwrap_or(s.bias);
+                let (w, b) = (q(w_ty, weights), q(b_ty, bias));
+                let acc_ty = match s.accum {
+                    Some(a) => a,
+                    None => exact_accumulator(x_ty, w_ty, b_ty, (0..*n_out).map(|o| (b[o], &w[o * n_in..(o + 1) * n_in]))).map_err(err)?,
+                };
+                if exact_out {
+                    ty = acc_ty;
+                }
+                QOp::Dense { n_in: *n_in, n_out: *n_out, weights: w, w_ty, bias: b, b_ty, acc_ty }
+            }
+            Op::Conv { window, out_channels, weights, bias, w_quant, b_quant } => {
+                let w_ty = w_quant.unwrap_or(s.weight);
+                let b_ty = b_quant.unwrap_or(s.bias);
+                let (w, b) = (q(w_ty, weights), q(b_ty, bias));
+                let k = w.len() / out_channels.max(&1);
+                let acc_ty = match s.accum {
+                    Some(a) => a,
+                    None => exact_accumulator(x_ty, w_ty, b_ty, (0..*out_channels).map(|o| (b[o], &w[o * k..(o + 1) * k]))).map_err(err)?,
+                };
+                if exact_out {
+                    ty = acc_ty;
+                }
+                QOp::Conv { window: window.clone(), out_channels: *out_channels, weights: w, w_ty, bias: b, b_ty, acc_ty }
+            }
+            Op::Scale { scale, shift } => {
+                // Folded normalisations have coefficients far from 1: unless the
+                // layer's weight type is set by name, keep its width but fit its
+                // integer bits to the largest coefficient, so small scales keep
+                // their precision.
+                let named = cfg.layer.get(&l.name);
+                let s_ty = match named.and_then(|ls| ls.weight) {
+                    Some(t) => t,
+                    None => fit_int_bits(s.weight, scale),
+                };
+                let b_ty = match named.and_then(|ls| ls.bias) {
+                    Some(t) => t,
+                    None => fit_int_bits(s.bias, shift),
+                };
+                let (sc, sh) = (q(s_ty, scale), q(b_ty, shift));
+                let acc_ty = match s.accum {
+                    Some(a) => a,
+                    None => exact_accumulator(x_ty, s_ty, b_ty, (0..sc.len()).map(|j| (sh[j], &sc[j..j + 1]))).map_err(err)?,
+                };
+                if exact_out {
+                    ty = acc_ty;
+                }
+                QOp::Scale { scale: sc, s_ty, shift: sh, b_ty, acc_ty }
+            }
+            Op::Relu => {
+                if exact_out {
+                    ty = x_ty;
+                }
+                QOp::Relu
+            }
+            Op::LeakyRelu(a) => QOp::LeakyRelu { alpha: s.weight.quantize_f64(*a), a_ty: s.weight },
+            Op::PRelu(a) => QOp::PRelu { alpha: q(s.weight, a), a_ty: s.weight },
+            // x > theta  <=>  x_raw > floor(theta * 2^f)
+            Op::ThresholdedRelu(t) => QOp::ThresholdedRelu { theta: floor_raw(x_ty, *t) },
+            Op::Clip(lo, hi) => QOp::Clip { lo: ceil_raw(x_ty, *lo), hi: floor_raw(x_ty, *hi) },
+            Op::Func(f) => QOp::Table { func: f.name().into(), table: function_table(*f, x_ty, s.table_bits, ty) },
+            // x >= t  <=>  x_raw >= ceil(t * 2^f)
+            Op::Step { thresholds, values } => QOp::Step {
+                thresholds: thresholds.iter().map(|&t| ceil_raw(x_ty, t)).collect(),
+                values: q(ty, values),
+            },
+            Op::Softmax { n } => match cfg.model.softmax {
+                SoftmaxMode::Stable => {
+                    let (exp_ty, inv_ty) = (cfg.model.softmax_exp, cfg.model.softmax_inv);
+                    let (exp_table, inv_table) = softmax_tables(x_ty, *n, s.table_bits, exp_ty, inv_ty);
+                    QOp::Softmax { n: *n, exp_ty, exp_table, inv_ty, inv_table }
+                }
+                SoftmaxMode::Argmax => {
+                    ty = FixedType::unsigned(1, 1).expect("valid type");
+                    QOp::Argmax { n: *n }
+                }
+            },
+            Op::Pool { kind, window } => {
+                let recip_ty = FixedType::unsigned(18, 1).expect("valid type");
+                let recip = (0..=window.kernel_size())
+                    .map(|c| if c == 0 { 0 } else { recip_ty.with_rounding(Rounding::Rnd).quantize_f64(1.0 / c as f64) })
+                    .collect();
+                QOp::Pool { kind: *kind, window: window.clone(), recip, recip_ty }
+            }
+            Op::Add => QOp::Add,
+            Op::Route { src } => {
+                // Wiring keeps its input's type when all inputs agree: no rounding at all.
+                let tys: Vec<FixedType> = l.inputs.iter().map(|&t| ty_of(&layers, t)).collect();
+                if tys.iter().all(|t| *t == tys[0]) && !explicit_result {
+                    ty = tys[0];
+                }
+                QOp::Route { src: src.clone() }
+            }
+            Op::Quant(t) => {
+                ty = *t;
+                QOp::Requant
+            }
+        };
+        layers.push(QLayer {
+            name: l.name.clone(),
+            inputs: l.inputs.clone(),
+            shape: l.shape.clone(),
+            ty,
+            reuse: s.reuse,
+            op,
+        });
+    }
+    let model = QModel {
+        name: g.name.clone(),
+        input_shape: g.input_shape.clone(),
+        input_ty,
+        layers,
+        output_names: Vec::new(),
+    };
+    crate::validate::validate(&model).map_err(|msg| QuantizeError::Layer {
+        layer: model.name.clone(),
+        kind: "model",
+        msg,
+    })?;
+    Ok(model)
+}
