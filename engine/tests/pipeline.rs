@@ -1,0 +1,171 @@
+//! Streaming pipeline: ordering, accounting under both overload policies,
+//! errors from workers, shutdown drain.
+
+use engine::pipeline::{pipeline, Overload, PipelineConfig, PipelineError};
+use engine::Engine;
+use quantize::golden::evaluate;
+use quantize::qmodel::QModel;
+use quantize::random::{random_input, random_model, RandomSpec};
+use rand::{rngs::SmallRng, SeedableRng};
+use std::sync::Arc;
+
+const POOL: usize = 1024;
+
+fn setup(seed: u64) -> (Arc<Engine>, QModel, Vec<i64>, Vec<Vec<i64>>) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let spec = RandomSpec {
+        max_bits: 8,
+        max_neurons: 8,
+        max_layers: 2,
+        ..Default::default()
+    };
+    let model = random_model(&mut rng, &spec);
+    let inputs: Vec<Vec<i64>> = (0..POOL).map(|_| random_input(&mut rng, &model)).collect();
+    let want = inputs
+        .iter()
+        .map(|x| evaluate(&model, x).unwrap())
+        .collect();
+    (
+        Arc::new(Engine::new(&model).unwrap()),
+        model,
+        inputs.concat(),
+        want,
+    )
+}
+
+/// Pushes `total` events (event `s` is pool input `s % POOL`) and checks every
+/// delivered output; returns (delivered, stats).
+fn run(total: u64, overload: Overload, slow: bool) -> (u64, engine::pipeline::Stats) {
+    let (eng, _m, pool, want) = setup(11);
+    let il = eng.input_len();
+    let cfg = PipelineConfig {
+        workers: 2,
+        batch: 256,
+        queue: 16,
+        overload,
+        pin: false,
+    };
+    let (mut prod, mut cons) = pipeline(eng.clone(), &cfg).unwrap();
+    let consumer = std::thread::spawn(move || {
+        let mut last: Option<u64> = None;
+        let mut delivered = 0u64;
+        let mut since_sleep = 0u64;
+        while let Some((seq, out)) = cons.next().unwrap() {
+            assert!(
+                last.map_or(true, |l| seq > l),
+                "out of order: {seq} after {last:?}"
+            );
+            if overload == Overload::Block {
+                assert_eq!(seq, last.map_or(0, |l| l + 1), "gap under Block");
+            }
+            assert_eq!(out, &want[(seq % POOL as u64) as usize][..], "event {seq}");
+            last = Some(seq);
+            delivered += 1;
+            since_sleep += 1;
+            if slow && since_sleep >= 20_000 {
+                since_sleep = 0;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        (delivered, cons.stats())
+    });
+    // Push in chunks that keep event s = pool[s % POOL].
+    let mut pushed = 0u64;
+    while pushed < total {
+        let k = (POOL as u64).min(total - pushed) as usize;
+        prod.push_raw(&pool[..k * il]).unwrap();
+        pushed += k as u64;
+    }
+    prod.close().unwrap();
+    let (delivered, stats) = consumer.join().unwrap();
+    assert_eq!(stats.pushed, total);
+    assert_eq!(stats.in_flight, 0);
+    assert_eq!(stats.failed, 0);
+    assert_eq!(stats.delivered, delivered);
+    assert_eq!(
+        stats.processed, delivered,
+        "processed events are all delivered"
+    );
+    assert_eq!(stats.delivered + stats.dropped, stats.pushed, "{stats:?}");
+    assert_eq!(stats.latency.count, delivered);
+    eprintln!("{overload:?} slow={slow}: {stats:?}");
+    (delivered, stats)
+}
+
+#[test]
+fn ten_million_drop_slow_consumer_accounts_for_every_event() {
+    let (_, s) = run(10_000_000, Overload::Drop, true);
+    assert!(s.dropped > 0, "a slow consumer should force drops: {s:?}");
+}
+
+#[test]
+fn ten_million_block_loses_none() {
+    let (d, s) = run(10_000_000, Overload::Block, true);
+    assert_eq!(d, 10_000_000);
+    assert_eq!(s.dropped, 0);
+}
+
+#[test]
+fn inference_errors_fail_only_their_batch() {
+    let (eng, model, pool, want) = setup(12);
+    let il = eng.input_len();
+    let cfg = PipelineConfig {
+        workers: 2,
+        batch: 16,
+        queue: 4,
+        ..Default::default()
+    };
+    let (mut prod, mut cons) = pipeline(eng, &cfg).unwrap();
+    let bad = vec![model.input_ty.max_raw() + 1; il];
+    prod.push_raw(&pool[..64 * il]).unwrap(); // 0..64
+    prod.push_raw(&bad).unwrap(); // 64, batch 64..80 fails
+    prod.push_raw(&pool[65 * il..100 * il]).unwrap();
+    prod.close().unwrap();
+    let (mut ok, mut errs) = (0u64, 0u64);
+    loop {
+        match cons.next() {
+            Ok(Some((seq, out))) => {
+                assert_eq!(out, &want[seq as usize][..]);
+                ok += 1;
+            }
+            Ok(None) => break,
+            Err(PipelineError::Batch { first, count, .. }) => {
+                assert_eq!((first, count), (64, 16));
+                errs += count;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let s = cons.stats();
+    assert_eq!((ok, errs), (84, 16));
+    assert_eq!(
+        (s.delivered, s.failed, s.pushed, s.in_flight),
+        (84, 16, 100, 0)
+    );
+}
+
+#[test]
+fn float_push_and_partial_batch_drain() {
+    let (eng, model, _, _) = setup(13);
+    let cfg = PipelineConfig {
+        workers: 1,
+        batch: 1000,
+        ..Default::default()
+    };
+    let (mut prod, mut cons) = pipeline(eng.clone(), &cfg).unwrap();
+    let x: Vec<f32> = (0..eng.input_len())
+        .map(|i| i as f32 * 0.37 - 1.0)
+        .collect();
+    for _ in 0..7 {
+        prod.push(&x).unwrap();
+    }
+    prod.close().unwrap(); // 7 events in a partial batch are drained
+    let want = evaluate(&model, &quantize::golden::quantize_input(&model, &x)).unwrap();
+    let mut n = 0;
+    while let Some((seq, out)) = cons.next().unwrap() {
+        assert_eq!(seq, n);
+        assert_eq!(out, &want[..]);
+        n += 1;
+    }
+    assert_eq!(n, 7);
+}
