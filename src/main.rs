@@ -1,1 +1,47 @@
-fn main() {}
+//! `bxflow`: ONNX networks to bit-exact fixed point for trigger systems. The
+//! binary is thin: each subcommand parses its arguments and calls the crates.
+
+mod modelcmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bxflow",
+    version,
+    about = "ONNX networks to bit-exact fixed point for particle-physics triggers",
+    long_about = "bxflow takes a trained network (ONNX), quantizes it to ap_fixed-exact fixed point, \
+and evaluates it with a golden integer model that every backend (CPU engine, FPGA kernel) matches bit for bit.\n\n\
+Typical flow:\n  \
+bxflow inspect models/three_layer_keras.onnx\n  \
+bxflow quantize models/three_layer_keras.onnx -o tagger.bxq --auto --report report.json\n  \
+bxflow eval tagger.bxq --input events.npy --output scores.npy",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the imported graph: layers, shapes, ops, parameter counts.
+    Inspect(modelcmd::InspectArgs),
+    /// Quantize an ONNX model to a .bxq artifact, with a per-layer report.
+    Quantize(modelcmd::QuantizeArgs),
+    /// Run a .bxq (golden fixed point) or .onnx (float reference) on .npy events.
+    Eval(modelcmd::EvalArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => modelcmd::inspect(a),
+        Command::Quantize(a) => modelcmd::quantize(a),
+        Command::Eval(a) => modelcmd::eval(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

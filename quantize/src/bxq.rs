@@ -78,7 +78,11 @@ pub fn to_bytes(model: &QModel) -> Vec<u8> {
         producer: format!("bxflow {}", env!("CARGO_PKG_VERSION")),
     };
     let json = serde_json::to_vec(&meta).expect("a model always serializes");
-    let blob: Vec<u8> = arrays.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+    let blob: Vec<u8> = arrays
+        .iter()
+        .flatten()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     let blob_off = (HEADER + json.len()).div_ceil(64) * 64;
     let mut out = Vec::with_capacity(blob_off + blob.len());
     out.extend_from_slice(MAGIC);

@@ -114,7 +114,11 @@ pub fn compare(float: &[Vec<f64>], fixed: &[Vec<f64>]) -> Accuracy {
         events: n,
         argmax_agreement: if n == 0 { 1.0 } else { agree as f64 / n as f64 },
         max_abs_error: max_e,
-        mean_abs_error: if count == 0 { 0.0 } else { sum_e / count as f64 },
+        mean_abs_error: if count == 0 {
+            0.0
+        } else {
+            sum_e / count as f64
+        },
     }
 }
 

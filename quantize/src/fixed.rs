@@ -130,7 +130,7 @@ fn in_text(text: &Option<String>) -> String {
 /// too. A value built with an invalid width through a struct literal never
 /// panics: it is treated as if its width were clamped to the valid range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "FixedTypeFields")]
+#[serde(try_from = "FixedTypeRepr", into = "String")]
 pub struct FixedType {
     pub width: u32,
     pub int_bits: i32,
@@ -139,24 +139,45 @@ pub struct FixedType {
     pub overflow: Overflow,
 }
 
-/// Unvalidated serde mirror of [`FixedType`]; modes default to TRN / WRAP.
+/// Unvalidated serde form of [`FixedType`]: written as its hls4ml string
+/// (`"fixed<16,6,RND,SAT>"`, what configs and `.bxq` metadata show a person),
+/// read from that string or from the explicit fields (modes default to TRN / WRAP).
 #[derive(Deserialize)]
-struct FixedTypeFields {
-    width: u32,
-    int_bits: i32,
-    signed: bool,
-    #[serde(default)]
-    rounding: Rounding,
-    #[serde(default)]
-    overflow: Overflow,
+#[serde(untagged)]
+enum FixedTypeRepr {
+    Text(String),
+    Fields {
+        width: u32,
+        int_bits: i32,
+        signed: bool,
+        #[serde(default)]
+        rounding: Rounding,
+        #[serde(default)]
+        overflow: Overflow,
+    },
 }
 
-impl TryFrom<FixedTypeFields> for FixedType {
+impl TryFrom<FixedTypeRepr> for FixedType {
     type Error = FixedError;
-    fn try_from(f: FixedTypeFields) -> Result<Self, FixedError> {
-        Ok(FixedType::new(f.width, f.int_bits, f.signed)?
-            .with_rounding(f.rounding)
-            .with_overflow(f.overflow))
+    fn try_from(f: FixedTypeRepr) -> Result<Self, FixedError> {
+        match f {
+            FixedTypeRepr::Text(s) => s.parse(),
+            FixedTypeRepr::Fields {
+                width,
+                int_bits,
+                signed,
+                rounding,
+                overflow,
+            } => Ok(FixedType::new(width, int_bits, signed)?
+                .with_rounding(rounding)
+                .with_overflow(overflow)),
+        }
+    }
+}
+
+impl From<FixedType> for String {
+    fn from(t: FixedType) -> String {
+        t.to_string()
     }
 }
 
@@ -953,7 +974,10 @@ mod tests {
     fn serde_validates() {
         let ty = t("fixed<16,6,RND,SAT>");
         let json = serde_json::to_string(&ty).unwrap();
+        assert_eq!(json, r#""fixed<16,6,RND,SAT>""#);
         assert_eq!(serde_json::from_str::<FixedType>(&json).unwrap(), ty);
+        let bad_text = serde_json::from_str::<FixedType>(r#""fixed<0,3>""#);
+        assert!(bad_text.unwrap_err().to_string().contains("width 0"));
         let defaults: FixedType =
             serde_json::from_str(r#"{"width":8,"int_bits":3,"signed":false}"#).unwrap();
         assert_eq!(defaults, FixedType::unsigned(8, 3).unwrap());

@@ -31,13 +31,16 @@ pub enum GoldenError {
 pub fn round_to_lsb(raw: i128, from: i32, to: i32, r: Rounding) -> i128 {
     if to >= from {
         let sh = (to - from) as u32;
-        return raw.checked_shl(sh).filter(|v| v >> sh == raw).unwrap_or(if raw < 0 {
-            i128::MIN
-        } else if raw > 0 {
-            i128::MAX
-        } else {
-            0
-        });
+        return raw
+            .checked_shl(sh)
+            .filter(|v| v >> sh == raw)
+            .unwrap_or(if raw < 0 {
+                i128::MIN
+            } else if raw > 0 {
+                i128::MAX
+            } else {
+                0
+            });
     }
     let sh = (from - to) as u32;
     if sh >= 127 {
@@ -190,9 +193,9 @@ fn eval_layer(model: &QModel, layer: &QLayer, tensors: &[Vec<i64>]) -> Vec<i64> 
                 for p in 0..outp {
                     let terms = (0..cin).flat_map(|ic| {
                         (0..ksz).filter_map(move |k| {
-                            window.tap(p, k).map(|q| {
-                                (weights[(oc * cin + ic) * ksz + k], x[ic * inp + q])
-                            })
+                            window
+                                .tap(p, k)
+                                .map(|q| (weights[(oc * cin + ic) * ksz + k], x[ic * inp + q]))
                         })
                     });
                     y.push(mac.run(bias[oc], terms, out_ty));
@@ -288,8 +291,7 @@ fn eval_layer(model: &QModel, layer: &QLayer, tensors: &[Vec<i64>]) -> Vec<i64> 
             let one = out_ty.quantize_raw(1, 0);
             let mut y = vec![0; out_len];
             for (g, group) in x.chunks(*n).enumerate() {
-                let best = (0..group.len())
-                    .fold(0, |b, i| if group[i] > group[b] { i } else { b });
+                let best = (0..group.len()).fold(0, |b, i| if group[i] > group[b] { i } else { b });
                 y[g * n + best] = one;
             }
             y
@@ -311,13 +313,14 @@ fn eval_layer(model: &QModel, layer: &QLayer, tensors: &[Vec<i64>]) -> Vec<i64> 
                 for p in 0..outp {
                     let vals = (0..ksz).filter_map(|k| window.tap(p, k).map(|q| x[c * inp + q]));
                     y.push(match kind {
-                        PoolKind::Max => {
-                            requant(vals.max().unwrap_or(0) as i128, t.frac_bits())
-                        }
+                        PoolKind::Max => requant(vals.max().unwrap_or(0) as i128, t.frac_bits()),
                         PoolKind::Average => {
                             let (sum, count) =
                                 vals.fold((0i128, 0usize), |(s, n), v| (s + v as i128, n + 1));
-                            requant(sum * recip[count] as i128, t.frac_bits() + recip_ty.frac_bits())
+                            requant(
+                                sum * recip[count] as i128,
+                                t.frac_bits() + recip_ty.frac_bits(),
+                            )
                         }
                     });
                 }
@@ -345,7 +348,9 @@ fn eval_layer(model: &QModel, layer: &QLayer, tensors: &[Vec<i64>]) -> Vec<i64> 
             .collect(),
         QOp::Requant => {
             let (x, t) = arg(0);
-            x.iter().map(|&v| requant(v as i128, t.frac_bits())).collect()
+            x.iter()
+                .map(|&v| requant(v as i128, t.frac_bits()))
+                .collect()
         }
     }
 }

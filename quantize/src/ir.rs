@@ -173,7 +173,11 @@ fn eval_layer(l: &Layer, t: &[Vec<f64>]) -> Vec<f64> {
             bias,
             ..
         } => {
-            let (cin, ksz, inp) = (window.in_channels, window.kernel_size(), window.in_positions());
+            let (cin, ksz, inp) = (
+                window.in_channels,
+                window.kernel_size(),
+                window.in_positions(),
+            );
             let mut y = Vec::new();
             for oc in 0..*out_channels {
                 for p in 0..window.out_positions() {

@@ -3,16 +3,18 @@
 //! every backend must match bit for bit.
 
 pub mod accum;
+pub mod auto;
+pub mod bxq;
+pub mod calibrate;
+pub mod config;
 pub mod fixed;
 pub mod golden;
-pub mod qmodel;
-pub mod random;
-pub mod tables;
 pub mod ir;
-pub mod onnx;
-pub mod config;
-pub mod bxq;
 pub mod npy;
-pub mod validate;
-pub mod calibrate;
+pub mod onnx;
+pub mod qmodel;
 pub mod quantizer;
+pub mod random;
+pub mod report;
+pub mod tables;
+pub mod validate;

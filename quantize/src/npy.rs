@@ -1,7 +1,7 @@
 //! `.npy` in and out: what physicists' Python speaks. Events are the first
 //! axis; any numeric dtype is read as float features.
 
-use npyz::{WriterBuilder, WriteOptions};
+use npyz::{WriteOptions, WriterBuilder};
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,12 +55,18 @@ impl Events {
 /// Reads any numeric `.npy` array as f32 with its shape.
 fn read_array(path: &Path) -> Result<(Vec<usize>, Vec<f32>), NpyError> {
     let p = path.display().to_string();
-    let err = |msg: String| NpyError::Read { path: p.clone(), msg };
+    let err = |msg: String| NpyError::Read {
+        path: p.clone(),
+        msg,
+    };
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| err(format!("not a valid .npy file: {e}")))?;
+    let npy =
+        npyz::NpyFile::new(&bytes[..]).map_err(|e| err(format!("not a valid .npy file: {e}")))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     if npy.order() != npyz::Order::C {
-        return Err(err("Fortran-ordered arrays are not supported; save with np.ascontiguousarray".into()));
+        return Err(err(
+            "Fortran-ordered arrays are not supported; save with np.ascontiguousarray".into(),
+        ));
     }
     let ts = match npy.dtype() {
         npyz::DType::Plain(ts) => ts.to_string(),
@@ -80,7 +86,11 @@ fn read_array(path: &Path) -> Result<(Vec<usize>, Vec<f32>), NpyError> {
         "i4" => conv::<i32, _>(npy, |v| v as f32),
         "i8" => conv::<i64, _>(npy, |v| v as f32),
         "u1" => conv::<u8, _>(npy, |v| v as f32),
-        other => return Err(err(format!("dtype '{other}' is not supported (float32/64, int8..64, uint8 are)"))),
+        other => {
+            return Err(err(format!(
+                "dtype '{other}' is not supported (float32/64, int8..64, uint8 are)"
+            )))
+        }
     }
     .map_err(|e| err(format!("data does not match the header (truncated?): {e}")))?;
     Ok((shape, data))
@@ -113,7 +123,10 @@ pub fn read_labels(path: &Path) -> Result<Vec<usize>, NpyError> {
 /// Writes `[rows, cols]` f64 values.
 pub fn write_f64(path: &Path, rows: usize, cols: usize, data: &[f64]) -> Result<(), NpyError> {
     let p = path.display().to_string();
-    let err = |e: std::io::Error| NpyError::Write { path: p.clone(), msg: e.to_string() };
+    let err = |e: std::io::Error| NpyError::Write {
+        path: p.clone(),
+        msg: e.to_string(),
+    };
     let file = std::io::BufWriter::new(std::fs::File::create(path).map_err(err)?);
     let mut w = WriteOptions::new()
         .default_dtype()
@@ -128,7 +141,10 @@ pub fn write_f64(path: &Path, rows: usize, cols: usize, data: &[f64]) -> Result<
 /// Writes f32 values of any shape.
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), NpyError> {
     let p = path.display().to_string();
-    let err = |e: std::io::Error| NpyError::Write { path: p.clone(), msg: e.to_string() };
+    let err = |e: std::io::Error| NpyError::Write {
+        path: p.clone(),
+        msg: e.to_string(),
+    };
     let file = std::io::BufWriter::new(std::fs::File::create(path).map_err(err)?);
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     let mut w = WriteOptions::new()

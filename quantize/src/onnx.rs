@@ -25,7 +25,11 @@ pub enum ImportError {
     #[error("the ONNX model has no graph")]
     NoGraph,
     #[error("node '{node}' ({op}): {msg}")]
-    Node { node: String, op: String, msg: String },
+    Node {
+        node: String,
+        op: String,
+        msg: String,
+    },
     #[error("{0}")]
     Graph(String),
 }
@@ -129,7 +133,9 @@ fn tensor_from_proto(t: &pb::TensorProto) -> Result<Const, String> {
         .collect::<Result<_, _>>()?;
     let n: usize = shape.iter().product();
     if t.data_location == Some(1) {
-        return Err("external data files are not supported; re-export with the weights embedded".into());
+        return Err(
+            "external data files are not supported; re-export with the weights embedded".into(),
+        );
     }
     let raw = &t.raw_data;
     let data: Vec<f64> = match t.data_type {
@@ -210,8 +216,16 @@ fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         out[i] = if da == db || db == 1 {
             da
         } else if da == 1 {
@@ -231,7 +245,13 @@ fn broadcast_to(c: &Const, shape: &[usize]) -> Option<Vec<f64>> {
     let r = shape.len();
     let n: usize = shape.iter().product();
     let cs: Vec<usize> = (0..r)
-        .map(|i| if i + c.shape.len() >= r { c.shape[i + c.shape.len() - r] } else { 1 })
+        .map(|i| {
+            if i + c.shape.len() >= r {
+                c.shape[i + c.shape.len() - r]
+            } else {
+                1
+            }
+        })
         .collect();
     let mut out = Vec::with_capacity(n);
     for flat in 0..n {
@@ -298,7 +318,9 @@ fn pow2_type(
         ));
     }
     if bits.fract() != 0.0 || !(1.0..=64.0).contains(&bits) {
-        return Err(format!("bit width {bits} must be a whole number from 1 to 64"));
+        return Err(format!(
+            "bit width {bits} must be a whole number from 1 to 64"
+        ));
     }
     let width = bits as u32;
     let int_bits = width as i32 + scale.log2() as i32 - if signed { 0 } else { 0 };
@@ -404,7 +426,11 @@ impl Importer {
             uses,
             layers: Vec::new(),
             graph_outputs: g.output.iter().map(|o| o.name.clone()).collect(),
-            name: if g.name.is_empty() { name.into() } else { name.into() },
+            name: if g.name.is_empty() {
+                name.into()
+            } else {
+                name.into()
+            },
             input_name: input.name.clone(),
             input_shape,
         })
@@ -418,7 +444,10 @@ impl Importer {
             let mut rest = Vec::new();
             for &i in &pending {
                 let n = &g.node[i];
-                if n.input.iter().all(|x| x.is_empty() || self.values.contains_key(x)) {
+                if n.input
+                    .iter()
+                    .all(|x| x.is_empty() || self.values.contains_key(x))
+                {
                     self.node(n, i)?;
                 } else {
                     rest.push(i);
@@ -431,7 +460,10 @@ impl Importer {
                     .iter()
                     .filter(|x| !x.is_empty() && !self.values.contains_key(*x))
                     .collect();
-                let produced = g.node.iter().any(|m| m.output.iter().any(|o| missing.contains(&o)));
+                let produced = g
+                    .node
+                    .iter()
+                    .any(|m| m.output.iter().any(|o| missing.contains(&o)));
                 return Err(ImportError::Node {
                     node: node_name(n, rest[0]),
                     op: n.op_type.clone(),
@@ -508,7 +540,13 @@ impl Importer {
         let inputs: Vec<Option<Value>> = n
             .input
             .iter()
-            .map(|i| if i.is_empty() { None } else { self.values.get(i).cloned() })
+            .map(|i| {
+                if i.is_empty() {
+                    None
+                } else {
+                    self.values.get(i).cloned()
+                }
+            })
             .collect();
         let outputs = self.eval_node(n, &name, &inputs).map_err(err)?;
         for (o, v) in n.output.iter().zip(outputs) {
@@ -562,7 +600,10 @@ impl Importer {
                 _ => None,
             }
         };
-        let all_const = inputs.iter().flatten().all(|v| matches!(v, Value::Const(_)));
+        let all_const = inputs
+            .iter()
+            .flatten()
+            .all(|v| matches!(v, Value::Const(_)));
         let first_act = inputs.iter().flatten().find_map(|v| match v {
             Value::Act(a) => Some(a.clone()),
             _ => None,
@@ -579,7 +620,7 @@ impl Importer {
                 shape: vec![shape.len()],
                 data: shape.iter().map(|&d| d as f64).collect(),
                 quant: None,
- dtype: 0,
+                dtype: 0,
             })]);
         }
         if all_const {
@@ -588,20 +629,33 @@ impl Importer {
         let x = first_act.ok_or("no activation input")?;
         let xlen: usize = x.shape.iter().product();
         let onnx_axis = |axis: i64, rank_with_batch: usize| -> Result<usize, String> {
-            let a = if axis < 0 { axis + rank_with_batch as i64 } else { axis };
+            let a = if axis < 0 {
+                axis + rank_with_batch as i64
+            } else {
+                axis
+            };
             if a < 0 || a as usize >= rank_with_batch {
-                return Err(format!("axis {axis} is out of range for rank {rank_with_batch}"));
+                return Err(format!(
+                    "axis {axis} is out of range for rank {rank_with_batch}"
+                ));
             }
             Ok(a as usize)
         };
         let activation = |me: &mut Self, op: Op| -> Vec<Value> {
-            vec![Value::Act(me.push(name.into(), op, vec![x.id], x.shape.clone()))]
+            vec![Value::Act(me.push(
+                name.into(),
+                op,
+                vec![x.id],
+                x.shape.clone(),
+            ))]
         };
         let out = match op {
             "Identity" | "Dropout" => vec![Value::Act(x.clone())],
             "Relu" => activation(self, Op::Relu),
             "LeakyRelu" => activation(self, Op::LeakyRelu(Self::attr_f(n, "alpha", 0.01))),
-            "ThresholdedRelu" => activation(self, Op::ThresholdedRelu(Self::attr_f(n, "alpha", 1.0))),
+            "ThresholdedRelu" => {
+                activation(self, Op::ThresholdedRelu(Self::attr_f(n, "alpha", 1.0)))
+            }
             "Elu" => activation(self, Op::Func(TableFn::Elu(Self::attr_f(n, "alpha", 1.0)))),
             "Selu" => activation(
                 self,
@@ -628,7 +682,10 @@ impl Importer {
             }
             "Clip" => {
                 let (lo, hi) = if self.opset < 11 {
-                    (Self::attr_f(n, "min", f64::MIN), Self::attr_f(n, "max", f64::MAX))
+                    (
+                        Self::attr_f(n, "min", f64::MIN),
+                        Self::attr_f(n, "max", f64::MAX),
+                    )
                 } else {
                     (
                         opt_const(1).map(|c| c.data[0]).unwrap_or(f64::MIN),
@@ -667,7 +724,10 @@ impl Importer {
                 }
                 let w = konst(1)?;
                 if w.shape.len() != 2 {
-                    return Err(format!("weight '{}' has shape {:?}; expected 2-D", n.input[1], w.shape));
+                    return Err(format!(
+                        "weight '{}' has shape {:?}; expected 2-D",
+                        n.input[1], w.shape
+                    ));
                 }
                 let (alpha, beta) = if op == "Gemm" {
                     (Self::attr_f(n, "alpha", 1.0), Self::attr_f(n, "beta", 1.0))
@@ -678,7 +738,11 @@ impl Importer {
                     return Err("transA=1 would transpose the batch: not supported".into());
                 }
                 let trans_b = op == "Gemm" && Self::attr_i(n, "transB", 0) != 0;
-                let (k, m) = if trans_b { (w.shape[1], w.shape[0]) } else { (w.shape[0], w.shape[1]) };
+                let (k, m) = if trans_b {
+                    (w.shape[1], w.shape[0])
+                } else {
+                    (w.shape[0], w.shape[1])
+                };
                 if k != xlen {
                     return Err(format!(
                         "weight '{}' of shape {:?} does not match an input of {xlen} features",
@@ -687,14 +751,22 @@ impl Importer {
                 }
                 let weights: Vec<f64> = (0..m)
                     .flat_map(|o| {
-                        (0..k).map(move |i| if trans_b { w.data[o * k + i] } else { w.data[i * m + o] })
+                        (0..k).map(move |i| {
+                            if trans_b {
+                                w.data[o * k + i]
+                            } else {
+                                w.data[i * m + o]
+                            }
+                        })
                     })
                     .map(|v| v * alpha)
                     .collect();
                 let (bias, b_quant) = match opt_const(2) {
                     Some(c) => (
                         broadcast_to(c, &[m])
-                            .ok_or_else(|| format!("bias of shape {:?} does not broadcast to [{m}]", c.shape))?
+                            .ok_or_else(|| {
+                                format!("bias of shape {:?} does not broadcast to [{m}]", c.shape)
+                            })?
                             .iter()
                             .map(|v| v * beta)
                             .collect(),
@@ -718,10 +790,16 @@ impl Importer {
                 let (s, b, mean, var) = (konst(1)?, konst(2)?, konst(3)?, konst(4)?);
                 let eps = Self::attr_f(n, "epsilon", 1e-5);
                 let c = x.shape.first().copied().unwrap_or(1);
-                if s.data.len() != c || b.data.len() != c || mean.data.len() != c || var.data.len() != c {
+                if s.data.len() != c
+                    || b.data.len() != c
+                    || mean.data.len() != c
+                    || var.data.len() != c
+                {
                     return Err(format!("parameters must have one value per channel ({c})"));
                 }
-                let a: Vec<f64> = (0..c).map(|i| s.data[i] / (var.data[i] + eps).sqrt()).collect();
+                let a: Vec<f64> = (0..c)
+                    .map(|i| s.data[i] / (var.data[i] + eps).sqrt())
+                    .collect();
                 let sh: Vec<f64> = (0..c).map(|i| b.data[i] - mean.data[i] * a[i]).collect();
                 let per = xlen / c.max(1);
                 let scale: Vec<f64> = (0..xlen).map(|j| a[j / per]).collect();
@@ -731,7 +809,9 @@ impl Importer {
             "Conv" => {
                 let w = konst(1)?;
                 if Self::attr_i(n, "group", 1) != 1 {
-                    return Err("grouped or depthwise convolution (group != 1) is not supported".into());
+                    return Err(
+                        "grouped or depthwise convolution (group != 1) is not supported".into(),
+                    );
                 }
                 let spatial = x.shape.len().saturating_sub(1);
                 if !(1..=2).contains(&spatial) || w.shape.len() != spatial + 2 {
@@ -799,13 +879,25 @@ impl Importer {
                 };
                 let mut shape = vec![window.in_channels];
                 shape.extend(window.out_spatial());
-                let kind = if op.contains("Max") { PoolKind::Max } else { PoolKind::Average };
-                vec![Value::Act(self.push(name.into(), Op::Pool { kind, window }, vec![x.id], shape))]
+                let kind = if op.contains("Max") {
+                    PoolKind::Max
+                } else {
+                    PoolKind::Average
+                };
+                vec![Value::Act(self.push(
+                    name.into(),
+                    Op::Pool { kind, window },
+                    vec![x.id],
+                    shape,
+                ))]
             }
             "Flatten" => {
                 let axis = onnx_axis(Self::attr_i(n, "axis", 1), x.shape.len() + 1)?;
                 let _ = axis; // axis 0 or 1 both give one flat vector per event of batch 1
-                vec![Value::Act(Act { id: x.id, shape: vec![xlen] })]
+                vec![Value::Act(Act {
+                    id: x.id,
+                    shape: vec![xlen],
+                })]
             }
             "Reshape" => {
                 let target = konst(1)?.ints();
@@ -817,7 +909,8 @@ impl Importer {
                     .or_else(|| opt_const(1).map(|c| c.ints()))
                     .unwrap_or_default();
                 let rank = x.shape.len() + 1;
-                let mut full: Vec<usize> = std::iter::once(1).chain(x.shape.iter().copied()).collect();
+                let mut full: Vec<usize> =
+                    std::iter::once(1).chain(x.shape.iter().copied()).collect();
                 if op == "Squeeze" {
                     let mut ax: Vec<usize> = axes
                         .iter()
@@ -832,7 +925,10 @@ impl Importer {
                     ax.sort_unstable();
                     for &a in ax.iter().rev() {
                         if full[a] != 1 {
-                            return Err(format!("axis {a} has size {} and cannot be squeezed", full[a]));
+                            return Err(format!(
+                                "axis {a} has size {} and cannot be squeezed",
+                                full[a]
+                            ));
                         }
                         full.remove(a);
                     }
@@ -850,7 +946,10 @@ impl Importer {
                         full.insert(a, 1);
                     }
                 }
-                vec![Value::Act(Act { id: x.id, shape: full[1..].to_vec() })]
+                vec![Value::Act(Act {
+                    id: x.id,
+                    shape: full[1..].to_vec(),
+                })]
             }
             "Transpose" => {
                 let rank = x.shape.len() + 1;
@@ -858,25 +957,37 @@ impl Importer {
                     .map(|p| p.iter().map(|&v| v as usize).collect())
                     .unwrap_or_else(|| (0..rank).rev().collect());
                 if perm.len() != rank || perm[0] != 0 {
-                    return Err(format!("permutation {perm:?} moves the batch axis or has the wrong rank"));
+                    return Err(format!(
+                        "permutation {perm:?} moves the batch axis or has the wrong rank"
+                    ));
                 }
                 let p: Vec<usize> = perm[1..].iter().map(|&v| v - 1).collect();
                 let shape: Vec<usize> = p.iter().map(|&d| x.shape[d]).collect();
                 if p.iter().enumerate().all(|(i, &v)| i == v) {
                     vec![Value::Act(Act { id: x.id, shape })]
                 } else {
-                    let src = transpose_map(&x.shape, &p).into_iter().map(|j| (0u16, j as u32)).collect();
-                    vec![Value::Act(self.push(name.into(), Op::Route { src }, vec![x.id], shape))]
+                    let src = transpose_map(&x.shape, &p)
+                        .into_iter()
+                        .map(|j| (0u16, j as u32))
+                        .collect();
+                    vec![Value::Act(self.push(
+                        name.into(),
+                        Op::Route { src },
+                        vec![x.id],
+                        shape,
+                    ))]
                 }
             }
             "Concat" => {
-                let acts: Vec<Act> = inputs
-                    .iter()
-                    .map(|v| match v {
-                        Some(Value::Act(a)) => Ok(a.clone()),
-                        _ => Err("concatenating constants with activations is not supported".to_string()),
-                    })
-                    .collect::<Result<_, _>>()?;
+                let acts: Vec<Act> =
+                    inputs
+                        .iter()
+                        .map(|v| match v {
+                            Some(Value::Act(a)) => Ok(a.clone()),
+                            _ => Err("concatenating constants with activations is not supported"
+                                .to_string()),
+                        })
+                        .collect::<Result<_, _>>()?;
                 let rank = x.shape.len() + 1;
                 let axis = onnx_axis(Self::attr_i(n, "axis", 1), rank)?;
                 if axis == 0 {
@@ -885,9 +996,15 @@ impl Importer {
                 let d = axis - 1;
                 for a in &acts {
                     if a.shape.len() != x.shape.len()
-                        || a.shape.iter().enumerate().any(|(i, &s)| i != d && s != x.shape[i])
+                        || a.shape
+                            .iter()
+                            .enumerate()
+                            .any(|(i, &s)| i != d && s != x.shape[i])
                     {
-                        return Err(format!("shapes {:?} and {:?} do not concatenate on axis {axis}", x.shape, a.shape));
+                        return Err(format!(
+                            "shapes {:?} and {:?} do not concatenate on axis {axis}",
+                            x.shape, a.shape
+                        ));
                     }
                 }
                 let outer: usize = x.shape[..d].iter().product();
@@ -901,7 +1018,12 @@ impl Importer {
                 let mut shape = x.shape.clone();
                 shape[d] = acts.iter().map(|a| a.shape[d]).sum();
                 let ids = acts.iter().map(|a| a.id).collect();
-                vec![Value::Act(self.push(name.into(), Op::Route { src }, ids, shape))]
+                vec![Value::Act(self.push(
+                    name.into(),
+                    Op::Route { src },
+                    ids,
+                    shape,
+                ))]
             }
             "Quant" | "IntQuant" | "Trunc" | "BipolarQuant" => {
                 let ty = self.quant_type(n, inputs)?;
@@ -926,12 +1048,21 @@ impl Importer {
                 // The zero point's element type says int8 or uint8 (uint8 when absent).
                 let signed = zp.is_some_and(|c| c.dtype == 3);
                 let bits = 8.0;
-                let (qmin, qmax) = if signed { (-128.0, 127.0) } else { (0.0, 255.0) };
+                let (qmin, qmax) = if signed {
+                    (-128.0, 127.0)
+                } else {
+                    (0.0, 255.0)
+                };
                 let (lo, hi) = ((qmin - zp_v) * s.data[0], (qmax - zp_v) * s.data[0]);
                 // Wide enough for the offset range, then clipped to it: exact.
                 let t = pow2_type(s.data[0], bits + 1.0, true, false, Rounding::RndConv)?;
                 let q = self.push(name.into(), Op::Quant(t), vec![x.id], x.shape.clone());
-                let c = self.push(format!("{name}_range"), Op::Clip(lo, hi), vec![q.id], x.shape.clone());
+                let c = self.push(
+                    format!("{name}_range"),
+                    Op::Clip(lo, hi),
+                    vec![q.id],
+                    x.shape.clone(),
+                );
                 vec![Value::Act(c)]
             }
             "DequantizeLinear" => vec![Value::Act(x.clone())],
@@ -947,7 +1078,10 @@ impl Importer {
     fn window(&self, n: &pb::NodeProto, x: &Act, kernel: Vec<usize>) -> Result<Window, String> {
         let sp = kernel.len();
         if x.shape.len() != sp + 1 {
-            return Err(format!("input shape {:?} does not fit a {sp}-D window", x.shape));
+            return Err(format!(
+                "input shape {:?} does not fit a {sp}-D window",
+                x.shape
+            ));
         }
         let in_spatial = x.shape[1..].to_vec();
         let stride: Vec<usize> = Self::attr_ints(n, "strides")
@@ -983,7 +1117,9 @@ impl Importer {
             other => return Err(format!("auto_pad '{other}' is not supported")),
         };
         if stride.len() != sp || stride.contains(&0) {
-            return Err(format!("strides {stride:?} are invalid for a {sp}-D window"));
+            return Err(format!(
+                "strides {stride:?} are invalid for a {sp}-D window"
+            ));
         }
         for d in 0..sp {
             if in_spatial[d] + pad_begin[d] + pad_end[d] < kernel[d] {
@@ -1004,23 +1140,54 @@ impl Importer {
 
     /// Elementwise affine on `x`: folded into the layer that produced `x` when
     /// that layer is a Dense, Conv or Scale read only here, else a Scale layer.
-    fn affine(&mut self, n: &pb::NodeProto, name: &str, x: &Act, scale: Vec<f64>, shift: Vec<f64>) -> Act {
+    fn affine(
+        &mut self,
+        n: &pb::NodeProto,
+        name: &str,
+        x: &Act,
+        scale: Vec<f64>,
+        shift: Vec<f64>,
+    ) -> Act {
         if x.id > 0 && self.single_use(n) {
             let prev = &mut self.layers[x.id - 1];
             let per_out = |len: usize| -> Option<(Vec<f64>, Vec<f64>)> {
                 // Constant over each output channel?
                 let per = scale.len() / len;
                 (0..len)
-                    .all(|c| (0..per).all(|j| scale[c * per + j] == scale[c * per] && shift[c * per + j] == shift[c * per]))
-                    .then(|| ((0..len).map(|c| scale[c * per]).collect(), (0..len).map(|c| shift[c * per]).collect()))
+                    .all(|c| {
+                        (0..per).all(|j| {
+                            scale[c * per + j] == scale[c * per]
+                                && shift[c * per + j] == shift[c * per]
+                        })
+                    })
+                    .then(|| {
+                        (
+                            (0..len).map(|c| scale[c * per]).collect(),
+                            (0..len).map(|c| shift[c * per]).collect(),
+                        )
+                    })
             };
             match &mut prev.op {
                 // Weights a QONNX quantizer made exact stay exact: the affine becomes its own layer.
-                Op::Dense { w_quant: Some(_), .. } | Op::Conv { w_quant: Some(_), .. } => {}
-                Op::Dense { n_out, weights, bias, w_quant, b_quant, .. } => {
+                Op::Dense {
+                    w_quant: Some(_), ..
+                }
+                | Op::Conv {
+                    w_quant: Some(_), ..
+                } => {}
+                Op::Dense {
+                    n_out,
+                    weights,
+                    bias,
+                    w_quant,
+                    b_quant,
+                    ..
+                } => {
                     let k = weights.len() / *n_out;
                     for o in 0..*n_out {
-                        weights[o * k..(o + 1) * k].iter_mut().for_each(|w| *w *= scale[o]);
+                        weights[o * k..(o + 1) * k]
+                            .iter_mut()
+                            .for_each(|w| *w *= scale[o]);
                         bias[o] = bias[o] * scale[o] + shift[o];
                     }
                     if scale.iter().any(|&s| s != 1.0) {
@@ -1030,11 +1197,20 @@ impl Importer {
                     prev.name = format!("{}+{name}", prev.name);
                     return x.clone();
                 }
-                Op::Conv { out_channels, weights, bias, w_quant, b_quant, .. } => {
+                Op::Conv {
+                    out_channels,
+                    weights,
+                    bias,
+                    w_quant,
+                    b_quant,
+                    ..
+                } => {
                     if let Some((s, b)) = per_out(*out_channels) {
                         let k = weights.len() / *out_channels;
                         for o in 0..*out_channels {
-                            weights[o * k..(o + 1) * k].iter_mut().for_each(|w| *w *= s[o]);
+                            weights[o * k..(o + 1) * k]
+                                .iter_mut()
+                                .for_each(|w| *w *= s[o]);
                             bias[o] = bias[o] * s[o] + b[o];
                         }
                         if s.iter().any(|&v| v != 1.0) {
@@ -1045,7 +1221,10 @@ impl Importer {
                         return x.clone();
                     }
                 }
-                Op::Scale { scale: s0, shift: b0 } => {
+                Op::Scale {
+                    scale: s0,
+                    shift: b0,
+                } => {
                     for i in 0..s0.len() {
                         s0[i] *= scale[i];
                         b0[i] = b0[i] * scale[i] + shift[i];
@@ -1056,26 +1235,48 @@ impl Importer {
                 _ => {}
             }
         }
-        self.push(name.into(), Op::Scale { scale, shift }, vec![x.id], x.shape.clone())
+        self.push(
+            name.into(),
+            Op::Scale { scale, shift },
+            vec![x.id],
+            x.shape.clone(),
+        )
     }
 
-    fn arith(&mut self, n: &pb::NodeProto, name: &str, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
+    fn arith(
+        &mut self,
+        n: &pb::NodeProto,
+        name: &str,
+        inputs: &[Option<Value>],
+    ) -> Result<Vec<Value>, String> {
         let op = n.op_type.as_str();
         match (&inputs[0], inputs.get(1).and_then(|v| v.as_ref())) {
             (Some(Value::Act(a)), Some(Value::Act(b))) => {
                 if op != "Add" {
-                    return Err(format!("{op} of two activations is not supported (only Add is)"));
+                    return Err(format!(
+                        "{op} of two activations is not supported (only Add is)"
+                    ));
                 }
                 if a.shape != b.shape {
                     return Err(format!("Add of shapes {:?} and {:?}: broadcasting between activations is not supported", a.shape, b.shape));
                 }
-                Ok(vec![Value::Act(self.push(name.into(), Op::Add, vec![a.id, b.id], a.shape.clone()))])
+                Ok(vec![Value::Act(self.push(
+                    name.into(),
+                    Op::Add,
+                    vec![a.id, b.id],
+                    a.shape.clone(),
+                ))])
             }
-            (Some(Value::Act(a)), Some(Value::Const(c))) | (Some(Value::Const(c)), Some(Value::Act(a))) => {
+            (Some(Value::Act(a)), Some(Value::Const(c)))
+            | (Some(Value::Const(c)), Some(Value::Act(a))) => {
                 let act_first = matches!(inputs[0], Some(Value::Act(_)));
-                let bshape: Vec<usize> = std::iter::once(1).chain(a.shape.iter().copied()).collect();
+                let bshape: Vec<usize> =
+                    std::iter::once(1).chain(a.shape.iter().copied()).collect();
                 let v = broadcast_to(c, &bshape).ok_or_else(|| {
-                    format!("constant of shape {:?} does not broadcast to the input [1, {:?}]", c.shape, a.shape)
+                    format!(
+                        "constant of shape {:?} does not broadcast to the input [1, {:?}]",
+                        c.shape, a.shape
+                    )
                 })?;
                 let len = v.len();
                 let (scale, shift): (Vec<f64>, Vec<f64>) = match (op, act_first) {
@@ -1125,12 +1326,20 @@ impl Importer {
             _ => {
                 let (scale, zp, bits) = (c(1)?, c(2)?, c(3)?);
                 if zp != 0.0 {
-                    return Err(format!("zero point {zp}: only zero-offset quantizers map onto fixed point"));
+                    return Err(format!(
+                        "zero point {zp}: only zero-offset quantizers map onto fixed point"
+                    ));
                 }
                 let signed = Self::attr_i(n, "signed", 1) != 0;
                 let narrow = Self::attr_i(n, "narrow", 0) != 0;
                 let mode = Self::attr_s(n, "rounding_mode").unwrap_or_else(|| "ROUND".into());
-                Ok(QuantKind::Fixed(pow2_type(scale, bits, signed, narrow, qonnx_rounding(&mode)?)?))
+                Ok(QuantKind::Fixed(pow2_type(
+                    scale,
+                    bits,
+                    signed,
+                    narrow,
+                    qonnx_rounding(&mode)?,
+                )?))
             }
         }
     }
@@ -1146,7 +1355,8 @@ impl Importer {
         let op = n.op_type.as_str();
         let bin = |f: fn(f64, f64) -> f64| -> Result<Const, String> {
             let (a, b) = (c(0)?, c(1)?);
-            binary_const(a, b, f).ok_or_else(|| format!("shapes {:?} and {:?} do not broadcast", a.shape, b.shape))
+            binary_const(a, b, f)
+                .ok_or_else(|| format!("shapes {:?} and {:?} do not broadcast", a.shape, b.shape))
         };
         Ok(match op {
             "Constant" => {
@@ -1171,11 +1381,21 @@ impl Importer {
             "Pow" => bin(f64::powf)?,
             "Sqrt" => {
                 let a = c(0)?;
-                Const { shape: a.shape.clone(), data: a.data.iter().map(|v| v.sqrt()).collect(), quant: None, dtype: 0 }
+                Const {
+                    shape: a.shape.clone(),
+                    data: a.data.iter().map(|v| v.sqrt()).collect(),
+                    quant: None,
+                    dtype: 0,
+                }
             }
             "Neg" => {
                 let a = c(0)?;
-                Const { shape: a.shape.clone(), data: a.data.iter().map(|v| -v).collect(), quant: None, dtype: 0 }
+                Const {
+                    shape: a.shape.clone(),
+                    data: a.data.iter().map(|v| -v).collect(),
+                    quant: None,
+                    dtype: 0,
+                }
             }
             "Gather" => {
                 let (a, idx) = (c(0)?, c(1)?);
@@ -1189,10 +1409,18 @@ impl Importer {
                     .iter()
                     .map(|&i| {
                         let j = if i < 0 { i + len } else { i };
-                        a.data.get(j as usize).copied().ok_or(format!("index {i} out of range {len}"))
+                        a.data
+                            .get(j as usize)
+                            .copied()
+                            .ok_or(format!("index {i} out of range {len}"))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                Const { shape: idx.shape.clone(), data, quant: None, dtype: 0 }
+                Const {
+                    shape: idx.shape.clone(),
+                    data,
+                    quant: None,
+                    dtype: 0,
+                }
             }
             "Unsqueeze" | "Squeeze" | "Flatten" | "Reshape" => {
                 let a = c(0)?;
@@ -1203,7 +1431,15 @@ impl Importer {
                         let known: i64 = t
                             .iter()
                             .enumerate()
-                            .map(|(i, &d)| if d == 0 { a.shape.get(i).copied().unwrap_or(1) as i64 } else if d < 0 { 1 } else { d })
+                            .map(|(i, &d)| {
+                                if d == 0 {
+                                    a.shape.get(i).copied().unwrap_or(1) as i64
+                                } else if d < 0 {
+                                    1
+                                } else {
+                                    d
+                                }
+                            })
                             .product();
                         t.iter()
                             .enumerate()
@@ -1216,10 +1452,15 @@ impl Importer {
                     }
                     "Flatten" => vec![a.data.len()],
                     "Unsqueeze" => {
-                        let axes = Self::attr_ints(n, "axes").or_else(|| c(1).ok().map(|c| c.ints())).unwrap_or_default();
+                        let axes = Self::attr_ints(n, "axes")
+                            .or_else(|| c(1).ok().map(|c| c.ints()))
+                            .unwrap_or_default();
                         let mut s = a.shape.clone();
                         let r = (s.len() + axes.len()) as i64;
-                        let mut ax: Vec<usize> = axes.iter().map(|&x| if x < 0 { x + r } else { x } as usize).collect();
+                        let mut ax: Vec<usize> = axes
+                            .iter()
+                            .map(|&x| if x < 0 { x + r } else { x } as usize)
+                            .collect();
                         ax.sort_unstable();
                         for x in ax {
                             s.insert(x.min(s.len()), 1);
@@ -1231,7 +1472,12 @@ impl Importer {
                 if shape.iter().product::<usize>() != a.data.len() {
                     return Err(format!("cannot reshape {:?} to {shape:?}", a.shape));
                 }
-                Const { shape, data: a.data.clone(), quant: a.quant, dtype: 0 }
+                Const {
+                    shape,
+                    data: a.data.clone(),
+                    quant: a.quant,
+                    dtype: 0,
+                }
             }
             "Concat" => {
                 let parts: Vec<&Const> = (0..inputs.len()).map(c).collect::<Result<_, _>>()?;
@@ -1239,7 +1485,12 @@ impl Importer {
                     return Err("constant Concat is supported on 1-D tensors".into());
                 }
                 let data: Vec<f64> = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
-                Const { shape: vec![data.len()], data, quant: None, dtype: 0 }
+                Const {
+                    shape: vec![data.len()],
+                    data,
+                    quant: None,
+                    dtype: 0,
+                }
             }
             "Transpose" => {
                 let a = c(0)?;
@@ -1247,14 +1498,17 @@ impl Importer {
                     .map(|p| p.iter().map(|&v| v as usize).collect())
                     .unwrap_or_else(|| (0..a.shape.len()).rev().collect());
                 if perm.len() != a.shape.len() {
-                    return Err(format!("permutation {perm:?} does not match shape {:?}", a.shape));
+                    return Err(format!(
+                        "permutation {perm:?} does not match shape {:?}",
+                        a.shape
+                    ));
                 }
                 let map = transpose_map(&a.shape, &perm);
                 Const {
                     shape: perm.iter().map(|&p| a.shape[p]).collect(),
                     data: map.iter().map(|&j| a.data[j]).collect(),
                     quant: a.quant,
- dtype: 0,
+                    dtype: 0,
                 }
             }
             "Quant" | "IntQuant" | "Trunc" | "BipolarQuant" => {
@@ -1262,15 +1516,23 @@ impl Importer {
                 match self.quant_type(n, inputs) {
                     Ok(QuantKind::Fixed(t)) => Const {
                         shape: a.shape.clone(),
-                        data: a.data.iter().map(|&v| t.to_f64(t.quantize_f64(v))).collect(),
+                        data: a
+                            .data
+                            .iter()
+                            .map(|&v| t.to_f64(t.quantize_f64(v)))
+                            .collect(),
                         quant: Some(t),
- dtype: 0,
+                        dtype: 0,
                     },
                     Ok(QuantKind::Bipolar(s)) => Const {
                         shape: a.shape.clone(),
-                        data: a.data.iter().map(|&v| if v >= 0.0 { s } else { -s }).collect(),
+                        data: a
+                            .data
+                            .iter()
+                            .map(|&v| if v >= 0.0 { s } else { -s })
+                            .collect(),
                         quant: None,
- dtype: 0,
+                        dtype: 0,
                     },
                     // Per-channel or non-power-of-two weight quantizers: the quantized
                     // values are still exact constants, just without one fixed-point type.
@@ -1285,18 +1547,23 @@ impl Importer {
                             (false, false) => (0.0, b.exp2() - 1.0),
                             (false, true) => (0.0, b.exp2() - 2.0),
                         };
-                        let s = broadcast_to(scale, &a.shape).ok_or("scale does not broadcast to the weights")?;
-                        let z = broadcast_to(zp, &a.shape).ok_or("zero point does not broadcast to the weights")?;
+                        let s = broadcast_to(scale, &a.shape)
+                            .ok_or("scale does not broadcast to the weights")?;
+                        let z = broadcast_to(zp, &a.shape)
+                            .ok_or("zero point does not broadcast to the weights")?;
                         Const {
                             shape: a.shape.clone(),
                             data: a
                                 .data
                                 .iter()
                                 .enumerate()
-                                .map(|(i, &v)| ((v / s[i] + z[i]).round_ties_even().clamp(qmin, qmax) - z[i]) * s[i])
+                                .map(|(i, &v)| {
+                                    ((v / s[i] + z[i]).round_ties_even().clamp(qmin, qmax) - z[i])
+                                        * s[i]
+                                })
                                 .collect(),
                             quant: None,
- dtype: 0,
+                            dtype: 0,
                         }
                     }
                     Err(e) => return Err(e),
@@ -1310,17 +1577,30 @@ impl Importer {
                     if s.data.len() == 1 {
                         s.data[0]
                     } else {
-                        let ax = if axis < 0 { axis + a.shape.len() as i64 } else { axis } as usize;
+                        let ax = if axis < 0 {
+                            axis + a.shape.len() as i64
+                        } else {
+                            axis
+                        } as usize;
                         let inner: usize = a.shape[ax + 1..].iter().product();
                         s.data[(i / inner) % a.shape[ax]]
                     }
                 };
                 let zp_of = |i: usize| -> f64 {
-                    zp.map(|z| if z.data.len() == 1 { z.data[0] } else {
-                        let ax = if axis < 0 { axis + a.shape.len() as i64 } else { axis } as usize;
-                        let inner: usize = a.shape[ax + 1..].iter().product();
-                        z.data[(i / inner) % a.shape[ax]]
-                    }).unwrap_or(0.0)
+                    zp.map(|z| {
+                        if z.data.len() == 1 {
+                            z.data[0]
+                        } else {
+                            let ax = if axis < 0 {
+                                axis + a.shape.len() as i64
+                            } else {
+                                axis
+                            } as usize;
+                            let inner: usize = a.shape[ax + 1..].iter().product();
+                            z.data[(i / inner) % a.shape[ax]]
+                        }
+                    })
+                    .unwrap_or(0.0)
                 };
                 let data = a
                     .data
@@ -1334,7 +1614,12 @@ impl Importer {
                         }
                     })
                     .collect();
-                Const { shape: a.shape.clone(), data, quant: None, dtype: 0 }
+                Const {
+                    shape: a.shape.clone(),
+                    data,
+                    quant: None,
+                    dtype: 0,
+                }
             }
             other => {
                 return Err(format!(
@@ -1359,7 +1644,9 @@ fn reshape_target(shape: &[usize], target: &[i64]) -> Result<Vec<usize>, String>
     if !(target[0] == 1 || target[0] == -1 || target[0] == 0) {
         // A fixed batch size (e.g. 789444) baked into the export: one event keeps its own shape.
         if target.len() == 1 {
-            return Err(format!("target shape {target:?} folds the batch into the features"));
+            return Err(format!(
+                "target shape {target:?} folds the batch into the features"
+            ));
         }
     }
     let full: Vec<usize> = std::iter::once(1).chain(shape.iter().copied()).collect();
@@ -1383,7 +1670,9 @@ fn reshape_target(shape: &[usize], target: &[i64]) -> Result<Vec<usize>, String>
         })
         .collect();
     if out.iter().product::<usize>() != n || rest.iter().filter(|&&d| d == -1).count() > 1 {
-        return Err(format!("cannot reshape an event of shape {shape:?} to {target:?}"));
+        return Err(format!(
+            "cannot reshape an event of shape {shape:?} to {target:?}"
+        ));
     }
     Ok(out)
 }

@@ -205,7 +205,10 @@ pub enum QOp {
     /// thresholds ascending raw values of the input type, `values` raw values
     /// of the result type (`thresholds.len() + 1` of them). This is how a
     /// QONNX `Quant` with a non-power-of-two scale is kept exact on its input.
-    Step { thresholds: Vec<i64>, values: Vec<i64> },
+    Step {
+        thresholds: Vec<i64>,
+        values: Vec<i64>,
+    },
     /// Numerically stable softmax over each group of `n` consecutive elements:
     /// `d = x - max(group)` (exact, <= 0); `e = exp_table[d]` (raw of `exp_ty`);
     /// `s = sum e` (exact, >= 1 because the maximum contributes exp(0));

@@ -53,7 +53,7 @@ fn fit_int_bits(ty: FixedType, v: &[f64]) -> FixedType {
 /// Is tensor `t` read only by QONNX quantizers (possibly through one Relu)?
 /// Then the layer that makes it keeps its exact value, so the quantizer
 /// rounds once, as the QONNX float semantics do.
-fn feeds_quant_only(g: &Graph, t: TensorId) -> bool {
+pub(crate) fn feeds_quant_only(g: &Graph, t: TensorId) -> bool {
     let readers: Vec<(usize, &Op)> = g
         .layers
         .iter()
@@ -87,34 +87,77 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
         let explicit_result = cfg.layer.get(&l.name).and_then(|ls| ls.result).is_some();
         let exact_out = !explicit_result && feeds_quant_only(g, i + 1);
         let mut ty = s.result;
-        let q = |t: FixedType, v: &[f64]| v.iter().map(|&x| t.quantize_f64(x)).collect::<Vec<i64>>();
+        let q =
+            |t: FixedType, v: &[f64]| v.iter().map(|&x| t.quantize_f64(x)).collect::<Vec<i64>>();
         let op = match &l.op {
-            Op::Dense { n_in, n_out, weights, bias, w_quant, b_quant } => {
+            Op::Dense {
+                n_in,
+                n_out,
+                weights,
+                bias,
+                w_quant,
+                b_quant,
+            } => {
                 let w_ty = w_quant.unwrap_or(s.weight);
                 let b_ty = b_quant.unwrap_or(s.bias);
                 let (w, b) = (q(w_ty, weights), q(b_ty, bias));
                 let acc_ty = match s.accum {
                     Some(a) => a,
-                    None => exact_accumulator(x_ty, w_ty, b_ty, (0..*n_out).map(|o| (b[o], &w[o * n_in..(o + 1) * n_in]))).map_err(err)?,
+                    None => exact_accumulator(
+                        x_ty,
+                        w_ty,
+                        b_ty,
+                        (0..*n_out).map(|o| (b[o], &w[o * n_in..(o + 1) * n_in])),
+                    )
+                    .map_err(err)?,
                 };
                 if exact_out {
                     ty = acc_ty;
                 }
-                QOp::Dense { n_in: *n_in, n_out: *n_out, weights: w, w_ty, bias: b, b_ty, acc_ty }
+                QOp::Dense {
+                    n_in: *n_in,
+                    n_out: *n_out,
+                    weights: w,
+                    w_ty,
+                    bias: b,
+                    b_ty,
+                    acc_ty,
+                }
             }
-            Op::Conv { window, out_channels, weights, bias, w_quant, b_quant } => {
+            Op::Conv {
+                window,
+                out_channels,
+                weights,
+                bias,
+                w_quant,
+                b_quant,
+            } => {
                 let w_ty = w_quant.unwrap_or(s.weight);
                 let b_ty = b_quant.unwrap_or(s.bias);
                 let (w, b) = (q(w_ty, weights), q(b_ty, bias));
                 let k = w.len() / out_channels.max(&1);
                 let acc_ty = match s.accum {
                     Some(a) => a,
-                    None => exact_accumulator(x_ty, w_ty, b_ty, (0..*out_channels).map(|o| (b[o], &w[o * k..(o + 1) * k]))).map_err(err)?,
+                    None => exact_accumulator(
+                        x_ty,
+                        w_ty,
+                        b_ty,
+                        (0..*out_channels).map(|o| (b[o], &w[o * k..(o + 1) * k])),
+                    )
+                    .map_err(err)?,
                 };
                 if exact_out {
                     ty = acc_ty;
                 }
-                QOp::Conv { window: window.clone(), out_channels: *out_channels, weights: w, w_ty, bias: b, b_ty, acc_ty }
+                QOp::Conv {
+                    window: window.clone(),
+                    out_channels: *out_channels,
+                    weights: w,
+                    w_ty,
+                    bias: b,
+                    b_ty,
+                    acc_ty,
+                }
             }
             Op::Scale { scale, shift } => {
                 // Folded normalisations have coefficients far from 1: unless the
@@ -133,12 +176,24 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
                 let (sc, sh) = (q(s_ty, scale), q(b_ty, shift));
                 let acc_ty = match s.accum {
                     Some(a) => a,
-                    None => exact_accumulator(x_ty, s_ty, b_ty, (0..sc.len()).map(|j| (sh[j], &sc[j..j + 1]))).map_err(err)?,
+                    None => exact_accumulator(
+                        x_ty,
+                        s_ty,
+                        b_ty,
+                        (0..sc.len()).map(|j| (sh[j], &sc[j..j + 1])),
+                    )
+                    .map_err(err)?,
                 };
                 if exact_out {
                     ty = acc_ty;
                 }
-                QOp::Scale { scale: sc, s_ty, shift: sh, b_ty, acc_ty }
+                QOp::Scale {
+                    scale: sc,
+                    s_ty,
+                    shift: sh,
+                    b_ty,
+                    acc_ty,
+                }
             }
             Op::Relu => {
                 if exact_out {
@@ -146,12 +201,26 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
                 }
                 QOp::Relu
             }
-            Op::LeakyRelu(a) => QOp::LeakyRelu { alpha: s.weight.quantize_f64(*a), a_ty: s.weight },
-            Op::PRelu(a) => QOp::PRelu { alpha: q(s.weight, a), a_ty: s.weight },
+            Op::LeakyRelu(a) => QOp::LeakyRelu {
+                alpha: s.weight.quantize_f64(*a),
+                a_ty: s.weight,
+            },
+            Op::PRelu(a) => QOp::PRelu {
+                alpha: q(s.weight, a),
+                a_ty: s.weight,
+            },
             // x > theta  <=>  x_raw > floor(theta * 2^f)
-            Op::ThresholdedRelu(t) => QOp::ThresholdedRelu { theta: floor_raw(x_ty, *t) },
-            Op::Clip(lo, hi) => QOp::Clip { lo: ceil_raw(x_ty, *lo), hi: floor_raw(x_ty, *hi) },
-            Op::Func(f) => QOp::Table { func: f.name().into(), table: function_table(*f, x_ty, s.table_bits, ty) },
+            Op::ThresholdedRelu(t) => QOp::ThresholdedRelu {
+                theta: floor_raw(x_ty, *t),
+            },
+            Op::Clip(lo, hi) => QOp::Clip {
+                lo: ceil_raw(x_ty, *lo),
+                hi: floor_raw(x_ty, *hi),
+            },
+            Op::Func(f) => QOp::Table {
+                func: f.name().into(),
+                table: function_table(*f, x_ty, s.table_bits, ty),
+            },
             // x >= t  <=>  x_raw >= ceil(t * 2^f)
             Op::Step { thresholds, values } => QOp::Step {
                 thresholds: thresholds.iter().map(|&t| ceil_raw(x_ty, t)).collect(),
@@ -160,8 +229,15 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
             Op::Softmax { n } => match cfg.model.softmax {
                 SoftmaxMode::Stable => {
                     let (exp_ty, inv_ty) = (cfg.model.softmax_exp, cfg.model.softmax_inv);
-                    let (exp_table, inv_table) = softmax_tables(x_ty, *n, s.table_bits, exp_ty, inv_ty);
-                    QOp::Softmax { n: *n, exp_ty, exp_table, inv_ty, inv_table }
+                    let (exp_table, inv_table) =
+                        softmax_tables(x_ty, *n, s.table_bits, exp_ty, inv_ty);
+                    QOp::Softmax {
+                        n: *n,
+                        exp_ty,
+                        exp_table,
+                        inv_ty,
+                        inv_table,
+                    }
                 }
                 SoftmaxMode::Argmax => {
                     ty = FixedType::unsigned(1, 1).expect("valid type");
@@ -171,9 +247,22 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
             Op::Pool { kind, window } => {
                 let recip_ty = FixedType::unsigned(18, 1).expect("valid type");
                 let recip = (0..=window.kernel_size())
-                    .map(|c| if c == 0 { 0 } else { recip_ty.with_rounding(Rounding::Rnd).quantize_f64(1.0 / c as f64) })
+                    .map(|c| {
+                        if c == 0 {
+                            0
+                        } else {
+                            recip_ty
+                                .with_rounding(Rounding::Rnd)
+                                .quantize_f64(1.0 / c as f64)
+                        }
+                    })
                     .collect();
-                QOp::Pool { kind: *kind, window: window.clone(), recip, recip_ty }
+                QOp::Pool {
+                    kind: *kind,
+                    window: window.clone(),
+                    recip,
+                    recip_ty,
+                }
             }
             Op::Add => QOp::Add,
             Op::Route { src } => {

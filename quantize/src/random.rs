@@ -106,7 +106,11 @@ impl<R: Rng> Builder<'_, R> {
     }
 
     /// Weights, bias and an exact accumulator for `rows` rows of `fan_in`.
-    fn weights(&mut self, rows: usize, fan_in: usize) -> (Vec<i64>, FixedType, Vec<i64>, FixedType, FixedType) {
+    fn weights(
+        &mut self,
+        rows: usize,
+        fan_in: usize,
+    ) -> (Vec<i64>, FixedType, Vec<i64>, FixedType, FixedType) {
         loop {
             let w_ty = random_type(self.rng, self.spec, true);
             let b_ty = random_type(self.rng, self.spec, true);
@@ -233,7 +237,8 @@ impl<R: Rng> Builder<'_, R> {
                 }
             }
             3 => {
-                let func = [TableFn::Sigmoid, TableFn::Tanh, TableFn::Elu(1.0)][self.rng.gen_range(0..3)];
+                let func =
+                    [TableFn::Sigmoid, TableFn::Tanh, TableFn::Elu(1.0)][self.rng.gen_range(0..3)];
                 let bits = self.rng.gen_range(3..=10);
                 QOp::Table {
                     func: func.name().into(),

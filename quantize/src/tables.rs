@@ -37,9 +37,7 @@ impl TableFn {
                     a * x.exp_m1()
                 }
             }
-            TableFn::Selu(a, g) => {
-                g * if x >= 0.0 { x } else { a * x.exp_m1() }
-            }
+            TableFn::Selu(a, g) => g * if x >= 0.0 { x } else { a * x.exp_m1() },
             TableFn::HardSigmoid(a, b) => (a * x + b).clamp(0.0, 1.0),
         }
     }
@@ -124,7 +122,9 @@ pub fn softmax_tables(
     inv_ty: FixedType,
 ) -> (Table, Table) {
     // Differences below -16 give exp < 1.2e-7: below any useful output LSB.
-    let d_lo = in_ty.quantize_f64(-16.0).max(-(in_ty.max_raw() - in_ty.min_raw()));
+    let d_lo = in_ty
+        .quantize_f64(-16.0)
+        .max(-(in_ty.max_raw() - in_ty.min_raw()));
     let exp_table = table_over(in_ty, d_lo.min(0), 0, bits, exp_ty, f64::exp);
     let one = exp_ty.quantize_f64(1.0);
     let s_hi = (one as i128 * n as i128).min(i64::MAX as i128) as i64;

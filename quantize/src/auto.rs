@@ -1,0 +1,271 @@
+//! `auto` precision: types chosen from data and accuracy, not from types alone.
+//!
+//! 1. Profile every tensor's range on calibration events with the float graph.
+//! 2. Give each tensor just enough integer bits that nothing overflows on the
+//!    calibration set, with a margin; weights and biases get theirs from the
+//!    constants themselves; tensors made by ReLU are unsigned.
+//! 3. Start every tensor with generous fractional bits, check the accuracy
+//!    budget, then, layer by layer in order, binary-search the fewest
+//!    fractional bits of the result and of the weights that keep the model
+//!    within the budget (argmax agreement and maximum output error against
+//!    float, measured with the golden model).
+
+use crate::calibrate::{compare, fixed_outputs, float_outputs, profile, Accuracy};
+use crate::config::{Config, LayerSettings};
+use crate::fixed::{FixedType, Overflow, Rounding};
+use crate::ir::{Graph, Op};
+use crate::qmodel::QModel;
+use crate::quantizer::{feeds_quant_only, quantize_graph, QuantizeError};
+use serde::{Deserialize, Serialize};
+
+/// The accuracy a quantized model must keep against float.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Budget {
+    /// Fraction of events with the same winning class (default 0.995).
+    pub min_agreement: f64,
+    /// Largest absolute output error, as a fraction of the largest float
+    /// output magnitude seen in calibration (default 0.05).
+    pub max_rel_error: f64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            min_agreement: 0.995,
+            max_rel_error: 0.05,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AutoOptions {
+    pub budget: Budget,
+    /// Extra headroom on observed ranges, in bits (1 = twice the largest value seen).
+    pub margin_bits: i32,
+    /// Widest type the search may use.
+    pub max_width: u32,
+    /// Starting fractional bits of every tensor.
+    pub start_frac: i32,
+}
+
+impl Default for AutoOptions {
+    fn default() -> Self {
+        AutoOptions {
+            budget: Budget::default(),
+            margin_bits: 1,
+            max_width: 24,
+            start_frac: 14,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AutoResult {
+    pub config: Config,
+    pub model: QModel,
+    pub accuracy: Accuracy,
+    /// Bits of every searched tensor, for the report: (layer, tensor, type).
+    pub choices: Vec<(String, &'static str, FixedType)>,
+    pub evaluations: usize,
+}
+
+fn int_bits_for(max_abs: f64, signed: bool, margin: i32) -> i32 {
+    let m = if max_abs > 0.0 {
+        max_abs.log2().floor() as i32 + 1
+    } else {
+        0
+    };
+    m + signed as i32 + margin
+}
+
+fn make_type(int_bits: i32, frac: i32, signed: bool, max_width: u32) -> FixedType {
+    let width = (int_bits + frac).clamp(1, max_width as i32) as u32;
+    let frac = width as i32 - int_bits;
+    FixedType::new(width, width as i32 - frac, signed)
+        .expect("width clamped to range")
+        .with_rounding(Rounding::Rnd)
+        .with_overflow(Overflow::Sat)
+}
+
+struct Search<'a> {
+    g: &'a Graph,
+    events: Vec<f32>,
+    float: Vec<Vec<f64>>,
+    max_err: f64,
+    budget: Budget,
+    evaluations: usize,
+}
+
+impl Search<'_> {
+    fn check(&mut self, cfg: &Config) -> Result<Option<(QModel, Accuracy)>, QuantizeError> {
+        self.evaluations += 1;
+        let q = quantize_graph(self.g, cfg)?;
+        let acc = compare(&self.float, &fixed_outputs(&q, &self.events));
+        let ok =
+            acc.argmax_agreement >= self.budget.min_agreement && acc.max_abs_error <= self.max_err;
+        Ok(ok.then_some((q, acc)))
+    }
+}
+
+/// Chooses per-layer types for `g` on calibration `events` (flat, `g.input_len()` per event).
+pub fn auto_precision(
+    g: &Graph,
+    events: &[f32],
+    opts: &AutoOptions,
+) -> Result<AutoResult, QuantizeError> {
+    let prof = profile(g, events);
+    // Evaluate on a subset sized so one check costs about the same on every model.
+    let macs: usize = g
+        .layers
+        .iter()
+        .map(|l| l.op.params().max(1))
+        .sum::<usize>()
+        .max(1);
+    let n_eval = (100_000_000 / macs)
+        .clamp(300, 3000)
+        .min(events.len() / g.input_len().max(1));
+    let ev: Vec<f32> = events[..n_eval * g.input_len()].to_vec();
+    let float = float_outputs(g, &ev);
+    let out_mag = float.iter().flatten().fold(0f64, |a, v| a.max(v.abs()));
+    let mut s = Search {
+        g,
+        float,
+        events: ev,
+        max_err: opts.budget.max_rel_error * out_mag.max(1e-9),
+        budget: opts.budget,
+        evaluations: 0,
+    };
+    let absmax = |t: usize| prof.min[t].abs().max(prof.max[t].abs());
+    let mut cfg = Config::uniform(make_type(
+        int_bits_for(absmax(0), true, opts.margin_bits),
+        opts.start_frac,
+        true,
+        opts.max_width,
+    ));
+    let in_int = int_bits_for(absmax(0), true, opts.margin_bits);
+    cfg.model.input = Some(make_type(in_int, opts.start_frac, true, opts.max_width));
+
+    // Per-layer integer bits, fractional bits to be searched.
+    struct Slot {
+        name: String,
+        /// The result type is the search's (false: fixed by a quantizer or by wiring).
+        free: bool,
+        result_int: i32,
+        result_signed: bool,
+        weight_int: Option<i32>,
+        bias_int: Option<i32>,
+        frac: i32,
+        wfrac: i32,
+    }
+    let mut slots: Vec<Slot> = Vec::new();
+    for (i, l) in g.layers.iter().enumerate() {
+        let unsigned = matches!(l.op, Op::Relu | Op::Softmax { .. }) && prof.min[i + 1] >= 0.0;
+        let (w_int, b_int) = match &l.op {
+            Op::Dense { weights, bias, .. } | Op::Conv { weights, bias, .. } => {
+                let wm = weights.iter().fold(0f64, |a, v| a.max(v.abs()));
+                let bm = bias.iter().fold(0f64, |a, v| a.max(v.abs()));
+                (
+                    Some(int_bits_for(wm, true, 0)),
+                    Some(int_bits_for(bm, true, 0)),
+                )
+            }
+            _ => (None, None),
+        };
+        let free = !matches!(l.op, Op::Quant(_) | Op::Route { .. }) && !feeds_quant_only(g, i + 1);
+        slots.push(Slot {
+            name: l.name.clone(),
+            free,
+            result_int: int_bits_for(absmax(i + 1), !unsigned, opts.margin_bits),
+            result_signed: !unsigned,
+            weight_int: w_int,
+            bias_int: b_int,
+            frac: opts.start_frac,
+            wfrac: opts.start_frac,
+        });
+    }
+    let apply = |cfg: &mut Config, slots: &[Slot]| {
+        cfg.layer.clear();
+        for sl in slots {
+            let mut ls = LayerSettings {
+                result: sl
+                    .free
+                    .then(|| make_type(sl.result_int, sl.frac, sl.result_signed, opts.max_width)),
+                ..LayerSettings::default()
+            };
+            if let (Some(wi), Some(bi)) = (sl.weight_int, sl.bias_int) {
+                ls.weight = Some(make_type(wi, sl.wfrac, true, opts.max_width));
+                ls.bias = Some(make_type(bi, sl.wfrac.max(sl.frac), true, opts.max_width));
+            }
+            cfg.layer.insert(sl.name.clone(), ls);
+        }
+    };
+    apply(&mut cfg, &slots);
+    let mut best = s.check(&cfg)?;
+    if best.is_none() {
+        // Even the generous start misses the budget: report it with its accuracy.
+        let q = quantize_graph(g, &cfg)?;
+        let acc = compare(&s.float, &fixed_outputs(&q, &s.events));
+        return Err(QuantizeError::Layer {
+            layer: g.name.clone(),
+            kind: "auto",
+            msg: format!(
+                "even {} fractional bits everywhere miss the accuracy budget (agreement {:.4} < {} or max error {:.4} > {:.4}); widen --max-width or relax the budget",
+                opts.start_frac, acc.argmax_agreement, opts.budget.min_agreement, acc.max_abs_error, s.max_err
+            ),
+        });
+    }
+    // Input first, then each layer's result and weights, fewest bits that pass.
+    let mut lo = -in_int;
+    let mut hi = opts.start_frac;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let mut c = cfg.clone();
+        c.model.input = Some(make_type(in_int, mid, true, opts.max_width));
+        if let Some(r) = s.check(&c)? {
+            hi = mid;
+            cfg = c;
+            best = Some(r);
+        } else {
+            lo = mid + 1;
+        }
+    }
+    for k in 0..slots.len() {
+        for which in [0, 1] {
+            if (which == 0 && !slots[k].free) || (which == 1 && slots[k].weight_int.is_none()) {
+                continue;
+            }
+            let (mut lo, mut hi) = (-slots[k].result_int.min(8), opts.start_frac);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                let saved = (slots[k].frac, slots[k].wfrac);
+                if which == 0 {
+                    slots[k].frac = mid;
+                } else {
+                    slots[k].wfrac = mid;
+                }
+                let mut c = cfg.clone();
+                apply(&mut c, &slots);
+                if let Some(r) = s.check(&c)? {
+                    hi = mid;
+                    cfg = c;
+                    best = Some(r);
+                } else {
+                    (slots[k].frac, slots[k].wfrac) = saved;
+                    lo = mid + 1;
+                }
+            }
+        }
+    }
+    let (model, accuracy) = best.expect("the starting point passed");
+    let mut choices = vec![("input".to_string(), "input", model.input_ty)];
+    for l in &model.layers {
+        choices.push((l.name.clone(), "result", l.ty));
+    }
+    Ok(AutoResult {
+        config: cfg,
+        model,
+        accuracy,
+        choices,
+        evaluations: s.evaluations,
+    })
+}

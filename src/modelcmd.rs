@@ -1,0 +1,227 @@
+//! `inspect`, `quantize` and `eval`: the commands over the quantize crate.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use quantize::auto::{auto_precision, AutoOptions, Budget};
+use quantize::calibrate::default_events;
+use quantize::config::Config;
+use quantize::fixed::{FixedType, Overflow, Rounding};
+use quantize::ir::Graph;
+use quantize::qmodel::QModel;
+use quantize::{bxq, golden, npy, onnx, quantizer, report};
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// ONNX model file.
+    pub model: PathBuf,
+    /// Print the graph as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct QuantizeArgs {
+    /// ONNX model file.
+    pub model: PathBuf,
+    /// Output .bxq file.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Precision of every tensor, hls4ml or ap_fixed syntax. Without modes,
+    /// bxflow rounds to nearest and saturates (RND, SAT): write
+    /// 'fixed<16,6,TRN,WRAP>' for ap_fixed's own defaults.
+    #[arg(long, default_value = "fixed<16,6>")]
+    pub precision: String,
+    /// TOML configuration with per-layer-type and per-layer overrides (see the README).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Choose types per layer from calibration data and an accuracy budget.
+    #[arg(long)]
+    pub auto: bool,
+    /// Calibration events (.npy, [events, features...]); N(0,1) features by default.
+    #[arg(long)]
+    pub calib: Option<PathBuf>,
+    /// Class labels for the calibration events (.npy), for per-class AUC in the report.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Number of generated calibration events when --calib is not given.
+    #[arg(long, default_value_t = 5000)]
+    pub events: usize,
+    /// --auto: minimum argmax agreement with float.
+    #[arg(long, default_value_t = Budget::default().min_agreement)]
+    pub min_agreement: f64,
+    /// --auto: maximum output error, as a fraction of the largest float output.
+    #[arg(long, default_value_t = Budget::default().max_rel_error)]
+    pub max_error: f64,
+    /// Write the quantization report as JSON here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the configuration that was used (useful after --auto) as TOML here.
+    #[arg(long)]
+    pub save_config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A .bxq model (golden fixed point; outputs are the fixed-point values as
+    /// float64) or an .onnx model (float reference).
+    pub model: PathBuf,
+    /// Input events (.npy, [events, features...]).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output file (.npy, float64 [events, outputs]).
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// `--precision` text: ap_fixed or hls4ml syntax; modes default to RND, SAT.
+pub fn parse_precision(text: &str) -> Result<FixedType> {
+    let t: FixedType = text
+        .parse()
+        .with_context(|| format!("--precision '{text}'"))?;
+    let has_modes = text.contains(',') && text.split(',').count() > 2;
+    Ok(if has_modes {
+        t
+    } else {
+        t.with_rounding(Rounding::Rnd).with_overflow(Overflow::Sat)
+    })
+}
+
+pub fn import(path: &Path) -> Result<Graph> {
+    onnx::import_path(path).with_context(|| format!("importing {}", path.display()))
+}
+
+pub fn inspect(a: InspectArgs) -> Result<()> {
+    let g = import(&a.model)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&g)?);
+        return Ok(());
+    }
+    println!(
+        "model {}  input '{}' {:?}  output {:?}",
+        g.name, g.input_name, g.input_shape, g.output_shape
+    );
+    println!(
+        "{:>3}  {:<40} {:<12} {:<10} {:>14} {:>9}",
+        "#", "layer (ONNX node)", "op", "inputs", "shape", "params"
+    );
+    let mut total = 0;
+    for (i, l) in g.layers.iter().enumerate() {
+        total += l.op.params();
+        println!(
+            "{:>3}  {:<40} {:<12} {:<10} {:>14} {:>9}",
+            i + 1,
+            l.name,
+            l.op.kind(),
+            format!("{:?}", l.inputs),
+            format!("{:?}", l.shape),
+            l.op.params()
+        );
+    }
+    println!(
+        "{} layers, {} parameters (tensor 0 is the input; layer i makes tensor i)",
+        g.layers.len(),
+        total
+    );
+    Ok(())
+}
+
+fn load_events(path: Option<&Path>, g: &Graph, n: usize) -> Result<Vec<f32>> {
+    match path {
+        Some(p) => {
+            let ev = npy::read_events(p)?;
+            ev.check_event_shape(&p.display().to_string(), &g.input_shape)?;
+            Ok(ev.data)
+        }
+        None => Ok(default_events(g, n, 1)),
+    }
+}
+
+pub fn quantize(a: QuantizeArgs) -> Result<()> {
+    let g = import(&a.model)?;
+    let events = load_events(a.calib.as_deref(), &g, a.events)?;
+    let labels = a.labels.as_deref().map(npy::read_labels).transpose()?;
+    let (model, cfg): (QModel, Config) = if a.auto {
+        if a.config.is_some() {
+            bail!("--auto chooses every type itself; drop --config, or drop --auto to apply the config");
+        }
+        let opts = AutoOptions {
+            budget: Budget {
+                min_agreement: a.min_agreement,
+                max_rel_error: a.max_error,
+            },
+            ..AutoOptions::default()
+        };
+        eprintln!(
+            "auto precision: searching types on {} events ...",
+            events.len() / g.input_len()
+        );
+        let r = auto_precision(&g, &events, &opts)?;
+        eprintln!("auto precision: {} evaluations", r.evaluations);
+        (r.model, r.config)
+    } else {
+        let cfg = match &a.config {
+            Some(p) => Config::load(p)?,
+            None => Config::uniform(parse_precision(&a.precision)?),
+        };
+        (quantizer::quantize_graph(&g, &cfg)?, cfg)
+    };
+    bxq::save(&model, &a.output)?;
+    let rep = report::build(&g, &model, &events, labels.as_deref());
+    print!("{rep}");
+    println!(
+        "wrote {} ({} layers, {} MACs per event)",
+        a.output.display(),
+        model.layers.len(),
+        model.macs()
+    );
+    if let Some(p) = &a.report {
+        std::fs::write(p, serde_json::to_string_pretty(&rep)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+        println!("report: {}", p.display());
+    }
+    if let Some(p) = &a.save_config {
+        std::fs::write(p, cfg.to_toml()).with_context(|| format!("writing {}", p.display()))?;
+        println!("config: {}", p.display());
+    }
+    Ok(())
+}
+
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let ev = npy::read_events(&a.input)?;
+    let ext = a.model.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let (outputs, width): (Vec<f64>, usize) = match ext {
+        "bxq" => {
+            let q = bxq::load(&a.model)?;
+            ev.check_event_shape(&a.input.display().to_string(), &q.input_shape)?;
+            let mut out = Vec::with_capacity(ev.count() * q.output_len());
+            for i in 0..ev.count() {
+                let raw = golden::evaluate(&q, &golden::quantize_input(&q, ev.event(i)))?;
+                out.extend(golden::dequantize_output(&q, &raw));
+            }
+            (out, q.output_len())
+        }
+        "onnx" => {
+            let g = import(&a.model)?;
+            ev.check_event_shape(&a.input.display().to_string(), &g.input_shape)?;
+            let mut out = Vec::with_capacity(ev.count() * g.output_len());
+            for i in 0..ev.count() {
+                out.extend(g.evaluate(&ev.event(i).iter().map(|&v| v as f64).collect::<Vec<_>>()));
+            }
+            (out, g.output_len())
+        }
+        _ => bail!(
+            "'{}': expected a .bxq (fixed point) or .onnx (float) model",
+            a.model.display()
+        ),
+    };
+    npy::write_f64(&a.output, ev.count(), width, &outputs)?;
+    eprintln!(
+        "{} events -> {} ([{}, {}] float64)",
+        ev.count(),
+        a.output.display(),
+        ev.count(),
+        width
+    );
+    Ok(())
+}
