@@ -1,1 +1,12 @@
-//! placeholder
+//! FPGA kernels for quantized networks: a netlist built from a
+//! [`quantize::qmodel::QModel`], simulated cycle by cycle and printed as
+//! Verilog from the same description; export with a self-checking testbench,
+//! Verilator and Icarus co-simulation, and Yosys resource reports.
+
+pub mod build;
+pub mod export;
+pub mod netlist;
+pub mod pipeline;
+pub mod synth;
+
+pub use build::{build_kernel, Kernel, Options, Strategy};

@@ -1,0 +1,892 @@
+//! From a [`QModel`] to a netlist: every op of the model becomes integer
+//! hardware that follows the golden model's rules literally (see `QOp`):
+//! constant multiplications as canonical-signed-digit shift-and-add or as
+//! multipliers, balanced adder trees, rounding and overflow per
+//! `FixedType::quantize_raw`, comparators, multiplexers and ROMs.
+
+use quantize::fixed::{FixedType, Overflow, Rounding};
+use quantize::golden::round_to_lsb;
+use quantize::qmodel::{PoolKind, QModel, QOp, Table};
+use serde::Serialize;
+
+use crate::netlist::{Netlist, NetlistError, NodeId, OutField, Sim};
+use crate::pipeline::pipeline;
+
+/// How multiplications by constant weights are built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Strategy {
+    /// One multiplier (`*`, DSP) per weight with two or more signed digits.
+    Dsp,
+    /// Multiplier-free: canonical signed digits, shifts and adders (no DSP).
+    ShiftAdd,
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "dsp" => Ok(Strategy::Dsp),
+            "shift-add" | "shiftadd" | "csd" => Ok(Strategy::ShiftAdd),
+            other => Err(format!(
+                "unknown strategy '{other}': expected dsp or shift-add"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Options {
+    pub strategy: Strategy,
+    /// Target clock in MHz.
+    pub clock_mhz: f64,
+    /// Adder levels between pipeline registers; derived from the clock when `None`.
+    pub levels: Option<u32>,
+    /// Reuse factor (only 1 is implemented).
+    pub reuse: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            strategy: Strategy::ShiftAdd,
+            clock_mhz: 200.0,
+            levels: None,
+            reuse: 1,
+        }
+    }
+}
+
+impl Options {
+    /// Adder levels per pipeline stage: about 1.2 ns per carry-chain adder
+    /// with its routing on UltraScale+, so 4 at 200 MHz.
+    pub fn adder_levels(&self) -> u32 {
+        self.levels
+            .unwrap_or_else(|| ((1000.0 / self.clock_mhz) / 1.2).floor().max(1.0) as u32)
+            .max(1)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BuildError {
+    #[error("layer {layer} ({kind}) is not supported by the HDL backend: {why}")]
+    Unsupported {
+        layer: String,
+        kind: &'static str,
+        why: String,
+    },
+    #[error("reuse factor {0} is not implemented yet: only reuse 1 (II = 1) is")]
+    Reuse(u32),
+    #[error(transparent)]
+    Netlist(#[from] NetlistError),
+}
+
+/// A field of a bus: one value of a fixed-point type, two's complement raw bits.
+#[derive(Clone, Debug, Serialize)]
+pub struct Field {
+    pub lsb: u32,
+    pub width: u32,
+    pub signed: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stats {
+    pub adders: usize,
+    pub adder_bits: u64,
+    pub comparators: usize,
+    pub multipliers: usize,
+    pub muxes: usize,
+    pub registers: usize,
+    pub register_bits: u64,
+    pub rom_bits: u64,
+    /// Rough LUT estimate: one LUT per adder/comparator/mux bit.
+    pub lut_estimate: u64,
+    pub dsp_estimate: u64,
+}
+
+/// A built kernel: the pipelined netlist and its interface.
+pub struct Kernel {
+    pub name: String,
+    pub net: Netlist,
+    pub latency: u32,
+    pub ii: u32,
+    pub inputs: Vec<Field>,
+    pub outputs: Vec<Field>,
+    pub options: Options,
+}
+
+impl Kernel {
+    pub fn in_width(&self) -> u32 {
+        self.inputs.iter().map(|f| f.width).sum()
+    }
+    pub fn out_width(&self) -> u32 {
+        self.outputs.iter().map(|f| f.width).sum()
+    }
+
+    pub fn verilog(&self) -> String {
+        self.net.verilog(&self.name)
+    }
+
+    pub fn stats(&self) -> Stats {
+        use crate::netlist::Op;
+        let mut s = Stats::default();
+        for n in &self.net.nodes {
+            let w = n.width as u64;
+            match &n.op {
+                Op::Add(..) | Op::Sub(..) => {
+                    s.adders += 1;
+                    s.adder_bits += w;
+                    s.lut_estimate += w;
+                }
+                Op::Lt(a, b) | Op::Eq(a, b) => {
+                    s.comparators += 1;
+                    s.lut_estimate += self.net.width(*a).max(self.net.width(*b)) as u64;
+                }
+                Op::Mux(..) => {
+                    s.muxes += 1;
+                    s.lut_estimate += w;
+                }
+                Op::MulConst(..) | Op::Mul(..) => {
+                    s.multipliers += 1;
+                    // A DSP48E2 multiplies 27 x 18.
+                    s.dsp_estimate += ((w + 26) / 27).max(1);
+                }
+                Op::Rom { values, .. } => {
+                    s.rom_bits += values.len() as u64 * w;
+                    s.lut_estimate += (values.len() as u64 / 64).max(1) * w;
+                }
+                Op::Reg { .. } => {
+                    s.registers += 1;
+                    s.register_bits += w;
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// Runs the cycle simulator on `events` (one per clock, II = 1) and
+    /// returns the raw outputs of each event, checking that every output
+    /// appears exactly `latency` cycles after its input.
+    pub fn simulate(&self, events: &[Vec<i64>]) -> Vec<Vec<i64>> {
+        let mut sim = Sim::new(&self.net);
+        sim.step(true, false, &vec![0; self.inputs.len()]);
+        let zero = vec![0; self.inputs.len()];
+        let mut out = Vec::with_capacity(events.len());
+        let total = events.len() + self.latency as usize;
+        for t in 0..total {
+            let (valid, ev) = if t < events.len() {
+                (true, &events[t])
+            } else {
+                (false, &zero)
+            };
+            let (ov, o) = sim.step_checked(false, valid, ev, t >= self.latency as usize);
+            let expect_valid = t >= self.latency as usize;
+            assert_eq!(
+                ov, expect_valid,
+                "out_valid at cycle {t} (latency {})",
+                self.latency
+            );
+            if ov {
+                out.push(self.decode(&o));
+            }
+        }
+        out
+    }
+
+    /// Output node values as raw values of the output type (the low bits, read back).
+    fn decode(&self, o: &[i128]) -> Vec<i64> {
+        o.iter()
+            .zip(&self.outputs)
+            .map(|(&v, f)| {
+                let sh = 128 - f.width;
+                if f.signed {
+                    ((v << sh) >> sh) as i64
+                } else {
+                    (((v as u128) << sh) >> sh) as i64
+                }
+            })
+            .collect()
+    }
+}
+
+/// Canonical signed digits of `w`: `(k, d)` with `w = sum d * 2^k`, `d = +-1`.
+pub fn csd(w: i128) -> Vec<(u32, i8)> {
+    let mut v = w;
+    let mut k = 0u32;
+    let mut out = Vec::new();
+    while v != 0 {
+        if v & 1 == 1 {
+            let d: i128 = if v & 3 == 3 { -1 } else { 1 };
+            out.push((k, d as i8));
+            v -= d;
+        }
+        v >>= 1;
+        k += 1;
+    }
+    out
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Term {
+    node: NodeId,
+    shift: u32,
+    neg: bool,
+}
+
+struct Builder<'a> {
+    net: Netlist,
+    strategy: Strategy,
+    model: &'a QModel,
+}
+
+impl Builder<'_> {
+    /// `x * w * 2^extra` as terms to be summed.
+    fn const_mult_terms(&mut self, x: NodeId, w: i128, extra: u32, tag: &str) -> Vec<Term> {
+        if w == 0 {
+            return vec![];
+        }
+        let digits = csd(w);
+        if self.strategy == Strategy::Dsp && digits.len() > 1 {
+            let p = self.net.mul_const(x, w);
+            self.net.tag(p, tag.to_string());
+            return vec![Term {
+                node: p,
+                shift: extra,
+                neg: false,
+            }];
+        }
+        digits
+            .into_iter()
+            .map(|(k, d)| Term {
+                node: x,
+                shift: k + extra,
+                neg: d < 0,
+            })
+            .collect()
+    }
+
+    fn combine(&mut self, a: Term, b: Term) -> Term {
+        let m = a.shift.min(b.shift);
+        let an = self.net.shl(a.node, a.shift - m);
+        let bn = self.net.shl(b.node, b.shift - m);
+        let (node, neg) = match (a.neg, b.neg) {
+            (false, false) => (self.net.add(an, bn), false),
+            (true, true) => (self.net.add(an, bn), true),
+            (false, true) => (self.net.sub(an, bn), false),
+            (true, false) => (self.net.sub(bn, an), false),
+        };
+        Term {
+            node,
+            shift: m,
+            neg,
+        }
+    }
+
+    /// `bias + sum of terms` with a balanced adder tree.
+    fn sum_terms(&mut self, mut terms: Vec<Term>, bias: i128) -> NodeId {
+        if terms.is_empty() {
+            return self.net.konst(bias);
+        }
+        // Pair terms of similar weight so that the adders stay narrow.
+        terms.sort_by_key(|t| t.shift);
+        while terms.len() > 1 {
+            let mut next = Vec::with_capacity(terms.len() / 2 + 1);
+            let mut it = terms.chunks(2);
+            for pair in &mut it {
+                if pair.len() == 2 {
+                    next.push(self.combine(pair[0], pair[1]));
+                } else {
+                    next.push(pair[0]);
+                }
+            }
+            terms = next;
+        }
+        let t = terms[0];
+        let v = self.net.shl(t.node, t.shift);
+        let b = self.net.konst(bias);
+        if t.neg {
+            self.net.sub(b, v)
+        } else {
+            self.net.add(v, b)
+        }
+    }
+
+    fn sum_nodes(&mut self, nodes: &[NodeId]) -> NodeId {
+        let terms = nodes
+            .iter()
+            .map(|&n| Term {
+                node: n,
+                shift: 0,
+                neg: false,
+            })
+            .collect();
+        self.sum_terms(terms, 0)
+    }
+
+    /// `round_to_lsb` of the golden model, in hardware: floor by wiring, then
+    /// an increment decided from the dropped bits.
+    fn round_lsb(&mut self, n: NodeId, from: i32, to: i32, r: Rounding) -> NodeId {
+        if to >= from {
+            return self.net.shl(n, (to - from) as u32);
+        }
+        let sh = (from - to) as u32;
+        let floor = self.net.shr(n, sh);
+        if r == Rounding::Trn {
+            return floor;
+        }
+        let net = &mut self.net;
+        let neg = net.bit(n, u32::MAX);
+        let top = net.bit(n, sh - 1);
+        let rest = net.any(n, 0, sh - 1);
+        let inc = match r {
+            Rounding::Trn => unreachable!(),
+            Rounding::TrnZero => {
+                let any = net.or(top, rest);
+                net.and(neg, any)
+            }
+            Rounding::Rnd => top,
+            Rounding::RndZero => {
+                let c = net.or(rest, neg);
+                net.and(top, c)
+            }
+            Rounding::RndInf => {
+                let pos = net.not(neg);
+                let c = net.or(rest, pos);
+                net.and(top, c)
+            }
+            Rounding::RndMinInf => net.and(top, rest),
+            Rounding::RndConv => {
+                let odd = net.bit(n, sh);
+                let c = net.or(rest, odd);
+                net.and(top, c)
+            }
+        };
+        let one = net.bool_to_int(inc);
+        net.add(floor, one)
+    }
+
+    /// The overflow stage of `FixedType::quantize_raw` for a value already at `ty`'s LSB.
+    fn overflow(&mut self, n: NodeId, ty: FixedType) -> NodeId {
+        let (min, max) = (ty.min_raw() as i128, ty.max_raw() as i128);
+        let sym = ty.overflow == Overflow::SatSym && ty.signed && ty.width >= 2;
+        let net = &mut self.net;
+        let (lo, hi) = net.range(n);
+        match ty.overflow {
+            Overflow::Wrap => net.wrap(n, ty.width, ty.signed),
+            o => {
+                let low = if sym { min + 1 } else { min };
+                if lo >= low && hi <= max {
+                    return n;
+                }
+                let (over_v, under_v) = match o {
+                    Overflow::Sat => (max, min),
+                    Overflow::SatSym => (max, low),
+                    _ => (0, 0),
+                };
+                let maxc = net.konst(max);
+                let over = net.lt(maxc, n);
+                let lowc = net.konst(low);
+                let under = net.lt(n, lowc);
+                let uv = net.konst(under_v);
+                let ov = net.konst(over_v);
+                let inner = net.mux(under, uv, n);
+                let r = net.mux(over, ov, inner);
+                net.narrow(r, min, max)
+            }
+        }
+    }
+
+    /// `ty.quantize_raw(n, from)`.
+    fn quantize(&mut self, n: NodeId, from: i32, ty: FixedType) -> NodeId {
+        let r = self.round_lsb(n, from, ty.frac_bits(), ty.rounding);
+        self.overflow(r, ty)
+    }
+
+    fn mac(
+        &mut self,
+        pairs: &[(i64, NodeId)],
+        x_ty: FixedType,
+        w_ty: FixedType,
+        bias: i64,
+        b_ty: FixedType,
+        acc: FixedType,
+        out: FixedType,
+        tag: &str,
+    ) -> NodeId {
+        let pf = x_ty.frac_bits() + w_ty.frac_bits();
+        let af = acc.frac_bits();
+        let r = acc.rounding;
+        let b = round_to_lsb(bias as i128, b_ty.frac_bits(), af, r);
+        let mut terms = Vec::new();
+        for (i, &(w, x)) in pairs.iter().enumerate() {
+            let t = format!("{tag} w[{i}]={w}");
+            if af >= pf {
+                terms.extend(self.const_mult_terms(x, w as i128, (af - pf) as u32, &t));
+            } else {
+                let ts = self.const_mult_terms(x, w as i128, 0, &t);
+                if ts.is_empty() {
+                    continue;
+                }
+                let p = self.sum_terms(ts, 0);
+                let q = self.round_lsb(p, pf, af, r);
+                terms.push(Term {
+                    node: q,
+                    shift: 0,
+                    neg: false,
+                });
+            }
+        }
+        let sum = self.sum_terms(terms, b);
+        let a = self.overflow(sum, acc);
+        self.quantize(a, af, out)
+    }
+
+    fn const_mult(&mut self, x: NodeId, c: i128, tag: &str) -> NodeId {
+        let ts = self.const_mult_terms(x, c, 0, tag);
+        self.sum_terms(ts, 0)
+    }
+
+    fn table(&mut self, x: NodeId, t: &Table) -> NodeId {
+        let net = &mut self.net;
+        let off = net.konst(t.offset as i128);
+        let d = net.sub(x, off);
+        let s = net.shr(d, t.shift);
+        let last = t.values.len() as i128 - 1;
+        let zero = net.konst(0);
+        let lastc = net.konst(last);
+        let below = net.lt(s, zero);
+        let above = net.lt(lastc, s);
+        let hi = net.mux(above, lastc, s);
+        let idx = net.mux(below, zero, hi);
+        let idx = net.narrow(idx, 0, last);
+        net.rom(idx, t.values.iter().map(|&v| v as i128).collect())
+    }
+
+    fn max2(&mut self, a: NodeId, b: NodeId) -> NodeId {
+        let lt = self.net.lt(a, b);
+        self.net.mux(lt, b, a)
+    }
+
+    fn max_tree(&mut self, mut v: Vec<NodeId>) -> NodeId {
+        while v.len() > 1 {
+            v = v
+                .chunks(2)
+                .map(|p| {
+                    if p.len() == 2 {
+                        self.max2(p[0], p[1])
+                    } else {
+                        p[0]
+                    }
+                })
+                .collect();
+        }
+        v[0]
+    }
+
+    fn layer(&mut self, li: usize, t: &[Vec<NodeId>]) -> Result<Vec<NodeId>, BuildError> {
+        let model = self.model;
+        let layer = &model.layers[li];
+        let arg = |k: usize| (&t[layer.inputs[k]], model.ty(layer.inputs[k]));
+        let ty = layer.ty;
+        let out_len: usize = layer.shape.iter().product();
+        let name = &layer.name;
+        Ok(match &layer.op {
+            QOp::Dense {
+                n_in,
+                n_out,
+                weights,
+                w_ty,
+                bias,
+                b_ty,
+                acc_ty,
+            } => {
+                let (x, xt) = arg(0);
+                (0..*n_out)
+                    .map(|o| {
+                        let pairs: Vec<(i64, NodeId)> =
+                            (0..*n_in).map(|i| (weights[o * n_in + i], x[i])).collect();
+                        self.mac(
+                            &pairs,
+                            xt,
+                            *w_ty,
+                            bias[o],
+                            *b_ty,
+                            *acc_ty,
+                            ty,
+                            &format!("{name}[{o}]"),
+                        )
+                    })
+                    .collect()
+            }
+            QOp::Conv {
+                window,
+                out_channels,
+                weights,
+                w_ty,
+                bias,
+                b_ty,
+                acc_ty,
+            } => {
+                let (x, xt) = arg(0);
+                let (cin, ksz) = (window.in_channels, window.kernel_size());
+                let (inp, outp) = (window.in_positions(), window.out_positions());
+                let mut y = Vec::with_capacity(out_len);
+                for oc in 0..*out_channels {
+                    for p in 0..outp {
+                        let mut pairs = Vec::new();
+                        for ic in 0..cin {
+                            for k in 0..ksz {
+                                if let Some(q) = window.tap(p, k) {
+                                    pairs.push((
+                                        weights[(oc * cin + ic) * ksz + k],
+                                        x[ic * inp + q],
+                                    ));
+                                }
+                            }
+                        }
+                        y.push(self.mac(
+                            &pairs,
+                            xt,
+                            *w_ty,
+                            bias[oc],
+                            *b_ty,
+                            *acc_ty,
+                            ty,
+                            &format!("{name}[{oc},{p}]"),
+                        ));
+                    }
+                }
+                y
+            }
+            QOp::Scale {
+                scale,
+                s_ty,
+                shift,
+                b_ty,
+                acc_ty,
+            } => {
+                let (x, xt) = arg(0);
+                (0..out_len)
+                    .map(|i| {
+                        self.mac(
+                            &[(scale[i], x[i])],
+                            xt,
+                            *s_ty,
+                            shift[i],
+                            *b_ty,
+                            *acc_ty,
+                            ty,
+                            &format!("{name}[{i}]"),
+                        )
+                    })
+                    .collect()
+            }
+            QOp::Relu => {
+                let (x, xt) = arg(0);
+                x.iter()
+                    .map(|&v| {
+                        let neg = self.net.bit(v, u32::MAX);
+                        let z = self.net.konst(0);
+                        let r = self.net.mux(neg, z, v);
+                        let (_, h) = self.net.range(r);
+                        let r = self.net.narrow(r, 0, h);
+                        self.quantize(r, xt.frac_bits(), ty)
+                    })
+                    .collect()
+            }
+            QOp::LeakyRelu { alpha, a_ty } => {
+                let (x, xt) = arg(0);
+                let alphas = vec![*alpha; x.len()];
+                self.prelu(x, xt, &alphas, *a_ty, ty, name)
+            }
+            QOp::PRelu { alpha, a_ty } => {
+                let (x, xt) = arg(0);
+                self.prelu(x, xt, alpha, *a_ty, ty, name)
+            }
+            QOp::ThresholdedRelu { theta } => {
+                let (x, xt) = arg(0);
+                x.iter()
+                    .map(|&v| {
+                        let th = self.net.konst(*theta as i128);
+                        let gt = self.net.lt(th, v);
+                        let z = self.net.konst(0);
+                        let r = self.net.mux(gt, v, z);
+                        self.quantize(r, xt.frac_bits(), ty)
+                    })
+                    .collect()
+            }
+            QOp::Clip { lo, hi } => {
+                let (x, xt) = arg(0);
+                x.iter()
+                    .map(|&v| {
+                        let net = &mut self.net;
+                        let (l, h) = (net.konst(*lo as i128), net.konst(*hi as i128));
+                        let below = net.lt(v, l);
+                        let above = net.lt(h, v);
+                        let m = net.mux(above, h, v);
+                        let r = net.mux(below, l, m);
+                        let r = net.narrow(r, *lo as i128, *hi as i128);
+                        self.quantize(r, xt.frac_bits(), ty)
+                    })
+                    .collect()
+            }
+            QOp::Table { table, .. } => {
+                let (x, _) = arg(0);
+                x.iter().map(|&v| self.table(v, table)).collect()
+            }
+            QOp::Step { thresholds, values } => {
+                let (x, _) = arg(0);
+                x.iter()
+                    .map(|&v| {
+                        let net = &mut self.net;
+                        let mut r = net.konst(values[0] as i128);
+                        for (k, &th) in thresholds.iter().enumerate() {
+                            let c = net.konst(th as i128);
+                            let below = net.lt(v, c);
+                            let val = net.konst(values[k + 1] as i128);
+                            r = net.mux(below, r, val);
+                        }
+                        r
+                    })
+                    .collect()
+            }
+            QOp::Softmax {
+                n,
+                exp_ty,
+                exp_table,
+                inv_ty,
+                inv_table,
+            } => {
+                let (x, _) = arg(0);
+                let pf = exp_ty.frac_bits() + inv_ty.frac_bits();
+                let mut y = Vec::with_capacity(out_len);
+                for group in x.chunks(*n) {
+                    let m = self.max_tree(group.to_vec());
+                    let mut e = Vec::with_capacity(group.len());
+                    for &v in group {
+                        let d = self.net.sub(v, m);
+                        let (l, _) = self.net.range(d);
+                        let d = self.net.narrow(d, l, 0);
+                        e.push(self.table(d, exp_table));
+                    }
+                    let s = self.sum_nodes(&e);
+                    let r = self.table(s, inv_table);
+                    for &ev in &e {
+                        let p = self.net.mul(ev, r);
+                        y.push(self.quantize(p, pf, ty));
+                    }
+                }
+                y
+            }
+            QOp::Argmax { n } => {
+                let (x, _) = arg(0);
+                let one = ty.quantize_raw(1, 0) as i128;
+                let mut y = Vec::with_capacity(out_len);
+                for group in x.chunks(*n) {
+                    // (value, index) pairs; the left operand always has the
+                    // lower indices, so ties keep the first maximum.
+                    let mut v: Vec<(NodeId, NodeId)> = group
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &g)| (g, self.net.konst(i as i128)))
+                        .collect();
+                    while v.len() > 1 {
+                        let mut next = Vec::new();
+                        for p in v.chunks(2) {
+                            if p.len() == 1 {
+                                next.push(p[0]);
+                                continue;
+                            }
+                            let take_b = self.net.lt(p[0].0, p[1].0);
+                            let val = self.net.mux(take_b, p[1].0, p[0].0);
+                            let idx = self.net.mux(take_b, p[1].1, p[0].1);
+                            next.push((val, idx));
+                        }
+                        v = next;
+                    }
+                    let idx = v[0].1;
+                    for j in 0..group.len() {
+                        let c = self.net.konst(j as i128);
+                        let hit = self.net.eq(idx, c);
+                        let o = self.net.konst(one);
+                        let z = self.net.konst(0);
+                        y.push(self.net.mux(hit, o, z));
+                    }
+                }
+                y
+            }
+            QOp::Pool {
+                kind,
+                window,
+                recip,
+                recip_ty,
+            } => {
+                let (x, xt) = arg(0);
+                let (inp, outp, ksz) = (
+                    window.in_positions(),
+                    window.out_positions(),
+                    window.kernel_size(),
+                );
+                let mut y = Vec::with_capacity(out_len);
+                for c in 0..window.in_channels {
+                    for p in 0..outp {
+                        let vals: Vec<NodeId> = (0..ksz)
+                            .filter_map(|k| window.tap(p, k).map(|q| x[c * inp + q]))
+                            .collect();
+                        let out = match kind {
+                            PoolKind::Max => {
+                                let m = if vals.is_empty() {
+                                    self.net.konst(0)
+                                } else {
+                                    self.max_tree(vals)
+                                };
+                                self.quantize(m, xt.frac_bits(), ty)
+                            }
+                            PoolKind::Average => {
+                                let s = self.sum_nodes(&vals);
+                                let prod = self.const_mult(
+                                    s,
+                                    recip[vals.len()] as i128,
+                                    &format!("{name} recip"),
+                                );
+                                self.quantize(prod, xt.frac_bits() + recip_ty.frac_bits(), ty)
+                            }
+                        };
+                        y.push(out);
+                    }
+                }
+                y
+            }
+            QOp::Add => {
+                let ((a, ta), (b, tb)) = (arg(0), arg(1));
+                let f = ta.frac_bits().max(tb.frac_bits());
+                (0..out_len)
+                    .map(|i| {
+                        let u = self.round_lsb(a[i], ta.frac_bits(), f, Rounding::Trn);
+                        let v = self.round_lsb(b[i], tb.frac_bits(), f, Rounding::Trn);
+                        let s = self.net.add(u, v);
+                        self.quantize(s, f, ty)
+                    })
+                    .collect()
+            }
+            QOp::Route { src } => src
+                .iter()
+                .map(|&(k, j)| {
+                    let (x, xt) = arg(k as usize);
+                    self.quantize(x[j as usize], xt.frac_bits(), ty)
+                })
+                .collect(),
+            QOp::Requant => {
+                let (x, xt) = arg(0);
+                x.iter()
+                    .map(|&v| self.quantize(v, xt.frac_bits(), ty))
+                    .collect()
+            }
+        })
+    }
+
+    fn prelu(
+        &mut self,
+        x: &[NodeId],
+        xt: FixedType,
+        alpha: &[i64],
+        a_ty: FixedType,
+        ty: FixedType,
+        name: &str,
+    ) -> Vec<NodeId> {
+        let pf = xt.frac_bits() + a_ty.frac_bits();
+        x.iter()
+            .zip(alpha)
+            .map(|(&v, &a)| {
+                let neg = self.net.bit(v, u32::MAX);
+                let pos = self.quantize(v, xt.frac_bits(), ty);
+                let p = self.const_mult(v, a as i128, &format!("{name} alpha={a}"));
+                let nq = self.quantize(p, pf, ty);
+                self.net.mux(neg, nq, pos)
+            })
+            .collect()
+    }
+}
+
+/// Sanitized Verilog module name from the model name.
+pub fn module_name(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() || !s.chars().next().unwrap().is_ascii_alphabetic() {
+        s = format!("bx_{s}");
+    }
+    s
+}
+
+/// The combinational netlist of `model` (no registers), with its bus fields.
+pub fn build_comb(
+    model: &QModel,
+    strategy: Strategy,
+) -> Result<(Netlist, Vec<Field>, Vec<Field>), BuildError> {
+    let mut b = Builder {
+        net: Netlist::new(),
+        strategy,
+        model,
+    };
+    let ity = model.input_ty;
+    let mut inputs = Vec::new();
+    let mut x = Vec::new();
+    for i in 0..model.input_len() {
+        let lsb = i as u32 * ity.width;
+        x.push(b.net.input(lsb, ity.width, ity.signed));
+        inputs.push(Field {
+            lsb,
+            width: ity.width,
+            signed: ity.signed,
+        });
+    }
+    let mut tensors = vec![x];
+    for li in 0..model.layers.len() {
+        let y = b.layer(li, &tensors)?;
+        if let Some(e) = b.net.error.take() {
+            return Err(e.into());
+        }
+        tensors.push(y);
+    }
+    let oty = model.output_ty();
+    let mut outputs = Vec::new();
+    let last = tensors.pop().unwrap_or_default();
+    for (i, &n) in last.iter().enumerate() {
+        b.net.outputs.push(OutField {
+            node: n,
+            width: oty.width,
+        });
+        outputs.push(Field {
+            lsb: i as u32 * oty.width,
+            width: oty.width,
+            signed: oty.signed,
+        });
+    }
+    Ok((b.net, inputs, outputs))
+}
+
+/// Builds the pipelined kernel of `model`.
+pub fn build_kernel(model: &QModel, options: &Options) -> Result<Kernel, BuildError> {
+    if options.reuse != 1 {
+        return Err(BuildError::Reuse(options.reuse));
+    }
+    let (comb, inputs, outputs) = build_comb(model, options.strategy)?;
+    let (net, latency) = pipeline(&comb, options.adder_levels());
+    Ok(Kernel {
+        name: module_name(&model.name),
+        net,
+        latency,
+        ii: 1,
+        inputs,
+        outputs,
+        options: options.clone(),
+    })
+}

@@ -1,0 +1,1 @@
+//! Yosys synthesis reports (filled in below).
