@@ -138,7 +138,7 @@ impl PackedDense {
 
     /// `dot[o]` for `o < n_out` (`dot` needs `n_out` rounded up to 16 entries);
     /// `xpack` is scratch of at least [`xpack_len`] bytes, as u16 words.
-    #[inline]
+    #[inline(always)]
     pub fn run(&self, x: &[i64], xpack: &mut [u16], dot: &mut [i32]) {
         debug_assert!(x.len() >= self.n_in && dot.len() >= self.nblk * 16);
         match self.operand {

@@ -584,8 +584,37 @@ impl Plan {
         self.offs[t]..self.offs[t] + self.lens[t]
     }
 
-    /// Runs every layer; the input must already be in the arena.
+    /// Runs every layer; the input must already be in the arena. The
+    /// requantization and elementwise loops are compiled once per ISA so the
+    /// compiler vectorises them with that ISA's instructions.
+    #[inline]
     pub fn run(&self, s: &mut Scratch) {
+        // SAFETY: the plan's ISA was checked available when it was compiled.
+        unsafe {
+            match self.isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 | Isa::Avx512Vnni => self.run_avx512(s),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => self.run_avx2(s),
+                _ => self.run_impl(s),
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,bmi2")]
+    unsafe fn run_avx512(&self, s: &mut Scratch) {
+        self.run_impl(s)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,bmi2")]
+    unsafe fn run_avx2(&self, s: &mut Scratch) {
+        self.run_impl(s)
+    }
+
+    #[inline(always)]
+    fn run_impl(&self, s: &mut Scratch) {
         for st in &self.steps {
             let out_off = self.offs[st.out];
             let out_len = self.lens[st.out];
@@ -621,18 +650,21 @@ impl Plan {
                 }
                 Kernel::Relu(rq) => {
                     for (d, &v) in y.iter_mut().zip(x) {
-                        *d = rq.apply(v.max(0));
+                        *d = v.max(0);
                     }
+                    rq.apply_inplace(y);
                 }
                 Kernel::Clip(a, b, rq) => {
                     for (d, &v) in y.iter_mut().zip(x) {
-                        *d = rq.apply(v.clamp(*a, *b));
+                        *d = v.clamp(*a, *b);
                     }
+                    rq.apply_inplace(y);
                 }
                 Kernel::Thresh(th, rq) => {
                     for (d, &v) in y.iter_mut().zip(x) {
-                        *d = rq.apply(if v > *th { v } else { 0 });
+                        *d = if v > *th { v } else { 0 };
                     }
+                    rq.apply_inplace(y);
                 }
                 Kernel::Requant(rq) => rq.apply_slice(x, y),
                 Kernel::Leaky {
@@ -781,7 +813,7 @@ fn leaky(alpha: Vec<i64>, a_ty: FixedType, in_ty: FixedType, out_ty: FixedType) 
     }
 }
 
-#[inline]
+#[inline(always)]
 fn run_mac(
     m: &Mac,
     x: &[i64],
@@ -811,8 +843,9 @@ fn run_mac(
             } => {
                 k.run(xin, xpack, dot);
                 let a = &mut accb[..m.n_out];
-                for o in 0..m.n_out {
-                    a[o] = bias_al[o] + ((dot[o] as i64) << sl);
+                let sl = *sl;
+                for ((a, &b), &d) in a.iter_mut().zip(bias_al).zip(&dot[..m.n_out]) {
+                    *a = b + ((d as i64) << sl);
                 }
                 if let Some((ty, af)) = acc {
                     for v in a.iter_mut() {

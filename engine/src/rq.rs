@@ -111,6 +111,23 @@ impl Rq {
         }
     }
 
+    /// Requantizes `v` in place.
+    #[inline(always)]
+    pub fn apply_inplace(&self, v: &mut [i64]) {
+        match self {
+            Rq::Fast(f) => match f.mode {
+                0 => f.run_inplace::<0>(v),
+                1 => f.run_inplace::<1>(v),
+                _ => f.run_inplace::<2>(v),
+            },
+            Rq::Slow { ty, from } => {
+                for d in v.iter_mut() {
+                    *d = ty.quantize_raw(*d as i128, *from);
+                }
+            }
+        }
+    }
+
     /// Requantizes `src` into `dst` (same length).
     #[inline(always)]
     pub fn apply_slice(&self, src: &[i64], dst: &mut [i64]) {
@@ -169,9 +186,18 @@ impl FastRq {
     }
 
     #[inline(always)]
+    fn run_inplace<const MODE: u8>(&self, v: &mut [i64]) {
+        let f = *self;
+        for d in v.iter_mut() {
+            *d = f.overflow::<MODE>(f.round(*d));
+        }
+    }
+
+    #[inline(always)]
     fn run<const MODE: u8>(&self, src: &[i64], dst: &mut [i64]) {
+        let f = *self;
         for (d, &s) in dst.iter_mut().zip(src) {
-            *d = self.overflow::<MODE>(self.round(s));
+            *d = f.overflow::<MODE>(f.round(s));
         }
     }
 }
