@@ -1,0 +1,83 @@
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+
+use hdl::export::{run_iverilog, run_verilator, tool_available, write_export, TbResult};
+use hdl::{build_kernel, Kernel, Options};
+use quantize::qmodel::QModel;
+use quantize::random::random_input;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+/// True if `tool` is installed; otherwise prints a notice and returns false,
+/// or panics when `BXFLOW_REQUIRE_EDA=1`.
+pub fn have(tool: &str) -> bool {
+    if tool_available(tool) {
+        return true;
+    }
+    if std::env::var("BXFLOW_REQUIRE_EDA").as_deref() == Ok("1") {
+        panic!("{tool} is not installed and BXFLOW_REQUIRE_EDA=1");
+    }
+    eprintln!("NOTICE: {tool} is not installed: skipping this test");
+    false
+}
+
+pub fn tmp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bxflow-hdl-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn events(model: &QModel, n: usize, seed: u64) -> Vec<Vec<i64>> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut ev: Vec<Vec<i64>> = (0..n).map(|_| random_input(&mut rng, model)).collect();
+    // Corner events: all minimum, all maximum, all zero.
+    let ty = model.input_ty;
+    for (i, v) in [ty.min_raw(), ty.max_raw(), 0].into_iter().enumerate() {
+        if i < ev.len() {
+            ev[i] = vec![v; model.input_len()];
+        }
+    }
+    ev
+}
+
+/// Exports `model` with `n` random events and runs the testbench under the
+/// given simulator; checks the decoded outputs against golden in Rust too.
+pub fn cosim(
+    model: &QModel,
+    opts: &Options,
+    n: usize,
+    sim: &str,
+    tag: &str,
+) -> (Kernel, TbResult, PathBuf) {
+    let k = build_kernel(model, opts).unwrap();
+    let dir = tmp_dir(tag);
+    let ev = events(model, n, 7);
+    write_export(&dir, &k, model, &ev).unwrap();
+    let r = run_in(&dir, &k, sim);
+    (k, r, dir)
+}
+
+pub fn run_in(dir: &Path, k: &Kernel, sim: &str) -> TbResult {
+    match sim {
+        "verilator" => run_verilator(dir, k).unwrap(),
+        _ => run_iverilog(dir, k).unwrap(),
+    }
+}
+
+pub fn assert_bit_exact(model: &QModel, dir: &Path, r: &TbResult, n: usize) {
+    assert!(r.pass, "testbench failed:\n{}", r.log);
+    assert_eq!(
+        (r.events, r.mismatches, r.latency_errors),
+        (n, 0, 0),
+        "{}",
+        r.log
+    );
+    let ev = events(model, n, 7);
+    assert_eq!(r.outputs.len(), n);
+    for (i, e) in ev.iter().enumerate() {
+        let want = quantize::golden::evaluate(model, e).unwrap();
+        assert_eq!(r.outputs[i], want, "event {i} (dir {})", dir.display());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
