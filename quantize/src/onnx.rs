@@ -1168,13 +1168,14 @@ impl Importer {
                     })
             };
             match &mut prev.op {
-                // Weights a QONNX quantizer made exact stay exact: the affine becomes its own layer.
+                // Weights a QONNX quantizer made exact stay exact: only a pure
+                // bias is folded into them; a scaling becomes its own layer.
                 Op::Dense {
                     w_quant: Some(_), ..
                 }
                 | Op::Conv {
                     w_quant: Some(_), ..
-                } => {}
+                } if scale.iter().any(|&s| s != 1.0) => {}
                 Op::Dense {
                     n_out,
                     weights,

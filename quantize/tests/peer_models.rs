@@ -19,7 +19,9 @@ const MODELS: [&str; 7] = [
 ];
 
 fn model_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(name)
 }
 
 fn tract_outputs(path: &PathBuf, shape: &[usize], events: &[f32]) -> Vec<Vec<f64>> {
@@ -38,14 +40,24 @@ fn tract_outputs(path: &PathBuf, shape: &[usize], events: &[f32]) -> Vec<Vec<f64
         .map(|ev| {
             let t = tract_ndarray::Array::from_shape_vec(full.clone(), ev.to_vec()).unwrap();
             let out = plan.run(tvec!(Tensor::from(t).into())).unwrap();
-            out[0].to_plain_array_view::<f32>().unwrap().iter().map(|&v| v as f64).collect()
+            out[0]
+                .to_plain_array_view::<f32>()
+                .unwrap()
+                .iter()
+                .map(|&v| v as f64)
+                .collect()
         })
         .collect()
 }
 
 #[test]
 fn float_ir_matches_tract_on_every_peer_model() {
-    for name in MODELS {
+    // tract has no QONNX Quant op: those two models are checked against their
+    // own quantizer semantics in quantize_models.rs instead.
+    for name in MODELS
+        .iter()
+        .filter(|n| !n.starts_with("qkeras") && !n.starts_with("TFC"))
+    {
         let path = model_path(name);
         let g = import_path(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         // Keras-era files carry channels-last input shapes that tract reads as declared.
@@ -57,7 +69,10 @@ fn float_ir_matches_tract_on_every_peer_model() {
             for (x, y) in a.iter().zip(b) {
                 // tract computes in f32; bxflow's float reference in f64.
                 let tol = 1e-5 * y.abs().max(1.0) + 1e-5;
-                assert!((x - y).abs() <= tol, "{name} event {e}: bxflow {x} vs tract {y}");
+                assert!(
+                    (x - y).abs() <= tol,
+                    "{name} event {e}: bxflow {x} vs tract {y}"
+                );
             }
         }
     }
@@ -71,6 +86,10 @@ fn fixed_16_6_keeps_argmax_agreement_on_every_peer_model() {
         let events = default_events(&g, 10_000, 11);
         let acc = compare(&float_outputs(&g, &events), &fixed_outputs(&q, &events));
         eprintln!("{name}: {acc:?}");
-        assert!(acc.argmax_agreement >= 0.99, "{name}: agreement {}", acc.argmax_agreement);
+        assert!(
+            acc.argmax_agreement >= 0.99,
+            "{name}: agreement {}",
+            acc.argmax_agreement
+        );
     }
 }

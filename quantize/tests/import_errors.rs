@@ -1,0 +1,188 @@
+//! Bad ONNX input gives an error that names what is wrong and where, never a panic.
+
+use prost::Message;
+use quantize::onnx::import_bytes;
+use tract_onnx::pb;
+
+fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{dimension::Value as D, Dimension};
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(pb::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            value: Some(D::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
+    pb::NodeProto {
+        op_type: op.into(),
+        name: name.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn weights(name: &str, dims: &[i64]) -> pb::TensorProto {
+    let n: i64 = dims.iter().product();
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: (0..n).map(|i| i as f32 * 0.1).collect(),
+        ..Default::default()
+    }
+}
+
+fn model(nodes: Vec<pb::NodeProto>, inits: Vec<pb::TensorProto>, output: &str) -> Vec<u8> {
+    pb::ModelProto {
+        ir_version: 7,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(pb::GraphProto {
+            node: nodes,
+            name: "g".into(),
+            initializer: inits,
+            input: vec![value_info("x", &[1, 4])],
+            output: vec![value_info(output, &[1, 3])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn err(bytes: &[u8]) -> String {
+    import_bytes(bytes, "t")
+        .expect_err("import must fail")
+        .to_string()
+}
+
+#[test]
+fn a_valid_tiny_model_imports() {
+    let b = model(
+        vec![
+            node("MatMul", "fc", &["x", "W"], &["y"]),
+            node("Relu", "act", &["y"], &["z"]),
+        ],
+        vec![weights("W", &[4, 3])],
+        "z",
+    );
+    let g = import_bytes(&b, "t").unwrap();
+    assert_eq!(g.layers.len(), 2);
+    assert_eq!(g.input_shape, vec![4]);
+}
+
+#[test]
+fn random_bytes_and_truncation_are_errors() {
+    let good = model(
+        vec![node("MatMul", "fc", &["x", "W"], &["y"])],
+        vec![weights("W", &[4, 3])],
+        "y",
+    );
+    for cut in [1, good.len() / 3, good.len() / 2, good.len() - 1] {
+        let e = err(&good[..cut]);
+        assert!(
+            e.contains("not a valid ONNX model")
+                || e.contains("no graph")
+                || e.contains("node")
+                || e.contains("input"),
+            "cut {cut}: {e}"
+        );
+    }
+    let mut state = 0x1234_5678u64;
+    for _ in 0..200 {
+        let bytes: Vec<u8> = (0..64)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (state >> 56) as u8
+            })
+            .collect();
+        let _ = import_bytes(&bytes, "t"); // must return, never panic
+    }
+    assert!(err(b"\xff\xff\xff\xff garbage").contains("not a valid ONNX model"));
+}
+
+#[test]
+fn an_unsupported_op_names_op_node_and_the_supported_set() {
+    let b = model(vec![node("Einsum", "mix3", &["x"], &["y"])], vec![], "y");
+    let e = err(&b);
+    assert!(
+        e.contains("mix3") && e.contains("Einsum") && e.contains("supported: MatMul, Gemm"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_missing_initializer_is_named() {
+    let b = model(
+        vec![node("MatMul", "fc", &["x", "W_missing"], &["y"])],
+        vec![],
+        "y",
+    );
+    let e = err(&b);
+    assert!(
+        e.contains("fc") && e.contains("W_missing") && e.contains("neither"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_cycle_is_named() {
+    let b = model(
+        vec![
+            node("Add", "a", &["x", "c"], &["b"]),
+            node("Relu", "r", &["b"], &["c"]),
+        ],
+        vec![],
+        "c",
+    );
+    let e = err(&b);
+    assert!(e.contains("cycle"), "{e}");
+}
+
+#[test]
+fn mismatched_weight_shape_names_the_tensor() {
+    let b = model(
+        vec![node("MatMul", "fc", &["x", "W"], &["y"])],
+        vec![weights("W", &[5, 3])],
+        "y",
+    );
+    let e = err(&b);
+    assert!(
+        e.contains("fc") && e.contains("'W'") && e.contains("[5, 3]") && e.contains("4 features"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_tensor_with_too_few_values_is_an_error() {
+    let mut w = weights("W", &[4, 3]);
+    w.float_data.truncate(5);
+    let b = model(
+        vec![node("MatMul", "fc", &["x", "W"], &["y"])],
+        vec![w],
+        "y",
+    );
+    let e = err(&b);
+    assert!(
+        e.contains("initializer 'W'") && e.contains("holds 5 values"),
+        "{e}"
+    );
+}
