@@ -1,6 +1,7 @@
 //! `bxflow`: ONNX networks to bit-exact fixed point for trigger systems. The
 //! binary is thin: each subcommand parses its arguments and calls the crates.
 
+mod bench;
 mod modelcmd;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ enum Command {
     Quantize(modelcmd::QuantizeArgs),
     /// Run a .bxq (golden fixed point) or .onnx (float reference) on .npy events.
     Eval(modelcmd::EvalArgs),
+    /// Benchmark the CPU engine against tract-onnx on the same model.
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -39,6 +42,7 @@ fn main() {
         Command::Inspect(a) => modelcmd::inspect(a),
         Command::Quantize(a) => modelcmd::quantize(a),
         Command::Eval(a) => modelcmd::eval(a),
+        Command::Bench(a) => bench::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
