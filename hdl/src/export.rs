@@ -159,6 +159,15 @@ endmodule
     )
 }
 
+/// `n` random events uniformly over the input type (seeded, reproducible).
+pub fn random_events(model: &QModel, n: usize, seed: u64) -> Vec<Vec<i64>> {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| quantize::random::random_input(&mut rng, model))
+        .collect()
+}
+
 /// Golden outputs for events.
 pub fn golden_outputs(model: &QModel, events: &[Vec<i64>]) -> Result<Vec<Vec<i64>>, ExportError> {
     events

@@ -1,0 +1,107 @@
+//! Every MLP in `models/`: quantized with the default configuration
+//! (fixed<16,6>), exported, and co-simulated under Verilator on 100,000
+//! random events against the golden model; the netlist simulator on 1,000.
+
+mod common;
+use common::*;
+
+use hdl::{build_kernel, Options, Strategy};
+use quantize::config::Config;
+use quantize::qmodel::{QModel, QOp};
+use std::path::Path;
+
+pub fn load(name: &str) -> QModel {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(name);
+    let g = quantize::onnx::import_path(&path).unwrap();
+    quantize::quantizer::quantize_graph(&g, &Config::default()).unwrap()
+}
+
+const MLPS: [(&str, Strategy); 5] = [
+    ("two_layer_keras.onnx", Strategy::ShiftAdd),
+    ("three_layer_keras.onnx", Strategy::Dsp),
+    ("dense_big_keras.onnx", Strategy::ShiftAdd),
+    ("qkeras_jettagging.onnx", Strategy::ShiftAdd),
+    ("TFC_2W2A.onnx", Strategy::ShiftAdd),
+];
+
+fn is_mlp(m: &QModel) -> bool {
+    !m.layers
+        .iter()
+        .any(|l| matches!(l.op, QOp::Conv { .. } | QOp::Pool { .. }))
+}
+
+#[test]
+fn model_kernels_simulate_bit_exact() {
+    for (name, st) in MLPS {
+        let m = load(name);
+        assert!(is_mlp(&m), "{name}");
+        for s in [
+            st,
+            if st == Strategy::Dsp {
+                Strategy::ShiftAdd
+            } else {
+                Strategy::Dsp
+            },
+        ] {
+            let t0 = std::time::Instant::now();
+            let k = build_kernel(
+                &m,
+                &Options {
+                    strategy: s,
+                    ..Options::default()
+                },
+            )
+            .unwrap();
+            let ev = events(&m, 300, 3);
+            let got = k.simulate(&ev);
+            for (i, e) in ev.iter().enumerate() {
+                assert_eq!(
+                    got[i],
+                    quantize::golden::evaluate(&m, e).unwrap(),
+                    "{name} {s:?} event {i}"
+                );
+            }
+            let st = k.stats();
+            eprintln!(
+                "{name} {s:?}: latency {} II {} nodes {} adders {} mults {} regs {} lut~{} ({:?})",
+                k.latency,
+                k.ii,
+                k.net.nodes.len(),
+                st.adders,
+                st.multipliers,
+                st.register_bits,
+                st.lut_estimate,
+                t0.elapsed()
+            );
+        }
+    }
+}
+
+#[test]
+fn verilator_every_mlp_in_models() {
+    if !have("verilator") {
+        return;
+    }
+    for (name, st) in MLPS {
+        let m = load(name);
+        let t0 = std::time::Instant::now();
+        let (k, r, dir) = cosim(
+            &m,
+            &Options {
+                strategy: st,
+                ..Options::default()
+            },
+            100_000,
+            "verilator",
+            name,
+        );
+        assert_bit_exact(&m, &dir, &r, 100_000);
+        eprintln!(
+            "{name} {st:?}: latency {} cycles, 100000 events bit-exact in {:?}",
+            k.latency,
+            t0.elapsed()
+        );
+    }
+}

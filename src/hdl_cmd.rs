@@ -1,0 +1,152 @@
+//! `bxflow hdl` and `bxflow synth`: FPGA kernel export and Yosys figures.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use hdl::export::write_export;
+use hdl::{build_kernel, Options, Strategy};
+use quantize::qmodel::QModel;
+
+#[derive(clap::Args)]
+pub struct HdlArgs {
+    /// Quantized model (.bxq), or an ONNX model quantized on the fly with the default configuration.
+    pub model: PathBuf,
+    /// Output directory.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Target clock, e.g. 200MHz or 250 (MHz).
+    #[arg(long, default_value = "200MHz")]
+    pub clock: String,
+    /// Multiplications by constant weights: dsp or shift-add (no DSP).
+    #[arg(long, default_value = "shift-add")]
+    pub strategy: String,
+    /// Reuse factor (only 1, II = 1, is implemented).
+    #[arg(long, default_value_t = 1)]
+    pub reuse: u32,
+    /// Adder levels between pipeline registers (default: derived from --clock).
+    #[arg(long)]
+    pub levels: Option<u32>,
+    /// Number of golden test vectors for the testbench.
+    #[arg(long, default_value_t = 1000)]
+    pub vectors: usize,
+}
+
+#[derive(clap::Args)]
+pub struct SynthArgs {
+    /// Directory written by `bxflow hdl`.
+    pub dir: PathBuf,
+    /// FPGA family for `synth_xilinx -family` (xcup: UltraScale+).
+    #[arg(long, default_value = "xcup")]
+    pub family: String,
+    /// Also write the report as JSON here (default: DIR/synth.json).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+fn parse_clock(s: &str) -> Result<f64> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ghz") {
+        (n, 1000.0)
+    } else if let Some(n) = t.strip_suffix("mhz") {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix("ns") {
+        let p: f64 = n
+            .trim()
+            .parse()
+            .with_context(|| format!("bad clock '{s}'"))?;
+        return Ok(1000.0 / p);
+    } else {
+        (t.as_str(), 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .with_context(|| format!("bad clock '{s}': use e.g. 200MHz"))?;
+    if !(v > 0.0) {
+        bail!("clock must be positive");
+    }
+    Ok(v * scale)
+}
+
+fn load_model(path: &PathBuf) -> Result<QModel> {
+    let is_onnx = path.extension().map(|e| e == "onnx").unwrap_or(false);
+    if is_onnx {
+        let g = quantize::onnx::import_path(path)?;
+        Ok(quantize::quantizer::quantize_graph(
+            &g,
+            &quantize::config::Config::default(),
+        )?)
+    } else {
+        Ok(quantize::bxq::load(path)?)
+    }
+}
+
+pub fn run_hdl(a: HdlArgs) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let model = load_model(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let strategy: Strategy = a.strategy.parse().map_err(anyhow::Error::msg)?;
+    let opts = Options {
+        strategy,
+        clock_mhz: parse_clock(&a.clock)?,
+        levels: a.levels,
+        reuse: a.reuse,
+    };
+    let k = build_kernel(&model, &opts)?;
+    let events = hdl::export::random_events(&model, a.vectors, 1);
+    let v = write_export(&a.output, &k, &model, &events)?;
+    let st = k.stats();
+    println!(
+        "{}: latency {} cycles ({:.1} ns at {} MHz), II {}, {} adder levels/stage, strategy {}",
+        v.display(),
+        k.latency,
+        k.latency as f64 * 1000.0 / opts.clock_mhz,
+        opts.clock_mhz,
+        k.ii,
+        opts.adder_levels(),
+        a.strategy
+    );
+    println!(
+        "estimate: {} adders ({} bits), {} multipliers, {} register bits, ~{} LUT, ~{} DSP; {} test vectors; {:.2} s",
+        st.adders,
+        st.adder_bits,
+        st.multipliers,
+        st.register_bits,
+        st.lut_estimate,
+        st.dsp_estimate,
+        a.vectors,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+pub fn run_synth(a: SynthArgs) -> Result<()> {
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(a.dir.join("manifest.json")).with_context(|| {
+            format!(
+                "{} is not a `bxflow hdl` export (no manifest.json)",
+                a.dir.display()
+            )
+        })?,
+    )?;
+    let module = manifest["module"]
+        .as_str()
+        .context("manifest has no module")?;
+    let v = a.dir.join(format!("{module}.v"));
+    let r = hdl::synth::synth(&v, module, &a.family)?;
+    print!("{}", r.table());
+    println!(
+        "latency {} cycles, II {}, target {} MHz; LUT + 55 x DSP = {}",
+        manifest["latency_cycles"],
+        manifest["ii"],
+        manifest["clock_mhz"],
+        r.lut + 55 * r.dsp
+    );
+    let mut j = serde_json::to_value(&r)?;
+    j["latency_cycles"] = manifest["latency_cycles"].clone();
+    j["ii"] = manifest["ii"].clone();
+    j["clock_mhz"] = manifest["clock_mhz"].clone();
+    let out = a.json.unwrap_or_else(|| a.dir.join("synth.json"));
+    std::fs::write(&out, serde_json::to_string_pretty(&j)?)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
