@@ -203,6 +203,11 @@ impl Engine {
     pub fn output_len(&self) -> usize {
         self.out_len
     }
+    /// The real value of a raw output code.
+    pub fn output_value(&self, raw: i64) -> f64 {
+        self.out_scale.to_f64(raw)
+    }
+
     /// Which kernel each layer runs.
     pub fn kernels(&self) -> Vec<LayerKernel> {
         self.plan.describe(&self.model)
