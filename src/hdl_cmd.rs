@@ -26,6 +26,10 @@ pub struct HdlArgs {
     /// Adder levels between pipeline registers (default: derived from --clock).
     #[arg(long)]
     pub levels: Option<u32>,
+    /// For an ONNX model: uniform precision of every layer (default: the
+    /// quantizer's default configuration), e.g. "fixed<16,6>".
+    #[arg(long)]
+    pub precision: Option<String>,
     /// Number of golden test vectors for the testbench.
     #[arg(long, default_value_t = 1000)]
     pub vectors: usize,
@@ -68,22 +72,29 @@ fn parse_clock(s: &str) -> Result<f64> {
     Ok(v * scale)
 }
 
-fn load_model(path: &PathBuf) -> Result<QModel> {
+fn load_model(path: &PathBuf, precision: Option<&str>) -> Result<QModel> {
     let is_onnx = path.extension().map(|e| e == "onnx").unwrap_or(false);
     if is_onnx {
         let g = quantize::onnx::import_path(path)?;
-        Ok(quantize::quantizer::quantize_graph(
-            &g,
-            &quantize::config::Config::default(),
-        )?)
+        let cfg = match precision {
+            Some(p) => quantize::config::Config::uniform(
+                p.parse().map_err(|e| anyhow::anyhow!("--precision: {e}"))?,
+            ),
+            None => quantize::config::Config::default(),
+        };
+        Ok(quantize::quantizer::quantize_graph(&g, &cfg)?)
     } else {
+        if precision.is_some() {
+            bail!("--precision applies to ONNX input only; a .bxq model is already quantized");
+        }
         Ok(quantize::bxq::load(path)?)
     }
 }
 
 pub fn run_hdl(a: HdlArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
-    let model = load_model(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let model = load_model(&a.model, a.precision.as_deref())
+        .with_context(|| format!("loading {}", a.model.display()))?;
     let strategy: Strategy = a.strategy.parse().map_err(anyhow::Error::msg)?;
     let opts = Options {
         strategy,
