@@ -146,11 +146,11 @@ pub fn from_bytes(b: &[u8], path: &str) -> Result<QModel, BxqError> {
         });
     }
     let (jlen, boff, blen, sum) = (u64_at(b, 16), u64_at(b, 24), u64_at(b, 32), u64_at(b, 40));
-    let jend = (HEADER as u64).checked_add(jlen).unwrap_or(u64::MAX);
+    let jend = (HEADER as u64).saturating_add(jlen);
     if jend > size {
         return Err(trunc("the metadata", jend));
     }
-    let bend = boff.checked_add(blen).unwrap_or(u64::MAX);
+    let bend = boff.saturating_add(blen);
     if bend > size || boff < jend {
         return Err(trunc("the weight blob", bend));
     }

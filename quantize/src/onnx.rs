@@ -312,7 +312,7 @@ fn pow2_type(
     narrow: bool,
     rounding: Rounding,
 ) -> Result<FixedType, String> {
-    if !(scale > 0.0) || scale.log2().fract() != 0.0 {
+    if scale.is_nan() || scale <= 0.0 || scale.log2().fract() != 0.0 {
         return Err(format!(
             "scale {scale} is not a power of two: bxflow keeps quantizers exact and only maps power-of-two scales onto fixed-point types"
         ));
@@ -323,7 +323,7 @@ fn pow2_type(
         ));
     }
     let width = bits as u32;
-    let int_bits = width as i32 + scale.log2() as i32 - if signed { 0 } else { 0 };
+    let int_bits = width as i32 + scale.log2() as i32;
     let overflow = if narrow && signed {
         Overflow::SatSym
     } else if narrow {
@@ -426,11 +426,7 @@ impl Importer {
             uses,
             layers: Vec::new(),
             graph_outputs: g.output.iter().map(|o| o.name.clone()).collect(),
-            name: if g.name.is_empty() {
-                name.into()
-            } else {
-                name.into()
-            },
+            name: name.into(),
             input_name: input.name.clone(),
             input_shape,
         })

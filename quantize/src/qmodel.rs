@@ -117,8 +117,8 @@ impl Window {
                 return None;
             }
         }
-        for d in 0..self.in_spatial.len() {
-            idx = idx * self.in_spatial[d] + coords[d] as usize;
+        for (&c, &size) in coords.iter().zip(&self.in_spatial) {
+            idx = idx * size + c as usize;
         }
         Some(idx)
     }

@@ -70,12 +70,12 @@ pub fn validate(m: &QModel) -> Result<(), String> {
                 ..
             } => {
                 *n > 0
-                    && out_len % n == 0
+                    && out_len.is_multiple_of(*n)
                     && table_ok(exp_table)
                     && table_ok(inv_table)
                     && in_len == out_len
             }
-            QOp::Argmax { n } => *n > 0 && out_len % n == 0 && in_len == out_len,
+            QOp::Argmax { n } => *n > 0 && out_len.is_multiple_of(*n) && in_len == out_len,
             QOp::Pool { window, recip, .. } => {
                 let sp = window.in_spatial.len();
                 window.kernel.len() == sp
