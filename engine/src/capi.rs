@@ -432,11 +432,6 @@ pub unsafe extern "C" fn bxflow_pipeline_close(p: *mut BxflowPipeline) {
         if let Some(prod) = p.prod.take() {
             let _ = prod.close();
         }
-        loop {
-            match p.cons.next() {
-                Ok(Some(_)) | Err(_) => continue,
-                Ok(None) => break,
-            }
-        }
+        while !matches!(p.cons.next(), Ok(None)) {}
     }));
 }

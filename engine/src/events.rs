@@ -99,7 +99,7 @@ fn write(
     };
     let per: usize = shape.iter().product::<usize>().max(1);
     assert!(
-        !shape.is_empty() && shape.len() <= 4 && n_vals % per == 0,
+        !shape.is_empty() && shape.len() <= 4 && n_vals.is_multiple_of(per),
         "bad shape/data"
     );
     let mut h = Vec::with_capacity(DATA_OFFSET);

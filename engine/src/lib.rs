@@ -290,11 +290,10 @@ impl Engine {
         inputs: &[I],
         outputs: &mut [O],
     ) -> Result<usize, EngineError> {
-        let n = if self.in_len == 0 {
-            outputs.len() / self.out_len.max(1)
-        } else {
-            inputs.len() / self.in_len
-        };
+        let n = inputs
+            .len()
+            .checked_div(self.in_len)
+            .unwrap_or(outputs.len() / self.out_len.max(1));
         if inputs.len() != n * self.in_len {
             return Err(EngineError::InputLength {
                 got: inputs.len(),

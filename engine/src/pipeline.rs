@@ -374,7 +374,7 @@ impl Producer {
     /// checked by the workers); returns the first sequence number.
     pub fn push_raw(&mut self, events: &[i64]) -> Result<u64, PipelineError> {
         let il = self.engine.input_len().max(1);
-        if events.len() % il != 0 {
+        if !events.len().is_multiple_of(il) {
             return Err(EngineError::InputLength {
                 got: events.len(),
                 expected: events.len() / il * il,
@@ -474,6 +474,8 @@ impl Consumer {
     }
 
     /// Blocks for the next event in sequence order; `Ok(None)` at the end.
+    /// Not an `Iterator`: the output slice borrows the consumer (a lending iterator).
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<(u64, &[i64])>, PipelineError> {
         match self.next_timeout(None)? {
             Next::Event(s, o) => Ok(Some((s, o))),

@@ -52,7 +52,7 @@ fn run(total: u64, overload: Overload, slow: bool) -> (u64, engine::pipeline::St
         let mut since_sleep = 0u64;
         while let Some((seq, out)) = cons.next().unwrap() {
             assert!(
-                last.map_or(true, |l| seq > l),
+                last.is_none_or(|l| seq > l),
                 "out of order: {seq} after {last:?}"
             );
             if overload == Overload::Block {
