@@ -1,0 +1,204 @@
+//! SVG plots: latency histogram, latency over time, throughput against offered rate.
+
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+use crate::report::Report;
+use crate::TbError;
+
+fn perr<E: std::fmt::Display>(e: E) -> TbError {
+    TbError::Io(format!("plot: {e}"))
+}
+
+pub fn write_all(r: &Report, dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, TbError> {
+    let mut out = Vec::new();
+    if !r.series.latency_ns.is_empty() {
+        let p = dir.join(format!("{prefix}_latency_hist.svg"));
+        histogram(r, &p)?;
+        out.push(p);
+    }
+    if !r.series.timeline.is_empty() {
+        let p = dir.join(format!("{prefix}_latency_time.svg"));
+        timeline(r, &p)?;
+        out.push(p);
+    }
+    if !r.sweep.is_empty() {
+        let p = dir.join(format!("{prefix}_throughput.svg"));
+        throughput(r, &p)?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+fn histogram(r: &Report, path: &Path) -> Result<(), TbError> {
+    let v = &r.series.latency_ns;
+    let lo = v.iter().cloned().fold(f64::MAX, f64::min);
+    let hi = v.iter().cloned().fold(f64::MIN, f64::max).max(lo + 1e-9);
+    let hi_axis = hi.max(r.budget_ns.min(hi * 2.0));
+    let nb = 60usize;
+    let w = (hi_axis - lo) / nb as f64;
+    let w = if w <= 0.0 { 1.0 } else { w };
+    let mut counts = vec![0u64; nb + 1];
+    for &x in v {
+        counts[(((x - lo) / w) as usize).min(nb)] += 1;
+    }
+    let ymax = *counts.iter().max().unwrap_or(&1) as f64;
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(perr)?;
+    let mut c = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "{} {}: latency of {} events (p99 {:.1} ns, max {:.1} ns)",
+                r.model, r.target, r.latency_ns.count, r.latency_ns.p99, r.latency_ns.max
+            ),
+            ("sans-serif", 18),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(lo..(hi_axis + w), (0.5f64..ymax * 2.0).log_scale())
+        .map_err(perr)?;
+    c.configure_mesh()
+        .x_desc("latency (ns)")
+        .y_desc("events")
+        .draw()
+        .map_err(perr)?;
+    c.draw_series(
+        counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(i, &n)| {
+                let x0 = lo + i as f64 * w;
+                Rectangle::new(
+                    [(x0, 0.5), (x0 + w * 0.95, n as f64)],
+                    BLUE.mix(0.6).filled(),
+                )
+            }),
+    )
+    .map_err(perr)?;
+    if r.budget_ns <= hi_axis + w {
+        c.draw_series(LineSeries::new(
+            vec![(r.budget_ns, 0.5), (r.budget_ns, ymax * 2.0)],
+            RED.stroke_width(2),
+        ))
+        .map_err(perr)?
+        .label(format!("budget {:.0} ns", r.budget_ns))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+        c.configure_series_labels()
+            .border_style(BLACK)
+            .draw()
+            .map_err(perr)?;
+    }
+    root.present().map_err(perr)?;
+    Ok(())
+}
+
+fn timeline(r: &Report, path: &Path) -> Result<(), TbError> {
+    let t = &r.series.timeline;
+    let x1 = t.last().map(|p| p.0).unwrap_or(1.0).max(1e-6);
+    let ymax = t
+        .iter()
+        .map(|p| p.2)
+        .fold(0.0, f64::max)
+        .max(r.budget_ns.min(1e12))
+        * 1.1;
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(perr)?;
+    let mut c = ChartBuilder::on(&root)
+        .caption(
+            format!("{} {}: latency over time", r.model, r.target),
+            ("sans-serif", 18),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..x1, 0f64..ymax.max(1.0))
+        .map_err(perr)?;
+    c.configure_mesh()
+        .x_desc("arrival time (us)")
+        .y_desc("latency (ns)")
+        .draw()
+        .map_err(perr)?;
+    c.draw_series(LineSeries::new(t.iter().map(|p| (p.0, p.2)), RED))
+        .map_err(perr)?
+        .label("max per bin")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    c.draw_series(LineSeries::new(t.iter().map(|p| (p.0, p.1)), BLUE))
+        .map_err(perr)?
+        .label("mean per bin")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    c.draw_series(LineSeries::new(
+        vec![(0.0, r.budget_ns), (x1, r.budget_ns)],
+        BLACK.mix(0.5),
+    ))
+    .map_err(perr)?
+    .label("budget")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(perr)?;
+    root.present().map_err(perr)?;
+    Ok(())
+}
+
+fn throughput(r: &Report, path: &Path) -> Result<(), TbError> {
+    let mut s = r.sweep.clone();
+    s.sort_by(|a, b| a.offered_mhz.total_cmp(&b.offered_mhz));
+    let xmax = s
+        .iter()
+        .map(|p| p.offered_mhz)
+        .fold(0.0, f64::max)
+        .max(1e-6)
+        * 1.05;
+    let ymax = s
+        .iter()
+        .map(|p| p.achieved_mhz)
+        .fold(0.0, f64::max)
+        .max(xmax * 0.5)
+        * 1.1;
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(perr)?;
+    let mut c = ChartBuilder::on(&root)
+        .caption(
+            format!("{} {}: throughput against offered rate", r.model, r.target),
+            ("sans-serif", 18),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..xmax, 0f64..ymax)
+        .map_err(perr)?;
+    c.configure_mesh()
+        .x_desc("offered rate (MHz)")
+        .y_desc("accepted and processed (MHz)")
+        .draw()
+        .map_err(perr)?;
+    c.draw_series(LineSeries::new(
+        vec![(0.0, 0.0), (xmax.min(ymax), xmax.min(ymax))],
+        BLACK.mix(0.3),
+    ))
+    .map_err(perr)?
+    .label("no loss")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.3)));
+    c.draw_series(LineSeries::new(
+        s.iter().map(|p| (p.offered_mhz, p.achieved_mhz)),
+        BLUE,
+    ))
+    .map_err(perr)?
+    .label("measured");
+    c.draw_series(s.iter().map(|p| {
+        let col = if p.lost == 0 { GREEN } else { RED };
+        Circle::new((p.offered_mhz, p.achieved_mhz), 4, col.filled())
+    }))
+    .map_err(perr)?;
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(perr)?;
+    root.present().map_err(perr)?;
+    Ok(())
+}

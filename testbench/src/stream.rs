@@ -1,0 +1,181 @@
+//! The events a run streams: a pool of distinct quantized events (from an
+//! event file or generated), cycled through for as many events as asked, and
+//! the golden model's output for each, against which every delivered output
+//! is compared bit for bit.
+
+use quantize::golden::{evaluate, quantize_input};
+use quantize::qmodel::QModel;
+use std::path::Path;
+
+use crate::TbError;
+
+/// Distinct events generated when no event file is given (cycled beyond that).
+pub const DEFAULT_POOL: usize = 1 << 16;
+
+pub struct EventPool {
+    pub in_len: usize,
+    pub out_len: usize,
+    /// `count * in_len` raw input codes.
+    pub raw: Vec<i64>,
+    /// `count * out_len` golden raw outputs.
+    pub golden: Vec<i64>,
+    /// Where the events came from (for the report).
+    pub source: String,
+}
+
+impl EventPool {
+    pub fn count(&self) -> usize {
+        self.raw.len() / self.in_len.max(1)
+    }
+    /// Raw input of stream event `i` (cycled).
+    pub fn input(&self, i: u64) -> &[i64] {
+        let k = (i % self.count() as u64) as usize;
+        &self.raw[k * self.in_len..(k + 1) * self.in_len]
+    }
+    /// Golden output of stream event `i`.
+    pub fn expected(&self, i: u64) -> &[i64] {
+        let k = (i % self.count() as u64) as usize;
+        &self.golden[k * self.out_len..(k + 1) * self.out_len]
+    }
+
+    /// Pool from float features (`n * in_len`), quantized with the model's input type.
+    pub fn from_features(
+        model: &QModel,
+        features: &[f32],
+        source: String,
+    ) -> Result<Self, TbError> {
+        let in_len: usize = model.input_shape.iter().product();
+        if in_len == 0 || features.len() % in_len != 0 || features.is_empty() {
+            return Err(TbError::Input(format!(
+                "{source}: {} values is not a whole number of events of {in_len} features",
+                features.len()
+            )));
+        }
+        let raw: Vec<i64> = features
+            .chunks(in_len)
+            .flat_map(|e| quantize_input(model, e))
+            .collect();
+        Self::from_raw(model, raw, source)
+    }
+
+    /// Pool from raw input codes; computes the golden outputs (on all cores).
+    pub fn from_raw(model: &QModel, raw: Vec<i64>, source: String) -> Result<Self, TbError> {
+        let in_len: usize = model.input_shape.iter().product();
+        let n = raw.len() / in_len;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(n.max(1));
+        let chunk = n.div_ceil(threads).max(1);
+        let parts: Vec<Result<Vec<Vec<i64>>, String>> = std::thread::scope(|s| {
+            let hs: Vec<_> = raw
+                .chunks(chunk * in_len)
+                .map(|c| {
+                    s.spawn(move || {
+                        c.chunks(in_len)
+                            .map(|e| evaluate(model, e).map_err(|e| e.to_string()))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("golden thread"))
+                .collect()
+        });
+        let mut golden = Vec::new();
+        let mut out_len = 0;
+        for p in parts {
+            for o in p.map_err(TbError::Input)? {
+                out_len = o.len();
+                golden.extend(o);
+            }
+        }
+        Ok(EventPool {
+            in_len,
+            out_len,
+            raw,
+            golden,
+            source,
+        })
+    }
+
+    /// `min(events, pool)` generated N(0, 1) events (seeded).
+    pub fn generated(model: &QModel, events: u64, pool: usize, seed: u64) -> Result<Self, TbError> {
+        let in_len: usize = model.input_shape.iter().product();
+        let n = (events as usize).clamp(1, pool.max(1));
+        let f = quantize::calibrate::gaussian_events(n, in_len, seed);
+        Self::from_features(
+            model,
+            &f,
+            format!("{n} generated N(0,1) events, seed {seed}"),
+        )
+    }
+
+    /// Events from an `.npy` file: memory-mapped when it is a little-endian
+    /// f32 C-order array, otherwise read with `quantize::npy`. At most
+    /// `limit` events are taken (the stream cycles through them).
+    pub fn from_npy(model: &QModel, path: &Path, limit: usize) -> Result<Self, TbError> {
+        let in_len: usize = model.input_shape.iter().product();
+        let name = path.display().to_string();
+        if let Some(p) = mmap_f32(path, in_len, limit)? {
+            let n = p.len() / in_len;
+            return Self::from_features(model, &p, format!("{name} ({n} events, memory-mapped)"));
+        }
+        let ev = quantize::npy::read_events(path).map_err(|e| TbError::Input(e.to_string()))?;
+        ev.check_event_shape(&name, &model.input_shape)
+            .map_err(|e| TbError::Input(e.to_string()))?;
+        let n = ev.count().min(limit.max(1));
+        Self::from_features(
+            model,
+            &ev.data[..n * in_len],
+            format!("{name} ({n} events)"),
+        )
+    }
+}
+
+/// Memory-maps a `<f4` C-order `.npy` and copies out the first `limit`
+/// events (or `None` when the file is another dtype/layout).
+fn mmap_f32(path: &Path, in_len: usize, limit: usize) -> Result<Option<Vec<f32>>, TbError> {
+    let err = |m: String| TbError::Input(format!("{}: {m}", path.display()));
+    let f = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    // SAFETY: read-only map of a file we do not modify; events are copied out.
+    let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| err(e.to_string()))?;
+    if map.len() < 10 || &map[..6] != b"\x93NUMPY" {
+        return Err(err("not an .npy file".into()));
+    }
+    let (hlen, hstart) = match map[6] {
+        1 => (u16::from_le_bytes([map[8], map[9]]) as usize, 10),
+        _ if map.len() >= 12 => (
+            u32::from_le_bytes([map[8], map[9], map[10], map[11]]) as usize,
+            12,
+        ),
+        _ => return Err(err("truncated header".into())),
+    };
+    let header = String::from_utf8_lossy(&map[hstart..(hstart + hlen).min(map.len())]).to_string();
+    if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
+        return Ok(None);
+    }
+    let shape: Vec<usize> = header
+        .split("'shape':")
+        .nth(1)
+        .and_then(|s| s.split('(').nth(1))
+        .and_then(|s| s.split(')').next())
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    let per: usize = shape.iter().skip(1).product();
+    if shape.is_empty() || per != in_len {
+        return Err(err(format!(
+            "shape {shape:?}: each event must have {in_len} features"
+        )));
+    }
+    let n = shape[0].min(limit.max(1));
+    let data = &map[hstart + hlen..];
+    if data.len() < n * in_len * 4 {
+        return Err(err("file shorter than its header says".into()));
+    }
+    Ok(Some(
+        data[..n * in_len * 4]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    ))
+}

@@ -1,0 +1,271 @@
+//! The testbench on the shipped jet tagger: 40 MHz passes on the FPGA
+//! target, a too-large II loses events and says which II is needed, a
+//! corrupted weight is caught with its event index, the JSON report parses,
+//! and the CPU target accounts for every event.
+
+use engine::Engine;
+use hdl::{build_kernel, Options};
+use quantize::qmodel::{QModel, QOp};
+use std::path::PathBuf;
+use std::sync::Arc;
+use testbench::*;
+
+fn jets() -> QModel {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/three_layer_keras.onnx");
+    load_model(&p).unwrap()
+}
+
+fn fpga_cfg(events: u64) -> FpgaConfig {
+    FpgaConfig {
+        events,
+        sim: SimChoice::Rust,
+        sweep_events: 300,
+        work_dir: PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tb"),
+        ..FpgaConfig::default()
+    }
+}
+
+#[test]
+fn jet_tagger_at_40mhz_passes() {
+    let m = jets();
+    let k = build_kernel(&m, &Options::default()).unwrap();
+    let pool = EventPool::generated(&m, 1000, 1000, 7).unwrap();
+    let cfg = fpga_cfg(3000);
+    let r = run_fpga(&m.name, &pool, &k, &cfg).unwrap();
+    eprintln!("{}", r.table());
+    assert!(r.pass, "{:?}", r.failures);
+    assert_eq!(r.lost, 0);
+    assert_eq!(r.mismatches, 0);
+    assert_eq!(r.checked, 3000);
+    assert_eq!(r.delivered, 3000);
+    // Events every 5 cycles at II 1: no queueing, latency = the kernel's.
+    let kk = r.kernel.as_ref().unwrap();
+    assert_eq!(kk.max_ii_for_rate, 5);
+    assert_eq!(kk.measured_latency, (k.latency as u64, k.latency as u64));
+    let lc = r.latency_cycles.as_ref().unwrap();
+    assert_eq!(lc.max, k.latency as f64);
+    assert_eq!(r.interval_cycles.as_ref().unwrap().min, 5.0);
+    assert!((r.offered_mhz - 40.0).abs() < 0.1, "{}", r.offered_mhz);
+    assert!(!r.sweep.is_empty());
+
+    // Poisson and bursts through the FIFO: every output still bit-exact.
+    for a in [Arrivals::Poisson, Arrivals::Burst] {
+        let c = FpgaConfig {
+            arrivals: a,
+            sweep: false,
+            ..fpga_cfg(2000)
+        };
+        let r = run_fpga(&m.name, &pool, &k, &c).unwrap();
+        assert_eq!(r.mismatches, 0, "{a}");
+        assert_eq!(r.delivered + r.lost, 2000, "{a}");
+        assert!(r.queue.as_ref().unwrap().max_depth >= 1);
+    }
+}
+
+#[test]
+fn verilator_matches_when_installed() {
+    if !testbench::verilator::available() {
+        eprintln!("verilator not installed: skipped");
+        return;
+    }
+    let m = jets();
+    let k = build_kernel(&m, &Options::default()).unwrap();
+    let pool = EventPool::generated(&m, 5000, 5000, 3).unwrap();
+    let cfg = FpgaConfig {
+        sim: SimChoice::Verilator,
+        arrivals: Arrivals::Poisson,
+        sweep: false,
+        ..fpga_cfg(20_000)
+    };
+    let r = run_fpga(&m.name, &pool, &k, &cfg).unwrap();
+    eprintln!("{}", r.table());
+    assert_eq!(r.kernel.as_ref().unwrap().simulator, "verilator");
+    assert_eq!(r.mismatches, 0);
+    assert_eq!(r.delivered + r.lost, 20_000);
+    // Same stream through the netlist simulator: same figures.
+    let r2 = run_fpga(
+        &m.name,
+        &pool,
+        &k,
+        &FpgaConfig {
+            sim: SimChoice::Rust,
+            ..cfg
+        },
+    )
+    .unwrap();
+    assert_eq!(r.latency_cycles, r2.latency_cycles);
+    assert_eq!(r.lost, r2.lost);
+}
+
+#[test]
+fn reuse_too_large_for_40mhz_fails_with_loss_count() {
+    let m = jets();
+    let k = build_kernel(&m, &Options::default()).unwrap();
+    let pool = EventPool::generated(&m, 500, 500, 7).unwrap();
+    // hdl builds II = 1 only: the driver models II = 8 (reuse factor 8).
+    let cfg = FpgaConfig {
+        ii: Some(8),
+        ..fpga_cfg(2000)
+    };
+    let r = run_fpga(&m.name, &pool, &k, &cfg).unwrap();
+    eprintln!("{}", r.table());
+    assert!(!r.pass);
+    // Accepts at most one event per 8 cycles out of one per 5.
+    assert!(r.lost > 0);
+    assert_eq!(r.lost + r.accepted, 2000);
+    assert!(
+        r.lost >= 2000 - (2000 * 5 / 8) - cfg.fifo_depth as u64 - 1,
+        "{}",
+        r.lost
+    );
+    assert_eq!(r.mismatches, 0);
+    let msg = r.failures.join("\n");
+    assert!(
+        msg.contains(&format!("{} of 2000 events lost", r.lost)),
+        "{msg}"
+    );
+    assert!(msg.contains("II <= 5"), "{msg}");
+    let kk = r.kernel.unwrap();
+    assert!(kk.ii_modelled);
+    assert_eq!(kk.driver_ii, 8);
+    assert_eq!(r.interval_cycles.unwrap().min, 8.0);
+    // II 5 exactly keeps up.
+    let r = run_fpga(
+        &m.name,
+        &pool,
+        &k,
+        &FpgaConfig {
+            ii: Some(5),
+            sweep: false,
+            ..fpga_cfg(2000)
+        },
+    )
+    .unwrap();
+    assert!(r.pass, "{:?}", r.failures);
+}
+
+#[test]
+fn corrupted_weight_is_caught() {
+    let m = jets();
+    let mut bad = m.clone();
+    let (li, wi) = bad
+        .layers
+        .iter_mut()
+        .enumerate()
+        .find_map(|(i, l)| match &mut l.op {
+            QOp::Dense { weights, .. } => {
+                // The largest weight of the first dense layer, one LSB off.
+                let j = (0..weights.len())
+                    .max_by_key(|&j| weights[j].abs())
+                    .unwrap();
+                weights[j] += if weights[j] > 0 { -1 } else { 1 };
+                Some((i, j))
+            }
+            _ => None,
+        })
+        .unwrap();
+    let k = build_kernel(&bad, &Options::default()).unwrap();
+    let pool = EventPool::generated(&m, 500, 500, 11).unwrap(); // golden from the good model
+    let r = run_fpga(
+        &m.name,
+        &pool,
+        &k,
+        &FpgaConfig {
+            sweep: false,
+            ..fpga_cfg(500)
+        },
+    )
+    .unwrap();
+    eprintln!("layer {li} weight {wi}\n{}", r.table());
+    assert!(!r.pass);
+    assert!(r.mismatches > 0);
+    let first = &r.first_mismatches[0];
+    assert_ne!(first.got, first.expected);
+    assert_eq!(first.expected, pool.expected(first.event));
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.contains(&format!("first at event {}", first.event))),
+        "{:?}",
+        r.failures
+    );
+}
+
+#[test]
+fn json_report_parses_and_holds_the_figures() {
+    let m = jets();
+    let k = build_kernel(&m, &Options::default()).unwrap();
+    let pool = EventPool::generated(&m, 400, 400, 5).unwrap();
+    let mut r = run_fpga(&m.name, &pool, &k, &fpga_cfg(1000)).unwrap();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tb-report");
+    let json = r.write(&dir).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["target"], "fpga");
+    assert_eq!(v["events"], 1000);
+    assert_eq!(v["pass"], true);
+    assert_eq!(v["lost"], 0);
+    assert_eq!(v["mismatches"], 0);
+    assert_eq!(v["kernel"]["declared_latency"], k.latency);
+    assert_eq!(
+        v["latency_cycles"]["max"].as_f64().unwrap(),
+        k.latency as f64
+    );
+    assert!((v["latency_ns"]["max"].as_f64().unwrap() - k.latency as f64 * 5.0).abs() < 1e-9);
+    assert!(v["kernel"]["resources"]["lut_estimate"].as_u64().unwrap() > 0);
+    assert!(v["sweep"].as_array().unwrap().len() >= 3);
+    let back: Report = serde_json::from_value(v).unwrap();
+    assert_eq!(back.latency_ns, r.latency_ns);
+    for p in &r.plots {
+        let s = std::fs::read_to_string(p).unwrap();
+        assert!(s.len() > 200, "{p}");
+    }
+    assert!(
+        r.plots.iter().filter(|p| p.ends_with(".svg")).count() == 3,
+        "{:?}",
+        r.plots
+    );
+}
+
+#[test]
+fn cpu_target_accounts_for_every_event() {
+    let m = jets();
+    let eng = Arc::new(Engine::new(&m).unwrap());
+    let pool = EventPool::generated(&m, 4096, 4096, 9).unwrap();
+    // As fast as possible: backpressure, nothing lost.
+    let cfg = CpuConfig {
+        rate_mhz: None,
+        events: 100_000,
+        sweep: false,
+        budget_ns: 1e9,
+        ..CpuConfig::default()
+    };
+    let r = run_cpu(&m.name, &pool, eng.clone(), &cfg).unwrap();
+    eprintln!("{}", r.table());
+    assert_eq!(r.delivered, 100_000);
+    assert_eq!(r.lost, 0);
+    assert_eq!(r.mismatches, 0);
+    assert_eq!(r.checked, 100_000);
+    assert!(r.pass, "{:?}", r.failures);
+    // Paced above what two shared cores can do: drops, but every event is
+    // delivered (and checked) or counted lost.
+    let cfg = CpuConfig {
+        rate_mhz: Some(400.0),
+        events: 300_000,
+        sweep: true,
+        sweep_events: 50_000,
+        ..CpuConfig::default()
+    };
+    let r = run_cpu(&m.name, &pool, eng, &cfg).unwrap();
+    eprintln!("{}", r.table());
+    assert_eq!(r.delivered + r.lost + r.failed, 300_000);
+    assert_eq!(r.checked, r.delivered);
+    assert_eq!(r.mismatches, 0);
+    assert_eq!(r.latency_ns.count, r.delivered);
+    let c = r.cpu.as_ref().unwrap();
+    assert!(c.max_throughput_mhz.unwrap() > 0.0);
+    assert!(!r.sweep.is_empty());
+    if r.lost > 0 {
+        assert!(!r.pass);
+    }
+}
