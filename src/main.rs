@@ -2,6 +2,7 @@
 //! binary is thin: each subcommand parses its arguments and calls the crates.
 
 mod bench;
+mod hdl_cmd;
 mod modelcmd;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,10 @@ enum Command {
     Eval(modelcmd::EvalArgs),
     /// Benchmark the CPU engine against tract-onnx on the same model.
     Bench(bench::BenchArgs),
+    /// Generate the FPGA kernel: Verilog, self-checking testbench, manifest, integration note.
+    Hdl(hdl_cmd::HdlArgs),
+    /// Run Yosys on an exported kernel and report LUT, FF, DSP, BRAM and logic levels.
+    Synth(hdl_cmd::SynthArgs),
 }
 
 fn main() {
@@ -43,6 +48,8 @@ fn main() {
         Command::Quantize(a) => modelcmd::quantize(a),
         Command::Eval(a) => modelcmd::eval(a),
         Command::Bench(a) => bench::run(a),
+        Command::Hdl(a) => hdl_cmd::run_hdl(a),
+        Command::Synth(a) => hdl_cmd::run_synth(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
