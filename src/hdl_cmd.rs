@@ -66,13 +66,13 @@ fn parse_clock(s: &str) -> Result<f64> {
         .trim()
         .parse()
         .with_context(|| format!("bad clock '{s}': use e.g. 200MHz"))?;
-    if !(v > 0.0) {
+    if v.is_nan() || v <= 0.0 {
         bail!("clock must be positive");
     }
     Ok(v * scale)
 }
 
-fn load_model(path: &PathBuf, precision: Option<&str>) -> Result<QModel> {
+fn load_model(path: &std::path::Path, precision: Option<&str>) -> Result<QModel> {
     let is_onnx = path.extension().map(|e| e == "onnx").unwrap_or(false);
     if is_onnx {
         let g = quantize::onnx::import_path(path)?;

@@ -148,7 +148,7 @@ impl Kernel {
                 Op::MulConst(..) | Op::Mul(..) => {
                     s.multipliers += 1;
                     // A DSP48E2 multiplies 27 x 18.
-                    s.dsp_estimate += ((w + 26) / 27).max(1);
+                    s.dsp_estimate += w.div_ceil(27).max(1);
                 }
                 Op::Rom { values, .. } => {
                     s.rom_bits += values.len() as u64 * w;
@@ -402,6 +402,9 @@ impl Builder<'_> {
         self.overflow(r, ty)
     }
 
+    /// One multiply-accumulate row: the operands and the QOp's four types
+    /// travel together, as the golden rule does.
+    #[allow(clippy::too_many_arguments)]
     fn mac(
         &mut self,
         pairs: &[(i64, NodeId)],

@@ -324,7 +324,7 @@ impl Netlist {
         if w >= self.width(a) {
             return a;
         }
-        let n = self.push(
+        self.push(
             Op::Wrap {
                 a,
                 width: w,
@@ -333,8 +333,7 @@ impl Netlist {
             lo,
             hi,
             false,
-        );
-        n
+        )
     }
 
     pub fn lt(&mut self, a: NodeId, b: NodeId) -> NodeId {

@@ -79,7 +79,7 @@ pub fn parse_yosys_log(log: &str, module: &str, family: &str) -> SynthReport {
         .lines()
         .filter_map(|l| l.split("(length=").nth(1))
         .filter_map(|s| s.trim_end_matches([')', ':']).parse::<u64>().ok())
-        .last();
+        .next_back();
     r
 }
 
