@@ -158,6 +158,9 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
         );
         let r = auto_precision(&g, &events, &opts)?;
         eprintln!("auto precision: {} evaluations", r.evaluations);
+        for n in &r.notes {
+            eprintln!("auto precision: note: {n}");
+        }
         (r.model, r.config)
     } else {
         let cfg = match &a.config {

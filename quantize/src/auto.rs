@@ -67,6 +67,8 @@ pub struct AutoResult {
     /// Bits of every searched tensor, for the report: (layer, tensor, type).
     pub choices: Vec<(String, &'static str, FixedType)>,
     pub evaluations: usize,
+    /// What the search had to decide beyond the budget, for the user.
+    pub notes: Vec<String>,
 }
 
 fn int_bits_for(max_abs: f64, signed: bool, margin: i32) -> i32 {
@@ -200,7 +202,22 @@ pub fn auto_precision(
         }
     };
     apply(&mut cfg, &slots);
+    let mut notes = Vec::new();
     let mut best = s.check(&cfg)?;
+    if best.is_none() {
+        let q = quantize_graph(g, &cfg)?;
+        let acc = compare(&s.float, &fixed_outputs(&q, &s.events));
+        if acc.argmax_agreement >= opts.budget.min_agreement {
+            // The model's own quantizers (QONNX Quant steps) make its output jump for
+            // inputs near a step, whatever bxflow's types: that jump is the error floor.
+            notes.push(format!(
+                "even {} fractional bits everywhere give a max output error of {:.4} (budget {:.4}): the model's own quantizers set this floor, so the error budget is raised to it",
+                opts.start_frac, acc.max_abs_error, s.max_err
+            ));
+            s.max_err = acc.max_abs_error;
+            best = s.check(&cfg)?;
+        }
+    }
     if best.is_none() {
         // Even the generous start misses the budget: report it with its accuracy.
         let q = quantize_graph(g, &cfg)?;
@@ -267,5 +284,6 @@ pub fn auto_precision(
         accuracy,
         choices,
         evaluations: s.evaluations,
+        notes,
     })
 }
