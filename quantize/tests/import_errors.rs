@@ -49,6 +49,15 @@ fn weights(name: &str, dims: &[i64]) -> pb::TensorProto {
 }
 
 fn model(nodes: Vec<pb::NodeProto>, inits: Vec<pb::TensorProto>, output: &str) -> Vec<u8> {
+    model_with_input(nodes, inits, output, &[1, 4])
+}
+
+fn model_with_input(
+    nodes: Vec<pb::NodeProto>,
+    inits: Vec<pb::TensorProto>,
+    output: &str,
+    input: &[i64],
+) -> Vec<u8> {
     pb::ModelProto {
         ir_version: 7,
         opset_import: vec![pb::OperatorSetIdProto {
@@ -59,7 +68,7 @@ fn model(nodes: Vec<pb::NodeProto>, inits: Vec<pb::TensorProto>, output: &str) -
             node: nodes,
             name: "g".into(),
             initializer: inits,
-            input: vec![value_info("x", &[1, 4])],
+            input: vec![value_info("x", input)],
             output: vec![value_info(output, &[1, 3])],
             ..Default::default()
         }),
@@ -185,4 +194,66 @@ fn a_tensor_with_too_few_values_is_an_error() {
         e.contains("initializer 'W'") && e.contains("holds 5 values"),
         "{e}"
     );
+}
+
+fn values(name: &str, dims: &[i64], v: &[f32]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn pytorch_style_gemm_with_a_fixed_batch_normalisation_and_qdq_imports() {
+    // A fixed batch of 789444 (seen in the wild), input normalisation by
+    // constants, Gemm with transB, Dropout, and a QuantizeLinear/DequantizeLinear pair.
+    let mut gemm = node("Gemm", "fc", &["xn", "W", "B"], &["y"]);
+    gemm.attribute.push(pb::AttributeProto {
+        name: "transB".into(),
+        i: 1,
+        r#type: 2,
+        ..Default::default()
+    });
+    let zp = pb::TensorProto {
+        name: "zp".into(),
+        data_type: 3, // int8: signed
+        int32_data: vec![0],
+        ..Default::default()
+    };
+    let b = model_with_input(
+        vec![
+            node("Sub", "centre", &["x", "mean"], &["xc"]),
+            node("Div", "scale", &["xc", "std"], &["xn"]),
+            gemm,
+            node("Dropout", "drop", &["y"], &["yd"]),
+            node("QuantizeLinear", "q", &["yd", "s", "zp"], &["yq"]),
+            node("DequantizeLinear", "dq", &["yq", "s", "zp"], &["ydq"]),
+            node("Relu", "act", &["ydq"], &["z"]),
+        ],
+        vec![
+            values("mean", &[4], &[1.0, 1.0, 1.0, 1.0]),
+            values("std", &[4], &[2.0, 2.0, 2.0, 2.0]),
+            values(
+                "W",
+                &[3, 4],
+                &[1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5],
+            ),
+            values("B", &[3], &[0.0, 0.25, -0.5]),
+            values("s", &[], &[0.0625]),
+            zp,
+        ],
+        "z",
+        &[789444, 4],
+    );
+    let g = import_bytes(&b, "t").unwrap();
+    assert_eq!(g.input_shape, vec![4]);
+    // x = [3, 5, -1, 1] -> xn = [1, 2, -1, 0] -> y = [1, 2.25, 0.5 * 2 - 0.5 = 0.5]
+    let out = g.evaluate(&[3.0, 5.0, -1.0, 1.0]);
+    assert_eq!(out, vec![1.0, 2.25, 0.5]);
+    // The QDQ pair clips to int8's range times the scale: 200 * 0.0625 = 12.5 -> 127 * 0.0625.
+    let big = g.evaluate(&[201.0, 1.0, 1.0, 1.0]);
+    assert_eq!(big[0], 127.0 * 0.0625);
 }
