@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use testbench::{load_model, parse_mhz, parse_ns, run_cpu, run_fpga, Arrivals, CpuConfig, EventPool, FpgaConfig, Report, SimChoice};
+use testbench::{
+    load_model, parse_mhz, parse_ns, run_cpu, run_fpga, Arrivals, CpuConfig, EventPool, FpgaConfig,
+    Report, SimChoice,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
@@ -82,13 +85,21 @@ pub struct TestbenchArgs {
 
 fn model_name(path: &Path, m: &quantize::qmodel::QModel) -> String {
     if m.name.is_empty() {
-        path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default()
+        path.file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default()
     } else {
         m.name.clone()
     }
 }
 
-fn pool_for(m: &quantize::qmodel::QModel, input: Option<&Path>, events: u64, pool: usize, seed: u64) -> Result<EventPool> {
+fn pool_for(
+    m: &quantize::qmodel::QModel,
+    input: Option<&Path>,
+    events: u64,
+    pool: usize,
+    seed: u64,
+) -> Result<EventPool> {
     Ok(match input {
         Some(p) => EventPool::from_npy(m, p, (events as usize).max(1))?,
         None => EventPool::generated(m, events, pool, seed)?,
@@ -146,7 +157,11 @@ pub fn run_testbench(a: TestbenchArgs) -> Result<()> {
             };
             let k = hdl::build_kernel(&m, &opts).context("building the FPGA kernel")?;
             let pool = pool_for(&m, a.input.as_deref(), a.events, a.pool, a.seed)?;
-            finish(run_fpga(&name, &pool, &k, &cfg)?, a.report.as_deref(), a.json)?
+            finish(
+                run_fpga(&name, &pool, &k, &cfg)?,
+                a.report.as_deref(),
+                a.json,
+            )?
         }
         Target::Cpu => {
             let rate = if a.rate.eq_ignore_ascii_case("max") {
@@ -169,7 +184,11 @@ pub fn run_testbench(a: TestbenchArgs) -> Result<()> {
             };
             let engine = Arc::new(engine::Engine::new(&m)?);
             let pool = pool_for(&m, a.input.as_deref(), a.events, a.pool, a.seed)?;
-            finish(run_cpu(&name, &pool, engine, &cfg)?, a.report.as_deref(), a.json)?
+            finish(
+                run_cpu(&name, &pool, engine, &cfg)?,
+                a.report.as_deref(),
+                a.json,
+            )?
         }
     };
     if !r.pass {
@@ -207,7 +226,8 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     let budget_ns = parse_ns(&a.budget).map_err(anyhow::Error::msg)?;
 
     step(&format!("import {}", a.model.display()));
-    let g = quantize::onnx::import_path(&a.model).with_context(|| format!("importing {}", a.model.display()))?;
+    let g = quantize::onnx::import_path(&a.model)
+        .with_context(|| format!("importing {}", a.model.display()))?;
     step("auto precision search");
     let calib = quantize::calibrate::default_events(&g, 10_000, 1);
     let auto = quantize::auto::auto_precision(&g, &calib, &quantize::auto::AutoOptions::default())?;
@@ -248,16 +268,28 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     };
 
     let have_verilator = testbench::verilator::available();
-    let fpga_events = if have_verilator { a.events } else { a.events.min(20_000) };
+    let fpga_events = if have_verilator {
+        a.events
+    } else {
+        a.events.min(20_000)
+    };
     step(&format!(
         "FPGA testbench: {fpga_events} events at 40 MHz via {}",
-        if have_verilator { "Verilator" } else { "the netlist simulator (Verilator not installed)" }
+        if have_verilator {
+            "Verilator"
+        } else {
+            "the netlist simulator (Verilator not installed)"
+        }
     ));
     let pool = EventPool::generated(&m, fpga_events, testbench::stream::DEFAULT_POOL, 1)?;
     let fcfg = FpgaConfig {
         events: fpga_events,
         budget_ns,
-        sim: if have_verilator { SimChoice::Verilator } else { SimChoice::Rust },
+        sim: if have_verilator {
+            SimChoice::Verilator
+        } else {
+            SimChoice::Rust
+        },
         progress: true,
         work_dir: work_dir(),
         ..FpgaConfig::default()
@@ -281,9 +313,24 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     let kk = fr.kernel.as_ref().unwrap();
     let mut p = String::new();
     use std::fmt::Write as _;
-    let _ = writeln!(p, "\n================ bxflow demo: {} ================", name);
-    let _ = writeln!(p, "model        {} ({} MACs/event), artifact {}", a.model.display(), m.macs(), bxq_path.display());
-    let _ = writeln!(p, "precision    input {}; {} evaluations of the auto search", m.input_ty.ap_string(), auto.evaluations);
+    let _ = writeln!(
+        p,
+        "\n================ bxflow demo: {} ================",
+        name
+    );
+    let _ = writeln!(
+        p,
+        "model        {} ({} MACs/event), artifact {}",
+        a.model.display(),
+        m.macs(),
+        bxq_path.display()
+    );
+    let _ = writeln!(
+        p,
+        "precision    input {}; {} evaluations of the auto search",
+        m.input_ty.ap_string(),
+        auto.evaluations
+    );
     for l in &m.layers {
         let _ = writeln!(p, "             {:<24} {}", l.name, l.ty.ap_string());
     }
@@ -380,16 +427,29 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
             let _ = writeln!(p, "  yosys      failed: {e}");
         }
         None => {
-            let _ = writeln!(p, "  yosys      not installed (or --no-synth): netlist estimate only");
+            let _ = writeln!(
+                p,
+                "  yosys      not installed (or --no-synth): netlist estimate only"
+            );
         }
     }
     if !have_verilator {
         let _ = writeln!(p, "note         Verilator is not installed: the FPGA run used the netlist simulator with {fpga_events} events");
     }
-    for f in fr.failures.iter().map(|f| format!("FPGA: {f}")).chain(cr.failures.iter().map(|f| format!("CPU: {f}"))) {
+    for f in fr
+        .failures
+        .iter()
+        .map(|f| format!("FPGA: {f}"))
+        .chain(cr.failures.iter().map(|f| format!("CPU: {f}")))
+    {
         let _ = writeln!(p, "failure      {f}");
     }
-    let _ = writeln!(p, "written      {} (Verilog {})", rep_dir.display(), vpath.display());
+    let _ = writeln!(
+        p,
+        "written      {} (Verilog {})",
+        rep_dir.display(),
+        vpath.display()
+    );
     for x in fr.plots.iter().chain(&cr.plots) {
         let _ = writeln!(p, "             {x}");
     }

@@ -243,7 +243,9 @@ pub fn run_fpga(
     } else {
         "netlist simulator"
     };
+    let t_sim = Instant::now();
     let outs = simulate(kernel, pool, &sch.issued, cfg, verilator, cfg.progress)?;
+    let sim_seconds = t_sim.elapsed().as_secs_f64();
 
     // Match outputs to accepted events in order.
     let ns_per_cycle = 1000.0 / cfg.clock_mhz;
@@ -358,6 +360,7 @@ pub fn run_fpga(
             driver_ii: ii,
             ii_modelled: ii != kernel.ii,
             max_ii_for_rate: max_ii_for_rate(cfg.clock_mhz, cfg.rate_mhz),
+            sim_seconds,
             resources: serde_json::to_value(&stats).unwrap_or_default(),
         }),
         cpu: None,

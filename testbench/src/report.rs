@@ -84,6 +84,8 @@ pub struct KernelInfo {
     pub ii_modelled: bool,
     /// Largest II that keeps up with the offered mean spacing (clock / rate).
     pub max_ii_for_rate: u32,
+    /// Wall time of the main run's simulation (build included), s.
+    pub sim_seconds: f64,
     /// Resource figures of the netlist (`hdl::Kernel::stats`).
     pub resources: serde_json::Value,
 }
@@ -253,9 +255,10 @@ impl Report {
                 &mut s,
                 "kernel",
                 format!(
-                    "{} via {}: latency {} cycles (measured {}..{}), II {}{}",
+                    "{} via {} ({:.1} s): latency {} cycles (measured {}..{}), II {}{}",
                     k.name,
                     k.simulator,
+                    k.sim_seconds,
                     k.declared_latency,
                     k.measured_latency.0,
                     k.measured_latency.1,
