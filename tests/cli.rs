@@ -1,0 +1,137 @@
+//! The `bxflow` command line end to end: inspect, quantize, eval, and the
+//! errors a user sees for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bxflow(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bxflow"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn model(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bxflow-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[test]
+fn inspect_lists_layers_with_onnx_names() {
+    let (ok, out, _) = bxflow(&["inspect", &model("three_layer_keras.onnx")]);
+    assert!(ok);
+    assert!(
+        out.contains("Softmax") && out.contains("Relu2") && out.contains("4389 parameters"),
+        "{out}"
+    );
+}
+
+#[test]
+fn quantize_then_eval_matches_the_report_and_checks_shapes() {
+    let bxq = tmp("tagger.bxq");
+    let rep = tmp("report.json");
+    let (ok, out, err) = bxflow(&[
+        "quantize",
+        &model("three_layer_keras.onnx"),
+        "-o",
+        bxq.to_str().unwrap(),
+        "--report",
+        rep.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("fixed<16,6,RND,SAT>") && out.contains("argmax agreement"),
+        "{out}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rep).unwrap()).unwrap();
+    assert!(r["accuracy"]["argmax_agreement"].as_f64().unwrap() >= 0.99);
+    assert_eq!(r["layers"].as_array().unwrap().len(), 8);
+
+    // Events: 3 x 16 features.
+    let x = tmp("x.npy");
+    let feats: Vec<f32> = (0..48).map(|i| (i as f32 - 24.0) / 10.0).collect();
+    quantize::npy::write_f32(&x, &[3, 16], &feats).unwrap();
+    let y = tmp("y.npy");
+    let (ok, _, err) = bxflow(&[
+        "eval",
+        bxq.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let out = quantize::npy::read_events(&y).unwrap();
+    assert_eq!(out.shape, vec![3, 5]);
+    // Softmax outputs are probabilities.
+    for e in 0..3 {
+        let s: f32 = out.event(e).iter().sum();
+        assert!((s - 1.0).abs() < 0.01, "event {e} sums to {s}");
+    }
+
+    let bad = tmp("bad.npy");
+    quantize::npy::write_f32(&bad, &[2, 10], &[0.0; 20]).unwrap();
+    let (ok, _, err) = bxflow(&[
+        "eval",
+        bxq.to_str().unwrap(),
+        "--input",
+        bad.to_str().unwrap(),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("events have shape [10] but the model takes [16]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_precision_and_missing_files_are_named() {
+    let (ok, _, err) = bxflow(&[
+        "quantize",
+        &model("two_layer_keras.onnx"),
+        "-o",
+        "/dev/null",
+        "--precision",
+        "fixed<16,6,FOO>",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--precision 'fixed<16,6,FOO>'") && err.contains("FOO"),
+        "{err}"
+    );
+    let (ok, _, err) = bxflow(&["inspect", "/nonexistent/model.onnx"]);
+    assert!(!ok);
+    assert!(err.contains("/nonexistent/model.onnx"), "{err}");
+    let junk = tmp("junk.bxq");
+    std::fs::write(&junk, b"not a model").unwrap();
+    let (ok, _, err) = bxflow(&[
+        "eval",
+        junk.to_str().unwrap(),
+        "--input",
+        "x.npy",
+        "--output",
+        "y.npy",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("x.npy") || err.contains("not a .bxq model"),
+        "{err}"
+    );
+}
