@@ -23,7 +23,8 @@ pub struct HdlArgs {
     /// Reuse factor (only 1, II = 1, is implemented).
     #[arg(long, default_value_t = 1)]
     pub reuse: u32,
-    /// Adder levels between pipeline registers (default: derived from --clock).
+    /// Pipeline stages hold this many 16-bit adder levels (0.5 ns each) instead
+    /// of what the --clock period allows (default).
     #[arg(long)]
     pub levels: Option<u32>,
     /// For an ONNX model: uniform precision of every layer (default: the
@@ -107,13 +108,13 @@ pub fn run_hdl(a: HdlArgs) -> Result<()> {
     let v = write_export(&a.output, &k, &model, &events)?;
     let st = k.stats();
     println!(
-        "{}: latency {} cycles ({:.1} ns at {} MHz), II {}, {} adder levels/stage, strategy {}",
+        "{}: latency {} cycles ({:.1} ns at {} MHz), II {}, {} ps of logic/stage, strategy {}",
         v.display(),
         k.latency,
         k.latency as f64 * 1000.0 / opts.clock_mhz,
         opts.clock_mhz,
         k.ii,
-        opts.adder_levels(),
+        opts.budget_ps(),
         a.strategy
     );
     println!(

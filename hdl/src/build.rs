@@ -10,7 +10,7 @@ use quantize::qmodel::{PoolKind, QModel, QOp, Table};
 use serde::Serialize;
 
 use crate::netlist::{Netlist, NetlistError, NodeId, OutField, Sim};
-use crate::pipeline::pipeline;
+use crate::pipeline::{pipeline, Delays};
 
 /// How multiplications by constant weights are built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -57,12 +57,14 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Adder levels per pipeline stage: about 1.2 ns per carry-chain adder
-    /// with its routing on UltraScale+, so 4 at 200 MHz.
-    pub fn adder_levels(&self) -> u32 {
-        self.levels
-            .unwrap_or_else(|| ((1000.0 / self.clock_mhz) / 1.2).floor().max(1.0) as u32)
-            .max(1)
+    /// Estimated logic delay allowed between pipeline registers, in ps:
+    /// `levels` 16-bit adders when given, else what the clock leaves after
+    /// the clock uncertainty and the register overhead (4175 ps at 200 MHz).
+    pub fn budget_ps(&self) -> u32 {
+        match self.levels {
+            Some(l) => crate::pipeline::budget_for_levels(l),
+            None => crate::pipeline::budget_for_clock(self.clock_mhz),
+        }
     }
 }
 
@@ -287,6 +289,16 @@ impl Builder<'_> {
         if terms.is_empty() {
             return self.net.konst(bias);
         }
+        // The bias is one more leaf of the tree (not an adder after it).
+        if bias != 0 {
+            let tz = bias.trailing_zeros().min(64);
+            let node = self.net.konst(bias >> tz);
+            terms.push(Term {
+                node,
+                shift: tz,
+                neg: false,
+            });
+        }
         // Pair terms of similar weight so that the adders stay narrow.
         terms.sort_by_key(|t| t.shift);
         while terms.len() > 1 {
@@ -303,11 +315,11 @@ impl Builder<'_> {
         }
         let t = terms[0];
         let v = self.net.shl(t.node, t.shift);
-        let b = self.net.konst(bias);
         if t.neg {
-            self.net.sub(b, v)
+            let z = self.net.konst(0);
+            self.net.sub(z, v)
         } else {
-            self.net.add(v, b)
+            v
         }
     }
 
@@ -439,9 +451,42 @@ impl Builder<'_> {
                 });
             }
         }
+        // Rounding to nearest folded into the bias: when the accumulator
+        // cannot overflow, RND(s) = floor((s + half) / 2^k) and RND_MIN_INF(s)
+        // = floor((s + half - 1) / 2^k), so the requantizer is wiring plus
+        // the saturation (no increment adder, no rounding logic).
+        let of = out.frac_bits();
+        let fold = match out.rounding {
+            Rounding::Rnd if af > of => Some(1i128 << (af - of - 1)),
+            Rounding::RndMinInf if af > of => Some((1i128 << (af - of - 1)) - 1),
+            _ => None,
+        };
+        if let Some(half) = fold {
+            let (lo, hi) = self.tree_range(&terms, b);
+            let sym = acc.overflow == Overflow::SatSym && acc.signed && acc.width >= 2;
+            let low = acc.min_raw() as i128 + sym as i128;
+            if lo >= low && hi <= acc.max_raw() as i128 {
+                let sum = self.sum_terms(terms, b + half);
+                let r = self.round_lsb(sum, af, of, Rounding::Trn);
+                return self.overflow(r, out);
+            }
+        }
         let sum = self.sum_terms(terms, b);
         let a = self.overflow(sum, acc);
         self.quantize(a, af, out)
+    }
+
+    /// Value range of `bias + sum of terms`.
+    fn tree_range(&self, terms: &[Term], bias: i128) -> (i128, i128) {
+        let (mut lo, mut hi) = (bias, bias);
+        for t in terms {
+            let (l, h) = self.net.range(t.node);
+            let (l, h) = (l << t.shift, h << t.shift);
+            let (l, h) = if t.neg { (-h, -l) } else { (l, h) };
+            lo += l;
+            hi += h;
+        }
+        (lo, hi)
     }
 
     fn const_mult(&mut self, x: NodeId, c: i128, tag: &str) -> NodeId {
@@ -882,7 +927,7 @@ pub fn build_kernel(model: &QModel, options: &Options) -> Result<Kernel, BuildEr
         return Err(BuildError::Reuse(options.reuse));
     }
     let (comb, inputs, outputs) = build_comb(model, options.strategy)?;
-    let (net, latency) = pipeline(&comb, options.adder_levels());
+    let (net, latency) = pipeline(&comb, options.budget_ps(), &Delays::default());
     Ok(Kernel {
         name: module_name(&model.name),
         net,

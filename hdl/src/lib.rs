@@ -3,6 +3,7 @@
 //! Verilog from the same description; export with a self-checking testbench,
 //! Verilator and Icarus co-simulation, and Yosys resource reports.
 
+pub mod block;
 pub mod build;
 pub mod export;
 pub mod netlist;

@@ -345,6 +345,10 @@ impl Netlist {
         if al >= bh {
             return self.bool_const(false);
         }
+        // `a < 0` is the sign bit (wiring, no comparator).
+        if self.const_value(b) == Some(0) {
+            return self.bit(a, u32::MAX);
+        }
         self.push(Op::Lt(a, b), 0, 1, true)
     }
 
@@ -543,21 +547,19 @@ fn eval_op(op: &Op, v: impl Fn(NodeId) -> i128, in_valid: bool) -> i128 {
     }
 }
 
-/// Cycle simulator of a netlist: one call of [`Sim::step`] is one rising clock edge.
-pub struct Sim<'a> {
-    net: &'a Netlist,
-    vals: Vec<i128>,
+/// The state of a netlist under simulation: the value of every node.
+/// Shared by the cycle simulator [`Sim`] and the rust-hdl block
+/// ([`crate::block::KernelBlock`]), so the two cannot diverge.
+#[derive(Clone, Debug)]
+pub struct SimState {
+    pub vals: Vec<i128>,
     /// Input field index of each `Input` node.
     field: Vec<usize>,
 }
 
-impl<'a> Sim<'a> {
-    /// Current value of every node (after the last evaluation).
-    pub fn values(&self) -> &[i128] {
-        &self.vals
-    }
-
-    pub fn new(net: &'a Netlist) -> Self {
+impl SimState {
+    /// Power-up state of `net`.
+    pub fn new(net: &Netlist) -> Self {
         let mut field = vec![usize::MAX; net.nodes.len()];
         let mut inputs: Vec<(u32, usize)> = net
             .nodes
@@ -573,7 +575,87 @@ impl<'a> Sim<'a> {
             field[*i] = k;
         }
         let vals = net.nodes.iter().map(|n| n.reset_value()).collect();
-        Sim { net, vals, field }
+        SimState { vals, field }
+    }
+
+    /// Evaluates the combinational logic from the port values and the
+    /// registers' current state. `input(k, node)` is the value of input field
+    /// `k`. With `check`, panics if a value leaves its declared range.
+    pub fn eval(
+        &mut self,
+        net: &Netlist,
+        in_valid: bool,
+        input: impl Fn(usize, &Node) -> i128,
+        check: bool,
+    ) {
+        for (i, n) in net.nodes.iter().enumerate() {
+            let v = match &n.op {
+                Op::Input { .. } => input(self.field[i], n),
+                Op::Reg { .. } => self.vals[i],
+                op => {
+                    let vals = &self.vals;
+                    eval_op(op, |a| vals[a], in_valid)
+                }
+            };
+            if check {
+                assert!(
+                    n.lo <= v && v <= n.hi,
+                    "node {i} {:?}: value {v} outside its range [{}, {}]",
+                    n.op,
+                    n.lo,
+                    n.hi
+                );
+            }
+            self.vals[i] = if n.boolean {
+                v & 1
+            } else {
+                wrap_value(v, n.width, true)
+            };
+        }
+    }
+
+    /// `(out_valid, outputs)` of the last evaluation.
+    pub fn outputs(&self, net: &Netlist) -> (bool, Vec<i128>) {
+        let outs = net.outputs.iter().map(|f| self.vals[f.node]).collect();
+        let valid = net.out_valid.map(|v| self.vals[v] != 0).unwrap_or(true);
+        (valid, outs)
+    }
+
+    /// A rising clock edge: all registers take their input at once; `reset`
+    /// clears the reset registers.
+    pub fn clock(&mut self, net: &Netlist, reset: bool) {
+        let next: Vec<(usize, i128)> = net
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| match n.op {
+                Op::Reg { a, reset: r } => Some((i, if r && reset { 0 } else { self.vals[a] })),
+                _ => None,
+            })
+            .collect();
+        for (i, v) in next {
+            self.vals[i] = v;
+        }
+    }
+}
+
+/// Cycle simulator of a netlist: one call of [`Sim::step`] is one rising clock edge.
+pub struct Sim<'a> {
+    net: &'a Netlist,
+    state: SimState,
+}
+
+impl<'a> Sim<'a> {
+    /// Current value of every node (after the last evaluation).
+    pub fn values(&self) -> &[i128] {
+        &self.state.vals
+    }
+
+    pub fn new(net: &'a Netlist) -> Self {
+        Sim {
+            net,
+            state: SimState::new(net),
+        }
     }
 
     /// Evaluates the combinational logic with the given port values (the
@@ -596,47 +678,11 @@ impl<'a> Sim<'a> {
         inputs: &[i64],
         check: bool,
     ) -> (bool, Vec<i128>) {
-        let net = self.net;
-        for (i, n) in net.nodes.iter().enumerate() {
-            let v = match &n.op {
-                Op::Input { .. } => inputs[self.field[i]] as i128,
-                Op::Reg { .. } => self.vals[i],
-                op => {
-                    let vals = &self.vals;
-                    eval_op(op, |a| vals[a], in_valid)
-                }
-            };
-            if check {
-                assert!(
-                    n.lo <= v && v <= n.hi,
-                    "node {i} {:?}: value {v} outside its range [{}, {}]",
-                    n.op,
-                    n.lo,
-                    n.hi
-                );
-            }
-            self.vals[i] = if n.boolean {
-                v & 1
-            } else {
-                wrap_value(v, n.width, true)
-            };
-        }
-        let outs = net.outputs.iter().map(|f| self.vals[f.node]).collect();
-        let valid = net.out_valid.map(|v| self.vals[v] != 0).unwrap_or(true);
-        // Clock edge: all registers take their input at once.
-        let next: Vec<(usize, i128)> = net
-            .nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| match n.op {
-                Op::Reg { a, reset: r } => Some((i, if r && reset { 0 } else { self.vals[a] })),
-                _ => None,
-            })
-            .collect();
-        for (i, v) in next {
-            self.vals[i] = v;
-        }
-        (valid, outs)
+        self.state
+            .eval(self.net, in_valid, |k, _| inputs[k] as i128, check);
+        let r = self.state.outputs(self.net);
+        self.state.clock(self.net, reset);
+        r
     }
 }
 

@@ -1,32 +1,272 @@
-//! Pipelining: places registers so that no path between registers holds more
-//! than a given number of adder levels, and reports the latency.
+//! Pipelining: places registers so that no register-to-register path is
+//! longer than a delay budget, and reports the latency.
 //!
-//! Each node gets a stage (clock cycle) and a depth (delay inside the stage,
-//! in half adder levels: a carry-chain adder or comparator costs 2, a LUT of
-//! logic or a multiplexer 1, wiring 0, a multiplier a whole stage). A node
-//! whose inputs would leave it deeper than the budget starts the next stage;
-//! operands from earlier stages are brought along by register chains (shared
-//! between all readers). Constants are not registered. The outputs are
-//! registered once more at the end, so the latency is the last stage + 1.
+//! The delay of each node is estimated from its kind and width with a simple
+//! UltraScale+ model ([`Delays`]): a carry-chain adder or comparator of N bits
+//! costs `carry_entry + N/8 * carry8` (LUT, routing and the CARRY8 chain), a
+//! level of LUT logic (multiplexer, gate, ROM slice) `lut`, wiring nothing,
+//! a multiplier that fits one DSP48E2 `dsp`, a wider one a whole stage. Two refinements keep the
+//! estimate close to what synthesis produces:
+//!
+//! * **Carry overlap.** Every value carries two arrival times, of its lowest
+//!   and of its highest bit: in a tree of ripple-carry adders the low bits of
+//!   the next adder start before the carry of the previous one has reached
+//!   the top, so a tree of depth d and width N costs about
+//!   `d * carry_entry + N/8 * carry8`, not `d` times the full adder delay.
+//! * **LUT cones.** Consecutive LUT logic (the saturation multiplexers, the
+//!   ReLU select, rounding gates) whose per-bit inputs fit one LUT6 is one
+//!   level, not one per operator; an adder absorbs a small cone in front of
+//!   its carry chain (its LUT has spare inputs).
+//!
+//! Each node gets a stage (clock cycle): the latest stage of its operands,
+//! or the next one if the path would exceed the budget. Operands from earlier
+//! stages are brought along by register chains (shared between all readers).
+//! Constants are not registered. The outputs are registered once more at the
+//! end, so the latency is the last stage + 1.
 
 use std::collections::HashMap;
 
 use crate::netlist::{map_inputs, op_inputs, Netlist, NodeId, Op};
 
-fn cost(op: &Op, budget: u32) -> u32 {
-    match op {
-        Op::Add(..) | Op::Sub(..) | Op::Lt(..) | Op::Eq(..) | Op::Rom { .. } => 2,
-        Op::MulConst(..) | Op::Mul(..) => budget,
-        Op::Mux(..) | Op::Not(_) | Op::And(..) | Op::Or(..) | Op::Any(..) => 1,
-        _ => 0,
+/// Delay model in picoseconds (UltraScale+, speed grade -2, rough).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Delays {
+    /// LUT plus routing into a carry chain plus the first CARRY8.
+    pub carry_entry: u32,
+    /// Each further CARRY8 (8 bits) of a chain.
+    pub carry8: u32,
+    /// One level of LUT logic including routing.
+    pub lut: u32,
+    /// Inputs of one LUT.
+    pub lut_inputs: u32,
+    /// Inputs a carry-chain LUT has left for logic in front of an adder.
+    pub adder_lut_inputs: u32,
+    /// A multiplication that fits one DSP48E2 (27 x 18 bits) without its
+    /// internal registers, input and output routing included. Wider
+    /// products (cascaded DSPs) take a whole stage.
+    pub dsp: u32,
+}
+
+impl Default for Delays {
+    fn default() -> Self {
+        Delays {
+            carry_entry: 400,
+            carry8: 50,
+            lut: 500,
+            lut_inputs: 6,
+            adder_lut_inputs: 4,
+            dsp: 2500,
+        }
     }
 }
 
-/// Returns the pipelined netlist and its latency in cycles.
-pub fn pipeline(comb: &Netlist, adder_levels: u32) -> (Netlist, u32) {
-    let budget = 2 * adder_levels.max(1);
+/// Register overhead per stage: clock-to-out plus setup (ps).
+pub const REGISTER_PS: u32 = 200;
+
+/// Delay of one "adder level" of the `--levels` option: a 16-bit adder.
+pub const ADDER_LEVEL_PS: u32 = 500;
+
+/// The logic delay available per stage at `clock_mhz`: the period less
+/// hls4ml's default clock uncertainty (12.5 %) and the register overhead.
+pub fn budget_for_clock(clock_mhz: f64) -> u32 {
+    let period = 1.0e6 / clock_mhz;
+    ((period * 0.875) as u32)
+        .saturating_sub(REGISTER_PS)
+        .max(ADDER_LEVEL_PS)
+}
+
+/// The budget for `levels` adder levels of 16 bits per stage.
+pub fn budget_for_levels(levels: u32) -> u32 {
+    levels.max(1) * ADDER_LEVEL_PS
+}
+
+/// Timing of one node inside its stage.
+#[derive(Clone, Copy, Debug, Default)]
+struct Arrival {
+    /// Arrival of the lowest bit and of the highest bit (= of the value).
+    lo: u32,
+    hi: u32,
+    /// For LUT logic: per-bit inputs of the cone it heads (0: not a cone),
+    /// and the arrival of the cone's inputs.
+    cone: u32,
+    base: Arrival0,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Arrival0 {
+    lo: u32,
+    hi: u32,
+}
+
+/// A signed product one DSP48E2 computes (27 x 18 bits).
+fn fits_dsp(wa: u32, wb: u32) -> bool {
+    (wa <= 27 && wb <= 18) || (wa <= 18 && wb <= 27)
+}
+
+fn carry(d: &Delays, bits: u32) -> u32 {
+    bits.div_ceil(8).saturating_sub(1) * d.carry8
+}
+
+/// Arrival of node `op` (width `w`) given its operands' arrivals (`None`:
+/// a constant). Returns `(arrival, whole_stage)`.
+fn arrive(op: &Op, w: u32, ins: &[Option<Arrival>], d: &Delays, widths: &[u32]) -> (Arrival, bool) {
+    let live: Vec<Arrival> = ins.iter().flatten().copied().collect();
+    let max_lo = live.iter().map(|a| a.lo).max().unwrap_or(0);
+    let max_hi = live.iter().map(|a| a.hi).max().unwrap_or(0);
+    let plain = |lo: u32, hi: u32| Arrival {
+        lo,
+        hi,
+        ..Default::default()
+    };
+    // One LUT level over the operands, merged with operand cones when the
+    // inputs per bit still fit one LUT.
+    let lut = || -> Arrival {
+        let mut n = 0;
+        let (mut blo, mut bhi) = (0, 0);
+        for a in ins.iter().flatten() {
+            if a.cone > 0 {
+                n += a.cone;
+                blo = blo.max(a.base.lo);
+                bhi = bhi.max(a.base.hi);
+            } else {
+                n += 1;
+                blo = blo.max(a.lo);
+                bhi = bhi.max(a.hi);
+            }
+        }
+        if n > d.lut_inputs {
+            n = ins.iter().flatten().count() as u32;
+            blo = max_lo;
+            bhi = max_hi;
+        }
+        Arrival {
+            lo: blo + d.lut,
+            hi: bhi + d.lut,
+            cone: n.max(1),
+            base: Arrival0 { lo: blo, hi: bhi },
+        }
+    };
+    match op {
+        Op::Input { .. } | Op::InValid | Op::Const(_) | Op::Reg { .. } => (plain(0, 0), false),
+        Op::Add(..) | Op::Sub(..) | Op::Lt(..) | Op::Eq(..) => {
+            // Operands that are small LUT cones fold into the adder's LUTs.
+            let mut n = 0;
+            let (mut lo, mut hi) = (0, 0);
+            for a in ins.iter().flatten() {
+                let (c, l, h) = if a.cone > 0 {
+                    (a.cone, a.base.lo, a.base.hi)
+                } else {
+                    (1, a.lo, a.hi)
+                };
+                n += c;
+                lo = lo.max(l);
+                hi = hi.max(h);
+            }
+            if n > d.adder_lut_inputs {
+                lo = max_lo;
+                hi = max_hi;
+            }
+            let bits = op_inputs(op)
+                .iter()
+                .map(|&a| widths[a])
+                .max()
+                .unwrap_or(w)
+                .max(w);
+            let out_lo = lo + d.carry_entry;
+            let out_hi = (out_lo + carry(d, bits)).max(hi + d.carry_entry);
+            if matches!(op, Op::Lt(..) | Op::Eq(..)) {
+                (plain(out_hi, out_hi), false)
+            } else {
+                (plain(out_lo, out_hi), false)
+            }
+        }
+        Op::MulConst(a, c) => {
+            let (wa, wc) = (widths[*a], crate::netlist::signed_width(*c, *c));
+            if fits_dsp(wa, wc) {
+                (plain(max_hi + d.dsp, max_hi + d.dsp), false)
+            } else {
+                (plain(0, 0), true)
+            }
+        }
+        Op::Mul(a, b) => {
+            if fits_dsp(widths[*a], widths[*b]) {
+                (plain(max_hi + d.dsp, max_hi + d.dsp), false)
+            } else {
+                (plain(0, 0), true)
+            }
+        }
+        // Wiring: the value's bits (a cone stays a cone).
+        Op::Shl(..) | Op::Wrap { .. } | Op::BoolToInt(_) => (ins[0].unwrap_or_default(), false),
+        Op::Shr(_, k) => {
+            let mut r = ins[0].unwrap_or_default();
+            r.lo = (r.lo + carry(d, *k + 1)).min(r.hi);
+            (r, false)
+        }
+        Op::Bit(a, k) => {
+            let mut r = ins[0].unwrap_or_default();
+            if *k + 1 < widths[*a] {
+                r.hi = (r.lo + carry(d, *k + 1)).min(r.hi);
+            }
+            r.lo = r.hi;
+            (r, false)
+        }
+        Op::Any(_, l, h) => {
+            let bits = h - l;
+            if bits <= d.lut_inputs {
+                let t = max_hi + d.lut;
+                let base = Arrival0 {
+                    lo: max_hi,
+                    hi: max_hi,
+                };
+                (
+                    Arrival {
+                        lo: t,
+                        hi: t,
+                        cone: bits,
+                        base,
+                    },
+                    false,
+                )
+            } else {
+                let mut levels = 1;
+                let mut n = bits.div_ceil(d.lut_inputs);
+                while n > 1 {
+                    n = n.div_ceil(d.lut_inputs);
+                    levels += 1;
+                }
+                let t = max_hi + levels * d.lut;
+                (plain(t, t), false)
+            }
+        }
+        Op::Not(_) | Op::And(..) | Op::Or(..) | Op::Mux(..) => {
+            let mut r = lut();
+            if let Op::Mux(..) = op {
+                // The select reaches every bit at once.
+                r.lo = r.hi;
+            }
+            (r, false)
+        }
+        Op::Rom { idx, values } => {
+            let bits = widths[*idx].min(64);
+            debug_assert!(!values.is_empty());
+            // LUT6, then MUXF7/F8 for 7-8 address bits, then LUT levels.
+            let t = if bits <= d.lut_inputs {
+                d.lut
+            } else if bits <= d.lut_inputs + 2 {
+                d.lut + 100 * (bits - d.lut_inputs)
+            } else {
+                d.lut + 200 + d.lut * (bits - d.lut_inputs - 2).div_ceil(d.lut_inputs - 1)
+            };
+            (plain(max_hi + t, max_hi + t), false)
+        }
+    }
+}
+
+/// Returns the pipelined netlist and its latency in cycles, with at most
+/// `budget_ps` of estimated logic delay between registers.
+pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u32) {
+    let budget = budget_ps.max(1);
     let n = comb.nodes.len();
-    // None: a constant, available in every stage.
     // Dead logic (values no output depends on) is dropped.
     let mut live = vec![false; n];
     for f in &comb.outputs {
@@ -45,28 +285,57 @@ pub fn pipeline(comb: &Netlist, adder_levels: u32) -> (Netlist, u32) {
             }
         }
     }
+    let widths: Vec<u32> = comb.nodes.iter().map(|x| x.width).collect();
+    // None: a constant, available in every stage.
     let mut stage: Vec<Option<u32>> = vec![None; n];
-    let mut depth = vec![0u32; n];
+    let mut arr = vec![Arrival::default(); n];
     for (i, node) in comb.nodes.iter().enumerate() {
         if !live[i] || matches!(node.op, Op::Const(_)) {
             continue;
         }
-        let ins = op_inputs(&node.op);
-        let s = ins.iter().filter_map(|&a| stage[a]).max().unwrap_or(0);
-        let d = ins
-            .iter()
-            .filter(|&&a| stage[a] == Some(s))
-            .map(|&a| depth[a])
-            .max()
-            .unwrap_or(0);
-        let c = cost(&node.op, budget);
-        let (s, d) = if d > 0 && d + c > budget {
-            (s + 1, 0)
+        let ops = op_inputs(&node.op);
+        let s = ops.iter().filter_map(|&a| stage[a]).max().unwrap_or(0);
+        let view = |s: u32| -> Vec<Option<Arrival>> {
+            ops.iter()
+                .map(|&a| match stage[a] {
+                    None => None,
+                    Some(sa) if sa == s => Some(arr[a]),
+                    // From a register.
+                    Some(_) => Some(Arrival::default()),
+                })
+                .collect()
+        };
+        let ins = view(s);
+        let busy = ins.iter().flatten().any(|a| a.hi > 0);
+        let (a, whole) = arrive(&node.op, node.width, &ins, delays, &widths);
+        let (s, a) = if busy && (whole || a.hi > budget) {
+            let ins = view(s + 1);
+            (s + 1, arrive(&node.op, node.width, &ins, delays, &widths).0)
         } else {
-            (s, d)
+            (s, a)
         };
         stage[i] = Some(s);
-        depth[i] = d + c;
+        arr[i] = if whole {
+            Arrival {
+                lo: budget,
+                hi: budget,
+                ..Default::default()
+            }
+        } else {
+            a
+        };
+    }
+    if std::env::var_os("BXFLOW_PIPE_DEBUG").is_some() {
+        for (i, node) in comb.nodes.iter().enumerate() {
+            if let Some(s) = stage[i] {
+                let k = format!("{:?}", node.op);
+                let k = k.split(['(', ' ', '{']).next().unwrap_or("");
+                eprintln!(
+                    "PIPE {i} s{s} {k} w{} t{}-{} c{}",
+                    node.width, arr[i].lo, arr[i].hi, arr[i].cone
+                );
+            }
+        }
     }
     let last = comb
         .outputs

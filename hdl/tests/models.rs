@@ -114,3 +114,33 @@ fn verilator_every_mlp_in_models() {
         );
     }
 }
+
+/// The latency goal: the jet tagger at fixed<16,6> (the default
+/// configuration), 200 MHz, II 1, at most 10 cycles with shift-add. The DSP
+/// strategy needs one stage more (a multiply is 2.5 ns of the 4.2 ns stage,
+/// so every dense layer takes two stages): at most 11.
+#[test]
+fn jet_tagger_latency_goal() {
+    for name in ["three_layer_keras.onnx", "qkeras_jettagging.onnx"] {
+        let m = load(name);
+        for s in [Strategy::ShiftAdd, Strategy::Dsp] {
+            let k = build_kernel(
+                &m,
+                &Options {
+                    strategy: s,
+                    ..Options::default()
+                },
+            )
+            .unwrap();
+            eprintln!(
+                "{name} {s:?}: latency {} cycles, II {} at 200 MHz ({} ps of logic per stage)",
+                k.latency,
+                k.ii,
+                k.options.budget_ps()
+            );
+            assert_eq!(k.ii, 1);
+            let goal = if s == Strategy::ShiftAdd { 10 } else { 11 };
+            assert!(k.latency <= goal, "{name} {s:?}: latency {}", k.latency);
+        }
+    }
+}

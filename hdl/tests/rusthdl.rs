@@ -1,0 +1,324 @@
+//! The kernel as a rust-hdl block: simulated by rust-hdl's `Simulation`
+//! against the golden model, exported by rust-hdl's `generate_verilog`, and
+//! one test per rust-hdl 0.46 trap that exercises rust-hdl itself.
+
+mod common;
+use common::*;
+
+use std::sync::{Arc, Mutex};
+
+use hdl::block::KernelBlock;
+use hdl::{build_kernel, Kernel, Options, Strategy};
+use quantize::fixed::FixedType;
+use quantize::qmodel::{QLayer, QModel, QOp};
+use quantize::random::{random_model, RandomSpec};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use rust_hdl::prelude::*;
+
+const W: usize = 256;
+
+fn pack(k: &Kernel, e: &[i64]) -> Bits<W> {
+    let mut b: Bits<W> = 0.into();
+    for (f, &v) in k.inputs.iter().zip(e) {
+        for i in 0..f.width as usize {
+            b = b.replace_bit(f.lsb as usize + i, (v >> i.min(63)) & 1 == 1);
+        }
+    }
+    b
+}
+
+fn unpack(k: &Kernel, b: Bits<W>) -> Vec<i64> {
+    let mut lsb = 0;
+    k.outputs
+        .iter()
+        .map(|f| {
+            let mut v: i64 = 0;
+            for i in 0..f.width as usize {
+                if b.get_bit(lsb + i) {
+                    v |= 1 << i;
+                }
+            }
+            if f.signed && f.width < 64 && (v >> (f.width - 1)) & 1 == 1 {
+                v -= 1 << f.width;
+            }
+            lsb += f.width as usize;
+            v
+        })
+        .collect()
+}
+
+/// Runs `events` through the kernel as a rust-hdl block in rust-hdl's
+/// simulator (one event per clock) and returns the outputs seen with
+/// `out_valid`, in order.
+fn rust_hdl_sim(k: &Kernel, events: &[Vec<i64>]) -> Vec<Vec<i64>> {
+    let block = KernelBlock::<W, W>::new(Arc::new(k.net.clone()), &k.name).unwrap();
+    let inputs: Vec<Bits<W>> = events.iter().map(|e| pack(k, e)).collect();
+    let cycles = events.len() + k.latency as usize + 2;
+    let seen: Arc<Mutex<Vec<Bits<W>>>> = Arc::default();
+    let out = seen.clone();
+    let mut sim = Simulation::new();
+    sim.add_clock(5, |x: &mut Box<KernelBlock<W, W>>| {
+        x.clock.next = !x.clock.val()
+    });
+    sim.add_testbench(move |mut ep: Sim<KernelBlock<W, W>>| {
+        let mut x = ep.init()?;
+        x.reset.next = true;
+        wait_clock_cycle!(ep, clock, x);
+        x.reset.next = false;
+        for t in 0..cycles {
+            x.in_valid.next = t < inputs.len();
+            x.in_data.next = if t < inputs.len() {
+                inputs[t]
+            } else {
+                0.into()
+            };
+            wait_clock_cycle!(ep, clock, x);
+            if x.out_valid.val() {
+                out.lock().unwrap().push(x.out_data.val());
+            }
+        }
+        ep.done(x)
+    });
+    sim.run(Box::new(block), 10 * (cycles as u64 + 4) + 10)
+        .unwrap();
+    let v = seen.lock().unwrap().clone();
+    v.into_iter().map(|b| unpack(k, b)).collect()
+}
+
+fn check_golden(model: &QModel, k: &Kernel, ev: &[Vec<i64>], what: &str) {
+    let got = rust_hdl_sim(k, ev);
+    assert_eq!(got.len(), ev.len(), "{what}: outputs seen");
+    for (i, e) in ev.iter().enumerate() {
+        assert_eq!(
+            got[i],
+            quantize::golden::evaluate(model, e).unwrap(),
+            "{what} event {i}"
+        );
+    }
+}
+
+/// Small random networks (all types and modes, tables, conv): the kernel
+/// simulated as a rust-hdl block by rust-hdl's `Simulation` equals golden.
+#[test]
+fn rust_hdl_simulation_matches_golden() {
+    let mut done = 0;
+    for seed in 0..40u64 {
+        let spec = RandomSpec {
+            conv: seed % 3 == 0,
+            ..RandomSpec::default()
+        };
+        let model = random_model(&mut SmallRng::seed_from_u64(seed), &spec);
+        let st = if seed % 2 == 0 {
+            Strategy::ShiftAdd
+        } else {
+            Strategy::Dsp
+        };
+        let k = build_kernel(
+            &model,
+            &Options {
+                strategy: st,
+                levels: Some(1 + (seed % 4) as u32),
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        if k.in_width() as usize > W || k.out_width() as usize > W {
+            continue;
+        }
+        let ev = events(&model, 24, seed);
+        check_golden(&model, &k, &ev, &format!("seed {seed}"));
+        done += 1;
+    }
+    assert!(done >= 20, "only {done} networks fit the {W}-bit block");
+}
+
+/// rust-hdl's `generate_verilog` exports the block (after our own call of
+/// its checks): the rust-hdl top module instantiates our kernel module,
+/// which is included verbatim; Icarus accepts the result.
+#[test]
+fn rust_hdl_generate_verilog() {
+    let model = random_model(&mut SmallRng::seed_from_u64(3), &RandomSpec::default());
+    let k = build_kernel(&model, &Options::default()).unwrap();
+    let block = KernelBlock::<W, W>::new(Arc::new(k.net.clone()), &k.name).unwrap();
+    let v = block.verilog().unwrap();
+    assert!(v.contains("module top("), "{v}");
+    assert!(v.contains(&format!("{} kernel (", k.name)), "{v}");
+    assert!(v.contains(&k.verilog()), "our module is included verbatim");
+    // Too narrow a bus is an error, not a panic.
+    assert!(KernelBlock::<1, W>::new(Arc::new(k.net.clone()), &k.name).is_err());
+    if !have("iverilog") {
+        return;
+    }
+    let dir = tmp_dir("rusthdl-gen");
+    let f = dir.join("top.v");
+    std::fs::write(&f, &v).unwrap();
+    let st = std::process::Command::new("iverilog")
+        .args(["-g2012", "-o"])
+        .arg(dir.join("a.out"))
+        .arg(&f)
+        .status()
+        .unwrap();
+    assert!(st.success(), "iverilog rejects rust-hdl's output");
+}
+
+/// Trap 1 (rust-hdl's printer drops parentheses): a rust-hdl block computing
+/// `a & b == c` (Rust: `(a & b) == c`) is printed as `a & b == c`, which
+/// Verilog reads as `a & (b == c)`: for a = b = c = 0 the simulation gives 1
+/// and the printed Verilog 0. Our kernel's Verilog (in the exported rust-hdl
+/// block) parenthesizes every operator expression, one operator each.
+#[derive(LogicBlock, Default)]
+struct AndEq {
+    a: Signal<In, Bit>,
+    b: Signal<In, Bit>,
+    c: Signal<In, Bit>,
+    y: Signal<Out, Bit>,
+}
+
+impl Logic for AndEq {
+    #[hdl_gen]
+    fn update(&mut self) {
+        self.y.next = self.a.val() & self.b.val() == self.c.val();
+    }
+}
+
+#[test]
+fn trap_rust_hdl_parentheses() {
+    let mut u = AndEq::default();
+    u.connect_all();
+    let v = generate_verilog(&u);
+    assert!(
+        v.contains("a & b == c"),
+        "rust-hdl prints the expression without parentheses: {v}"
+    );
+    // rust-hdl simulates Rust's precedence ...
+    u.a.next = false;
+    u.b.next = false;
+    u.c.next = false;
+    for _ in 0..4 {
+        u.update_all();
+    }
+    assert!(u.y.val(), "simulation: (0 & 0) == 0");
+    // ... and Verilog's `==` binds tighter than `&`: a & (b == c) = 0.
+    let verilog_reading = false & (false == false);
+    assert_ne!(u.y.val(), verilog_reading);
+    // Guard: our expressions are all parenthesized in the rust-hdl export.
+    let model = random_model(&mut SmallRng::seed_from_u64(3), &RandomSpec::default());
+    let k = build_kernel(&model, &Options::default()).unwrap();
+    let out = KernelBlock::<W, W>::new(Arc::new(k.net.clone()), &k.name)
+        .unwrap()
+        .verilog()
+        .unwrap();
+    let mut checked = 0;
+    for line in out.lines().filter(|l| l.trim_start().starts_with("wire")) {
+        let rhs = line.split_once(" = ").map(|x| x.1).unwrap_or("");
+        let rhs = rhs.split("//").next().unwrap().trim().trim_end_matches(';');
+        if [" + ", " - ", " * ", " & ", " | ", " < ", " == ", " ? "]
+            .iter()
+            .any(|o| rhs.contains(o))
+        {
+            assert!(rhs.starts_with('(') && rhs.ends_with(')'), "{line}");
+            assert!(!rhs[1..rhs.len() - 1].contains('('), "{line}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+}
+
+fn dense(x: FixedType, w: FixedType, weights: Vec<i64>, n_in: usize) -> QModel {
+    let n_out = weights.len() / n_in;
+    let acc = quantize::accum::exact_accumulator(
+        x,
+        w,
+        w,
+        (0..n_out).map(|o| (0i64, &weights[o * n_in..(o + 1) * n_in])),
+    )
+    .unwrap();
+    QModel {
+        name: "wide".into(),
+        input_shape: vec![n_in],
+        input_ty: x,
+        layers: vec![QLayer {
+            name: "d".into(),
+            inputs: vec![0],
+            shape: vec![n_out],
+            ty: acc,
+            reuse: 1,
+            op: QOp::Dense {
+                n_in,
+                n_out,
+                weights,
+                w_ty: w,
+                bias: vec![0; n_out],
+                b_ty: w,
+                acc_ty: acc,
+            },
+        }],
+        output_names: vec![],
+    }
+}
+
+/// Trap 2 (rust-hdl's `*` exists only for `Bits<16> * Bits<16>`): 24-bit
+/// inputs times 20-bit weights on the DSP strategy, 44-bit products, through
+/// the rust-hdl block and rust-hdl's simulator, bit-exact (the block
+/// multiplies in i128, never with rust-hdl's `*`).
+#[test]
+fn trap_rust_hdl_wide_multiplies() {
+    let x = FixedType::signed(24, 4).unwrap();
+    let w = FixedType::signed(20, 2).unwrap();
+    let m = dense(
+        x,
+        w,
+        vec![-(1 << 19), (1 << 19) - 1, 345_678, -271_829, 3, -77_777],
+        3,
+    );
+    let k = build_kernel(
+        &m,
+        &Options {
+            strategy: Strategy::Dsp,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let widest = k
+        .net
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, hdl::netlist::Op::MulConst(..)))
+        .map(|n| n.width)
+        .max()
+        .unwrap();
+    assert!(widest > 32, "products wider than 32 bits ({widest})");
+    let ev = events(&m, 64, 9);
+    check_golden(&m, &k, &ev, "wide multiplies");
+}
+
+/// Trap 3 (`signed_bit_cast` of the most negative value recurses forever):
+/// the most negative codes of a 40-bit type go through the rust-hdl block
+/// (multiplies, sums, requantization) in rust-hdl's simulator, bit-exact —
+/// the block decodes signed fields itself and never calls `signed_bit_cast`.
+#[test]
+fn trap_rust_hdl_most_negative_value() {
+    let x = FixedType::signed(40, 10).unwrap();
+    let w = FixedType::signed(8, 1).unwrap();
+    let m = dense(x, w, vec![-128, 127, -1, 1], 2);
+    let mn = x.min_raw();
+    let ev = vec![
+        vec![mn, mn],
+        vec![mn, x.max_raw()],
+        vec![-1, mn],
+        vec![0, 0],
+        vec![x.max_raw(), x.max_raw()],
+    ];
+    for st in [Strategy::Dsp, Strategy::ShiftAdd] {
+        let k = build_kernel(
+            &m,
+            &Options {
+                strategy: st,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        check_golden(&m, &k, &ev, &format!("most negative {st:?}"));
+    }
+}
