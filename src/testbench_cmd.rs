@@ -206,7 +206,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "bxflow-demo")]
     pub out: PathBuf,
     /// Events through the FPGA testbench with Verilator (fewer with the netlist simulator).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 200_000)]
     pub events: u64,
     /// Latency budget.
     #[arg(long, default_value = "1us")]
@@ -214,9 +214,87 @@ pub struct DemoArgs {
     /// Skip tract in the CPU benchmark.
     #[arg(long)]
     pub no_tract: bool,
-    /// Skip Yosys even when installed.
+    /// Also run Yosys synth_xilinx (in the background, stopped at --synth-deadline):
+    /// LUT/FF/DSP figures. Off by default: on a 2-core machine it takes minutes.
     #[arg(long)]
-    pub no_synth: bool,
+    pub synth: bool,
+    /// Yosys (run in the background) is stopped when the demo has run this long, s.
+    #[arg(long, default_value_t = 110)]
+    pub synth_deadline: u64,
+}
+
+/// `yosys synth_xilinx` as a child process that can be stopped.
+struct Yosys {
+    child: std::process::Child,
+    dir: PathBuf,
+    module: String,
+    family: String,
+    t0: Instant,
+}
+
+impl Yosys {
+    fn start(verilog: &Path, module: &str, family: &str) -> Result<Yosys> {
+        let dir = verilog.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let script = format!(
+            "read_verilog {}; synth_xilinx -family {family} -top {module}; tee -o {} stat; tee -o {} ltp -noff",
+            verilog.display(),
+            dir.join("yosys_stat.txt").display(),
+            dir.join("yosys_ltp.txt").display()
+        );
+        let child = std::process::Command::new("yosys")
+            .args([
+                "-q",
+                "-l",
+                &dir.join("yosys.log").display().to_string(),
+                "-p",
+                &script,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting yosys")?;
+        Ok(Yosys {
+            child,
+            dir,
+            module: module.into(),
+            family: family.into(),
+            t0: Instant::now(),
+        })
+    }
+
+    /// Waits at most `timeout`; stops yosys if it is still running.
+    fn finish(&mut self, timeout: std::time::Duration) -> Result<hdl::synth::SynthReport, String> {
+        let end = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) if st.success() => break,
+                Ok(Some(st)) => {
+                    return Err(format!(
+                        "yosys exited with {st}; see {}",
+                        self.dir.join("yosys.log").display()
+                    ))
+                }
+                Ok(None) if Instant::now() >= end => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(format!(
+                        "yosys stopped after {:.0} s (the demo keeps under two minutes); for the figures run bxflow synth, or bxflow demo --synth --synth-deadline 900",
+                        self.t0.elapsed().as_secs_f64()
+                    ));
+                }
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(200)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let text = format!(
+            "{}\n{}",
+            std::fs::read_to_string(self.dir.join("yosys_stat.txt")).unwrap_or_default(),
+            std::fs::read_to_string(self.dir.join("yosys_ltp.txt")).unwrap_or_default()
+        );
+        let mut r = hdl::synth::parse_yosys_log(&text, &self.module, &self.family);
+        r.seconds = self.t0.elapsed().as_secs_f64();
+        Ok(r)
+    }
 }
 
 pub fn run_demo(a: DemoArgs) -> Result<()> {
@@ -257,12 +335,31 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     let k = hdl::build_kernel(&m, &hdl::Options::default())?;
     let vpath = a.out.join(format!("{}.v", k.name));
     std::fs::write(&vpath, k.verilog())?;
-    let synth = if !a.no_synth && hdl::export::tool_available("yosys") {
-        step("yosys synth_xilinx");
-        match hdl::synth::synth(&vpath, &k.name, "xcup") {
-            Ok(r) => Some(Ok(r)),
-            Err(e) => Some(Err(e.to_string())),
-        }
+    let pool = EventPool::generated(
+        &m,
+        a.events.max(1_000_000),
+        testbench::stream::DEFAULT_POOL,
+        1,
+    )?;
+
+    // CPU first, while the machine is quiet.
+    step("CPU testbench: 1,000,000 events at 40 MHz, then the rate sweep");
+    let ccfg = CpuConfig {
+        events: 1_000_000,
+        budget_ns: budget_ns.max(1.0),
+        sweep_events: 200_000,
+        progress: true,
+        ..CpuConfig::default()
+    };
+    let rep_dir = a.out.join("reports");
+    let mut cr = run_cpu(&name, &pool, Arc::new(engine::Engine::new(&m)?), &ccfg)?;
+    cr.write(&rep_dir)?;
+
+    // Yosys runs beside the Verilator build and the FPGA run, and is stopped
+    // if it has not finished by the demo's deadline.
+    let mut yosys = if a.synth && hdl::export::tool_available("yosys") {
+        step("yosys synth_xilinx started in the background");
+        Some(Yosys::start(&vpath, &k.name, "xcup")?)
     } else {
         None
     };
@@ -276,12 +373,11 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     step(&format!(
         "FPGA testbench: {fpga_events} events at 40 MHz via {}",
         if have_verilator {
-            "Verilator"
+            "Verilator (built on first use, then cached)"
         } else {
             "the netlist simulator (Verilator not installed)"
         }
     ));
-    let pool = EventPool::generated(&m, fpga_events, testbench::stream::DEFAULT_POOL, 1)?;
     let fcfg = FpgaConfig {
         events: fpga_events,
         budget_ns,
@@ -295,19 +391,13 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
         ..FpgaConfig::default()
     };
     let mut fr = run_fpga(&name, &pool, &k, &fcfg)?;
-    let rep_dir = a.out.join("reports");
     fr.write(&rep_dir)?;
 
-    step("CPU testbench: 1,000,000 events at 40 MHz");
-    let ccfg = CpuConfig {
-        events: 1_000_000,
-        budget_ns: budget_ns.max(1.0),
-        sweep_events: 200_000,
-        progress: true,
-        ..CpuConfig::default()
-    };
-    let mut cr = run_cpu(&name, &pool, Arc::new(engine::Engine::new(&m)?), &ccfg)?;
-    cr.write(&rep_dir)?;
+    let synth = yosys.as_mut().map(|y| {
+        let left = a.synth_deadline.saturating_sub(t0.elapsed().as_secs());
+        step(&format!("waiting up to {left} s for yosys"));
+        y.finish(std::time::Duration::from_secs(left))
+    });
 
     // The page.
     let kk = fr.kernel.as_ref().unwrap();

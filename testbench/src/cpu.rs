@@ -21,7 +21,7 @@ pub struct CpuConfig {
     pub events: u64,
     pub arrivals: Arrivals,
     pub budget_ns: f64,
-    /// Worker threads (0 = one per core, leaving one for producer/consumer when there are 3+).
+    /// Worker threads (0 = one per core but one, left to the producer and consumer).
     pub workers: usize,
     pub batch: usize,
     /// Input queue capacity, batches.
@@ -45,8 +45,8 @@ impl Default for CpuConfig {
             budget_ns: 1000.0,
             workers: 0,
             batch: 64,
-            queue: 64,
-            max_wait_ns: 2000,
+            queue: 1024,
+            max_wait_ns: 10_000,
             seed: 1,
             progress: false,
             sweep: true,
@@ -81,11 +81,8 @@ fn workers_for(cfg: &CpuConfig) -> usize {
         return cfg.workers;
     }
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if n >= 3 {
-        n - 1
-    } else {
-        n
-    }
+    // The producer and the consumer need a core between them.
+    n.saturating_sub(1).max(1)
 }
 
 /// Streams `n` events (cycling through `pool`) through a fresh pipeline.
@@ -111,6 +108,8 @@ pub fn stream(
     };
     let (mut prod, mut cons) =
         pipeline(engine.clone(), &pcfg).map_err(|e| TbError::Engine(e.to_string()))?;
+    // Let the workers start and park before the clock starts.
+    std::thread::sleep(Duration::from_millis(2));
     let arrival: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let t0 = Instant::now();
     let pb = crate::progress_bar(cfg.progress && record, n, "cpu");
