@@ -31,14 +31,14 @@ pub struct PackedDense {
     pub n_in: usize,
     pub n_out: usize,
     pub operand: Operand,
-    isa: Isa,
-    nblk: usize,
+    pub(crate) isa: Isa,
+    pub(crate) nblk: usize,
     /// Pairs (i16) or quads (u8) of inputs.
-    ngroups: usize,
+    pub(crate) ngroups: usize,
     off: i64,
-    init: Vec<i32>,
-    w16: Vec<i16>,
-    w8: Vec<i8>,
+    pub(crate) init: Vec<i32>,
+    pub(crate) w16: Vec<i16>,
+    pub(crate) w8: Vec<i8>,
     w32: Vec<i32>,
 }
 
@@ -190,6 +190,78 @@ impl PackedDense {
                 #[cfg(not(target_arch = "x86_64"))]
                 unreachable!()
             }
+        }
+    }
+}
+
+/// Events per pass of the multi-event kernels ([`PackedDense::run_packed_multi`]).
+pub const MULTI: usize = 8;
+
+impl PackedDense {
+    /// Input offset added to each raw input before it enters a lane.
+    pub fn offset(&self) -> i64 {
+        self.off
+    }
+
+    /// u16 words of one packed input vector: `ngroups` pairs of i16 lanes
+    /// `(x + off)` (`Operand::I16`), or `ngroups` quads of u8 lanes
+    /// `(x + off)` (`Operand::U8`, the words viewed as bytes).
+    pub fn packed_words(&self) -> usize {
+        self.ngroups * 2
+    }
+
+    /// i32 entries of `dot` the kernel writes (`n_out` rounded up to 16).
+    pub fn dot_len(&self) -> usize {
+        self.nblk * 16
+    }
+
+    /// `dot` from an input already packed in the lane format (see
+    /// [`PackedDense::packed_words`]); padding lanes may hold anything
+    /// (their weights are 0). Not for `Operand::I32`.
+    #[inline(always)]
+    pub fn run_packed(&self, xp: &[u16], dot: &mut [i32]) {
+        assert!(xp.len() >= self.packed_words() && dot.len() >= self.dot_len());
+        // SAFETY: the ISA was checked available when the plan was built;
+        // the packed sizes are asserted above.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            let b = std::slice::from_raw_parts(xp.as_ptr() as *const u8, self.ngroups * 4);
+            match (self.operand, self.isa) {
+                (Operand::U8, _) => x86::u8_vnni(self, b, dot),
+                (Operand::I16, Isa::Avx512Vnni) => x86::i16_vnni(self, xp, dot),
+                (Operand::I16, Isa::Avx512) => x86::i16_avx512(self, xp, dot),
+                (Operand::I16, Isa::Avx2) => x86::i16_avx2(self, xp, dot),
+                _ => unreachable!("packed kernels need x86_64 SIMD"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("packed kernels need x86_64 SIMD")
+    }
+
+    /// [`MULTI`] events in one pass over the weights: packed input `e` at
+    /// `xp[e * xs..]` (words), its `dot` at `dot[e * ds..]`.
+    #[inline(always)]
+    pub fn run_packed_multi(&self, xp: &[u16], xs: usize, dot: &mut [i32], ds: usize) {
+        assert!(xp.len() >= (MULTI - 1) * xs + self.packed_words());
+        assert!(dot.len() >= (MULTI - 1) * ds + self.dot_len());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: ISA checked at plan time; bounds asserted above.
+        unsafe {
+            let (x, d, xb) = (xp.as_ptr() as *const u8, dot.as_mut_ptr(), xs * 2);
+            match (self.operand, self.isa) {
+                (Operand::U8, _) => x86::u8_vnni_multi::<MULTI>(self, x, xb, d, ds),
+                (Operand::I16, Isa::Avx512Vnni) => x86::i16_vnni_multi::<MULTI>(self, x, xb, d, ds),
+                (Operand::I16, Isa::Avx512) => x86::i16_avx512_multi::<MULTI>(self, x, xb, d, ds),
+                _ => {
+                    for e in 0..MULTI {
+                        self.run_packed(&xp[e * xs..], &mut dot[e * ds..]);
+                    }
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        for e in 0..MULTI {
+            self.run_packed(&xp[e * xs..], &mut dot[e * ds..]);
         }
     }
 }
@@ -407,4 +479,58 @@ mod x86 {
             _mm512_storeu_si512(dot.as_mut_ptr().add(b * 16) as *mut _, s);
         }
     }
+    /// `E` events per pass: each weight vector is loaded once and used for
+    /// every event (`E` independent accumulators).
+    macro_rules! multi {
+        ($name:ident, $feat:literal, $wfield:ident, $wstride:expr, $op:expr) => {
+            #[target_feature(enable = $feat)]
+            pub unsafe fn $name<const E: usize>(
+                p: &PackedDense,
+                xb: *const u8,
+                xs: usize,
+                dot: *mut i32,
+                ds: usize,
+            ) {
+                let g = p.ngroups;
+                for b in 0..p.nblk {
+                    let w = p.$wfield.as_ptr().add(b * g * $wstride) as *const __m512i;
+                    let init = _mm512_loadu_si512(p.init.as_ptr().add(b * 16) as *const _);
+                    let mut acc = [init; E];
+                    let mut q = 0;
+                    while q < g {
+                        let wv = _mm512_loadu_si512(w.add(q) as *const _);
+                        for e in 0..E {
+                            let x = _mm512_set1_epi32(bcast(xb.add(e * xs + q * 4)));
+                            acc[e] = $op(acc[e], x, wv);
+                        }
+                        q += 1;
+                    }
+                    for e in 0..E {
+                        _mm512_storeu_si512(dot.add(e * ds + b * 16) as *mut _, acc[e]);
+                    }
+                }
+            }
+        };
+    }
+
+    #[inline(always)]
+    unsafe fn madd_add(a: __m512i, x: __m512i, w: __m512i) -> __m512i {
+        _mm512_add_epi32(a, _mm512_madd_epi16(x, w))
+    }
+
+    multi!(
+        i16_vnni_multi,
+        "avx512f,avx512bw,avx512vnni",
+        w16,
+        32,
+        _mm512_dpwssd_epi32
+    );
+    multi!(
+        u8_vnni_multi,
+        "avx512f,avx512bw,avx512vnni",
+        w8,
+        64,
+        _mm512_dpbusd_epi32
+    );
+    multi!(i16_avx512_multi, "avx512f,avx512bw", w16, 32, madd_add);
 }

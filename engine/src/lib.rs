@@ -13,6 +13,7 @@
 
 pub mod bench;
 pub mod capi;
+mod chain;
 pub mod dense;
 pub mod events;
 pub mod hist;
@@ -24,6 +25,7 @@ pub mod rq;
 use std::cell::RefCell;
 use std::path::Path;
 
+use dense::MULTI;
 pub use isa::Isa;
 pub use plan::{LayerKernel, Plan, Scratch};
 use quantize::fixed::FixedType;
@@ -49,6 +51,53 @@ pub enum EngineError {
 pub trait InputValue: Copy {
     /// The raw code of the input type; raw integers must already be in range.
     fn to_raw(self, ty: &FixedType, index: usize) -> Result<i64, EngineError>;
+
+    /// `dst[i] = src[i].to_raw(ty, i)` for a whole event; `lo..=hi` is the
+    /// input type's raw range. Implementations may check the range once
+    /// for the whole event (the error names the first bad value either way).
+    #[inline]
+    fn to_raw_slice(
+        src: &[Self],
+        ty: &FixedType,
+        _lo: i64,
+        _hi: i64,
+        dst: &mut [i64],
+    ) -> Result<(), EngineError> {
+        for (i, (d, &v)) in dst.iter_mut().zip(src).enumerate() {
+            *d = v.to_raw(ty, i)?;
+        }
+        Ok(())
+    }
+}
+
+/// Raw integer inputs: copy, then one branch-free range check per event.
+#[inline(always)]
+fn raw_slice<T: Copy + Into<i64>>(
+    src: &[T],
+    ty: &FixedType,
+    lo: i64,
+    hi: i64,
+    dst: &mut [i64],
+) -> Result<(), EngineError> {
+    let mut bad = false;
+    for (d, &v) in dst.iter_mut().zip(src) {
+        let v: i64 = v.into();
+        bad |= v < lo || v > hi;
+        *d = v;
+    }
+    if bad {
+        let (index, &raw) = dst
+            .iter()
+            .enumerate()
+            .find(|(_, &v)| v < lo || v > hi)
+            .expect("a value is out of range");
+        return Err(EngineError::InputRange {
+            index,
+            raw,
+            ty: ty.ap_string(),
+        });
+    }
+    Ok(())
 }
 
 impl InputValue for i64 {
@@ -64,12 +113,52 @@ impl InputValue for i64 {
             })
         }
     }
+
+    #[inline]
+    fn to_raw_slice(
+        src: &[i64],
+        ty: &FixedType,
+        lo: i64,
+        hi: i64,
+        dst: &mut [i64],
+    ) -> Result<(), EngineError> {
+        raw_slice(src, ty, lo, hi, dst)
+    }
 }
 
 impl InputValue for i32 {
     #[inline]
     fn to_raw(self, ty: &FixedType, index: usize) -> Result<i64, EngineError> {
         (self as i64).to_raw(ty, index)
+    }
+
+    #[inline]
+    fn to_raw_slice(
+        src: &[i32],
+        ty: &FixedType,
+        lo: i64,
+        hi: i64,
+        dst: &mut [i64],
+    ) -> Result<(), EngineError> {
+        raw_slice(src, ty, lo, hi, dst)
+    }
+}
+
+impl InputValue for i16 {
+    #[inline]
+    fn to_raw(self, ty: &FixedType, index: usize) -> Result<i64, EngineError> {
+        (self as i64).to_raw(ty, index)
+    }
+
+    #[inline]
+    fn to_raw_slice(
+        src: &[i16],
+        ty: &FixedType,
+        lo: i64,
+        hi: i64,
+        dst: &mut [i64],
+    ) -> Result<(), EngineError> {
+        raw_slice(src, ty, lo, hi, dst)
     }
 }
 
@@ -155,6 +244,8 @@ pub struct Engine {
     model: QModel,
     plan: Plan,
     input_ty: FixedType,
+    in_lo: i64,
+    in_hi: i64,
     out_scale: OutScale,
     in_len: usize,
     out_len: usize,
@@ -174,6 +265,8 @@ impl Engine {
         let plan = Plan::compile(model, isa).map_err(EngineError::Model)?;
         Ok(Engine {
             input_ty: model.input_ty,
+            in_lo: model.input_ty.min_raw(),
+            in_hi: model.input_ty.max_raw(),
             out_scale: OutScale::new(model.output_ty()),
             in_len: model.input_len(),
             out_len: model.output_len(),
@@ -264,9 +357,13 @@ impl Engine {
         output: &mut [O],
     ) -> Result<(), EngineError> {
         let r = self.plan.input_range();
-        for (i, (d, &v)) in s.arena[r].iter_mut().zip(input).enumerate() {
-            *d = v.to_raw(&self.input_ty, i)?;
-        }
+        I::to_raw_slice(
+            input,
+            &self.input_ty,
+            self.in_lo,
+            self.in_hi,
+            &mut s.arena[r],
+        )?;
         self.plan.run(s);
         let r = self.plan.output_range();
         for (d, &v) in output.iter_mut().zip(&s.arena[r]) {
@@ -306,8 +403,35 @@ impl Engine {
                 expected: n * self.out_len,
             });
         }
+        let mut e0 = 0;
+        if self.plan.has_chain() && n >= MULTI {
+            // MULTI events per pass: fused chains read each weight once per pass.
+            s.ensure_multi(&self.plan.sizes);
+            let (a, ir, or) = (
+                self.plan.sizes.arena,
+                self.plan.input_range(),
+                self.plan.output_range(),
+            );
+            let (il, ol) = (self.in_len, self.out_len);
+            while e0 + MULTI <= n {
+                for e in 0..MULTI {
+                    let src = &inputs[(e0 + e) * il..(e0 + e + 1) * il];
+                    let dst = &mut s.barena[e * a + ir.start..e * a + ir.end];
+                    I::to_raw_slice(src, &self.input_ty, self.in_lo, self.in_hi, dst)?;
+                }
+                self.plan.run_multi(s);
+                for e in 0..MULTI {
+                    let src = &s.barena[e * a + or.start..e * a + or.end];
+                    let dst = &mut outputs[(e0 + e) * ol..(e0 + e + 1) * ol];
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d = O::from_raw(v, &self.out_scale);
+                    }
+                }
+                e0 += MULTI;
+            }
+        }
         s.ensure(&self.plan.sizes);
-        for e in 0..n {
+        for e in e0..n {
             self.run_one(
                 s,
                 &inputs[e * self.in_len..(e + 1) * self.in_len],

@@ -8,7 +8,8 @@
 //! the general path evaluates the golden rules in i128. All other ops are
 //! small scalar loops that follow `quantize::golden` rule for rule.
 
-use crate::dense::{xpack_len, Operand, PackedDense};
+use crate::chain::{Chain, ChainLayer, Epi};
+use crate::dense::{xpack_len, Operand, PackedDense, MULTI};
 use crate::isa::Isa;
 use crate::rq::Rq;
 use quantize::fixed::{FixedType, Rounding};
@@ -22,22 +23,36 @@ const PAD: u32 = u32::MAX;
 #[derive(Default, Debug)]
 pub struct Scratch {
     pub(crate) arena: Vec<i64>,
+    /// [`MULTI`] arenas back to back (multi-event batches).
+    pub(crate) barena: Vec<i64>,
+    b: Bufs,
+}
+
+#[derive(Default, Debug)]
+struct Bufs {
     dot: Vec<i32>,
     xpack: Vec<u16>,
     col: Vec<i64>,
     acc: Vec<i64>,
+    /// Packed lane buffers of fused chains (ping-pong, MULTI events).
+    cx: Vec<u16>,
+    /// Dot buffers of fused chains (MULTI events).
+    cdot: Vec<i32>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Sizes {
-    arena: usize,
+    pub(crate) arena: usize,
     dot: usize,
     xpack: usize,
     col: usize,
     acc: usize,
+    cx: usize,
+    cdot: usize,
 }
 
 impl Scratch {
+    #[inline]
     pub(crate) fn ensure(&mut self, s: &Sizes) {
         fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) {
             if v.len() < n {
@@ -45,14 +60,25 @@ impl Scratch {
             }
         }
         grow(&mut self.arena, s.arena);
-        grow(&mut self.dot, s.dot);
-        grow(&mut self.xpack, s.xpack);
-        grow(&mut self.col, s.col);
-        grow(&mut self.acc, s.acc);
+        grow(&mut self.b.dot, s.dot);
+        grow(&mut self.b.xpack, s.xpack);
+        grow(&mut self.b.col, s.col);
+        grow(&mut self.b.acc, s.acc);
+        grow(&mut self.b.cx, s.cx);
+        grow(&mut self.b.cdot, s.cdot);
+    }
+
+    /// Also sizes the multi-event arenas.
+    pub(crate) fn ensure_multi(&mut self, s: &Sizes) {
+        self.ensure(s);
+        if self.barena.len() < MULTI * s.arena {
+            self.barena.resize(MULTI * s.arena, 0);
+        }
     }
 }
 
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // one per layer, built once
 enum MacPath {
     Fast {
         k: PackedDense,
@@ -61,6 +87,9 @@ enum MacPath {
         /// Accumulator overflow, when not proven a no-op: (type, its frac).
         acc: Option<(FixedType, i32)>,
         rq: Rq,
+        /// Range of the exact dot product and of the accumulator (bias included).
+        drange: (i128, i128),
+        arange: (i128, i128),
     },
     General {
         weights: Vec<i64>,
@@ -110,6 +139,8 @@ enum Kernel {
         inv_table: Table,
         pf: i32,
         out_ty: FixedType,
+        /// i64 path (no i128), when proven exact: the final requantizer.
+        fast: Option<Rq>,
     },
     Argmax {
         n: usize,
@@ -135,6 +166,8 @@ enum Kernel {
         src: Vec<(u16, u32)>,
         rq: Vec<Rq>,
     },
+    /// Fused Dense + elementwise run ([`crate::chain`]).
+    Chain(Box<Chain>),
 }
 
 #[derive(Clone, Debug)]
@@ -153,6 +186,8 @@ pub struct Plan {
     offs: Vec<usize>,
     lens: Vec<usize>,
     pub(crate) sizes: Sizes,
+    /// Kernel description of each model layer.
+    descs: Vec<String>,
 }
 
 /// How each MAC layer was compiled, for reports and tests.
@@ -226,6 +261,7 @@ fn compile_mac(
     let lim32 = (i32::MIN as i128, i32::MAX as i128);
     let mut bias_al = Vec::with_capacity(n_out);
     let (mut alo, mut ahi) = (i128::MAX, i128::MIN);
+    let (mut dlo, mut dhi) = (0i128, 0i128);
     for o in 0..n_out {
         let (mut lo, mut hi) = (0i128, 0i128);
         for &w in &weights[o * n_in..(o + 1) * n_in] {
@@ -241,6 +277,8 @@ fn compile_mac(
             return mk(general);
         }
         bias_al.push(b as i64);
+        dlo = dlo.min(lo);
+        dhi = dhi.max(hi);
         alo = alo.min(b + (lo << sl));
         ahi = ahi.max(b + (hi << sl));
     }
@@ -250,6 +288,7 @@ fn compile_mac(
     let Some(k) = PackedDense::new(weights, n_in, n_out, isa, xlo, xhi) else {
         return mk(general);
     };
+    let arange = (alo, ahi);
     let acc = if alo >= acc_ty.min_raw() as i128 && ahi <= acc_ty.max_raw() as i128 {
         None
     } else {
@@ -263,6 +302,8 @@ fn compile_mac(
         sl,
         acc,
         rq,
+        drange: (dlo, dhi),
+        arange,
     })
 }
 
@@ -452,12 +493,14 @@ impl Plan {
                         return Err(format!("layer {li} '{}': bad Softmax", layer.name));
                     }
                     sizes.acc = sizes.acc.max(*n);
+                    let pf = exp_ty.frac_bits() + inv_ty.frac_bits();
                     Kernel::Softmax {
                         n: *n,
                         exp_table: exp_table.clone(),
                         inv_table: inv_table.clone(),
-                        pf: exp_ty.frac_bits() + inv_ty.frac_bits(),
+                        pf,
                         out_ty,
+                        fast: softmax_fast(in_ty, *n, exp_table, inv_table, pf, out_ty),
                     }
                 }
                 QOp::Argmax { n } => {
@@ -539,46 +582,50 @@ impl Plan {
                 kernel,
             });
         }
+        let mut descs: Vec<String> = steps.iter().map(describe_kernel(isa)).collect();
+        let steps = if fuse_enabled() {
+            fuse(model, steps, &mut sizes, &mut descs)
+        } else {
+            steps
+        };
         Ok(Plan {
             isa,
             steps,
             offs,
             lens,
             sizes,
+            descs,
         })
     }
 
-    /// What each MAC layer runs on (e.g. `avx512vnni u8xi8`, `general i128`).
-    pub fn describe(&self, model: &QModel) -> Vec<LayerKernel> {
+    /// Whether some layers run as a fused chain (and batches go [`MULTI`] events at a time).
+    pub fn has_chain(&self) -> bool {
         self.steps
             .iter()
+            .any(|s| matches!(s.kernel, Kernel::Chain(_)))
+    }
+
+    /// What each MAC layer runs on (e.g. `avx512vnni u8xi8`, `general i128`;
+    /// `+ fused` for layers in a fused chain, `fused` for elementwise layers
+    /// folded into a Dense epilogue).
+    pub fn describe(&self, model: &QModel) -> Vec<LayerKernel> {
+        self.descs
+            .iter()
             .zip(&model.layers)
-            .map(|(s, l)| LayerKernel {
+            .map(|(d, l)| LayerKernel {
                 layer: l.name.clone(),
                 op: l.op.kind(),
-                kernel: match &s.kernel {
-                    Kernel::Mac(m) => match &m.path {
-                        MacPath::Fast { k, .. } => format!(
-                            "{} {}",
-                            self.isa,
-                            match k.operand {
-                                Operand::I32 => "i32",
-                                Operand::I16 => "i16xi16",
-                                Operand::U8 => "u8xi8",
-                            }
-                        ),
-                        MacPath::General { .. } => "general i128".into(),
-                    },
-                    _ => "scalar".into(),
-                },
+                kernel: d.clone(),
             })
             .collect()
     }
 
+    #[inline]
     pub fn input_range(&self) -> std::ops::Range<usize> {
         self.offs[0]..self.offs[0] + self.lens[0]
     }
 
+    #[inline]
     pub fn output_range(&self) -> std::ops::Range<usize> {
         let t = self.offs.len() - 1;
         self.offs[t]..self.offs[t] + self.lens[t]
@@ -616,15 +663,78 @@ impl Plan {
     #[inline(always)]
     fn run_impl(&self, s: &mut Scratch) {
         for st in &self.steps {
+            self.exec_step(st, &mut s.arena, &mut s.b);
+        }
+    }
+
+    /// Runs every layer for [`MULTI`] events whose inputs are already in
+    /// their arenas (`Scratch::barena`, one `sizes.arena` stride each).
+    #[inline]
+    pub(crate) fn run_multi(&self, s: &mut Scratch) {
+        // SAFETY: the plan's ISA was checked available when it was compiled.
+        unsafe {
+            match self.isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 | Isa::Avx512Vnni => self.run_multi_avx512(s),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => self.run_multi_avx2(s),
+                _ => self.run_multi_impl(s),
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,bmi2")]
+    unsafe fn run_multi_avx512(&self, s: &mut Scratch) {
+        self.run_multi_impl(s)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,bmi2")]
+    unsafe fn run_multi_avx2(&self, s: &mut Scratch) {
+        self.run_multi_impl(s)
+    }
+
+    #[inline(always)]
+    fn run_multi_impl(&self, s: &mut Scratch) {
+        let a = self.sizes.arena;
+        for st in &self.steps {
+            match &st.kernel {
+                Kernel::Chain(c) => {
+                    let (xi, yo) = (st.inputs[0], st.out);
+                    c.run_multi(
+                        &mut s.barena,
+                        a,
+                        self.offs[xi],
+                        self.lens[xi],
+                        self.offs[yo],
+                        self.lens[yo],
+                        &mut s.b.cx,
+                        &mut s.b.cdot,
+                    );
+                }
+                _ => {
+                    for e in 0..MULTI {
+                        self.exec_step(st, &mut s.barena[e * a..(e + 1) * a], &mut s.b);
+                    }
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn exec_step(&self, st: &Step, arena: &mut [i64], s: &mut Bufs) {
+        {
             let out_off = self.offs[st.out];
             let out_len = self.lens[st.out];
             let in_off = self.offs[st.inputs[0]];
             let in_len = self.lens[st.inputs[0]];
             // Inputs precede the output in the arena (topological order).
-            let (lo, hi) = s.arena.split_at_mut(out_off);
+            let (lo, hi) = arena.split_at_mut(out_off);
             let y = &mut hi[..out_len];
             let x = &lo[in_off..in_off + in_len];
             match &st.kernel {
+                Kernel::Chain(c) => c.run(x, y, &mut s.cx, &mut s.cdot),
                 Kernel::Mac(m) => {
                     run_mac(m, x, y, &mut s.dot, &mut s.xpack, &mut s.col, &mut s.acc)
                 }
@@ -705,7 +815,23 @@ impl Plan {
                     inv_table,
                     pf,
                     out_ty,
+                    fast,
                 } => {
+                    if let Some(rq) = fast {
+                        for (g, yg) in x.chunks(*n).zip(y.chunks_mut(*n)) {
+                            let m = *g.iter().max().expect("non-empty group");
+                            let mut sum = 0i64;
+                            for (e, &v) in yg.iter_mut().zip(g) {
+                                *e = lookup64(exp_table, v - m);
+                                sum += *e;
+                            }
+                            let r = lookup64(inv_table, sum);
+                            for e in yg.iter_mut() {
+                                *e = rq.apply(*e * r);
+                            }
+                        }
+                        return;
+                    }
                     for (g, yg) in x.chunks(*n).zip(y.chunks_mut(*n)) {
                         let m = *g.iter().max().expect("non-empty group");
                         let mut sum = 0i128;
@@ -787,6 +913,219 @@ impl Plan {
     }
 }
 
+/// `Table::lookup` in i64, for arguments the caller proved within +-2^62
+/// (with the table's offset within +-2^61, `x - offset` cannot overflow).
+#[inline(always)]
+fn lookup64(t: &Table, x: i64) -> i64 {
+    let d = (x - t.offset) >> t.shift.min(63);
+    t.values[d.clamp(0, t.values.len() as i64 - 1) as usize]
+}
+
+/// The softmax's i64 requantizer, if the i64 path is exact: differences,
+/// sums and products all provably stay within +-2^62.
+fn softmax_fast(
+    in_ty: FixedType,
+    n: usize,
+    exp_table: &Table,
+    inv_table: &Table,
+    pf: i32,
+    out_ty: FixedType,
+) -> Option<Rq> {
+    let lim = 1i128 << 61;
+    if in_ty.width > 60 || exp_table.offset.unsigned_abs() as i128 > lim {
+        return None;
+    }
+    if inv_table.offset.unsigned_abs() as i128 > lim {
+        return None;
+    }
+    let ext = |t: &Table| {
+        t.values.iter().fold((0i128, 0i128), |(a, b), &v| {
+            (a.min(v as i128), b.max(v as i128))
+        })
+    };
+    let (elo, ehi) = ext(exp_table);
+    let (rlo, rhi) = ext(inv_table);
+    let emax = elo.abs().max(ehi.abs());
+    if emax * n as i128 > lim {
+        return None;
+    }
+    let p = [elo * rlo, elo * rhi, ehi * rlo, ehi * rhi];
+    let (plo, phi) = (*p.iter().min()?, *p.iter().max()?);
+    if plo < -lim || phi > lim {
+        return None;
+    }
+    match Rq::new(pf, out_ty, plo, phi) {
+        r @ Rq::Fast(_) => Some(r),
+        Rq::Slow { .. } => None,
+    }
+}
+
+/// `BXFLOW_FUSE=0` turns fusion off (to compare against the unfused plan).
+fn fuse_enabled() -> bool {
+    std::env::var("BXFLOW_FUSE").map_or(true, |v| v != "0")
+}
+
+fn describe_kernel(isa: Isa) -> impl Fn(&Step) -> String {
+    move |s: &Step| match &s.kernel {
+        Kernel::Mac(m) => match &m.path {
+            MacPath::Fast { k, .. } => format!(
+                "{} {}",
+                isa,
+                match k.operand {
+                    Operand::I32 => "i32",
+                    Operand::I16 => "i16xi16",
+                    Operand::U8 => "u8xi8",
+                }
+            ),
+            MacPath::General { .. } => "general i128".into(),
+        },
+        _ => "scalar".into(),
+    }
+}
+
+/// A Dense step as the head of a fused chain layer, if it qualifies.
+fn chain_dense(st: &Step) -> Option<ChainLayer> {
+    let Kernel::Mac(m) = &st.kernel else {
+        return None;
+    };
+    if m.positions != 1 || !m.gather.is_empty() {
+        return None;
+    }
+    let MacPath::Fast {
+        k,
+        bias_al,
+        sl,
+        acc: None,
+        rq,
+        drange,
+        arange,
+    } = &m.path
+    else {
+        return None;
+    };
+    if k.operand == Operand::I32 || *sl > 30 {
+        return None;
+    }
+    let l32 = |v: i128| v >= i32::MIN as i128 && v <= i32::MAX as i128;
+    if !l32(drange.0 << sl) || !l32(drange.1 << sl) {
+        return None;
+    }
+    // Padded to whole 16-lane blocks for the AVX-512 epilogue.
+    let mut bias = vec![0i32; k.dot_len()];
+    for (d, &b) in bias.iter_mut().zip(bias_al) {
+        *d = i32::try_from(b).ok()?;
+    }
+    let rq = rq.to_i32(arange.0, arange.1)?;
+    Some(ChainLayer {
+        k: k.clone(),
+        bias,
+        sl: *sl,
+        rq,
+        epi: Vec::new(),
+    })
+}
+
+/// An elementwise step folded into an epilogue: its i32 steps, given the
+/// input type's range. Returns the ops and the output range.
+fn chain_elementwise(st: &Step, lo: i64, hi: i64) -> Option<(Vec<Epi>, i64, i64)> {
+    let c32 = |v: i64| i32::try_from(v).ok();
+    let (pre, plo, phi, rq) = match &st.kernel {
+        Kernel::Relu(rq) => (Some(Epi::Max0), lo.max(0), hi.max(0), rq),
+        Kernel::Clip(a, b, rq) => {
+            if a > b {
+                return None;
+            }
+            let (a, b) = ((*a).max(lo), (*b).min(hi));
+            if a > b {
+                return None;
+            }
+            (Some(Epi::Clamp(c32(a)?, c32(b)?)), a, b, rq)
+        }
+        Kernel::Thresh(th, rq) => {
+            let th = (*th).clamp(lo - 1, hi);
+            (Some(Epi::Thresh(c32(th)?)), lo.min(0), hi.max(0), rq)
+        }
+        Kernel::Requant(rq) => (None, lo, hi, rq),
+        _ => return None,
+    };
+    let r = rq.to_i32(lo as i128, hi as i128)?;
+    let mut ops: Vec<Epi> = pre.into_iter().collect();
+    let (olo, ohi) = if r.is_identity(plo, phi) {
+        (plo, phi)
+    } else {
+        ops.push(Epi::Rq(r));
+        r.out_range()
+    };
+    Some((ops, olo, ohi))
+}
+
+/// Replaces runs of fusable steps by [`Kernel::Chain`] steps. Steps are one
+/// per layer on entry (step `i` computes tensor `i + 1`).
+fn fuse(model: &QModel, steps: Vec<Step>, sizes: &mut Sizes, descs: &mut [String]) -> Vec<Step> {
+    let nt = model.layers.len() + 1;
+    let mut readers = vec![0usize; nt];
+    for l in &model.layers {
+        for &t in &l.inputs {
+            readers[t] += 1;
+        }
+    }
+    readers[nt - 1] += 1; // the model output
+    let mut out = Vec::with_capacity(steps.len());
+    let mut it = steps.into_iter().enumerate().peekable();
+    while let Some((li, st)) = it.next() {
+        let Some(head) = chain_dense(&st) else {
+            out.push(st);
+            continue;
+        };
+        let mut layers = vec![head];
+        let first_in = st.inputs[0];
+        let mut last = li; // last layer covered
+        let ty = model.layers[li].ty;
+        let (mut lo, mut hi) = (ty.min_raw(), ty.max_raw());
+        // Extend while the current tensor (last + 1) has one reader, the next layer.
+        while let Some((nli, nst)) = it.peek() {
+            let t = last + 1;
+            if *nli != t || readers[t] != 1 || nst.inputs.as_slice() != [t] {
+                break;
+            }
+            if let Some((ops, olo, ohi)) = chain_elementwise(nst, lo, hi) {
+                layers.last_mut().unwrap().epi.extend(ops);
+                (lo, hi) = (olo, ohi);
+            } else if let Some(next) = chain_dense(nst) {
+                // The next Dense reads values of its input type's range.
+                let xt = model.ty(t);
+                if lo < xt.min_raw() || hi > xt.max_raw() {
+                    break;
+                }
+                layers.push(next);
+                let ty = model.layers[*nli].ty;
+                (lo, hi) = (ty.min_raw(), ty.max_raw());
+            } else {
+                break;
+            }
+            last = *nli;
+            it.next();
+        }
+        let chain = Chain::new(layers);
+        let (cx, cd) = chain.scratch();
+        sizes.cx = sizes.cx.max(cx);
+        sizes.cdot = sizes.cdot.max(cd);
+        for d in &mut descs[li..=last] {
+            *d = if d == "scalar" {
+                "fused".into()
+            } else {
+                format!("{d} + fused")
+            };
+        }
+        out.push(Step {
+            inputs: vec![first_in],
+            out: last + 1,
+            kernel: Kernel::Chain(Box::new(chain)),
+        });
+    }
+    out
+}
+
 fn leaky(alpha: Vec<i64>, a_ty: FixedType, in_ty: FixedType, out_ty: FixedType) -> Kernel {
     let pf = in_ty.frac_bits() + a_ty.frac_bits();
     let (amin, amax) = alpha.iter().fold((0i128, 0i128), |(a, b), &v| {
@@ -840,6 +1179,7 @@ fn run_mac(
                 sl,
                 acc,
                 rq,
+                ..
             } => {
                 k.run(xin, xpack, dot);
                 let a = &mut accb[..m.n_out];

@@ -202,6 +202,133 @@ impl FastRq {
     }
 }
 
+/// [`FastRq`] on i32 lanes, for the fused dense epilogue: valid only for the
+/// source range it was built for (see [`Rq::to_i32`]), where every
+/// intermediate provably fits i32, so it equals `quantize_raw` exactly.
+#[derive(Clone, Copy, Debug)]
+pub struct FastRq32 {
+    pub(crate) kr: u32,
+    pub(crate) kl: u32,
+    pub(crate) base: i32,
+    pub(crate) neg: i32,
+    pub(crate) conv: i32,
+    pub(crate) mode: u8,
+    pub(crate) lo: i32,
+    pub(crate) hi: i32,
+    pub(crate) clo: i32,
+    pub(crate) wrap_shift: u32,
+    pub(crate) signed: bool,
+}
+
+impl Rq {
+    /// The same requantization on i32 lanes for sources in `[vlo, vhi]`, if
+    /// every step (shifts, rounding addend, result type) stays inside i32.
+    pub fn to_i32(&self, vlo: i128, vhi: i128) -> Option<FastRq32> {
+        let Rq::Fast(f) = self else { return None };
+        let width = 64 - f.wrap_shift;
+        let lim = 1i128 << 30;
+        if width > 32 || f.kr > 30 || f.kl > 30 {
+            return None;
+        }
+        if (vlo << f.kl) < -lim || (vhi << f.kl) > lim || vlo - 2 < -lim {
+            return None;
+        }
+        if vhi + (1i128 << f.kr) > lim {
+            return None;
+        }
+        let c = |v: i64| -> Option<i32> { i32::try_from(v).ok() };
+        // Unsigned 32-bit types do not fit i32 lanes.
+        if !f.signed && width == 32 {
+            return None;
+        }
+        Some(FastRq32 {
+            kr: f.kr,
+            kl: f.kl,
+            base: c(f.base)?,
+            neg: c(f.neg)?,
+            conv: c(f.conv)?,
+            mode: f.mode,
+            lo: c(f.lo)?,
+            hi: c(f.hi)?,
+            clo: c(f.clo)?,
+            wrap_shift: 32 - width,
+            signed: f.signed,
+        })
+    }
+}
+
+impl FastRq32 {
+    /// Whether this maps every value of `[vlo, vhi]` to itself.
+    pub fn is_identity(&self, vlo: i64, vhi: i64) -> bool {
+        let (lo, hi) = match self.mode {
+            1 => (self.clo, self.hi),
+            _ => (self.lo, self.hi),
+        };
+        self.kr == 0 && self.kl == 0 && vlo >= lo as i64 && vhi <= hi as i64
+    }
+
+    /// Output range for inputs in `[vlo, vhi]` (a superset).
+    pub fn out_range(&self) -> (i64, i64) {
+        (self.lo as i64, self.hi as i64)
+    }
+
+    #[inline(always)]
+    fn round(&self, v: i32) -> i32 {
+        let add = self.base + ((v >> 31) & self.neg) + ((v >> self.kr) & self.conv);
+        ((v + add) >> self.kr) << self.kl
+    }
+
+    #[inline(always)]
+    fn overflow<const MODE: u8>(&self, r: i32) -> i32 {
+        match MODE {
+            0 => {
+                let s = self.wrap_shift;
+                if self.signed {
+                    (r << s) >> s
+                } else {
+                    (((r << s) as u32) >> s) as i32
+                }
+            }
+            1 => r.clamp(self.clo, self.hi),
+            _ => {
+                if r < self.lo || r > self.hi {
+                    0
+                } else {
+                    r
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    pub fn apply(&self, v: i32) -> i32 {
+        let r = self.round(v);
+        match self.mode {
+            0 => self.overflow::<0>(r),
+            1 => self.overflow::<1>(r),
+            _ => self.overflow::<2>(r),
+        }
+    }
+
+    #[inline(always)]
+    fn run<const MODE: u8>(&self, v: &mut [i32]) {
+        let f = *self;
+        for d in v.iter_mut() {
+            *d = f.overflow::<MODE>(f.round(*d));
+        }
+    }
+
+    /// Requantizes `v` in place (vectorises).
+    #[inline(always)]
+    pub fn apply_inplace(&self, v: &mut [i32]) {
+        match self.mode {
+            0 => self.run::<0>(v),
+            1 => self.run::<1>(v),
+            _ => self.run::<2>(v),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +380,49 @@ mod tests {
             }
         }
         assert!(fast > 10_000);
+    }
+    #[test]
+    fn fast_requant_i32_matches_quantize_raw() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(8);
+        let rs = [
+            Rounding::Trn,
+            Rounding::TrnZero,
+            Rounding::Rnd,
+            Rounding::RndZero,
+            Rounding::RndInf,
+            Rounding::RndMinInf,
+            Rounding::RndConv,
+        ];
+        let os = [
+            Overflow::Wrap,
+            Overflow::Sat,
+            Overflow::SatZero,
+            Overflow::SatSym,
+        ];
+        let mut fast = 0;
+        for _ in 0..20_000 {
+            let signed = rng.gen_bool(0.7);
+            let w = rng.gen_range(1..=if signed { 32 } else { 31 });
+            let ty = FixedType::new(w, rng.gen_range(-4..=w as i32 + 4), signed)
+                .unwrap()
+                .with_rounding(rs[rng.gen_range(0..7)])
+                .with_overflow(os[rng.gen_range(0..4)]);
+            let from = ty.frac_bits() + rng.gen_range(-8..=20);
+            let bits = rng.gen_range(1..=31);
+            let (lo, hi) = (-(1i128 << bits), (1i128 << bits) - 1);
+            let Some(rq) = Rq::new(from, ty, lo, hi).to_i32(lo, hi) else {
+                continue;
+            };
+            fast += 1;
+            for _ in 0..20 {
+                let v = rng.gen_range(lo..=hi) as i64;
+                let want = ty.quantize_raw(v as i128, from);
+                assert_eq!(rq.apply(v as i32) as i64, want, "{ty:?} from {from} v {v}");
+                let mut d = [v as i32];
+                rq.apply_inplace(&mut d);
+                assert_eq!(d[0] as i64, want);
+            }
+        }
+        assert!(fast > 5_000, "{fast}");
     }
 }

@@ -1,0 +1,446 @@
+//! Fused dense chains: a run of Dense layers (SIMD i16 or u8 operands) and
+//! the elementwise ops between them (Relu, Clip, ThresholdedRelu, Requant),
+//! executed without leaving the lane types.
+//!
+//! For each Dense the dot kernel writes i32 lanes; the epilogue adds the
+//! aligned bias, requantizes into the layer's type and applies the following
+//! elementwise ops, all on i32 lanes, then packs the result straight into the
+//! next Dense's lane format (`x + off` as i16 or u8). Only the chain's last
+//! tensor is written to the i64 arena. Intermediate tensors of a chain have
+//! no other reader (checked when fusing).
+//!
+//! Exactness: the plan fuses a Dense only if its whole accumulator range
+//! (bias plus shifted dot product, from the weights and the input type's
+//! range) and every requantization step provably fit i32
+//! ([`crate::rq::Rq::to_i32`]); each elementwise op's requantizer is built
+//! for its input type's full range. Every i32 step then equals the golden
+//! i128 computation.
+
+use crate::dense::{Operand, PackedDense, MULTI};
+use crate::rq::FastRq32;
+
+/// One elementwise step of an epilogue, on i32 lanes.
+#[derive(Clone, Debug)]
+pub(crate) enum Epi {
+    Rq(FastRq32),
+    Max0,
+    Clamp(i32, i32),
+    Thresh(i32),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct ChainLayer {
+    pub k: PackedDense,
+    pub bias: Vec<i32>,
+    pub sl: u32,
+    pub rq: FastRq32,
+    pub epi: Vec<Epi>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Chain {
+    pub layers: Vec<ChainLayer>,
+    /// Stride of one packed input buffer, in u16 words (multiple of 32).
+    pub stride: usize,
+    /// Stride of one event's dot buffer, in i32 (multiple of 16).
+    pub dstride: usize,
+}
+
+impl Chain {
+    pub fn new(layers: Vec<ChainLayer>) -> Chain {
+        // A layer's epilogue writes whole 16-lane blocks into the next buffer.
+        let stride = layers
+            .iter()
+            .map(|l| l.k.packed_words().max(l.k.dot_len()))
+            .max()
+            .unwrap_or(0)
+            .div_ceil(32)
+            * 32;
+        let dstride = layers.iter().map(|l| l.k.dot_len()).max().unwrap_or(0);
+        Chain {
+            layers,
+            stride,
+            dstride,
+        }
+    }
+
+    /// Scratch sizes: packed buffers (words) and dot buffers (i32).
+    pub fn scratch(&self) -> (usize, usize) {
+        (2 * MULTI * self.stride, MULTI * self.dstride)
+    }
+
+    fn simd(&self) -> bool {
+        matches!(
+            self.layers[0].k.isa,
+            crate::isa::Isa::Avx512 | crate::isa::Isa::Avx512Vnni
+        )
+    }
+
+    /// One event: `x` the chain's input tensor, `y` its output tensor.
+    #[inline(always)]
+    pub fn run(&self, x: &[i64], y: &mut [i64], cx: &mut [u16], dot: &mut [i32]) {
+        let (mut cur, mut nxt) = cx[..2 * self.stride].split_at_mut(self.stride);
+        pack_i64(&self.layers[0].k, x, cur);
+        #[cfg(target_arch = "x86_64")]
+        if self.simd() {
+            // SAFETY: AVX-512 was checked available when the plan was built;
+            // buffers are sized by `scratch()` (whole 16-lane blocks).
+            unsafe { x86::run::<1, 4>(self, cur, nxt, dot) };
+            let n = self.layers.last().unwrap().k.n_out;
+            for (d, &v) in y.iter_mut().zip(&dot[..n]) {
+                *d = v as i64;
+            }
+            return;
+        }
+        let last = self.layers.len() - 1;
+        for (i, l) in self.layers.iter().enumerate() {
+            l.k.run_packed(cur, dot);
+            let a = &mut dot[..l.k.n_out];
+            epilogue(l, a);
+            if i == last {
+                for (d, &v) in y.iter_mut().zip(a.iter()) {
+                    *d = v as i64;
+                }
+            } else {
+                pack_i32(&self.layers[i + 1].k, a, nxt);
+                std::mem::swap(&mut cur, &mut nxt);
+            }
+        }
+    }
+
+    /// [`MULTI`] events: event `e`'s arena is `arena[e * astride..]`, the
+    /// chain reads `x_off..x_off + x_len` and writes `y_off..y_off + y_len` in it.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_multi(
+        &self,
+        arena: &mut [i64],
+        astride: usize,
+        x_off: usize,
+        x_len: usize,
+        y_off: usize,
+        y_len: usize,
+        cx: &mut [u16],
+        dot: &mut [i32],
+    ) {
+        let (s, ds) = (self.stride, self.dstride);
+        let (mut cur, mut nxt) = cx[..2 * MULTI * s].split_at_mut(MULTI * s);
+        for e in 0..MULTI {
+            let x = &arena[e * astride + x_off..e * astride + x_off + x_len];
+            pack_i64(&self.layers[0].k, x, &mut cur[e * s..(e + 1) * s]);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.simd() {
+            // SAFETY: as in `run`, for MULTI events at strides s and ds.
+            unsafe { x86::run::<MULTI, 1>(self, cur, nxt, dot) };
+            let n = self.layers.last().unwrap().k.n_out;
+            for e in 0..MULTI {
+                let y = &mut arena[e * astride + y_off..e * astride + y_off + y_len];
+                for (d, &v) in y.iter_mut().zip(&dot[e * ds..e * ds + n]) {
+                    *d = v as i64;
+                }
+            }
+            return;
+        }
+        let last = self.layers.len() - 1;
+        for (i, l) in self.layers.iter().enumerate() {
+            l.k.run_packed_multi(cur, s, dot, ds);
+            for e in 0..MULTI {
+                let a = &mut dot[e * ds..e * ds + l.k.n_out];
+                epilogue(l, a);
+                if i == last {
+                    let y = &mut arena[e * astride + y_off..e * astride + y_off + y_len];
+                    for (d, &v) in y.iter_mut().zip(a.iter()) {
+                        *d = v as i64;
+                    }
+                } else {
+                    pack_i32(&self.layers[i + 1].k, a, &mut nxt[e * s..(e + 1) * s]);
+                }
+            }
+            std::mem::swap(&mut cur, &mut nxt);
+        }
+    }
+}
+
+#[inline(always)]
+fn epilogue(l: &ChainLayer, a: &mut [i32]) {
+    let sl = l.sl;
+    for (v, &b) in a.iter_mut().zip(&l.bias) {
+        *v = b.wrapping_add(v.wrapping_shl(sl));
+    }
+    l.rq.apply_inplace(a);
+    for e in &l.epi {
+        match *e {
+            Epi::Rq(r) => r.apply_inplace(a),
+            Epi::Max0 => a.iter_mut().for_each(|v| *v = (*v).max(0)),
+            Epi::Clamp(lo, hi) => a.iter_mut().for_each(|v| *v = (*v).clamp(lo, hi)),
+            Epi::Thresh(th) => a.iter_mut().for_each(|v| *v = if *v > th { *v } else { 0 }),
+        }
+    }
+}
+
+#[inline(always)]
+fn pack_i64(k: &PackedDense, x: &[i64], xp: &mut [u16]) {
+    let off = k.offset();
+    match k.operand {
+        Operand::U8 => {
+            // SAFETY: a byte view of the same u16 buffer.
+            let b =
+                unsafe { std::slice::from_raw_parts_mut(xp.as_mut_ptr() as *mut u8, xp.len() * 2) };
+            for (d, &v) in b.iter_mut().zip(&x[..k.n_in]) {
+                *d = (v + off) as u8;
+            }
+        }
+        _ => {
+            for (d, &v) in xp.iter_mut().zip(&x[..k.n_in]) {
+                *d = (v + off) as i16 as u16;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn pack_i32(k: &PackedDense, x: &[i32], xp: &mut [u16]) {
+    let off = k.offset() as i32;
+    match k.operand {
+        Operand::U8 => {
+            // SAFETY: a byte view of the same u16 buffer.
+            let b =
+                unsafe { std::slice::from_raw_parts_mut(xp.as_mut_ptr() as *mut u8, xp.len() * 2) };
+            for (d, &v) in b.iter_mut().zip(&x[..k.n_in]) {
+                *d = v.wrapping_add(off) as u8;
+            }
+        }
+        _ => {
+            for (d, &v) in xp.iter_mut().zip(&x[..k.n_in]) {
+                *d = v.wrapping_add(off) as i16 as u16;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! The whole chain on AVX-512: for each 16-output block, the dot product
+    //! (one weight load feeding `E` events, `J` partial accumulators), then
+    //! the epilogue on the accumulator register and a narrowing store into
+    //! the next layer's packed input.
+    use super::{Chain, ChainLayer, Epi};
+    use crate::dense::Operand;
+    use crate::isa::Isa;
+    use crate::rq::FastRq32;
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    unsafe fn set1(v: i32) -> __m512i {
+        _mm512_set1_epi32(v)
+    }
+
+    #[inline(always)]
+    unsafe fn rq(r: &FastRq32, a: __m512i) -> __m512i {
+        let kr = _mm_cvtsi32_si128(r.kr as i32);
+        let kl = _mm_cvtsi32_si128(r.kl as i32);
+        let sign = _mm512_srai_epi32::<31>(a);
+        let add = _mm512_add_epi32(
+            set1(r.base),
+            _mm512_add_epi32(
+                _mm512_and_si512(sign, set1(r.neg)),
+                _mm512_and_si512(_mm512_sra_epi32(a, kr), set1(r.conv)),
+            ),
+        );
+        let v = _mm512_sll_epi32(_mm512_sra_epi32(_mm512_add_epi32(a, add), kr), kl);
+        match r.mode {
+            0 => {
+                let ws = _mm_cvtsi32_si128(r.wrap_shift as i32);
+                let t = _mm512_sll_epi32(v, ws);
+                if r.signed {
+                    _mm512_sra_epi32(t, ws)
+                } else {
+                    _mm512_srl_epi32(t, ws)
+                }
+            }
+            1 => _mm512_max_epi32(_mm512_min_epi32(v, set1(r.hi)), set1(r.clo)),
+            _ => {
+                let bad =
+                    _mm512_cmpgt_epi32_mask(v, set1(r.hi)) | _mm512_cmplt_epi32_mask(v, set1(r.lo));
+                _mm512_maskz_mov_epi32(!bad, v)
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn epilogue(l: &ChainLayer, acc: __m512i, b: usize) -> __m512i {
+        let bias = _mm512_loadu_si512(l.bias.as_ptr().add(b * 16) as *const _);
+        let a = _mm512_add_epi32(bias, _mm512_sll_epi32(acc, _mm_cvtsi32_si128(l.sl as i32)));
+        let mut v = rq(&l.rq, a);
+        for e in &l.epi {
+            v = match *e {
+                Epi::Rq(r) => rq(&r, v),
+                Epi::Max0 => _mm512_max_epi32(v, _mm512_setzero_si512()),
+                Epi::Clamp(lo, hi) => _mm512_max_epi32(_mm512_min_epi32(v, set1(hi)), set1(lo)),
+                Epi::Thresh(th) => _mm512_maskz_mov_epi32(_mm512_cmpgt_epi32_mask(v, set1(th)), v),
+            };
+        }
+        v
+    }
+
+    #[inline(always)]
+    unsafe fn bcast(p: *const u8) -> __m512i {
+        _mm512_set1_epi32(std::ptr::read_unaligned(p as *const i32))
+    }
+
+    #[inline(always)]
+    unsafe fn dpwssd(a: __m512i, x: __m512i, w: __m512i) -> __m512i {
+        _mm512_dpwssd_epi32(a, x, w)
+    }
+    #[inline(always)]
+    unsafe fn dpbusd(a: __m512i, x: __m512i, w: __m512i) -> __m512i {
+        _mm512_dpbusd_epi32(a, x, w)
+    }
+    #[inline(always)]
+    unsafe fn madd(a: __m512i, x: __m512i, w: __m512i) -> __m512i {
+        _mm512_add_epi32(a, _mm512_madd_epi16(x, w))
+    }
+
+    /// Where a layer's epilogue writes (`kind`): 0 i32 (last layer), 1 i16 lanes, 2 u8 lanes.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn layer<const E: usize, const J: usize, const OP: u8>(
+        l: &ChainLayer,
+        w: *const __m512i,
+        x: *const u8,
+        xs: usize,
+        out: *mut u8,
+        os: usize,
+        kind: u8,
+        off: i32,
+    ) {
+        let k = &l.k;
+        let g = k.ngroups;
+        let op = |a, x, w| match OP {
+            0 => dpwssd(a, x, w),
+            1 => dpbusd(a, x, w),
+            _ => madd(a, x, w),
+        };
+        for b in 0..k.nblk {
+            let w = w.add(b * g);
+            let init = _mm512_loadu_si512(k.init.as_ptr().add(b * 16) as *const _);
+            let mut acc = [[_mm512_setzero_si512(); J]; E];
+            for a in acc.iter_mut() {
+                a[0] = init;
+            }
+            let mut q = 0;
+            while q + J <= g {
+                for j in 0..J {
+                    let wv = _mm512_loadu_si512(w.add(q + j) as *const _);
+                    for (e, a) in acc.iter_mut().enumerate() {
+                        a[j] = op(a[j], bcast(x.add(e * xs + (q + j) * 4)), wv);
+                    }
+                }
+                q += J;
+            }
+            while q < g {
+                let wv = _mm512_loadu_si512(w.add(q) as *const _);
+                for (e, a) in acc.iter_mut().enumerate() {
+                    a[0] = op(a[0], bcast(x.add(e * xs + q * 4)), wv);
+                }
+                q += 1;
+            }
+            for (e, a) in acc.iter().enumerate() {
+                let mut s = a[0];
+                for p in a.iter().skip(1) {
+                    s = _mm512_add_epi32(s, *p);
+                }
+                let v = epilogue(l, s, b);
+                let o = out.add(e * os);
+                match kind {
+                    0 => _mm512_storeu_si512(o.add(b * 64) as *mut _, v),
+                    1 => _mm256_storeu_si256(
+                        o.add(b * 32) as *mut _,
+                        _mm512_cvtepi32_epi16(_mm512_add_epi32(v, set1(off))),
+                    ),
+                    _ => _mm_storeu_si128(
+                        o.add(b * 16) as *mut _,
+                        _mm512_cvtepi32_epi8(_mm512_add_epi32(v, set1(off))),
+                    ),
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn run_impl<'a, const E: usize, const J: usize>(
+        c: &Chain,
+        mut cur: &'a mut [u16],
+        mut nxt: &'a mut [u16],
+        dot: &mut [i32],
+    ) {
+        let (xs, ds) = (c.stride * 2, c.dstride * 4);
+        let last = c.layers.len() - 1;
+        for (i, l) in c.layers.iter().enumerate() {
+            let k = &l.k;
+            let x = cur.as_ptr() as *const u8;
+            let (o, os, kind, off) = if i == last {
+                (dot.as_mut_ptr() as *mut u8, ds, 0, 0)
+            } else {
+                let nk = &c.layers[i + 1].k;
+                let kind = if nk.operand == Operand::U8 { 2 } else { 1 };
+                (nxt.as_mut_ptr() as *mut u8, xs, kind, nk.offset() as i32)
+            };
+            match (k.operand, k.isa) {
+                (Operand::U8, _) => {
+                    let w = k.w8.as_ptr() as *const __m512i;
+                    layer::<E, J, 1>(l, w, x, xs, o, os, kind, off)
+                }
+                (_, Isa::Avx512Vnni) => {
+                    let w = k.w16.as_ptr() as *const __m512i;
+                    layer::<E, J, 0>(l, w, x, xs, o, os, kind, off)
+                }
+                _ => {
+                    let w = k.w16.as_ptr() as *const __m512i;
+                    layer::<E, J, 2>(l, w, x, xs, o, os, kind, off)
+                }
+            }
+            if i != last {
+                std::mem::swap(&mut cur, &mut nxt);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn run_vnni<const E: usize, const J: usize>(
+        c: &Chain,
+        cur: &mut [u16],
+        nxt: &mut [u16],
+        dot: &mut [i32],
+    ) {
+        run_impl::<E, J>(c, cur, nxt, dot)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn run_avx512<const E: usize, const J: usize>(
+        c: &Chain,
+        cur: &mut [u16],
+        nxt: &mut [u16],
+        dot: &mut [i32],
+    ) {
+        run_impl::<E, J>(c, cur, nxt, dot)
+    }
+
+    /// `E` events; packed inputs at `cur[e * stride..]`, the last layer's
+    /// i32 outputs at `dot[e * dstride..]`.
+    pub(super) unsafe fn run<const E: usize, const J: usize>(
+        c: &Chain,
+        cur: &mut [u16],
+        nxt: &mut [u16],
+        dot: &mut [i32],
+    ) {
+        assert!(cur.len() >= E * c.stride && nxt.len() >= E * c.stride);
+        assert!(dot.len() >= E * c.dstride);
+        if c.layers[0].k.isa == Isa::Avx512Vnni {
+            run_vnni::<E, J>(c, cur, nxt, dot)
+        } else {
+            run_avx512::<E, J>(c, cur, nxt, dot)
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The fused dense chains (`Dense + Relu/Clip/ThresholdedRelu/Requant` runs
+//! kept in i16/u8 lanes with an i32 epilogue) and the multi-event batch
+//! kernels: forced on every available ISA, compared with `quantize::golden`
+//! over random models at 4..8-bit and 9..16-bit types with every rounding and
+//! overflow mode, single events and batches (multi-event passes plus a
+//! remainder), and on the jet tagger at 16 and 8 bits.
+
+use engine::{Engine, Isa};
+use quantize::golden::{evaluate, quantize_input};
+use quantize::random::{random_input, random_model, RandomSpec};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+
+fn isas() -> Vec<Isa> {
+    Isa::ALL.iter().copied().filter(|i| i.available()).collect()
+}
+
+/// Checks `events` single events and one batch; returns the number of fused layers.
+fn check(model: &quantize::qmodel::QModel, inputs: &[Vec<i64>], what: &str) -> usize {
+    let want: Vec<Vec<i64>> = inputs.iter().map(|x| evaluate(model, x).unwrap()).collect();
+    let mut fused = 0;
+    for isa in isas() {
+        let eng = Engine::with_isa(model, isa).unwrap();
+        let kinds = eng.kernels();
+        fused += kinds.iter().filter(|k| k.kernel.contains("fused")).count();
+        let mut out = vec![0i64; eng.output_len()];
+        for (x, w) in inputs.iter().zip(&want) {
+            eng.infer(x, &mut out).unwrap();
+            assert_eq!(
+                &out, w,
+                "{what} isa {isa} input {x:?}\nkernels {kinds:?}\n{model:#?}"
+            );
+        }
+        let flat = inputs.concat();
+        let mut outs = vec![0i64; inputs.len() * eng.output_len()];
+        eng.infer_batch(&flat, &mut outs).unwrap();
+        for (e, w) in want.iter().enumerate() {
+            let o = &outs[e * eng.output_len()..(e + 1) * eng.output_len()];
+            assert_eq!(
+                o,
+                &w[..],
+                "{what} isa {isa} batch event {e}\nkernels {kinds:?}\n{model:#?}"
+            );
+        }
+    }
+    fused
+}
+
+fn random(bits: u32, modes: bool, seed: u64, models: usize) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut fused = 0;
+    for m in 0..models {
+        let spec = RandomSpec {
+            max_bits: bits,
+            max_neurons: 48,
+            max_layers: 4,
+            modes,
+            tables: rng.gen_bool(0.5),
+            conv: false,
+        };
+        let model = random_model(&mut rng, &spec);
+        // 8 * k + remainder events: multi-event passes and single events.
+        let n = rng.gen_range(1..=40);
+        let inputs: Vec<Vec<i64>> = (0..n).map(|_| random_input(&mut rng, &model)).collect();
+        fused += check(&model, &inputs, &format!("model {m} seed {seed}"));
+    }
+    eprintln!("{bits}-bit modes={modes}: {fused} fused layer kernels checked");
+    assert!(fused > models, "too few fused chains: {fused}");
+}
+
+#[test]
+fn fused_random_8bit() {
+    random(8, true, 101, 120);
+}
+
+#[test]
+fn fused_random_16bit() {
+    random(16, true, 102, 120);
+}
+
+#[test]
+fn fused_random_no_modes() {
+    random(8, false, 103, 60);
+    random(16, false, 104, 60);
+}
+
+#[test]
+fn fused_jet_tagger() {
+    let p =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/three_layer_keras.onnx");
+    let g = quantize::onnx::import_path(&p).unwrap();
+    for prec in ["fixed<16,6>", "fixed<8,3,RND,SAT>", "fixed<8,3>"] {
+        let cfg = quantize::config::Config::uniform(prec.parse().unwrap());
+        let model = quantize::quantizer::quantize_graph(&g, &cfg).unwrap();
+        let mut rng = SmallRng::seed_from_u64(5);
+        let inputs: Vec<Vec<i64>> = (0..1003)
+            .map(|_| {
+                let x: Vec<f32> = (0..model.input_len())
+                    .map(|_| rng.gen_range(-4.0f32..4.0))
+                    .collect();
+                quantize_input(&model, &x)
+            })
+            .collect();
+        let fused = check(&model, &inputs, prec);
+        assert!(fused >= 7, "{prec}: {fused}");
+    }
+}
