@@ -69,6 +69,29 @@ pub enum Overflow {
     SatSym,
 }
 
+impl Rounding {
+    /// Every rounding mode, for sweeps in tests and tools.
+    pub const ALL: [Rounding; 7] = [
+        Rounding::Trn,
+        Rounding::TrnZero,
+        Rounding::Rnd,
+        Rounding::RndZero,
+        Rounding::RndInf,
+        Rounding::RndMinInf,
+        Rounding::RndConv,
+    ];
+}
+
+impl Overflow {
+    /// Every overflow mode, for sweeps in tests and tools.
+    pub const ALL: [Overflow; 4] = [
+        Overflow::Wrap,
+        Overflow::Sat,
+        Overflow::SatZero,
+        Overflow::SatSym,
+    ];
+}
+
 const ROUNDING_NAMES: &str = "TRN, TRN_ZERO, RND, RND_ZERO, RND_INF, RND_MIN_INF, RND_CONV";
 const OVERFLOW_NAMES: &str = "WRAP, SAT, SAT_ZERO, SAT_SYM";
 const TYPE_FORMS: &str = "expected ap_fixed<W,I[,Q[,O[,N]]]>, ap_ufixed<...>, fixed<...>, \

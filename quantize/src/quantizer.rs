@@ -4,7 +4,7 @@
 //! comparison gives exactly the float comparison's answer.
 
 use crate::accum::exact_accumulator;
-use crate::config::{Config, SoftmaxMode};
+use crate::config::{Config, ResolvedLayer, SoftmaxMode};
 use crate::fixed::{FixedType, Overflow, Rounding};
 use crate::ir::{Graph, Op};
 use crate::qmodel::{QLayer, QModel, QOp, TensorId};
@@ -38,6 +38,37 @@ fn floor_raw(ty: FixedType, v: f64) -> i64 {
     ty.with_rounding(Rounding::Trn)
         .with_overflow(Overflow::Sat)
         .quantize_f64(v)
+}
+
+/// Weights, weight type, bias, bias type, accumulator type.
+type MacOperands = (Vec<i64>, FixedType, Vec<i64>, FixedType, FixedType);
+
+/// Integer weights and bias of a Dense or Conv layer (one row of weights per
+/// bias value), their types (exact QONNX types win over the configuration),
+/// and the accumulator: configured, or exact for these very weights.
+fn mac_operands(
+    x_ty: FixedType,
+    s: &ResolvedLayer,
+    weights: &[f64],
+    bias: &[f64],
+    w_quant: Option<FixedType>,
+    b_quant: Option<FixedType>,
+) -> Result<MacOperands, String> {
+    let w_ty = w_quant.unwrap_or(s.weight);
+    let b_ty = b_quant.unwrap_or(s.bias);
+    let w: Vec<i64> = weights.iter().map(|&v| w_ty.quantize_f64(v)).collect();
+    let b: Vec<i64> = bias.iter().map(|&v| b_ty.quantize_f64(v)).collect();
+    let k = w.len() / b.len().max(1);
+    let acc_ty = match s.accum {
+        Some(a) => a,
+        None => exact_accumulator(
+            x_ty,
+            w_ty,
+            b_ty,
+            b.iter().zip(w.chunks(k.max(1))).map(|(&bo, row)| (bo, row)),
+        )?,
+    };
+    Ok((w, w_ty, b, b_ty, acc_ty))
 }
 
 /// `ty` with its integer bits set to just hold every value of `v`.
@@ -98,19 +129,8 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
                 w_quant,
                 b_quant,
             } => {
-                let w_ty = w_quant.unwrap_or(s.weight);
-                let b_ty = b_quant.unwrap_or(s.bias);
-                let (w, b) = (q(w_ty, weights), q(b_ty, bias));
-                let acc_ty = match s.accum {
-                    Some(a) => a,
-                    None => exact_accumulator(
-                        x_ty,
-                        w_ty,
-                        b_ty,
-                        (0..*n_out).map(|o| (b[o], &w[o * n_in..(o + 1) * n_in])),
-                    )
-                    .map_err(err)?,
-                };
+                let (w, w_ty, b, b_ty, acc_ty) =
+                    mac_operands(x_ty, &s, weights, bias, *w_quant, *b_quant).map_err(err)?;
                 if exact_out {
                     ty = acc_ty;
                 }
@@ -132,20 +152,8 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
                 w_quant,
                 b_quant,
             } => {
-                let w_ty = w_quant.unwrap_or(s.weight);
-                let b_ty = b_quant.unwrap_or(s.bias);
-                let (w, b) = (q(w_ty, weights), q(b_ty, bias));
-                let k = w.len() / out_channels.max(&1);
-                let acc_ty = match s.accum {
-                    Some(a) => a,
-                    None => exact_accumulator(
-                        x_ty,
-                        w_ty,
-                        b_ty,
-                        (0..*out_channels).map(|o| (b[o], &w[o * k..(o + 1) * k])),
-                    )
-                    .map_err(err)?,
-                };
+                let (w, w_ty, b, b_ty, acc_ty) =
+                    mac_operands(x_ty, &s, weights, bias, *w_quant, *b_quant).map_err(err)?;
                 if exact_out {
                     ty = acc_ty;
                 }

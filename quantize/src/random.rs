@@ -8,21 +8,8 @@ use crate::qmodel::{PoolKind, QLayer, QModel, QOp, Window};
 use crate::tables::{function_table, softmax_tables, TableFn};
 use rand::Rng;
 
-const ROUNDINGS: [Rounding; 7] = [
-    Rounding::Trn,
-    Rounding::TrnZero,
-    Rounding::Rnd,
-    Rounding::RndZero,
-    Rounding::RndInf,
-    Rounding::RndMinInf,
-    Rounding::RndConv,
-];
-const OVERFLOWS: [Overflow; 4] = [
-    Overflow::Wrap,
-    Overflow::Sat,
-    Overflow::SatZero,
-    Overflow::SatSym,
-];
+const ROUNDINGS: [Rounding; 7] = Rounding::ALL;
+const OVERFLOWS: [Overflow; 4] = Overflow::ALL;
 
 /// What kind of random network to draw.
 #[derive(Clone, Debug)]

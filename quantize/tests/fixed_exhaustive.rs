@@ -12,21 +12,8 @@ use quantize::fixed::{FixedType, Overflow, Rounding};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-const ROUNDINGS: [Rounding; 7] = [
-    Rounding::Trn,
-    Rounding::TrnZero,
-    Rounding::Rnd,
-    Rounding::RndZero,
-    Rounding::RndInf,
-    Rounding::RndMinInf,
-    Rounding::RndConv,
-];
-const OVERFLOWS: [Overflow; 4] = [
-    Overflow::Wrap,
-    Overflow::Sat,
-    Overflow::SatZero,
-    Overflow::SatSym,
-];
+const ROUNDINGS: [Rounding; 7] = Rounding::ALL;
+const OVERFLOWS: [Overflow; 4] = Overflow::ALL;
 
 /// Picks between the floor `fl` and `fl + 1` of an exact value
 /// `fl + rem/den` (`0 <= rem < den`), per the rounding mode's definition.
