@@ -1033,3 +1033,46 @@ pub fn build_kernel(model: &QModel, options: &Options) -> Result<Kernel, BuildEr
         options: options.clone(),
     })
 }
+
+/// Layers `first..=last` of `model` (0-based) as a model of their own, whose
+/// input is the input tensor of layer `first`: for per-layer export and
+/// synthesis of designs too large to synthesize whole. Every layer of the
+/// range may only read tensors from inside it (or its input).
+pub fn slice_layers(model: &QModel, first: usize, last: usize) -> Result<QModel, String> {
+    if first > last || last >= model.layers.len() {
+        return Err(format!(
+            "layers {first}..={last}: the model has layers 0..={}",
+            model.layers.len().saturating_sub(1)
+        ));
+    }
+    let input_shape = if first == 0 {
+        model.input_shape.clone()
+    } else {
+        model.layers[first - 1].shape.clone()
+    };
+    let mut layers = Vec::new();
+    for l in &model.layers[first..=last] {
+        let mut l = l.clone();
+        for t in &mut l.inputs {
+            if *t < first {
+                return Err(format!(
+                    "layer '{}' reads tensor {t}, before layer {first}'s input",
+                    l.name
+                ));
+            }
+            *t -= first;
+        }
+        layers.push(l);
+    }
+    Ok(QModel {
+        name: format!("{}_l{first}_{last}", model.name),
+        input_shape,
+        input_ty: model.ty(first),
+        layers,
+        output_names: if last + 1 == model.layers.len() {
+            model.output_names.clone()
+        } else {
+            vec![]
+        },
+    })
+}

@@ -10,4 +10,4 @@ pub mod netlist;
 pub mod pipeline;
 pub mod synth;
 
-pub use build::{build_kernel, Kernel, Options, Strategy};
+pub use build::{build_kernel, slice_layers, Kernel, Options, Strategy};

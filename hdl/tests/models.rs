@@ -168,3 +168,27 @@ fn jet_tagger_latency_goal() {
         }
     }
 }
+
+/// `slice_layers` (per-layer export and synthesis): the jet tagger cut into
+/// single layers, each built and simulated as its own kernel, chained, gives
+/// the whole model's golden outputs.
+#[test]
+fn layer_slices_chain_to_the_whole_model() {
+    let m = load("qkeras_jettagging.onnx");
+    let ev = events(&m, 100, 11);
+    let mut x = ev.clone();
+    for li in 0..m.layers.len() {
+        let s = hdl::slice_layers(&m, li, li).unwrap();
+        let k = build_kernel(&s, &Options::default()).unwrap();
+        x = k.simulate(&x);
+    }
+    for (i, e) in ev.iter().enumerate() {
+        assert_eq!(
+            x[i],
+            quantize::golden::evaluate(&m, e).unwrap(),
+            "event {i}"
+        );
+    }
+    assert!(hdl::slice_layers(&m, 2, 1).is_err());
+    assert!(hdl::slice_layers(&m, 0, m.layers.len()).is_err());
+}
