@@ -519,7 +519,12 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
         None => {
             let _ = writeln!(
                 p,
-                "  yosys      not installed (or --no-synth): netlist estimate only"
+                "  yosys      {}",
+                if hdl::export::tool_available("yosys") {
+                    "installed, not run (minutes on 2 cores): bxflow demo --synth, or bxflow synth"
+                } else {
+                    "not installed: netlist estimate only"
+                }
             );
         }
     }
