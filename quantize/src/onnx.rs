@@ -1173,38 +1173,24 @@ impl Importer {
                     w_quant: Some(_), ..
                 } if scale.iter().any(|&s| s != 1.0) => {}
                 Op::Dense {
-                    n_out,
+                    n_out: rows,
                     weights,
                     bias,
                     w_quant,
                     b_quant,
                     ..
-                } => {
-                    let k = weights.len() / *n_out;
-                    for o in 0..*n_out {
-                        weights[o * k..(o + 1) * k]
-                            .iter_mut()
-                            .for_each(|w| *w *= scale[o]);
-                        bias[o] = bias[o] * scale[o] + shift[o];
-                    }
-                    if scale.iter().any(|&s| s != 1.0) {
-                        *w_quant = None;
-                    }
-                    *b_quant = None;
-                    prev.name = format!("{}+{name}", prev.name);
-                    return x.clone();
                 }
-                Op::Conv {
-                    out_channels,
+                | Op::Conv {
+                    out_channels: rows,
                     weights,
                     bias,
                     w_quant,
                     b_quant,
                     ..
                 } => {
-                    if let Some((s, b)) = per_out(*out_channels) {
-                        let k = weights.len() / *out_channels;
-                        for o in 0..*out_channels {
+                    if let Some((s, b)) = per_out(*rows) {
+                        let k = weights.len() / *rows;
+                        for o in 0..*rows {
                             weights[o * k..(o + 1) * k]
                                 .iter_mut()
                                 .for_each(|w| *w *= s[o]);
