@@ -239,6 +239,8 @@ struct Builder<'a> {
     net: Netlist,
     strategy: Strategy,
     model: &'a QModel,
+    /// Shared pre-adders `x + s * x * 2^j` (shift-add): `(x, j, s < 0)`.
+    pairs: std::collections::HashMap<(NodeId, u32, bool), NodeId>,
 }
 
 impl Builder<'_> {
@@ -257,14 +259,43 @@ impl Builder<'_> {
                 neg: false,
             }];
         }
-        digits
-            .into_iter()
-            .map(|(k, d)| Term {
-                node: x,
-                shift: k + extra,
-                neg: d < 0,
-            })
-            .collect()
+        // Digits in pairs: d1 2^k1 x + d2 2^k2 x = d1 2^k1 (x + d1 d2 2^(k2-k1) x),
+        // where the pre-adder `x +- 2^j x` depends on the input only and is
+        // shared by every weight (of every output) that reads `x`: about
+        // half the terms in the adder trees, for a few adders per input.
+        let mut out = Vec::with_capacity(digits.len().div_ceil(2));
+        for p in digits.chunks(2) {
+            let (k1, d1) = p[0];
+            if p.len() == 1 {
+                out.push(Term {
+                    node: x,
+                    shift: k1 + extra,
+                    neg: d1 < 0,
+                });
+                continue;
+            }
+            let (k2, d2) = p[1];
+            let (j, minus) = (k2 - k1, d1 != d2);
+            let node = match self.pairs.get(&(x, j, minus)) {
+                Some(&n) => n,
+                None => {
+                    let xs = self.net.shl(x, j);
+                    let n = if minus {
+                        self.net.sub(x, xs)
+                    } else {
+                        self.net.add(x, xs)
+                    };
+                    self.pairs.insert((x, j, minus), n);
+                    n
+                }
+            };
+            out.push(Term {
+                node,
+                shift: k1 + extra,
+                neg: d1 < 0,
+            });
+        }
+        out
     }
 
     fn combine(&mut self, a: Term, b: Term) -> Term {
@@ -978,6 +1009,7 @@ pub fn build_comb(
         net: Netlist::new(),
         strategy,
         model,
+        pairs: Default::default(),
     };
     let ity = model.input_ty;
     let mut inputs = Vec::new();
