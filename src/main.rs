@@ -4,6 +4,7 @@
 mod bench;
 mod hdl_cmd;
 mod modelcmd;
+mod testbench_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,10 @@ enum Command {
     Hdl(hdl_cmd::HdlArgs),
     /// Run Yosys on an exported kernel and report LUT, FF, DSP, BRAM and logic levels.
     Synth(hdl_cmd::SynthArgs),
+    /// Stream events at a rate through the FPGA kernel's simulation or the CPU engine: latency, losses, bit-exactness, pass/fail.
+    Testbench(testbench_cmd::TestbenchArgs),
+    /// The whole flow on the shipped jet tagger, on one page.
+    Demo(testbench_cmd::DemoArgs),
 }
 
 fn main() {
@@ -50,6 +55,8 @@ fn main() {
         Command::Bench(a) => bench::run(a),
         Command::Hdl(a) => hdl_cmd::run_hdl(a),
         Command::Synth(a) => hdl_cmd::run_synth(a),
+        Command::Testbench(a) => testbench_cmd::run_testbench(a),
+        Command::Demo(a) => testbench_cmd::run_demo(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
