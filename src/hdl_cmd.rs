@@ -34,6 +34,10 @@ pub struct HdlArgs {
     /// Number of golden test vectors for the testbench.
     #[arg(long, default_value_t = 1000)]
     pub vectors: usize,
+    /// Export only layers FIRST[:LAST] (0-based, inclusive) as their own
+    /// kernel, e.g. for per-layer synthesis of a design too large for Yosys.
+    #[arg(long)]
+    pub layers: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -96,6 +100,21 @@ pub fn run_hdl(a: HdlArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     let model = load_model(&a.model, a.precision.as_deref())
         .with_context(|| format!("loading {}", a.model.display()))?;
+    let model = match &a.layers {
+        None => model,
+        Some(r) => {
+            let (f, l) = r.split_once(':').unwrap_or((r, r));
+            let parse = |x: &str| {
+                x.trim()
+                    .parse::<usize>()
+                    .with_context(|| format!("--layers {r}: expected FIRST[:LAST]"))
+            };
+            let m = hdl::slice_layers(&model, parse(f)?, parse(l)?).map_err(anyhow::Error::msg)?;
+            let names: Vec<&str> = m.layers.iter().map(|l| l.name.as_str()).collect();
+            println!("layers {r}: {}", names.join(", "));
+            m
+        }
+    };
     let strategy: Strategy = a.strategy.parse().map_err(anyhow::Error::msg)?;
     let opts = Options {
         strategy,
