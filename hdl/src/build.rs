@@ -39,7 +39,9 @@ pub struct Options {
     pub strategy: Strategy,
     /// Target clock in MHz.
     pub clock_mhz: f64,
-    /// Adder levels between pipeline registers; derived from the clock when `None`.
+    /// Pipeline stages hold this many 16-bit adder levels (0.5 ns each, see
+    /// [`crate::pipeline::budget_for_levels`]); when `None` the stage budget
+    /// comes from the clock ([`crate::pipeline::budget_for_clock`]).
     pub levels: Option<u32>,
     /// Reuse factor (only 1 is implemented).
     pub reuse: u32,

@@ -59,3 +59,40 @@ fn wide_types_match_golden() {
         check_seed(seed, &spec, Strategy::Dsp, 3);
     }
 }
+
+/// The delay model: an 8-input adder tree (3 levels, 16-19 bits), then
+/// saturation (two comparators, two multiplexers) and a ReLU select fit one
+/// 200 MHz stage: the multiplexers merge into one LUT level and the adders
+/// overlap their carries. The `levels` option still sets the budget: one
+/// 16-bit adder level per stage needs a stage per adder.
+#[test]
+fn delay_model_merges_cheap_logic() {
+    use hdl::netlist::Netlist;
+    use hdl::pipeline::{budget_for_clock, budget_for_levels, pipeline, Delays};
+    let mut n = Netlist::new();
+    let mut v: Vec<usize> = (0..8).map(|i| n.input(16 * i, 16, true)).collect();
+    while v.len() > 1 {
+        v = v.chunks(2).map(|p| n.add(p[0], p[1])).collect();
+    }
+    let s = v[0];
+    let (maxc, minc) = (n.konst(32767), n.konst(-32768));
+    let over = n.lt(maxc, s);
+    let under = n.lt(s, minc);
+    let inner = n.mux(under, minc, s);
+    let sat = n.mux(over, maxc, inner);
+    let sat = n.narrow(sat, -32768, 32767);
+    let neg = n.bit(sat, u32::MAX);
+    let z = n.konst(0);
+    let relu = n.mux(neg, z, sat);
+    n.outputs.push(hdl::netlist::OutField {
+        node: relu,
+        width: 16,
+    });
+    let d = Delays::default();
+    let (_, lat) = pipeline(&n, budget_for_clock(200.0), &d);
+    assert_eq!(lat, 1, "one stage plus the output register");
+    let (_, lat1) = pipeline(&n, budget_for_levels(1), &d);
+    assert!(lat1 >= 4, "one adder level per stage: {lat1}");
+    let (_, lat4) = pipeline(&n, budget_for_levels(4), &d);
+    assert!(lat4 < lat1 && lat4 >= 1);
+}
