@@ -1,5 +1,6 @@
 //! Yosys synthesis of an export (`synth_xilinx`): LUT, FF, DSP, BRAM counts
-//! and the longest register-to-register path in cells (`ltp -noff`, LUTs and
+//! and the longest register-to-register path in cells (`ltp` over every cell
+//! but the flip-flops, so paths end at registers; LUTs and
 //! CARRY8 stages both count as one level).
 
 use std::path::Path;
@@ -94,7 +95,7 @@ pub fn synth(verilog: &Path, module: &str, family: &str) -> Result<SynthReport, 
     let dir = verilog.parent().unwrap_or(Path::new("."));
     let (stat_f, ltp_f) = (dir.join("yosys_stat.txt"), dir.join("yosys_ltp.txt"));
     let script = format!(
-        "read_verilog {}; synth_xilinx -family {family} -top {module}; tee -o {} stat; tee -o {} ltp -noff",
+        "read_verilog {}; synth_xilinx -family {family} -top {module}; tee -o {} stat; tee -o {} ltp -noff t:FD* %n",
         verilog.display(),
         stat_f.display(),
         ltp_f.display()
