@@ -8,7 +8,8 @@
 //! `Instant`, minus the measured cost of an empty timing pair; figures are
 //! medians over `runs` runs. Streaming pushes raw events in bulk through the
 //! pipeline (Block policy) with `workers` threads and counts events per second
-//! of wall time from the first push to the last in-order delivery.
+//! of wall time from the first push to the last in-order delivery (the
+//! producer and consumer threads share the cores with the workers).
 
 use crate::hist::Histogram;
 use crate::pipeline::{pipeline, Overload, PipelineConfig};
@@ -163,7 +164,7 @@ pub fn bench_engine(engine: &Arc<Engine>, o: &BenchOptions) -> Figures {
                 workers: o.workers,
                 pin: o.pin,
                 batch: o.batch,
-                queue: 32,
+                queue: 8,
                 overload: Overload::Block,
             };
             let (mut prod, mut cons) = pipeline(engine.clone(), &cfg).unwrap();

@@ -101,11 +101,46 @@ pub struct Stats {
     pub latency: Summary,
 }
 
+/// A batch's inputs, stored as narrow as the input type allows: raw codes
+/// of types that fit i16 travel as i16 (a quarter of the i64 bytes), float
+/// features as f32 (quantized by the workers, in parallel).
+enum Inputs {
+    I64(Vec<i64>),
+    I16(Vec<i16>),
+    F32(Vec<f32>),
+}
+
+impl Inputs {
+    fn clear(&mut self) {
+        match self {
+            Inputs::I64(v) => v.clear(),
+            Inputs::I16(v) => v.clear(),
+            Inputs::F32(v) => v.clear(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Inputs::I64(v) => v.len(),
+            Inputs::I16(v) => v.len(),
+            Inputs::F32(v) => v.len(),
+        }
+    }
+
+    fn truncate(&mut self, n: usize) {
+        match self {
+            Inputs::I64(v) => v.truncate(n),
+            Inputs::I16(v) => v.truncate(n),
+            Inputs::F32(v) => v.truncate(n),
+        }
+    }
+}
+
 struct Batch {
     bseq: u64,
     first: u64,
     n: usize,
-    input: Vec<i64>,
+    input: Inputs,
     output: Vec<i64>,
     t0: Instant,
     err: Option<String>,
@@ -270,10 +305,20 @@ fn worker(
     while let Ok(mut b) = rx.recv() {
         let n = b.n;
         b.output.resize(n * ol, 0);
+        if b.err.is_some() {
+            // Rejected by the producer (an out-of-range raw input).
+            if tx.send(b).is_err() {
+                return;
+            }
+            continue;
+        }
         let r = {
             let Batch { input, output, .. } = &mut *b;
-            catch_unwind(AssertUnwindSafe(|| {
-                engine.infer_batch_with(&mut scratch, &input[..n * il], &mut output[..n * ol])
+            let (s, out) = (&mut scratch, &mut output[..n * ol]);
+            catch_unwind(AssertUnwindSafe(|| match input {
+                Inputs::I64(x) => engine.infer_batch_with(s, &x[..n * il], out),
+                Inputs::I16(x) => engine.infer_batch_with(s, &x[..n * il], out),
+                Inputs::F32(x) => engine.infer_batch_with(s, &x[..n * il], out),
             }))
         };
         match r {
@@ -303,13 +348,57 @@ impl Producer {
         &self.engine
     }
 
+    /// Whether raw codes of the input type fit i16 storage.
+    fn narrow(&self) -> bool {
+        let ty = self.engine.model().input_ty;
+        ty.min_raw() >= i16::MIN as i64 && ty.max_raw() <= i16::MAX as i64
+    }
+
+    /// The current batch, converted to `kind` storage (0 i64, 1 i16, 2 f32)
+    /// if it is still empty; if it holds events of another kind it is sent first.
+    fn cur_batch(&mut self, kind: u8) -> Result<Box<Batch>, PipelineError> {
+        let same = |b: &Batch| {
+            matches!(
+                (&b.input, kind),
+                (Inputs::I64(_), 0) | (Inputs::I16(_), 1) | (Inputs::F32(_), 2)
+            )
+        };
+        if let Some(b) = self.cur.take() {
+            if same(&b) {
+                return Ok(b);
+            }
+            if b.n > 0 {
+                self.send(b)?;
+            } else {
+                self.cur = Some(b);
+            }
+        }
+        let mut b = match self.cur.take() {
+            Some(b) => b,
+            None => self.take_batch(),
+        };
+        if !same(&b) {
+            let cap = self.batch * self.engine.input_len();
+            b.input = match kind {
+                0 => Inputs::I64(Vec::with_capacity(cap)),
+                1 => Inputs::I16(Vec::with_capacity(cap)),
+                _ => Inputs::F32(Vec::with_capacity(cap)),
+            };
+        }
+        if b.n == 0 {
+            b.first = self.next_seq;
+            b.t0 = Instant::now();
+        }
+        Ok(b)
+    }
+
     fn take_batch(&mut self) -> Box<Batch> {
         let mut b = self.free.try_recv().unwrap_or_else(|_| {
             Box::new(Batch {
                 bseq: 0,
                 first: 0,
                 n: 0,
-                input: Vec::with_capacity(self.batch * self.engine.input_len()),
+                input: Inputs::I64(Vec::new()),
                 output: Vec::with_capacity(self.batch * self.engine.output_len()),
                 t0: Instant::now(),
                 err: None,
@@ -339,19 +428,15 @@ impl Producer {
             return Err(PipelineError::Closed);
         }
         let ty = self.engine.model().input_ty;
-        let mut b = match self.cur.take() {
-            Some(b) => b,
-            None => self.take_batch(),
-        };
-        if b.n == 0 {
-            b.first = self.next_seq;
-            b.t0 = Instant::now();
-        }
+        let narrow = self.narrow();
+        let mut b = self.cur_batch(if narrow { 1 } else { 0 })?;
         let start = b.input.len();
         for (i, &v) in event.iter().enumerate() {
-            match v.to_raw(&ty, i) {
-                Ok(r) => b.input.push(r),
-                Err(e) => {
+            match (v.to_raw(&ty, i), &mut b.input) {
+                (Ok(r), Inputs::I16(x)) => x.push(r as i16),
+                (Ok(r), Inputs::I64(x)) => x.push(r),
+                (Ok(_), Inputs::F32(_)) => unreachable!("raw batch"),
+                (Err(e), _) => {
                     b.input.truncate(start);
                     self.cur = Some(b);
                     return Err(e.into());
@@ -386,17 +471,76 @@ impl Producer {
         }
         let first = self.next_seq;
         let mut rest = events;
+        let narrow = self.narrow();
+        let ty = self.engine.model().input_ty;
+        let (lo, hi) = (ty.min_raw(), ty.max_raw());
         while !rest.is_empty() {
-            let mut b = match self.cur.take() {
-                Some(b) => b,
-                None => self.take_batch(),
-            };
-            if b.n == 0 {
-                b.first = self.next_seq;
-                b.t0 = Instant::now();
-            }
+            let mut b = self.cur_batch(if narrow { 1 } else { 0 })?;
             let k = (self.batch - b.n).min(rest.len() / il);
-            b.input.extend_from_slice(&rest[..k * il]);
+            match &mut b.input {
+                Inputs::I16(x) => {
+                    // Narrowed here, so range-checked here: a bad value fails
+                    // its whole batch, as the workers' check would.
+                    let mut bad = false;
+                    x.extend(rest[..k * il].iter().map(|&v| {
+                        bad |= v < lo || v > hi;
+                        v as i16
+                    }));
+                    if bad && b.err.is_none() {
+                        let (i, &raw) = rest[..k * il]
+                            .iter()
+                            .enumerate()
+                            .find(|(_, &v)| v < lo || v > hi)
+                            .expect("a bad value");
+                        b.err = Some(
+                            EngineError::InputRange {
+                                index: i % il,
+                                raw,
+                                ty: ty.ap_string(),
+                            }
+                            .to_string(),
+                        );
+                    }
+                }
+                Inputs::I64(x) => x.extend_from_slice(&rest[..k * il]),
+                Inputs::F32(_) => unreachable!("raw batch"),
+            }
+            rest = &rest[k * il..];
+            b.n += k;
+            self.next_seq += k as u64;
+            self.shared.pushed.fetch_add(k as u64, Relaxed);
+            if b.n >= self.batch {
+                self.send(b)?;
+            } else {
+                self.cur = Some(b);
+            }
+        }
+        Ok(first)
+    }
+
+    /// Pushes `events.len() / input_len` events of float features at once,
+    /// without converting them here: the workers quantize them with the
+    /// input type (as [`Producer::push`] does). Returns the first sequence number.
+    pub fn push_f32(&mut self, events: &[f32]) -> Result<u64, PipelineError> {
+        let il = self.engine.input_len().max(1);
+        if !events.len().is_multiple_of(il) {
+            return Err(EngineError::InputLength {
+                got: events.len(),
+                expected: events.len() / il * il,
+            }
+            .into());
+        }
+        if self.tx.is_none() {
+            return Err(PipelineError::Closed);
+        }
+        let first = self.next_seq;
+        let mut rest = events;
+        while !rest.is_empty() {
+            let mut b = self.cur_batch(2)?;
+            let k = (self.batch - b.n).min(rest.len() / il);
+            if let Inputs::F32(x) = &mut b.input {
+                x.extend_from_slice(&rest[..k * il]);
+            }
             rest = &rest[k * il..];
             b.n += k;
             self.next_seq += k as u64;

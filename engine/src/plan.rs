@@ -7,6 +7,13 @@
 //! coarser than the product LSB, where each product is rounded on its own)
 //! the general path evaluates the golden rules in i128. All other ops are
 //! small scalar loops that follow `quantize::golden` rule for rule.
+//!
+//! After compiling one kernel per layer, runs of SIMD Dense layers and the
+//! elementwise ops between them are fused ([`crate::chain`]): activations
+//! stay in i16/u8 lanes, bias + requant + Relu/Clip run on i32 lanes in the
+//! dot kernel's epilogue, and only the run's last tensor reaches the i64
+//! arena. Batches go [`MULTI`] events per pass over the weights
+//! (`Plan::run_multi`). `BXFLOW_FUSE=0` disables fusion (for comparisons).
 
 use crate::chain::{Chain, ChainLayer, Epi};
 use crate::dense::{xpack_len, Operand, PackedDense, MULTI};

@@ -169,3 +169,55 @@ fn float_push_and_partial_batch_drain() {
     }
     assert_eq!(n, 7);
 }
+
+#[test]
+fn bulk_f32_and_wide_raw_inputs() {
+    // f32 features quantized by the workers; raw i64 of a >16-bit input type
+    // (kept as i64 in the batches); both bit-exact and in order.
+    for (seed, bits) in [(21u64, 8u32), (22, 24)] {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let spec = RandomSpec {
+            max_bits: bits,
+            max_neurons: 8,
+            max_layers: 2,
+            ..Default::default()
+        };
+        let model = random_model(&mut rng, &spec);
+        let eng = Arc::new(Engine::new(&model).unwrap());
+        let il = eng.input_len();
+        let n = 1000usize;
+        let feats: Vec<f32> = (0..n * il)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.07)
+            .collect();
+        let raws: Vec<Vec<i64>> = (0..n).map(|_| random_input(&mut rng, &model)).collect();
+        let cfg = PipelineConfig {
+            workers: 2,
+            batch: 64,
+            // Pushed before consuming on one thread: room for everything.
+            queue: 64,
+            ..Default::default()
+        };
+        let (mut prod, mut cons) = pipeline(eng.clone(), &cfg).unwrap();
+        prod.push_f32(&feats).unwrap();
+        prod.push_raw(&raws.concat()).unwrap();
+        prod.push_f32(&feats[..3 * il]).unwrap();
+        prod.close().unwrap();
+        let mut k = 0usize;
+        while let Some((seq, out)) = cons.next().unwrap() {
+            assert_eq!(seq, k as u64);
+            let x = if k < n {
+                quantize::golden::quantize_input(&model, &feats[k * il..(k + 1) * il])
+            } else if k < 2 * n {
+                raws[k - n].clone()
+            } else {
+                let j = k - 2 * n;
+                quantize::golden::quantize_input(&model, &feats[j * il..(j + 1) * il])
+            };
+            assert_eq!(out, &evaluate(&model, &x).unwrap()[..], "event {k}");
+            k += 1;
+        }
+        assert_eq!(k, 2 * n + 3);
+        let s = cons.stats();
+        assert_eq!((s.delivered, s.failed, s.in_flight), (k as u64, 0, 0));
+    }
+}
