@@ -363,8 +363,14 @@ impl Producer {
                 (Inputs::I64(_), 0) | (Inputs::I16(_), 1) | (Inputs::F32(_), 2)
             )
         };
-        if let Some(b) = self.cur.take() {
+        if let Some(mut b) = self.cur.take() {
             if same(&b) {
+                // A buffer recycled from a dropped batch is empty but still
+                // carries the dropped batch's first sequence number.
+                if b.n == 0 {
+                    b.first = self.next_seq;
+                    b.t0 = Instant::now();
+                }
                 return Ok(b);
             }
             if b.n > 0 {

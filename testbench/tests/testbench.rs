@@ -269,3 +269,24 @@ fn cpu_target_accounts_for_every_event() {
         assert!(!r.pass);
     }
 }
+
+/// The run that found a pipeline bug: paced at 40 MHz under the drop policy,
+/// with a pool whose size is no multiple of the batch, so the producer's
+/// slices split at every wrap. Outputs of batches sent after a dropped one
+/// were labelled with the dropped batch's event numbers.
+#[test]
+fn cpu_target_at_40mhz_with_drops_keeps_every_output_on_its_event() {
+    let m = jets();
+    let eng = Arc::new(Engine::new(&m).unwrap());
+    let pool = EventPool::generated(&m, 1000, 1000, 13).unwrap();
+    let cfg = CpuConfig {
+        rate_mhz: Some(40.0),
+        events: 400_000,
+        sweep: false,
+        ..CpuConfig::default()
+    };
+    let r = run_cpu(&m.name, &pool, eng, &cfg).unwrap();
+    assert_eq!(r.delivered + r.lost + r.failed, 400_000);
+    assert_eq!(r.checked, r.delivered);
+    assert_eq!(r.mismatches, 0, "{:?}", r.first_mismatches.first());
+}
