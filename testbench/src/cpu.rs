@@ -338,7 +338,7 @@ pub fn run_cpu(
                 events: run.events,
                 lost: run.dropped + run.failed,
             });
-            if run.dropped + run.failed == 0 && max_ok.map_or(true, |m| offered > m) {
+            if run.dropped + run.failed == 0 && max_ok.is_none_or(|m| offered > m) {
                 max_ok = Some(offered);
             }
         }

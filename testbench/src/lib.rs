@@ -70,7 +70,7 @@ pub fn parse_mhz(s: &str) -> Result<f64, String> {
     let v: f64 = num
         .parse()
         .map_err(|_| format!("cannot read '{s}' as a frequency (e.g. 40MHz)"))?;
-    if !(v > 0.0) || !v.is_finite() {
+    if v.is_nan() || v <= 0.0 || !v.is_finite() {
         return Err(format!("frequency '{s}' must be positive"));
     }
     Ok(v * mul)
@@ -93,24 +93,10 @@ pub fn parse_ns(s: &str) -> Result<f64, String> {
     let v: f64 = num
         .parse()
         .map_err(|_| format!("cannot read '{s}' as a duration (e.g. 1us)"))?;
-    if !(v > 0.0) || !v.is_finite() {
+    if v.is_nan() || v <= 0.0 || !v.is_finite() {
         return Err(format!("duration '{s}' must be positive"));
     }
     Ok(v * mul)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    #[test]
-    fn units() {
-        assert_eq!(parse_mhz("40MHz").unwrap(), 40.0);
-        assert_eq!(parse_mhz("1 GHz").unwrap(), 1000.0);
-        assert_eq!(parse_mhz("200").unwrap(), 200.0);
-        assert_eq!(parse_ns("1us").unwrap(), 1000.0);
-        assert_eq!(parse_ns("250ns").unwrap(), 250.0);
-        assert!(parse_mhz("fast").is_err());
-    }
 }
 
 /// Loads a model for the testbench: a `.bxq` artifact as is, or an `.onnx`
@@ -125,5 +111,19 @@ pub fn load_model(path: &std::path::Path) -> Result<quantize::qmodel::QModel, Tb
             .map_err(|e| TbError::Input(format!("{p}: {e}")))
     } else {
         quantize::bxq::load(path).map_err(|e| TbError::Input(format!("{p}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn units() {
+        assert_eq!(parse_mhz("40MHz").unwrap(), 40.0);
+        assert_eq!(parse_mhz("1 GHz").unwrap(), 1000.0);
+        assert_eq!(parse_mhz("200").unwrap(), 200.0);
+        assert_eq!(parse_ns("1us").unwrap(), 1000.0);
+        assert_eq!(parse_ns("250ns").unwrap(), 250.0);
+        assert!(parse_mhz("fast").is_err());
     }
 }

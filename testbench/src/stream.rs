@@ -45,7 +45,7 @@ impl EventPool {
         source: String,
     ) -> Result<Self, TbError> {
         let in_len: usize = model.input_shape.iter().product();
-        if in_len == 0 || features.len() % in_len != 0 || features.is_empty() {
+        if in_len == 0 || !features.len().is_multiple_of(in_len) || features.is_empty() {
             return Err(TbError::Input(format!(
                 "{source}: {} values is not a whole number of events of {in_len} features",
                 features.len()
