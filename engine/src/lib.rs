@@ -126,41 +126,30 @@ impl InputValue for i64 {
     }
 }
 
-impl InputValue for i32 {
-    #[inline]
-    fn to_raw(self, ty: &FixedType, index: usize) -> Result<i64, EngineError> {
-        (self as i64).to_raw(ty, index)
-    }
+/// Narrower raw codes widen to i64 and take i64's range check.
+macro_rules! narrow_raw_input {
+    ($($t:ty),*) => {$(
+        impl InputValue for $t {
+            #[inline]
+            fn to_raw(self, ty: &FixedType, index: usize) -> Result<i64, EngineError> {
+                (self as i64).to_raw(ty, index)
+            }
 
-    #[inline]
-    fn to_raw_slice(
-        src: &[i32],
-        ty: &FixedType,
-        lo: i64,
-        hi: i64,
-        dst: &mut [i64],
-    ) -> Result<(), EngineError> {
-        raw_slice(src, ty, lo, hi, dst)
-    }
+            #[inline]
+            fn to_raw_slice(
+                src: &[$t],
+                ty: &FixedType,
+                lo: i64,
+                hi: i64,
+                dst: &mut [i64],
+            ) -> Result<(), EngineError> {
+                raw_slice(src, ty, lo, hi, dst)
+            }
+        }
+    )*};
 }
 
-impl InputValue for i16 {
-    #[inline]
-    fn to_raw(self, ty: &FixedType, index: usize) -> Result<i64, EngineError> {
-        (self as i64).to_raw(ty, index)
-    }
-
-    #[inline]
-    fn to_raw_slice(
-        src: &[i16],
-        ty: &FixedType,
-        lo: i64,
-        hi: i64,
-        dst: &mut [i64],
-    ) -> Result<(), EngineError> {
-        raw_slice(src, ty, lo, hi, dst)
-    }
-}
+narrow_raw_input!(i32, i16);
 
 impl InputValue for f32 {
     /// Quantized with the input type (its rounding and overflow modes), as
