@@ -1556,35 +1556,22 @@ impl Importer {
                 let (a, s) = (c(0)?, c(1)?);
                 let zp = c(2).ok();
                 let axis = Self::attr_i(n, "axis", 1);
-                let scale_of = |i: usize| -> f64 {
-                    if s.data.len() == 1 {
-                        s.data[0]
+                // Element `i`'s entry of a per-tensor (one value) or per-axis parameter.
+                let ax = if axis < 0 {
+                    axis + a.shape.len() as i64
+                } else {
+                    axis
+                } as usize;
+                let per_axis = |p: &Const, i: usize| -> f64 {
+                    if p.data.len() == 1 {
+                        p.data[0]
                     } else {
-                        let ax = if axis < 0 {
-                            axis + a.shape.len() as i64
-                        } else {
-                            axis
-                        } as usize;
                         let inner: usize = a.shape[ax + 1..].iter().product();
-                        s.data[(i / inner) % a.shape[ax]]
+                        p.data[(i / inner) % a.shape[ax]]
                     }
                 };
-                let zp_of = |i: usize| -> f64 {
-                    zp.map(|z| {
-                        if z.data.len() == 1 {
-                            z.data[0]
-                        } else {
-                            let ax = if axis < 0 {
-                                axis + a.shape.len() as i64
-                            } else {
-                                axis
-                            } as usize;
-                            let inner: usize = a.shape[ax + 1..].iter().product();
-                            z.data[(i / inner) % a.shape[ax]]
-                        }
-                    })
-                    .unwrap_or(0.0)
-                };
+                let scale_of = |i: usize| per_axis(s, i);
+                let zp_of = |i: usize| zp.map_or(0.0, |z| per_axis(z, i));
                 let data = a
                     .data
                     .iter()
