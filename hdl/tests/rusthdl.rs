@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use hdl::block::KernelBlock;
 use hdl::{build_kernel, Kernel, Options, Strategy};
 use quantize::fixed::FixedType;
-use quantize::qmodel::{QLayer, QModel, QOp};
+use quantize::qmodel::QModel;
 use quantize::random::{random_model, RandomSpec};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -223,39 +223,6 @@ fn trap_rust_hdl_parentheses() {
         }
     }
     assert!(checked > 0);
-}
-
-fn dense(x: FixedType, w: FixedType, weights: Vec<i64>, n_in: usize) -> QModel {
-    let n_out = weights.len() / n_in;
-    let acc = quantize::accum::exact_accumulator(
-        x,
-        w,
-        w,
-        (0..n_out).map(|o| (0i64, &weights[o * n_in..(o + 1) * n_in])),
-    )
-    .unwrap();
-    QModel {
-        name: "wide".into(),
-        input_shape: vec![n_in],
-        input_ty: x,
-        layers: vec![QLayer {
-            name: "d".into(),
-            inputs: vec![0],
-            shape: vec![n_out],
-            ty: acc,
-            reuse: 1,
-            op: QOp::Dense {
-                n_in,
-                n_out,
-                weights,
-                w_ty: w,
-                bias: vec![0; n_out],
-                b_ty: w,
-                acc_ty: acc,
-            },
-        }],
-        output_names: vec![],
-    }
 }
 
 /// Trap 2 (rust-hdl's `*` exists only for `Bits<16> * Bits<16>`): 24-bit

@@ -161,40 +161,6 @@ fn trap_parentheses() {
     assert_bit_exact(&model, &dir, &r, 20_000);
 }
 
-fn dense(x: FixedType, w: FixedType, weights: Vec<i64>, n_in: usize) -> QModel {
-    let n_out = weights.len() / n_in;
-    let bias = vec![0; n_out];
-    let acc = quantize::accum::exact_accumulator(
-        x,
-        w,
-        w,
-        (0..n_out).map(|o| (0i64, &weights[o * n_in..(o + 1) * n_in])),
-    )
-    .unwrap();
-    QModel {
-        name: "wide".into(),
-        input_shape: vec![n_in],
-        input_ty: x,
-        layers: vec![QLayer {
-            name: "d".into(),
-            inputs: vec![0],
-            shape: vec![n_out],
-            ty: acc,
-            reuse: 1,
-            op: QOp::Dense {
-                n_in,
-                n_out,
-                weights,
-                w_ty: w,
-                bias,
-                b_ty: w,
-                acc_ty: acc,
-            },
-        }],
-        output_names: vec![],
-    }
-}
-
 /// Trap 2 (`*` only for 16x16 bits in rust-hdl): the DSP strategy multiplies
 /// 24-bit inputs by 20-bit constants into 44-bit products; Verilator agrees.
 #[test]

@@ -3,7 +3,8 @@ use std::path::{Path, PathBuf};
 
 use hdl::export::{run_iverilog, run_verilator, tool_available, write_export, TbResult};
 use hdl::{build_kernel, Kernel, Options};
-use quantize::qmodel::QModel;
+use quantize::fixed::FixedType;
+use quantize::qmodel::{QLayer, QModel, QOp};
 use quantize::random::random_input;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -80,4 +81,39 @@ pub fn assert_bit_exact(model: &QModel, dir: &Path, r: &TbResult, n: usize) {
         assert_eq!(r.outputs[i], want, "event {i} (dir {})", dir.display());
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// One Dense layer of the given weights, zero bias, exact accumulator as its result.
+pub fn dense(x: FixedType, w: FixedType, weights: Vec<i64>, n_in: usize) -> QModel {
+    let n_out = weights.len() / n_in;
+    let bias = vec![0; n_out];
+    let acc = quantize::accum::exact_accumulator(
+        x,
+        w,
+        w,
+        (0..n_out).map(|o| (0i64, &weights[o * n_in..(o + 1) * n_in])),
+    )
+    .unwrap();
+    QModel {
+        name: "wide".into(),
+        input_shape: vec![n_in],
+        input_ty: x,
+        layers: vec![QLayer {
+            name: "d".into(),
+            inputs: vec![0],
+            shape: vec![n_out],
+            ty: acc,
+            reuse: 1,
+            op: QOp::Dense {
+                n_in,
+                n_out,
+                weights,
+                w_ty: w,
+                bias,
+                b_ty: w,
+                acc_ty: acc,
+            },
+        }],
+        output_names: vec![],
+    }
 }
