@@ -16,7 +16,7 @@
 //! for its input type's full range. Every i32 step then equals the golden
 //! i128 computation.
 
-use crate::dense::{Operand, PackedDense, MULTI};
+use crate::dense::{PackedDense, MULTI};
 use crate::rq::FastRq32;
 
 /// One elementwise step of an epilogue, on i32 lanes.
@@ -80,7 +80,7 @@ impl Chain {
     #[inline(always)]
     pub fn run(&self, x: &[i64], y: &mut [i64], cx: &mut [u16], dot: &mut [i32]) {
         let (mut cur, mut nxt) = cx[..2 * self.stride].split_at_mut(self.stride);
-        pack_i64(&self.layers[0].k, x, cur);
+        self.layers[0].k.pack(x, cur);
         #[cfg(target_arch = "x86_64")]
         if self.simd() {
             // SAFETY: AVX-512 was checked available when the plan was built;
@@ -102,7 +102,7 @@ impl Chain {
                     *d = v as i64;
                 }
             } else {
-                pack_i32(&self.layers[i + 1].k, a, nxt);
+                self.layers[i + 1].k.pack(a, nxt);
                 std::mem::swap(&mut cur, &mut nxt);
             }
         }
@@ -127,7 +127,7 @@ impl Chain {
         let (mut cur, mut nxt) = cx[..2 * MULTI * s].split_at_mut(MULTI * s);
         for e in 0..MULTI {
             let x = &arena[e * astride + x_off..e * astride + x_off + x_len];
-            pack_i64(&self.layers[0].k, x, &mut cur[e * s..(e + 1) * s]);
+            self.layers[0].k.pack(x, &mut cur[e * s..(e + 1) * s]);
         }
         #[cfg(target_arch = "x86_64")]
         if self.simd() {
@@ -154,7 +154,7 @@ impl Chain {
                         *d = v as i64;
                     }
                 } else {
-                    pack_i32(&self.layers[i + 1].k, a, &mut nxt[e * s..(e + 1) * s]);
+                    self.layers[i + 1].k.pack(a, &mut nxt[e * s..(e + 1) * s]);
                 }
             }
             std::mem::swap(&mut cur, &mut nxt);
@@ -179,46 +179,6 @@ fn epilogue(l: &ChainLayer, a: &mut [i32]) {
     }
 }
 
-#[inline(always)]
-fn pack_i64(k: &PackedDense, x: &[i64], xp: &mut [u16]) {
-    let off = k.offset();
-    match k.operand {
-        Operand::U8 => {
-            // SAFETY: a byte view of the same u16 buffer.
-            let b =
-                unsafe { std::slice::from_raw_parts_mut(xp.as_mut_ptr() as *mut u8, xp.len() * 2) };
-            for (d, &v) in b.iter_mut().zip(&x[..k.n_in]) {
-                *d = (v + off) as u8;
-            }
-        }
-        _ => {
-            for (d, &v) in xp.iter_mut().zip(&x[..k.n_in]) {
-                *d = (v + off) as i16 as u16;
-            }
-        }
-    }
-}
-
-#[inline(always)]
-fn pack_i32(k: &PackedDense, x: &[i32], xp: &mut [u16]) {
-    let off = k.offset() as i32;
-    match k.operand {
-        Operand::U8 => {
-            // SAFETY: a byte view of the same u16 buffer.
-            let b =
-                unsafe { std::slice::from_raw_parts_mut(xp.as_mut_ptr() as *mut u8, xp.len() * 2) };
-            for (d, &v) in b.iter_mut().zip(&x[..k.n_in]) {
-                *d = v.wrapping_add(off) as u8;
-            }
-        }
-        _ => {
-            for (d, &v) in xp.iter_mut().zip(&x[..k.n_in]) {
-                *d = v.wrapping_add(off) as i16 as u16;
-            }
-        }
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! The whole chain on AVX-512: for each 16-output block, the dot product
@@ -226,6 +186,7 @@ mod x86 {
     //! the epilogue on the accumulator register and a narrowing store into
     //! the next layer's packed input.
     use super::{Chain, ChainLayer, Epi};
+    use crate::dense::x86::{blocks, Sink, DPBUSD, DPWSSD, MADD};
     use crate::dense::Operand;
     use crate::isa::Isa;
     use crate::rq::FastRq32;
@@ -284,86 +245,32 @@ mod x86 {
         v
     }
 
-    #[inline(always)]
-    unsafe fn bcast(p: *const u8) -> __m512i {
-        _mm512_set1_epi32(std::ptr::read_unaligned(p as *const i32))
-    }
-
-    #[inline(always)]
-    unsafe fn dpwssd(a: __m512i, x: __m512i, w: __m512i) -> __m512i {
-        _mm512_dpwssd_epi32(a, x, w)
-    }
-    #[inline(always)]
-    unsafe fn dpbusd(a: __m512i, x: __m512i, w: __m512i) -> __m512i {
-        _mm512_dpbusd_epi32(a, x, w)
-    }
-    #[inline(always)]
-    unsafe fn madd(a: __m512i, x: __m512i, w: __m512i) -> __m512i {
-        _mm512_add_epi32(a, _mm512_madd_epi16(x, w))
-    }
-
-    /// Where a layer's epilogue writes (`kind`): 0 i32 (last layer), 1 i16 lanes, 2 u8 lanes.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn layer<const E: usize, const J: usize, const OP: u8>(
-        l: &ChainLayer,
-        w: *const __m512i,
-        x: *const u8,
-        xs: usize,
+    /// A layer's epilogue as [`blocks`]' sink: the epilogue on the
+    /// accumulator register, then a store (`kind`): 0 i32 (last layer),
+    /// 1 narrowed to i16 lanes, 2 narrowed to u8 lanes (`+ off`).
+    struct Epilogue<'a> {
+        l: &'a ChainLayer,
         out: *mut u8,
         os: usize,
         kind: u8,
         off: i32,
-    ) {
-        let k = &l.k;
-        let g = k.ngroups;
-        let op = |a, x, w| match OP {
-            0 => dpwssd(a, x, w),
-            1 => dpbusd(a, x, w),
-            _ => madd(a, x, w),
-        };
-        for b in 0..k.nblk {
-            let w = w.add(b * g);
-            let init = _mm512_loadu_si512(k.init.as_ptr().add(b * 16) as *const _);
-            let mut acc = [[_mm512_setzero_si512(); J]; E];
-            for a in acc.iter_mut() {
-                a[0] = init;
-            }
-            let mut q = 0;
-            while q + J <= g {
-                for j in 0..J {
-                    let wv = _mm512_loadu_si512(w.add(q + j) as *const _);
-                    for (e, a) in acc.iter_mut().enumerate() {
-                        a[j] = op(a[j], bcast(x.add(e * xs + (q + j) * 4)), wv);
-                    }
-                }
-                q += J;
-            }
-            while q < g {
-                let wv = _mm512_loadu_si512(w.add(q) as *const _);
-                for (e, a) in acc.iter_mut().enumerate() {
-                    a[0] = op(a[0], bcast(x.add(e * xs + q * 4)), wv);
-                }
-                q += 1;
-            }
-            for (e, a) in acc.iter().enumerate() {
-                let mut s = a[0];
-                for p in a.iter().skip(1) {
-                    s = _mm512_add_epi32(s, *p);
-                }
-                let v = epilogue(l, s, b);
-                let o = out.add(e * os);
-                match kind {
-                    0 => _mm512_storeu_si512(o.add(b * 64) as *mut _, v),
-                    1 => _mm256_storeu_si256(
-                        o.add(b * 32) as *mut _,
-                        _mm512_cvtepi32_epi16(_mm512_add_epi32(v, set1(off))),
-                    ),
-                    _ => _mm_storeu_si128(
-                        o.add(b * 16) as *mut _,
-                        _mm512_cvtepi32_epi8(_mm512_add_epi32(v, set1(off))),
-                    ),
-                }
+    }
+
+    impl Sink for Epilogue<'_> {
+        #[inline(always)]
+        unsafe fn put(&mut self, b: usize, e: usize, s: __m512i) {
+            let v = epilogue(self.l, s, b);
+            let o = self.out.add(e * self.os);
+            match self.kind {
+                0 => _mm512_storeu_si512(o.add(b * 64) as *mut _, v),
+                1 => _mm256_storeu_si256(
+                    o.add(b * 32) as *mut _,
+                    _mm512_cvtepi32_epi16(_mm512_add_epi32(v, set1(self.off))),
+                ),
+                _ => _mm_storeu_si128(
+                    o.add(b * 16) as *mut _,
+                    _mm512_cvtepi32_epi8(_mm512_add_epi32(v, set1(self.off))),
+                ),
             }
         }
     }
@@ -387,19 +294,17 @@ mod x86 {
                 let kind = if nk.operand == Operand::U8 { 2 } else { 1 };
                 (nxt.as_mut_ptr() as *mut u8, xs, kind, nk.offset() as i32)
             };
+            let ep = &mut Epilogue {
+                l,
+                out: o,
+                os,
+                kind,
+                off,
+            };
             match (k.operand, k.isa) {
-                (Operand::U8, _) => {
-                    let w = k.w8.as_ptr() as *const __m512i;
-                    layer::<E, J, 1>(l, w, x, xs, o, os, kind, off)
-                }
-                (_, Isa::Avx512Vnni) => {
-                    let w = k.w16.as_ptr() as *const __m512i;
-                    layer::<E, J, 0>(l, w, x, xs, o, os, kind, off)
-                }
-                _ => {
-                    let w = k.w16.as_ptr() as *const __m512i;
-                    layer::<E, J, 2>(l, w, x, xs, o, os, kind, off)
-                }
+                (Operand::U8, _) => blocks::<E, J, DPBUSD>(k, x, xs, ep),
+                (_, Isa::Avx512Vnni) => blocks::<E, J, DPWSSD>(k, x, xs, ep),
+                _ => blocks::<E, J, MADD>(k, x, xs, ep),
             }
             if i != last {
                 std::mem::swap(&mut cur, &mut nxt);

@@ -141,54 +141,38 @@ impl PackedDense {
     #[inline(always)]
     pub fn run(&self, x: &[i64], xpack: &mut [u16], dot: &mut [i32]) {
         debug_assert!(x.len() >= self.n_in && dot.len() >= self.nblk * 16);
-        match self.operand {
-            Operand::I32 => {
-                for (o, d) in dot[..self.n_out].iter_mut().enumerate() {
-                    let row = &self.w32[o * self.n_in..(o + 1) * self.n_in];
-                    let mut s = 0i32;
-                    for (w, &v) in row.iter().zip(x) {
-                        s = s.wrapping_add(w.wrapping_mul(v as i32));
-                    }
-                    *d = s;
+        if self.operand == Operand::I32 {
+            for (o, d) in dot[..self.n_out].iter_mut().enumerate() {
+                let row = &self.w32[o * self.n_in..(o + 1) * self.n_in];
+                let mut s = 0i32;
+                for (w, &v) in row.iter().zip(x) {
+                    s = s.wrapping_add(w.wrapping_mul(v as i32));
                 }
+                *d = s;
             }
-            Operand::I16 => {
-                let xp = &mut xpack[..self.ngroups * 2];
-                xp.fill(0);
-                for (d, &v) in xp.iter_mut().zip(&x[..self.n_in]) {
-                    *d = (v + self.off) as i16 as u16;
-                }
-                // SAFETY: the ISA was checked available when the plan was built;
-                // buffer sizes are as packed.
-                unsafe {
-                    match self.isa {
-                        #[cfg(target_arch = "x86_64")]
-                        Isa::Avx512Vnni => x86::i16_vnni(self, xp, dot),
-                        #[cfg(target_arch = "x86_64")]
-                        Isa::Avx512 => x86::i16_avx512(self, xp, dot),
-                        #[cfg(target_arch = "x86_64")]
-                        Isa::Avx2 => x86::i16_avx2(self, xp, dot),
-                        _ => unreachable!("i16 kernels need x86_64 SIMD"),
-                    }
-                }
+            return;
+        }
+        let xp = &mut xpack[..self.packed_words()];
+        self.pack(x, xp);
+        self.run_packed(xp, dot);
+    }
+
+    /// Packs `x[..n_in]` into the lane format of [`PackedDense::packed_words`]
+    /// (`x + off` as i16, or as u8 for `Operand::U8`); padding lanes are left
+    /// as they are (their weights are 0).
+    #[inline(always)]
+    pub fn pack<T: Copy + Into<i64>>(&self, x: &[T], xp: &mut [u16]) {
+        let off = self.off;
+        if self.operand == Operand::U8 {
+            // SAFETY: a byte view of the same u16 buffer.
+            let b =
+                unsafe { std::slice::from_raw_parts_mut(xp.as_mut_ptr() as *mut u8, xp.len() * 2) };
+            for (d, &v) in b.iter_mut().zip(&x[..self.n_in]) {
+                *d = (v.into() + off) as u8;
             }
-            Operand::U8 => {
-                // Reinterpret the u16 scratch as bytes.
-                let bytes = self.ngroups * 4;
-                // SAFETY: u16 -> u8 view of the same memory, length within bounds.
-                let xp =
-                    unsafe { std::slice::from_raw_parts_mut(xpack.as_mut_ptr() as *mut u8, bytes) };
-                xp.fill(0);
-                for (d, &v) in xp.iter_mut().zip(&x[..self.n_in]) {
-                    *d = (v + self.off) as u8;
-                }
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: VNNI checked at plan time.
-                unsafe {
-                    x86::u8_vnni(self, xp, dot)
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                unreachable!()
+        } else {
+            for (d, &v) in xp.iter_mut().zip(&x[..self.n_in]) {
+                *d = (v.into() + off) as i16 as u16;
             }
         }
     }
@@ -221,17 +205,18 @@ impl PackedDense {
     #[inline(always)]
     pub fn run_packed(&self, xp: &[u16], dot: &mut [i32]) {
         assert!(xp.len() >= self.packed_words() && dot.len() >= self.dot_len());
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: the ISA was checked available when the plan was built;
         // the packed sizes are asserted above.
-        #[cfg(target_arch = "x86_64")]
         unsafe {
-            let b = std::slice::from_raw_parts(xp.as_ptr() as *const u8, self.ngroups * 4);
+            let (x, d) = (xp.as_ptr() as *const u8, dot.as_mut_ptr());
             match (self.operand, self.isa) {
-                (Operand::U8, _) => x86::u8_vnni(self, b, dot),
-                (Operand::I16, Isa::Avx512Vnni) => x86::i16_vnni(self, xp, dot),
-                (Operand::I16, Isa::Avx512) => x86::i16_avx512(self, xp, dot),
-                (Operand::I16, Isa::Avx2) => x86::i16_avx2(self, xp, dot),
-                _ => unreachable!("packed kernels need x86_64 SIMD"),
+                (Operand::I32, _) | (_, Isa::Scalar) => {
+                    unreachable!("packed kernels need x86_64 SIMD")
+                }
+                (_, Isa::Avx512Vnni) => x86::vnni::<1, 4>(self, x, 0, d, 0),
+                (_, Isa::Avx512) => x86::avx512::<1, 4>(self, x, 0, d, 0),
+                (_, Isa::Avx2) => x86::i16_avx2(self, x, d),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -248,18 +233,12 @@ impl PackedDense {
         // SAFETY: ISA checked at plan time; bounds asserted above.
         unsafe {
             let (x, d, xb) = (xp.as_ptr() as *const u8, dot.as_mut_ptr(), xs * 2);
-            match (self.operand, self.isa) {
-                (Operand::U8, _) => x86::u8_vnni_multi::<MULTI>(self, x, xb, d, ds),
-                (Operand::I16, Isa::Avx512Vnni) => x86::i16_vnni_multi::<MULTI>(self, x, xb, d, ds),
-                (Operand::I16, Isa::Avx512) => x86::i16_avx512_multi::<MULTI>(self, x, xb, d, ds),
-                _ => {
-                    for e in 0..MULTI {
-                        self.run_packed(&xp[e * xs..], &mut dot[e * ds..]);
-                    }
-                }
+            match self.isa {
+                Isa::Avx512Vnni => return x86::vnni::<MULTI, 1>(self, x, xb, d, ds),
+                Isa::Avx512 => return x86::avx512::<MULTI, 1>(self, x, xb, d, ds),
+                _ => {}
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
         for e in 0..MULTI {
             self.run_packed(&xp[e * xs..], &mut dot[e * ds..]);
         }
@@ -267,270 +246,159 @@ impl PackedDense {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::PackedDense;
+pub(crate) mod x86 {
+    //! One AVX-512 dot-product loop ([`blocks`]) serves every multiply
+    //! family, event count and epilogue; AVX2 keeps its own 256-bit loop.
+    use super::{Operand, PackedDense};
     use std::arch::x86_64::*;
 
+    /// The multiply-accumulate of [`blocks`]: `vpdpwssd` (i16 x i16, VNNI),
+    /// `vpdpbusd` (u8 x i8, VNNI) or `vpmaddwd` + `vpaddd` (AVX-512 BW).
+    pub(crate) const DPWSSD: u8 = 0;
+    pub(crate) const DPBUSD: u8 = 1;
+    pub(crate) const MADD: u8 = 2;
+
     #[inline(always)]
-    unsafe fn bcast(p: *const u8) -> i32 {
-        std::ptr::read_unaligned(p as *const i32)
+    pub(crate) unsafe fn mac<const OP: u8>(a: __m512i, x: __m512i, w: __m512i) -> __m512i {
+        match OP {
+            DPWSSD => _mm512_dpwssd_epi32(a, x, w),
+            DPBUSD => _mm512_dpbusd_epi32(a, x, w),
+            _ => _mm512_add_epi32(a, _mm512_madd_epi16(x, w)),
+        }
     }
 
+    #[inline(always)]
+    unsafe fn bcast(p: *const u8) -> __m512i {
+        _mm512_set1_epi32(std::ptr::read_unaligned(p as *const i32))
+    }
+
+    /// What [`blocks`] does with each block's sums. A trait with
+    /// `inline(always)` methods rather than a closure: closures are not
+    /// reliably inlined, and out of line their intrinsics lose AVX-512.
+    pub(crate) trait Sink {
+        /// The sums of 16-output block `b` of event `e`.
+        unsafe fn put(&mut self, b: usize, e: usize, s: __m512i);
+    }
+
+    /// Stores the sums: event `e`'s block `b` at `dot + e * ds + 16 * b`.
+    pub(crate) struct Store(pub *mut i32, pub usize);
+
+    impl Sink for Store {
+        #[inline(always)]
+        unsafe fn put(&mut self, b: usize, e: usize, s: __m512i) {
+            _mm512_storeu_si512(self.0.add(e * self.1 + b * 16) as *mut _, s)
+        }
+    }
+
+    /// For each 16-output block: `E` events' dot products (each weight
+    /// vector loaded once for all events, `J` partial accumulators per
+    /// event to shorten the dependency chains), then `sink.put(block, event, sum)`.
+    /// Event `e`'s packed input is at `x + e * xs` bytes.
+    #[inline(always)]
+    pub(crate) unsafe fn blocks<const E: usize, const J: usize, const OP: u8>(
+        p: &PackedDense,
+        x: *const u8,
+        xs: usize,
+        sink: &mut impl Sink,
+    ) {
+        let g = p.ngroups;
+        let w0 = if p.operand == Operand::U8 {
+            p.w8.as_ptr() as *const __m512i
+        } else {
+            p.w16.as_ptr() as *const __m512i
+        };
+        for b in 0..p.nblk {
+            let w = w0.add(b * g);
+            let init = _mm512_loadu_si512(p.init.as_ptr().add(b * 16) as *const _);
+            let mut acc = [[_mm512_setzero_si512(); J]; E];
+            for a in acc.iter_mut() {
+                a[0] = init;
+            }
+            let mut q = 0;
+            while q + J <= g {
+                for j in 0..J {
+                    let wv = _mm512_loadu_si512(w.add(q + j) as *const _);
+                    for (e, a) in acc.iter_mut().enumerate() {
+                        a[j] = mac::<OP>(a[j], bcast(x.add(e * xs + (q + j) * 4)), wv);
+                    }
+                }
+                q += J;
+            }
+            while q < g {
+                let wv = _mm512_loadu_si512(w.add(q) as *const _);
+                for (e, a) in acc.iter_mut().enumerate() {
+                    a[0] = mac::<OP>(a[0], bcast(x.add(e * xs + q * 4)), wv);
+                }
+                q += 1;
+            }
+            for (e, a) in acc.iter().enumerate() {
+                let mut s = a[0];
+                for p in a.iter().skip(1) {
+                    s = _mm512_add_epi32(s, *p);
+                }
+                sink.put(b, e, s);
+            }
+        }
+    }
+
+    /// `E` events on AVX-512 VNNI (i16 or u8 operands): packed input `e` at
+    /// `x + e * xs` bytes, its dot products at `dot + e * ds`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn i16_vnni(p: &PackedDense, xp: &[u16], dot: &mut [i32]) {
-        let g = p.ngroups;
-        let xb = xp.as_ptr() as *const u8;
-        for b in 0..p.nblk {
-            let w = p.w16.as_ptr().add(b * g * 32) as *const __m512i;
-            let mut a0 = _mm512_loadu_si512(p.init.as_ptr().add(b * 16) as *const _);
-            let (mut a1, mut a2, mut a3) = (
-                _mm512_setzero_si512(),
-                _mm512_setzero_si512(),
-                _mm512_setzero_si512(),
-            );
-            let mut q = 0;
-            while q + 4 <= g {
-                a0 = _mm512_dpwssd_epi32(
-                    a0,
-                    _mm512_set1_epi32(bcast(xb.add(q * 4))),
-                    _mm512_loadu_si512(w.add(q) as *const _),
-                );
-                a1 = _mm512_dpwssd_epi32(
-                    a1,
-                    _mm512_set1_epi32(bcast(xb.add(q * 4 + 4))),
-                    _mm512_loadu_si512(w.add(q + 1) as *const _),
-                );
-                a2 = _mm512_dpwssd_epi32(
-                    a2,
-                    _mm512_set1_epi32(bcast(xb.add(q * 4 + 8))),
-                    _mm512_loadu_si512(w.add(q + 2) as *const _),
-                );
-                a3 = _mm512_dpwssd_epi32(
-                    a3,
-                    _mm512_set1_epi32(bcast(xb.add(q * 4 + 12))),
-                    _mm512_loadu_si512(w.add(q + 3) as *const _),
-                );
-                q += 4;
-            }
-            while q < g {
-                a0 = _mm512_dpwssd_epi32(
-                    a0,
-                    _mm512_set1_epi32(bcast(xb.add(q * 4))),
-                    _mm512_loadu_si512(w.add(q) as *const _),
-                );
-                q += 1;
-            }
-            let s = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
-            _mm512_storeu_si512(dot.as_mut_ptr().add(b * 16) as *mut _, s);
+    pub unsafe fn vnni<const E: usize, const J: usize>(
+        p: &PackedDense,
+        x: *const u8,
+        xs: usize,
+        dot: *mut i32,
+        ds: usize,
+    ) {
+        if p.operand == Operand::U8 {
+            blocks::<E, J, DPBUSD>(p, x, xs, &mut Store(dot, ds))
+        } else {
+            blocks::<E, J, DPWSSD>(p, x, xs, &mut Store(dot, ds))
         }
     }
 
+    /// [`vnni`] for i16 operands on AVX-512 BW.
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub unsafe fn i16_avx512(p: &PackedDense, xp: &[u16], dot: &mut [i32]) {
-        let g = p.ngroups;
-        let xb = xp.as_ptr() as *const u8;
-        for b in 0..p.nblk {
-            let w = p.w16.as_ptr().add(b * g * 32) as *const __m512i;
-            let mut a0 = _mm512_loadu_si512(p.init.as_ptr().add(b * 16) as *const _);
-            let (mut a1, mut a2, mut a3) = (
-                _mm512_setzero_si512(),
-                _mm512_setzero_si512(),
-                _mm512_setzero_si512(),
-            );
-            let mut q = 0;
-            while q + 4 <= g {
-                a0 = _mm512_add_epi32(
-                    a0,
-                    _mm512_madd_epi16(
-                        _mm512_set1_epi32(bcast(xb.add(q * 4))),
-                        _mm512_loadu_si512(w.add(q) as *const _),
-                    ),
-                );
-                a1 = _mm512_add_epi32(
-                    a1,
-                    _mm512_madd_epi16(
-                        _mm512_set1_epi32(bcast(xb.add(q * 4 + 4))),
-                        _mm512_loadu_si512(w.add(q + 1) as *const _),
-                    ),
-                );
-                a2 = _mm512_add_epi32(
-                    a2,
-                    _mm512_madd_epi16(
-                        _mm512_set1_epi32(bcast(xb.add(q * 4 + 8))),
-                        _mm512_loadu_si512(w.add(q + 2) as *const _),
-                    ),
-                );
-                a3 = _mm512_add_epi32(
-                    a3,
-                    _mm512_madd_epi16(
-                        _mm512_set1_epi32(bcast(xb.add(q * 4 + 12))),
-                        _mm512_loadu_si512(w.add(q + 3) as *const _),
-                    ),
-                );
-                q += 4;
-            }
-            while q < g {
-                a0 = _mm512_add_epi32(
-                    a0,
-                    _mm512_madd_epi16(
-                        _mm512_set1_epi32(bcast(xb.add(q * 4))),
-                        _mm512_loadu_si512(w.add(q) as *const _),
-                    ),
-                );
-                q += 1;
-            }
-            let s = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
-            _mm512_storeu_si512(dot.as_mut_ptr().add(b * 16) as *mut _, s);
-        }
+    pub unsafe fn avx512<const E: usize, const J: usize>(
+        p: &PackedDense,
+        x: *const u8,
+        xs: usize,
+        dot: *mut i32,
+        ds: usize,
+    ) {
+        blocks::<E, J, MADD>(p, x, xs, &mut Store(dot, ds))
     }
 
+    /// One event, i16 operands, on 256-bit vectors (two per 16-output block).
     #[target_feature(enable = "avx2")]
-    pub unsafe fn i16_avx2(p: &PackedDense, xp: &[u16], dot: &mut [i32]) {
+    pub unsafe fn i16_avx2(p: &PackedDense, xb: *const u8, dot: *mut i32) {
         let g = p.ngroups;
-        let xb = xp.as_ptr() as *const u8;
+        let bc =
+            |q: usize| _mm256_set1_epi32(std::ptr::read_unaligned(xb.add(q * 4) as *const i32));
         for b in 0..p.nblk {
             let w = p.w16.as_ptr().add(b * g * 32) as *const __m256i;
             let mut l0 = _mm256_loadu_si256(p.init.as_ptr().add(b * 16) as *const _);
             let mut h0 = _mm256_loadu_si256(p.init.as_ptr().add(b * 16 + 8) as *const _);
             let (mut l1, mut h1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            let mac =
+                |a, x, q| _mm256_add_epi32(a, _mm256_madd_epi16(x, _mm256_loadu_si256(w.add(q))));
             let mut q = 0;
             while q + 2 <= g {
-                let x0 = _mm256_set1_epi32(bcast(xb.add(q * 4)));
-                let x1 = _mm256_set1_epi32(bcast(xb.add(q * 4 + 4)));
-                l0 = _mm256_add_epi32(l0, _mm256_madd_epi16(x0, _mm256_loadu_si256(w.add(2 * q))));
-                h0 = _mm256_add_epi32(
-                    h0,
-                    _mm256_madd_epi16(x0, _mm256_loadu_si256(w.add(2 * q + 1))),
-                );
-                l1 = _mm256_add_epi32(
-                    l1,
-                    _mm256_madd_epi16(x1, _mm256_loadu_si256(w.add(2 * q + 2))),
-                );
-                h1 = _mm256_add_epi32(
-                    h1,
-                    _mm256_madd_epi16(x1, _mm256_loadu_si256(w.add(2 * q + 3))),
-                );
+                let (x0, x1) = (bc(q), bc(q + 1));
+                l0 = mac(l0, x0, 2 * q);
+                h0 = mac(h0, x0, 2 * q + 1);
+                l1 = mac(l1, x1, 2 * q + 2);
+                h1 = mac(h1, x1, 2 * q + 3);
                 q += 2;
             }
             if q < g {
-                let x0 = _mm256_set1_epi32(bcast(xb.add(q * 4)));
-                l0 = _mm256_add_epi32(l0, _mm256_madd_epi16(x0, _mm256_loadu_si256(w.add(2 * q))));
-                h0 = _mm256_add_epi32(
-                    h0,
-                    _mm256_madd_epi16(x0, _mm256_loadu_si256(w.add(2 * q + 1))),
-                );
+                let x0 = bc(q);
+                l0 = mac(l0, x0, 2 * q);
+                h0 = mac(h0, x0, 2 * q + 1);
             }
-            _mm256_storeu_si256(
-                dot.as_mut_ptr().add(b * 16) as *mut _,
-                _mm256_add_epi32(l0, l1),
-            );
-            _mm256_storeu_si256(
-                dot.as_mut_ptr().add(b * 16 + 8) as *mut _,
-                _mm256_add_epi32(h0, h1),
-            );
+            _mm256_storeu_si256(dot.add(b * 16) as *mut _, _mm256_add_epi32(l0, l1));
+            _mm256_storeu_si256(dot.add(b * 16 + 8) as *mut _, _mm256_add_epi32(h0, h1));
         }
     }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn u8_vnni(p: &PackedDense, xp: &[u8], dot: &mut [i32]) {
-        let g = p.ngroups;
-        let xb = xp.as_ptr();
-        for b in 0..p.nblk {
-            let w = p.w8.as_ptr().add(b * g * 64) as *const __m512i;
-            let mut a0 = _mm512_loadu_si512(p.init.as_ptr().add(b * 16) as *const _);
-            let (mut a1, mut a2, mut a3) = (
-                _mm512_setzero_si512(),
-                _mm512_setzero_si512(),
-                _mm512_setzero_si512(),
-            );
-            let mut q = 0;
-            while q + 4 <= g {
-                a0 = _mm512_dpbusd_epi32(
-                    a0,
-                    _mm512_set1_epi32(bcast(xb.add(q * 4))),
-                    _mm512_loadu_si512(w.add(q) as *const _),
-                );
-                a1 = _mm512_dpbusd_epi32(
-                    a1,
-                    _mm512_set1_epi32(bcast(xb.add(q * 4 + 4))),
-                    _mm512_loadu_si512(w.add(q + 1) as *const _),
-                );
-                a2 = _mm512_dpbusd_epi32(
-                    a2,
-                    _mm512_set1_epi32(bcast(xb.add(q * 4 + 8))),
-                    _mm512_loadu_si512(w.add(q + 2) as *const _),
-                );
-                a3 = _mm512_dpbusd_epi32(
-                    a3,
-                    _mm512_set1_epi32(bcast(xb.add(q * 4 + 12))),
-                    _mm512_loadu_si512(w.add(q + 3) as *const _),
-                );
-                q += 4;
-            }
-            while q < g {
-                a0 = _mm512_dpbusd_epi32(
-                    a0,
-                    _mm512_set1_epi32(bcast(xb.add(q * 4))),
-                    _mm512_loadu_si512(w.add(q) as *const _),
-                );
-                q += 1;
-            }
-            let s = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
-            _mm512_storeu_si512(dot.as_mut_ptr().add(b * 16) as *mut _, s);
-        }
-    }
-    /// `E` events per pass: each weight vector is loaded once and used for
-    /// every event (`E` independent accumulators).
-    macro_rules! multi {
-        ($name:ident, $feat:literal, $wfield:ident, $wstride:expr, $op:expr) => {
-            #[target_feature(enable = $feat)]
-            pub unsafe fn $name<const E: usize>(
-                p: &PackedDense,
-                xb: *const u8,
-                xs: usize,
-                dot: *mut i32,
-                ds: usize,
-            ) {
-                let g = p.ngroups;
-                for b in 0..p.nblk {
-                    let w = p.$wfield.as_ptr().add(b * g * $wstride) as *const __m512i;
-                    let init = _mm512_loadu_si512(p.init.as_ptr().add(b * 16) as *const _);
-                    let mut acc = [init; E];
-                    let mut q = 0;
-                    while q < g {
-                        let wv = _mm512_loadu_si512(w.add(q) as *const _);
-                        for e in 0..E {
-                            let x = _mm512_set1_epi32(bcast(xb.add(e * xs + q * 4)));
-                            acc[e] = $op(acc[e], x, wv);
-                        }
-                        q += 1;
-                    }
-                    for e in 0..E {
-                        _mm512_storeu_si512(dot.add(e * ds + b * 16) as *mut _, acc[e]);
-                    }
-                }
-            }
-        };
-    }
-
-    #[inline(always)]
-    unsafe fn madd_add(a: __m512i, x: __m512i, w: __m512i) -> __m512i {
-        _mm512_add_epi32(a, _mm512_madd_epi16(x, w))
-    }
-
-    multi!(
-        i16_vnni_multi,
-        "avx512f,avx512bw,avx512vnni",
-        w16,
-        32,
-        _mm512_dpwssd_epi32
-    );
-    multi!(
-        u8_vnni_multi,
-        "avx512f,avx512bw,avx512vnni",
-        w8,
-        64,
-        _mm512_dpbusd_epi32
-    );
-    multi!(i16_avx512_multi, "avx512f,avx512bw", w16, 32, madd_add);
 }
