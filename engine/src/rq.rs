@@ -10,6 +10,7 @@
 //! ([`Rq::Slow`]), so the result always equals `quantize_raw`.
 
 use quantize::fixed::{FixedType, Overflow, Rounding};
+use std::ops::{Add, BitAnd, Shl, Shr};
 
 #[derive(Clone, Debug)]
 pub enum Rq {
@@ -17,23 +18,61 @@ pub enum Rq {
     Slow { ty: FixedType, from: i32 },
 }
 
-#[derive(Clone, Copy, Debug)]
-pub struct FastRq {
-    /// Right shift (rounding) and left shift (exact); at most one is non-zero.
-    kr: u32,
-    kl: u32,
-    base: i64,
-    neg: i64,
-    conv: i64,
-    /// Overflow: 0 wrap, 1 clamp (SAT and SAT_SYM), 2 SAT_ZERO.
-    mode: u8,
-    lo: i64,
-    hi: i64,
-    /// Clamp bounds (SAT_SYM raises the lower one).
-    clo: i64,
-    wrap_shift: u32,
-    signed: bool,
+/// The integer lanes a [`FastRq`] runs on: i64 in the plan, i32 in the
+/// fused dense epilogue.
+pub trait Lane:
+    Copy
+    + Ord
+    + Default
+    + Add<Output = Self>
+    + BitAnd<Output = Self>
+    + Shl<u32, Output = Self>
+    + Shr<u32, Output = Self>
+{
+    const BITS: u32;
+    /// Logical (unsigned) right shift.
+    fn lshr(self, s: u32) -> Self;
 }
+
+impl Lane for i64 {
+    const BITS: u32 = 64;
+    #[inline(always)]
+    fn lshr(self, s: u32) -> i64 {
+        ((self as u64) >> s) as i64
+    }
+}
+
+impl Lane for i32 {
+    const BITS: u32 = 32;
+    #[inline(always)]
+    fn lshr(self, s: u32) -> i32 {
+        ((self as u32) >> s) as i32
+    }
+}
+
+/// Requantization in `T` lanes, exact for the source range it was built
+/// for: [`Rq::new`] (i64) and [`Rq::to_i32`] (i32) prove that no step overflows.
+#[derive(Clone, Copy, Debug)]
+pub struct FastRq<T = i64> {
+    /// Right shift (rounding) and left shift (exact); at most one is non-zero.
+    pub(crate) kr: u32,
+    pub(crate) kl: u32,
+    pub(crate) base: T,
+    pub(crate) neg: T,
+    pub(crate) conv: T,
+    /// Overflow: 0 wrap, 1 clamp (SAT and SAT_SYM), 2 SAT_ZERO.
+    pub(crate) mode: u8,
+    pub(crate) lo: T,
+    pub(crate) hi: T,
+    /// Clamp bounds (SAT_SYM raises the lower one).
+    pub(crate) clo: T,
+    pub(crate) wrap_shift: u32,
+    pub(crate) signed: bool,
+}
+
+/// [`FastRq`] on i32 lanes, for the fused dense epilogue: valid only for the
+/// source range it was built for (see [`Rq::to_i32`]).
+pub type FastRq32 = FastRq<i32>;
 
 impl Rq {
     /// Requantizer from raw values at LSB `2^-from` lying in `[vlo, vhi]` into `ty`.
@@ -115,11 +154,7 @@ impl Rq {
     #[inline(always)]
     pub fn apply_inplace(&self, v: &mut [i64]) {
         match self {
-            Rq::Fast(f) => match f.mode {
-                0 => f.run_inplace::<0>(v),
-                1 => f.run_inplace::<1>(v),
-                _ => f.run_inplace::<2>(v),
-            },
+            Rq::Fast(f) => f.apply_inplace(v),
             Rq::Slow { ty, from } => {
                 for d in v.iter_mut() {
                     *d = ty.quantize_raw(*d as i128, *from);
@@ -132,11 +167,7 @@ impl Rq {
     #[inline(always)]
     pub fn apply_slice(&self, src: &[i64], dst: &mut [i64]) {
         match self {
-            Rq::Fast(f) => match f.mode {
-                0 => f.run::<0>(src, dst),
-                1 => f.run::<1>(src, dst),
-                _ => f.run::<2>(src, dst),
-            },
+            Rq::Fast(f) => f.apply_slice(src, dst),
             Rq::Slow { ty, from } => {
                 for (d, &s) in dst.iter_mut().zip(src) {
                     *d = ty.quantize_raw(s as i128, *from);
@@ -146,28 +177,28 @@ impl Rq {
     }
 }
 
-impl FastRq {
+impl<T: Lane> FastRq<T> {
     #[inline(always)]
-    fn round(&self, v: i64) -> i64 {
-        let add = self.base + ((v >> 63) & self.neg) + ((v >> self.kr) & self.conv);
+    fn round(&self, v: T) -> T {
+        let add = self.base + ((v >> (T::BITS - 1)) & self.neg) + ((v >> self.kr) & self.conv);
         ((v + add) >> self.kr) << self.kl
     }
 
     #[inline(always)]
-    fn overflow<const MODE: u8>(&self, r: i64) -> i64 {
+    fn overflow<const MODE: u8>(&self, r: T) -> T {
         match MODE {
             0 => {
                 let s = self.wrap_shift;
                 if self.signed {
                     (r << s) >> s
                 } else {
-                    (((r << s) as u64) >> s) as i64
+                    (r << s).lshr(s)
                 }
             }
             1 => r.clamp(self.clo, self.hi),
             _ => {
                 if r < self.lo || r > self.hi {
-                    0
+                    T::default()
                 } else {
                     r
                 }
@@ -176,7 +207,7 @@ impl FastRq {
     }
 
     #[inline(always)]
-    pub fn apply(&self, v: i64) -> i64 {
+    pub fn apply(&self, v: T) -> T {
         let r = self.round(v);
         match self.mode {
             0 => self.overflow::<0>(r),
@@ -186,38 +217,40 @@ impl FastRq {
     }
 
     #[inline(always)]
-    fn run_inplace<const MODE: u8>(&self, v: &mut [i64]) {
+    fn run<const MODE: u8>(&self, src: &[T], dst: &mut [T]) {
+        let f = *self;
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = f.overflow::<MODE>(f.round(s));
+        }
+    }
+
+    #[inline(always)]
+    fn run_inplace<const MODE: u8>(&self, v: &mut [T]) {
         let f = *self;
         for d in v.iter_mut() {
             *d = f.overflow::<MODE>(f.round(*d));
         }
     }
 
+    /// Requantizes `src` into `dst` (same length; vectorises).
     #[inline(always)]
-    fn run<const MODE: u8>(&self, src: &[i64], dst: &mut [i64]) {
-        let f = *self;
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = f.overflow::<MODE>(f.round(s));
+    pub fn apply_slice(&self, src: &[T], dst: &mut [T]) {
+        match self.mode {
+            0 => self.run::<0>(src, dst),
+            1 => self.run::<1>(src, dst),
+            _ => self.run::<2>(src, dst),
         }
     }
-}
 
-/// [`FastRq`] on i32 lanes, for the fused dense epilogue: valid only for the
-/// source range it was built for (see [`Rq::to_i32`]), where every
-/// intermediate provably fits i32, so it equals `quantize_raw` exactly.
-#[derive(Clone, Copy, Debug)]
-pub struct FastRq32 {
-    pub(crate) kr: u32,
-    pub(crate) kl: u32,
-    pub(crate) base: i32,
-    pub(crate) neg: i32,
-    pub(crate) conv: i32,
-    pub(crate) mode: u8,
-    pub(crate) lo: i32,
-    pub(crate) hi: i32,
-    pub(crate) clo: i32,
-    pub(crate) wrap_shift: u32,
-    pub(crate) signed: bool,
+    /// Requantizes `v` in place (vectorises).
+    #[inline(always)]
+    pub fn apply_inplace(&self, v: &mut [T]) {
+        match self.mode {
+            0 => self.run_inplace::<0>(v),
+            1 => self.run_inplace::<1>(v),
+            _ => self.run_inplace::<2>(v),
+        }
+    }
 }
 
 impl Rq {
@@ -271,72 +304,16 @@ impl FastRq32 {
     pub fn out_range(&self) -> (i64, i64) {
         (self.lo as i64, self.hi as i64)
     }
-
-    #[inline(always)]
-    fn round(&self, v: i32) -> i32 {
-        let add = self.base + ((v >> 31) & self.neg) + ((v >> self.kr) & self.conv);
-        ((v + add) >> self.kr) << self.kl
-    }
-
-    #[inline(always)]
-    fn overflow<const MODE: u8>(&self, r: i32) -> i32 {
-        match MODE {
-            0 => {
-                let s = self.wrap_shift;
-                if self.signed {
-                    (r << s) >> s
-                } else {
-                    (((r << s) as u32) >> s) as i32
-                }
-            }
-            1 => r.clamp(self.clo, self.hi),
-            _ => {
-                if r < self.lo || r > self.hi {
-                    0
-                } else {
-                    r
-                }
-            }
-        }
-    }
-
-    #[inline(always)]
-    pub fn apply(&self, v: i32) -> i32 {
-        let r = self.round(v);
-        match self.mode {
-            0 => self.overflow::<0>(r),
-            1 => self.overflow::<1>(r),
-            _ => self.overflow::<2>(r),
-        }
-    }
-
-    #[inline(always)]
-    fn run<const MODE: u8>(&self, v: &mut [i32]) {
-        let f = *self;
-        for d in v.iter_mut() {
-            *d = f.overflow::<MODE>(f.round(*d));
-        }
-    }
-
-    /// Requantizes `v` in place (vectorises).
-    #[inline(always)]
-    pub fn apply_inplace(&self, v: &mut [i32]) {
-        match self.mode {
-            0 => self.run::<0>(v),
-            1 => self.run::<1>(v),
-            _ => self.run::<2>(v),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
+    use rand::{rngs::SmallRng, Rng, SeedableRng};
 
-    #[test]
-    fn fast_requant_matches_quantize_raw() {
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    /// A random type of at most `max_w` bits (any modes), a source LSB near
+    /// its own, and a source range of up to `max_bits` bits.
+    fn case(rng: &mut SmallRng, max_w: u32, max_bits: u32) -> (FixedType, i32, i128, i128) {
         let rs = [
             Rounding::Trn,
             Rounding::TrnZero,
@@ -352,64 +329,45 @@ mod tests {
             Overflow::SatZero,
             Overflow::SatSym,
         ];
+        let signed = rng.gen_bool(0.7);
+        let w = rng.gen_range(1..=if signed { max_w } else { max_w - 1 });
+        let ty = FixedType::new(w, rng.gen_range(-4..=w as i32 + 4), signed)
+            .unwrap()
+            .with_rounding(rs[rng.gen_range(0..7)])
+            .with_overflow(os[rng.gen_range(0..4)]);
+        let from = ty.frac_bits() + rng.gen_range(-8..=20);
+        let bits = rng.gen_range(1..=max_bits);
+        (ty, from, -(1i128 << bits), (1i128 << bits) - 1)
+    }
+
+    #[test]
+    fn fast_requant_matches_quantize_raw() {
+        let mut rng = SmallRng::seed_from_u64(7);
         let mut fast = 0;
         for _ in 0..20_000 {
-            let signed = rng.gen_bool(0.7);
-            let w = rng.gen_range(1..=if signed { 64 } else { 63 });
-            let ty = FixedType::new(w, rng.gen_range(-4..=w as i32 + 4), signed)
-                .unwrap()
-                .with_rounding(rs[rng.gen_range(0..7)])
-                .with_overflow(os[rng.gen_range(0..4)]);
-            let from = ty.frac_bits() + rng.gen_range(-8..=20);
-            let bits = rng.gen_range(1..=40);
-            let (lo, hi) = (-(1i128 << bits), (1i128 << bits) - 1);
+            let (ty, from, lo, hi) = case(&mut rng, 64, 40);
             let rq = Rq::new(from, ty, lo, hi);
             if matches!(rq, Rq::Fast(_)) {
                 fast += 1;
             }
             for _ in 0..20 {
                 let v = rng.gen_range(lo..=hi) as i64;
-                assert_eq!(
-                    rq.apply(v),
-                    ty.quantize_raw(v as i128, from),
-                    "{ty:?} from {from} v {v}"
-                );
+                let want = ty.quantize_raw(v as i128, from);
+                assert_eq!(rq.apply(v), want, "{ty:?} from {from} v {v}");
                 let mut d = [0i64];
                 rq.apply_slice(&[v], &mut d);
-                assert_eq!(d[0], ty.quantize_raw(v as i128, from));
+                assert_eq!(d[0], want);
             }
         }
         assert!(fast > 10_000);
     }
+
     #[test]
     fn fast_requant_i32_matches_quantize_raw() {
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(8);
-        let rs = [
-            Rounding::Trn,
-            Rounding::TrnZero,
-            Rounding::Rnd,
-            Rounding::RndZero,
-            Rounding::RndInf,
-            Rounding::RndMinInf,
-            Rounding::RndConv,
-        ];
-        let os = [
-            Overflow::Wrap,
-            Overflow::Sat,
-            Overflow::SatZero,
-            Overflow::SatSym,
-        ];
+        let mut rng = SmallRng::seed_from_u64(8);
         let mut fast = 0;
         for _ in 0..20_000 {
-            let signed = rng.gen_bool(0.7);
-            let w = rng.gen_range(1..=if signed { 32 } else { 31 });
-            let ty = FixedType::new(w, rng.gen_range(-4..=w as i32 + 4), signed)
-                .unwrap()
-                .with_rounding(rs[rng.gen_range(0..7)])
-                .with_overflow(os[rng.gen_range(0..4)]);
-            let from = ty.frac_bits() + rng.gen_range(-8..=20);
-            let bits = rng.gen_range(1..=31);
-            let (lo, hi) = (-(1i128 << bits), (1i128 << bits) - 1);
+            let (ty, from, lo, hi) = case(&mut rng, 32, 31);
             let Some(rq) = Rq::new(from, ty, lo, hi).to_i32(lo, hi) else {
                 continue;
             };
