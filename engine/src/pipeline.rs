@@ -449,26 +449,38 @@ impl Producer {
                 }
             }
         }
-        b.n += 1;
         let seq = self.next_seq;
-        self.next_seq += 1;
-        self.shared.pushed.fetch_add(1, Relaxed);
-        if b.n >= self.batch {
-            self.send(b)?;
-        } else {
-            self.cur = Some(b);
-        }
+        self.added(b, 1)?;
         Ok(seq)
     }
 
-    /// Pushes `events.len() / input_len` events of raw codes at once (range
-    /// checked by the workers); returns the first sequence number.
-    pub fn push_raw(&mut self, events: &[i64]) -> Result<u64, PipelineError> {
+    /// Counts `k` events just added to `b`; sends it when full.
+    fn added(&mut self, mut b: Box<Batch>, k: usize) -> Result<(), PipelineError> {
+        b.n += k;
+        self.next_seq += k as u64;
+        self.shared.pushed.fetch_add(k as u64, Relaxed);
+        if b.n >= self.batch {
+            self.send(b)
+        } else {
+            self.cur = Some(b);
+            Ok(())
+        }
+    }
+
+    /// Pushes the `len / input_len` events of a caller's slice into batches
+    /// of `kind` storage (see [`Producer::cur_batch`]): `fill(batch, range)`
+    /// appends the slice's values `range`. Returns the first sequence number.
+    fn push_many(
+        &mut self,
+        len: usize,
+        kind: u8,
+        mut fill: impl FnMut(&mut Batch, std::ops::Range<usize>),
+    ) -> Result<u64, PipelineError> {
         let il = self.engine.input_len().max(1);
-        if !events.len().is_multiple_of(il) {
+        if !len.is_multiple_of(il) {
             return Err(EngineError::InputLength {
-                got: events.len(),
-                expected: events.len() / il * il,
+                got: len,
+                expected: len / il * il,
             }
             .into());
         }
@@ -476,24 +488,37 @@ impl Producer {
             return Err(PipelineError::Closed);
         }
         let first = self.next_seq;
-        let mut rest = events;
-        let narrow = self.narrow();
+        let mut pos = 0;
+        while pos < len {
+            let mut b = self.cur_batch(kind)?;
+            let k = (self.batch - b.n).min((len - pos) / il);
+            fill(&mut b, pos..pos + k * il);
+            pos += k * il;
+            self.added(b, k)?;
+        }
+        Ok(first)
+    }
+
+    /// Pushes `events.len() / input_len` events of raw codes at once (range
+    /// checked by the workers); returns the first sequence number.
+    pub fn push_raw(&mut self, events: &[i64]) -> Result<u64, PipelineError> {
+        let il = self.engine.input_len().max(1);
         let ty = self.engine.model().input_ty;
         let (lo, hi) = (ty.min_raw(), ty.max_raw());
-        while !rest.is_empty() {
-            let mut b = self.cur_batch(if narrow { 1 } else { 0 })?;
-            let k = (self.batch - b.n).min(rest.len() / il);
+        let kind = if self.narrow() { 1 } else { 0 };
+        self.push_many(events.len(), kind, |b, r| {
+            let ev = &events[r];
             match &mut b.input {
                 Inputs::I16(x) => {
                     // Narrowed here, so range-checked here: a bad value fails
                     // its whole batch, as the workers' check would.
                     let mut bad = false;
-                    x.extend(rest[..k * il].iter().map(|&v| {
+                    x.extend(ev.iter().map(|&v| {
                         bad |= v < lo || v > hi;
                         v as i16
                     }));
                     if bad && b.err.is_none() {
-                        let (i, &raw) = rest[..k * il]
+                        let (i, &raw) = ev
                             .iter()
                             .enumerate()
                             .find(|(_, &v)| v < lo || v > hi)
@@ -508,56 +533,21 @@ impl Producer {
                         );
                     }
                 }
-                Inputs::I64(x) => x.extend_from_slice(&rest[..k * il]),
+                Inputs::I64(x) => x.extend_from_slice(ev),
                 Inputs::F32(_) => unreachable!("raw batch"),
             }
-            rest = &rest[k * il..];
-            b.n += k;
-            self.next_seq += k as u64;
-            self.shared.pushed.fetch_add(k as u64, Relaxed);
-            if b.n >= self.batch {
-                self.send(b)?;
-            } else {
-                self.cur = Some(b);
-            }
-        }
-        Ok(first)
+        })
     }
 
     /// Pushes `events.len() / input_len` events of float features at once,
     /// without converting them here: the workers quantize them with the
     /// input type (as [`Producer::push`] does). Returns the first sequence number.
     pub fn push_f32(&mut self, events: &[f32]) -> Result<u64, PipelineError> {
-        let il = self.engine.input_len().max(1);
-        if !events.len().is_multiple_of(il) {
-            return Err(EngineError::InputLength {
-                got: events.len(),
-                expected: events.len() / il * il,
-            }
-            .into());
-        }
-        if self.tx.is_none() {
-            return Err(PipelineError::Closed);
-        }
-        let first = self.next_seq;
-        let mut rest = events;
-        while !rest.is_empty() {
-            let mut b = self.cur_batch(2)?;
-            let k = (self.batch - b.n).min(rest.len() / il);
+        self.push_many(events.len(), 2, |b, r| {
             if let Inputs::F32(x) = &mut b.input {
-                x.extend_from_slice(&rest[..k * il]);
+                x.extend_from_slice(&events[r]);
             }
-            rest = &rest[k * il..];
-            b.n += k;
-            self.next_seq += k as u64;
-            self.shared.pushed.fetch_add(k as u64, Relaxed);
-            if b.n >= self.batch {
-                self.send(b)?;
-            } else {
-                self.cur = Some(b);
-            }
-        }
-        Ok(first)
+        })
     }
 
     fn send(&mut self, mut b: Box<Batch>) -> Result<(), PipelineError> {
