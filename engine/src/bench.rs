@@ -313,34 +313,38 @@ pub fn format_report(r: &BenchReport) -> String {
         "{:<28}{:>16}{:>16}{:>10}\n",
         "", "bxflow", "tract-onnx", "ratio"
     );
-    s += &format!(
-        "{:<28}{:>13.0} ns{:>16}{:>10}\n",
+    let row = |label: &str, ours: String, tract: Option<String>, r: Option<f64>| {
+        format!(
+            "{label:<28}{ours:>16}{:>16}{:>10}\n",
+            tract.unwrap_or_else(|| "-".into()),
+            ratio(r)
+        )
+    };
+    let ns = |v: f64| format!("{v:.0} ns");
+    s += &row(
         "single event p50 (1 core)",
-        e.single_p50_ns,
-        t.map_or("-".into(), |t| format!("{:.0} ns", t.single_p50_ns)),
-        ratio(r.speedup_p50)
+        ns(e.single_p50_ns),
+        t.map(|t| ns(t.single_p50_ns)),
+        r.speedup_p50,
     );
-    s += &format!(
-        "{:<28}{:>13.0} ns{:>16}{:>10}\n",
+    s += &row(
         "single event p99 (1 core)",
-        e.single_p99_ns,
-        t.map_or("-".into(), |t| format!("{:.0} ns", t.single_p99_ns)),
-        ratio(r.speedup_p99)
+        ns(e.single_p99_ns),
+        t.map(|t| ns(t.single_p99_ns)),
+        r.speedup_p99,
     );
-    s += &format!(
-        "{:<28}{:>16}{:>16}{:>10}\n",
+    s += &row(
         "batch (1 core)",
         rate(e.batch_events_per_s),
-        t.map_or("-".into(), |t| rate(t.batch_events_per_s)),
-        ratio(r.speedup_batch)
+        t.map(|t| rate(t.batch_events_per_s)),
+        r.speedup_batch,
     );
     if let Some(st) = e.stream_events_per_s {
-        s += &format!(
-            "{:<28}{:>16}{:>16}{:>10}\n",
+        s += &row(
             "streaming (all cores)",
             rate(st),
-            t.map_or("-".into(), |t| rate(t.batch_events_per_s)),
-            ratio(t.map(|t| st / t.batch_events_per_s))
+            t.map(|t| rate(t.batch_events_per_s)),
+            t.map(|t| st / t.batch_events_per_s),
         );
         s += &format!(
             "streaming latency p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns\n",

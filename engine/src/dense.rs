@@ -108,29 +108,23 @@ impl PackedDense {
                 0
             }
         };
-        match operand {
-            Operand::I32 => p.w32 = weights.iter().map(|&w| w as i32).collect(),
-            Operand::I16 => {
-                for b in 0..nblk {
-                    for q in 0..ngroups {
-                        for l in 0..16 {
-                            for j in 0..2 {
-                                p.w16.push(wt(b * 16 + l, q * 2 + j) as i16);
-                            }
+        if operand == Operand::I32 {
+            p.w32 = weights.iter().map(|&w| w as i32).collect();
+        } else {
+            let mut w = Vec::with_capacity(nblk * ngroups * 16 * g);
+            for b in 0..nblk {
+                for q in 0..ngroups {
+                    for l in 0..16 {
+                        for j in 0..g {
+                            w.push(wt(b * 16 + l, q * g + j));
                         }
                     }
                 }
             }
-            Operand::U8 => {
-                for b in 0..nblk {
-                    for q in 0..ngroups {
-                        for l in 0..16 {
-                            for j in 0..4 {
-                                p.w8.push(wt(b * 16 + l, q * 4 + j) as i8);
-                            }
-                        }
-                    }
-                }
+            // Lane-exact: the operand family was chosen from the weights' range.
+            match operand {
+                Operand::U8 => p.w8 = w.iter().map(|&v| v as i8).collect(),
+                _ => p.w16 = w.iter().map(|&v| v as i16).collect(),
             }
         }
         Some(p)

@@ -100,39 +100,22 @@ fn raw_slice<T: Copy + Into<i64>>(
     Ok(())
 }
 
-impl InputValue for i64 {
-    #[inline]
-    fn to_raw(self, ty: &FixedType, index: usize) -> Result<i64, EngineError> {
-        if ty.contains_raw(self) {
-            Ok(self)
-        } else {
-            Err(EngineError::InputRange {
-                index,
-                raw: self,
-                ty: ty.ap_string(),
-            })
-        }
-    }
-
-    #[inline]
-    fn to_raw_slice(
-        src: &[i64],
-        ty: &FixedType,
-        lo: i64,
-        hi: i64,
-        dst: &mut [i64],
-    ) -> Result<(), EngineError> {
-        raw_slice(src, ty, lo, hi, dst)
-    }
-}
-
-/// Narrower raw codes widen to i64 and take i64's range check.
-macro_rules! narrow_raw_input {
+/// Raw codes of any integer width: widened to i64 and range-checked.
+macro_rules! raw_input {
     ($($t:ty),*) => {$(
         impl InputValue for $t {
             #[inline]
             fn to_raw(self, ty: &FixedType, index: usize) -> Result<i64, EngineError> {
-                (self as i64).to_raw(ty, index)
+                let raw = i64::from(self);
+                if ty.contains_raw(raw) {
+                    Ok(raw)
+                } else {
+                    Err(EngineError::InputRange {
+                        index,
+                        raw,
+                        ty: ty.ap_string(),
+                    })
+                }
             }
 
             #[inline]
@@ -149,7 +132,7 @@ macro_rules! narrow_raw_input {
     )*};
 }
 
-narrow_raw_input!(i32, i16);
+raw_input!(i64, i32, i16);
 
 impl InputValue for f32 {
     /// Quantized with the input type (its rounding and overflow modes), as

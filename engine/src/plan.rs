@@ -638,33 +638,55 @@ impl Plan {
         self.offs[t]..self.offs[t] + self.lens[t]
     }
 
-    /// Runs every layer; the input must already be in the arena. The
-    /// requantization and elementwise loops are compiled once per ISA so the
-    /// compiler vectorises them with that ISA's instructions.
+    /// Runs every layer; the input must already be in the arena.
     #[inline]
     pub fn run(&self, s: &mut Scratch) {
+        self.dispatch::<false>(s)
+    }
+
+    /// Runs every layer for [`MULTI`] events whose inputs are already in
+    /// their arenas (`Scratch::barena`, one `sizes.arena` stride each).
+    #[inline]
+    pub(crate) fn run_multi(&self, s: &mut Scratch) {
+        self.dispatch::<true>(s)
+    }
+
+    /// [`Plan::run_impl`] (`M` false) or [`Plan::run_multi_impl`] (`M`
+    /// true), compiled once per ISA so that the compiler vectorises the
+    /// requantization and elementwise loops with that ISA's instructions.
+    #[inline(always)]
+    fn dispatch<const M: bool>(&self, s: &mut Scratch) {
         // SAFETY: the plan's ISA was checked available when it was compiled.
         unsafe {
             match self.isa {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 | Isa::Avx512Vnni => self.run_avx512(s),
+                Isa::Avx512 | Isa::Avx512Vnni => self.run_avx512::<M>(s),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => self.run_avx2(s),
-                _ => self.run_impl(s),
+                Isa::Avx2 => self.run_avx2::<M>(s),
+                _ => self.run_any::<M>(s),
             }
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,bmi2")]
-    unsafe fn run_avx512(&self, s: &mut Scratch) {
-        self.run_impl(s)
+    unsafe fn run_avx512<const M: bool>(&self, s: &mut Scratch) {
+        self.run_any::<M>(s)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,bmi2")]
-    unsafe fn run_avx2(&self, s: &mut Scratch) {
-        self.run_impl(s)
+    unsafe fn run_avx2<const M: bool>(&self, s: &mut Scratch) {
+        self.run_any::<M>(s)
+    }
+
+    #[inline(always)]
+    fn run_any<const M: bool>(&self, s: &mut Scratch) {
+        if M {
+            self.run_multi_impl(s)
+        } else {
+            self.run_impl(s)
+        }
     }
 
     #[inline(always)]
@@ -672,34 +694,6 @@ impl Plan {
         for st in &self.steps {
             self.exec_step(st, &mut s.arena, &mut s.b);
         }
-    }
-
-    /// Runs every layer for [`MULTI`] events whose inputs are already in
-    /// their arenas (`Scratch::barena`, one `sizes.arena` stride each).
-    #[inline]
-    pub(crate) fn run_multi(&self, s: &mut Scratch) {
-        // SAFETY: the plan's ISA was checked available when it was compiled.
-        unsafe {
-            match self.isa {
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 | Isa::Avx512Vnni => self.run_multi_avx512(s),
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => self.run_multi_avx2(s),
-                _ => self.run_multi_impl(s),
-            }
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,bmi2")]
-    unsafe fn run_multi_avx512(&self, s: &mut Scratch) {
-        self.run_multi_impl(s)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,bmi2")]
-    unsafe fn run_multi_avx2(&self, s: &mut Scratch) {
-        self.run_multi_impl(s)
     }
 
     #[inline(always)]

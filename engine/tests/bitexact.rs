@@ -70,34 +70,30 @@ fn check(spec: &RandomSpec, models: usize, events: usize, seed: u64) -> Vec<(Isa
     stats
 }
 
-#[test]
-fn int8_dense() {
+/// Dense stacks of up to `bits`-bit types: every ISA must run some layers
+/// on its SIMD (or i32) kernels.
+fn simd_dense(bits: u32, seed: u64) {
     let s = check(
         &RandomSpec {
-            max_bits: 8,
+            max_bits: bits,
             max_neurons: 40,
             ..Default::default()
         },
         150,
         30,
-        1,
+        seed,
     );
     assert!(s.iter().all(|(_, fast, _)| *fast > 0), "{s:?}");
 }
 
 #[test]
+fn int8_dense() {
+    simd_dense(8, 1);
+}
+
+#[test]
 fn int16_dense() {
-    let s = check(
-        &RandomSpec {
-            max_bits: 16,
-            max_neurons: 40,
-            ..Default::default()
-        },
-        150,
-        30,
-        2,
-    );
-    assert!(s.iter().all(|(_, fast, _)| *fast > 0), "{s:?}");
+    simd_dense(16, 2);
 }
 
 #[test]
