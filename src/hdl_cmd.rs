@@ -20,9 +20,13 @@ pub struct HdlArgs {
     /// Multiplications by constant weights: dsp or shift-add (no DSP).
     #[arg(long, default_value = "shift-add")]
     pub strategy: String,
-    /// Reuse factor (only 1, II = 1, is implemented).
-    #[arg(long, default_value_t = 1)]
-    pub reuse: u32,
+    /// Reuse factor of every Dense layer, like hls4ml's ReuseFactor: each
+    /// multiplier is shared N times, so the kernel takes an event every N
+    /// cycles (II = N, `in_ready` low in between) with about 1/N of the
+    /// multipliers. Default: each layer's `reuse_factor` from the model's
+    /// configuration (1 unless set). Conv layers support 1 only.
+    #[arg(long)]
+    pub reuse: Option<u32>,
     /// Pipeline stages hold this many 16-bit adder levels (0.5 ns each) instead
     /// of what the --clock period allows (default).
     #[arg(long)]

@@ -58,7 +58,12 @@ pub struct TestbenchArgs {
     /// FPGA: depth of the input FIFO in front of the kernel, events.
     #[arg(long, default_value_t = 16)]
     pub fifo: usize,
-    /// FPGA: initiation interval the driver enforces (models a reuse factor); default: the kernel's.
+    /// FPGA kernel: reuse factor of every Dense layer (II = N: an event every
+    /// N cycles); default: the model's configuration.
+    #[arg(long)]
+    pub reuse: Option<u32>,
+    /// FPGA: initiation interval the driver keeps, when larger than the
+    /// kernel's (models a reuse factor without building it).
     #[arg(long)]
     pub ii: Option<u32>,
     /// FPGA kernel: multiplications as shift-add (default) or dsp.
@@ -153,6 +158,7 @@ pub fn run_testbench(a: TestbenchArgs) -> Result<()> {
             let opts = hdl::Options {
                 strategy: a.strategy.parse().map_err(anyhow::Error::msg)?,
                 clock_mhz: cfg.clock_mhz,
+                reuse: a.reuse,
                 ..hdl::Options::default()
             };
             let k = hdl::build_kernel(&m, &opts).context("building the FPGA kernel")?;

@@ -19,11 +19,12 @@ use rust_hdl::core::prelude::*;
 use crate::netlist::{Netlist, SimState};
 
 /// A kernel netlist as a rust-hdl block with the interface of the exported
-/// module: `clock`, `reset`, `in_valid`, `in_data`, `out_valid`, `out_data`.
+/// module: `clock`, `reset`, `in_valid`, `in_ready`, `in_data`, `out_valid`, `out_data`.
 pub struct KernelBlock<const IW: usize, const OW: usize> {
     pub clock: Signal<In, Clock>,
     pub reset: Signal<In, Bit>,
     pub in_valid: Signal<In, Bit>,
+    pub in_ready: Signal<Out, Bit>,
     pub in_data: Signal<In, Bits<IW>>,
     pub out_valid: Signal<Out, Bit>,
     pub out_data: Signal<Out, Bits<OW>>,
@@ -71,6 +72,7 @@ impl<const IW: usize, const OW: usize> KernelBlock<IW, OW> {
             clock: Default::default(),
             reset: Default::default(),
             in_valid: Default::default(),
+            in_ready: Default::default(),
             in_data: Default::default(),
             out_valid: Default::default(),
             out_data: Default::default(),
@@ -133,11 +135,13 @@ impl<const IW: usize, const OW: usize> Logic for KernelBlock<IW, OW> {
             }
             lsb += f.width as usize;
         }
+        self.in_ready.next = self.state.ready(&self.net);
         self.out_valid.next = valid;
         self.out_data.next = bits;
     }
 
     fn connect(&mut self) {
+        self.in_ready.connect();
         self.out_valid.connect();
         self.out_data.connect();
     }
@@ -146,7 +150,7 @@ impl<const IW: usize, const OW: usize> Logic for KernelBlock<IW, OW> {
         let iw = self.net.in_width.max(1) as usize;
         let ow = self.net.out_width().max(1) as usize;
         let mut code = format!(
-            "{} kernel (.clock(clock), .reset(reset), .in_valid(in_valid), .in_data(in_data[{}:0]), .out_valid(out_valid), .out_data(out_data[{}:0]));\n",
+            "{} kernel (.clock(clock), .reset(reset), .in_valid(in_valid), .in_ready(in_ready), .in_data(in_data[{}:0]), .out_valid(out_valid), .out_data(out_data[{}:0]));\n",
             self.name,
             iw - 1,
             ow - 1
@@ -167,6 +171,7 @@ impl<const IW: usize, const OW: usize> Block for KernelBlock<IW, OW> {
         self.clock.connect_all();
         self.reset.connect_all();
         self.in_valid.connect_all();
+        self.in_ready.connect_all();
         self.in_data.connect_all();
         self.out_valid.connect_all();
         self.out_data.connect_all();
@@ -177,6 +182,7 @@ impl<const IW: usize, const OW: usize> Block for KernelBlock<IW, OW> {
         self.clock.update_all();
         self.reset.update_all();
         self.in_valid.update_all();
+        self.in_ready.update_all();
         self.in_data.update_all();
         self.out_valid.update_all();
         self.out_data.update_all();
@@ -186,6 +192,7 @@ impl<const IW: usize, const OW: usize> Block for KernelBlock<IW, OW> {
         self.clock.has_changed()
             || self.reset.has_changed()
             || self.in_valid.has_changed()
+            || self.in_ready.has_changed()
             || self.in_data.has_changed()
             || self.out_valid.has_changed()
             || self.out_data.has_changed()
@@ -196,6 +203,7 @@ impl<const IW: usize, const OW: usize> Block for KernelBlock<IW, OW> {
         self.clock.accept("clock", probe);
         self.reset.accept("reset", probe);
         self.in_valid.accept("in_valid", probe);
+        self.in_ready.accept("in_ready", probe);
         self.in_data.accept("in_data", probe);
         self.out_valid.accept("out_valid", probe);
         self.out_data.accept("out_data", probe);

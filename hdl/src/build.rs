@@ -43,8 +43,9 @@ pub struct Options {
     /// [`crate::pipeline::budget_for_levels`]); when `None` the stage budget
     /// comes from the clock ([`crate::pipeline::budget_for_clock`]).
     pub levels: Option<u32>,
-    /// Reuse factor (only 1 is implemented).
-    pub reuse: u32,
+    /// Reuse factor of every Dense layer (II = R); `None`: each layer's own
+    /// from the model's configuration.
+    pub reuse: Option<u32>,
 }
 
 impl Default for Options {
@@ -53,7 +54,7 @@ impl Default for Options {
             strategy: Strategy::ShiftAdd,
             clock_mhz: 200.0,
             levels: None,
-            reuse: 1,
+            reuse: None,
         }
     }
 }
@@ -78,8 +79,6 @@ pub enum BuildError {
         kind: &'static str,
         why: String,
     },
-    #[error("reuse factor {0} is not implemented yet: only reuse 1 (II = 1) is")]
-    Reuse(u32),
     #[error(transparent)]
     Netlist(#[from] NetlistError),
 }
@@ -168,27 +167,31 @@ impl Kernel {
         s
     }
 
-    /// Runs the cycle simulator on `events` (one per clock, II = 1) and
-    /// returns the raw outputs of each event, checking that every output
-    /// appears exactly `latency` cycles after its input.
+    /// Runs the cycle simulator on `events` (one every II cycles, the
+    /// fastest the kernel takes them) and returns the raw outputs of each
+    /// event, checking that the kernel is ready for every event and that
+    /// every output appears exactly `latency` cycles after its input.
     pub fn simulate(&self, events: &[Vec<i64>]) -> Vec<Vec<i64>> {
         let mut sim = Sim::new(&self.net);
         sim.step(true, false, &vec![0; self.inputs.len()]);
         let zero = vec![0; self.inputs.len()];
         let mut out = Vec::with_capacity(events.len());
-        let total = events.len() + self.latency as usize;
+        let (ii, lat) = (self.ii.max(1) as usize, self.latency as usize);
+        let total = events.len() * ii + lat;
         for t in 0..total {
-            let (valid, ev) = if t < events.len() {
-                (true, &events[t])
-            } else {
-                (false, &zero)
-            };
-            let (ov, o) = sim.step_checked(false, valid, ev, t >= self.latency as usize);
-            let expect_valid = t >= self.latency as usize;
+            let k = (t % ii == 0)
+                .then_some(t / ii)
+                .filter(|&k| k < events.len());
+            let ev = k.map_or(&zero, |k| &events[k]);
+            let (ov, o) = sim.step_checked(false, k.is_some(), ev, t >= lat);
+            assert!(
+                k.is_none() || sim.was_ready(),
+                "in_ready low at cycle {t} (II {ii})"
+            );
+            let expect_valid = t >= lat && (t - lat) % ii == 0;
             assert_eq!(
                 ov, expect_valid,
-                "out_valid at cycle {t} (latency {})",
-                self.latency
+                "out_valid at cycle {t} (latency {lat}, II {ii})"
             );
             if ov {
                 out.push(self.decode(&o));
@@ -230,24 +233,59 @@ pub fn csd(w: i128) -> Vec<(u32, i8)> {
     out
 }
 
+/// `node * 2^shift`, negated when `neg`: a leaf of an adder tree.
 #[derive(Clone, Copy, Debug)]
-struct Term {
-    node: NodeId,
-    shift: u32,
-    neg: bool,
+pub(crate) struct Term {
+    pub node: NodeId,
+    pub shift: u32,
+    pub neg: bool,
 }
 
-struct Builder<'a> {
-    net: Netlist,
+/// Builds the hardware of a model's layers into `net`.
+pub(crate) struct Builder<'a> {
+    pub net: Netlist,
     strategy: Strategy,
     model: &'a QModel,
     /// Shared pre-adders `x + s * x * 2^j` (shift-add): `(x, j, s < 0)`.
     pairs: std::collections::HashMap<(NodeId, u32, bool), NodeId>,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    pub fn new(model: &'a QModel, strategy: Strategy) -> Self {
+        Builder {
+            net: Netlist::new(),
+            strategy,
+            model,
+            pairs: Default::default(),
+        }
+    }
+
+    /// A product with `pf` fractional bits as a tree leaf at the
+    /// accumulator's LSB `af`, rounded there when it is finer (the `QOp` rule).
+    pub fn at_acc_lsb(&mut self, p: NodeId, pf: i32, af: i32, r: Rounding) -> Term {
+        if af >= pf {
+            Term {
+                node: p,
+                shift: (af - pf) as u32,
+                neg: false,
+            }
+        } else {
+            Term {
+                node: self.round_lsb(p, pf, af, r),
+                shift: 0,
+                neg: false,
+            }
+        }
+    }
+
     /// `x * w * 2^extra` as terms to be summed.
-    fn const_mult_terms(&mut self, x: NodeId, w: i128, extra: u32, tag: &str) -> Vec<Term> {
+    pub(crate) fn const_mult_terms(
+        &mut self,
+        x: NodeId,
+        w: i128,
+        extra: u32,
+        tag: &str,
+    ) -> Vec<Term> {
         if w == 0 {
             return vec![];
         }
@@ -318,7 +356,7 @@ impl Builder<'_> {
     }
 
     /// `bias + sum of terms` with a balanced adder tree.
-    fn sum_terms(&mut self, mut terms: Vec<Term>, bias: i128) -> NodeId {
+    pub(crate) fn sum_terms(&mut self, mut terms: Vec<Term>, bias: i128) -> NodeId {
         if terms.is_empty() {
             return self.net.konst(bias);
         }
@@ -370,7 +408,7 @@ impl Builder<'_> {
 
     /// `round_to_lsb` of the golden model, in hardware: floor by wiring, then
     /// an increment decided from the dropped bits.
-    fn round_lsb(&mut self, n: NodeId, from: i32, to: i32, r: Rounding) -> NodeId {
+    pub(crate) fn round_lsb(&mut self, n: NodeId, from: i32, to: i32, r: Rounding) -> NodeId {
         if to >= from {
             return self.net.shl(n, (to - from) as u32);
         }
@@ -476,14 +514,22 @@ impl Builder<'_> {
                     continue;
                 }
                 let p = self.sum_terms(ts, 0);
-                let q = self.round_lsb(p, pf, af, r);
-                terms.push(Term {
-                    node: q,
-                    shift: 0,
-                    neg: false,
-                });
+                terms.push(self.at_acc_lsb(p, pf, af, r));
             }
         }
+        self.finish(terms, b, acc, out)
+    }
+
+    /// `bias + sum of terms` (at the accumulator's LSB) through the
+    /// accumulator's overflow and the requantization to `out`.
+    pub(crate) fn finish(
+        &mut self,
+        terms: Vec<Term>,
+        b: i128,
+        acc: FixedType,
+        out: FixedType,
+    ) -> NodeId {
+        let af = acc.frac_bits();
         // Rounding to nearest folded into the bias: when the accumulator
         // cannot overflow, RND(s) = floor((s + half) / 2^k) and RND_MIN_INF(s)
         // = floor((s + half - 1) / 2^k), so the requantizer is wiring plus
@@ -657,7 +703,11 @@ impl Builder<'_> {
         v[0]
     }
 
-    fn layer(&mut self, li: usize, t: &[Vec<NodeId>]) -> Result<Vec<NodeId>, BuildError> {
+    pub(crate) fn layer(
+        &mut self,
+        li: usize,
+        t: &[Vec<NodeId>],
+    ) -> Result<Vec<NodeId>, BuildError> {
         let model = self.model;
         let layer = &model.layers[li];
         let arg = |k: usize| (&t[layer.inputs[k]], model.ty(layer.inputs[k]));
@@ -1007,12 +1057,7 @@ pub fn build_comb(
     model: &QModel,
     strategy: Strategy,
 ) -> Result<(Netlist, Vec<Field>, Vec<Field>), BuildError> {
-    let mut b = Builder {
-        net: Netlist::new(),
-        strategy,
-        model,
-        pairs: Default::default(),
-    };
+    let mut b = Builder::new(model, strategy);
     let ity = model.input_ty;
     let mut inputs = Vec::new();
     let mut x = Vec::new();
@@ -1052,8 +1097,9 @@ pub fn build_comb(
 
 /// Builds the pipelined kernel of `model`.
 pub fn build_kernel(model: &QModel, options: &Options) -> Result<Kernel, BuildError> {
-    if options.reuse != 1 {
-        return Err(BuildError::Reuse(options.reuse));
+    let reuse = crate::fold::layer_reuse(model, options.reuse)?;
+    if reuse.iter().any(|&r| r > 1) {
+        return crate::fold::build_folded(model, options, &reuse);
     }
     let (comb, inputs, outputs) = build_comb(model, options.strategy)?;
     let (net, latency) = pipeline(&comb, options.budget_ps(), &Delays::default());

@@ -6,6 +6,7 @@
 pub mod block;
 pub mod build;
 pub mod export;
+pub mod fold;
 pub mod netlist;
 pub mod pipeline;
 pub mod synth;

@@ -127,6 +127,8 @@ pub struct Netlist {
     pub in_width: u32,
     pub outputs: Vec<OutField>,
     pub out_valid: Option<NodeId>,
+    /// The `in_ready` port (boolean); `None`: always ready (II = 1).
+    pub in_ready: Option<NodeId>,
     /// First error met while building (checked by the builders).
     pub error: Option<NetlistError>,
 }
@@ -223,6 +225,16 @@ impl Netlist {
         };
         self.in_width = self.in_width.max(lsb + width);
         self.push_raw(Op::Input { lsb, width, signed }, lo, hi, false)
+    }
+
+    /// A signed input field whose values the producer keeps within `[lo, hi]`
+    /// (an instance's input fed from a node of known range, see [`Netlist::embed`]).
+    pub fn input_in(&mut self, lsb: u32, width: u32, lo: i128, hi: i128) -> NodeId {
+        let n = self.input(lsb, width, true);
+        let (l, h) = self.range(n);
+        self.nodes[n].lo = lo.max(l);
+        self.nodes[n].hi = hi.min(h);
+        n
     }
 
     pub fn in_valid(&mut self) -> NodeId {
@@ -453,6 +465,91 @@ impl Netlist {
         let (lo, hi, b) = (n.lo, n.hi, n.boolean);
         self.push_raw(Op::Reg { a, reset }, lo, hi, b)
     }
+
+    /// A register whose input is built later ([`Netlist::connect`]): the
+    /// state of a loop (accumulator, counter, held operand). It is declared
+    /// before its readers, so the simulator's in-order evaluation and the
+    /// Verilog's declaration order both hold; the range is the caller's
+    /// promise, checked by the simulator like any other.
+    pub fn state(&mut self, lo: i128, hi: i128, boolean: bool, reset: bool) -> NodeId {
+        let id = self.nodes.len();
+        self.push_raw(Op::Reg { a: id, reset }, lo, hi, boolean)
+    }
+
+    /// Closes the loop of a [`Netlist::state`] register: its next value is `a`.
+    pub fn connect(&mut self, reg: NodeId, a: NodeId) {
+        match &mut self.nodes[reg].op {
+            Op::Reg { a: input, .. } => *input = a,
+            op => panic!("connect: node {reg} is {op:?}, not a register"),
+        }
+    }
+
+    /// Copies `sub` into this netlist as an instance: its input fields (in
+    /// bus order) read `inputs`, its `in_valid` reads `valid`. Returns the
+    /// nodes of its outputs and of its `out_valid` (or `valid` when it has none).
+    pub fn embed(
+        &mut self,
+        sub: &Netlist,
+        inputs: &[NodeId],
+        valid: NodeId,
+    ) -> (Vec<NodeId>, NodeId) {
+        let order = input_order(sub);
+        for (i, n) in sub.nodes.iter().enumerate() {
+            if let Op::Input { width, .. } = n.op {
+                assert!(
+                    self.width(inputs[order[i]]) <= width,
+                    "embed: input field {} is narrower than its source",
+                    order[i]
+                );
+            }
+        }
+        // Ids are assigned up front so that registers' forward references
+        // (loops built with `state`) can be renamed before their inputs exist;
+        // inputs and `in_valid` become wiring to the given nodes.
+        let mut next = self.nodes.len();
+        let map: Vec<NodeId> = sub
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| match n.op {
+                Op::Input { .. } => inputs[order[i]],
+                Op::InValid => valid,
+                _ => {
+                    next += 1;
+                    next - 1
+                }
+            })
+            .collect();
+        for n in &sub.nodes {
+            if matches!(n.op, Op::Input { .. } | Op::InValid) {
+                continue;
+            }
+            let op = map_inputs(&n.op, |a| map[a]);
+            let id = self.push_raw(op, n.lo, n.hi, n.boolean);
+            self.nodes[id].tag = n.tag.clone();
+        }
+        let outs = sub.outputs.iter().map(|f| map[f.node]).collect();
+        (outs, sub.out_valid.map(|v| map[v]).unwrap_or(valid))
+    }
+}
+
+/// For each `Input` node of `net`, its field index in bus order (by LSB).
+fn input_order(net: &Netlist) -> Vec<usize> {
+    let mut field = vec![usize::MAX; net.nodes.len()];
+    let mut inputs: Vec<(u32, usize)> = net
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| match n.op {
+            Op::Input { lsb, .. } => Some((lsb, i)),
+            _ => None,
+        })
+        .collect();
+    inputs.sort();
+    for (k, (_, i)) in inputs.iter().enumerate() {
+        field[*i] = k;
+    }
+    field
 }
 
 pub fn op_inputs(op: &Op) -> Vec<NodeId> {
@@ -560,20 +657,7 @@ pub struct SimState {
 impl SimState {
     /// Power-up state of `net`.
     pub fn new(net: &Netlist) -> Self {
-        let mut field = vec![usize::MAX; net.nodes.len()];
-        let mut inputs: Vec<(u32, usize)> = net
-            .nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| match n.op {
-                Op::Input { lsb, .. } => Some((lsb, i)),
-                _ => None,
-            })
-            .collect();
-        inputs.sort();
-        for (k, (_, i)) in inputs.iter().enumerate() {
-            field[*i] = k;
-        }
+        let field = input_order(net);
         let vals = net.nodes.iter().map(|n| n.reset_value()).collect();
         SimState { vals, field }
     }
@@ -614,6 +698,11 @@ impl SimState {
         }
     }
 
+    /// `in_ready` of the last evaluation.
+    pub fn ready(&self, net: &Netlist) -> bool {
+        net.in_ready.map(|r| self.vals[r] != 0).unwrap_or(true)
+    }
+
     /// `(out_valid, outputs)` of the last evaluation.
     pub fn outputs(&self, net: &Netlist) -> (bool, Vec<i128>) {
         let outs = net.outputs.iter().map(|f| self.vals[f.node]).collect();
@@ -643,9 +732,17 @@ impl SimState {
 pub struct Sim<'a> {
     net: &'a Netlist,
     state: SimState,
+    ready: bool,
 }
 
 impl<'a> Sim<'a> {
+    /// Whether the kernel took the event presented in the last step
+    /// (`in_ready` was high; an event is taken when `in_valid` and `in_ready`
+    /// are both high at the edge).
+    pub fn was_ready(&self) -> bool {
+        self.ready
+    }
+
     /// Current value of every node (after the last evaluation).
     pub fn values(&self) -> &[i128] {
         &self.state.vals
@@ -655,6 +752,7 @@ impl<'a> Sim<'a> {
         Sim {
             net,
             state: SimState::new(net),
+            ready: true,
         }
     }
 
@@ -680,6 +778,7 @@ impl<'a> Sim<'a> {
     ) -> (bool, Vec<i128>) {
         self.state
             .eval(self.net, in_valid, |k, _| inputs[k] as i128, check);
+        self.ready = self.state.ready(self.net);
         let r = self.state.outputs(self.net);
         self.state.clock(self.net, reset);
         r
@@ -725,7 +824,7 @@ impl Netlist {
         let ow = self.out_width().max(1);
         let _ = writeln!(
             s,
-            "module {name} (\n  input  wire clock,\n  input  wire reset,\n  input  wire in_valid,\n  input  wire [{}:0] in_data,\n  output wire out_valid,\n  output wire [{}:0] out_data\n);",
+            "module {name} (\n  input  wire clock,\n  input  wire reset,\n  input  wire in_valid,\n  output wire in_ready,\n  input  wire [{}:0] in_data,\n  output wire out_valid,\n  output wire [{}:0] out_data\n);",
             iw - 1,
             ow - 1
         );
@@ -829,6 +928,14 @@ impl Netlist {
                 }
             }
             let _ = writeln!(s, "  end");
+        }
+        match self.in_ready {
+            Some(r) => {
+                let _ = writeln!(s, "  assign in_ready = n{r};");
+            }
+            None => {
+                let _ = writeln!(s, "  assign in_ready = 1'b1;");
+            }
         }
         match self.out_valid {
             Some(v) => {

@@ -79,6 +79,58 @@ fn iverilog_random_networks() {
     }
 }
 
+/// Random MLPs whose Dense layers share multipliers (reuse 2 to 5, one
+/// layer folded and the next not, or all folded): the exported testbench
+/// offers an event every cycle and must follow `in_ready`.
+#[test]
+fn folded_random_networks() {
+    let verilator = have("verilator");
+    let iverilog = have("iverilog");
+    for seed in 30..34u64 {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut model = random_model(&mut rng, &RandomSpec::default());
+        for (i, l) in model.layers.iter_mut().enumerate() {
+            l.reuse = if (i as u64 + seed).is_multiple_of(3) {
+                1
+            } else {
+                2 + (seed % 4) as u32
+            };
+        }
+        let st = if seed % 2 == 0 {
+            Strategy::ShiftAdd
+        } else {
+            Strategy::Dsp
+        };
+        if verilator {
+            let (k, r, dir) = cosim(
+                &model,
+                &opts(st, 2),
+                EVENTS,
+                "verilator",
+                &format!("fold{seed}"),
+            );
+            assert_bit_exact(&model, &dir, &r, EVENTS);
+            let dense_reuse = model
+                .layers
+                .iter()
+                .filter(|l| matches!(l.op, quantize::qmodel::QOp::Dense { .. }))
+                .map(|l| l.reuse)
+                .max();
+            assert_eq!(Some(k.ii), dense_reuse.filter(|&r| r > 1).or(Some(1)));
+        }
+        if iverilog {
+            let (_, r, dir) = cosim(
+                &model,
+                &opts(st, 2),
+                2000,
+                "iverilog",
+                &format!("ivfold{seed}"),
+            );
+            assert_bit_exact(&model, &dir, &r, 2000);
+        }
+    }
+}
+
 fn dense_model() -> quantize::qmodel::QModel {
     use quantize::fixed::FixedType;
     use quantize::qmodel::{QLayer, QModel, QOp};

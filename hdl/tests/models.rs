@@ -115,6 +115,41 @@ fn verilator_every_mlp_in_models() {
     }
 }
 
+/// The jet tagger with every Dense layer's multipliers shared 4 times (II 4),
+/// exported and co-simulated under Verilator on 100,000 events.
+#[test]
+fn verilator_jet_tagger_folded() {
+    if !have("verilator") {
+        return;
+    }
+    let m = load("three_layer_keras.onnx");
+    let t0 = std::time::Instant::now();
+    let (k, r, dir) = cosim(
+        &m,
+        &Options {
+            strategy: Strategy::Dsp,
+            reuse: Some(4),
+            ..Options::default()
+        },
+        100_000,
+        "verilator",
+        "jets_reuse4",
+    );
+    assert_bit_exact(&m, &dir, &r, 100_000);
+    assert_eq!(k.ii, 4);
+    let mults = k.stats().multipliers;
+    // Each Dense layer has n_out * ceil(n_in / 4) multipliers for its
+    // n_in * n_out products (1,064 for 4,256); the softmax normalizes its
+    // 5 outputs with 5 more.
+    assert_eq!(mults, 64 * 4 + 32 * 16 + 32 * 8 + 5 * 8 + 5, "multipliers");
+    eprintln!(
+        "jet tagger reuse 4: latency {} cycles, II {}, {mults} multipliers, 100000 events bit-exact in {:?}",
+        k.latency,
+        k.ii,
+        t0.elapsed()
+    );
+}
+
 /// The latency goal: the jet tagger at 200 MHz, II 1, at most 10 cycles,
 /// both strategies, both at hls4ml's `ap_fixed<16,6>` (truncation,
 /// wrap-around) and at the default configuration (fixed<16,6>, rounding to

@@ -1,11 +1,12 @@
 //! The netlist simulator against the golden model, bit for bit, on random
 //! networks (all rounding and overflow modes, tables, softmax, argmax, conv).
 
-use hdl::{build_kernel, Options, Strategy};
+use hdl::{build_kernel, Kernel, Options, Strategy};
 use quantize::golden::evaluate;
+use quantize::qmodel::{QModel, QOp};
 use quantize::random::{random_input, random_model, RandomSpec};
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 fn check_seed(seed: u64, spec: &RandomSpec, strategy: Strategy, levels: u32) {
     let mut rng = SmallRng::seed_from_u64(seed);
@@ -15,15 +16,55 @@ fn check_seed(seed: u64, spec: &RandomSpec, strategy: Strategy, levels: u32) {
         levels: Some(levels),
         ..Options::default()
     };
-    let k = build_kernel(&model, &opts).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-    let events: Vec<Vec<i64>> = (0..64).map(|_| random_input(&mut rng, &model)).collect();
+    check_model(&mut rng, &model, &opts, &format!("seed {seed}"));
+}
+
+/// The kernel of `model` simulated on 64 random events against the golden model.
+fn check_model(rng: &mut SmallRng, model: &QModel, opts: &Options, what: &str) -> Kernel {
+    let k = build_kernel(model, opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let events: Vec<Vec<i64>> = (0..64).map(|_| random_input(rng, model)).collect();
     let got = k.simulate(&events);
     for (i, e) in events.iter().enumerate() {
-        let want = evaluate(&model, e).unwrap();
-        assert_eq!(
-            got[i], want,
-            "seed {seed} event {i} {strategy:?} levels {levels}\nmodel {model:#?}"
-        );
+        let want = evaluate(model, e).unwrap();
+        assert_eq!(got[i], want, "{what} event {i} {opts:?}\nmodel {model:#?}");
+    }
+    k
+}
+
+/// Reuse factors above 1 (shared multipliers, II = R) on random MLPs: per
+/// layer from the model, mixed with unfolded layers, and uniform from the
+/// options; the kernel must take an event every II cycles and stay exact.
+#[test]
+fn folded_mlps_match_golden() {
+    for seed in 0..150u64 {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut model = random_model(&mut rng, &RandomSpec::default());
+        for l in &mut model.layers {
+            if matches!(l.op, QOp::Dense { .. }) {
+                l.reuse = rng.gen_range(1..=5);
+            }
+        }
+        let strategy = if seed % 2 == 0 {
+            Strategy::ShiftAdd
+        } else {
+            Strategy::Dsp
+        };
+        let opts = Options {
+            strategy,
+            levels: Some(1 + (seed % 4) as u32),
+            ..Options::default()
+        };
+        let k = check_model(&mut rng, &model, &opts, &format!("seed {seed}"));
+        let want_ii = model.layers.iter().map(|l| l.reuse).max().unwrap_or(1);
+        let dense = model.layers.iter().any(|l| l.reuse > 1);
+        assert_eq!(k.ii, if dense { want_ii } else { 1 }, "seed {seed}");
+        let r = 2 + (seed % 7) as u32;
+        let opts = Options {
+            reuse: Some(r),
+            ..opts
+        };
+        let k = check_model(&mut rng, &model, &opts, &format!("seed {seed} reuse {r}"));
+        assert_eq!(k.ii, r, "seed {seed}");
     }
 }
 

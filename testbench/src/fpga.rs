@@ -5,15 +5,17 @@
 //! written into the FIFO (an event finding it full is lost and counted);
 //! then, if the FIFO is not empty and the kernel can accept (at least `II`
 //! cycles since the last accepted event), the head enters the kernel
-//! (`in_valid`). The kernel has no back-pressure, so the cycle each event
-//! enters is fixed by the arrivals, the FIFO and the II; the simulation
+//! (`in_valid`). A kernel of II > 1 (reuse factor) drops `in_ready` for
+//! II - 1 cycles after each event; the driver keeps to that II, so the cycle
+//! each event enters is fixed by the arrivals, the FIFO and the II, and the
+//! simulators check that `in_ready` agrees on every event. The simulation
 //! (the `hdl` netlist simulator, or Verilator on the exported Verilog) then
 //! runs every cycle and every output is read on the cycle `out_valid` is
 //! high, matched in order to the accepted events and compared bit for bit
 //! with the golden model. Latency = output cycle - arrival cycle.
 //!
-//! `hdl` builds only reuse-1 (II = 1) kernels so far; [`FpgaConfig::ii`]
-//! makes the driver enforce a larger II (a reuse-factor model) on top.
+//! [`FpgaConfig::ii`] makes the driver keep a larger II than the kernel's,
+//! to model a reuse factor without building it.
 
 use hdl::netlist::Sim;
 use hdl::Kernel;
@@ -176,6 +178,12 @@ fn simulate(
             (false, &zero[..])
         };
         let (ov, o) = sim.step(false, valid, ev);
+        if valid && !sim.was_ready() {
+            return Err(TbError::Sim(format!(
+                "kernel not ready (in_ready low) for event {} at cycle {t}",
+                k - 1
+            )));
+        }
         if ov {
             let vals = o
                 .iter()

@@ -93,6 +93,11 @@ int main(int argc, char** argv) {{
       top->in_valid = 0;
     }}
     top->eval();
+    if (top->in_valid && !top->in_ready) {{
+      fprintf(stderr, "kernel not ready (in_ready low) for event %llu at cycle %llu\n",
+              (unsigned long long)(k - 1), (unsigned long long)t);
+      return 4;
+    }}
     if (top->out_valid) {{
       {get_out}
       fwrite(&t, 8, 1, out);

@@ -105,13 +105,17 @@ fn verilator_matches_when_installed() {
 #[test]
 fn reuse_too_large_for_40mhz_fails_with_loss_count() {
     let m = jets();
-    let k = build_kernel(&m, &Options::default()).unwrap();
-    let pool = EventPool::generated(&m, 500, 500, 7).unwrap();
-    // hdl builds II = 1 only: the driver models II = 8 (reuse factor 8).
-    let cfg = FpgaConfig {
-        ii: Some(8),
-        ..fpga_cfg(2000)
+    let kernel = |r: u32| {
+        let o = Options {
+            reuse: Some(r),
+            ..Options::default()
+        };
+        build_kernel(&m, &o).unwrap()
     };
+    let k = kernel(8);
+    assert_eq!(k.ii, 8, "reuse factor 8 shares each multiplier 8 times");
+    let pool = EventPool::generated(&m, 500, 500, 7).unwrap();
+    let cfg = fpga_cfg(2000);
     let r = run_fpga(&m.name, &pool, &k, &cfg).unwrap();
     eprintln!("{}", r.table());
     assert!(!r.pass);
@@ -131,16 +135,15 @@ fn reuse_too_large_for_40mhz_fails_with_loss_count() {
     );
     assert!(msg.contains("II <= 5"), "{msg}");
     let kk = r.kernel.unwrap();
-    assert!(kk.ii_modelled);
-    assert_eq!(kk.driver_ii, 8);
+    assert!(!kk.ii_modelled, "the kernel's own II");
+    assert_eq!((kk.kernel_ii, kk.driver_ii), (8, 8));
     assert_eq!(r.interval_cycles.unwrap().min, 8.0);
-    // II 5 exactly keeps up.
+    // Reuse 5 exactly keeps up.
     let r = run_fpga(
         &m.name,
         &pool,
-        &k,
+        &kernel(5),
         &FpgaConfig {
-            ii: Some(5),
             sweep: false,
             ..fpga_cfg(2000)
         },
