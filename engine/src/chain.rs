@@ -1,6 +1,7 @@
 //! Fused dense chains: a run of Dense layers (SIMD i16 or u8 operands) and
 //! the elementwise ops between them (Relu, Clip, ThresholdedRelu, Requant),
-//! executed without leaving the lane types.
+//! executed without leaving the lane types, and optionally a final Softmax
+//! or Argmax ([`Tail`]) run on the last layer's i32 outputs.
 //!
 //! For each Dense the dot kernel writes i32 lanes; the epilogue adds the
 //! aligned bias, requantizes into the layer's type and applies the following
@@ -17,7 +18,9 @@
 //! i128 computation.
 
 use crate::dense::{PackedDense, MULTI};
-use crate::rq::FastRq32;
+use crate::plan::{argmax, softmax64};
+use crate::rq::{FastRq, FastRq32};
+use quantize::qmodel::Table;
 
 /// One elementwise step of an epilogue, on i32 lanes.
 #[derive(Clone, Debug)]
@@ -37,9 +40,45 @@ pub(crate) struct ChainLayer {
     pub epi: Vec<Epi>,
 }
 
+/// A Softmax (on its exact i64 path) or an Argmax after the chain's last
+/// layer, run on its i32 outputs: the chain then writes the tail's output.
+#[derive(Clone, Debug)]
+pub(crate) enum Tail {
+    Softmax {
+        n: usize,
+        exp_table: Table,
+        inv_table: Table,
+        rq: FastRq,
+    },
+    Argmax {
+        n: usize,
+        one: i64,
+    },
+}
+
+/// The chain's output `y` from its last layer's i32 outputs `a`.
+#[inline(always)]
+fn finish(tail: &Option<Tail>, a: &[i32], y: &mut [i64]) {
+    match tail {
+        None => {
+            for (d, &v) in y.iter_mut().zip(a) {
+                *d = v as i64;
+            }
+        }
+        Some(Tail::Softmax {
+            n,
+            exp_table,
+            inv_table,
+            rq,
+        }) => softmax64(a, y, *n, exp_table, inv_table, rq),
+        Some(Tail::Argmax { n, one }) => argmax(a, y, *n, *one),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Chain {
     pub layers: Vec<ChainLayer>,
+    pub tail: Option<Tail>,
     /// Stride of one packed input buffer, in u16 words (multiple of 32).
     pub stride: usize,
     /// Stride of one event's dot buffer, in i32 (multiple of 16).
@@ -59,6 +98,7 @@ impl Chain {
         let dstride = layers.iter().map(|l| l.k.dot_len()).max().unwrap_or(0);
         Chain {
             layers,
+            tail: None,
             stride,
             dstride,
         }
@@ -85,12 +125,9 @@ impl Chain {
         if self.simd() {
             // SAFETY: AVX-512 was checked available when the plan was built;
             // buffers are sized by `scratch()` (whole 16-lane blocks).
-            unsafe { x86::run::<1, 4>(self, cur, nxt, dot) };
+            unsafe { x86::run::<1, 8>(self, cur, nxt, dot) };
             let n = self.layers.last().unwrap().k.n_out;
-            for (d, &v) in y.iter_mut().zip(&dot[..n]) {
-                *d = v as i64;
-            }
-            return;
+            return finish(&self.tail, &dot[..n], y);
         }
         let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
@@ -98,9 +135,7 @@ impl Chain {
             let a = &mut dot[..l.k.n_out];
             epilogue(l, a);
             if i == last {
-                for (d, &v) in y.iter_mut().zip(a.iter()) {
-                    *d = v as i64;
-                }
+                finish(&self.tail, a, y);
             } else {
                 self.layers[i + 1].k.pack(a, nxt);
                 std::mem::swap(&mut cur, &mut nxt);
@@ -136,9 +171,7 @@ impl Chain {
             let n = self.layers.last().unwrap().k.n_out;
             for e in 0..MULTI {
                 let y = &mut arena[e * astride + y_off..e * astride + y_off + y_len];
-                for (d, &v) in y.iter_mut().zip(&dot[e * ds..e * ds + n]) {
-                    *d = v as i64;
-                }
+                finish(&self.tail, &dot[e * ds..e * ds + n], y);
             }
             return;
         }
@@ -150,9 +183,7 @@ impl Chain {
                 epilogue(l, a);
                 if i == last {
                     let y = &mut arena[e * astride + y_off..e * astride + y_off + y_len];
-                    for (d, &v) in y.iter_mut().zip(a.iter()) {
-                        *d = v as i64;
-                    }
+                    finish(&self.tail, a, y);
                 } else {
                     self.layers[i + 1].k.pack(a, &mut nxt[e * s..(e + 1) * s]);
                 }

@@ -15,10 +15,10 @@
 //! arena. Batches go [`MULTI`] events per pass over the weights
 //! (`Plan::run_multi`). `BXFLOW_FUSE=0` disables fusion (for comparisons).
 
-use crate::chain::{Chain, ChainLayer, Epi};
+use crate::chain::{Chain, ChainLayer, Epi, Tail};
 use crate::dense::{xpack_len, Operand, PackedDense, MULTI};
 use crate::isa::Isa;
-use crate::rq::Rq;
+use crate::rq::{FastRq, Rq};
 use quantize::fixed::{FixedType, Rounding};
 use quantize::golden::round_to_lsb;
 use quantize::qmodel::{PoolKind, QModel, QOp, Table, Window};
@@ -147,7 +147,7 @@ enum Kernel {
         pf: i32,
         out_ty: FixedType,
         /// i64 path (no i128), when proven exact: the final requantizer.
-        fast: Option<Rq>,
+        fast: Option<FastRq>,
     },
     Argmax {
         n: usize,
@@ -819,19 +819,7 @@ impl Plan {
                     fast,
                 } => {
                     if let Some(rq) = fast {
-                        for (g, yg) in x.chunks(*n).zip(y.chunks_mut(*n)) {
-                            let m = *g.iter().max().expect("non-empty group");
-                            let mut sum = 0i64;
-                            for (e, &v) in yg.iter_mut().zip(g) {
-                                *e = lookup64(exp_table, v - m);
-                                sum += *e;
-                            }
-                            let r = lookup64(inv_table, sum);
-                            for e in yg.iter_mut() {
-                                *e = rq.apply(*e * r);
-                            }
-                        }
-                        return;
+                        return softmax64(x, y, *n, exp_table, inv_table, rq);
                     }
                     for (g, yg) in x.chunks(*n).zip(y.chunks_mut(*n)) {
                         let m = *g.iter().max().expect("non-empty group");
@@ -847,18 +835,7 @@ impl Plan {
                         }
                     }
                 }
-                Kernel::Argmax { n, one } => {
-                    for (g, yg) in x.chunks(*n).zip(y.chunks_mut(*n)) {
-                        let mut best = 0;
-                        for i in 1..g.len() {
-                            if g[i] > g[best] {
-                                best = i;
-                            }
-                        }
-                        yg.fill(0);
-                        yg[best] = *one;
-                    }
-                }
+                Kernel::Argmax { n, one } => argmax(x, y, *n, *one),
                 Kernel::Pool {
                     max,
                     channels,
@@ -914,6 +891,48 @@ impl Plan {
     }
 }
 
+/// Softmax over groups of `n` values of `x` on the i64 path that
+/// [`softmax_fast`] proved exact for the input type's range (`rq` is its
+/// requantizer). Shared by the Softmax step and a fused chain's tail.
+#[inline(always)]
+pub(crate) fn softmax64<T: Copy + Ord + Into<i64>>(
+    x: &[T],
+    y: &mut [i64],
+    n: usize,
+    exp_table: &Table,
+    inv_table: &Table,
+    rq: &FastRq,
+) {
+    for (g, yg) in x.chunks(n).zip(y.chunks_mut(n)) {
+        let m: i64 = (*g.iter().max().expect("non-empty group")).into();
+        let mut sum = 0i64;
+        for (e, &v) in yg.iter_mut().zip(g) {
+            *e = lookup64(exp_table, v.into() - m);
+            sum += *e;
+        }
+        let r = lookup64(inv_table, sum);
+        for e in yg.iter_mut() {
+            *e = rq.apply(*e * r);
+        }
+    }
+}
+
+/// One-hot argmax (the first maximum) over groups of `n` values; `one` is 1
+/// in the output type. Shared by the Argmax step and a fused chain's tail.
+#[inline(always)]
+pub(crate) fn argmax<T: Copy + Ord>(x: &[T], y: &mut [i64], n: usize, one: i64) {
+    for (g, yg) in x.chunks(n).zip(y.chunks_mut(n)) {
+        let mut best = 0;
+        for i in 1..g.len() {
+            if g[i] > g[best] {
+                best = i;
+            }
+        }
+        yg.fill(0);
+        yg[best] = one;
+    }
+}
+
 /// `Table::lookup` in i64, for arguments the caller proved within +-2^62
 /// (with the table's offset within +-2^61, `x - offset` cannot overflow).
 #[inline(always)]
@@ -931,7 +950,7 @@ fn softmax_fast(
     inv_table: &Table,
     pf: i32,
     out_ty: FixedType,
-) -> Option<Rq> {
+) -> Option<FastRq> {
     let lim = 1i128 << 61;
     if in_ty.width > 60 || exp_table.offset.unsigned_abs() as i128 > lim {
         return None;
@@ -956,7 +975,7 @@ fn softmax_fast(
         return None;
     }
     match Rq::new(pf, out_ty, plo, phi) {
-        r @ Rq::Fast(_) => Some(r),
+        Rq::Fast(f) => Some(f),
         Rq::Slow { .. } => None,
     }
 }
@@ -1107,7 +1126,33 @@ fn fuse(model: &QModel, steps: Vec<Step>, sizes: &mut Sizes, descs: &mut [String
             last = *nli;
             it.next();
         }
-        let chain = Chain::new(layers);
+        let mut chain = Chain::new(layers);
+        // A Softmax (exact on i64) or Argmax reading only the chain's output.
+        if let Some((nli, nst)) = it.peek() {
+            let t = last + 1;
+            if *nli == t && readers[t] == 1 && nst.inputs.as_slice() == [t] {
+                chain.tail = match &nst.kernel {
+                    Kernel::Softmax {
+                        n,
+                        exp_table,
+                        inv_table,
+                        fast: Some(rq),
+                        ..
+                    } => Some(Tail::Softmax {
+                        n: *n,
+                        exp_table: exp_table.clone(),
+                        inv_table: inv_table.clone(),
+                        rq: *rq,
+                    }),
+                    Kernel::Argmax { n, one } => Some(Tail::Argmax { n: *n, one: *one }),
+                    _ => None,
+                };
+                if chain.tail.is_some() {
+                    last = *nli;
+                    it.next();
+                }
+            }
+        }
         let (cx, cd) = chain.scratch();
         sizes.cx = sizes.cx.max(cx);
         sizes.cdot = sizes.cdot.max(cd);
