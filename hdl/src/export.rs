@@ -219,7 +219,12 @@ pub fn manifest(k: &Kernel, model: &QModel, vectors: usize) -> serde_json::Value
         "output": {"type": model.output_ty().to_string(), "names": model.output_names, "fields": field_json(&k.outputs)},
         "latency_cycles": k.latency,
         "ii": k.ii,
-        "reuse": k.options.reuse,
+        "reuse": crate::fold::layer_reuse(model, k.options.reuse)
+            .unwrap_or_default()
+            .iter()
+            .zip(&model.layers)
+            .map(|(r, l)| json!({"layer": l.name, "reuse": r}))
+            .collect::<Vec<_>>(),
         "clock_mhz": k.options.clock_mhz,
         "levels_option": k.options.levels,
         "logic_budget_ps_per_stage": k.options.budget_ps(),

@@ -1,6 +1,8 @@
 //! The netlist simulator against the golden model, bit for bit, on random
 //! networks (all rounding and overflow modes, tables, softmax, argmax, conv).
 
+mod common;
+
 use hdl::{build_kernel, Kernel, Options, Strategy};
 use quantize::golden::evaluate;
 use quantize::qmodel::{QModel, QOp};
@@ -136,4 +138,57 @@ fn delay_model_merges_cheap_logic() {
     assert!(lat1 >= 4, "one adder level per stage: {lat1}");
     let (_, lat4) = pipeline(&n, budget_for_levels(4), &d);
     assert!(lat4 < lat1 && lat4 >= 1);
+}
+
+/// Reuse factors the folded builder cannot honour are errors that name the
+/// layer and the reason: a Conv layer, and a skip connection around a
+/// folded layer.
+#[test]
+fn unsupported_reuse_is_an_error() {
+    let mut rng = SmallRng::seed_from_u64(5);
+    let spec = RandomSpec {
+        conv: true,
+        ..RandomSpec::default()
+    };
+    let mut conv = random_model(&mut rng, &spec);
+    let (ci, cl) = conv
+        .layers
+        .iter_mut()
+        .enumerate()
+        .find(|(_, l)| matches!(l.op, QOp::Conv { .. }))
+        .expect("a conv layer");
+    cl.reuse = 2;
+    let name = cl.name.clone();
+    let e = build_kernel(&conv, &Options::default())
+        .err()
+        .expect("an error");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("layer {name} (Conv)"))
+            && msg.contains("reuse factor 2 is built for Dense layers only"),
+        "layer {ci}: {msg}"
+    );
+
+    // x -> Dense (reuse 2) -> Add(x, dense): the Add reads x around the fold.
+    let ty = quantize::fixed::FixedType::signed(8, 3).unwrap();
+    let mut skip = common::dense(ty, ty, (1..=16).collect(), 4);
+    skip.layers[0].reuse = 2;
+    let mut add = skip.layers[0].clone();
+    add.name = "skip_add".into();
+    add.inputs = vec![0, 1];
+    add.reuse = 1;
+    add.op = QOp::Add;
+    skip.layers.push(add);
+    let e = hdl::fold::layer_reuse(&skip, None)
+        .and_then(|r| {
+            assert_eq!(r, vec![2, 1]);
+            build_kernel(&skip, &Options::default()).map(|_| ())
+        })
+        .err()
+        .expect("an error");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("needs a chain of layers, but layer 'skip_add' reads tensor 0 from before it"),
+        "{msg}"
+    );
 }
