@@ -49,11 +49,28 @@ pub(crate) enum Tail {
         exp_table: Table,
         inv_table: Table,
         rq: FastRq,
+        /// One group of at most 8 values, and table values that fit i32:
+        /// the AVX-512 path (8 i64 lanes, `vpmuldq` products) applies.
+        lanes: bool,
     },
     Argmax {
         n: usize,
         one: i64,
     },
+}
+
+impl Tail {
+    /// A softmax tail over `len` values in groups of `n`.
+    pub fn softmax(n: usize, exp_table: &Table, inv_table: &Table, rq: FastRq, len: usize) -> Tail {
+        let i32s = |t: &Table| t.values.iter().all(|&v| i32::try_from(v).is_ok());
+        Tail::Softmax {
+            n,
+            exp_table: exp_table.clone(),
+            inv_table: inv_table.clone(),
+            rq,
+            lanes: n == len && n <= 8 && i32s(exp_table) && i32s(inv_table),
+        }
+    }
 }
 
 /// The chain's output `y` from its last layer's i32 outputs `a`.
@@ -70,6 +87,7 @@ fn finish(tail: &Option<Tail>, a: &[i32], y: &mut [i64]) {
             exp_table,
             inv_table,
             rq,
+            ..
         }) => softmax64(a, y, *n, exp_table, inv_table, rq),
         Some(Tail::Argmax { n, one }) => argmax(a, y, *n, *one),
     }
@@ -125,9 +143,12 @@ impl Chain {
         if self.simd() {
             // SAFETY: AVX-512 was checked available when the plan was built;
             // buffers are sized by `scratch()` (whole 16-lane blocks).
-            unsafe { x86::run::<1, 8>(self, cur, nxt, dot) };
-            let n = self.layers.last().unwrap().k.n_out;
-            return finish(&self.tail, &dot[..n], y);
+            unsafe {
+                x86::run::<1, 8>(self, cur, nxt, dot);
+                let n = self.layers.last().unwrap().k.n_out;
+                x86::finish(&self.tail, &dot[..n], y);
+            }
+            return;
         }
         let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
@@ -171,7 +192,8 @@ impl Chain {
             let n = self.layers.last().unwrap().k.n_out;
             for e in 0..MULTI {
                 let y = &mut arena[e * astride + y_off..e * astride + y_off + y_len];
-                finish(&self.tail, &dot[e * ds..e * ds + n], y);
+                // SAFETY: as above.
+                unsafe { x86::finish(&self.tail, &dot[e * ds..e * ds + n], y) };
             }
             return;
         }
@@ -216,11 +238,12 @@ mod x86 {
     //! (one weight load feeding `E` events, `J` partial accumulators), then
     //! the epilogue on the accumulator register and a narrowing store into
     //! the next layer's packed input.
-    use super::{Chain, ChainLayer, Epi};
+    use super::{Chain, ChainLayer, Epi, Tail};
     use crate::dense::x86::{blocks, Sink, DPBUSD, DPWSSD, MADD};
     use crate::dense::Operand;
     use crate::isa::Isa;
-    use crate::rq::FastRq32;
+    use crate::rq::{FastRq, FastRq32};
+    use quantize::qmodel::Table;
     use std::arch::x86_64::*;
 
     #[inline(always)]
@@ -378,5 +401,82 @@ mod x86 {
         } else {
             run_avx512::<E, J>(c, cur, nxt, dot)
         }
+    }
+
+    /// [`FastRq`] on 8 i64 lanes, step for step as its scalar `apply`.
+    #[inline(always)]
+    unsafe fn rq64(r: &FastRq, a: __m512i) -> __m512i {
+        let s1 = |v: i64| _mm512_set1_epi64(v);
+        let kr = _mm_cvtsi32_si128(r.kr as i32);
+        let add = _mm512_add_epi64(
+            s1(r.base),
+            _mm512_add_epi64(
+                _mm512_and_si512(_mm512_srai_epi64::<63>(a), s1(r.neg)),
+                _mm512_and_si512(_mm512_sra_epi64(a, kr), s1(r.conv)),
+            ),
+        );
+        let kl = _mm_cvtsi32_si128(r.kl as i32);
+        let v = _mm512_sll_epi64(_mm512_sra_epi64(_mm512_add_epi64(a, add), kr), kl);
+        match r.mode {
+            0 => {
+                let ws = _mm_cvtsi32_si128(r.wrap_shift as i32);
+                let t = _mm512_sll_epi64(v, ws);
+                if r.signed {
+                    _mm512_sra_epi64(t, ws)
+                } else {
+                    _mm512_srl_epi64(t, ws)
+                }
+            }
+            1 => _mm512_max_epi64(_mm512_min_epi64(v, s1(r.hi)), s1(r.clo)),
+            _ => {
+                let bad =
+                    _mm512_cmpgt_epi64_mask(v, s1(r.hi)) | _mm512_cmplt_epi64_mask(v, s1(r.lo));
+                _mm512_maskz_mov_epi64(!bad, v)
+            }
+        }
+    }
+
+    /// `Table::lookup` on 8 i64 lanes (as `plan::lookup64`), under `mask`.
+    #[inline(always)]
+    unsafe fn lookup8(t: &Table, x: __m512i, mask: __mmask8) -> __m512i {
+        let d = _mm512_sra_epi64(
+            _mm512_sub_epi64(x, _mm512_set1_epi64(t.offset)),
+            _mm_cvtsi32_si128(t.shift.min(63) as i32),
+        );
+        let last = _mm512_set1_epi64(t.values.len() as i64 - 1);
+        let i = _mm512_min_epi64(_mm512_max_epi64(d, _mm512_setzero_si512()), last);
+        _mm512_mask_i64gather_epi64::<8>(
+            _mm512_setzero_si512(),
+            mask,
+            i,
+            t.values.as_ptr() as *const _,
+        )
+    }
+
+    /// [`super::finish`], with the softmax on 8 i64 lanes when the tail
+    /// allows it (`lanes`: one group of at most 8, i32 table values, so
+    /// that `vpmuldq` gives the exact i64 products).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn finish(tail: &Option<Tail>, a: &[i32], y: &mut [i64]) {
+        let Some(Tail::Softmax {
+            n,
+            exp_table,
+            inv_table,
+            rq,
+            lanes: true,
+        }) = tail
+        else {
+            return super::finish(tail, a, y);
+        };
+        assert!(a.len() >= *n && y.len() >= *n);
+        let mask = ((1u32 << n) - 1) as __mmask8;
+        let a16 = _mm512_maskz_loadu_epi32(mask as __mmask16, a.as_ptr() as *const _);
+        let v = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(a16));
+        let m = _mm512_mask_reduce_max_epi64(mask, v);
+        let e = lookup8(exp_table, _mm512_sub_epi64(v, _mm512_set1_epi64(m)), mask);
+        let sum = _mm512_mask_reduce_add_epi64(mask, e);
+        let r = crate::plan::lookup64(inv_table, sum);
+        let p = _mm512_mul_epi32(e, _mm512_set1_epi64(r));
+        _mm512_mask_storeu_epi64(y.as_mut_ptr() as *mut _, mask, rq64(rq, p));
     }
 }

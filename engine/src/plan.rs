@@ -903,8 +903,13 @@ pub(crate) fn softmax64<T: Copy + Ord + Into<i64>>(
     inv_table: &Table,
     rq: &FastRq,
 ) {
-    for (g, yg) in x.chunks(n).zip(y.chunks_mut(n)) {
-        let m: i64 = (*g.iter().max().expect("non-empty group")).into();
+    // Indexed groups: `chunks(n)` with a run-time `n` costs two divisions.
+    let mut i = 0;
+    while i + n <= x.len().min(y.len()) {
+        let (g, yg) = (&x[i..i + n], &mut y[i..i + n]);
+        // By value: `iter().max()` tracks a reference and compiles to
+        // data-dependent branches, which mispredict on every event.
+        let m = g.iter().fold(i64::MIN, |m, &v| m.max(v.into()));
         let mut sum = 0i64;
         for (e, &v) in yg.iter_mut().zip(g) {
             *e = lookup64(exp_table, v.into() - m);
@@ -914,6 +919,7 @@ pub(crate) fn softmax64<T: Copy + Ord + Into<i64>>(
         for e in yg.iter_mut() {
             *e = rq.apply(*e * r);
         }
+        i += n;
     }
 }
 
@@ -921,22 +927,26 @@ pub(crate) fn softmax64<T: Copy + Ord + Into<i64>>(
 /// in the output type. Shared by the Argmax step and a fused chain's tail.
 #[inline(always)]
 pub(crate) fn argmax<T: Copy + Ord>(x: &[T], y: &mut [i64], n: usize, one: i64) {
-    for (g, yg) in x.chunks(n).zip(y.chunks_mut(n)) {
-        let mut best = 0;
-        for i in 1..g.len() {
-            if g[i] > g[best] {
-                best = i;
-            }
+    let mut i = 0;
+    while i + n <= x.len().min(y.len()) {
+        let (g, yg) = (&x[i..i + n], &mut y[i..i + n]);
+        // Branch-free (selects, not jumps): the winner is data-dependent.
+        let (mut best, mut bv) = (0, g[0]);
+        for (k, &v) in g.iter().enumerate().skip(1) {
+            let gt = v > bv;
+            best = if gt { k } else { best };
+            bv = if gt { v } else { bv };
         }
         yg.fill(0);
         yg[best] = one;
+        i += n;
     }
 }
 
 /// `Table::lookup` in i64, for arguments the caller proved within +-2^62
 /// (with the table's offset within +-2^61, `x - offset` cannot overflow).
 #[inline(always)]
-fn lookup64(t: &Table, x: i64) -> i64 {
+pub(crate) fn lookup64(t: &Table, x: i64) -> i64 {
     let d = (x - t.offset) >> t.shift.min(63);
     t.values[d.clamp(0, t.values.len() as i64 - 1) as usize]
 }
@@ -1138,12 +1148,13 @@ fn fuse(model: &QModel, steps: Vec<Step>, sizes: &mut Sizes, descs: &mut [String
                         inv_table,
                         fast: Some(rq),
                         ..
-                    } => Some(Tail::Softmax {
-                        n: *n,
-                        exp_table: exp_table.clone(),
-                        inv_table: inv_table.clone(),
-                        rq: *rq,
-                    }),
+                    } => Some(Tail::softmax(
+                        *n,
+                        exp_table,
+                        inv_table,
+                        *rq,
+                        model.tensor_len(t),
+                    )),
                     Kernel::Argmax { n, one } => Some(Tail::Argmax { n: *n, one: *one }),
                     _ => None,
                 };
