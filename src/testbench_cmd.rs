@@ -75,6 +75,12 @@ pub struct TestbenchArgs {
     /// CPU: events per pipeline batch.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// CPU: capacity of the pipeline's input queue, in batches. Under
+    /// overload a batch finding it full is dropped (and counted), so a short
+    /// queue keeps the latency of the events that get through bounded, as a
+    /// trigger's buffers do; a long one trades latency for fewer drops.
+    #[arg(long, default_value_t = testbench::cpu::CpuConfig::default().queue)]
+    pub queue: usize,
     /// Distinct generated events (cycled beyond that) when no --input is given.
     #[arg(long, default_value_t = testbench::stream::DEFAULT_POOL)]
     pub pool: usize,
@@ -182,6 +188,7 @@ pub fn run_testbench(a: TestbenchArgs) -> Result<()> {
                 budget_ns: parse_ns(&a.budget).map_err(anyhow::Error::msg)?,
                 workers: a.workers,
                 batch: a.batch.max(1),
+                queue: a.queue.max(1),
                 seed: a.seed,
                 progress: a.events >= 1_000_000,
                 sweep: !a.no_sweep,
