@@ -184,8 +184,7 @@ fn unsupported_reuse_is_an_error() {
             assert_eq!(r, vec![2, 1]);
             build_kernel(&skip, &Options::default()).map(|_| ())
         })
-        .err()
-        .expect("an error");
+        .expect_err("an error");
     let msg = e.to_string();
     assert!(
         msg.contains("needs a chain of layers, but layer 'skip_add' reads tensor 0 from before it"),
