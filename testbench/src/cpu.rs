@@ -3,7 +3,7 @@
 //! every delivered output checked against the golden model; per-event
 //! latency from the event's (scheduled) arrival to its in-order delivery.
 
-use engine::pipeline::{pipeline, Next, Overload, PipelineConfig};
+use engine::pipeline::{pipeline, Consumer, Next, Overload, PipelineConfig};
 use engine::Engine;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -85,7 +85,84 @@ fn workers_for(cfg: &CpuConfig) -> usize {
     n.saturating_sub(1).max(1)
 }
 
+/// Takes the pipeline's in-order outputs: checks each against the golden
+/// model and records its latency from its arrival time.
+struct Collector<'a> {
+    pool: &'a EventPool,
+    t0: Instant,
+    /// Arrival time of each event, ns from `t0`.
+    arrival: &'a [AtomicU64],
+    record: bool,
+    run: Run,
+    last_seq: Option<u64>,
+}
+
+impl Collector<'_> {
+    fn event(&mut self, seq: u64, out: &[i64]) {
+        let now = self.t0.elapsed().as_nanos() as u64;
+        let r = &mut self.run;
+        if self.last_seq.is_some_and(|p| seq <= p) {
+            r.sequence_ok = false;
+        }
+        self.last_seq = Some(seq);
+        r.delivered += 1;
+        r.checked += 1;
+        let want = self.pool.expected(seq);
+        if out != want {
+            r.mismatches += 1;
+            if r.first_mismatches.len() < 10 {
+                r.first_mismatches.push(Mismatch {
+                    event: seq,
+                    got: out.to_vec(),
+                    expected: want.to_vec(),
+                });
+            }
+        }
+        let a = self.arrival[seq as usize].load(Relaxed);
+        let lat = now.saturating_sub(a) as f64;
+        r.last_delivery_ns = now;
+        r.latency_ns.push(lat);
+        if self.record {
+            r.points.push((a as f64 / 1000.0, lat));
+        }
+    }
+
+    /// Takes every output delivered so far, waiting up to `wait` for the
+    /// first; `Ok(false)` once the pipeline has ended.
+    fn drain(&mut self, cons: &mut Consumer, wait: Duration) -> Result<bool, TbError> {
+        let mut wait = wait;
+        loop {
+            match cons.next_timeout(Some(wait)) {
+                Ok(Next::Event(seq, out)) => {
+                    self.event(seq, out);
+                    wait = Duration::ZERO;
+                }
+                Ok(Next::Empty) => return Ok(true),
+                Ok(Next::End) => return Ok(false),
+                // A failed batch: counted in stats().failed; keep going.
+                Err(engine::pipeline::PipelineError::Batch { .. }) => {}
+                Err(e) => return Err(TbError::Engine(e.to_string())),
+            }
+        }
+    }
+
+    fn finish(mut self, cons: &Consumer) -> Run {
+        let st = cons.stats();
+        self.run.dropped = st.dropped;
+        self.run.failed = st.failed;
+        self.run
+    }
+}
+
 /// Streams `n` events (cycling through `pool`) through a fresh pipeline.
+///
+/// Paced runs (`rate_mhz`) drop on overload, and one thread both offers the
+/// events on schedule and takes the outputs between arrivals: with the
+/// workers, that is one busy thread per core, whereas a separate consumer
+/// thread would preempt a worker or the producer for whole scheduler time
+/// slices (milliseconds) on a machine with few cores. Runs as fast as
+/// possible block on a full queue, so they take the outputs on a thread of
+/// their own.
 pub fn stream(
     pool: &EventPool,
     engine: &Arc<Engine>,
@@ -110,179 +187,128 @@ pub fn stream(
         pipeline(engine.clone(), &pcfg).map_err(|e| TbError::Engine(e.to_string()))?;
     // Let the workers start and park before the clock starts.
     std::thread::sleep(Duration::from_millis(2));
-    let arrival: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
-    let t0 = Instant::now();
+    let arrival: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
     let pb = crate::progress_bar(cfg.progress && record, n, "cpu");
-
-    let cons_arr = arrival.clone();
-    let result = std::thread::scope(|s| -> Result<Run, TbError> {
-        let consumer = s.spawn(move || {
-            let mut r = Run {
-                events: n,
-                delivered: 0,
-                dropped: 0,
-                failed: 0,
-                checked: 0,
-                mismatches: 0,
-                first_mismatches: vec![],
-                latency_ns: Vec::with_capacity(if record { n as usize } else { 0 }),
-                points: Vec::with_capacity(if record { n as usize } else { 0 }),
-                last_arrival_ns: 0,
-                last_delivery_ns: 0,
-                sequence_ok: true,
-            };
-            let mut last_seq: Option<u64> = None;
-            let mut lat_all: Vec<f64> = Vec::new();
-            loop {
-                match cons.next_timeout(Some(Duration::from_millis(50))) {
-                    Ok(Next::Event(seq, out)) => {
-                        let now = t0.elapsed().as_nanos() as u64;
-                        if let Some(p) = last_seq {
-                            if seq <= p {
-                                r.sequence_ok = false;
-                            }
-                        }
-                        last_seq = Some(seq);
-                        r.delivered += 1;
-                        r.checked += 1;
-                        let want = pool.expected(seq);
-                        if out != want {
-                            r.mismatches += 1;
-                            if r.first_mismatches.len() < 10 {
-                                r.first_mismatches.push(Mismatch {
-                                    event: seq,
-                                    got: out.to_vec(),
-                                    expected: want.to_vec(),
-                                });
-                            }
-                        }
-                        let a = cons_arr[seq as usize].load(Relaxed);
-                        let lat = now.saturating_sub(a) as f64;
-                        r.last_delivery_ns = now;
-                        if record {
-                            r.latency_ns.push(lat);
-                            r.points.push((a as f64 / 1000.0, lat));
-                        } else {
-                            lat_all.push(lat);
-                        }
-                    }
-                    Ok(Next::Empty) => {}
-                    Ok(Next::End) => break,
-                    Err(e) => {
-                        // A failed batch: counted in stats().failed; keep going.
-                        if let engine::pipeline::PipelineError::Batch { .. } = e {
-                            continue;
-                        }
-                        return Err(TbError::Engine(e.to_string()));
-                    }
-                }
+    let mut col = Collector {
+        pool,
+        t0: Instant::now(),
+        arrival: &arrival,
+        record,
+        run: Run {
+            events: n,
+            delivered: 0,
+            dropped: 0,
+            failed: 0,
+            checked: 0,
+            mismatches: 0,
+            first_mismatches: vec![],
+            latency_ns: Vec::with_capacity(n as usize),
+            points: Vec::with_capacity(if record { n as usize } else { 0 }),
+            last_arrival_ns: 0,
+            last_delivery_ns: 0,
+            sequence_ok: true,
+        },
+        last_seq: None,
+    };
+    let t0 = col.t0;
+    let il = pool.in_len;
+    let count = pool.count() as u64;
+    let batch = pcfg.batch;
+    let push_range =
+        |prod: &mut engine::pipeline::Producer, from: u64, to: u64| -> Result<(), TbError> {
+            let mut i = from;
+            while i < to {
+                let k0 = i % count;
+                let len = (to - i).min(count - k0);
+                let slice = &pool.raw[k0 as usize * il..(k0 + len) as usize * il];
+                prod.push_raw(slice)
+                    .map_err(|e| TbError::Engine(e.to_string()))?;
+                i += len;
             }
-            let st = cons.stats();
-            r.dropped = st.dropped;
-            r.failed = st.failed;
-            if !record {
-                r.latency_ns = lat_all;
-            }
-            Ok(r)
-        });
-
-        // Producer (this thread).
-        let il = pool.in_len;
-        let count = pool.count() as u64;
-        let mut pushed = 0u64;
-        let mut in_batch = 0usize;
-        let mut batch_first = 0u64;
-        let batch = pcfg.batch;
-        let push_range =
-            |prod: &mut engine::pipeline::Producer, from: u64, to: u64| -> Result<(), TbError> {
-                let mut i = from;
-                while i < to {
-                    let k0 = i % count;
-                    let len = (to - i).min(count - k0);
-                    let slice = &pool.raw[k0 as usize * il..(k0 + len) as usize * il];
-                    prod.push_raw(slice)
-                        .map_err(|e| TbError::Engine(e.to_string()))?;
-                    i += len;
-                }
-                Ok(())
-            };
-        let mut last_arrival = 0u64;
-        match rate_mhz {
-            None => {
-                while pushed < n {
-                    let k = (n - pushed).min(batch as u64);
-                    let now = t0.elapsed().as_nanos() as u64;
-                    for j in pushed..pushed + k {
-                        arrival[j as usize].store(now, Relaxed);
-                    }
-                    last_arrival = now;
-                    push_range(&mut prod, pushed, pushed + k)?;
-                    pushed += k;
-                    if let Some(pb) = &pb {
-                        pb.set_position(pushed);
-                    }
-                }
-            }
-            Some(rate) => {
-                let period_ns = 1000.0 / rate;
-                let sched: Vec<u64> = ArrivalGen::new(cfg.arrivals, period_ns, cfg.seed)
-                    .take(n as usize)
-                    .collect();
-                for (j, &t) in sched.iter().enumerate() {
-                    arrival[j].store(t, Relaxed);
-                }
-                last_arrival = sched.last().copied().unwrap_or(0);
-                let mut spins = 0u32;
-                while pushed < n {
-                    let now = t0.elapsed().as_nanos() as u64;
-                    let mut due = pushed;
-                    while due < n && sched[due as usize] <= now && due - pushed < batch as u64 {
-                        due += 1;
-                    }
-                    if due > pushed {
-                        if in_batch == 0 {
-                            batch_first = pushed;
-                        }
-                        push_range(&mut prod, pushed, due)?;
-                        let k = (due - pushed) as usize;
-                        let fill = in_batch + k;
-                        in_batch = fill % batch;
-                        if in_batch > 0 && fill >= batch {
-                            batch_first = due - in_batch as u64;
-                        }
-                        pushed = due;
-                        spins = 0;
-                        if let Some(pb) = &pb {
-                            if pushed % 4096 < k as u64 {
-                                pb.set_position(pushed);
-                            }
-                        }
-                    } else {
-                        if in_batch > 0
-                            && now.saturating_sub(sched[batch_first as usize]) >= cfg.max_wait_ns
-                        {
-                            prod.flush().map_err(|e| TbError::Engine(e.to_string()))?;
-                            in_batch = 0;
-                        }
-                        spins += 1;
-                        if spins > 64 {
-                            std::thread::yield_now();
-                        } else {
-                            std::hint::spin_loop();
-                        }
-                    }
-                }
+            Ok(())
+        };
+    let progress = |pushed: u64, k: u64| {
+        if let Some(pb) = &pb {
+            if pushed % 4096 < k {
+                pb.set_position(pushed);
             }
         }
-        prod.close().map_err(|e| TbError::Engine(e.to_string()))?;
-        let mut r = consumer.join().expect("consumer thread")?;
-        r.last_arrival_ns = last_arrival;
-        Ok(r)
-    })?;
+    };
+    let mut pushed = 0u64;
+    let run = match rate_mhz {
+        None => std::thread::scope(|s| -> Result<Run, TbError> {
+            let consumer = s.spawn(move || -> Result<Run, TbError> {
+                while col.drain(&mut cons, Duration::from_millis(50))? {}
+                Ok(col.finish(&cons))
+            });
+            let mut last = 0;
+            while pushed < n {
+                let k = (n - pushed).min(batch as u64);
+                last = t0.elapsed().as_nanos() as u64;
+                for a in &arrival[pushed as usize..(pushed + k) as usize] {
+                    a.store(last, Relaxed);
+                }
+                push_range(&mut prod, pushed, pushed + k)?;
+                pushed += k;
+                progress(pushed, k);
+            }
+            prod.close().map_err(|e| TbError::Engine(e.to_string()))?;
+            let mut r = consumer.join().expect("consumer thread")?;
+            r.last_arrival_ns = last;
+            Ok(r)
+        })?,
+        Some(rate) => {
+            let period_ns = 1000.0 / rate;
+            let sched: Vec<u64> = ArrivalGen::new(cfg.arrivals, period_ns, cfg.seed)
+                .take(n as usize)
+                .collect();
+            for (a, &t) in arrival.iter().zip(&sched) {
+                a.store(t, Relaxed);
+            }
+            // Events of a partial batch, and the first of them.
+            let (mut in_batch, mut batch_first) = (0usize, 0u64);
+            while pushed < n {
+                let now = t0.elapsed().as_nanos() as u64;
+                let mut due = pushed;
+                while due < n && sched[due as usize] <= now && due - pushed < batch as u64 {
+                    due += 1;
+                }
+                if due > pushed {
+                    if in_batch == 0 {
+                        batch_first = pushed;
+                    }
+                    push_range(&mut prod, pushed, due)?;
+                    let k = (due - pushed) as usize;
+                    let fill = in_batch + k;
+                    in_batch = fill % batch;
+                    if in_batch > 0 && fill >= batch {
+                        batch_first = due - in_batch as u64;
+                    }
+                    pushed = due;
+                    progress(pushed, k as u64);
+                    continue;
+                }
+                if in_batch > 0
+                    && now.saturating_sub(sched[batch_first as usize]) >= cfg.max_wait_ns
+                {
+                    prod.flush().map_err(|e| TbError::Engine(e.to_string()))?;
+                    in_batch = 0;
+                }
+                // Nothing due: take the outputs delivered meanwhile.
+                col.drain(&mut cons, Duration::ZERO)?;
+                std::hint::spin_loop();
+            }
+            prod.close().map_err(|e| TbError::Engine(e.to_string()))?;
+            while col.drain(&mut cons, Duration::from_millis(50))? {}
+            let mut r = col.finish(&cons);
+            r.last_arrival_ns = sched.last().copied().unwrap_or(0);
+            r
+        }
+    };
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    Ok(result)
+    Ok(run)
 }
 
 /// The CPU testbench: the main run at the configured rate, then (with
