@@ -62,6 +62,10 @@ pub struct TestbenchArgs {
     /// N cycles); default: the model's configuration.
     #[arg(long)]
     pub reuse: Option<u32>,
+    /// FPGA: also write a VCD waveform of the first K events (ports and
+    /// every input and output field) to the --report directory, or here.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub vcd: usize,
     /// FPGA: initiation interval the driver keeps, when larger than the
     /// kernel's (models a reuse factor without building it).
     #[arg(long)]
@@ -169,6 +173,23 @@ pub fn run_testbench(a: TestbenchArgs) -> Result<()> {
             };
             let k = hdl::build_kernel(&m, &opts).context("building the FPGA kernel")?;
             let pool = pool_for(&m, a.input.as_deref(), a.events, a.pool, a.seed)?;
+            if a.vcd > 0 {
+                let dir = a.report.clone().unwrap_or_else(|| PathBuf::from("."));
+                std::fs::create_dir_all(&dir)?;
+                let path = dir.join("waves.vcd");
+                let events: Vec<Vec<i64>> = (0..a.vcd.min(pool.count()))
+                    .map(|e| pool.input(e as u64).to_vec())
+                    .collect();
+                let f = std::fs::File::create(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                let cycles = hdl::wave::write_vcd(&k, &events, std::io::BufWriter::new(f))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!(
+                    "waveform of the first {} events ({cycles} cycles, netlist simulator): {}",
+                    events.len(),
+                    path.display()
+                );
+            }
             finish(
                 run_fpga(&name, &pool, &k, &cfg)?,
                 a.report.as_deref(),

@@ -1,7 +1,7 @@
 //! FPGA kernels for quantized networks: a netlist built from a
 //! [`quantize::qmodel::QModel`], simulated cycle by cycle and printed as
 //! Verilog from the same description; export with a self-checking testbench,
-//! Verilator and Icarus co-simulation, and Yosys resource reports.
+//! Verilator and Icarus co-simulation, Yosys resource reports, and VCD waveforms.
 
 pub mod block;
 pub mod build;
@@ -10,5 +10,6 @@ pub mod fold;
 pub mod netlist;
 pub mod pipeline;
 pub mod synth;
+pub mod wave;
 
 pub use build::{build_kernel, slice_layers, Kernel, Options, Strategy};

@@ -736,6 +736,16 @@ pub struct Sim<'a> {
 }
 
 impl<'a> Sim<'a> {
+    /// `in_ready` in the current cycle, before the inputs are set: it
+    /// depends on registers only.
+    pub fn ready_now(&mut self) -> bool {
+        if self.net.in_ready.is_none() {
+            return true;
+        }
+        self.state.eval(self.net, false, |_, _| 0, false);
+        self.state.ready(self.net)
+    }
+
     /// Whether the kernel took the event presented in the last step
     /// (`in_ready` was high; an event is taken when `in_valid` and `in_ready`
     /// are both high at the edge).
