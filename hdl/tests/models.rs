@@ -106,6 +106,39 @@ fn verilator_every_mlp_in_models() {
     }
 }
 
+/// The Conv1D and Conv2D models (Keras, with their Transposes, pooling and
+/// Flatten as wiring) under Verilator, 100,000 events each.
+#[test]
+fn verilator_conv_models() {
+    if !have("verilator") {
+        return;
+    }
+    for (name, st) in [
+        ("conv1d_small_keras.onnx", Strategy::ShiftAdd),
+        ("conv2d_small_keras.onnx", Strategy::Dsp),
+    ] {
+        let m = load(name);
+        assert!(!is_mlp(&m), "{name} has convolutions");
+        let t0 = std::time::Instant::now();
+        let (k, r, dir) = cosim(
+            &m,
+            &Options {
+                strategy: st,
+                ..Options::default()
+            },
+            100_000,
+            "verilator",
+            name,
+        );
+        assert_bit_exact(&m, &dir, &r, 100_000);
+        eprintln!(
+            "{name} {st:?}: latency {} cycles, 100000 events bit-exact in {:?}",
+            k.latency,
+            t0.elapsed()
+        );
+    }
+}
+
 /// The jet tagger with every Dense layer's multipliers shared 4 times (II 4),
 /// exported and co-simulated under Verilator on 100,000 events.
 #[test]
