@@ -242,7 +242,7 @@ mod x86 {
     use crate::dense::x86::{blocks, Sink, DPBUSD, DPWSSD, MADD};
     use crate::dense::Operand;
     use crate::isa::Isa;
-    use crate::rq::{FastRq, FastRq32};
+    use crate::rq::FastRq;
     use quantize::qmodel::Table;
     use std::arch::x86_64::*;
 
@@ -251,37 +251,72 @@ mod x86 {
         _mm512_set1_epi32(v)
     }
 
-    #[inline(always)]
-    unsafe fn rq(r: &FastRq32, a: __m512i) -> __m512i {
-        let kr = _mm_cvtsi32_si128(r.kr as i32);
-        let kl = _mm_cvtsi32_si128(r.kl as i32);
-        let sign = _mm512_srai_epi32::<31>(a);
-        let add = _mm512_add_epi32(
-            set1(r.base),
-            _mm512_add_epi32(
-                _mm512_and_si512(sign, set1(r.neg)),
-                _mm512_and_si512(_mm512_sra_epi32(a, kr), set1(r.conv)),
-            ),
-        );
-        let v = _mm512_sll_epi32(_mm512_sra_epi32(_mm512_add_epi32(a, add), kr), kl);
-        match r.mode {
-            0 => {
-                let ws = _mm_cvtsi32_si128(r.wrap_shift as i32);
-                let t = _mm512_sll_epi32(v, ws);
-                if r.signed {
-                    _mm512_sra_epi32(t, ws)
-                } else {
-                    _mm512_srl_epi32(t, ws)
+    /// A [`crate::rq::FastRq`] on a vector of i32 (16) or i64 (8) lanes,
+    /// step for step as its scalar `apply`.
+    macro_rules! rq_lanes {
+        ($name:ident, $t:ty, $w:literal, $set1:ident, $add:ident, $srai:ident, $sra:ident,
+         $sll:ident, $srl:ident, $min:ident, $max:ident, $gt:ident, $lt:ident, $maskz:ident) => {
+            #[inline(always)]
+            unsafe fn $name(r: &FastRq<$t>, a: __m512i) -> __m512i {
+                let kr = _mm_cvtsi32_si128(r.kr as i32);
+                let kl = _mm_cvtsi32_si128(r.kl as i32);
+                let add = $add(
+                    $set1(r.base),
+                    $add(
+                        _mm512_and_si512($srai::<{ $w - 1 }>(a), $set1(r.neg)),
+                        _mm512_and_si512($sra(a, kr), $set1(r.conv)),
+                    ),
+                );
+                let v = $sll($sra($add(a, add), kr), kl);
+                match r.mode {
+                    0 => {
+                        let ws = _mm_cvtsi32_si128(r.wrap_shift as i32);
+                        let t = $sll(v, ws);
+                        if r.signed {
+                            $sra(t, ws)
+                        } else {
+                            $srl(t, ws)
+                        }
+                    }
+                    1 => $max($min(v, $set1(r.hi)), $set1(r.clo)),
+                    _ => $maskz(!($gt(v, $set1(r.hi)) | $lt(v, $set1(r.lo))), v),
                 }
             }
-            1 => _mm512_max_epi32(_mm512_min_epi32(v, set1(r.hi)), set1(r.clo)),
-            _ => {
-                let bad =
-                    _mm512_cmpgt_epi32_mask(v, set1(r.hi)) | _mm512_cmplt_epi32_mask(v, set1(r.lo));
-                _mm512_maskz_mov_epi32(!bad, v)
-            }
-        }
+        };
     }
+
+    rq_lanes!(
+        rq,
+        i32,
+        32,
+        _mm512_set1_epi32,
+        _mm512_add_epi32,
+        _mm512_srai_epi32,
+        _mm512_sra_epi32,
+        _mm512_sll_epi32,
+        _mm512_srl_epi32,
+        _mm512_min_epi32,
+        _mm512_max_epi32,
+        _mm512_cmpgt_epi32_mask,
+        _mm512_cmplt_epi32_mask,
+        _mm512_maskz_mov_epi32
+    );
+    rq_lanes!(
+        rq64,
+        i64,
+        64,
+        _mm512_set1_epi64,
+        _mm512_add_epi64,
+        _mm512_srai_epi64,
+        _mm512_sra_epi64,
+        _mm512_sll_epi64,
+        _mm512_srl_epi64,
+        _mm512_min_epi64,
+        _mm512_max_epi64,
+        _mm512_cmpgt_epi64_mask,
+        _mm512_cmplt_epi64_mask,
+        _mm512_maskz_mov_epi64
+    );
 
     #[inline(always)]
     unsafe fn epilogue(l: &ChainLayer, acc: __m512i, b: usize) -> __m512i {
@@ -400,39 +435,6 @@ mod x86 {
             run_vnni::<E, J>(c, cur, nxt, dot)
         } else {
             run_avx512::<E, J>(c, cur, nxt, dot)
-        }
-    }
-
-    /// [`FastRq`] on 8 i64 lanes, step for step as its scalar `apply`.
-    #[inline(always)]
-    unsafe fn rq64(r: &FastRq, a: __m512i) -> __m512i {
-        let s1 = |v: i64| _mm512_set1_epi64(v);
-        let kr = _mm_cvtsi32_si128(r.kr as i32);
-        let add = _mm512_add_epi64(
-            s1(r.base),
-            _mm512_add_epi64(
-                _mm512_and_si512(_mm512_srai_epi64::<63>(a), s1(r.neg)),
-                _mm512_and_si512(_mm512_sra_epi64(a, kr), s1(r.conv)),
-            ),
-        );
-        let kl = _mm_cvtsi32_si128(r.kl as i32);
-        let v = _mm512_sll_epi64(_mm512_sra_epi64(_mm512_add_epi64(a, add), kr), kl);
-        match r.mode {
-            0 => {
-                let ws = _mm_cvtsi32_si128(r.wrap_shift as i32);
-                let t = _mm512_sll_epi64(v, ws);
-                if r.signed {
-                    _mm512_sra_epi64(t, ws)
-                } else {
-                    _mm512_srl_epi64(t, ws)
-                }
-            }
-            1 => _mm512_max_epi64(_mm512_min_epi64(v, s1(r.hi)), s1(r.clo)),
-            _ => {
-                let bad =
-                    _mm512_cmpgt_epi64_mask(v, s1(r.hi)) | _mm512_cmplt_epi64_mask(v, s1(r.lo));
-                _mm512_maskz_mov_epi64(!bad, v)
-            }
         }
     }
 

@@ -70,7 +70,7 @@ pub trait InputValue: Copy {
     }
 }
 
-/// Raw integer inputs: copy, then one branch-free range check per event.
+/// Raw integer inputs: copy with one branch-free range check per event.
 #[inline(always)]
 fn raw_slice<T: Copy + Into<i64>>(
     src: &[T],
@@ -79,13 +79,7 @@ fn raw_slice<T: Copy + Into<i64>>(
     hi: i64,
     dst: &mut [i64],
 ) -> Result<(), EngineError> {
-    let mut bad = false;
-    for (d, &v) in dst.iter_mut().zip(src) {
-        let v: i64 = v.into();
-        bad |= v < lo || v > hi;
-        *d = v;
-    }
-    if bad {
+    if copy_check(src, lo, hi, dst) {
         let (index, &raw) = dst
             .iter()
             .enumerate()
@@ -98,6 +92,71 @@ fn raw_slice<T: Copy + Into<i64>>(
         });
     }
     Ok(())
+}
+
+/// Storage for raw codes: i64, or i16 where the input type fits (the
+/// pipeline's batches). `store` truncates; callers check the range.
+pub(crate) trait RawStore: Copy {
+    fn store(v: i64) -> Self;
+}
+
+impl RawStore for i64 {
+    #[inline(always)]
+    fn store(v: i64) -> i64 {
+        v
+    }
+}
+
+impl RawStore for i16 {
+    #[inline(always)]
+    fn store(v: i64) -> i16 {
+        v as i16
+    }
+}
+
+/// `dst = src` (stored as `U`); whether any value lies outside `lo..=hi`.
+/// Compiled for AVX2 when the CPU has it: baseline x86-64 has no 64-bit
+/// vector compare, and the check would take a value at a time.
+#[inline]
+pub(crate) fn copy_check<T: Copy + Into<i64>, U: RawStore>(
+    src: &[T],
+    lo: i64,
+    hi: i64,
+    dst: &mut [U],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::Avx2.available() {
+        // SAFETY: AVX2 was just checked available.
+        return unsafe { copy_check_avx2(src, lo, hi, dst) };
+    }
+    copy_check_any(src, lo, hi, dst)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn copy_check_avx2<T: Copy + Into<i64>, U: RawStore>(
+    src: &[T],
+    lo: i64,
+    hi: i64,
+    dst: &mut [U],
+) -> bool {
+    copy_check_any(src, lo, hi, dst)
+}
+
+#[inline(always)]
+fn copy_check_any<T: Copy + Into<i64>, U: RawStore>(
+    src: &[T],
+    lo: i64,
+    hi: i64,
+    dst: &mut [U],
+) -> bool {
+    let mut bad = false;
+    for (d, &v) in dst.iter_mut().zip(src) {
+        let v: i64 = v.into();
+        bad |= (v < lo) | (v > hi);
+        *d = U::store(v);
+    }
+    bad
 }
 
 /// Raw codes of any integer width: widened to i64 and range-checked.

@@ -30,7 +30,7 @@
 //!   the sequence numbers and count, the events are counted in `failed`.
 
 use crate::hist::{Histogram, Summary};
-use crate::{Engine, EngineError, InputValue};
+use crate::{copy_check, Engine, EngineError, InputValue};
 use crossbeam::channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -277,37 +277,6 @@ pub fn pipeline(
     ))
 }
 
-/// Appends `src` narrowed to i16 to `dst`; whether any value lies outside
-/// `lo..=hi`. Runs on the producer thread, so it is compiled for AVX2 when
-/// the CPU has it: baseline x86-64 has no 64-bit vector compare, and the
-/// loop would take a value at a time.
-fn narrow_i16(src: &[i64], dst: &mut Vec<i16>, lo: i64, hi: i64) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if crate::Isa::Avx2.available() {
-        // SAFETY: AVX2 was just checked available.
-        return unsafe { narrow_i16_avx2(src, dst, lo, hi) };
-    }
-    narrow_i16_any(src, dst, lo, hi)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn narrow_i16_avx2(src: &[i64], dst: &mut Vec<i16>, lo: i64, hi: i64) -> bool {
-    narrow_i16_any(src, dst, lo, hi)
-}
-
-#[inline(always)]
-fn narrow_i16_any(src: &[i64], dst: &mut Vec<i16>, lo: i64, hi: i64) -> bool {
-    let start = dst.len();
-    dst.resize(start + src.len(), 0);
-    let mut bad = false;
-    for (d, &v) in dst[start..].iter_mut().zip(src) {
-        bad |= (v < lo) | (v > hi);
-        *d = v as i16;
-    }
-    bad
-}
-
 #[cfg(target_os = "linux")]
 fn pin_to(cpu: usize) {
     // SAFETY: plain libc call on a zeroed cpu_set_t for the calling thread.
@@ -543,7 +512,9 @@ impl Producer {
                 Inputs::I16(x) => {
                     // Narrowed here, so range-checked here: a bad value fails
                     // its whole batch, as the workers' check would.
-                    if narrow_i16(ev, x, lo, hi) && b.err.is_none() {
+                    let start = x.len();
+                    x.resize(start + ev.len(), 0);
+                    if copy_check(ev, lo, hi, &mut x[start..]) && b.err.is_none() {
                         let (i, &raw) = ev
                             .iter()
                             .enumerate()
