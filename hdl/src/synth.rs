@@ -1,10 +1,10 @@
 //! Yosys synthesis of an export (`synth_xilinx`): LUT, FF, DSP, BRAM counts
 //! and the longest register-to-register path in cells (`ltp` over every cell
-//! but the flip-flops and the DSPs, so paths end at registers and at DSPs;
-//! LUTs and CARRY8 stages both count as one level). DSPs are cut because
-//! synthesis moves registers into them (their A/B/P registers), so a path
-//! through a DSP cell may hold a register; their own delay is in the delay
-//! model of `pipeline.rs`.
+//! but the flip-flops, DSPs and RAMs, so paths end at registers, DSPs and
+//! memories; LUTs and CARRY8 stages both count as one level). DSPs and RAMs
+//! are cut because synthesis moves registers into them (A/B/P registers, a
+//! table ROM's registered read), so a path through such a cell may hold a
+//! register; their own delay is in the delay model of `pipeline.rs`.
 
 use std::path::Path;
 use std::process::Command;
@@ -98,7 +98,7 @@ pub fn synth(verilog: &Path, module: &str, family: &str) -> Result<SynthReport, 
     let dir = verilog.parent().unwrap_or(Path::new("."));
     let (stat_f, ltp_f) = (dir.join("yosys_stat.txt"), dir.join("yosys_ltp.txt"));
     let script = format!(
-        "read_verilog {}; synth_xilinx -family {family} -top {module}; tee -o {} stat; tee -o {} ltp -noff t:FD* t:DSP* %u %n",
+        "read_verilog {}; synth_xilinx -family {family} -top {module}; tee -o {} stat; tee -o {} ltp -noff t:FD* t:DSP* t:RAM* %u %u %n",
         verilog.display(),
         stat_f.display(),
         ltp_f.display()
