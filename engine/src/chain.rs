@@ -143,12 +143,11 @@ impl Chain {
         if self.simd() {
             // SAFETY: AVX-512 was checked available when the plan was built;
             // buffers are sized by `scratch()` (whole 16-lane blocks).
-            unsafe {
-                x86::run::<1, 8>(self, cur, nxt, dot);
-                let n = self.layers.last().unwrap().k.n_out;
-                x86::finish(&self.tail, &dot[..n], y);
-            }
-            return;
+            unsafe { x86::run::<1, 8>(self, cur, nxt, dot) };
+            // The scalar tail: for one event its latency beats the lane
+            // path's gather (which pays off across a multi-event pass).
+            let n = self.layers.last().unwrap().k.n_out;
+            return finish(&self.tail, &dot[..n], y);
         }
         let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
