@@ -13,8 +13,9 @@
 //! stay in i16/u8 lanes, bias + requant + Relu/Clip run on i32 lanes in the
 //! dot kernel's epilogue, a final Softmax (when its i64 path is exact) or
 //! Argmax runs on the last layer's i32 outputs, and only the run's last
-//! tensor reaches the i64 arena. Batches go [`MULTI`] events per pass over the weights
-//! (`Plan::run_multi`). `BXFLOW_FUSE=0` disables fusion (for comparisons).
+//! tensor reaches the i64 arena. Batches go [`MULTI`] events per pass over
+//! the weights (`Plan::run_multi`). `BXFLOW_FUSE=0` disables fusion (for
+//! comparisons).
 
 use crate::chain::{Chain, ChainLayer, Epi, Tail};
 use crate::dense::{xpack_len, Operand, PackedDense, MULTI};
