@@ -191,3 +191,28 @@ fn unsupported_reuse_is_an_error() {
         "{msg}"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 64, ..Default::default() })]
+    /// Models, precisions, strategies, pipeline budgets and reuse factors
+    /// drawn by proptest (shrinking a failure towards a small seed, width and
+    /// reuse): the kernel's simulation equals the golden model.
+    #[test]
+    fn prop_kernels_match_golden(
+        seed in proptest::prelude::any::<u64>(),
+        max_bits in 2u32..=24,
+        reuse in 1u32..=6,
+        levels in 1u32..=8,
+        dsp in proptest::prelude::any::<bool>(),
+    ) {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let model = random_model(&mut rng, &RandomSpec { max_bits, ..RandomSpec::default() });
+        let opts = Options {
+            strategy: if dsp { Strategy::Dsp } else { Strategy::ShiftAdd },
+            levels: Some(levels),
+            reuse: Some(reuse),
+            ..Options::default()
+        };
+        check_model(&mut rng, &model, &opts, &format!("seed {seed}"));
+    }
+}
