@@ -578,6 +578,21 @@ impl Producer {
         self.cur = Some(b);
     }
 
+    /// Counts `k` events that arrived but never entered the pipeline (a
+    /// front end that fell behind its source): they take sequence numbers
+    /// and count as dropped, so pushed = delivered + dropped + failed still
+    /// accounts for every event. The partly filled batch is sent first.
+    pub fn drop_events(&mut self, k: u64) -> Result<(), PipelineError> {
+        if self.tx.is_none() {
+            return Err(PipelineError::Closed);
+        }
+        self.flush()?;
+        self.next_seq += k;
+        self.shared.pushed.fetch_add(k, Relaxed);
+        self.shared.dropped.fetch_add(k, Relaxed);
+        Ok(())
+    }
+
     /// Sends the partly filled batch now.
     pub fn flush(&mut self) -> Result<(), PipelineError> {
         match self.cur.take() {

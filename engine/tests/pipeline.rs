@@ -221,3 +221,35 @@ fn bulk_f32_and_wide_raw_inputs() {
         assert_eq!((s.delivered, s.failed, s.in_flight), (k as u64, 0, 0));
     }
 }
+
+/// Events lost before the pipeline (`drop_events`) take sequence numbers and
+/// count as dropped: the delivered events skip them, in order, and
+/// pushed = delivered + dropped.
+#[test]
+fn events_dropped_at_the_source_are_accounted() {
+    let (eng, _m, pool, want) = setup(17);
+    let il = eng.input_len();
+    let cfg = PipelineConfig {
+        workers: 1,
+        batch: 8,
+        queue: 16,
+        overload: Overload::Drop,
+        ..Default::default()
+    };
+    let (mut prod, mut cons) = pipeline(eng.clone(), &cfg).unwrap();
+    // Events 0..5 enter, 5..25 are lost at the source, 25..40 enter.
+    prod.push_raw(&pool[..5 * il]).unwrap();
+    prod.drop_events(20).unwrap();
+    prod.push_raw(&pool[25 * il..40 * il]).unwrap();
+    let st = prod.close().unwrap();
+    assert_eq!((st.pushed, st.dropped), (40, 20));
+    let mut seqs = vec![];
+    while let Some((seq, out)) = cons.next().unwrap() {
+        assert_eq!(out, &want[seq as usize][..], "event {seq}");
+        seqs.push(seq);
+    }
+    let expect: Vec<u64> = (0..5).chain(25..40).collect();
+    assert_eq!(seqs, expect);
+    let st = cons.stats();
+    assert_eq!(st.delivered + st.dropped + st.failed, st.pushed);
+}

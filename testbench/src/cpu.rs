@@ -267,12 +267,24 @@ pub fn stream(
             }
             // Events of a partial batch, and the first of them.
             let (mut in_batch, mut batch_first) = (0usize, 0u64);
+            // Events whose arrival time has come.
+            let mut arrived = 0u64;
             while pushed < n {
                 let now = t0.elapsed().as_nanos() as u64;
-                let mut due = pushed;
-                while due < n && sched[due as usize] <= now && due - pushed < batch as u64 {
-                    due += 1;
+                while arrived < n && sched[arrived as usize] <= now {
+                    arrived += 1;
                 }
+                // A front end holds at most one batch of arrived events; when
+                // this thread falls further behind, the oldest are lost at the
+                // source (and counted), as a full input buffer loses them.
+                let late = (arrived - pushed).saturating_sub(batch as u64);
+                if late > 0 {
+                    prod.drop_events(late)
+                        .map_err(|e| TbError::Engine(e.to_string()))?;
+                    pushed += late;
+                    in_batch = 0;
+                }
+                let due = arrived.min(pushed + batch as u64);
                 if due > pushed {
                     if in_batch == 0 {
                         batch_first = pushed;
@@ -286,17 +298,16 @@ pub fn stream(
                     }
                     pushed = due;
                     progress(pushed, k as u64);
-                    continue;
-                }
-                if in_batch > 0
+                } else if in_batch > 0
                     && now.saturating_sub(sched[batch_first as usize]) >= cfg.max_wait_ns
                 {
                     prod.flush().map_err(|e| TbError::Engine(e.to_string()))?;
                     in_batch = 0;
                 }
-                // Nothing due: take the outputs delivered meanwhile.
+                // Outputs are taken on every turn: when the offered rate is
+                // more than this thread keeps up with, events are always due,
+                // and outputs left waiting would stall the workers.
                 col.drain(&mut cons, Duration::ZERO)?;
-                std::hint::spin_loop();
             }
             prod.close().map_err(|e| TbError::Engine(e.to_string()))?;
             while col.drain(&mut cons, Duration::from_millis(50))? {}
