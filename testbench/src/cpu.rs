@@ -24,7 +24,8 @@ pub struct CpuConfig {
     /// Worker threads (0 = one per core but one, left to the producer and consumer).
     pub workers: usize,
     pub batch: usize,
-    /// Input queue capacity, batches.
+    /// Input queue capacity, batches; a paced run's front end buffers as
+    /// many events before the queue.
     pub queue: usize,
     /// A partial batch is sent once its first event has waited this long (paced runs), ns.
     pub max_wait_ns: u64,
@@ -45,7 +46,7 @@ impl Default for CpuConfig {
             budget_ns: 1000.0,
             workers: 0,
             batch: 64,
-            queue: 1024,
+            queue: 64,
             max_wait_ns: 10_000,
             seed: 1,
             progress: false,
@@ -269,15 +270,17 @@ pub fn stream(
             let (mut in_batch, mut batch_first) = (0usize, 0u64);
             // Events whose arrival time has come.
             let mut arrived = 0u64;
+            let front = (pcfg.queue * batch) as u64;
             while pushed < n {
                 let now = t0.elapsed().as_nanos() as u64;
                 while arrived < n && sched[arrived as usize] <= now {
                     arrived += 1;
                 }
-                // A front end holds at most one batch of arrived events; when
-                // this thread falls further behind, the oldest are lost at the
-                // source (and counted), as a full input buffer loses them.
-                let late = (arrived - pushed).saturating_sub(batch as u64);
+                // The front end buffers as many arrived events as the input
+                // queue holds; when this thread falls further behind, the
+                // oldest are lost at the source (and counted), as a full
+                // input buffer loses them.
+                let late = (arrived - pushed).saturating_sub(front);
                 if late > 0 {
                     prod.drop_events(late)
                         .map_err(|e| TbError::Engine(e.to_string()))?;
