@@ -52,7 +52,9 @@ pub struct TestbenchArgs {
     /// Directory for the JSON report and the SVG plots.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// FPGA: simulator: auto (Verilator for large runs when installed), verilator, rust.
+    /// FPGA: simulator: auto (Verilator for large runs when installed),
+    /// verilator, rust (the netlist simulator), or rust-hdl (the kernel as a
+    /// rust-hdl block in rust-hdl's own simulator; slowest, for small runs).
     #[arg(long, default_value = "auto")]
     pub sim: String,
     /// FPGA: depth of the input FIFO in front of the kernel, events.
@@ -239,7 +241,8 @@ pub struct DemoArgs {
     /// Where the artifact, reports and plots go.
     #[arg(long, default_value = "bxflow-demo")]
     pub out: PathBuf,
-    /// Events through the FPGA testbench with Verilator (fewer with the netlist simulator).
+    /// Events through the FPGA testbench with Verilator (at most 5,000 with
+    /// rust-hdl's simulator when Verilator is not installed).
     #[arg(long, default_value_t = 200_000)]
     pub events: u64,
     /// Latency budget.
@@ -399,17 +402,18 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     };
 
     let have_verilator = testbench::verilator::available();
+    // rust-hdl's simulator runs a few hundred events per second here.
     let fpga_events = if have_verilator {
         a.events
     } else {
-        a.events.min(20_000)
+        a.events.min(5_000)
     };
     step(&format!(
         "FPGA testbench: {fpga_events} events at 40 MHz via {}",
         if have_verilator {
             "Verilator (built on first use, then cached)"
         } else {
-            "the netlist simulator (Verilator not installed)"
+            "rust-hdl's simulator (Verilator not installed)"
         }
     ));
     let fcfg = FpgaConfig {
@@ -418,7 +422,7 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
         sim: if have_verilator {
             SimChoice::Verilator
         } else {
-            SimChoice::Rust
+            SimChoice::RustHdl
         },
         progress: true,
         work_dir: work_dir(),
@@ -563,7 +567,7 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
         }
     }
     if !have_verilator {
-        let _ = writeln!(p, "note         Verilator is not installed: the FPGA run used the netlist simulator with {fpga_events} events");
+        let _ = writeln!(p, "note         Verilator is not installed: the FPGA run used rust-hdl's simulator with {fpga_events} events");
     }
     for f in fr
         .failures

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use rust_hdl::core::check_error::{check_all, CheckError};
 use rust_hdl::core::prelude::*;
 
+use crate::build::Kernel;
 use crate::netlist::{Netlist, SimState};
 
 /// A kernel netlist as a rust-hdl block with the interface of the exported
@@ -43,6 +44,8 @@ pub enum BlockError {
     },
     #[error("rust-hdl check failed: {0:?}")]
     Check(CheckError),
+    #[error("rust-hdl simulation: {0}")]
+    Sim(String),
 }
 
 impl<const IW: usize, const OW: usize> KernelBlock<IW, OW> {
@@ -209,4 +212,109 @@ impl<const IW: usize, const OW: usize> Block for KernelBlock<IW, OW> {
         self.out_data.accept("out_data", probe);
         probe.visit_end_scope(name, self);
     }
+}
+
+/// The input fields of `k` packed into a rust-hdl bus.
+pub fn pack<const W: usize>(k: &Kernel, event: &[i64]) -> Bits<W> {
+    let mut b: Bits<W> = 0.into();
+    for (f, &v) in k.inputs.iter().zip(event) {
+        for i in 0..f.width as usize {
+            b = b.replace_bit(f.lsb as usize + i, (v >> i.min(63)) & 1 == 1);
+        }
+    }
+    b
+}
+
+/// The output fields of `k` read from a rust-hdl bus (sign-extended when signed).
+pub fn unpack<const W: usize>(k: &Kernel, b: Bits<W>) -> Vec<i64> {
+    k.outputs
+        .iter()
+        .map(|f| {
+            let mut v: i64 = 0;
+            for i in 0..f.width as usize {
+                if b.get_bit(f.lsb as usize + i) {
+                    v |= 1 << i;
+                }
+            }
+            if f.signed && f.width < 64 && (v >> (f.width - 1)) & 1 == 1 {
+                v -= 1 << f.width;
+            }
+            v
+        })
+        .collect()
+}
+
+/// Runs `k` as a [`KernelBlock`] in rust-hdl's own `Simulation` for
+/// `cycles` cycles after one reset cycle. Each `(cycle, event)` of
+/// `stimulus` (cycles increasing) is presented with `in_valid` on its cycle,
+/// where the kernel must be ready. Returns `(cycle, outputs)` for every
+/// cycle with `out_valid`, numbered as the netlist simulator numbers them.
+pub fn run_rust_hdl(
+    k: &Kernel,
+    stimulus: &[(u64, Vec<i64>)],
+    cycles: u64,
+) -> Result<Vec<(u64, Vec<i64>)>, BlockError> {
+    let (iw, ow) = (k.in_width() as usize, k.out_width() as usize);
+    // rust-hdl's buses have compile-time widths: the smallest that fits.
+    if iw <= 256 && ow <= 256 {
+        run_sized::<256, 256>(k, stimulus, cycles)
+    } else if iw <= 2048 && ow <= 512 {
+        run_sized::<2048, 512>(k, stimulus, cycles)
+    } else if iw <= 16384 && ow <= 2048 {
+        run_sized::<16384, 2048>(k, stimulus, cycles)
+    } else {
+        Err(BlockError::Width {
+            what: "bus",
+            need: (iw.max(ow)) as u32,
+            have: 16384,
+        })
+    }
+}
+
+fn run_sized<const IW: usize, const OW: usize>(
+    k: &Kernel,
+    stimulus: &[(u64, Vec<i64>)],
+    cycles: u64,
+) -> Result<Vec<(u64, Vec<i64>)>, BlockError> {
+    use std::sync::Mutex;
+    let block = KernelBlock::<IW, OW>::new(Arc::new(k.net.clone()), &k.name)?;
+    let stim: Vec<(u64, Bits<IW>)> = stimulus.iter().map(|(c, e)| (*c, pack(k, e))).collect();
+    let seen: Arc<Mutex<Vec<(u64, Bits<OW>)>>> = Arc::default();
+    let not_ready: Arc<Mutex<Option<u64>>> = Arc::default();
+    let (out, nr) = (seen.clone(), not_ready.clone());
+    let mut sim = Simulation::new();
+    sim.add_clock(5, |x: &mut Box<KernelBlock<IW, OW>>| {
+        x.clock.next = !x.clock.val()
+    });
+    sim.add_testbench(move |mut ep: Sim<KernelBlock<IW, OW>>| {
+        let mut x = ep.init()?;
+        x.reset.next = true;
+        wait_clock_cycle!(ep, clock, x);
+        x.reset.next = false;
+        let mut next = 0;
+        for t in 0..cycles {
+            let offer = next < stim.len() && stim[next].0 == t;
+            if offer && !x.in_ready.val() {
+                *nr.lock().unwrap() = Some(t);
+            }
+            x.in_valid.next = offer;
+            x.in_data.next = if offer { stim[next].1 } else { 0.into() };
+            next += offer as usize;
+            // The registered outputs after this edge are the next cycle's.
+            wait_clock_cycle!(ep, clock, x);
+            if x.out_valid.val() {
+                out.lock().unwrap().push((t + 1, x.out_data.val()));
+            }
+        }
+        ep.done(x)
+    });
+    sim.run(Box::new(block), 10 * (cycles + 4) + 10)
+        .map_err(|e| BlockError::Sim(format!("{e:?}")))?;
+    if let Some(t) = *not_ready.lock().unwrap() {
+        return Err(BlockError::Sim(format!(
+            "kernel not ready (in_ready low) for an event at cycle {t}"
+        )));
+    }
+    let v = seen.lock().unwrap().clone();
+    Ok(v.into_iter().map(|(c, b)| (c, unpack(k, b))).collect())
 }

@@ -34,6 +34,9 @@ pub enum SimChoice {
     Auto,
     /// The `hdl` netlist simulator (Rust; for small runs).
     Rust,
+    /// The kernel as a rust-hdl block in rust-hdl's own `Simulation`
+    /// (slowest; for small runs).
+    RustHdl,
     Verilator,
 }
 
@@ -43,9 +46,10 @@ impl std::str::FromStr for SimChoice {
         match s.to_ascii_lowercase().as_str() {
             "auto" => Ok(SimChoice::Auto),
             "rust" | "netlist" | "builtin" => Ok(SimChoice::Rust),
+            "rust-hdl" | "rusthdl" => Ok(SimChoice::RustHdl),
             "verilator" => Ok(SimChoice::Verilator),
             o => Err(format!(
-                "unknown simulator '{o}': expected auto, rust or verilator"
+                "unknown simulator '{o}': expected auto, rust, rust-hdl or verilator"
             )),
         }
     }
@@ -164,6 +168,14 @@ fn simulate(
         let stim: Vec<(u64, &[i64])> = issued.iter().map(|&(e, c)| (c, pool.input(e))).collect();
         return crate::verilator::run(&exe, kernel, &stim, total, &cfg.work_dir);
     }
+    if cfg.sim == SimChoice::RustHdl {
+        let stim: Vec<(u64, Vec<i64>)> = issued
+            .iter()
+            .map(|&(e, c)| (c, pool.input(e).to_vec()))
+            .collect();
+        return hdl::block::run_rust_hdl(kernel, &stim, total)
+            .map_err(|e| TbError::Sim(e.to_string()));
+    }
     let mut sim = Sim::new(&kernel.net);
     let zero = vec![0i64; kernel.inputs.len()];
     sim.step(true, false, &zero);
@@ -213,7 +225,7 @@ fn simulate(
 
 fn use_verilator(cfg: &FpgaConfig, events: u64) -> Result<bool, TbError> {
     Ok(match cfg.sim {
-        SimChoice::Rust => false,
+        SimChoice::Rust | SimChoice::RustHdl => false,
         SimChoice::Verilator => {
             if !crate::verilator::available() {
                 return Err(TbError::Sim(
@@ -246,10 +258,10 @@ pub fn run_fpga(
         .collect();
     let sch = schedule(arrival, cfg.fifo_depth, ii);
     let verilator = use_verilator(cfg, cfg.events)?;
-    let simulator = if verilator {
-        "verilator"
-    } else {
-        "netlist simulator"
+    let simulator = match (verilator, cfg.sim) {
+        (true, _) => "verilator",
+        (false, SimChoice::RustHdl) => "rust-hdl simulation",
+        _ => "netlist simulator",
     };
     let t_sim = Instant::now();
     let outs = simulate(kernel, pool, &sch.issued, cfg, verilator, cfg.progress)?;
@@ -307,10 +319,20 @@ pub fn run_fpga(
     let delivered = outs.len().min(sch.issued.len()) as u64;
 
     // Throughput against offered rate: short runs of the same kernel and FIFO.
+    // The sweep measures the schedule rather than the simulator, so it
+    // takes the netlist simulator in place of rust-hdl's slower one.
     let mut sweep = Vec::new();
     if cfg.sweep {
         let n = cfg.sweep_events.max(100);
         let v = use_verilator(cfg, n)?;
+        let scfg = FpgaConfig {
+            sim: match cfg.sim {
+                SimChoice::RustHdl => SimChoice::Rust,
+                s => s,
+            },
+            ..cfg.clone()
+        };
+        let cfg = &scfg;
         for f in [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0] {
             let rate = cfg.rate_mhz * f;
             if rate > cfg.clock_mhz * 1.0001 {

@@ -298,3 +298,41 @@ fn cpu_target_at_40mhz_with_drops_keeps_every_output_on_its_event() {
     assert_eq!(r.checked, r.delivered);
     assert_eq!(r.mismatches, 0, "{:?}", r.first_mismatches.first());
 }
+
+/// rust-hdl's own simulator, driving the kernel as a rust-hdl block, gives
+/// the same run as the netlist simulator: latencies, intervals, losses and
+/// bit-exact outputs, here with a reuse-2 kernel (II 2, `in_ready`).
+#[test]
+fn rust_hdl_simulator_agrees_with_netlist_simulator() {
+    let m = jets();
+    let k = build_kernel(
+        &m,
+        &Options {
+            reuse: Some(2),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let pool = EventPool::generated(&m, 300, 300, 5).unwrap();
+    let cfg = FpgaConfig {
+        sweep: false,
+        arrivals: Arrivals::Poisson,
+        ..fpga_cfg(300)
+    };
+    let a = run_fpga(&m.name, &pool, &k, &cfg).unwrap();
+    let b = run_fpga(
+        &m.name,
+        &pool,
+        &k,
+        &FpgaConfig {
+            sim: SimChoice::RustHdl,
+            ..cfg
+        },
+    )
+    .unwrap();
+    assert_eq!(b.kernel.as_ref().unwrap().simulator, "rust-hdl simulation");
+    assert!(b.pass, "{:?}", b.failures);
+    assert_eq!((b.delivered, b.mismatches, b.lost), (300, 0, 0));
+    assert_eq!(a.latency_cycles, b.latency_cycles);
+    assert_eq!(a.interval_cycles, b.interval_cycles);
+}
