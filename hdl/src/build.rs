@@ -1052,24 +1052,47 @@ pub fn module_name(name: &str) -> String {
     s
 }
 
+/// One field per value of `ty`, packed from bit 0 (the bus packing of the
+/// export: value i at `data[i*W +: W]`).
+fn bus(ty: FixedType, n: usize) -> Vec<Field> {
+    (0..n)
+        .map(|i| Field {
+            lsb: i as u32 * ty.width,
+            width: ty.width,
+            signed: ty.signed,
+        })
+        .collect()
+}
+
+/// The input bus of `model`: its fields and their input nodes in `net`.
+pub(crate) fn input_bus(net: &mut Netlist, model: &QModel) -> (Vec<Field>, Vec<NodeId>) {
+    let fields = bus(model.input_ty, model.input_len());
+    let nodes = fields
+        .iter()
+        .map(|f| net.input(f.lsb, f.width, f.signed))
+        .collect();
+    (fields, nodes)
+}
+
+/// Makes `vals` the outputs of `net`, one field of the model's output type each.
+pub(crate) fn output_bus(net: &mut Netlist, model: &QModel, vals: &[NodeId]) -> Vec<Field> {
+    let fields = bus(model.output_ty(), vals.len());
+    for (f, &node) in fields.iter().zip(vals) {
+        net.outputs.push(OutField {
+            node,
+            width: f.width,
+        });
+    }
+    fields
+}
+
 /// The combinational netlist of `model` (no registers), with its bus fields.
 pub fn build_comb(
     model: &QModel,
     strategy: Strategy,
 ) -> Result<(Netlist, Vec<Field>, Vec<Field>), BuildError> {
     let mut b = Builder::new(model, strategy);
-    let ity = model.input_ty;
-    let mut inputs = Vec::new();
-    let mut x = Vec::new();
-    for i in 0..model.input_len() {
-        let lsb = i as u32 * ity.width;
-        x.push(b.net.input(lsb, ity.width, ity.signed));
-        inputs.push(Field {
-            lsb,
-            width: ity.width,
-            signed: ity.signed,
-        });
-    }
+    let (inputs, x) = input_bus(&mut b.net, model);
     let mut tensors = vec![x];
     for li in 0..model.layers.len() {
         let y = b.layer(li, &tensors)?;
@@ -1078,20 +1101,7 @@ pub fn build_comb(
         }
         tensors.push(y);
     }
-    let oty = model.output_ty();
-    let mut outputs = Vec::new();
-    let last = tensors.pop().unwrap_or_default();
-    for (i, &n) in last.iter().enumerate() {
-        b.net.outputs.push(OutField {
-            node: n,
-            width: oty.width,
-        });
-        outputs.push(Field {
-            lsb: i as u32 * oty.width,
-            width: oty.width,
-            signed: oty.signed,
-        });
-    }
+    let outputs = output_bus(&mut b.net, model, &tensors.pop().unwrap_or_default());
     Ok((b.net, inputs, outputs))
 }
 

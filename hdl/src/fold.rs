@@ -21,7 +21,9 @@
 use quantize::golden::round_to_lsb;
 use quantize::qmodel::{QModel, QOp};
 
-use crate::build::{module_name, BuildError, Builder, Field, Kernel, Options, Strategy, Term};
+use crate::build::{
+    input_bus, module_name, output_bus, BuildError, Builder, Kernel, Options, Strategy, Term,
+};
 use crate::netlist::{Netlist, NodeId, OutField};
 use crate::pipeline::{pipeline, Delays};
 
@@ -117,18 +119,7 @@ pub(crate) fn build_folded(
     let budget = options.budget_ps();
     let delays = Delays::default();
     let mut top = Netlist::new();
-    let ity = model.input_ty;
-    let mut inputs = Vec::new();
-    let mut vals = Vec::new();
-    for i in 0..model.input_len() {
-        let lsb = i as u32 * ity.width;
-        vals.push(top.input(lsb, ity.width, ity.signed));
-        inputs.push(Field {
-            lsb,
-            width: ity.width,
-            signed: ity.signed,
-        });
-    }
+    let (inputs, mut vals) = input_bus(&mut top, model);
     let mut valid = handshake(&mut top, ii);
     let mut latency = 0;
     // The folded layer whose accumulators the next segment finishes.
@@ -173,19 +164,7 @@ pub(crate) fn build_folded(
     if let Some(e) = top.error.take() {
         return Err(e.into());
     }
-    let oty = model.output_ty();
-    let mut outputs = Vec::new();
-    for (i, &v) in vals.iter().enumerate() {
-        top.outputs.push(OutField {
-            node: v,
-            width: oty.width,
-        });
-        outputs.push(Field {
-            lsb: i as u32 * oty.width,
-            width: oty.width,
-            signed: oty.signed,
-        });
-    }
+    let outputs = output_bus(&mut top, model, &vals);
     top.out_valid = Some(valid);
     Ok(Kernel {
         name: module_name(&model.name),
