@@ -79,30 +79,37 @@ fn model_kernels_simulate_bit_exact() {
     }
 }
 
+/// Exports model `name` with `st` and co-simulates 100,000 events under
+/// Verilator, bit for bit against golden.
+fn verilator_model(name: &str, st: Strategy, check: impl Fn(&QModel)) {
+    let m = load(name);
+    check(&m);
+    let t0 = std::time::Instant::now();
+    let (k, r, dir) = cosim(
+        &m,
+        &Options {
+            strategy: st,
+            ..Options::default()
+        },
+        100_000,
+        "verilator",
+        name,
+    );
+    assert_bit_exact(&m, &dir, &r, 100_000);
+    eprintln!(
+        "{name} {st:?}: latency {} cycles, 100000 events bit-exact in {:?}",
+        k.latency,
+        t0.elapsed()
+    );
+}
+
 #[test]
 fn verilator_every_mlp_in_models() {
     if !have("verilator") {
         return;
     }
     for (name, st) in MLPS {
-        let m = load(name);
-        let t0 = std::time::Instant::now();
-        let (k, r, dir) = cosim(
-            &m,
-            &Options {
-                strategy: st,
-                ..Options::default()
-            },
-            100_000,
-            "verilator",
-            name,
-        );
-        assert_bit_exact(&m, &dir, &r, 100_000);
-        eprintln!(
-            "{name} {st:?}: latency {} cycles, 100000 events bit-exact in {:?}",
-            k.latency,
-            t0.elapsed()
-        );
+        verilator_model(name, st, |m| assert!(is_mlp(m), "{name}"));
     }
 }
 
@@ -117,25 +124,7 @@ fn verilator_conv_models() {
         ("conv1d_small_keras.onnx", Strategy::ShiftAdd),
         ("conv2d_small_keras.onnx", Strategy::Dsp),
     ] {
-        let m = load(name);
-        assert!(!is_mlp(&m), "{name} has convolutions");
-        let t0 = std::time::Instant::now();
-        let (k, r, dir) = cosim(
-            &m,
-            &Options {
-                strategy: st,
-                ..Options::default()
-            },
-            100_000,
-            "verilator",
-            name,
-        );
-        assert_bit_exact(&m, &dir, &r, 100_000);
-        eprintln!(
-            "{name} {st:?}: latency {} cycles, 100000 events bit-exact in {:?}",
-            k.latency,
-            t0.elapsed()
-        );
+        verilator_model(name, st, |m| assert!(!is_mlp(m), "{name} has convolutions"));
     }
 }
 
