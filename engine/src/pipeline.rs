@@ -578,6 +578,13 @@ impl Producer {
         self.cur = Some(b);
     }
 
+    /// Whether the input queue is full: under `Overload::Drop` the next
+    /// batch sent now would be dropped, so a producer can count its events
+    /// as dropped ([`Producer::drop_events`]) without copying them in.
+    pub fn input_full(&self) -> bool {
+        self.tx.as_ref().is_some_and(|t| t.is_full())
+    }
+
     /// Counts `k` events that arrived but never entered the pipeline (a
     /// front end that fell behind its source): they take sequence numbers
     /// and count as dropped, so pushed = delivered + dropped + failed still

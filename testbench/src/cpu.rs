@@ -99,8 +99,8 @@ struct Collector<'a> {
 }
 
 impl Collector<'_> {
-    fn event(&mut self, seq: u64, out: &[i64]) {
-        let now = self.t0.elapsed().as_nanos() as u64;
+    /// Takes event `seq`'s outputs, delivered at `now` (ns from `t0`).
+    fn event(&mut self, seq: u64, out: &[i64], now: u64) {
         let r = &mut self.run;
         if self.last_seq.is_some_and(|p| seq <= p) {
             r.sequence_ok = false;
@@ -129,13 +129,16 @@ impl Collector<'_> {
     }
 
     /// Takes every output delivered so far, waiting up to `wait` for the
-    /// first; `Ok(false)` once the pipeline has ended.
+    /// first; `Ok(false)` once the pipeline has ended. Outputs taken in one
+    /// call share one delivery time (one clock read, not one per event).
     fn drain(&mut self, cons: &mut Consumer, wait: Duration) -> Result<bool, TbError> {
         let mut wait = wait;
+        let mut now = None;
         loop {
             match cons.next_timeout(Some(wait)) {
                 Ok(Next::Event(seq, out)) => {
-                    self.event(seq, out);
+                    let t = *now.get_or_insert_with(|| self.t0.elapsed().as_nanos() as u64);
+                    self.event(seq, out, t);
                     wait = Duration::ZERO;
                 }
                 Ok(Next::Empty) => return Ok(true),
@@ -288,7 +291,18 @@ pub fn stream(
                     in_batch = 0;
                 }
                 let due = arrived.min(pushed + batch as u64);
-                if due > pushed {
+                let pushed_before = pushed;
+                if due > pushed && in_batch == 0 && prod.input_full() {
+                    // A whole batch would be dropped on sending: count it
+                    // dropped without copying it in, and leave the core to
+                    // the workers.
+                    prod.drop_events(due - pushed)
+                        .map_err(|e| TbError::Engine(e.to_string()))?;
+                    pushed = due;
+                    for _ in 0..8 {
+                        std::hint::spin_loop();
+                    }
+                } else if due > pushed {
                     if in_batch == 0 {
                         batch_first = pushed;
                     }
@@ -310,7 +324,15 @@ pub fn stream(
                 // Outputs are taken on every turn: when the offered rate is
                 // more than this thread keeps up with, events are always due,
                 // and outputs left waiting would stall the workers.
+                let before = col.run.delivered;
                 col.drain(&mut cons, Duration::ZERO)?;
+                if due == pushed_before && col.run.delivered == before {
+                    // Idle: pause, so that a worker on the sibling hardware
+                    // thread of this core gets its execution units.
+                    for _ in 0..8 {
+                        std::hint::spin_loop();
+                    }
+                }
             }
             prod.close().map_err(|e| TbError::Engine(e.to_string()))?;
             while col.drain(&mut cons, Duration::from_millis(50))? {}
