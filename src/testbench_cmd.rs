@@ -537,6 +537,24 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
         "resources    netlist: {} adders ({} bits), {} registers ({} bits), ~{} LUT, {} DSP (estimate)",
         st.adders, st.adder_bits, st.registers, st.register_bits, st.lut_estimate, st.dsp_estimate
     );
+    // The most multiplier sharing that still keeps up with the rate.
+    let r = kk.max_ii_for_rate;
+    if r > 1 {
+        let o = hdl::Options {
+            reuse: Some(r),
+            ..hdl::Options::default()
+        };
+        if let Ok(kr) = hdl::build_kernel(&m, &o) {
+            let _ = writeln!(
+                p,
+                "  sharing    --reuse {r} still keeps 40 MHz (II {}): latency {} cycles, {} multipliers for {} products (bxflow hdl --reuse {r})",
+                kr.ii,
+                kr.latency,
+                kr.stats().multipliers,
+                m.macs()
+            );
+        }
+    }
     match synth {
         Some(Ok(s)) => {
             let _ = writeln!(
