@@ -135,3 +135,41 @@ fn bad_precision_and_missing_files_are_named() {
         "{err}"
     );
 }
+
+/// `bxflow hdl --reuse 4`: the export's manifest says II 4, lists the
+/// `in_ready` port and each layer's reuse factor, and the integration note
+/// explains the handshake.
+#[test]
+fn hdl_reuse_export_and_its_errors() {
+    let dir = tmp("hdl_reuse");
+    let (ok, out, err) = bxflow(&[
+        "hdl",
+        &model("three_layer_keras.onnx"),
+        "-o",
+        dir.to_str().unwrap(),
+        "--reuse",
+        "4",
+        "--vectors",
+        "10",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("II 4"), "{out}");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["ii"], 4);
+    assert!(m["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "in_ready" && p["dir"] == "out"));
+    let reuse: Vec<u64> = m["reuse"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["reuse"].as_u64().unwrap())
+        .collect();
+    // Dense layers share their multipliers; ReLU and Softmax have none to share.
+    assert_eq!(reuse, vec![4, 1, 4, 1, 4, 1, 4, 1]);
+    let note = std::fs::read_to_string(dir.join("INTEGRATION.md")).unwrap();
+    assert!(note.contains("holds `in_ready` low for 3 cycles"), "{note}");
+}

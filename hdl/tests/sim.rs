@@ -70,6 +70,37 @@ fn folded_mlps_match_golden() {
     }
 }
 
+/// `--reuse` folds the Dense layers behind a Conv1D front (the Conv and
+/// pooling stay unfolded): exact, at II = R.
+#[test]
+fn folded_dense_behind_conv_matches_golden() {
+    let spec = RandomSpec {
+        conv: true,
+        ..RandomSpec::default()
+    };
+    for seed in 0..60u64 {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let model = random_model(&mut rng, &spec);
+        let r = 2 + (seed % 4) as u32;
+        let opts = Options {
+            reuse: Some(r),
+            levels: Some(2),
+            ..Options::default()
+        };
+        let k = check_model(
+            &mut rng,
+            &model,
+            &opts,
+            &format!("conv seed {seed} reuse {r}"),
+        );
+        let dense = model
+            .layers
+            .iter()
+            .any(|l| matches!(l.op, QOp::Dense { .. }));
+        assert_eq!(k.ii, if dense { r } else { 1 }, "seed {seed}");
+    }
+}
+
 #[test]
 fn random_mlps_match_golden() {
     let spec = RandomSpec::default();
