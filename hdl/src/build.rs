@@ -948,38 +948,29 @@ impl<'a> Builder<'a> {
                 recip_ty,
             } => {
                 let (x, xt) = arg(0);
-                let (inp, outp, ksz) = (
-                    window.in_positions(),
-                    window.out_positions(),
-                    window.kernel_size(),
-                );
                 let mut y = Vec::with_capacity(out_len);
-                for c in 0..window.in_channels {
-                    for p in 0..outp {
-                        let vals: Vec<NodeId> = (0..ksz)
-                            .filter_map(|k| window.tap(p, k).map(|q| x[c * inp + q]))
-                            .collect();
-                        let out = match kind {
-                            PoolKind::Max => {
-                                let m = if vals.is_empty() {
-                                    self.net.konst(0)
-                                } else {
-                                    self.max_tree(vals)
-                                };
-                                self.quantize(m, xt.frac_bits(), ty)
-                            }
-                            PoolKind::Average => {
-                                let s = self.sum_nodes(&vals);
-                                let prod = self.const_mult(
-                                    s,
-                                    recip[vals.len()] as i128,
-                                    &format!("{name} recip"),
-                                );
-                                self.quantize(prod, xt.frac_bits() + recip_ty.frac_bits(), ty)
-                            }
-                        };
-                        y.push(out);
-                    }
+                for w in window.pool_windows() {
+                    let vals: Vec<NodeId> = w.iter().map(|&i| x[i]).collect();
+                    let out = match kind {
+                        PoolKind::Max => {
+                            let m = if vals.is_empty() {
+                                self.net.konst(0)
+                            } else {
+                                self.max_tree(vals)
+                            };
+                            self.quantize(m, xt.frac_bits(), ty)
+                        }
+                        PoolKind::Average => {
+                            let s = self.sum_nodes(&vals);
+                            let prod = self.const_mult(
+                                s,
+                                recip[vals.len()] as i128,
+                                &format!("{name} recip"),
+                            );
+                            self.quantize(prod, xt.frac_bits() + recip_ty.frac_bits(), ty)
+                        }
+                    };
+                    y.push(out);
                 }
                 y
             }

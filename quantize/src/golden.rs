@@ -303,27 +303,19 @@ fn eval_layer(model: &QModel, layer: &QLayer, tensors: &[Vec<i64>]) -> Vec<i64> 
             recip_ty,
         } => {
             let (x, t) = arg(0);
-            let (inp, outp, ksz) = (
-                window.in_positions(),
-                window.out_positions(),
-                window.kernel_size(),
-            );
             let mut y = Vec::with_capacity(out_len);
-            for c in 0..window.in_channels {
-                for p in 0..outp {
-                    let vals = (0..ksz).filter_map(|k| window.tap(p, k).map(|q| x[c * inp + q]));
-                    y.push(match kind {
-                        PoolKind::Max => requant(vals.max().unwrap_or(0) as i128, t.frac_bits()),
-                        PoolKind::Average => {
-                            let (sum, count) =
-                                vals.fold((0i128, 0usize), |(s, n), v| (s + v as i128, n + 1));
-                            requant(
-                                sum * recip[count] as i128,
-                                t.frac_bits() + recip_ty.frac_bits(),
-                            )
-                        }
-                    });
-                }
+            for w in window.pool_windows() {
+                let vals = w.iter().map(|&i| x[i]);
+                y.push(match kind {
+                    PoolKind::Max => requant(vals.max().unwrap_or(0) as i128, t.frac_bits()),
+                    PoolKind::Average => {
+                        let sum: i128 = vals.map(|v| v as i128).sum();
+                        requant(
+                            sum * recip[w.len()] as i128,
+                            t.frac_bits() + recip_ty.frac_bits(),
+                        )
+                    }
+                });
             }
             y
         }

@@ -222,22 +222,16 @@ fn eval_layer(l: &Layer, t: &[Vec<f64>]) -> Vec<f64> {
             }
             y
         }
-        Op::Pool { kind, window } => {
-            let (inp, ksz) = (window.in_positions(), window.kernel_size());
-            let mut y = Vec::new();
-            for c in 0..window.in_channels {
-                for p in 0..window.out_positions() {
-                    let vals: Vec<f64> = (0..ksz)
-                        .filter_map(|k| window.tap(p, k).map(|q| x[c * inp + q]))
-                        .collect();
-                    y.push(match kind {
-                        PoolKind::Max => vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
-                        PoolKind::Average => vals.iter().sum::<f64>() / vals.len().max(1) as f64,
-                    });
+        Op::Pool { kind, window } => window
+            .pool_windows()
+            .map(|w| {
+                let vals = w.iter().map(|&i| x[i]);
+                match kind {
+                    PoolKind::Max => vals.fold(f64::NEG_INFINITY, f64::max),
+                    PoolKind::Average => vals.sum::<f64>() / w.len().max(1) as f64,
                 }
-            }
-            y
-        }
+            })
+            .collect(),
         Op::Add => x.iter().zip(&t[l.inputs[1]]).map(|(a, b)| a + b).collect(),
         Op::Route { src } => src
             .iter()

@@ -98,6 +98,24 @@ impl Window {
             .collect()
     }
 
+    /// The windows of a pooling layer, one per output in output order
+    /// (channel-major): the flat indices of the inputs each one reads,
+    /// padding left out. Every backend pools over exactly these.
+    pub fn pool_windows(&self) -> impl Iterator<Item = Vec<usize>> + '_ {
+        let (inp, outp, ksz) = (
+            self.in_positions(),
+            self.out_positions(),
+            self.kernel_size(),
+        );
+        (0..self.in_channels).flat_map(move |c| {
+            (0..outp).map(move |p| {
+                (0..ksz)
+                    .filter_map(|k| self.tap(p, k).map(|q| c * inp + q))
+                    .collect()
+            })
+        })
+    }
+
     /// Input spatial positions (flattened, row-major) read by output position
     /// `out` and kernel offset `k` (both flattened); `None` for padding.
     pub fn tap(&self, out: usize, k: usize) -> Option<usize> {
