@@ -752,22 +752,14 @@ impl<'a> Builder<'a> {
                 acc_ty,
             } => {
                 let (x, xt) = arg(0);
-                let (cin, ksz) = (window.in_channels, window.kernel_size());
-                let (inp, outp) = (window.in_positions(), window.out_positions());
+                let per_oc = window.in_channels * window.kernel_size();
                 let mut y = Vec::with_capacity(out_len);
                 for oc in 0..*out_channels {
-                    for p in 0..outp {
-                        let mut pairs = Vec::new();
-                        for ic in 0..cin {
-                            for k in 0..ksz {
-                                if let Some(q) = window.tap(p, k) {
-                                    pairs.push((
-                                        weights[(oc * cin + ic) * ksz + k],
-                                        x[ic * inp + q],
-                                    ));
-                                }
-                            }
-                        }
+                    for p in 0..window.out_positions() {
+                        let pairs: Vec<(i64, NodeId)> = window
+                            .conv_taps(p)
+                            .map(|(j, i)| (weights[oc * per_oc + j], x[i]))
+                            .collect();
                         y.push(self.mac(
                             &pairs,
                             xt,

@@ -186,18 +186,13 @@ fn eval_layer(model: &QModel, layer: &QLayer, tensors: &[Vec<i64>]) -> Vec<i64> 
         } => {
             let (x, x_ty) = arg(0);
             let mac = Mac::new(x_ty, *w_ty, *b_ty, *acc_ty);
-            let (cin, ksz) = (window.in_channels, window.kernel_size());
-            let (inp, outp) = (window.in_positions(), window.out_positions());
+            let per_oc = window.in_channels * window.kernel_size();
             let mut y = Vec::with_capacity(out_len);
             for oc in 0..*out_channels {
-                for p in 0..outp {
-                    let terms = (0..cin).flat_map(|ic| {
-                        (0..ksz).filter_map(move |k| {
-                            window
-                                .tap(p, k)
-                                .map(|q| (weights[(oc * cin + ic) * ksz + k], x[ic * inp + q]))
-                        })
-                    });
+                for p in 0..window.out_positions() {
+                    let terms = window
+                        .conv_taps(p)
+                        .map(|(j, i)| (weights[oc * per_oc + j], x[i]));
                     y.push(mac.run(bias[oc], terms, out_ty));
                 }
             }

@@ -173,23 +173,12 @@ fn eval_layer(l: &Layer, t: &[Vec<f64>]) -> Vec<f64> {
             bias,
             ..
         } => {
-            let (cin, ksz, inp) = (
-                window.in_channels,
-                window.kernel_size(),
-                window.in_positions(),
-            );
+            let per_oc = window.in_channels * window.kernel_size();
             let mut y = Vec::new();
             for oc in 0..*out_channels {
                 for p in 0..window.out_positions() {
-                    let mut s = bias[oc];
-                    for ic in 0..cin {
-                        for k in 0..ksz {
-                            if let Some(q) = window.tap(p, k) {
-                                s += weights[(oc * cin + ic) * ksz + k] * x[ic * inp + q];
-                            }
-                        }
-                    }
-                    y.push(s);
+                    let taps = window.conv_taps(p);
+                    y.push(taps.fold(bias[oc], |s, (j, i)| s + weights[oc * per_oc + j] * x[i]));
                 }
             }
             y

@@ -98,6 +98,17 @@ impl Window {
             .collect()
     }
 
+    /// The taps of a convolution at output position `p`, input channel by
+    /// input channel: `(j, i)` with `j = ic * kernel_size + k` the offset of
+    /// the weight within an output channel's weights and `i` the flat index
+    /// of the input it multiplies, padding left out.
+    pub fn conv_taps(&self, p: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let (ksz, inp) = (self.kernel_size(), self.in_positions());
+        (0..self.in_channels).flat_map(move |ic| {
+            (0..ksz).filter_map(move |k| self.tap(p, k).map(|q| (ic * ksz + k, ic * inp + q)))
+        })
+    }
+
     /// The windows of a pooling layer, one per output in output order
     /// (channel-major): the flat indices of the inputs each one reads,
     /// padding left out. Every backend pools over exactly these.
