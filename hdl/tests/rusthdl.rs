@@ -179,31 +179,7 @@ fn trap_rust_hdl_parentheses() {
 /// multiplies in i128, never with rust-hdl's `*`).
 #[test]
 fn trap_rust_hdl_wide_multiplies() {
-    let x = FixedType::signed(24, 4).unwrap();
-    let w = FixedType::signed(20, 2).unwrap();
-    let m = dense(
-        x,
-        w,
-        vec![-(1 << 19), (1 << 19) - 1, 345_678, -271_829, 3, -77_777],
-        3,
-    );
-    let k = build_kernel(
-        &m,
-        &Options {
-            strategy: Strategy::Dsp,
-            ..Options::default()
-        },
-    )
-    .unwrap();
-    let widest = k
-        .net
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.op, hdl::netlist::Op::MulConst(..)))
-        .map(|n| n.width)
-        .max()
-        .unwrap();
-    assert!(widest > 32, "products wider than 32 bits ({widest})");
+    let (m, k) = wide_multiply();
     let ev = events(&m, 64, 9);
     check_golden(&m, &k, &ev, "wide multiplies");
 }

@@ -5,7 +5,6 @@
 mod common;
 use common::*;
 
-use hdl::netlist::Op;
 use hdl::{build_kernel, Options, Strategy};
 use proptest::prelude::*;
 use quantize::fixed::{FixedType, Overflow, Rounding};
@@ -165,36 +164,13 @@ fn trap_parentheses() {
 /// 24-bit inputs by 20-bit constants into 44-bit products; Verilator agrees.
 #[test]
 fn trap_wide_multiplies() {
-    let x = FixedType::signed(24, 4).unwrap();
-    let w = FixedType::signed(20, 2).unwrap();
-    let weights = vec![-(1 << 19), (1 << 19) - 1, 345_678, -271_829, 3, -77_777];
-    let m = dense(x, w, weights, 3);
-    let k = build_kernel(
-        &m,
-        &Options {
-            strategy: Strategy::Dsp,
-            ..Options::default()
-        },
-    )
-    .unwrap();
-    let widest = k
-        .net
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.op, Op::MulConst(..)))
-        .map(|n| n.width)
-        .max()
-        .unwrap();
-    assert!(widest > 32, "products are wider than 32 bits ({widest})");
+    let (m, _) = wide_multiply();
     if !have("verilator") {
         return;
     }
     let (_, r, dir) = cosim(
         &m,
-        &Options {
-            strategy: Strategy::Dsp,
-            ..Options::default()
-        },
+        &wide_multiply_options(),
         20_000,
         "verilator",
         "trap-mul",

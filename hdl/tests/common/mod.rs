@@ -117,3 +117,36 @@ pub fn dense(x: FixedType, w: FixedType, weights: Vec<i64>, n_in: usize) -> QMod
         output_names: vec![],
     }
 }
+
+/// The wide-multiply trap's design: 24-bit inputs by 20-bit constant weights
+/// on the DSP strategy, so its products (44 bits) are far wider than
+/// rust-hdl's 16 x 16-bit `*`. Returns the model and its kernel; the
+/// widest product is checked to exceed 32 bits.
+pub fn wide_multiply() -> (QModel, Kernel) {
+    let x = FixedType::signed(24, 4).unwrap();
+    let w = FixedType::signed(20, 2).unwrap();
+    let m = dense(
+        x,
+        w,
+        vec![-(1 << 19), (1 << 19) - 1, 345_678, -271_829, 3, -77_777],
+        3,
+    );
+    let k = build_kernel(&m, &wide_multiply_options()).unwrap();
+    let widest = k
+        .net
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, hdl::netlist::Op::MulConst(..)))
+        .map(|n| n.width)
+        .max()
+        .unwrap();
+    assert!(widest > 32, "products are wider than 32 bits ({widest})");
+    (m, k)
+}
+
+pub fn wide_multiply_options() -> Options {
+    Options {
+        strategy: hdl::Strategy::Dsp,
+        ..Options::default()
+    }
+}
