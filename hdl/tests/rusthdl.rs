@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use hdl::block::{run_rust_hdl, KernelBlock};
 use hdl::{build_kernel, Kernel, Options, Strategy};
-use quantize::fixed::FixedType;
 use quantize::qmodel::QModel;
 use quantize::random::{random_model, RandomSpec};
 use rand::rngs::SmallRng;
@@ -190,17 +189,7 @@ fn trap_rust_hdl_wide_multiplies() {
 /// the block decodes signed fields itself and never calls `signed_bit_cast`.
 #[test]
 fn trap_rust_hdl_most_negative_value() {
-    let x = FixedType::signed(40, 10).unwrap();
-    let w = FixedType::signed(8, 1).unwrap();
-    let m = dense(x, w, vec![-128, 127, -1, 1], 2);
-    let mn = x.min_raw();
-    let ev = vec![
-        vec![mn, mn],
-        vec![mn, x.max_raw()],
-        vec![-1, mn],
-        vec![0, 0],
-        vec![x.max_raw(), x.max_raw()],
-    ];
+    let (m, ev) = most_negative();
     for st in [Strategy::Dsp, Strategy::ShiftAdd] {
         let k = build_kernel(
             &m,

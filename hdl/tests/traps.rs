@@ -183,16 +183,7 @@ fn trap_wide_multiplies() {
 /// multiplies, ReLU and requantization without a panic, bit-exact.
 #[test]
 fn trap_most_negative_value() {
-    let x = FixedType::signed(40, 10).unwrap();
-    let w = FixedType::signed(8, 1).unwrap();
-    let m = dense(x, w, vec![-128, 127, -1, 1], 2);
-    let mn = x.min_raw();
-    let ev = vec![
-        vec![mn, mn],
-        vec![mn, x.max_raw()],
-        vec![-1, mn],
-        vec![0, 0],
-    ];
+    let (m, ev) = most_negative();
     for st in [Strategy::Dsp, Strategy::ShiftAdd] {
         let k = build_kernel(
             &m,

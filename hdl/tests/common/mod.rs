@@ -150,3 +150,21 @@ pub fn wide_multiply_options() -> Options {
         ..Options::default()
     }
 }
+
+/// The most-negative-value trap's design: a 40-bit input type through
+/// multiplies and requantization, and events built from its most negative
+/// and largest codes.
+pub fn most_negative() -> (QModel, Vec<Vec<i64>>) {
+    let x = FixedType::signed(40, 10).unwrap();
+    let w = FixedType::signed(8, 1).unwrap();
+    let m = dense(x, w, vec![-128, 127, -1, 1], 2);
+    let (mn, mx) = (x.min_raw(), x.max_raw());
+    let ev = vec![
+        vec![mn, mn],
+        vec![mn, mx],
+        vec![-1, mn],
+        vec![0, 0],
+        vec![mx, mx],
+    ];
+    (m, ev)
+}
