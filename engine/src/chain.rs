@@ -18,26 +18,29 @@
 //! i128 computation.
 
 use crate::dense::{PackedDense, MULTI};
+use crate::epi::{Epi, Program};
 use crate::plan::{argmax, softmax64};
 use crate::rq::{FastRq, FastRq32};
 use quantize::qmodel::Table;
 
-/// One elementwise step of an epilogue, on i32 lanes.
-#[derive(Clone, Debug)]
-pub(crate) enum Epi {
-    Rq(FastRq32),
-    Max0,
-    Clamp(i32, i32),
-    Thresh(i32),
-}
-
+/// A Dense layer of a chain as the plan fuses it: the kernel, then
+/// `bias + (dot << sl)` (exact range `arange`), its requantizer and the
+/// elementwise steps after it.
 #[derive(Clone, Debug)]
 pub(crate) struct ChainLayer {
     pub k: PackedDense,
     pub bias: Vec<i32>,
     pub sl: u32,
+    pub arange: (i64, i64),
     pub rq: FastRq32,
     pub epi: Vec<Epi>,
+}
+
+/// A Dense layer of a built chain: the kernel and its compiled epilogue.
+#[derive(Clone, Debug)]
+pub(crate) struct Stage {
+    pub k: PackedDense,
+    pub prog: Program,
 }
 
 /// A Softmax (on its exact i64 path) or an Argmax after the chain's last
@@ -95,7 +98,7 @@ fn finish(tail: &Option<Tail>, a: &[i32], y: &mut [i64]) {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Chain {
-    pub layers: Vec<ChainLayer>,
+    pub layers: Vec<Stage>,
     pub tail: Option<Tail>,
     /// Stride of one packed input buffer, in u16 words (multiple of 32).
     pub stride: usize,
@@ -114,6 +117,13 @@ impl Chain {
             .div_ceil(32)
             * 32;
         let dstride = layers.iter().map(|l| l.k.dot_len()).max().unwrap_or(0);
+        let layers = layers
+            .into_iter()
+            .map(|l| Stage {
+                prog: crate::epi::compile(&l.bias, l.sl, l.arange, &l.rq, &l.epi),
+                k: l.k,
+            })
+            .collect();
         Chain {
             layers,
             tail: None,
@@ -153,7 +163,7 @@ impl Chain {
         for (i, l) in self.layers.iter().enumerate() {
             l.k.run_packed(cur, dot);
             let a = &mut dot[..l.k.n_out];
-            epilogue(l, a);
+            l.prog.apply(a);
             if i == last {
                 finish(&self.tail, a, y);
             } else {
@@ -201,7 +211,7 @@ impl Chain {
             l.k.run_packed_multi(cur, s, dot, ds);
             for e in 0..MULTI {
                 let a = &mut dot[e * ds..e * ds + l.k.n_out];
-                epilogue(l, a);
+                l.prog.apply(a);
                 if i == last {
                     let y = &mut arena[e * astride + y_off..e * astride + y_off + y_len];
                     finish(&self.tail, a, y);
@@ -214,32 +224,16 @@ impl Chain {
     }
 }
 
-#[inline(always)]
-fn epilogue(l: &ChainLayer, a: &mut [i32]) {
-    let sl = l.sl;
-    for (v, &b) in a.iter_mut().zip(&l.bias) {
-        *v = b.wrapping_add(v.wrapping_shl(sl));
-    }
-    l.rq.apply_inplace(a);
-    for e in &l.epi {
-        match *e {
-            Epi::Rq(r) => r.apply_inplace(a),
-            Epi::Max0 => a.iter_mut().for_each(|v| *v = (*v).max(0)),
-            Epi::Clamp(lo, hi) => a.iter_mut().for_each(|v| *v = (*v).clamp(lo, hi)),
-            Epi::Thresh(th) => a.iter_mut().for_each(|v| *v = if *v > th { *v } else { 0 }),
-        }
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! The whole chain on AVX-512: for each 16-output block, the dot product
     //! (one weight load feeding `E` events, `J` partial accumulators), then
     //! the epilogue on the accumulator register and a narrowing store into
     //! the next layer's packed input.
-    use super::{Chain, ChainLayer, Epi, Tail};
+    use super::{Chain, Stage, Tail};
     use crate::dense::x86::{blocks, Sink, DPBUSD, DPWSSD, MADD};
     use crate::dense::Operand;
+    use crate::epi::{Op, Program};
     use crate::isa::Isa;
     use crate::rq::FastRq;
     use quantize::qmodel::Table;
@@ -250,94 +244,99 @@ mod x86 {
         _mm512_set1_epi32(v)
     }
 
-    /// A [`crate::rq::FastRq`] on a vector of i32 (16) or i64 (8) lanes,
-    /// step for step as its scalar `apply`.
-    macro_rules! rq_lanes {
-        ($name:ident, $t:ty, $w:literal, $set1:ident, $add:ident, $srai:ident, $sra:ident,
-         $sll:ident, $srl:ident, $min:ident, $max:ident, $gt:ident, $lt:ident, $maskz:ident) => {
-            #[inline(always)]
-            unsafe fn $name(r: &FastRq<$t>, a: __m512i) -> __m512i {
-                let kr = _mm_cvtsi32_si128(r.kr as i32);
-                let kl = _mm_cvtsi32_si128(r.kl as i32);
-                let add = $add(
-                    $set1(r.base),
-                    $add(
-                        _mm512_and_si512($srai::<{ $w - 1 }>(a), $set1(r.neg)),
-                        _mm512_and_si512($sra(a, kr), $set1(r.conv)),
-                    ),
-                );
-                let v = $sll($sra($add(a, add), kr), kl);
-                match r.mode {
-                    0 => {
-                        let ws = _mm_cvtsi32_si128(r.wrap_shift as i32);
-                        let t = $sll(v, ws);
-                        if r.signed {
-                            $sra(t, ws)
-                        } else {
-                            $srl(t, ws)
-                        }
-                    }
-                    1 => $max($min(v, $set1(r.hi)), $set1(r.clo)),
-                    _ => $maskz(!($gt(v, $set1(r.hi)) | $lt(v, $set1(r.lo))), v),
-                }
-            }
-        };
+    #[inline(always)]
+    unsafe fn count(k: u32) -> __m128i {
+        _mm_cvtsi32_si128(k as i32)
     }
 
-    rq_lanes!(
-        rq,
-        i32,
-        32,
-        _mm512_set1_epi32,
-        _mm512_add_epi32,
-        _mm512_srai_epi32,
-        _mm512_sra_epi32,
-        _mm512_sll_epi32,
-        _mm512_srl_epi32,
-        _mm512_min_epi32,
-        _mm512_max_epi32,
-        _mm512_cmpgt_epi32_mask,
-        _mm512_cmplt_epi32_mask,
-        _mm512_maskz_mov_epi32
-    );
-    rq_lanes!(
-        rq64,
-        i64,
-        64,
-        _mm512_set1_epi64,
-        _mm512_add_epi64,
-        _mm512_srai_epi64,
-        _mm512_sra_epi64,
-        _mm512_sll_epi64,
-        _mm512_srl_epi64,
-        _mm512_min_epi64,
-        _mm512_max_epi64,
-        _mm512_cmpgt_epi64_mask,
-        _mm512_cmplt_epi64_mask,
-        _mm512_maskz_mov_epi64
-    );
-
+    /// [`Program::apply`] on block `b` of `E` events, each op's constants
+    /// loaded once for all events.
     #[inline(always)]
-    unsafe fn epilogue(l: &ChainLayer, acc: __m512i, b: usize) -> __m512i {
-        let bias = _mm512_loadu_si512(l.bias.as_ptr().add(b * 16) as *const _);
-        let a = _mm512_add_epi32(bias, _mm512_sll_epi32(acc, _mm_cvtsi32_si128(l.sl as i32)));
-        let mut v = rq(&l.rq, a);
-        for e in &l.epi {
-            v = match *e {
-                Epi::Rq(r) => rq(&r, v),
-                Epi::Max0 => _mm512_max_epi32(v, _mm512_setzero_si512()),
-                Epi::Clamp(lo, hi) => _mm512_max_epi32(_mm512_min_epi32(v, set1(hi)), set1(lo)),
-                Epi::Thresh(th) => _mm512_maskz_mov_epi32(_mm512_cmpgt_epi32_mask(v, set1(th)), v),
+    unsafe fn run_prog<const E: usize>(p: &Program, b: usize, v: &mut [__m512i; E]) {
+        macro_rules! each {
+            (|$x:ident| $e:expr) => {
+                for $x in v.iter_mut() {
+                    *$x = {
+                        let $x = *$x;
+                        $e
+                    };
+                }
             };
         }
-        v
+        for op in &p.ops {
+            match *op {
+                Op::Shl(k) => each!(|x| _mm512_sll_epi32(x, count(k))),
+                Op::AddBias => {
+                    let bias = _mm512_loadu_si512(p.bias.as_ptr().add(b * 16) as *const _);
+                    each!(|x| _mm512_add_epi32(x, bias))
+                }
+                Op::Add(c) => each!(|x| _mm512_add_epi32(x, set1(c))),
+                Op::RoundTerms { neg, conv, kr } => each!(|x| _mm512_add_epi32(
+                    x,
+                    _mm512_add_epi32(
+                        _mm512_and_si512(_mm512_srai_epi32::<31>(x), set1(neg)),
+                        _mm512_and_si512(_mm512_sra_epi32(x, count(kr)), set1(conv)),
+                    )
+                )),
+                Op::Sra(k) => each!(|x| _mm512_sra_epi32(x, count(k))),
+                Op::Max(c) => each!(|x| _mm512_max_epi32(x, set1(c))),
+                Op::Min(c) => each!(|x| _mm512_min_epi32(x, set1(c))),
+                Op::Wrap { shift, signed } => each!(|x| {
+                    let t = _mm512_sll_epi32(x, count(shift));
+                    if signed {
+                        _mm512_sra_epi32(t, count(shift))
+                    } else {
+                        _mm512_srl_epi32(t, count(shift))
+                    }
+                }),
+                Op::SatZero { lo, hi } => each!(|x| _mm512_maskz_mov_epi32(
+                    !(_mm512_cmpgt_epi32_mask(x, set1(hi)) | _mm512_cmplt_epi32_mask(x, set1(lo))),
+                    x
+                )),
+                Op::Thresh(th) => {
+                    each!(|x| _mm512_maskz_mov_epi32(_mm512_cmpgt_epi32_mask(x, set1(th)), x))
+                }
+            }
+        }
     }
 
-    /// A layer's epilogue as [`blocks`]' sink: the epilogue on the
-    /// accumulator register, then a store (`kind`): 0 i32 (last layer),
+    /// [`crate::rq::FastRq`] on 8 i64 lanes, step for step as its scalar `apply`.
+    #[inline(always)]
+    unsafe fn rq64(r: &FastRq, a: __m512i) -> __m512i {
+        let kr = count(r.kr);
+        let kl = count(r.kl);
+        let set = _mm512_set1_epi64;
+        let add = _mm512_add_epi64(
+            set(r.base),
+            _mm512_add_epi64(
+                _mm512_and_si512(_mm512_srai_epi64::<63>(a), set(r.neg)),
+                _mm512_and_si512(_mm512_sra_epi64(a, kr), set(r.conv)),
+            ),
+        );
+        let v = _mm512_sll_epi64(_mm512_sra_epi64(_mm512_add_epi64(a, add), kr), kl);
+        match r.mode {
+            0 => {
+                let ws = count(r.wrap_shift);
+                let t = _mm512_sll_epi64(v, ws);
+                if r.signed {
+                    _mm512_sra_epi64(t, ws)
+                } else {
+                    _mm512_srl_epi64(t, ws)
+                }
+            }
+            1 => _mm512_max_epi64(_mm512_min_epi64(v, set(r.hi)), set(r.clo)),
+            _ => _mm512_maskz_mov_epi64(
+                !(_mm512_cmpgt_epi64_mask(v, set(r.hi)) | _mm512_cmplt_epi64_mask(v, set(r.lo))),
+                v,
+            ),
+        }
+    }
+
+    /// A layer's epilogue as [`blocks`]' sink: the program on the
+    /// accumulator registers, then a store (`kind`): 0 i32 (last layer),
     /// 1 narrowed to i16 lanes, 2 narrowed to u8 lanes (`+ off`).
     struct Epilogue<'a> {
-        l: &'a ChainLayer,
+        l: &'a Stage,
         out: *mut u8,
         os: usize,
         kind: u8,
@@ -346,19 +345,21 @@ mod x86 {
 
     impl Sink for Epilogue<'_> {
         #[inline(always)]
-        unsafe fn put(&mut self, b: usize, e: usize, s: __m512i) {
-            let v = epilogue(self.l, s, b);
-            let o = self.out.add(e * self.os);
-            match self.kind {
-                0 => _mm512_storeu_si512(o.add(b * 64) as *mut _, v),
-                1 => _mm256_storeu_si256(
-                    o.add(b * 32) as *mut _,
-                    _mm512_cvtepi32_epi16(_mm512_add_epi32(v, set1(self.off))),
-                ),
-                _ => _mm_storeu_si128(
-                    o.add(b * 16) as *mut _,
-                    _mm512_cvtepi32_epi8(_mm512_add_epi32(v, set1(self.off))),
-                ),
+        unsafe fn put<const E: usize>(&mut self, b: usize, mut s: [__m512i; E]) {
+            run_prog(&self.l.prog, b, &mut s);
+            let off = set1(self.off);
+            for (e, &v) in s.iter().enumerate() {
+                let o = self.out.add(e * self.os);
+                let v = if self.off != 0 {
+                    _mm512_add_epi32(v, off)
+                } else {
+                    v
+                };
+                match self.kind {
+                    0 => _mm512_storeu_si512(o.add(b * 64) as *mut _, v),
+                    1 => _mm256_storeu_si256(o.add(b * 32) as *mut _, _mm512_cvtepi32_epi16(v)),
+                    _ => _mm_storeu_si128(o.add(b * 16) as *mut _, _mm512_cvtepi32_epi8(v)),
+                }
             }
         }
     }

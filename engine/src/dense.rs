@@ -270,8 +270,9 @@ pub(crate) mod x86 {
     /// `inline(always)` methods rather than a closure: closures are not
     /// reliably inlined, and out of line their intrinsics lose AVX-512.
     pub(crate) trait Sink {
-        /// The sums of 16-output block `b` of event `e`.
-        unsafe fn put(&mut self, b: usize, e: usize, s: __m512i);
+        /// The sums of 16-output block `b`, one register per event: all
+        /// events at once, so that a sink loads its per-block constants once.
+        unsafe fn put<const E: usize>(&mut self, b: usize, s: [__m512i; E]);
     }
 
     /// Stores the sums: event `e`'s block `b` at `dot + e * ds + 16 * b`.
@@ -279,14 +280,30 @@ pub(crate) mod x86 {
 
     impl Sink for Store {
         #[inline(always)]
-        unsafe fn put(&mut self, b: usize, e: usize, s: __m512i) {
-            _mm512_storeu_si512(self.0.add(e * self.1 + b * 16) as *mut _, s)
+        unsafe fn put<const E: usize>(&mut self, b: usize, s: [__m512i; E]) {
+            for (e, &v) in s.iter().enumerate() {
+                _mm512_storeu_si512(self.0.add(e * self.1 + b * 16) as *mut _, v)
+            }
         }
+    }
+
+    /// The lanewise sum of `J` partial accumulators, as a balanced tree.
+    #[inline(always)]
+    unsafe fn sum<const J: usize>(mut a: [__m512i; J]) -> __m512i {
+        let mut n = J;
+        while n > 1 {
+            let h = n / 2;
+            for i in 0..h {
+                a[i] = _mm512_add_epi32(a[i], a[n - 1 - i]);
+            }
+            n -= h;
+        }
+        a[0]
     }
 
     /// For each 16-output block: `E` events' dot products (each weight
     /// vector loaded once for all events, `J` partial accumulators per
-    /// event to shorten the dependency chains), then `sink.put(block, event, sum)`.
+    /// event to shorten the dependency chains), then `sink.put(block, sums)`.
     /// Event `e`'s packed input is at `x + e * xs` bytes.
     #[inline(always)]
     pub(crate) unsafe fn blocks<const E: usize, const J: usize, const OP: u8>(
@@ -325,13 +342,13 @@ pub(crate) mod x86 {
                 }
                 q += 1;
             }
-            for (e, a) in acc.iter().enumerate() {
-                let mut s = a[0];
-                for p in a.iter().skip(1) {
-                    s = _mm512_add_epi32(s, *p);
-                }
-                sink.put(b, e, s);
+            // A loop, not `acc.map`: closures may stay out of line, and out
+            // of line their intrinsics lose AVX-512.
+            let mut s = [_mm512_setzero_si512(); E];
+            for (d, a) in s.iter_mut().zip(acc) {
+                *d = sum(a);
             }
+            sink.put(b, s);
         }
     }
 

@@ -15,6 +15,7 @@ pub mod bench;
 pub mod capi;
 mod chain;
 pub mod dense;
+mod epi;
 pub mod events;
 pub mod hist;
 pub mod isa;

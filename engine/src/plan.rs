@@ -17,8 +17,9 @@
 //! the weights (`Plan::run_multi`). `BXFLOW_FUSE=0` disables fusion (for
 //! comparisons).
 
-use crate::chain::{Chain, ChainLayer, Epi, Tail};
+use crate::chain::{Chain, ChainLayer, Tail};
 use crate::dense::{xpack_len, Operand, PackedDense, MULTI};
+use crate::epi::Epi;
 use crate::isa::Isa;
 use crate::rq::{FastRq, Rq};
 use quantize::fixed::{FixedType, Rounding};
@@ -1052,6 +1053,7 @@ fn chain_dense(st: &Step) -> Option<ChainLayer> {
         k: k.clone(),
         bias,
         sl: *sl,
+        arange: (i64::try_from(arange.0).ok()?, i64::try_from(arange.1).ok()?),
         rq,
         epi: Vec::new(),
     })
