@@ -43,6 +43,9 @@ pub(crate) struct Stage {
     pub prog: Program,
 }
 
+/// Classes of the largest softmax run with events in lanes (one vector per class).
+const MAX_LANES_N: usize = 16;
+
 /// A Softmax (on its exact i64 path) or an Argmax after the chain's last
 /// layer, run on its i32 outputs: the chain then writes the tail's output.
 #[derive(Clone, Debug)]
@@ -52,8 +55,9 @@ pub(crate) enum Tail {
         exp_table: Table,
         inv_table: Table,
         rq: FastRq,
-        /// One group of at most 8 values, and table values that fit i32:
-        /// the AVX-512 path (8 i64 lanes, `vpmuldq` products) applies.
+        /// One group of at most [`MAX_LANES_N`] values, and table values
+        /// that fit i32: the multi-event AVX-512 path (events in i64
+        /// lanes, `vpmuldq` products) applies.
         lanes: bool,
     },
     Argmax {
@@ -71,7 +75,7 @@ impl Tail {
             exp_table: exp_table.clone(),
             inv_table: inv_table.clone(),
             rq,
-            lanes: n == len && n <= 8 && i32s(exp_table) && i32s(inv_table),
+            lanes: n == len && n <= MAX_LANES_N && i32s(exp_table) && i32s(inv_table),
         }
     }
 }
@@ -173,36 +177,36 @@ impl Chain {
         }
     }
 
-    /// [`MULTI`] events: event `e`'s arena is `arena[e * astride..]`, the
-    /// chain reads `x_off..x_off + x_len` and writes `y_off..y_off + y_len` in it.
+    /// Packs [`MULTI`] events' inputs, event `e`'s at `x[e * xs..]`, into
+    /// the first layer's lane format in `cx` (for [`Chain::run_packed_multi`]).
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn run_multi(
+    pub fn pack_multi(&self, x: &[i64], xs: usize, cx: &mut [u16]) {
+        let (k, s) = (&self.layers[0].k, self.stride);
+        for e in 0..MULTI {
+            k.pack(&x[e * xs..e * xs + k.n_in], &mut cx[e * s..(e + 1) * s]);
+        }
+    }
+
+    /// [`MULTI`] events packed by [`Chain::pack_multi`]: event `e`'s
+    /// output goes to `y[e * ys..e * ys + y_len]`.
+    #[inline(always)]
+    pub fn run_packed_multi(
         &self,
-        arena: &mut [i64],
-        astride: usize,
-        x_off: usize,
-        x_len: usize,
-        y_off: usize,
+        y: &mut [i64],
+        ys: usize,
         y_len: usize,
         cx: &mut [u16],
         dot: &mut [i32],
     ) {
         let (s, ds) = (self.stride, self.dstride);
         let (mut cur, mut nxt) = cx[..2 * MULTI * s].split_at_mut(MULTI * s);
-        for e in 0..MULTI {
-            let x = &arena[e * astride + x_off..e * astride + x_off + x_len];
-            self.layers[0].k.pack(x, &mut cur[e * s..(e + 1) * s]);
-        }
+        let n = self.layers.last().unwrap().k.n_out;
         #[cfg(target_arch = "x86_64")]
         if self.simd() {
             // SAFETY: as in `run`, for MULTI events at strides s and ds.
-            unsafe { x86::run::<MULTI, 1>(self, cur, nxt, dot) };
-            let n = self.layers.last().unwrap().k.n_out;
-            for e in 0..MULTI {
-                let y = &mut arena[e * astride + y_off..e * astride + y_off + y_len];
-                // SAFETY: as above.
-                unsafe { x86::finish(&self.tail, &dot[e * ds..e * ds + n], y) };
+            unsafe {
+                x86::run::<MULTI, 1>(self, cur, nxt, dot);
+                x86::finish_multi(&self.tail, dot, ds, n, y, ys, y_len);
             }
             return;
         }
@@ -213,8 +217,7 @@ impl Chain {
                 let a = &mut dot[e * ds..e * ds + l.k.n_out];
                 l.prog.apply(a);
                 if i == last {
-                    let y = &mut arena[e * astride + y_off..e * astride + y_off + y_len];
-                    finish(&self.tail, a, y);
+                    finish(&self.tail, a, &mut y[e * ys..e * ys + y_len]);
                 } else {
                     self.layers[i + 1].k.pack(a, &mut nxt[e * s..(e + 1) * s]);
                 }
@@ -230,7 +233,7 @@ mod x86 {
     //! (one weight load feeding `E` events, `J` partial accumulators), then
     //! the epilogue on the accumulator register and a narrowing store into
     //! the next layer's packed input.
-    use super::{Chain, Stage, Tail};
+    use super::{Chain, Stage, Tail, MAX_LANES_N, MULTI};
     use crate::dense::x86::{blocks, Sink, DPBUSD, DPWSSD, MADD};
     use crate::dense::Operand;
     use crate::epi::{Op, Program};
@@ -455,11 +458,24 @@ mod x86 {
         )
     }
 
-    /// [`super::finish`], with the softmax on 8 i64 lanes when the tail
-    /// allows it (`lanes`: one group of at most 8, i32 table values, so
-    /// that `vpmuldq` gives the exact i64 products).
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn finish(tail: &Option<Tail>, a: &[i32], y: &mut [i64]) {
+    /// [`super::finish`] for [`MULTI`] events, the last layer's i32 outputs
+    /// of event `e` at `dot + e * ds`, its output at `y[e * ys..]`.
+    /// A softmax tail with `lanes` runs with the events in the 8 i64 lanes:
+    /// one gather per class from the dot buffer, the max and the sum across
+    /// class vectors (no horizontal reductions), one table gather per class
+    /// and one for the reciprocal, and `vpmuldq` products (exact: the table
+    /// values fit i32). Other tails run per event.
+    #[target_feature(enable = "avx512f,avx2")]
+    pub(super) unsafe fn finish_multi(
+        tail: &Option<Tail>,
+        dot: &[i32],
+        ds: usize,
+        n_out: usize,
+        y: &mut [i64],
+        ys: usize,
+        y_len: usize,
+    ) {
+        const _: () = assert!(MULTI == 8);
         let Some(Tail::Softmax {
             n,
             exp_table,
@@ -468,17 +484,41 @@ mod x86 {
             lanes: true,
         }) = tail
         else {
-            return super::finish(tail, a, y);
+            for e in 0..MULTI {
+                let y = &mut y[e * ys..e * ys + y_len];
+                super::finish(tail, &dot[e * ds..e * ds + n_out], y);
+            }
+            return;
         };
-        assert!(a.len() >= *n && y.len() >= *n);
-        let mask = ((1u32 << n) - 1) as __mmask8;
-        let a16 = _mm512_maskz_loadu_epi32(mask as __mmask16, a.as_ptr() as *const _);
-        let v = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(a16));
-        let m = _mm512_mask_reduce_max_epi64(mask, v);
-        let e = lookup8(exp_table, _mm512_sub_epi64(v, _mm512_set1_epi64(m)), mask);
-        let sum = _mm512_mask_reduce_add_epi64(mask, e);
-        let r = crate::plan::lookup64(inv_table, sum);
-        let p = _mm512_mul_epi32(e, _mm512_set1_epi64(r));
-        _mm512_mask_storeu_epi64(y.as_mut_ptr() as *mut _, mask, rq64(rq, p));
+        let n = *n;
+        assert!(n <= MAX_LANES_N && n <= n_out && n == y_len);
+        assert!(dot.len() >= 7 * ds + n && y.len() >= 7 * ys + n);
+        let rows = _mm256_mullo_epi32(
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            _mm256_set1_epi32(ds as i32),
+        );
+        let mut c = [_mm512_setzero_si512(); MAX_LANES_N];
+        let mut m = _mm512_set1_epi64(i64::MIN);
+        for (j, cj) in c.iter_mut().enumerate().take(n) {
+            let col = _mm256_i32gather_epi32::<4>(dot.as_ptr().add(j), rows);
+            *cj = _mm512_cvtepi32_epi64(col);
+            m = _mm512_max_epi64(m, *cj);
+        }
+        let mut sum = _mm512_setzero_si512();
+        for cj in c.iter_mut().take(n) {
+            *cj = lookup8(exp_table, _mm512_sub_epi64(*cj, m), !0);
+            sum = _mm512_add_epi64(sum, *cj);
+        }
+        let r = lookup8(inv_table, sum, !0);
+        let mut out = [[0i64; MULTI]; MAX_LANES_N];
+        for (o, cj) in out.iter_mut().zip(&c).take(n) {
+            let y = rq64(rq, _mm512_mul_epi32(*cj, r));
+            _mm512_storeu_si512(o.as_mut_ptr() as *mut _, y);
+        }
+        for e in 0..MULTI {
+            for (j, d) in y[e * ys..e * ys + n].iter_mut().enumerate() {
+                *d = out[j][e];
+            }
+        }
     }
 }

@@ -699,23 +699,37 @@ impl Plan {
         }
     }
 
+    /// The chain that is the whole plan (model input to model output), if
+    /// it is: batches then skip the arena, inputs at `barena[..MULTI * in]`
+    /// and outputs right after (see [`crate::Engine::infer_batch_with`]).
+    #[inline]
+    pub(crate) fn direct_chain(&self) -> Option<&Chain> {
+        match self.steps.as_slice() {
+            [st] if st.inputs == [0] && st.out == self.offs.len() - 1 => match &st.kernel {
+                Kernel::Chain(c) => Some(c),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     #[inline(always)]
     fn run_multi_impl(&self, s: &mut Scratch) {
+        if let Some(c) = self.direct_chain() {
+            let (il, ol) = (self.lens[0], self.lens[self.offs.len() - 1]);
+            let (x, y) = s.barena.split_at_mut(MULTI * il);
+            c.pack_multi(x, il, &mut s.b.cx);
+            c.run_packed_multi(y, ol, ol, &mut s.b.cx, &mut s.b.cdot);
+            return;
+        }
         let a = self.sizes.arena;
         for st in &self.steps {
             match &st.kernel {
                 Kernel::Chain(c) => {
-                    let (xi, yo) = (st.inputs[0], st.out);
-                    c.run_multi(
-                        &mut s.barena,
-                        a,
-                        self.offs[xi],
-                        self.lens[xi],
-                        self.offs[yo],
-                        self.lens[yo],
-                        &mut s.b.cx,
-                        &mut s.b.cdot,
-                    );
+                    let (xo, yo) = (self.offs[st.inputs[0]], self.offs[st.out]);
+                    c.pack_multi(&s.barena[xo..], a, &mut s.b.cx);
+                    let y = &mut s.barena[yo..];
+                    c.run_packed_multi(y, a, self.lens[st.out], &mut s.b.cx, &mut s.b.cdot);
                 }
                 _ => {
                     for e in 0..MULTI {

@@ -113,3 +113,25 @@ fn fused_jet_tagger() {
         );
     }
 }
+
+/// A batch whose 12th event has an out-of-range raw input: the error names
+/// the value and its index within the event, as for a single event, though
+/// a whole-chain plan checks the inputs of 8 events at once.
+#[test]
+fn batch_input_error_names_the_index_within_the_event() {
+    let p =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/three_layer_keras.onnx");
+    let g = quantize::onnx::import_path(&p).unwrap();
+    let cfg = quantize::config::Config::uniform("fixed<8,3>".parse().unwrap());
+    let model = quantize::quantizer::quantize_graph(&g, &cfg).unwrap();
+    let eng = Engine::new(&model).unwrap();
+    let (il, ol) = (eng.input_len(), eng.output_len());
+    let mut x = vec![0i64; 16 * il];
+    x[11 * il + 3] = 1000;
+    let mut y = vec![0i64; 16 * ol];
+    let err = eng.infer_batch(&x, &mut y).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "input value 1000 at index 3 is outside the input type ap_fixed<8,3>"
+    );
+}
