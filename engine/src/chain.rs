@@ -44,7 +44,7 @@ pub(crate) struct Stage {
 }
 
 /// Classes of the largest softmax run with events in lanes (one vector per class).
-const MAX_LANES_N: usize = 16;
+const MAX_LANES_N: usize = 8;
 
 /// A Softmax (on its exact i64 path) or an Argmax after the chain's last
 /// layer, run on its i32 outputs: the chain then writes the tail's output.
@@ -266,6 +266,15 @@ mod x86 {
                 }
             };
         }
+        if let Some((k, lo, hi)) = p.shape {
+            let bias = _mm512_loadu_si512(p.bias.as_ptr().add(b * 16) as *const _);
+            let (lo, hi) = (set1(lo), set1(hi));
+            each!(|x| _mm512_min_epi32(
+                _mm512_max_epi32(_mm512_sra_epi32(_mm512_add_epi32(x, bias), count(k)), lo),
+                hi
+            ));
+            return;
+        }
         for op in &p.ops {
             match *op {
                 Op::Shl(k) => each!(|x| _mm512_sll_epi32(x, count(k))),
@@ -458,13 +467,50 @@ mod x86 {
         )
     }
 
+    /// The transpose of an 8 x 8 matrix of i32 (row `e` in `r[e]`): column
+    /// `j` of the result holds element `j` of every row.
+    #[inline(always)]
+    unsafe fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
+        let (lo32, hi32) = (_mm256_unpacklo_epi32, _mm256_unpackhi_epi32);
+        let t = [
+            lo32(r[0], r[1]),
+            hi32(r[0], r[1]),
+            lo32(r[2], r[3]),
+            hi32(r[2], r[3]),
+            lo32(r[4], r[5]),
+            hi32(r[4], r[5]),
+            lo32(r[6], r[7]),
+            hi32(r[6], r[7]),
+        ];
+        let (lo64, hi64) = (_mm256_unpacklo_epi64, _mm256_unpackhi_epi64);
+        // u[k]: elements k (low half) and k + 4 (high half) of rows 0..4,
+        // then of rows 4..8.
+        let u = [
+            lo64(t[0], t[2]),
+            hi64(t[0], t[2]),
+            lo64(t[1], t[3]),
+            hi64(t[1], t[3]),
+            lo64(t[4], t[6]),
+            hi64(t[4], t[6]),
+            lo64(t[5], t[7]),
+            hi64(t[5], t[7]),
+        ];
+        let mut c = [_mm256_setzero_si256(); 8];
+        for k in 0..4 {
+            c[k] = _mm256_permute2x128_si256::<0x20>(u[k], u[k + 4]);
+            c[k + 4] = _mm256_permute2x128_si256::<0x31>(u[k], u[k + 4]);
+        }
+        c
+    }
+
     /// [`super::finish`] for [`MULTI`] events, the last layer's i32 outputs
     /// of event `e` at `dot + e * ds`, its output at `y[e * ys..]`.
     /// A softmax tail with `lanes` runs with the events in the 8 i64 lanes:
-    /// one gather per class from the dot buffer, the max and the sum across
-    /// class vectors (no horizontal reductions), one table gather per class
-    /// and one for the reciprocal, and `vpmuldq` products (exact: the table
-    /// values fit i32). Other tails run per event.
+    /// the 8 x 8 block of outputs transposed in registers (a vector per
+    /// class), the max and the sum across class vectors (no horizontal
+    /// reductions), one table gather per class and one for the reciprocal,
+    /// and `vpmuldq` products (exact: the table values fit i32). Other
+    /// tails run per event.
     #[target_feature(enable = "avx512f,avx2")]
     pub(super) unsafe fn finish_multi(
         tail: &Option<Tail>,
@@ -492,15 +538,15 @@ mod x86 {
         };
         let n = *n;
         assert!(n <= MAX_LANES_N && n <= n_out && n == y_len);
-        assert!(dot.len() >= 7 * ds + n && y.len() >= 7 * ys + n);
-        let rows = _mm256_mullo_epi32(
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-            _mm256_set1_epi32(ds as i32),
-        );
+        assert!(ds >= 8 && dot.len() >= 7 * ds + 8 && y.len() >= 7 * ys + n);
+        let mut rows = [_mm256_setzero_si256(); MULTI];
+        for (e, r) in rows.iter_mut().enumerate() {
+            *r = _mm256_loadu_si256(dot.as_ptr().add(e * ds) as *const _);
+        }
+        let cols = transpose8(rows);
         let mut c = [_mm512_setzero_si512(); MAX_LANES_N];
         let mut m = _mm512_set1_epi64(i64::MIN);
-        for (j, cj) in c.iter_mut().enumerate().take(n) {
-            let col = _mm256_i32gather_epi32::<4>(dot.as_ptr().add(j), rows);
+        for (cj, col) in c.iter_mut().zip(cols).take(n) {
             *cj = _mm512_cvtepi32_epi64(col);
             m = _mm512_max_epi64(m, *cj);
         }

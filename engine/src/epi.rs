@@ -67,6 +67,42 @@ pub(crate) enum Epi {
 pub(crate) struct Program {
     pub ops: Vec<Op>,
     pub bias: Vec<i32>,
+    /// `Some((k, lo, hi))` when the ops are `min(max((v + bias) >> k, lo), hi)`
+    /// (some of those steps may be no-ops): the shape of a round-to-nearest
+    /// or truncating requantization with saturation, Relu merged, which the
+    /// lane path runs without dispatching on each op.
+    pub shape: Option<(u32, i32, i32)>,
+}
+
+/// [`Program::shape`] of `ops`.
+fn shape(ops: &[Op]) -> Option<(u32, i32, i32)> {
+    let [Op::AddBias, rest @ ..] = ops else {
+        return None;
+    };
+    let (mut k, mut lo, mut hi) = (0, i32::MIN, i32::MAX);
+    let mut stage = 0; // ops must come in the order Sra, Max, Min
+    for op in rest {
+        let at = match *op {
+            Op::Sra(s) => {
+                k = s;
+                1
+            }
+            Op::Max(c) => {
+                lo = c;
+                2
+            }
+            Op::Min(c) => {
+                hi = c;
+                3
+            }
+            _ => return None,
+        };
+        if at <= stage {
+            return None;
+        }
+        stage = at;
+    }
+    Some((k, lo, hi))
 }
 
 /// The range of values (inclusive) at a point of the program.
@@ -245,7 +281,11 @@ pub(crate) fn compile(
         .iter()
         .map(|&v| (v as i64 + b.pending) as i32) // wraps; see the module note
         .collect();
-    Program { ops, bias }
+    Program {
+        shape: shape(&ops),
+        ops,
+        bias,
+    }
 }
 
 impl Program {
@@ -342,7 +382,7 @@ mod tests {
     #[test]
     fn program_equals_the_steps() {
         let mut rng = SmallRng::seed_from_u64(11);
-        let mut tried = 0;
+        let (mut tried, mut shaped) = (0, 0);
         for _ in 0..20_000 {
             let t = ty(&mut rng);
             let from = t.frac_bits() + rng.gen_range(-3..=12);
@@ -404,6 +444,12 @@ mod tests {
                 let want = reference(bias, sl, d as i32, &rq, &epi);
                 let mut a = [d as i32];
                 p.apply(&mut a);
+                if let Some((k, lo, hi)) = p.shape {
+                    // Max then Min, as the lanes do (`lo > hi` may happen).
+                    let v = (p.bias[0].wrapping_add(d as i32) >> k).max(lo).min(hi);
+                    assert_eq!(v, want, "shape {:?} of {:?}", p.shape, p.ops);
+                    shaped += 1;
+                }
                 assert_eq!(
                     a[0], want,
                     "dot {d}, bias {bias}, sl {sl}, rq {rq:?}, epi {epi:?}: {:?}",
@@ -412,6 +458,7 @@ mod tests {
             }
         }
         assert!(tried > 5_000, "{tried}");
+        assert!(shaped > 1_000, "{shaped}");
     }
 
     /// The jet tagger's first layer: round to nearest with saturation, then

@@ -644,6 +644,15 @@ impl Plan {
     /// Runs every layer; the input must already be in the arena.
     #[inline]
     pub fn run(&self, s: &mut Scratch) {
+        if let Some(c) = self.direct_chain() {
+            // The chain runs its own ISA-specific code: no dispatch needed.
+            // Tensors are laid out in order: the input before the output.
+            let t = self.offs.len() - 1;
+            let (x, y) = s.arena.split_at_mut(self.offs[t]);
+            let x = &x[self.offs[0]..self.offs[0] + self.lens[0]];
+            c.run(x, &mut y[..self.lens[t]], &mut s.b.cx, &mut s.b.cdot);
+            return;
+        }
         self.dispatch::<false>(s)
     }
 
