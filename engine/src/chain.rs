@@ -180,7 +180,7 @@ impl Chain {
     /// Packs [`MULTI`] events' inputs, event `e`'s at `x[e * xs..]`, into
     /// the first layer's lane format in `cx` (for [`Chain::run_packed_multi`]).
     #[inline(always)]
-    pub fn pack_multi(&self, x: &[i64], xs: usize, cx: &mut [u16]) {
+    pub fn pack_multi<T: Copy + Into<i64>>(&self, x: &[T], xs: usize, cx: &mut [u16]) {
         let (k, s) = (&self.layers[0].k, self.stride);
         for e in 0..MULTI {
             k.pack(&x[e * xs..e * xs + k.n_in], &mut cx[e * s..(e + 1) * s]);

@@ -413,6 +413,35 @@ impl Engine {
         SCRATCH.with(|s| self.infer_batch_with(&mut s.borrow_mut(), inputs, outputs))
     }
 
+    /// [`Engine::infer_batch_with`] for raw codes already range checked
+    /// (the pipeline's narrowed batches): a whole-chain plan packs them
+    /// straight into its lanes, without the i64 staging.
+    pub(crate) fn infer_batch_raw16(
+        &self,
+        s: &mut Scratch,
+        inputs: &[i16],
+        outputs: &mut [i64],
+    ) -> Result<usize, EngineError> {
+        let (il, ol) = (self.in_len, self.out_len);
+        let n = inputs.len().checked_div(il).unwrap_or(0);
+        if self.plan.direct_chain().is_none() || n < MULTI || outputs.len() != n * ol {
+            return self.infer_batch_with(s, inputs, outputs);
+        }
+        s.ensure_multi(&self.plan.sizes);
+        let passes = n / MULTI;
+        for (x, y) in inputs
+            .chunks_exact(MULTI * il)
+            .zip(outputs.chunks_exact_mut(MULTI * ol))
+            .take(passes)
+        {
+            self.plan.run_multi_raw16(s, x);
+            y.copy_from_slice(&s.barena[MULTI * il..MULTI * (il + ol)]);
+        }
+        let e0 = passes * MULTI;
+        self.infer_batch_with(s, &inputs[e0 * il..], &mut outputs[e0 * ol..])?;
+        Ok(n)
+    }
+
     pub fn infer_batch_with<I: InputValue, O: OutputValue>(
         &self,
         s: &mut Scratch,

@@ -317,7 +317,7 @@ fn worker(
             let (s, out) = (&mut scratch, &mut output[..n * ol]);
             catch_unwind(AssertUnwindSafe(|| match input {
                 Inputs::I64(x) => engine.infer_batch_with(s, &x[..n * il], out),
-                Inputs::I16(x) => engine.infer_batch_with(s, &x[..n * il], out),
+                Inputs::I16(x) => engine.infer_batch_raw16(s, &x[..n * il], out),
                 Inputs::F32(x) => engine.infer_batch_with(s, &x[..n * il], out),
             }))
         };

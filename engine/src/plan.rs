@@ -653,49 +653,58 @@ impl Plan {
             c.run(x, &mut y[..self.lens[t]], &mut s.b.cx, &mut s.b.cdot);
             return;
         }
-        self.dispatch::<false>(s)
+        self.dispatch::<false>(s, &[])
     }
 
     /// Runs every layer for [`MULTI`] events whose inputs are already in
     /// their arenas (`Scratch::barena`, one `sizes.arena` stride each).
     #[inline]
     pub(crate) fn run_multi(&self, s: &mut Scratch) {
-        self.dispatch::<true>(s)
+        self.dispatch::<true>(s, &[])
+    }
+
+    /// [`Plan::run_multi`] for a [`Plan::direct_chain`], reading the
+    /// [`MULTI`] events' raw codes straight from `raw16` (already range
+    /// checked: the pipeline's narrowed batches), without the i64 staging.
+    #[inline]
+    pub(crate) fn run_multi_raw16(&self, s: &mut Scratch, raw16: &[i16]) {
+        assert!(self.direct_chain().is_some() && raw16.len() == MULTI * self.lens[0]);
+        self.dispatch::<true>(s, raw16)
     }
 
     /// [`Plan::run_impl`] (`M` false) or [`Plan::run_multi_impl`] (`M`
     /// true), compiled once per ISA so that the compiler vectorises the
     /// requantization and elementwise loops with that ISA's instructions.
     #[inline(always)]
-    fn dispatch<const M: bool>(&self, s: &mut Scratch) {
+    fn dispatch<const M: bool>(&self, s: &mut Scratch, raw16: &[i16]) {
         // SAFETY: the plan's ISA was checked available when it was compiled.
         unsafe {
             match self.isa {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 | Isa::Avx512Vnni => self.run_avx512::<M>(s),
+                Isa::Avx512 | Isa::Avx512Vnni => self.run_avx512::<M>(s, raw16),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => self.run_avx2::<M>(s),
-                _ => self.run_any::<M>(s),
+                Isa::Avx2 => self.run_avx2::<M>(s, raw16),
+                _ => self.run_any::<M>(s, raw16),
             }
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,bmi2")]
-    unsafe fn run_avx512<const M: bool>(&self, s: &mut Scratch) {
-        self.run_any::<M>(s)
+    unsafe fn run_avx512<const M: bool>(&self, s: &mut Scratch, raw16: &[i16]) {
+        self.run_any::<M>(s, raw16)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,bmi2")]
-    unsafe fn run_avx2<const M: bool>(&self, s: &mut Scratch) {
-        self.run_any::<M>(s)
+    unsafe fn run_avx2<const M: bool>(&self, s: &mut Scratch, raw16: &[i16]) {
+        self.run_any::<M>(s, raw16)
     }
 
     #[inline(always)]
-    fn run_any<const M: bool>(&self, s: &mut Scratch) {
+    fn run_any<const M: bool>(&self, s: &mut Scratch, raw16: &[i16]) {
         if M {
-            self.run_multi_impl(s)
+            self.run_multi_impl(s, raw16)
         } else {
             self.run_impl(s)
         }
@@ -723,11 +732,15 @@ impl Plan {
     }
 
     #[inline(always)]
-    fn run_multi_impl(&self, s: &mut Scratch) {
+    fn run_multi_impl(&self, s: &mut Scratch, raw16: &[i16]) {
         if let Some(c) = self.direct_chain() {
             let (il, ol) = (self.lens[0], self.lens[self.offs.len() - 1]);
             let (x, y) = s.barena.split_at_mut(MULTI * il);
-            c.pack_multi(x, il, &mut s.b.cx);
+            if raw16.is_empty() {
+                c.pack_multi(x, il, &mut s.b.cx);
+            } else {
+                c.pack_multi(raw16, il, &mut s.b.cx);
+            }
             c.run_packed_multi(y, ol, ol, &mut s.b.cx, &mut s.b.cdot);
             return;
         }
