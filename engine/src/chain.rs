@@ -471,30 +471,26 @@ mod x86 {
     /// `j` of the result holds element `j` of every row.
     #[inline(always)]
     unsafe fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
-        let (lo32, hi32) = (_mm256_unpacklo_epi32, _mm256_unpackhi_epi32);
-        let t = [
-            lo32(r[0], r[1]),
-            hi32(r[0], r[1]),
-            lo32(r[2], r[3]),
-            hi32(r[2], r[3]),
-            lo32(r[4], r[5]),
-            hi32(r[4], r[5]),
-            lo32(r[6], r[7]),
-            hi32(r[6], r[7]),
-        ];
-        let (lo64, hi64) = (_mm256_unpacklo_epi64, _mm256_unpackhi_epi64);
+        // Each stage: for each pair (a, b), the low and high interleaves.
+        macro_rules! stage {
+            ($r:expr, $lo:ident, $hi:ident, [$(($a:literal, $b:literal)),*]) => {
+                [$($lo($r[$a], $r[$b]), $hi($r[$a], $r[$b])),*]
+            };
+        }
+        let t = stage!(
+            r,
+            _mm256_unpacklo_epi32,
+            _mm256_unpackhi_epi32,
+            [(0, 1), (2, 3), (4, 5), (6, 7)]
+        );
         // u[k]: elements k (low half) and k + 4 (high half) of rows 0..4,
         // then of rows 4..8.
-        let u = [
-            lo64(t[0], t[2]),
-            hi64(t[0], t[2]),
-            lo64(t[1], t[3]),
-            hi64(t[1], t[3]),
-            lo64(t[4], t[6]),
-            hi64(t[4], t[6]),
-            lo64(t[5], t[7]),
-            hi64(t[5], t[7]),
-        ];
+        let u = stage!(
+            t,
+            _mm256_unpacklo_epi64,
+            _mm256_unpackhi_epi64,
+            [(0, 2), (1, 3), (4, 6), (5, 7)]
+        );
         let mut c = [_mm256_setzero_si256(); 8];
         for k in 0..4 {
             c[k] = _mm256_permute2x128_si256::<0x20>(u[k], u[k + 4]);

@@ -353,27 +353,13 @@ mod tests {
     }
 
     fn ty(rng: &mut SmallRng) -> FixedType {
-        let rs = [
-            Rounding::Trn,
-            Rounding::TrnZero,
-            Rounding::Rnd,
-            Rounding::RndZero,
-            Rounding::RndInf,
-            Rounding::RndMinInf,
-            Rounding::RndConv,
-        ];
-        let os = [
-            Overflow::Wrap,
-            Overflow::Sat,
-            Overflow::SatZero,
-            Overflow::SatSym,
-        ];
+        let (rs, os) = (Rounding::ALL, Overflow::ALL);
         let signed = rng.gen_bool(0.7);
         let w = rng.gen_range(2..=16);
         FixedType::new(w, rng.gen_range(-2..=w as i32 + 2), signed)
             .unwrap()
-            .with_rounding(rs[rng.gen_range(0..7)])
-            .with_overflow(os[rng.gen_range(0..4)])
+            .with_rounding(rs[rng.gen_range(0..rs.len())])
+            .with_overflow(os[rng.gen_range(0..os.len())])
     }
 
     /// Random layers (accumulator LSB, output type, Relu/Clip/Thresh/Requant

@@ -314,27 +314,13 @@ mod tests {
     /// A random type of at most `max_w` bits (any modes), a source LSB near
     /// its own, and a source range of up to `max_bits` bits.
     fn case(rng: &mut SmallRng, max_w: u32, max_bits: u32) -> (FixedType, i32, i128, i128) {
-        let rs = [
-            Rounding::Trn,
-            Rounding::TrnZero,
-            Rounding::Rnd,
-            Rounding::RndZero,
-            Rounding::RndInf,
-            Rounding::RndMinInf,
-            Rounding::RndConv,
-        ];
-        let os = [
-            Overflow::Wrap,
-            Overflow::Sat,
-            Overflow::SatZero,
-            Overflow::SatSym,
-        ];
+        let (rs, os) = (Rounding::ALL, Overflow::ALL);
         let signed = rng.gen_bool(0.7);
         let w = rng.gen_range(1..=if signed { max_w } else { max_w - 1 });
         let ty = FixedType::new(w, rng.gen_range(-4..=w as i32 + 4), signed)
             .unwrap()
-            .with_rounding(rs[rng.gen_range(0..7)])
-            .with_overflow(os[rng.gen_range(0..4)]);
+            .with_rounding(rs[rng.gen_range(0..rs.len())])
+            .with_overflow(os[rng.gen_range(0..os.len())]);
         let from = ty.frac_bits() + rng.gen_range(-8..=20);
         let bits = rng.gen_range(1..=max_bits);
         (ty, from, -(1i128 << bits), (1i128 << bits) - 1)
