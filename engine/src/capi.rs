@@ -181,6 +181,20 @@ unsafe fn slices<'a, I, O>(
     ))
 }
 
+/// The body of the single-event entry points, for any input and output type.
+unsafe fn infer_one<I: crate::InputValue, O: crate::OutputValue>(
+    e: *const BxflowEngine,
+    input: *const I,
+    in_len: usize,
+    output: *mut O,
+    out_len: usize,
+) -> c_int {
+    guard(|| match slices(e, input, in_len, output, out_len) {
+        Ok((e, x, y)) => e.infer(x, y).map_or_else(engine_err, |_| BXFLOW_OK),
+        Err(c) => c,
+    })
+}
+
 /// One event: float features in (quantized with the input type), float outputs.
 ///
 /// # Safety
@@ -193,10 +207,7 @@ pub unsafe extern "C" fn bxflow_infer_f32(
     output: *mut f32,
     out_len: usize,
 ) -> c_int {
-    guard(|| match slices(e, input, in_len, output, out_len) {
-        Ok((e, x, y)) => e.infer(x, y).map_or_else(engine_err, |_| BXFLOW_OK),
-        Err(c) => c,
-    })
+    infer_one(e, input, in_len, output, out_len)
 }
 
 /// One event of raw fixed-point codes in and out.
@@ -211,10 +222,7 @@ pub unsafe extern "C" fn bxflow_infer_raw(
     output: *mut i64,
     out_len: usize,
 ) -> c_int {
-    guard(|| match slices(e, input, in_len, output, out_len) {
-        Ok((e, x, y)) => e.infer(x, y).map_or_else(engine_err, |_| BXFLOW_OK),
-        Err(c) => c,
-    })
+    infer_one(e, input, in_len, output, out_len)
 }
 
 /// `n_events` events back to back: `input` holds `n_events * input_len`
