@@ -1,5 +1,7 @@
 //! SVG plots: latency histogram, latency over time, throughput against offered rate.
 
+use plotters::coord::ranged1d::AsRangedCoord;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -8,6 +10,58 @@ use crate::TbError;
 
 fn perr<E: std::fmt::Display>(e: E) -> TbError {
     TbError::Io(format!("plot: {e}"))
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// The 900 x 500 white canvas every plot draws on.
+fn canvas(path: &Path) -> Result<Area<'_>, TbError> {
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(perr)?;
+    Ok(root)
+}
+
+/// A chart with the plots' caption font, margins and labelled axes.
+fn chart<'a, 'b, Y>(
+    root: &'a Area<'b>,
+    caption: String,
+    x: std::ops::Range<f64>,
+    y: Y,
+    (x_desc, y_desc): (&str, &str),
+) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y::CoordDescType>>, TbError>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
+{
+    let mut c = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, y)
+        .map_err(perr)?;
+    c.configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(perr)?;
+    Ok(c)
+}
+
+/// A legend entry: a short line in `style`.
+fn key<S: Into<ShapeStyle> + Clone>(style: S) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style.clone())
+}
+
+/// Draws the legend box.
+fn legend<'a, 'b: 'a, Y: Ranged<ValueType = f64>>(
+    c: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>,
+) -> Result<(), TbError> {
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(perr)
 }
 
 pub fn write_all(r: &Report, dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, TbError> {
@@ -43,26 +97,17 @@ fn histogram(r: &Report, path: &Path) -> Result<(), TbError> {
         counts[(((x - lo) / w) as usize).min(nb)] += 1;
     }
     let ymax = *counts.iter().max().unwrap_or(&1) as f64;
-    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(perr)?;
-    let mut c = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "{} {}: latency of {} events (p99 {:.1} ns, max {:.1} ns)",
-                r.model, r.target, r.latency_ns.count, r.latency_ns.p99, r.latency_ns.max
-            ),
-            ("sans-serif", 18),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(lo..(hi_axis + w), (0.5f64..ymax * 2.0).log_scale())
-        .map_err(perr)?;
-    c.configure_mesh()
-        .x_desc("latency (ns)")
-        .y_desc("events")
-        .draw()
-        .map_err(perr)?;
+    let root = canvas(path)?;
+    let mut c = chart(
+        &root,
+        format!(
+            "{} {}: latency of {} events (p99 {:.1} ns, max {:.1} ns)",
+            r.model, r.target, r.latency_ns.count, r.latency_ns.p99, r.latency_ns.max
+        ),
+        lo..(hi_axis + w),
+        (0.5f64..ymax * 2.0).log_scale(),
+        ("latency (ns)", "events"),
+    )?;
     c.draw_series(
         counts
             .iter()
@@ -84,11 +129,8 @@ fn histogram(r: &Report, path: &Path) -> Result<(), TbError> {
         ))
         .map_err(perr)?
         .label(format!("budget {:.0} ns", r.budget_ns))
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-        c.configure_series_labels()
-            .border_style(BLACK)
-            .draw()
-            .map_err(perr)?;
+        .legend(key(RED));
+        legend(&mut c)?;
     }
     root.present().map_err(perr)?;
     Ok(())
@@ -103,43 +145,30 @@ fn timeline(r: &Report, path: &Path) -> Result<(), TbError> {
         .fold(0.0, f64::max)
         .max(r.budget_ns.min(1e12))
         * 1.1;
-    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(perr)?;
-    let mut c = ChartBuilder::on(&root)
-        .caption(
-            format!("{} {}: latency over time", r.model, r.target),
-            ("sans-serif", 18),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x1, 0f64..ymax.max(1.0))
-        .map_err(perr)?;
-    c.configure_mesh()
-        .x_desc("arrival time (us)")
-        .y_desc("latency (ns)")
-        .draw()
-        .map_err(perr)?;
+    let root = canvas(path)?;
+    let mut c = chart(
+        &root,
+        format!("{} {}: latency over time", r.model, r.target),
+        0f64..x1,
+        0f64..ymax.max(1.0),
+        ("arrival time (us)", "latency (ns)"),
+    )?;
     c.draw_series(LineSeries::new(t.iter().map(|p| (p.0, p.2)), RED))
         .map_err(perr)?
         .label("max per bin")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+        .legend(key(RED));
     c.draw_series(LineSeries::new(t.iter().map(|p| (p.0, p.1)), BLUE))
         .map_err(perr)?
         .label("mean per bin")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+        .legend(key(BLUE));
     c.draw_series(LineSeries::new(
         vec![(0.0, r.budget_ns), (x1, r.budget_ns)],
         BLACK.mix(0.5),
     ))
     .map_err(perr)?
     .label("budget")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
-    c.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(perr)?;
+    .legend(key(BLACK.mix(0.5)));
+    legend(&mut c)?;
     root.present().map_err(perr)?;
     Ok(())
 }
@@ -159,30 +188,21 @@ fn throughput(r: &Report, path: &Path) -> Result<(), TbError> {
         .fold(0.0, f64::max)
         .max(xmax * 0.5)
         * 1.1;
-    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(perr)?;
-    let mut c = ChartBuilder::on(&root)
-        .caption(
-            format!("{} {}: throughput against offered rate", r.model, r.target),
-            ("sans-serif", 18),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..xmax, 0f64..ymax)
-        .map_err(perr)?;
-    c.configure_mesh()
-        .x_desc("offered rate (MHz)")
-        .y_desc("accepted and processed (MHz)")
-        .draw()
-        .map_err(perr)?;
+    let root = canvas(path)?;
+    let mut c = chart(
+        &root,
+        format!("{} {}: throughput against offered rate", r.model, r.target),
+        0f64..xmax,
+        0f64..ymax,
+        ("offered rate (MHz)", "accepted and processed (MHz)"),
+    )?;
     c.draw_series(LineSeries::new(
         vec![(0.0, 0.0), (xmax.min(ymax), xmax.min(ymax))],
         BLACK.mix(0.3),
     ))
     .map_err(perr)?
     .label("no loss")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.3)));
+    .legend(key(BLACK.mix(0.3)));
     c.draw_series(LineSeries::new(
         s.iter().map(|p| (p.offered_mhz, p.achieved_mhz)),
         BLUE,
@@ -194,11 +214,7 @@ fn throughput(r: &Report, path: &Path) -> Result<(), TbError> {
         Circle::new((p.offered_mhz, p.achieved_mhz), 4, col.filled())
     }))
     .map_err(perr)?;
-    c.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(perr)?;
+    legend(&mut c)?;
     root.present().map_err(perr)?;
     Ok(())
 }
