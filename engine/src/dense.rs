@@ -37,10 +37,16 @@ pub struct PackedDense {
     pub(crate) ngroups: usize,
     off: i64,
     pub(crate) init: Vec<i32>,
-    pub(crate) w16: Vec<i16>,
-    pub(crate) w8: Vec<i8>,
+    /// The packed weights (i16 or i8 lanes): one cache line per block and
+    /// input group, so that no weight load straddles two lines.
+    pub(crate) w: Vec<Line>,
     w32: Vec<i32>,
 }
+
+/// One 64-byte weight vector, aligned to a cache line.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+pub(crate) struct Line(pub [u8; 64]);
 
 /// Bytes of packed-input scratch a kernel needs.
 pub fn xpack_len(n_in: usize) -> usize {
@@ -97,8 +103,7 @@ impl PackedDense {
             ngroups,
             off,
             init,
-            w16: Vec::new(),
-            w8: Vec::new(),
+            w: Vec::new(),
             w32: Vec::new(),
         };
         let wt = |o: usize, i: usize| -> i64 {
@@ -122,10 +127,14 @@ impl PackedDense {
                 }
             }
             // Lane-exact: the operand family was chosen from the weights' range.
-            match operand {
-                Operand::U8 => p.w8 = w.iter().map(|&v| v as i8).collect(),
-                _ => p.w16 = w.iter().map(|&v| v as i16).collect(),
-            }
+            let bytes: Vec<u8> = match operand {
+                Operand::U8 => w.iter().map(|&v| v as i8 as u8).collect(),
+                _ => w.iter().flat_map(|&v| (v as i16).to_le_bytes()).collect(),
+            };
+            p.w = bytes
+                .chunks_exact(64)
+                .map(|c| Line(c.try_into().expect("64-byte chunks")))
+                .collect();
         }
         Some(p)
     }
@@ -313,11 +322,7 @@ pub(crate) mod x86 {
         sink: &mut impl Sink,
     ) {
         let g = p.ngroups;
-        let w0 = if p.operand == Operand::U8 {
-            p.w8.as_ptr() as *const __m512i
-        } else {
-            p.w16.as_ptr() as *const __m512i
-        };
+        let w0 = p.w.as_ptr() as *const __m512i;
         for b in 0..p.nblk {
             let w = w0.add(b * g);
             let init = _mm512_loadu_si512(p.init.as_ptr().add(b * 16) as *const _);
@@ -388,7 +393,7 @@ pub(crate) mod x86 {
         let bc =
             |q: usize| _mm256_set1_epi32(std::ptr::read_unaligned(xb.add(q * 4) as *const i32));
         for b in 0..p.nblk {
-            let w = p.w16.as_ptr().add(b * g * 32) as *const __m256i;
+            let w = (p.w.as_ptr() as *const __m256i).add(b * g * 2);
             let mut l0 = _mm256_loadu_si256(p.init.as_ptr().add(b * 16) as *const _);
             let mut h0 = _mm256_loadu_si256(p.init.as_ptr().add(b * 16 + 8) as *const _);
             let (mut l1, mut h1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
