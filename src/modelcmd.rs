@@ -7,13 +7,14 @@ use quantize::calibrate::default_events;
 use quantize::config::Config;
 use quantize::fixed::{FixedType, Overflow, Rounding};
 use quantize::ir::Graph;
-use quantize::qmodel::QModel;
+use quantize::qmodel::{QModel, QOp};
 use quantize::{bxq, golden, npy, onnx, quantizer, report};
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// ONNX model file.
+    /// ONNX model file (its layers as imported), or a quantized .bxq (each
+    /// layer's result type, weight and accumulator types, MACs and reuse).
     pub model: PathBuf,
     /// Print the graph as JSON instead of a table.
     #[arg(long)]
@@ -92,6 +93,9 @@ pub fn import(path: &Path) -> Result<Graph> {
 }
 
 pub fn inspect(a: InspectArgs) -> Result<()> {
+    if a.model.extension().is_some_and(|e| e == "bxq") {
+        return inspect_bxq(&a);
+    }
     let g = import(&a.model)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&g)?);
@@ -123,6 +127,82 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
         g.layers.len(),
         total
     );
+    Ok(())
+}
+
+/// A `.bxq`'s numerical contract, layer by layer: what a trigger developer
+/// checks before building firmware from it.
+fn inspect_bxq(a: &InspectArgs) -> Result<()> {
+    let m = bxq::load(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let layers: Vec<serde_json::Value> = m
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let (w, acc) = match &l.op {
+                QOp::Dense { w_ty, acc_ty, .. } | QOp::Conv { w_ty, acc_ty, .. } => {
+                    (Some(w_ty.ap_string()), Some(acc_ty.ap_string()))
+                }
+                _ => (None, None),
+            };
+            serde_json::json!({
+                "layer": i + 1,
+                "name": l.name,
+                "op": l.op.kind(),
+                "inputs": l.inputs,
+                "shape": l.shape,
+                "type": l.ty.ap_string(),
+                "weights": w,
+                "accumulator": acc,
+                "macs": l.op.macs(m.tensor_len(i + 1)),
+                "reuse": l.reuse,
+            })
+        })
+        .collect();
+    if a.json {
+        let doc = serde_json::json!({
+            "model": m.name,
+            "input_shape": m.input_shape,
+            "input_type": m.input_ty.ap_string(),
+            "macs": m.macs(),
+            "layers": layers,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!(
+        "model {}  input {:?} {}  output {:?} {}",
+        m.name,
+        m.input_shape,
+        m.input_ty.ap_string(),
+        m.shape(m.output()),
+        m.output_ty().ap_string()
+    );
+    println!(
+        "{:>3}  {:<40} {:<8} {:<30} {:<44} {:>6} {:>5}",
+        "#", "layer", "op", "result type", "weights / accumulator", "MACs", "reuse"
+    );
+    for l in &layers {
+        let wa = match (l["weights"].as_str(), l["accumulator"].as_str()) {
+            (Some(w), Some(a)) => format!("{w} / {a}"),
+            _ => String::new(),
+        };
+        let (text, num) = (
+            |k: &str| l[k].as_str().unwrap_or_default().to_string(),
+            |k: &str| l[k].as_u64().unwrap_or_default(),
+        );
+        println!(
+            "{:>3}  {:<40} {:<8} {:<30} {:<44} {:>6} {:>5}",
+            num("layer"),
+            text("name"),
+            text("op"),
+            text("type"),
+            wa,
+            num("macs"),
+            num("reuse")
+        );
+    }
+    println!("{} layers, {} MACs per event", m.layers.len(), m.macs());
     Ok(())
 }
 

@@ -62,6 +62,32 @@ fn quantize_then_eval_matches_the_report_and_checks_shapes() {
     assert!(r["accuracy"]["argmax_agreement"].as_f64().unwrap() >= 0.99);
     assert_eq!(r["layers"].as_array().unwrap().len(), 8);
 
+    // inspect reads the .bxq back: types, accumulators and MACs per layer.
+    let (ok, out, err) = bxflow(&["inspect", bxq.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("ap_fixed<16,6,AP_RND,AP_SAT> / ap_fixed<")
+            && out.contains("8 layers, 4256 MACs per event"),
+        "{out}"
+    );
+    let (ok, out, err) = bxflow(&["inspect", bxq.to_str().unwrap(), "--json"]);
+    assert!(ok, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["macs"], 4256);
+    let first = &j["layers"][0];
+    assert_eq!(
+        (first["op"].as_str(), first["macs"].as_u64()),
+        (Some("Dense"), Some(1024))
+    );
+    assert!(
+        first["accumulator"]
+            .as_str()
+            .unwrap()
+            .starts_with("ap_fixed<"),
+        "{first}"
+    );
+    assert_eq!(j["layers"][7]["op"], "Softmax");
+
     // Events: 3 x 16 features.
     let x = tmp("x.npy");
     let feats: Vec<f32> = (0..48).map(|i| (i as f32 - 24.0) / 10.0).collect();
