@@ -32,7 +32,8 @@ pub struct HdlArgs {
     #[arg(long)]
     pub levels: Option<u32>,
     /// For an ONNX model: uniform precision of every layer (default: the
-    /// quantizer's default configuration), e.g. "fixed<16,6>".
+    /// quantizer's default configuration), e.g. "fixed<16,6>"; as for
+    /// `bxflow quantize`, no modes means RND and SAT.
     #[arg(long)]
     pub precision: Option<String>,
     /// Number of golden test vectors for the testbench.
@@ -86,9 +87,8 @@ fn load_model(path: &std::path::Path, precision: Option<&str>) -> Result<QModel>
     if is_onnx {
         let g = quantize::onnx::import_path(path)?;
         let cfg = match precision {
-            Some(p) => quantize::config::Config::uniform(
-                p.parse().map_err(|e| anyhow::anyhow!("--precision: {e}"))?,
-            ),
+            // As `bxflow quantize` reads it: without modes, RND and SAT.
+            Some(p) => quantize::config::Config::uniform(crate::modelcmd::parse_precision(p)?),
             None => quantize::config::Config::default(),
         };
         Ok(quantize::quantizer::quantize_graph(&g, &cfg)?)

@@ -199,3 +199,38 @@ fn hdl_reuse_export_and_its_errors() {
     let note = std::fs::read_to_string(dir.join("INTEGRATION.md")).unwrap();
     assert!(note.contains("holds `in_ready` low for 3 cycles"), "{note}");
 }
+
+/// `--precision` means the same to every command: `bxflow hdl` on the ONNX
+/// builds the very kernel that `bxflow hdl` builds from the `.bxq` that
+/// `bxflow quantize` wrote with that precision (no modes: RND and SAT).
+#[test]
+fn hdl_and_quantize_read_precision_alike() {
+    let bxq = tmp("alike.bxq");
+    let onnx = model("three_layer_keras.onnx");
+    let (ok, _, err) = bxflow(&[
+        "quantize",
+        &onnx,
+        "-o",
+        bxq.to_str().unwrap(),
+        "--precision",
+        "fixed<8,3>",
+    ]);
+    assert!(ok, "{err}");
+    let verilog = |args: &[&str], dir: &str| {
+        let d = tmp(dir);
+        let mut a = vec!["hdl"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["-o", d.to_str().unwrap()]);
+        let (ok, _, err) = bxflow(&a);
+        assert!(ok, "{err}");
+        std::fs::read_to_string(d.join("three_layer_keras.v")).unwrap()
+    };
+    let from_bxq = verilog(&[bxq.to_str().unwrap()], "alike_bxq");
+    let from_onnx = verilog(&[&onnx, "--precision", "fixed<8,3>"], "alike_onnx");
+    assert!(
+        from_bxq == from_onnx,
+        "the two paths built different kernels"
+    );
+    let wrap = verilog(&[&onnx, "--precision", "fixed<8,3,TRN,WRAP>"], "alike_wrap");
+    assert!(wrap != from_onnx, "TRN/WRAP should build another kernel");
+}
