@@ -58,6 +58,12 @@ pub struct PipelineConfig {
     /// Capacity of each queue, in batches.
     pub queue: usize,
     pub overload: Overload,
+    /// Workers poll their queue instead of sleeping on it. A sleeping worker
+    /// takes tens of microseconds to wake (longer on a virtual machine), so
+    /// under a steady rate that leaves it idle between batches it wakes for
+    /// each one and falls behind. Polling keeps a core busy: use it with at
+    /// most one worker per free core, as a DAQ node dedicates cores.
+    pub busy_poll: bool,
 }
 
 impl Default for PipelineConfig {
@@ -68,6 +74,7 @@ impl Default for PipelineConfig {
             batch: 256,
             queue: 64,
             overload: Overload::Block,
+            busy_poll: false,
         }
     }
 }
@@ -242,10 +249,10 @@ pub fn pipeline(
             engine.clone(),
             shared.clone(),
         );
-        let pin = cfg.pin.then_some(w % ncpu);
+        let (pin, poll) = (cfg.pin.then_some(w % ncpu), cfg.busy_poll);
         let h = std::thread::Builder::new()
             .name(format!("bxflow-worker-{w}"))
-            .spawn(move || worker(eng, rx, tx, sh, pin))
+            .spawn(move || worker(eng, rx, tx, sh, pin, poll))
             .map_err(|e| PipelineError::Engine(EngineError::Io(e.to_string())))?;
         handles.push(h);
     }
@@ -290,19 +297,43 @@ fn pin_to(cpu: usize) {
 #[cfg(not(target_os = "linux"))]
 fn pin_to(_cpu: usize) {}
 
+/// The next batch for a worker, `None` once the producer has closed.
+fn next_batch(rx: &Receiver<Box<Batch>>, busy_poll: bool) -> Option<Box<Batch>> {
+    if !busy_poll {
+        return rx.recv().ok();
+    }
+    let mut idle = 0u32;
+    loop {
+        match rx.try_recv() {
+            Ok(b) => return Some(b),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {
+                idle = idle.wrapping_add(1);
+                if idle % (1 << 16) == 0 {
+                    // Now and then, let a thread that shares this core run.
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
+}
+
 fn worker(
     engine: Arc<Engine>,
     rx: Receiver<Box<Batch>>,
     tx: Sender<Box<Batch>>,
     shared: Arc<Shared>,
     pin: Option<usize>,
+    busy_poll: bool,
 ) {
     if let Some(c) = pin {
         pin_to(c);
     }
     let mut scratch = engine.scratch();
     let (il, ol) = (engine.input_len(), engine.output_len());
-    while let Ok(mut b) = rx.recv() {
+    while let Some(mut b) = next_batch(&rx, busy_poll) {
         let n = b.n;
         b.output.resize(n * ol, 0);
         if b.err.is_some() {
@@ -718,6 +749,12 @@ impl Consumer {
             }
             let got = match timeout {
                 None => self.rx.recv().map_err(|_| TryRecvError::Disconnected),
+                // A poll: `recv_timeout(0)` would first set up a deadline and
+                // a blocking wait, which costs a paced driver its schedule.
+                Some(t) if t.is_zero() => match self.rx.try_recv() {
+                    Err(TryRecvError::Empty) => return Ok(false),
+                    r => r,
+                },
                 Some(t) => match self.rx.recv_timeout(t) {
                     Ok(b) => Ok(b),
                     Err(crossbeam::channel::RecvTimeoutError::Timeout) => return Ok(false),

@@ -186,13 +186,38 @@ pub fn stream(
         batch: cfg.batch.max(1),
         queue: cfg.queue.max(1),
         overload,
+        // Paced runs: one worker per core but the driver's, each kept awake
+        // (a sleeping worker wakes too late for a steady trickle of batches).
+        busy_poll: rate_mhz.is_some(),
     };
     let (mut prod, mut cons) =
         pipeline(engine.clone(), &pcfg).map_err(|e| TbError::Engine(e.to_string()))?;
     // Let the workers start and park before the clock starts.
     std::thread::sleep(Duration::from_millis(2));
-    let arrival: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+    // The arrival schedule is drawn before the clock starts: drawn after,
+    // a long run would start behind it and lose its first events.
+    let sched: Vec<u64> = match rate_mhz {
+        Some(rate) => ArrivalGen::new(cfg.arrivals, 1000.0 / rate, cfg.seed)
+            .take(n as usize)
+            .collect(),
+        None => Vec::new(),
+    };
+    let arrival: Vec<AtomicU64> = (0..n)
+        .map(|i| AtomicU64::new(sched.get(i as usize).copied().unwrap_or(0)))
+        .collect();
     let pb = crate::progress_bar(cfg.progress && record, n, "cpu");
+    // Recording buffers with their pages already mapped: a page fault in
+    // the driver's loop costs about a microsecond of its schedule.
+    let mapped = |len: usize| {
+        let mut v = vec![0.0; len];
+        v.clear();
+        v
+    };
+    let mut points = Vec::new();
+    if record {
+        points.resize(n as usize, (0.0, 0.0));
+        points.clear();
+    }
     let mut col = Collector {
         pool,
         t0: Instant::now(),
@@ -206,8 +231,8 @@ pub fn stream(
             checked: 0,
             mismatches: 0,
             first_mismatches: vec![],
-            latency_ns: Vec::with_capacity(n as usize),
-            points: Vec::with_capacity(if record { n as usize } else { 0 }),
+            latency_ns: mapped(n as usize),
+            points,
             last_arrival_ns: 0,
             last_delivery_ns: 0,
             sequence_ok: true,
@@ -261,14 +286,7 @@ pub fn stream(
             r.last_arrival_ns = last;
             Ok(r)
         })?,
-        Some(rate) => {
-            let period_ns = 1000.0 / rate;
-            let sched: Vec<u64> = ArrivalGen::new(cfg.arrivals, period_ns, cfg.seed)
-                .take(n as usize)
-                .collect();
-            for (a, &t) in arrival.iter().zip(&sched) {
-                a.store(t, Relaxed);
-            }
+        Some(_) => {
             // Events of a partial batch, and the first of them.
             let (mut in_batch, mut batch_first) = (0usize, 0u64);
             // Events whose arrival time has come.
