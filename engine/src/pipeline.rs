@@ -309,7 +309,7 @@ fn next_batch(rx: &Receiver<Box<Batch>>, busy_poll: bool) -> Option<Box<Batch>> 
             Err(TryRecvError::Disconnected) => return None,
             Err(TryRecvError::Empty) => {
                 idle = idle.wrapping_add(1);
-                if idle % (1 << 16) == 0 {
+                if idle.is_multiple_of(1 << 16) {
                     // Now and then, let a thread that shares this core run.
                     std::thread::yield_now();
                 } else {
