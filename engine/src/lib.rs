@@ -389,19 +389,19 @@ impl Engine {
         output: &mut [O],
     ) -> Result<(), EngineError> {
         let r = self.plan.input_range();
-        I::to_raw_slice(
-            input,
-            &self.input_ty,
-            self.in_lo,
-            self.in_hi,
-            &mut s.arena[r],
-        )?;
+        self.raw(input, &mut s.arena[r])?;
         self.plan.run(s);
         let r = self.plan.output_range();
         for (d, &v) in output.iter_mut().zip(&s.arena[r]) {
             *d = O::from_raw(v, &self.out_scale);
         }
         Ok(())
+    }
+
+    /// Raw codes of the input type from `src` into `dst`, range checked.
+    #[inline]
+    fn raw<I: InputValue>(&self, src: &[I], dst: &mut [i64]) -> Result<(), EngineError> {
+        I::to_raw_slice(src, &self.input_ty, self.in_lo, self.in_hi, dst)
     }
 
     /// Many events: `inputs` holds `n * input_len` values, `outputs` `n * output_len`.
@@ -474,40 +474,40 @@ impl Engine {
                 self.plan.output_range(),
             );
             let (il, ol) = (self.in_len, self.out_len);
-            let direct = self.plan.direct_chain().is_some();
-            while e0 + MULTI <= n && direct {
-                // The pass's inputs in one check and copy, outputs in one copy.
-                let src = &inputs[e0 * il..(e0 + MULTI) * il];
-                if I::to_raw_slice(src, &self.input_ty, self.in_lo, self.in_hi, &mut s.barena)
-                    .is_err()
-                {
-                    // The error names the index within the event, as for one event.
-                    for x in src.chunks(il) {
-                        I::to_raw_slice(x, &self.input_ty, self.in_lo, self.in_hi, &mut s.barena)?;
+            if self.plan.direct_chain().is_some() {
+                while e0 + MULTI <= n {
+                    // The pass's inputs in one check and copy, outputs in one copy.
+                    let src = &inputs[e0 * il..(e0 + MULTI) * il];
+                    if self.raw(src, &mut s.barena).is_err() {
+                        // The error names the index within the event, as for one event.
+                        for x in src.chunks(il) {
+                            self.raw(x, &mut s.barena)?;
+                        }
                     }
-                }
-                self.plan.run_multi(s);
-                let y = &s.barena[MULTI * il..MULTI * (il + ol)];
-                for (d, &v) in outputs[e0 * ol..(e0 + MULTI) * ol].iter_mut().zip(y) {
-                    *d = O::from_raw(v, &self.out_scale);
-                }
-                e0 += MULTI;
-            }
-            while e0 + MULTI <= n && !direct {
-                for e in 0..MULTI {
-                    let src = &inputs[(e0 + e) * il..(e0 + e + 1) * il];
-                    let dst = &mut s.barena[e * a + ir.start..e * a + ir.end];
-                    I::to_raw_slice(src, &self.input_ty, self.in_lo, self.in_hi, dst)?;
-                }
-                self.plan.run_multi(s);
-                for e in 0..MULTI {
-                    let src = &s.barena[e * a + or.start..e * a + or.end];
-                    let dst = &mut outputs[(e0 + e) * ol..(e0 + e + 1) * ol];
-                    for (d, &v) in dst.iter_mut().zip(src) {
+                    self.plan.run_multi(s);
+                    let y = &s.barena[MULTI * il..MULTI * (il + ol)];
+                    for (d, &v) in outputs[e0 * ol..(e0 + MULTI) * ol].iter_mut().zip(y) {
                         *d = O::from_raw(v, &self.out_scale);
                     }
+                    e0 += MULTI;
                 }
-                e0 += MULTI;
+            } else {
+                while e0 + MULTI <= n {
+                    for e in 0..MULTI {
+                        let src = &inputs[(e0 + e) * il..(e0 + e + 1) * il];
+                        let dst = &mut s.barena[e * a + ir.start..e * a + ir.end];
+                        self.raw(src, dst)?;
+                    }
+                    self.plan.run_multi(s);
+                    for e in 0..MULTI {
+                        let src = &s.barena[e * a + or.start..e * a + or.end];
+                        let dst = &mut outputs[(e0 + e) * ol..(e0 + e + 1) * ol];
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            *d = O::from_raw(v, &self.out_scale);
+                        }
+                    }
+                    e0 += MULTI;
+                }
             }
         }
         s.ensure(&self.plan.sizes);

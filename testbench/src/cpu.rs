@@ -77,6 +77,15 @@ pub struct Run {
     pub sequence_ok: bool,
 }
 
+/// An empty vector with room for `len` elements whose pages are already
+/// mapped: a page fault in the paced driver's loop costs about a
+/// microsecond of its schedule.
+fn mapped<T: Clone + Default>(len: usize) -> Vec<T> {
+    let mut v = vec![T::default(); len];
+    v.clear();
+    v
+}
+
 fn workers_for(cfg: &CpuConfig) -> usize {
     if cfg.workers > 0 {
         return cfg.workers;
@@ -206,18 +215,6 @@ pub fn stream(
         .map(|i| AtomicU64::new(sched.get(i as usize).copied().unwrap_or(0)))
         .collect();
     let pb = crate::progress_bar(cfg.progress && record, n, "cpu");
-    // Recording buffers with their pages already mapped: a page fault in
-    // the driver's loop costs about a microsecond of its schedule.
-    let mapped = |len: usize| {
-        let mut v = vec![0.0; len];
-        v.clear();
-        v
-    };
-    let mut points = Vec::new();
-    if record {
-        points.resize(n as usize, (0.0, 0.0));
-        points.clear();
-    }
     let mut col = Collector {
         pool,
         t0: Instant::now(),
@@ -232,7 +229,7 @@ pub fn stream(
             mismatches: 0,
             first_mismatches: vec![],
             latency_ns: mapped(n as usize),
-            points,
+            points: mapped(if record { n as usize } else { 0 }),
             last_arrival_ns: 0,
             last_delivery_ns: 0,
             sequence_ok: true,
