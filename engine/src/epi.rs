@@ -140,26 +140,26 @@ impl Builder {
     /// `v + c`: folded into the bias while nothing else followed it, merged
     /// with an add just before it, dropped when 0.
     fn add(&mut self, c: i64) {
-        let (lo, hi) = self.r;
         if c == 0 {
             return;
         }
+        let r = (self.r.0 + c, self.r.1 + c);
         if self.ops.is_empty() {
             self.pending += c;
-            self.r = (lo + c, hi + c);
+            self.r = r;
             return;
         }
         if let Some(Op::Add(d)) = self.last() {
             self.pop();
             let s = (d as i64 + c) as i32; // wraps; see the module note
             if s != 0 {
-                self.emit(Op::Add(s), (lo + c, hi + c));
+                self.emit(Op::Add(s), r);
             } else {
-                self.r = (lo + c, hi + c);
+                self.r = r;
             }
             return;
         }
-        self.emit(Op::Add(c as i32), (lo + c, hi + c));
+        self.emit(Op::Add(c as i32), r);
     }
 
     fn shl(&mut self, k: u32) {
