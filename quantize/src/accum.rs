@@ -2,7 +2,54 @@
 //! rounds or wraps. Derived from the actual constant weights rather than from
 //! fan-in alone, so hardware adders are no wider than the values need.
 
-use crate::fixed::FixedType;
+use crate::fixed::{FixedType, Rounding};
+use crate::golden::round_to_lsb;
+
+/// Where the bits of a multiply-accumulate `bias + sum w * x` sit: the one
+/// rule the golden model, the CPU engine and the FPGA builder all follow, so
+/// they cannot disagree about an alignment.
+///
+/// A product `w * x` has the sum of its operands' fraction bits; the bias has
+/// its own. Both are brought to the accumulator's LSB with the accumulator's
+/// rounding mode (a left shift when the accumulator is finer, which is exact).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MacLayout {
+    /// Fraction bits of one product `w * x`.
+    pub prod_frac: i32,
+    /// Fraction bits of the bias as stored.
+    pub bias_frac: i32,
+    /// Fraction bits of the accumulator.
+    pub acc_frac: i32,
+    /// Rounding applied where a term has more fraction bits than the accumulator.
+    pub rounding: Rounding,
+}
+
+impl MacLayout {
+    /// The layout of inputs `x`, weights `w`, bias `b` summed into `acc`.
+    pub fn new(x: FixedType, w: FixedType, b: FixedType, acc: FixedType) -> MacLayout {
+        MacLayout {
+            prod_frac: x.frac_bits() + w.frac_bits(),
+            bias_frac: b.frac_bits(),
+            acc_frac: acc.frac_bits(),
+            rounding: acc.rounding,
+        }
+    }
+
+    /// The fraction bits at which no term rounds: the finer of product and bias.
+    pub fn exact_frac(x: FixedType, w: FixedType, b: FixedType) -> i32 {
+        (x.frac_bits() + w.frac_bits()).max(b.frac_bits())
+    }
+
+    /// The bias (raw at `bias_frac`) at the accumulator's LSB.
+    pub fn bias(&self, raw: i64) -> i128 {
+        round_to_lsb(raw as i128, self.bias_frac, self.acc_frac, self.rounding)
+    }
+
+    /// A product `w * x` (raw at `prod_frac`) at the accumulator's LSB.
+    pub fn product(&self, raw: i128) -> i128 {
+        round_to_lsb(raw, self.prod_frac, self.acc_frac, self.rounding)
+    }
+}
 
 /// Widest accumulator any backend handles (raw values are `i64`).
 pub const MAX_ACC_WIDTH: u32 = 64;
@@ -34,7 +81,7 @@ pub fn exact_accumulator<'a>(
     rows: impl Iterator<Item = (i64, &'a [i64])>,
 ) -> Result<FixedType, String> {
     let pf = x.frac_bits() + w.frac_bits();
-    let af = pf.max(b.frac_bits());
+    let af = MacLayout::exact_frac(x, w, b);
     let (xlo, xhi) = (x.min_raw() as i128, x.max_raw() as i128);
     let (mut lo, mut hi) = (0i128, 0i128);
     for (bias, ws) in rows {

@@ -5,6 +5,7 @@
 //! on [`QOp`]. The CPU engine and the HDL kernels are tested bit for bit
 //! against it.
 
+use crate::accum::MacLayout;
 use crate::fixed::{FixedType, Rounding};
 use crate::qmodel::{PoolKind, QLayer, QModel, QOp, TensorId};
 
@@ -120,28 +121,27 @@ fn check_input(model: &QModel, input: &[i64]) -> Result<(), GoldenError> {
     Ok(())
 }
 
-/// The multiply-accumulate rule shared by Dense, Conv and Scale (see [`QOp`]).
+/// The multiply-accumulate shared by Dense, Conv and Scale (see [`QOp`]):
+/// terms aligned by [`MacLayout`], summed exactly, then the accumulator's and
+/// the output's quantization.
 struct Mac {
-    prod_frac: i32,
-    b_frac: i32,
+    layout: MacLayout,
     acc: FixedType,
 }
 
 impl Mac {
     fn new(x: FixedType, w: FixedType, b: FixedType, acc: FixedType) -> Self {
         Mac {
-            prod_frac: x.frac_bits() + w.frac_bits(),
-            b_frac: b.frac_bits(),
+            layout: MacLayout::new(x, w, b, acc),
             acc,
         }
     }
 
     fn run(&self, bias: i64, terms: impl Iterator<Item = (i64, i64)>, out: FixedType) -> i64 {
-        let af = self.acc.frac_bits();
-        let r = self.acc.rounding;
-        let mut sum = round_to_lsb(bias as i128, self.b_frac, af, r);
+        let af = self.layout.acc_frac;
+        let mut sum = self.layout.bias(bias);
         for (w, x) in terms {
-            sum += round_to_lsb(w as i128 * x as i128, self.prod_frac, af, r);
+            sum += self.layout.product(w as i128 * x as i128);
         }
         let acc = self.acc.quantize_raw(sum, af);
         out.quantize_raw(acc as i128, af)

@@ -10,7 +10,9 @@ pub mod config;
 pub mod fixed;
 pub mod golden;
 pub mod ir;
+pub mod load;
 pub mod npy;
+#[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod qmodel;
 pub mod quantizer;
@@ -18,3 +20,5 @@ pub mod random;
 pub mod report;
 pub mod tables;
 pub mod validate;
+
+pub use load::{load_model, LoadError};
