@@ -4,32 +4,23 @@
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use rand_distr::Exp1;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// The arrival process; its JSON and display name is the lowercase variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Arrivals {
     /// One event every `period` ticks (the LHC bunch-crossing clock).
+    #[cfg_attr(feature = "clap", value(alias = "periodic"))]
     Fixed,
     /// Exponential gaps with mean `period`.
     Poisson,
     /// Trains of `burst_len` back-to-back events (one tick apart), trains
     /// spaced so that the mean rate is one event per `period`.
+    #[cfg_attr(feature = "clap", value(alias = "bursty"))]
     Burst,
-}
-
-impl std::str::FromStr for Arrivals {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "fixed" | "periodic" => Ok(Arrivals::Fixed),
-            "poisson" => Ok(Arrivals::Poisson),
-            "burst" | "bursty" => Ok(Arrivals::Burst),
-            o => Err(format!(
-                "unknown arrival process '{o}': expected fixed, poisson or burst"
-            )),
-        }
-    }
 }
 
 impl std::fmt::Display for Arrivals {
@@ -73,8 +64,8 @@ impl Iterator for ArrivalGen {
         match self.kind {
             Arrivals::Fixed => self.t += self.period,
             Arrivals::Poisson => {
-                let u: f64 = self.rng.gen::<f64>();
-                self.t += -(1.0 - u).ln() * self.period;
+                let gap: f64 = self.rng.sample(Exp1);
+                self.t += gap * self.period;
             }
             Arrivals::Burst => {
                 // Start of train j is at j * BURST_LEN * period; events of a

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::arrivals::{ArrivalGen, Arrivals};
-use crate::report::{CpuInfo, Dist, Mismatch, Report, Series, SweepPoint};
+use crate::error::TbError;
+use crate::progress::progress_bar;
+use crate::report::{CpuInfo, Dist, Mismatch, Report, Series, SweepPoint, Target};
 use crate::stream::EventPool;
-use crate::TbError;
 
 #[derive(Clone, Debug)]
 pub struct CpuConfig {
@@ -154,7 +155,7 @@ impl Collector<'_> {
                 Ok(Next::End) => return Ok(false),
                 // A failed batch: counted in stats().failed; keep going.
                 Err(engine::pipeline::PipelineError::Batch { .. }) => {}
-                Err(e) => return Err(TbError::Engine(e.to_string())),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -199,8 +200,7 @@ pub fn stream(
         // (a sleeping worker wakes too late for a steady trickle of batches).
         busy_poll: rate_mhz.is_some(),
     };
-    let (mut prod, mut cons) =
-        pipeline(engine.clone(), &pcfg).map_err(|e| TbError::Engine(e.to_string()))?;
+    let (mut prod, mut cons) = pipeline(engine.clone(), &pcfg)?;
     // Let the workers start and park before the clock starts.
     std::thread::sleep(Duration::from_millis(2));
     // The arrival schedule is drawn before the clock starts: drawn after,
@@ -214,7 +214,7 @@ pub fn stream(
     let arrival: Vec<AtomicU64> = (0..n)
         .map(|i| AtomicU64::new(sched.get(i as usize).copied().unwrap_or(0)))
         .collect();
-    let pb = crate::progress_bar(cfg.progress && record, n, "cpu");
+    let pb = progress_bar(cfg.progress && record, n, "cpu");
     let mut col = Collector {
         pool,
         t0: Instant::now(),
@@ -247,8 +247,7 @@ pub fn stream(
                 let k0 = i % count;
                 let len = (to - i).min(count - k0);
                 let slice = &pool.raw[k0 as usize * il..(k0 + len) as usize * il];
-                prod.push_raw(slice)
-                    .map_err(|e| TbError::Engine(e.to_string()))?;
+                prod.push_raw(slice)?;
                 i += len;
             }
             Ok(())
@@ -278,7 +277,7 @@ pub fn stream(
                 pushed += k;
                 progress(pushed, k);
             }
-            prod.close().map_err(|e| TbError::Engine(e.to_string()))?;
+            prod.close()?;
             let mut r = consumer.join().expect("consumer thread")?;
             r.last_arrival_ns = last;
             Ok(r)
@@ -301,7 +300,7 @@ pub fn stream(
                 let late = (arrived - pushed).saturating_sub(front);
                 if late > 0 {
                     prod.drop_events(late)
-                        .map_err(|e| TbError::Engine(e.to_string()))?;
+                        ?;
                     pushed += late;
                     in_batch = 0;
                 }
@@ -312,7 +311,7 @@ pub fn stream(
                     // dropped without copying it in, and leave the core to
                     // the workers.
                     prod.drop_events(due - pushed)
-                        .map_err(|e| TbError::Engine(e.to_string()))?;
+                        ?;
                     pushed = due;
                     for _ in 0..8 {
                         std::hint::spin_loop();
@@ -333,7 +332,7 @@ pub fn stream(
                 } else if in_batch > 0
                     && now.saturating_sub(sched[batch_first as usize]) >= cfg.max_wait_ns
                 {
-                    prod.flush().map_err(|e| TbError::Engine(e.to_string()))?;
+                    prod.flush()?;
                     in_batch = 0;
                 }
                 // Outputs are taken on every turn: when the offered rate is
@@ -349,7 +348,7 @@ pub fn stream(
                     }
                 }
             }
-            prod.close().map_err(|e| TbError::Engine(e.to_string()))?;
+            prod.close()?;
             while col.drain(&mut cons, Duration::from_millis(50))? {}
             let mut r = col.finish(&cons);
             r.last_arrival_ns = sched.last().copied().unwrap_or(0);
@@ -427,10 +426,10 @@ pub fn run_cpu(
         failures.push("outputs were delivered out of order".into());
     }
     let mut rep = Report {
-        target: "cpu".into(),
+        target: Target::Cpu,
         model: model_name.into(),
         source: pool.source.clone(),
-        arrivals: cfg.arrivals.to_string(),
+        arrivals: cfg.arrivals,
         rate_mhz: cfg.rate_mhz,
         clock_mhz: None,
         budget_ns: cfg.budget_ns,

@@ -24,35 +24,27 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::arrivals::{ArrivalGen, Arrivals};
-use crate::report::{Dist, KernelInfo, Mismatch, Queue, Report, Series, SweepPoint};
+use crate::error::TbError;
+use crate::progress::progress_bar;
+use crate::report::{Dist, KernelInfo, Mismatch, Queue, Report, Series, SweepPoint, Target};
 use crate::stream::EventPool;
-use crate::TbError;
 
+/// The simulator that runs the kernel (command-line names: auto, rust,
+/// rust-hdl, verilator).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum SimChoice {
     /// Verilator when installed and the run is large, the netlist simulator otherwise.
     Auto,
     /// The `hdl` netlist simulator (Rust; for small runs).
+    #[cfg_attr(feature = "clap", value(alias = "netlist", alias = "builtin"))]
     Rust,
     /// The kernel as a rust-hdl block in rust-hdl's own `Simulation`
     /// (slowest; for small runs).
+    #[cfg_attr(feature = "clap", value(alias = "rusthdl"))]
     RustHdl,
+    /// Verilator on the exported Verilog (built once per kernel, cached).
     Verilator,
-}
-
-impl std::str::FromStr for SimChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(SimChoice::Auto),
-            "rust" | "netlist" | "builtin" => Ok(SimChoice::Rust),
-            "rust-hdl" | "rusthdl" => Ok(SimChoice::RustHdl),
-            "verilator" => Ok(SimChoice::Verilator),
-            o => Err(format!(
-                "unknown simulator '{o}': expected auto, rust, rust-hdl or verilator"
-            )),
-        }
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -173,13 +165,12 @@ fn simulate(
             .iter()
             .map(|&(e, c)| (c, pool.input(e).to_vec()))
             .collect();
-        return hdl::block::run_rust_hdl(kernel, &stim, total)
-            .map_err(|e| TbError::Sim(e.to_string()));
+        return Ok(hdl::block::run_rust_hdl(kernel, &stim, total)?);
     }
     let mut sim = Sim::new(&kernel.net);
     let zero = vec![0i64; kernel.inputs.len()];
     sim.step(true, false, &zero);
-    let pb = crate::progress_bar(progress, total, "fpga (netlist sim)");
+    let pb = progress_bar(progress, total, "fpga (netlist sim)");
     let mut out = Vec::with_capacity(issued.len());
     let mut k = 0usize;
     for t in 0..total {
@@ -191,10 +182,10 @@ fn simulate(
         };
         let (ov, o) = sim.step(false, valid, ev);
         if valid && !sim.was_ready() {
-            return Err(TbError::Sim(format!(
-                "kernel not ready (in_ready low) for event {} at cycle {t}",
-                k - 1
-            )));
+            return Err(TbError::NotReady {
+                event: (k - 1) as u64,
+                cycle: t,
+            });
         }
         if ov {
             let vals = o
@@ -228,9 +219,7 @@ fn use_verilator(cfg: &FpgaConfig, events: u64) -> Result<bool, TbError> {
         SimChoice::Rust | SimChoice::RustHdl => false,
         SimChoice::Verilator => {
             if !crate::verilator::available() {
-                return Err(TbError::Sim(
-                    "verilator is not installed (use --sim rust)".into(),
-                ));
+                return Err(TbError::NoVerilator);
             }
             true
         }
@@ -356,10 +345,10 @@ pub fn run_fpga(
 
     let stats = kernel.stats();
     let mut rep = Report {
-        target: "fpga".into(),
+        target: Target::Fpga,
         model: model_name.into(),
         source: pool.source.clone(),
-        arrivals: cfg.arrivals.to_string(),
+        arrivals: cfg.arrivals,
         rate_mhz: Some(cfg.rate_mhz),
         clock_mhz: Some(cfg.clock_mhz),
         budget_ns: cfg.budget_ns,

@@ -2,22 +2,22 @@
 
 use plotters::coord::ranged1d::AsRangedCoord;
 use plotters::coord::types::RangedCoordf64;
+use plotters::drawing::DrawingAreaErrorKind;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
+use crate::error::TbError;
 use crate::report::Report;
-use crate::TbError;
 
-fn perr<E: std::fmt::Display>(e: E) -> TbError {
-    TbError::Io(format!("plot: {e}"))
-}
+/// What every drawing step returns (the SVG backend's errors are I/O errors).
+type Drawn<T> = Result<T, DrawingAreaErrorKind<std::io::Error>>;
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
 /// The 900 x 500 white canvas every plot draws on.
-fn canvas(path: &Path) -> Result<Area<'_>, TbError> {
+fn canvas(path: &Path) -> Drawn<Area<'_>> {
     let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(perr)?;
+    root.fill(&WHITE)?;
     Ok(root)
 }
 
@@ -28,7 +28,7 @@ fn chart<'a, 'b, Y>(
     x: std::ops::Range<f64>,
     y: Y,
     (x_desc, y_desc): (&str, &str),
-) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y::CoordDescType>>, TbError>
+) -> Drawn<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y::CoordDescType>>>
 where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
@@ -39,12 +39,12 @@ where
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(x, y)
-        .map_err(perr)?;
+        ?;
     c.configure_mesh()
         .x_desc(x_desc)
         .y_desc(y_desc)
         .draw()
-        .map_err(perr)?;
+        ?;
     Ok(c)
 }
 
@@ -56,35 +56,38 @@ fn key<S: Into<ShapeStyle> + Clone>(style: S) -> impl Fn((i32, i32)) -> PathElem
 /// Draws the legend box.
 fn legend<'a, 'b: 'a, Y: Ranged<ValueType = f64>>(
     c: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>,
-) -> Result<(), TbError> {
+) -> Drawn<()> {
     c.configure_series_labels()
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))
         .draw()
-        .map_err(perr)
+        
 }
 
+/// Draws the plots `r` has data for into `dir` as `<prefix>_<plot>.svg`;
+/// returns their paths.
 pub fn write_all(r: &Report, dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, TbError> {
+    type Plot = fn(&Report, &Path) -> Drawn<()>;
+    let plots: [(&str, bool, Plot); 3] = [
+        ("latency_hist", !r.series.latency_ns.is_empty(), histogram),
+        ("latency_time", !r.series.timeline.is_empty(), timeline),
+        ("throughput", !r.sweep.is_empty(), throughput),
+    ];
     let mut out = Vec::new();
-    if !r.series.latency_ns.is_empty() {
-        let p = dir.join(format!("{prefix}_latency_hist.svg"));
-        histogram(r, &p)?;
-        out.push(p);
-    }
-    if !r.series.timeline.is_empty() {
-        let p = dir.join(format!("{prefix}_latency_time.svg"));
-        timeline(r, &p)?;
-        out.push(p);
-    }
-    if !r.sweep.is_empty() {
-        let p = dir.join(format!("{prefix}_throughput.svg"));
-        throughput(r, &p)?;
-        out.push(p);
+    for (name, has_data, draw) in plots {
+        if has_data {
+            let path = dir.join(format!("{prefix}_{name}.svg"));
+            draw(r, &path).map_err(|source| TbError::Plot {
+                path: path.clone(),
+                source,
+            })?;
+            out.push(path);
+        }
     }
     Ok(out)
 }
 
-fn histogram(r: &Report, path: &Path) -> Result<(), TbError> {
+fn histogram(r: &Report, path: &Path) -> Drawn<()> {
     let v = &r.series.latency_ns;
     let lo = v.iter().cloned().fold(f64::MAX, f64::min);
     let hi = v.iter().cloned().fold(f64::MIN, f64::max).max(lo + 1e-9);
@@ -121,22 +124,22 @@ fn histogram(r: &Report, path: &Path) -> Result<(), TbError> {
                 )
             }),
     )
-    .map_err(perr)?;
+    ?;
     if r.budget_ns <= hi_axis + w {
         c.draw_series(LineSeries::new(
             vec![(r.budget_ns, 0.5), (r.budget_ns, ymax * 2.0)],
             RED.stroke_width(2),
         ))
-        .map_err(perr)?
+        ?
         .label(format!("budget {:.0} ns", r.budget_ns))
         .legend(key(RED));
         legend(&mut c)?;
     }
-    root.present().map_err(perr)?;
+    root.present()?;
     Ok(())
 }
 
-fn timeline(r: &Report, path: &Path) -> Result<(), TbError> {
+fn timeline(r: &Report, path: &Path) -> Drawn<()> {
     let t = &r.series.timeline;
     let x1 = t.last().map(|p| p.0).unwrap_or(1.0).max(1e-6);
     let ymax = t
@@ -154,26 +157,26 @@ fn timeline(r: &Report, path: &Path) -> Result<(), TbError> {
         ("arrival time (us)", "latency (ns)"),
     )?;
     c.draw_series(LineSeries::new(t.iter().map(|p| (p.0, p.2)), RED))
-        .map_err(perr)?
+        ?
         .label("max per bin")
         .legend(key(RED));
     c.draw_series(LineSeries::new(t.iter().map(|p| (p.0, p.1)), BLUE))
-        .map_err(perr)?
+        ?
         .label("mean per bin")
         .legend(key(BLUE));
     c.draw_series(LineSeries::new(
         vec![(0.0, r.budget_ns), (x1, r.budget_ns)],
         BLACK.mix(0.5),
     ))
-    .map_err(perr)?
+    ?
     .label("budget")
     .legend(key(BLACK.mix(0.5)));
     legend(&mut c)?;
-    root.present().map_err(perr)?;
+    root.present()?;
     Ok(())
 }
 
-fn throughput(r: &Report, path: &Path) -> Result<(), TbError> {
+fn throughput(r: &Report, path: &Path) -> Drawn<()> {
     let mut s = r.sweep.clone();
     s.sort_by(|a, b| a.offered_mhz.total_cmp(&b.offered_mhz));
     let xmax = s
@@ -200,21 +203,21 @@ fn throughput(r: &Report, path: &Path) -> Result<(), TbError> {
         vec![(0.0, 0.0), (xmax.min(ymax), xmax.min(ymax))],
         BLACK.mix(0.3),
     ))
-    .map_err(perr)?
+    ?
     .label("no loss")
     .legend(key(BLACK.mix(0.3)));
     c.draw_series(LineSeries::new(
         s.iter().map(|p| (p.offered_mhz, p.achieved_mhz)),
         BLUE,
     ))
-    .map_err(perr)?
+    ?
     .label("measured");
     c.draw_series(s.iter().map(|p| {
         let col = if p.lost == 0 { GREEN } else { RED };
         Circle::new((p.offered_mhz, p.achieved_mhz), 4, col.filled())
     }))
-    .map_err(perr)?;
+    ?;
     legend(&mut c)?;
-    root.present().map_err(perr)?;
+    root.present()?;
     Ok(())
 }

@@ -1,11 +1,31 @@
-//! What a run measured: the JSON report for CI, the terminal summary, and
-//! the plots (SVG).
+//! What a run measured: the figures, judged pass or fail, as the JSON
+//! report for CI and the terminal summary. Plots and files are drawn and
+//! written from it by [`crate::plots`] and [`crate::output`].
 
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
-use crate::TbError;
+use crate::arrivals::Arrivals;
+
+/// What ran the network; its JSON and display name is the lowercase variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Target {
+    /// The FPGA kernel in a cycle-level simulation.
+    Fpga,
+    /// The CPU engine's pipeline.
+    Cpu,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Target::Fpga => "fpga",
+            Target::Cpu => "cpu",
+        })
+    }
+}
 
 /// Distribution of a measured quantity (exact order statistics).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -131,10 +151,10 @@ impl Series {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Report {
-    pub target: String,
+    pub target: Target,
     pub model: String,
     pub source: String,
-    pub arrivals: String,
+    pub arrivals: Arrivals,
     /// Offered mean rate, MHz (`None`: as fast as possible).
     pub rate_mhz: Option<f64>,
     pub clock_mhz: Option<f64>,
@@ -365,19 +385,4 @@ impl Report {
         s
     }
 
-    /// Writes `report.json` and the plots into `dir` (prefixed by the target);
-    /// records their paths in `plots`.
-    pub fn write(&mut self, dir: &Path) -> Result<PathBuf, TbError> {
-        std::fs::create_dir_all(dir).map_err(|e| TbError::Io(format!("{}: {e}", dir.display())))?;
-        let pre = self.target.clone();
-        self.plots = crate::plots::write_all(self, dir, &pre)?
-            .into_iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        let json = dir.join(format!("{pre}_report.json"));
-        std::fs::write(&json, self.to_json())
-            .map_err(|e| TbError::Io(format!("{}: {e}", json.display())))?;
-        self.plots.push(json.display().to_string());
-        Ok(json)
-    }
 }

@@ -3,11 +3,11 @@
 //! the golden model's output for each, against which every delivered output
 //! is compared bit for bit.
 
-use quantize::golden::{evaluate, quantize_input};
+use quantize::golden::{evaluate, quantize_input, GoldenError};
 use quantize::qmodel::QModel;
 use std::path::Path;
 
-use crate::TbError;
+use crate::error::TbError;
 
 /// Distinct events generated when no event file is given (cycled beyond that).
 pub const DEFAULT_POOL: usize = 1 << 16;
@@ -46,10 +46,11 @@ impl EventPool {
     ) -> Result<Self, TbError> {
         let in_len: usize = model.input_shape.iter().product();
         if in_len == 0 || !features.len().is_multiple_of(in_len) || features.is_empty() {
-            return Err(TbError::Input(format!(
-                "{source}: {} values is not a whole number of events of {in_len} features",
-                features.len()
-            )));
+            return Err(TbError::EventLength {
+                from: source,
+                values: features.len(),
+                in_len,
+            });
         }
         let raw: Vec<i64> = features
             .chunks(in_len)
@@ -66,13 +67,13 @@ impl EventPool {
             .map_or(1, |n| n.get())
             .min(n.max(1));
         let chunk = n.div_ceil(threads).max(1);
-        let parts: Vec<Result<Vec<Vec<i64>>, String>> = std::thread::scope(|s| {
+        let parts: Vec<Result<Vec<Vec<i64>>, GoldenError>> = std::thread::scope(|s| {
             let hs: Vec<_> = raw
                 .chunks(chunk * in_len)
                 .map(|c| {
                     s.spawn(move || {
                         c.chunks(in_len)
-                            .map(|e| evaluate(model, e).map_err(|e| e.to_string()))
+                            .map(|e| evaluate(model, e))
                             .collect::<Result<Vec<_>, _>>()
                     })
                 })
@@ -84,7 +85,7 @@ impl EventPool {
         let mut golden = Vec::new();
         let mut out_len = 0;
         for p in parts {
-            for o in p.map_err(TbError::Input)? {
+            for o in p? {
                 out_len = o.len();
                 golden.extend(o);
             }
@@ -120,9 +121,8 @@ impl EventPool {
             let n = p.len() / in_len;
             return Self::from_features(model, &p, format!("{name} ({n} events, memory-mapped)"));
         }
-        let ev = quantize::npy::read_events(path).map_err(|e| TbError::Input(e.to_string()))?;
-        ev.check_event_shape(&name, &model.input_shape)
-            .map_err(|e| TbError::Input(e.to_string()))?;
+        let ev = quantize::npy::read_events(path)?;
+        ev.check_event_shape(&name, &model.input_shape)?;
         let n = ev.count().min(limit.max(1));
         Self::from_features(
             model,
@@ -135,10 +135,13 @@ impl EventPool {
 /// Memory-maps a `<f4` C-order `.npy` and copies out the first `limit`
 /// events (or `None` when the file is another dtype/layout).
 fn mmap_f32(path: &Path, in_len: usize, limit: usize) -> Result<Option<Vec<f32>>, TbError> {
-    let err = |m: String| TbError::Input(format!("{}: {m}", path.display()));
-    let f = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let err = |reason: String| TbError::BadNpy {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let f = std::fs::File::open(path).map_err(TbError::file(path))?;
     // SAFETY: read-only map of a file we do not modify; events are copied out.
-    let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| err(e.to_string()))?;
+    let map = unsafe { memmap2::Mmap::map(&f) }.map_err(TbError::file(path))?;
     if map.len() < 10 || &map[..6] != b"\x93NUMPY" {
         return Err(err("not an .npy file".into()));
     }

@@ -12,7 +12,7 @@ use testbench::*;
 
 fn jets() -> QModel {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/three_layer_keras.onnx");
-    load_model(&p).unwrap()
+    quantize::load_model(&p, None).unwrap()
 }
 
 fn fpga_cfg(events: u64) -> FpgaConfig {
@@ -206,7 +206,7 @@ fn json_report_parses_and_holds_the_figures() {
     let pool = EventPool::generated(&m, 400, 400, 5).unwrap();
     let mut r = run_fpga(&m.name, &pool, &k, &fpga_cfg(1000)).unwrap();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tb-report");
-    let json = r.write(&dir).unwrap();
+    let json = write_report(&mut r, &dir).unwrap();
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["target"], "fpga");

@@ -1,0 +1,18 @@
+//! The progress bar both targets show on stderr for long runs.
+
+/// A progress bar for `len` steps labelled `what`; `None` when `on` is false
+/// (indicatif hides it by itself when stderr is not a terminal).
+pub(crate) fn progress_bar(on: bool, len: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    if !on {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb.set_prefix(what.to_string());
+    Some(pb)
+}
