@@ -16,7 +16,7 @@ use std::sync::Arc;
 use rust_hdl::core::check_error::{check_all, CheckError};
 use rust_hdl::core::prelude::*;
 
-use crate::build::Kernel;
+use crate::kernel::Kernel;
 use crate::netlist::{Netlist, SimState};
 
 /// A kernel netlist as a rust-hdl block with the interface of the exported

@@ -12,25 +12,40 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use quantize::golden::GoldenError;
 use quantize::qmodel::QModel;
-use serde_json::json;
 
-use crate::build::{Field, Kernel};
+use crate::eda::{self, Driver, EdaError};
+use crate::kernel::{Field, Kernel};
+use crate::manifest::{Manifest, MANIFEST_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("{0}")]
-    Io(String),
-    #[error("{tool} is not installed (not found on PATH){hint}")]
-    ToolMissing { tool: String, hint: String },
-    #[error("{tool} failed: {msg}")]
-    ToolFailed { tool: String, msg: String },
+    #[error("{what} {}: {source}", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Eda(#[from] EdaError),
     #[error("golden model: {0}")]
-    Golden(String),
+    Golden(#[from] GoldenError),
+    #[error("the testbench printed no summary line:\n{0}")]
+    NoSummary(String),
 }
 
-fn io<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> ExportError + '_ {
-    move |e| ExportError::Io(format!("{what}: {e}"))
+/// Maps an I/O error on `path` to [`ExportError::Io`].
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ExportError {
+    let path = path.to_path_buf();
+    move |source| ExportError::Io { what, path, source }
+}
+
+/// Writes `text` to `dir/name`.
+fn write(dir: &Path, name: &str, text: impl AsRef<[u8]>) -> Result<(), ExportError> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).map_err(io("write", &path))
 }
 
 /// Hex string of values packed into fields (field 0 in the LSBs).
@@ -178,59 +193,8 @@ pub fn random_events(model: &QModel, n: usize, seed: u64) -> Vec<Vec<i64>> {
 pub fn golden_outputs(model: &QModel, events: &[Vec<i64>]) -> Result<Vec<Vec<i64>>, ExportError> {
     events
         .iter()
-        .map(|e| {
-            quantize::golden::evaluate(model, e).map_err(|e| ExportError::Golden(e.to_string()))
-        })
+        .map(|e| quantize::golden::evaluate(model, e).map_err(ExportError::from))
         .collect()
-}
-
-fn field_json(fields: &[Field]) -> serde_json::Value {
-    json!(fields
-        .iter()
-        .enumerate()
-        .map(|(i, f)| json!({"index": i, "lsb": f.lsb, "width": f.width, "signed": f.signed}))
-        .collect::<Vec<_>>())
-}
-
-/// The JSON manifest of a kernel.
-pub fn manifest(k: &Kernel, model: &QModel, vectors: usize) -> serde_json::Value {
-    let st = k.stats();
-    json!({
-        "module": k.name,
-        "model": model.name,
-        "files": {
-            "verilog": format!("{}.v", k.name),
-            "testbench": format!("{}_tb.v", k.name),
-            "inputs": "inputs.hex",
-            "expected": "expected.hex",
-        },
-        "test_vectors": vectors,
-        "ports": [
-            {"name": "clock", "dir": "in", "width": 1},
-            {"name": "reset", "dir": "in", "width": 1, "note": "synchronous, active high; clears the valid pipeline only"},
-            {"name": "in_valid", "dir": "in", "width": 1},
-            {"name": "in_ready", "dir": "out", "width": 1, "note": "an event is taken on a clock edge with in_valid and in_ready high; low for II-1 cycles after each (constant 1 when II = 1)"},
-            {"name": "in_data", "dir": "in", "width": k.in_width()},
-            {"name": "out_valid", "dir": "out", "width": 1},
-            {"name": "out_data", "dir": "out", "width": k.out_width()},
-        ],
-        "bus_packing": "value i at data[i*W +: W], raw two's complement code of the fixed-point type (unsigned types: raw unsigned code); value 0 in the LSBs",
-        "input": {"type": model.input_ty.to_string(), "shape": model.input_shape, "fields": field_json(&k.inputs)},
-        "output": {"type": model.output_ty().to_string(), "names": model.output_names, "fields": field_json(&k.outputs)},
-        "latency_cycles": k.latency,
-        "ii": k.ii,
-        "reuse": crate::fold::layer_reuse(model, k.options.reuse)
-            .unwrap_or_default()
-            .iter()
-            .zip(&model.layers)
-            .map(|(r, l)| json!({"layer": l.name, "reuse": r}))
-            .collect::<Vec<_>>(),
-        "clock_mhz": k.options.clock_mhz,
-        "levels_option": k.options.levels,
-        "logic_budget_ps_per_stage": k.options.budget_ps(),
-        "strategy": match k.options.strategy { crate::Strategy::Dsp => "dsp", crate::Strategy::ShiftAdd => "shift-add" },
-        "resource_estimate": st,
-    })
 }
 
 /// Writes the full export into `dir`.
@@ -240,31 +204,21 @@ pub fn write_export(
     model: &QModel,
     events: &[Vec<i64>],
 ) -> Result<PathBuf, ExportError> {
-    std::fs::create_dir_all(dir).map_err(io("create output directory"))?;
+    std::fs::create_dir_all(dir).map_err(io("create output directory", dir))?;
     let expected = golden_outputs(model, events)?;
-    let vfile = dir.join(format!("{}.v", k.name));
+    let m = Manifest::new(k, model, events.len());
     let mut v = format!(
         "// Generated by bxflow hdl from model '{}': latency {} cycles, II {}, target {} MHz.\n// Bus packing: value i at data[i*W +: W] (raw two's complement codes).\n`default_nettype none\n",
         model.name, k.latency, k.ii, k.options.clock_mhz
     );
     v.push_str(&k.verilog());
     v.push_str("`default_nettype wire\n");
-    std::fs::write(&vfile, v).map_err(io("write Verilog"))?;
-    std::fs::write(
-        dir.join(format!("{}_tb.v", k.name)),
-        testbench(k, events.len()),
-    )
-    .map_err(io("write testbench"))?;
+    write(dir, &m.files.verilog, v)?;
+    write(dir, &m.files.testbench, testbench(k, events.len()))?;
     write_vectors(dir, k, events, &expected)?;
-    let m = manifest(k, model, events.len());
-    std::fs::write(
-        dir.join("manifest.json"),
-        serde_json::to_string_pretty(&m).unwrap_or_default(),
-    )
-    .map_err(io("write manifest"))?;
-    std::fs::write(dir.join("INTEGRATION.md"), integration_note(k, model))
-        .map_err(io("write note"))?;
-    Ok(vfile)
+    write(dir, MANIFEST_FILE, m.to_json())?;
+    write(dir, "INTEGRATION.md", integration_note(k, model))?;
+    Ok(dir.join(&m.files.verilog))
 }
 
 pub fn write_vectors(
@@ -281,9 +235,8 @@ pub fn write_vectors(
     for e in expected {
         let _ = writeln!(outs, "{}", pack_hex(e, &k.outputs));
     }
-    std::fs::write(dir.join("inputs.hex"), ins).map_err(io("write inputs.hex"))?;
-    std::fs::write(dir.join("expected.hex"), outs).map_err(io("write expected.hex"))?;
-    Ok(())
+    write(dir, "inputs.hex", ins)?;
+    write(dir, "expected.hex", outs)
 }
 
 fn integration_note(k: &Kernel, model: &QModel) -> String {
@@ -337,12 +290,6 @@ Generated by `bxflow hdl` from model `{model}`. Plain Verilog-2001, one file
     )
 }
 
-pub fn tool_available(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
-}
-
 /// Result of a testbench run.
 #[derive(Debug, Clone)]
 pub struct TbResult {
@@ -359,18 +306,16 @@ fn parse_tb(dir: &Path, k: &Kernel, log: String) -> Result<TbResult, ExportError
     let line = log
         .lines()
         .find(|l| l.contains("BXFLOW_TB"))
-        .ok_or_else(|| ExportError::ToolFailed {
-            tool: "testbench".into(),
-            msg: format!("no summary line in output:\n{log}"),
-        })?;
+        .ok_or_else(|| ExportError::NoSummary(log.clone()))?;
     let num = |key: &str| -> usize {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(key))
             .and_then(|v| v.parse().ok())
             .unwrap_or(usize::MAX)
     };
-    let outputs = std::fs::read_to_string(dir.join("outputs.hex"))
-        .map_err(io("read outputs.hex"))?
+    let out_path = dir.join("outputs.hex");
+    let outputs = std::fs::read_to_string(&out_path)
+        .map_err(io("read", &out_path))?
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| unpack_hex(l, &k.outputs).unwrap_or_default())
@@ -385,89 +330,19 @@ fn parse_tb(dir: &Path, k: &Kernel, log: String) -> Result<TbResult, ExportError
     })
 }
 
-fn run(cmd: &mut Command, tool: &str) -> Result<String, ExportError> {
-    let out = cmd.output().map_err(|e| ExportError::ToolFailed {
-        tool: tool.into(),
-        msg: e.to_string(),
-    })?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        return Err(ExportError::ToolFailed {
-            tool: tool.into(),
-            msg: text.chars().take(4000).collect(),
-        });
-    }
-    Ok(text)
-}
-
-/// Builds the exported design and testbench in `dir` with `verilator
-/// --binary` and runs it there.
+/// Builds the exported design and testbench in `dir` with Verilator
+/// ([`eda::verilate`]) and runs it there.
 pub fn run_verilator(dir: &Path, k: &Kernel) -> Result<TbResult, ExportError> {
-    if !tool_available("verilator") {
-        return Err(ExportError::ToolMissing {
-            tool: "verilator".into(),
-            hint: " (apt-get install verilator)".into(),
-        });
-    }
     let top = format!("{}_tb", k.name);
-    run(
-        Command::new("verilator")
-            .current_dir(dir)
-            .args([
-                "--binary",
-                "--timing",
-                "-O1",
-                "--x-assign",
-                "fast",
-                "--x-initial",
-                "fast",
-                "-Wno-fatal",
-                "-Wno-lint",
-                "-Wno-style",
-                "-j",
-                "2",
-                "--top-module",
-                &top,
-                "-Mdir",
-                "obj_dir",
-                "-CFLAGS",
-                "-O1",
-            ])
-            .arg(format!("{top}.v"))
-            .arg(format!("{}.v", k.name)),
-        "verilator",
-    )?;
-    let log = run(
-        Command::new(dir.join("obj_dir").join(format!("V{top}"))).current_dir(dir),
-        "verilated testbench",
-    )?;
+    let (tb, v) = (format!("{top}.v"), format!("{}.v", k.name));
+    let exe = eda::verilate(dir, &top, &[&tb, &v], Driver::VerilogTestbench, &format!("V{top}"))?;
+    let log = eda::run(Command::new(exe).current_dir(dir), "verilated testbench")?;
     parse_tb(dir, k, log)
 }
 
 /// Runs the exported self-checking testbench in `dir` under Icarus Verilog.
 pub fn run_iverilog(dir: &Path, k: &Kernel) -> Result<TbResult, ExportError> {
-    if !tool_available("iverilog") {
-        return Err(ExportError::ToolMissing {
-            tool: "iverilog".into(),
-            hint: " (apt-get install iverilog)".into(),
-        });
-    }
     let top = format!("{}_tb", k.name);
-    run(
-        Command::new("iverilog")
-            .current_dir(dir)
-            .args(["-g2012", "-o", "tb.vvp", "-s", &top])
-            .arg(format!("{top}.v"))
-            .arg(format!("{}.v", k.name)),
-        "iverilog",
-    )?;
-    let log = run(
-        Command::new("vvp").current_dir(dir).args(["-n", "tb.vvp"]),
-        "vvp",
-    )?;
+    let log = eda::icarus(dir, &top, &[&format!("{top}.v"), &format!("{}.v", k.name)])?;
     parse_tb(dir, k, log)
 }

@@ -5,11 +5,14 @@
 
 pub mod block;
 pub mod build;
+pub mod eda;
 pub mod export;
-pub mod fold;
+pub mod kernel;
+pub mod manifest;
 pub mod netlist;
 pub mod pipeline;
 pub mod synth;
 pub mod wave;
 
-pub use build::{build_kernel, slice_layers, Kernel, Options, Strategy};
+pub use build::{build_kernel, slice_layers, SliceError};
+pub use kernel::{BuildError, Kernel, Options, Strategy};

@@ -325,18 +325,6 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
             a
         };
     }
-    if std::env::var_os("BXFLOW_PIPE_DEBUG").is_some() {
-        for (i, node) in comb.nodes.iter().enumerate() {
-            if let Some(s) = stage[i] {
-                let k = format!("{:?}", node.op);
-                let k = k.split(['(', ' ', '{']).next().unwrap_or("");
-                eprintln!(
-                    "PIPE {i} s{s} {k} w{} t{}-{} c{}",
-                    node.width, arr[i].lo, arr[i].hi, arr[i].cone
-                );
-            }
-        }
-    }
     let last = comb
         .outputs
         .iter()

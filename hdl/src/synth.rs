@@ -6,12 +6,13 @@
 //! table ROM's registered read), so a path through such a cell may hold a
 //! register; their own delay is in the delay model of `pipeline.rs`.
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::export::{tool_available, ExportError};
+use crate::eda::{EdaError, Yosys};
+use crate::manifest::{Manifest, ManifestError};
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SynthReport {
@@ -87,54 +88,82 @@ pub fn parse_yosys_log(log: &str, module: &str, family: &str) -> SynthReport {
     r
 }
 
-/// Runs Yosys `synth_xilinx` on `verilog` (top `module`).
-pub fn synth(verilog: &Path, module: &str, family: &str) -> Result<SynthReport, ExportError> {
-    if !tool_available("yosys") {
-        return Err(ExportError::ToolMissing {
-            tool: "yosys".into(),
-            hint: ": `bxflow synth` needs it (apt-get install yosys)".into(),
-        });
-    }
+/// The one synthesis script: `synth_xilinx` of `verilog` (top `module`),
+/// then `stat` and `ltp` (see the module docs) written to `yosys_stat.txt`
+/// and `yosys_ltp.txt` beside `verilog`, where [`SynthRun::finish`] reads them.
+pub fn yosys_script(verilog: &Path, module: &str, family: &str) -> String {
     let dir = verilog.parent().unwrap_or(Path::new("."));
-    let (stat_f, ltp_f) = (dir.join("yosys_stat.txt"), dir.join("yosys_ltp.txt"));
-    let script = format!(
+    format!(
         "read_verilog {}; synth_xilinx -family {family} -top {module}; tee -o {} stat; tee -o {} ltp -noff t:FD* t:DSP* t:RAM* %u %u %n",
         verilog.display(),
-        stat_f.display(),
-        ltp_f.display()
-    );
-    let t0 = std::time::Instant::now();
-    let out = Command::new("yosys")
-        .args(["-q", "-p", &script])
-        .output()
-        .map_err(|e| ExportError::ToolFailed {
-            tool: "yosys".into(),
-            msg: e.to_string(),
-        })?;
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        return Err(ExportError::ToolFailed {
-            tool: "yosys".into(),
-            msg: log
-                .chars()
-                .rev()
-                .take(3000)
-                .collect::<String>()
-                .chars()
-                .rev()
-                .collect(),
-        });
+        dir.join(STAT_FILE).display(),
+        dir.join(LTP_FILE).display()
+    )
+}
+
+const STAT_FILE: &str = "yosys_stat.txt";
+const LTP_FILE: &str = "yosys_ltp.txt";
+/// Yosys' log, beside the Verilog.
+pub const LOG_FILE: &str = "yosys.log";
+
+/// A synthesis running in the background: started by [`SynthRun::start`],
+/// its report collected by [`SynthRun::finish`] (which may stop it at a
+/// deadline). [`synth`] is both in one call.
+pub struct SynthRun {
+    yosys: Yosys,
+    dir: PathBuf,
+    module: String,
+    family: String,
+}
+
+impl SynthRun {
+    /// Starts Yosys on [`yosys_script`] of `verilog`, logging to `yosys.log` beside it.
+    pub fn start(verilog: &Path, module: &str, family: &str) -> Result<SynthRun, EdaError> {
+        let dir = verilog.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let yosys = Yosys::start(
+            &yosys_script(verilog, module, family),
+            &dir.join(LOG_FILE),
+        )?;
+        Ok(SynthRun {
+            yosys,
+            dir,
+            module: module.into(),
+            family: family.into(),
+        })
     }
-    let text = format!(
-        "{}\n{}",
-        std::fs::read_to_string(&stat_f).unwrap_or_default(),
-        std::fs::read_to_string(&ltp_f).unwrap_or_default()
-    );
-    let mut r = parse_yosys_log(&text, module, family);
-    r.seconds = t0.elapsed().as_secs_f64();
-    Ok(r)
+
+    /// Waits for Yosys (at most `timeout`, then stops it: [`EdaError::Stopped`])
+    /// and reads its report.
+    pub fn finish(&mut self, timeout: Option<Duration>) -> Result<SynthReport, EdaError> {
+        self.yosys.wait(timeout)?;
+        let text = format!(
+            "{}\n{}",
+            std::fs::read_to_string(self.dir.join(STAT_FILE)).unwrap_or_default(),
+            std::fs::read_to_string(self.dir.join(LTP_FILE)).unwrap_or_default()
+        );
+        let mut r = parse_yosys_log(&text, &self.module, &self.family);
+        r.seconds = self.yosys.seconds();
+        Ok(r)
+    }
+}
+
+/// Runs Yosys `synth_xilinx` on `verilog` (top `module`) to the end.
+pub fn synth(verilog: &Path, module: &str, family: &str) -> Result<SynthReport, EdaError> {
+    SynthRun::start(verilog, module, family)?.finish(None)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SynthError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Eda(#[from] EdaError),
+}
+
+/// Synthesizes the export in `dir` (as `bxflow hdl` wrote it): its manifest
+/// names the module and the Verilog file.
+pub fn synth_export(dir: &Path, family: &str) -> Result<(Manifest, SynthReport), SynthError> {
+    let m = Manifest::read(dir)?;
+    let r = synth(&dir.join(&m.files.verilog), &m.module, family)?;
+    Ok((m, r))
 }

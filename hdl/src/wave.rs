@@ -7,7 +7,7 @@ use std::io::{self, Write};
 
 use vcd::{IdCode, TimescaleUnit, Value};
 
-use crate::build::{Field, Kernel};
+use crate::kernel::{Field, Kernel};
 use crate::netlist::Sim;
 
 fn bits(v: i128, width: u32) -> Vec<Value> {

@@ -210,7 +210,7 @@ fn unsupported_reuse_is_an_error() {
     add.reuse = 1;
     add.op = QOp::Add;
     skip.layers.push(add);
-    let e = hdl::fold::layer_reuse(&skip, None)
+    let e = hdl::build::layer_reuse(&skip, None)
         .and_then(|r| {
             assert_eq!(r, vec![2, 1]);
             build_kernel(&skip, &Options::default()).map(|_| ())

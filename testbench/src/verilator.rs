@@ -2,10 +2,10 @@
 //! cycle by a small C++ harness: the testbench decides on which cycle each
 //! accepted event enters the kernel (`in_valid`), the harness clocks the
 //! Verilated model and records every cycle on which `out_valid` is high with
-//! `out_data`. Built models are cached by a hash of the Verilog.
-//!
-//! (`hdl` has no Verilator driver yet; this one is the testbench's own.)
+//! `out_data`. Built models are cached by a hash of the Verilog. Verilator
+//! itself is run by `hdl::eda`, with the same flags as every other build.
 
+use hdl::eda::{self, Driver};
 use hdl::Kernel;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -15,13 +15,9 @@ use std::process::Command;
 
 use crate::TbError;
 
-/// Whether a working `verilator` is on the PATH.
+/// Whether `verilator` is on the PATH.
 pub fn available() -> bool {
-    Command::new("verilator")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    eda::tool_available("verilator")
 }
 
 pub fn words(bits: u32) -> usize {
@@ -126,7 +122,7 @@ pub fn build(kernel: &Kernel, cache: &Path) -> Result<PathBuf, TbError> {
     v.hash(&mut h);
     cpp.hash(&mut h);
     let dir = cache.join(format!("{}-{:016x}", kernel.name, h.finish()));
-    let exe = dir.join("obj").join("tbsim");
+    let exe = eda::verilated_exe(&dir, "tbsim");
     if exe.exists() {
         return Ok(exe);
     }
@@ -134,49 +130,14 @@ pub fn build(kernel: &Kernel, cache: &Path) -> Result<PathBuf, TbError> {
     std::fs::create_dir_all(&dir).map_err(io)?;
     std::fs::write(dir.join("kernel.v"), &v).map_err(io)?;
     std::fs::write(dir.join("tb.cpp"), &cpp).map_err(io)?;
-    let jobs = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .to_string();
-    let out = Command::new("verilator")
-        .current_dir(&dir)
-        .args([
-            "--cc",
-            "--exe",
-            "--build",
-            "-O3",
-            "--x-assign",
-            "fast",
-            "--x-initial",
-            "fast",
-            "--noassert",
-            "-Wno-fatal",
-            "-Wno-lint",
-            "-Wno-style",
-            "--top-module",
-            &kernel.name,
-            "-Mdir",
-            "obj",
-            "-o",
-            "tbsim",
-            "-j",
-            &jobs,
-            "-CFLAGS",
-            "-O1",
-            "kernel.v",
-            "tb.cpp",
-        ])
-        .output()
-        .map_err(|e| TbError::Sim(format!("cannot run verilator: {e}")))?;
-    if !out.status.success() || !exe.exists() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = err.lines().rev().take(30).collect();
-        return Err(TbError::Sim(format!(
-            "verilator build failed in {}:\n{}",
-            dir.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )));
-    }
-    Ok(exe)
+    eda::verilate(
+        &dir,
+        &kernel.name,
+        &["kernel.v"],
+        Driver::Cpp("tb.cpp"),
+        "tbsim",
+    )
+    .map_err(|e| TbError::Sim(format!("verilator build in {}: {e}", dir.display())))
 }
 
 /// Sets `width` bits of `w` at bit `lsb` to the low bits of `v`.

@@ -1,7 +1,8 @@
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
 
-use hdl::export::{run_iverilog, run_verilator, tool_available, write_export, TbResult};
+use hdl::eda::tool_available;
+use hdl::export::{run_iverilog, run_verilator, write_export, TbResult};
 use hdl::{build_kernel, Kernel, Options};
 use quantize::fixed::FixedType;
 use quantize::qmodel::{QLayer, QModel, QOp};

@@ -18,12 +18,13 @@
 //! are accepted at least II cycles apart (`in_ready`), so no two events ever
 //! meet in a folded core.
 
-use quantize::golden::round_to_lsb;
+use quantize::accum::MacLayout;
 use quantize::qmodel::{QModel, QOp};
 
-use crate::build::{
-    input_bus, module_name, output_bus, BuildError, Builder, Kernel, Options, Strategy, Term,
-};
+use super::arith::{Builder, Term};
+use super::bus::{input_bus, module_name, output_bus};
+use super::lower;
+use crate::kernel::{BuildError, Kernel, Options, Strategy};
 use crate::netlist::{Netlist, NodeId, OutField};
 use crate::pipeline::{pipeline, Delays};
 
@@ -109,7 +110,7 @@ fn segment_inputs(
 
 /// Builds the kernel of `model` with the per-layer reuse factors `reuse`
 /// (some above 1).
-pub(crate) fn build_folded(
+pub(super) fn build_folded(
     model: &QModel,
     options: &Options,
     reuse: &[u32],
@@ -210,7 +211,7 @@ fn segment(
     first: usize,
     k: usize,
 ) -> Result<Netlist, BuildError> {
-    let mut b = Builder::new(model, strategy);
+    let mut b = Builder::new(strategy);
     // Accumulators are read on every cycle, partial sums included, so the
     // inputs take the registers' ranges, not the complete sums'.
     let ranges: Vec<(i128, i128)> = vals.iter().map(|&v| top.range(v)).collect();
@@ -221,20 +222,20 @@ fn segment(
         Some(p) => {
             let layer = &model.layers[p];
             let QOp::Dense {
-                bias, b_ty, acc_ty, ..
+                w_ty,
+                bias,
+                b_ty,
+                acc_ty,
+                ..
             } = &layer.op
             else {
                 unreachable!("only Dense layers are folded")
             };
+            let mac = MacLayout::new(model.ty(p), *w_ty, *b_ty, *acc_ty);
             ins.iter()
                 .zip(bias)
                 .map(|(&a, &bv)| {
-                    let bl = round_to_lsb(
-                        bv as i128,
-                        b_ty.frac_bits(),
-                        acc_ty.frac_bits(),
-                        acc_ty.rounding,
-                    );
+                    let bl = mac.bias(bv);
                     let leaf = Term {
                         node: a,
                         shift: 0,
@@ -246,7 +247,7 @@ fn segment(
         }
     };
     for li in first..k {
-        let y = b.layer(li, &t)?;
+        let y = lower::layer(&mut b, model, li, &t)?;
         if let Some(e) = b.net.error.take() {
             return Err(e.into());
         }
@@ -308,6 +309,7 @@ fn fold_core(
         n_out,
         weights,
         w_ty,
+        b_ty,
         acc_ty,
         ..
     } = &layer.op
@@ -316,12 +318,8 @@ fn fold_core(
     };
     let (n_in, n_out, r) = (*n_in, *n_out, r as usize);
     let chunk = n_in.div_ceil(r);
-    let xt = model.ty(k);
-    let (pf, af, rnd) = (
-        xt.frac_bits() + w_ty.frac_bits(),
-        acc_ty.frac_bits(),
-        acc_ty.rounding,
-    );
+    // The layer reads tensor k (checked by `check_cuts`).
+    let mac = MacLayout::new(model.ty(k), *w_ty, *b_ty, *acc_ty);
 
     // Held operands and the phase: phase p runs on the (p+1)-th cycle after `valid`.
     let held: Vec<NodeId> = x
@@ -355,7 +353,7 @@ fn fold_core(
 
     // The phase datapath, as a segment of its own: held inputs and the phase in,
     // one partial sum per output out.
-    let mut b = Builder::new(model, strategy);
+    let mut b = Builder::new(strategy);
     let mut ranges: Vec<(i128, i128)> = held.iter().map(|&h| top.range(h)).collect();
     ranges.push((0, last_phase));
     let mut ports = held.clone();
@@ -392,12 +390,12 @@ fn fold_core(
                     continue;
                 }
                 let p = b.sum_terms(ts, 0);
-                terms.push(b.at_acc_lsb(p, pf, af, rnd));
+                terms.push(b.at_acc_lsb(p, &mac));
             } else {
                 let wn = b.net.rom(pc, ws);
                 b.net.tag(wn, tag);
                 let p = b.net.mul(xsel, wn);
-                terms.push(b.at_acc_lsb(p, pf, af, rnd));
+                terms.push(b.at_acc_lsb(p, &mac));
             }
         }
         let (mut plo, mut phi) = (0i128, 0i128);
@@ -411,9 +409,8 @@ fn fold_core(
                 }
                 let (xl, xh) = top.range(held[i]);
                 let (a, bb) = (w * xl, w * xh);
-                let q = |v: i128| round_to_lsb(v, pf, af, rnd);
-                lo += q(a.min(bb));
-                hi += q(a.max(bb));
+                lo += mac.product(a.min(bb));
+                hi += mac.product(a.max(bb));
             }
             plo += lo.min(0);
             phi += hi.max(0);

@@ -1,0 +1,61 @@
+//! From a [`QModel`] to a kernel: every op of the model becomes integer
+//! hardware that follows the golden model's rules literally (see `QOp`),
+//! then registers are placed by [`crate::pipeline`]. Layers with a reuse
+//! factor above 1 are built by [`fold`] instead. This module is only the
+//! entry; the parts are leaves that do not import it.
+
+mod arith;
+mod bus;
+pub mod fold;
+mod lower;
+mod select;
+mod slice;
+
+use quantize::qmodel::QModel;
+
+use crate::kernel::{BuildError, Field, Kernel, Options, Strategy};
+use crate::netlist::Netlist;
+use crate::pipeline::{pipeline, Delays};
+
+pub use arith::csd;
+pub use bus::module_name;
+pub use fold::layer_reuse;
+pub use slice::{slice_layers, SliceError};
+
+/// The combinational netlist of `model` (no registers), with its bus fields.
+pub fn build_comb(
+    model: &QModel,
+    strategy: Strategy,
+) -> Result<(Netlist, Vec<Field>, Vec<Field>), BuildError> {
+    let mut b = arith::Builder::new(strategy);
+    let (inputs, x) = bus::input_bus(&mut b.net, model);
+    let mut tensors = vec![x];
+    for li in 0..model.layers.len() {
+        let y = lower::layer(&mut b, model, li, &tensors)?;
+        if let Some(e) = b.net.error.take() {
+            return Err(e.into());
+        }
+        tensors.push(y);
+    }
+    let outputs = bus::output_bus(&mut b.net, model, &tensors.pop().unwrap_or_default());
+    Ok((b.net, inputs, outputs))
+}
+
+/// Builds the pipelined kernel of `model`.
+pub fn build_kernel(model: &QModel, options: &Options) -> Result<Kernel, BuildError> {
+    let reuse = layer_reuse(model, options.reuse)?;
+    if reuse.iter().any(|&r| r > 1) {
+        return fold::build_folded(model, options, &reuse);
+    }
+    let (comb, inputs, outputs) = build_comb(model, options.strategy)?;
+    let (net, latency) = pipeline(&comb, options.budget_ps(), &Delays::default());
+    Ok(Kernel {
+        name: module_name(&model.name),
+        net,
+        latency,
+        ii: 1,
+        inputs,
+        outputs,
+        options: options.clone(),
+    })
+}

@@ -1,0 +1,232 @@
+//! What a build produces and is asked for: the options ([`Strategy`],
+//! [`Options`]), the built [`Kernel`] with its bus fields, its resource
+//! [`Stats`], and the build error. A leaf module, so that the builders (the
+//! combinational one and the folded one) and the readers of a kernel (export,
+//! waveforms, rust-hdl block) share these types without importing each other.
+
+use serde::{Deserialize, Serialize};
+
+use crate::netlist::{Netlist, NetlistError, Op, Sim};
+use crate::pipeline::{budget_for_clock, budget_for_levels};
+
+/// How multiplications by constant weights are built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Strategy {
+    /// One multiplier (`*`, DSP) per weight with two or more signed digits.
+    Dsp,
+    /// Multiplier-free: canonical signed digits, shifts and adders (no DSP).
+    #[cfg_attr(feature = "clap", value(alias = "shiftadd", alias = "csd"))]
+    ShiftAdd,
+}
+
+impl Strategy {
+    /// The name on the command line and in the export's manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Dsp => "dsp",
+            Strategy::ShiftAdd => "shift-add",
+        }
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "dsp" => Ok(Strategy::Dsp),
+            "shift-add" | "shiftadd" | "csd" => Ok(Strategy::ShiftAdd),
+            other => Err(format!(
+                "unknown strategy '{other}': expected dsp or shift-add"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Options {
+    pub strategy: Strategy,
+    /// Target clock in MHz.
+    pub clock_mhz: f64,
+    /// Pipeline stages hold this many 16-bit adder levels (0.5 ns each, see
+    /// [`crate::pipeline::budget_for_levels`]); when `None` the stage budget
+    /// comes from the clock ([`crate::pipeline::budget_for_clock`]).
+    pub levels: Option<u32>,
+    /// Reuse factor of every Dense layer (II = R); `None`: each layer's own
+    /// from the model's configuration.
+    pub reuse: Option<u32>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            strategy: Strategy::ShiftAdd,
+            clock_mhz: 200.0,
+            levels: None,
+            reuse: None,
+        }
+    }
+}
+
+impl Options {
+    /// Estimated logic delay allowed between pipeline registers, in ps:
+    /// `levels` 16-bit adders when given, else what the clock leaves after
+    /// the clock uncertainty and the register overhead (4175 ps at 200 MHz).
+    pub fn budget_ps(&self) -> u32 {
+        match self.levels {
+            Some(l) => budget_for_levels(l),
+            None => budget_for_clock(self.clock_mhz),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BuildError {
+    #[error("layer {layer} ({kind}) is not supported by the HDL backend: {why}")]
+    Unsupported {
+        layer: String,
+        kind: &'static str,
+        why: String,
+    },
+    #[error(transparent)]
+    Netlist(#[from] NetlistError),
+}
+
+/// A field of a bus: one value of a fixed-point type, two's complement raw bits.
+#[derive(Clone, Debug, Serialize)]
+pub struct Field {
+    pub lsb: u32,
+    pub width: u32,
+    pub signed: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub adders: usize,
+    pub adder_bits: u64,
+    pub comparators: usize,
+    pub multipliers: usize,
+    pub muxes: usize,
+    pub registers: usize,
+    pub register_bits: u64,
+    pub rom_bits: u64,
+    /// Rough LUT estimate: one LUT per adder/comparator/mux bit.
+    pub lut_estimate: u64,
+    pub dsp_estimate: u64,
+}
+
+/// A built kernel: the pipelined netlist and its interface.
+pub struct Kernel {
+    pub name: String,
+    pub net: Netlist,
+    pub latency: u32,
+    pub ii: u32,
+    pub inputs: Vec<Field>,
+    pub outputs: Vec<Field>,
+    pub options: Options,
+}
+
+impl Kernel {
+    pub fn in_width(&self) -> u32 {
+        self.inputs.iter().map(|f| f.width).sum()
+    }
+    pub fn out_width(&self) -> u32 {
+        self.outputs.iter().map(|f| f.width).sum()
+    }
+
+    pub fn verilog(&self) -> String {
+        self.net.verilog(&self.name)
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        for n in &self.net.nodes {
+            let w = n.width as u64;
+            match &n.op {
+                Op::Add(..) | Op::Sub(..) => {
+                    s.adders += 1;
+                    s.adder_bits += w;
+                    s.lut_estimate += w;
+                }
+                Op::Lt(a, b) | Op::Eq(a, b) => {
+                    s.comparators += 1;
+                    s.lut_estimate += self.net.width(*a).max(self.net.width(*b)) as u64;
+                }
+                Op::Mux(..) => {
+                    s.muxes += 1;
+                    s.lut_estimate += w;
+                }
+                Op::MulConst(..) | Op::Mul(..) => {
+                    s.multipliers += 1;
+                    // A DSP48E2 multiplies 27 x 18.
+                    s.dsp_estimate += w.div_ceil(27).max(1);
+                }
+                Op::Rom { values, .. } => {
+                    s.rom_bits += values.len() as u64 * w;
+                    s.lut_estimate += (values.len() as u64 / 64).max(1) * w;
+                }
+                Op::Reg { .. } => {
+                    s.registers += 1;
+                    s.register_bits += w;
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// Runs the cycle simulator on `events` (one every II cycles, the
+    /// fastest the kernel takes them) and returns the raw outputs of each
+    /// event, checking that the kernel is ready for every event and that
+    /// every output appears exactly `latency` cycles after its input.
+    pub fn simulate(&self, events: &[Vec<i64>]) -> Vec<Vec<i64>> {
+        let mut sim = Sim::new(&self.net);
+        sim.step(true, false, &vec![0; self.inputs.len()]);
+        let zero = vec![0; self.inputs.len()];
+        let mut out = Vec::with_capacity(events.len());
+        let (ii, lat) = (self.ii.max(1) as usize, self.latency as usize);
+        let total = events.len() * ii + lat;
+        for t in 0..total {
+            let k = (t % ii == 0)
+                .then_some(t / ii)
+                .filter(|&k| k < events.len());
+            let ev = k.map_or(&zero, |k| &events[k]);
+            let (ov, o) = sim.step_checked(false, k.is_some(), ev, t >= lat);
+            assert!(
+                k.is_none() || sim.was_ready(),
+                "in_ready low at cycle {t} (II {ii})"
+            );
+            let expect_valid = t >= lat && (t - lat) % ii == 0;
+            assert_eq!(
+                ov, expect_valid,
+                "out_valid at cycle {t} (latency {lat}, II {ii})"
+            );
+            if ov {
+                out.push(self.decode(&o));
+            }
+        }
+        out
+    }
+
+    /// Output node values as raw values of the output type (the low bits, read back).
+    fn decode(&self, o: &[i128]) -> Vec<i64> {
+        o.iter()
+            .zip(&self.outputs)
+            .map(|(&v, f)| {
+                let sh = 128 - f.width;
+                if f.signed {
+                    ((v << sh) >> sh) as i64
+                } else {
+                    (((v as u128) << sh) >> sh) as i64
+                }
+            })
+            .collect()
+    }
+}
+

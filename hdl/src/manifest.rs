@@ -1,0 +1,210 @@
+//! The export's `manifest.json` as a typed record: written by the export,
+//! read back by synthesis and the command line, so that the field names
+//! exist once, here.
+
+use std::path::{Path, PathBuf};
+
+use quantize::qmodel::QModel;
+use serde::{Deserialize, Serialize};
+
+use crate::build::layer_reuse;
+use crate::kernel::{Field, Kernel, Stats};
+
+/// File name of the manifest inside an export directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Verilog module name.
+    pub module: String,
+    /// Name of the model it was built from.
+    pub model: String,
+    pub files: Files,
+    /// Number of golden test vectors in `inputs.hex` / `expected.hex`.
+    pub test_vectors: usize,
+    pub ports: Vec<Port>,
+    pub bus_packing: String,
+    pub input: BusInfo,
+    pub output: OutputInfo,
+    pub latency_cycles: u32,
+    pub ii: u32,
+    pub reuse: Vec<LayerReuse>,
+    pub clock_mhz: f64,
+    pub levels_option: Option<u32>,
+    pub logic_budget_ps_per_stage: u32,
+    /// `dsp` or `shift-add`.
+    pub strategy: String,
+    pub resource_estimate: Stats,
+}
+
+/// The export's files, relative to its directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Files {
+    pub verilog: String,
+    pub testbench: String,
+    pub inputs: String,
+    pub expected: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Port {
+    pub name: String,
+    /// `in` or `out`.
+    pub dir: String,
+    pub width: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldInfo {
+    pub index: usize,
+    pub lsb: u32,
+    pub width: u32,
+    pub signed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BusInfo {
+    /// The fixed-point type of every value, as `quantize` prints it.
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub shape: Vec<usize>,
+    pub fields: Vec<FieldInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputInfo {
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub names: Vec<String>,
+    pub fields: Vec<FieldInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerReuse {
+    pub layer: String,
+    pub reuse: u32,
+}
+
+/// Why an export's manifest cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{} is not a `bxflow hdl` export (no {MANIFEST_FILE})", .dir.display())]
+    Missing {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {}{source}", .path.display(), .field.as_ref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        /// The field on the line where parsing failed, when there is one.
+        field: Option<String>,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn fields(fields: &[Field]) -> Vec<FieldInfo> {
+    fields
+        .iter()
+        .enumerate()
+        .map(|(index, f)| FieldInfo {
+            index,
+            lsb: f.lsb,
+            width: f.width,
+            signed: f.signed,
+        })
+        .collect()
+}
+
+fn port(name: &str, dir: &str, width: u32, note: Option<&str>) -> Port {
+    Port {
+        name: name.into(),
+        dir: dir.into(),
+        width,
+        note: note.map(str::to_string),
+    }
+}
+
+impl Manifest {
+    /// The manifest of kernel `k` built from `model`, exported with `vectors` test vectors.
+    pub fn new(k: &Kernel, model: &QModel, vectors: usize) -> Manifest {
+        Manifest {
+            module: k.name.clone(),
+            model: model.name.clone(),
+            files: Files {
+                verilog: format!("{}.v", k.name),
+                testbench: format!("{}_tb.v", k.name),
+                inputs: "inputs.hex".into(),
+                expected: "expected.hex".into(),
+            },
+            test_vectors: vectors,
+            ports: vec![
+                port("clock", "in", 1, None),
+                port("reset", "in", 1, Some("synchronous, active high; clears the valid pipeline only")),
+                port("in_valid", "in", 1, None),
+                port("in_ready", "out", 1, Some("an event is taken on a clock edge with in_valid and in_ready high; low for II-1 cycles after each (constant 1 when II = 1)")),
+                port("in_data", "in", k.in_width(), None),
+                port("out_valid", "out", 1, None),
+                port("out_data", "out", k.out_width(), None),
+            ],
+            bus_packing: "value i at data[i*W +: W], raw two's complement code of the fixed-point type (unsigned types: raw unsigned code); value 0 in the LSBs".into(),
+            input: BusInfo {
+                ty: model.input_ty.to_string(),
+                shape: model.input_shape.clone(),
+                fields: fields(&k.inputs),
+            },
+            output: OutputInfo {
+                ty: model.output_ty().to_string(),
+                names: model.output_names.clone(),
+                fields: fields(&k.outputs),
+            },
+            latency_cycles: k.latency,
+            ii: k.ii,
+            reuse: layer_reuse(model, k.options.reuse)
+                .unwrap_or_default()
+                .iter()
+                .zip(&model.layers)
+                .map(|(&reuse, l)| LayerReuse {
+                    layer: l.name.clone(),
+                    reuse,
+                })
+                .collect(),
+            clock_mhz: k.options.clock_mhz,
+            levels_option: k.options.levels,
+            logic_budget_ps_per_stage: k.options.budget_ps(),
+            strategy: k.options.strategy.name().into(),
+            resource_estimate: k.stats(),
+        }
+    }
+
+    /// Reads the manifest of the export in `dir`.
+    pub fn read(dir: &Path) -> Result<Manifest, ManifestError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Missing {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ManifestError::Invalid {
+            field: field_at_line(&text, source.line()),
+            path,
+            source,
+        })
+    }
+
+    /// The manifest as written to `manifest.json`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a manifest is plain data")
+    }
+}
+
+/// The key on line `line` (1-based) of pretty-printed JSON, if any: serde
+/// reports a wrong value by its position, the reader wants its name.
+fn field_at_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?.trim_start();
+    let rest = l.strip_prefix('"')?;
+    let (key, after) = rest.split_once('"')?;
+    after.trim_start().starts_with(':').then(|| key.to_string())
+}

@@ -1,0 +1,337 @@
+//! The netlist's constructors: one method per op that computes the result's
+//! range by interval arithmetic and simplifies on the spot (constants,
+//! identities, comparisons decided by the ranges), plus loop registers and
+//! the instancing of one netlist into another.
+
+use super::ir::{
+    input_order, map_inputs, signed_width, Netlist, NetlistError, NodeId, Op, MAX_WIDTH,
+};
+
+impl Netlist {
+    pub fn tag(&mut self, n: NodeId, tag: String) {
+        self.nodes[n].tag = Some(tag);
+    }
+
+    pub fn konst(&mut self, v: i128) -> NodeId {
+        self.konst_b(v, false)
+    }
+
+    pub fn bool_const(&mut self, b: bool) -> NodeId {
+        self.konst_b(b as i128, true)
+    }
+
+    pub fn input(&mut self, lsb: u32, width: u32, signed: bool) -> NodeId {
+        let (lo, hi) = if signed {
+            (-(1i128 << (width - 1)), (1i128 << (width - 1)) - 1)
+        } else {
+            (0, (1i128 << width) - 1)
+        };
+        self.in_width = self.in_width.max(lsb + width);
+        self.push_raw(Op::Input { lsb, width, signed }, lo, hi, false)
+    }
+
+    /// A signed input field whose values the producer keeps within `[lo, hi]`
+    /// (an instance's input fed from a node of known range, see [`Netlist::embed`]).
+    pub fn input_in(&mut self, lsb: u32, width: u32, lo: i128, hi: i128) -> NodeId {
+        let n = self.input(lsb, width, true);
+        let (l, h) = self.range(n);
+        self.nodes[n].lo = lo.max(l);
+        self.nodes[n].hi = hi.min(h);
+        n
+    }
+
+    pub fn in_valid(&mut self) -> NodeId {
+        self.push_raw(Op::InValid, 0, 1, true)
+    }
+
+    pub fn add(&mut self, a: NodeId, b: NodeId) -> NodeId {
+        if self.const_value(b) == Some(0) {
+            return a;
+        }
+        if self.const_value(a) == Some(0) {
+            return b;
+        }
+        let (al, ah) = self.range(a);
+        let (bl, bh) = self.range(b);
+        self.push(Op::Add(a, b), al + bl, ah + bh, false)
+    }
+
+    pub fn sub(&mut self, a: NodeId, b: NodeId) -> NodeId {
+        if self.const_value(b) == Some(0) {
+            return a;
+        }
+        let (al, ah) = self.range(a);
+        let (bl, bh) = self.range(b);
+        self.push(Op::Sub(a, b), al - bh, ah - bl, false)
+    }
+
+    pub fn shl(&mut self, a: NodeId, k: u32) -> NodeId {
+        if k == 0 {
+            return a;
+        }
+        let (l, h) = self.range(a);
+        if self.width(a) + k > MAX_WIDTH {
+            if self.error.is_none() {
+                self.error = Some(NetlistError::TooWide(
+                    self.width(a) + k,
+                    "shift left".into(),
+                ));
+            }
+            return self.konst(0);
+        }
+        self.push(Op::Shl(a, k), l << k, h << k, false)
+    }
+
+    /// `floor(a / 2^k)` for any `k`.
+    pub fn shr(&mut self, a: NodeId, k: u32) -> NodeId {
+        if k == 0 {
+            return a;
+        }
+        let (l, h) = self.range(a);
+        let (lo, hi) = (l >> k.min(127), h >> k.min(127));
+        if lo == hi {
+            return self.konst(lo);
+        }
+        if k >= self.width(a) {
+            // Only the sign is left: 0 or -1.
+            let s = self.bit(a, self.width(a) - 1);
+            let one = self.bool_to_int(s);
+            let z = self.konst(0);
+            return self.sub(z, one);
+        }
+        self.push(Op::Shr(a, k), lo, hi, false)
+    }
+
+    pub fn mul_const(&mut self, a: NodeId, c: i128) -> NodeId {
+        let (l, h) = self.range(a);
+        let (p, q) = (l * c, h * c);
+        self.push(Op::MulConst(a, c), p.min(q), p.max(q), false)
+    }
+
+    pub fn mul(&mut self, a: NodeId, b: NodeId) -> NodeId {
+        let (al, ah) = self.range(a);
+        let (bl, bh) = self.range(b);
+        let c = [al * bl, al * bh, ah * bl, ah * bh];
+        let (lo, hi) = (*c.iter().min().unwrap(), *c.iter().max().unwrap());
+        self.push(Op::Mul(a, b), lo, hi, false)
+    }
+
+    /// Low `width` bits of `a`, signed or unsigned: the WRAP overflow mode.
+    pub fn wrap(&mut self, a: NodeId, width: u32, signed: bool) -> NodeId {
+        let (lo, hi) = if signed {
+            (-(1i128 << (width - 1)), (1i128 << (width - 1)) - 1)
+        } else {
+            (0, (1i128 << width) - 1)
+        };
+        let (l, h) = self.range(a);
+        if l >= lo && h <= hi {
+            return a;
+        }
+        self.push(Op::Wrap { a, width, signed }, lo, hi, false)
+    }
+
+    /// Declares that `a`'s value lies in `[lo, hi]` (the caller guarantees it,
+    /// the simulator checks it) and narrows the wire accordingly.
+    pub fn narrow(&mut self, a: NodeId, lo: i128, hi: i128) -> NodeId {
+        let (l, h) = self.range(a);
+        let (lo, hi) = (lo.max(l), hi.min(h));
+        let w = signed_width(lo, hi);
+        if w >= self.width(a) {
+            return a;
+        }
+        self.push(
+            Op::Wrap {
+                a,
+                width: w,
+                signed: true,
+            },
+            lo,
+            hi,
+            false,
+        )
+    }
+
+    pub fn lt(&mut self, a: NodeId, b: NodeId) -> NodeId {
+        let (al, ah) = self.range(a);
+        let (bl, bh) = self.range(b);
+        if ah < bl {
+            return self.bool_const(true);
+        }
+        if al >= bh {
+            return self.bool_const(false);
+        }
+        // `a < 0` is the sign bit (wiring, no comparator).
+        if self.const_value(b) == Some(0) {
+            return self.bit(a, u32::MAX);
+        }
+        self.push(Op::Lt(a, b), 0, 1, true)
+    }
+
+    pub fn eq(&mut self, a: NodeId, b: NodeId) -> NodeId {
+        let (al, ah) = self.range(a);
+        let (bl, bh) = self.range(b);
+        if ah < bl || bh < al {
+            return self.bool_const(false);
+        }
+        self.push(Op::Eq(a, b), 0, 1, true)
+    }
+
+    /// Bit `i` of `a`'s infinite two's complement expansion.
+    pub fn bit(&mut self, a: NodeId, i: u32) -> NodeId {
+        let w = self.width(a);
+        let (l, h) = self.range(a);
+        if i >= w - 1 {
+            // The sign.
+            if l >= 0 {
+                return self.bool_const(false);
+            }
+            if h < 0 {
+                return self.bool_const(true);
+            }
+            return self.push(Op::Bit(a, w - 1), 0, 1, true);
+        }
+        self.push(Op::Bit(a, i), 0, 1, true)
+    }
+
+    /// OR of bits `lo..hi` of `a`'s infinite two's complement expansion.
+    pub fn any(&mut self, a: NodeId, lo: u32, hi: u32) -> NodeId {
+        if hi <= lo {
+            return self.bool_const(false);
+        }
+        let w = self.width(a);
+        let inner = if lo < w {
+            let top = hi.min(w);
+            self.push(Op::Any(a, lo, top), 0, 1, true)
+        } else {
+            self.bool_const(false)
+        };
+        if hi > w {
+            let s = self.bit(a, w - 1);
+            self.or(inner, s)
+        } else {
+            inner
+        }
+    }
+
+    pub fn not(&mut self, a: NodeId) -> NodeId {
+        if let Some(v) = self.const_value(a) {
+            return self.bool_const(v == 0);
+        }
+        self.push(Op::Not(a), 0, 1, true)
+    }
+
+    pub fn and(&mut self, a: NodeId, b: NodeId) -> NodeId {
+        match (self.const_value(a), self.const_value(b)) {
+            (Some(0), _) | (_, Some(0)) => self.bool_const(false),
+            (Some(_), _) => b,
+            (_, Some(_)) => a,
+            _ => self.push(Op::And(a, b), 0, 1, true),
+        }
+    }
+
+    pub fn or(&mut self, a: NodeId, b: NodeId) -> NodeId {
+        match (self.const_value(a), self.const_value(b)) {
+            (Some(0), _) => b,
+            (_, Some(0)) => a,
+            (Some(_), _) | (_, Some(_)) => self.bool_const(true),
+            _ => self.push(Op::Or(a, b), 0, 1, true),
+        }
+    }
+
+    pub fn bool_to_int(&mut self, a: NodeId) -> NodeId {
+        self.push(Op::BoolToInt(a), 0, 1, false)
+    }
+
+    pub fn mux(&mut self, sel: NodeId, a: NodeId, b: NodeId) -> NodeId {
+        if let Some(v) = self.const_value(sel) {
+            return if v != 0 { a } else { b };
+        }
+        if a == b {
+            return a;
+        }
+        let (al, ah) = self.range(a);
+        let (bl, bh) = self.range(b);
+        self.push(Op::Mux(sel, a, b), al.min(bl), ah.max(bh), false)
+    }
+
+    pub fn rom(&mut self, idx: NodeId, values: Vec<i128>) -> NodeId {
+        let lo = *values.iter().min().expect("non-empty ROM");
+        let hi = *values.iter().max().expect("non-empty ROM");
+        if lo == hi {
+            return self.konst(lo);
+        }
+        self.push(Op::Rom { idx, values }, lo, hi, false)
+    }
+
+    pub fn reg(&mut self, a: NodeId, reset: bool) -> NodeId {
+        let n = &self.nodes[a];
+        let (lo, hi, b) = (n.lo, n.hi, n.boolean);
+        self.push_raw(Op::Reg { a, reset }, lo, hi, b)
+    }
+
+    /// A register whose input is built later ([`Netlist::connect`]): the
+    /// state of a loop (accumulator, counter, held operand). It is declared
+    /// before its readers, so the simulator's in-order evaluation and the
+    /// Verilog's declaration order both hold; the range is the caller's
+    /// promise, checked by the simulator like any other.
+    pub fn state(&mut self, lo: i128, hi: i128, boolean: bool, reset: bool) -> NodeId {
+        let id = self.nodes.len();
+        self.push_raw(Op::Reg { a: id, reset }, lo, hi, boolean)
+    }
+
+    /// Closes the loop of a [`Netlist::state`] register: its next value is `a`.
+    pub fn connect(&mut self, reg: NodeId, a: NodeId) {
+        match &mut self.nodes[reg].op {
+            Op::Reg { a: input, .. } => *input = a,
+            op => panic!("connect: node {reg} is {op:?}, not a register"),
+        }
+    }
+
+    /// Copies `sub` into this netlist as an instance: its input fields (in
+    /// bus order) read `inputs`, its `in_valid` reads `valid`. Returns the
+    /// nodes of its outputs and of its `out_valid` (or `valid` when it has none).
+    pub fn embed(
+        &mut self,
+        sub: &Netlist,
+        inputs: &[NodeId],
+        valid: NodeId,
+    ) -> (Vec<NodeId>, NodeId) {
+        let order = input_order(sub);
+        for (i, n) in sub.nodes.iter().enumerate() {
+            if let Op::Input { width, .. } = n.op {
+                assert!(
+                    self.width(inputs[order[i]]) <= width,
+                    "embed: input field {} is narrower than its source",
+                    order[i]
+                );
+            }
+        }
+        // Ids are assigned up front so that registers' forward references
+        // (loops built with `state`) can be renamed before their inputs exist;
+        // inputs and `in_valid` become wiring to the given nodes.
+        let mut next = self.nodes.len();
+        let map: Vec<NodeId> = sub
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| match n.op {
+                Op::Input { .. } => inputs[order[i]],
+                Op::InValid => valid,
+                _ => {
+                    next += 1;
+                    next - 1
+                }
+            })
+            .collect();
+        for n in &sub.nodes {
+            if matches!(n.op, Op::Input { .. } | Op::InValid) {
+                continue;
+            }
+            let op = map_inputs(&n.op, |a| map[a]);
+            let id = self.push_raw(op, n.lo, n.hi, n.boolean);
+            self.nodes[id].tag = n.tag.clone();
+        }
+        let outs = sub.outputs.iter().map(|f| map[f.node]).collect();
+        (outs, sub.out_valid.map(|v| map[v]).unwrap_or(valid))
+    }
+}
