@@ -1,7 +1,27 @@
 //! `bxflow bench MODEL.bxq [--onnx MODEL.onnx] [--json]`: the CPU engine's
-//! single-event latency, batch and streaming throughput, next to tract-onnx.
+//! single-event latency, batch and streaming throughput, next to tract-onnx
+//! running the same ONNX model in the same process. In the binary, not the
+//! engine library, so that the C library a DAQ program links carries no tract.
+//!
+//! Method: inputs are N(0,1) float features (`quantize::calibrate::gaussian_events`)
+//! quantized once with the model's input type (raw codes are what a DAQ
+//! would hand the engine at 40 MHz).
+//! Single-event latency times each `infer` call (raw in, raw out) with
+//! `Instant`, minus the measured cost of an empty timing pair; figures are
+//! medians over `runs` runs. Streaming pushes raw events in bulk through the
+//! pipeline (Block policy) with `workers` threads and counts events per second
+//! of wall time from the first push to the last in-order delivery (the
+//! producer and consumer threads share the cores with the workers).
 
-use std::path::PathBuf;
+use anyhow::Context;
+use engine::pipeline::{pipeline, Overload, PipelineConfig};
+use engine::{Engine, EngineOptions, Isa};
+use quantize::calibrate::gaussian_events;
+use quantize::golden::quantize_input;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -13,9 +33,9 @@ pub struct BenchArgs {
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Force a kernel family: scalar, avx2, avx512, avx512vnni.
-    #[arg(long)]
-    pub isa: Option<String>,
+    /// Force a kernel family.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub isa: Option<Isa>,
     /// Timed single events per run.
     #[arg(long, default_value_t = 200_000)]
     pub events: usize,
@@ -36,12 +56,342 @@ pub struct BenchArgs {
     pub no_pin: bool,
 }
 
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let isa = match &args.isa {
-        Some(s) => Some(s.parse::<engine::Isa>().map_err(anyhow::Error::msg)?),
-        None => None,
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Timed single events per run.
+    pub events: usize,
+    /// Runs; each figure is the median over runs.
+    pub runs: usize,
+    /// Events streamed through the pipeline per run.
+    pub stream_events: usize,
+    /// Pipeline workers (0 = all CPUs).
+    pub workers: usize,
+    pub batch: usize,
+    pub pin: bool,
+    /// Skip tract even if an ONNX file is given.
+    pub no_tract: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            events: 200_000,
+            runs: 5,
+            stream_events: 20_000_000,
+            workers: 0,
+            batch: 1024,
+            pin: true,
+            no_tract: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Figures {
+    pub single_p50_ns: f64,
+    pub single_p99_ns: f64,
+    pub batch_events_per_s: f64,
+    /// Engine only (tract has no streaming pipeline).
+    pub stream_events_per_s: Option<f64>,
+    pub stream_latency_p50_ns: Option<u64>,
+    pub stream_latency_p99_ns: Option<u64>,
+    pub stream_latency_p999_ns: Option<u64>,
+    pub stream_latency_max_ns: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub isa: String,
+    pub macs: usize,
+    pub input_type: String,
+    pub kernels: Vec<String>,
+    pub cpus: usize,
+    pub engine: Figures,
+    pub tract: Option<Figures>,
+    /// tract time / engine time (> 1: engine faster), for p50, p99, batch.
+    pub speedup_p50: Option<f64>,
+    pub speedup_p99: Option<f64>,
+    pub speedup_batch: Option<f64>,
+    pub tract_error: Option<String>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// The seed of the N(0,1) events: the engine and tract see the same ones.
+const SEED: u64 = 1;
+
+fn timer_overhead() -> f64 {
+    let mut v: Vec<u64> = (0..10_000)
+        .map(|_| {
+            let t = Instant::now();
+            t.elapsed().as_nanos() as u64
+        })
+        .collect();
+    v.sort_unstable();
+    v[v.len() / 2] as f64
+}
+
+/// Exact p50 and p99 of `n` timed calls, minus the timer's own cost. Exact
+/// rather than from an [`engine::hist::Histogram`], whose 1/16 buckets would move a
+/// 150 ns figure by up to 9 ns.
+fn latency<F: FnMut(usize)>(n: usize, pool: usize, mut f: F) -> (f64, f64) {
+    for i in 0..n.min(1000) {
+        f(i % pool); // warm-up
+    }
+    let mut t_ns: Vec<u64> = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        f(i % pool);
+        t_ns.push(t.elapsed().as_nanos() as u64);
+    }
+    t_ns.sort_unstable();
+    let q = |p: f64| t_ns[((t_ns.len() - 1) as f64 * p).round() as usize] as f64;
+    let ov = timer_overhead();
+    ((q(0.5) - ov).max(1.0), (q(0.99) - ov).max(1.0))
+}
+
+const POOL: usize = 4096;
+
+/// Engine figures for `engine` on N(0,1) events.
+pub fn bench_engine(engine: &Arc<Engine>, o: &BenchOptions) -> Figures {
+    let m = engine.model();
+    let (il, ol) = (engine.input_len(), engine.output_len());
+    let feats = gaussian_events(POOL, il, SEED);
+    let raw: Vec<i64> = feats
+        .chunks(il.max(1))
+        .flat_map(|x| quantize_input(m, x))
+        .collect();
+    let mut out = vec![0i64; ol];
+    let mut s = engine.scratch();
+    let (mut p50, mut p99, mut thr, mut st) = (vec![], vec![], vec![], vec![]);
+    let mut last = None;
+    for _ in 0..o.runs.max(1) {
+        let (a, b) = latency(o.events, POOL, |i| {
+            engine
+                .infer_with(&mut s, &raw[i * il..(i + 1) * il], &mut out)
+                .unwrap();
+        });
+        p50.push(a);
+        p99.push(b);
+        // Batch throughput, one thread.
+        let mut outs = vec![0i64; POOL * ol];
+        let reps = (o.events / POOL).max(1);
+        let t = Instant::now();
+        for _ in 0..reps {
+            engine.infer_batch_with(&mut s, &raw, &mut outs).unwrap();
+        }
+        thr.push((reps * POOL) as f64 / t.elapsed().as_secs_f64());
+        // Streaming, all workers.
+        if o.stream_events > 0 {
+            let cfg = PipelineConfig {
+                workers: o.workers,
+                pin: o.pin,
+                batch: o.batch,
+                queue: 8,
+                overload: Overload::Block,
+                busy_poll: false,
+            };
+            let (mut prod, mut cons) = pipeline(engine.clone(), &cfg).unwrap();
+            let total = o.stream_events;
+            let t = Instant::now();
+            let consumer = std::thread::spawn(move || {
+                let mut n = 0usize;
+                while cons
+                    .next_batch(|_, outs| n += outs.len() / ol.max(1))
+                    .unwrap()
+                {}
+                (n, cons.stats())
+            });
+            let mut pushed = 0;
+            while pushed < total {
+                let k = POOL.min(total - pushed);
+                prod.push_raw(&raw[..k * il]).unwrap();
+                pushed += k;
+            }
+            prod.close().unwrap();
+            let (n, stats) = consumer.join().unwrap();
+            assert_eq!(n, total);
+            st.push(total as f64 / t.elapsed().as_secs_f64());
+            last = Some(stats.latency); // latency summary of the last run
+        }
+    }
+    let l = last;
+    Figures {
+        single_p50_ns: median(p50),
+        single_p99_ns: median(p99),
+        batch_events_per_s: median(thr),
+        stream_events_per_s: (!st.is_empty()).then(|| median(st)),
+        stream_latency_p50_ns: l.map(|l| l.p50),
+        stream_latency_p99_ns: l.map(|l| l.p99),
+        stream_latency_p999_ns: l.map(|l| l.p999),
+        stream_latency_max_ns: l.map(|l| l.max),
+    }
+}
+
+/// tract-onnx figures for the same model, with a `[1, input_shape...]` input.
+pub fn bench_tract(
+    onnx_path: &Path,
+    input_shape: &[usize],
+    o: &BenchOptions,
+) -> Result<Figures, String> {
+    use tract_onnx::prelude::*;
+    let mut shape = vec![1usize];
+    shape.extend_from_slice(input_shape);
+    let il: usize = input_shape.iter().product();
+    let model = tract_onnx::onnx()
+        .model_for_path(onnx_path)
+        .and_then(|m| m.with_input_fact(0, f32::fact(&shape).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| format!("tract cannot load {}: {e:#}", onnx_path.display()))?;
+    let pool = 256;
+    let feats = gaussian_events(pool, il, SEED);
+    let tensors: Vec<Tensor> = feats
+        .chunks(il.max(1))
+        .map(|x| Tensor::from_shape(&shape, x).unwrap())
+        .collect();
+    let run = |i: usize| {
+        let r = model.run(tvec!(tensors[i].clone().into_tvalue())).unwrap();
+        std::hint::black_box(r);
     };
-    let o = engine::bench::BenchOptions {
+    let n = (o.events / 20).max(1000);
+    let (mut p50, mut p99, mut thr) = (vec![], vec![], vec![]);
+    for _ in 0..o.runs.max(1) {
+        let (a, b) = latency(n, pool, run);
+        p50.push(a);
+        p99.push(b);
+        // Batch: tract with a [B, ...] input would need a re-optimised model
+        // per batch size; the closest like-for-like is events back to back.
+        let t = Instant::now();
+        for i in 0..n {
+            run(i % pool);
+        }
+        thr.push(n as f64 / t.elapsed().as_secs_f64());
+    }
+    Ok(Figures {
+        single_p50_ns: median(p50),
+        single_p99_ns: median(p99),
+        batch_events_per_s: median(thr),
+        ..Figures::default()
+    })
+}
+
+/// Runs every benchmark for `engine` (and tract on `onnx` if given).
+pub fn report(engine: Engine, onnx: Option<&Path>, o: &BenchOptions) -> BenchReport {
+    let engine = Arc::new(engine);
+    let m = engine.model().clone();
+    let tract_r = match onnx {
+        Some(p) if !o.no_tract => Some(bench_tract(p, &m.input_shape, o)),
+        _ => None,
+    };
+    let e = bench_engine(&engine, o);
+    let (tract, tract_error) = match tract_r {
+        Some(Ok(t)) => (Some(t), None),
+        Some(Err(err)) => (None, Some(err)),
+        None => (None, None),
+    };
+    BenchReport {
+        model: m.name.clone(),
+        isa: engine.isa().to_string(),
+        macs: m.macs(),
+        input_type: m.input_ty.ap_string(),
+        kernels: engine
+            .kernels()
+            .into_iter()
+            .filter(|k| k.kernel != "scalar")
+            .map(|k| format!("{} {}: {}", k.op, k.layer, k.kernel))
+            .collect(),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        speedup_p50: tract.as_ref().map(|t| t.single_p50_ns / e.single_p50_ns),
+        speedup_p99: tract.as_ref().map(|t| t.single_p99_ns / e.single_p99_ns),
+        speedup_batch: tract
+            .as_ref()
+            .map(|t| e.batch_events_per_s / t.batch_events_per_s),
+        engine: e,
+        tract,
+        tract_error,
+    }
+}
+
+fn rate(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2} M ev/s", x / 1e6)
+    } else {
+        format!("{:.1} k ev/s", x / 1e3)
+    }
+}
+
+/// Human-readable table.
+pub fn format_report(r: &BenchReport) -> String {
+    let mut s = format!(
+        "model {} ({} MACs, input {}), ISA {}, {} CPUs\n",
+        r.model, r.macs, r.input_type, r.isa, r.cpus
+    );
+    for k in &r.kernels {
+        s += &format!("  {k}\n");
+    }
+    let e = &r.engine;
+    let t = r.tract.as_ref();
+    let ratio = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.1}x"));
+    s += &format!(
+        "{:<28}{:>16}{:>16}{:>10}\n",
+        "", "bxflow", "tract-onnx", "ratio"
+    );
+    let row = |label: &str, ours: String, tract: Option<String>, r: Option<f64>| {
+        format!(
+            "{label:<28}{ours:>16}{:>16}{:>10}\n",
+            tract.unwrap_or_else(|| "-".into()),
+            ratio(r)
+        )
+    };
+    let ns = |v: f64| format!("{v:.0} ns");
+    s += &row(
+        "single event p50 (1 core)",
+        ns(e.single_p50_ns),
+        t.map(|t| ns(t.single_p50_ns)),
+        r.speedup_p50,
+    );
+    s += &row(
+        "single event p99 (1 core)",
+        ns(e.single_p99_ns),
+        t.map(|t| ns(t.single_p99_ns)),
+        r.speedup_p99,
+    );
+    s += &row(
+        "batch (1 core)",
+        rate(e.batch_events_per_s),
+        t.map(|t| rate(t.batch_events_per_s)),
+        r.speedup_batch,
+    );
+    if let Some(st) = e.stream_events_per_s {
+        s += &row(
+            "streaming (all cores)",
+            rate(st),
+            t.map(|t| rate(t.batch_events_per_s)),
+            t.map(|t| st / t.batch_events_per_s),
+        );
+        s += &format!(
+            "streaming latency p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns\n",
+            e.stream_latency_p50_ns.unwrap_or(0),
+            e.stream_latency_p99_ns.unwrap_or(0),
+            e.stream_latency_p999_ns.unwrap_or(0),
+            e.stream_latency_max_ns.unwrap_or(0)
+        );
+    }
+    if let Some(err) = &r.tract_error {
+        s += &format!("tract: {err}\n");
+    }
+    s
+}
+
+/// What `bxflow bench` does: load a `.bxq` (or quantize an `.onnx` at the
+/// default precision), run, print a table or JSON.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let o = BenchOptions {
         events: args.events,
         runs: args.runs,
         stream_events: args.stream_events,
@@ -50,8 +400,25 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         pin: !args.no_pin,
         no_tract: false,
     };
-    let out = engine::bench::run_cli(&args.model, args.onnx.as_deref(), args.json, isa, &o)
-        .map_err(anyhow::Error::msg)?;
-    println!("{out}");
+    let q = quantize::load_model(&args.model, None)?;
+    let options = EngineOptions {
+        isa: args.isa,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::with_options(&q, &options)?;
+    let is_onnx = quantize::load::is_onnx(&args.model);
+    let onnx = args
+        .onnx
+        .as_deref()
+        .or(is_onnx.then_some(args.model.as_path()));
+    let r = report(engine, onnx, &o);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).context("writing the report as JSON")?
+        );
+    } else {
+        println!("{}", format_report(&r));
+    }
     Ok(())
 }

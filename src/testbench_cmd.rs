@@ -359,14 +359,14 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
 
     step("CPU engine vs tract");
     let engine = engine::Engine::new(&m)?;
-    let bo = engine::bench::BenchOptions {
+    let bo = crate::bench::BenchOptions {
         events: 50_000,
         runs: 3,
         stream_events: 2_000_000,
         no_tract: a.no_tract,
-        ..engine::bench::BenchOptions::default()
+        ..crate::bench::BenchOptions::default()
     };
-    let bench = engine::bench::report(engine, Some(&a.model), &bo);
+    let bench = crate::bench::report(engine, Some(&a.model), &bo);
 
     step("FPGA kernel");
     let k = hdl::build_kernel(&m, &hdl::Options::default())?;

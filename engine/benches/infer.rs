@@ -18,19 +18,10 @@ fn model(precision: &str) -> quantize::qmodel::QModel {
     quantize::quantizer::quantize_graph(&g, &cfg).expect("quantize")
 }
 
+/// `n` events of N(0,1) features, quantized with the model's input type.
 fn events(m: &quantize::qmodel::QModel, n: usize) -> Vec<i64> {
     let il = m.input_len();
-    let mut s = 0x2545F4914F6CDD1Du64;
-    let mut u = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    let feats: Vec<f32> = (0..n * il)
-        .map(|_| ((-2.0 * u().ln()).sqrt() * (std::f64::consts::TAU * u()).cos()) as f32)
-        .collect();
-    feats
+    quantize::calibrate::gaussian_events(n, il, 1)
         .chunks(il)
         .flat_map(|x| quantize_input(m, x))
         .collect()

@@ -1,6 +1,9 @@
 /* bxflow CPU engine: C API. Bit-exact fixed-point inference of a quantized
- * network (.bxq, or .onnx quantized at the default precision), single event,
- * batch, and a streaming pipeline with in-order results.
+ * network (a .bxq from `bxflow quantize`), single event, batch, and a
+ * streaming pipeline with in-order results. The default library reads .bxq
+ * only (no ONNX importer, so it stays small): bxflow_engine_open on an .onnx
+ * fails with a message saying to quantize it first, unless the library was
+ * built with the `onnx` feature (cargo build -p bxflow-engine --features onnx).
  *
  * Link: libengine.a (or libengine.so) from target/release, plus -lpthread -ldl -lm.
  * Errors: functions return a negative BXFLOW_ERR_* code (or NULL) and leave a
@@ -46,7 +49,7 @@ typedef struct bxflow_stats {
 /* The calling thread's last error message (never NULL). */
 const char *bxflow_last_error(void);
 
-/* Model */
+/* Model: a .bxq path (see above for .onnx); NULL on error. */
 bxflow_engine *bxflow_engine_open(const char *path);
 void bxflow_engine_free(bxflow_engine *e);
 size_t bxflow_engine_input_len(const bxflow_engine *e);

@@ -92,8 +92,9 @@ pub extern "C" fn bxflow_last_error() -> *const c_char {
     LAST.with(|l| l.borrow().as_ptr())
 }
 
-/// Opens a `.bxq` model (or an `.onnx`, quantized at the default precision).
-/// NULL on error.
+/// Opens a `.bxq` model (an `.onnx`, quantized at the default precision,
+/// only in a build with the `onnx` feature; otherwise the error says to
+/// quantize it first). NULL on error.
 ///
 /// # Safety
 /// `path` must be NULL or a valid NUL-terminated string.
@@ -108,20 +109,7 @@ pub unsafe extern "C" fn bxflow_engine_open(path: *const c_char) -> *mut BxflowE
             Ok(p) => Path::new(p),
             Err(_) => return set_err(BXFLOW_ERR_IO, "bxflow_engine_open: path is not UTF-8"),
         };
-        let model = if p.extension().is_some_and(|e| e == "onnx") {
-            quantize::onnx::import_path(p)
-                .map_err(|e| e.to_string())
-                .and_then(|g| {
-                    quantize::quantizer::quantize_graph(&g, &quantize::config::Config::default())
-                        .map_err(|e| e.to_string())
-                })
-        } else {
-            quantize::bxq::load(p).map_err(|e| e.to_string())
-        };
-        match model
-            .map_err(crate::EngineError::Io)
-            .and_then(|m| Engine::new(&m))
-        {
+        match Engine::load(p) {
             Ok(e) => {
                 out = Box::into_raw(Box::new(BxflowEngine(Arc::new(e))));
                 BXFLOW_OK

@@ -19,8 +19,8 @@
 
 use crate::dense::{PackedDense, MULTI};
 use crate::epi::{Epi, Program};
-use crate::plan::{argmax, softmax64};
 use crate::rq::{FastRq, FastRq32};
+use crate::scalar::{argmax, softmax64};
 use quantize::qmodel::Table;
 
 /// A Dense layer of a chain as the plan fuses it: the kernel, then
@@ -450,7 +450,7 @@ mod x86 {
         }
     }
 
-    /// `Table::lookup` on 8 i64 lanes (as `plan::lookup64`), under `mask`.
+    /// `Table::lookup` on 8 i64 lanes (as `scalar::lookup64`), under `mask`.
     #[inline(always)]
     unsafe fn lookup8(t: &Table, x: __m512i, mask: __mmask8) -> __m512i {
         let d = _mm512_sra_epi64(

@@ -4,15 +4,23 @@ use std::fmt;
 
 /// A kernel family. [`Isa::detect`] picks the best one the CPU has; tests
 /// force each in turn with [`crate::Engine::with_isa`].
+///
+/// With the `clap` feature it is a `clap::ValueEnum` (the names of
+/// [`Isa::name`]), for command-line flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Isa {
     /// Portable Rust, no `target_feature`.
+    #[cfg_attr(feature = "clap", value(name = "scalar"))]
     Scalar,
     /// AVX2: `vpmaddwd` on 256-bit vectors.
+    #[cfg_attr(feature = "clap", value(name = "avx2"))]
     Avx2,
     /// AVX-512 F/BW: `vpmaddwd` on 512-bit vectors.
+    #[cfg_attr(feature = "clap", value(name = "avx512"))]
     Avx512,
     /// AVX-512 VNNI: `vpdpbusd` (u8 x i8) and `vpdpwssd` (i16 x i16).
+    #[cfg_attr(feature = "clap", value(name = "avx512vnni"))]
     Avx512Vnni,
 }
 
@@ -36,18 +44,13 @@ impl Isa {
         }
     }
 
-    /// The best available family (the `BXFLOW_ISA` environment variable,
-    /// e.g. `avx2` or `scalar`, caps it).
+    /// The best family this CPU has.
     pub fn detect() -> Isa {
-        let cap = std::env::var("BXFLOW_ISA")
-            .ok()
-            .and_then(|s| s.parse::<Isa>().ok())
-            .unwrap_or(Isa::Avx512Vnni);
         Isa::ALL
             .iter()
             .rev()
             .copied()
-            .find(|i| *i <= cap && i.available())
+            .find(|i| i.available())
             .unwrap_or(Isa::Scalar)
     }
 

@@ -9,9 +9,11 @@
 //!   consumer) with an explicit overload policy and a latency histogram.
 //! * [`events`]: the `.bxev` event file format (zero-copy via memmap2) and `.npy` input.
 //! * [`capi`]: the C API declared in `include/bxflow.h`.
-//! * [`bench`]: the figures `bxflow bench` prints, next to tract-onnx.
+//!
+//! The library reads no environment variables: the instruction set and
+//! fusion are [`EngineOptions`]. It loads `.bxq` artifacts; `.onnx` only with
+//! the `onnx` feature (which pulls in tract, kept out of the C library).
 
-pub mod bench;
 pub mod capi;
 mod chain;
 pub mod dense;
@@ -22,17 +24,18 @@ pub mod isa;
 pub mod pipeline;
 pub mod plan;
 pub mod rq;
+mod scalar;
 
 use std::cell::RefCell;
 use std::path::Path;
 
 use dense::MULTI;
 pub use isa::Isa;
-pub use plan::{LayerKernel, Plan, Scratch};
+pub use plan::{LayerKernel, LayerProblem, Plan, PlanError, Scratch};
 use quantize::fixed::FixedType;
 use quantize::qmodel::QModel;
 
-#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("input has {got} values but the model expects {expected} per event")]
     InputLength { got: usize, expected: usize },
@@ -43,9 +46,28 @@ pub enum EngineError {
     #[error("instruction set {0} is not available on this CPU")]
     IsaUnavailable(Isa),
     #[error("model cannot be compiled: {0}")]
-    Model(String),
-    #[error("{0}")]
-    Io(String),
+    Model(#[from] PlanError),
+    #[error("cannot load the model: {0}")]
+    Load(#[from] quantize::LoadError),
+}
+
+/// How [`Engine::with_options`] compiles a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// The kernel family; `None`: the best this CPU has ([`Isa::detect`]).
+    pub isa: Option<Isa>,
+    /// Fuse runs of Dense and elementwise layers ([`plan`]); off only to
+    /// compare against the unfused plan (both are bit-exact).
+    pub fuse: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            isa: None,
+            fuse: true,
+        }
+    }
 }
 
 /// A value the engine accepts as model input.
@@ -286,15 +308,26 @@ pub struct Engine {
 impl Engine {
     /// Compiles `model` for the best instruction set of this CPU.
     pub fn new(model: &QModel) -> Result<Engine, EngineError> {
-        Engine::with_isa(model, Isa::detect())
+        Engine::with_options(model, &EngineOptions::default())
     }
 
     /// Compiles `model` for `isa`; an error if the CPU lacks it.
     pub fn with_isa(model: &QModel, isa: Isa) -> Result<Engine, EngineError> {
+        let options = EngineOptions {
+            isa: Some(isa),
+            ..EngineOptions::default()
+        };
+        Engine::with_options(model, &options)
+    }
+
+    /// Compiles `model` as `options` say; an error if the CPU lacks the
+    /// requested instruction set.
+    pub fn with_options(model: &QModel, options: &EngineOptions) -> Result<Engine, EngineError> {
+        let isa = options.isa.unwrap_or_else(Isa::detect);
         if !isa.available() {
             return Err(EngineError::IsaUnavailable(isa));
         }
-        let plan = Plan::compile(model, isa).map_err(EngineError::Model)?;
+        let plan = Plan::compile(model, isa, options.fuse)?;
         Ok(Engine {
             input_ty: model.input_ty,
             in_lo: model.input_ty.min_raw(),
@@ -307,9 +340,11 @@ impl Engine {
         })
     }
 
-    /// Loads a `.bxq` file and compiles it for the best instruction set.
+    /// Loads a `.bxq` file (or, with the `onnx` feature, an `.onnx`
+    /// quantized at the default precision) and compiles it for the best
+    /// instruction set.
     pub fn load(path: &Path) -> Result<Engine, EngineError> {
-        let m = quantize::bxq::load(path).map_err(|e| EngineError::Io(e.to_string()))?;
+        let m = quantize::load_model(path, None)?;
         Engine::new(&m)
     }
 

@@ -1,9 +1,13 @@
 //! The C API: `include/bxflow.h` declares every `extern "C"` function of
 //! `src/capi.rs` with the same arity, and `c/example.c` / `c/example.cpp`
-//! compile against the header, link the staticlib and run.
+//! compile against the header, link the staticlib and run on a `.bxq`.
+//! The staticlib is built here on its own, with the engine's default
+//! features only (a workspace build unifies features and would link tract
+//! into it), and must stay small.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -58,20 +62,73 @@ fn header_matches_rust_exports() {
     assert_eq!(r, c, "header and capi.rs disagree");
 }
 
-fn staticlib() -> PathBuf {
-    // Tests run from target/<profile>/deps, next to the lib's artifacts.
-    let deps = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let a = deps.join("libengine.a");
+fn workspace() -> PathBuf {
+    root().join("..")
+}
+
+/// `libengine.a` as a DAQ program would build it: `cargo build --release
+/// -p bxflow-engine --lib` in its own target directory (`<target>/capi`),
+/// once per test run.
+fn staticlib() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let target = match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(t) => workspace().join(t),
+            None => workspace().join("target"),
+        }
+        .join("capi");
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "bxflow-engine", "--lib"])
+            .arg("--target-dir")
+            .arg(&target)
+            .current_dir(workspace())
+            .status()
+            .expect("cannot run cargo");
+        assert!(st.success(), "cargo build of the engine staticlib failed");
+        let a = target.join("release/libengine.a");
+        assert!(a.exists(), "{} missing after the build", a.display());
+        a
+    })
+}
+
+/// The jet tagger as a `.bxq`, written once into a temporary directory.
+fn model_bxq() -> &'static Path {
+    static BXQ: OnceLock<PathBuf> = OnceLock::new();
+    BXQ.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("bxflow-capi-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let onnx = workspace().join("models/three_layer_keras.onnx");
+        let bxq = dir.join("three_layer_keras.bxq");
+        let m = quantize::load_model(&onnx, None).unwrap();
+        quantize::bxq::save(&m, &bxq).unwrap();
+        bxq
+    })
+}
+
+/// The C library carries no ONNX importer: small enough to link into a
+/// DAQ program, and no tract among the engine's normal dependencies.
+#[test]
+fn staticlib_is_small_and_has_no_tract() {
+    let a = staticlib();
+    let size = std::fs::metadata(a).unwrap().len();
+    eprintln!("{}: {size} bytes", a.display());
     assert!(
-        a.exists(),
-        "{} missing: build with crate-type staticlib",
-        a.display()
+        size < 10 * 1024 * 1024,
+        "{} is {size} bytes ({:.1} MiB), over the 10 MiB budget",
+        a.display(),
+        size as f64 / (1024.0 * 1024.0)
     );
-    a
+    let tree = Command::new(env!("CARGO"))
+        .args(["tree", "-p", "bxflow-engine", "-e", "normal"])
+        .current_dir(workspace())
+        .output()
+        .expect("cannot run cargo tree");
+    assert!(tree.status.success(), "cargo tree failed");
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    assert!(
+        !tree.contains("tract"),
+        "the engine depends on tract:\n{tree}"
+    );
 }
 
 fn build_and_run(compiler: &str, src: &str, exe: &str) {
@@ -86,8 +143,7 @@ fn build_and_run(compiler: &str, src: &str, exe: &str) {
         .status()
         .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
     assert!(st.success(), "{compiler} failed on {src}");
-    let model = root().join("../models/three_layer_keras.onnx");
-    let run = Command::new(&out).arg(&model).output().unwrap();
+    let run = Command::new(&out).arg(model_bxq()).output().unwrap();
     eprintln!("{}", String::from_utf8_lossy(&run.stdout));
     assert!(
         run.status.success(),

@@ -1,0 +1,92 @@
+//! The pipeline's settings, counters and errors: what a caller configures
+//! and gets back, apart from the threads that do the work.
+
+use crate::hist::Summary;
+use crate::EngineError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overload {
+    /// `push` waits until the workers have room (backpressure).
+    Block,
+    /// A batch that finds the input queue full is dropped and counted.
+    Drop,
+}
+
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Worker threads (0 = number of CPUs).
+    pub workers: usize,
+    /// Pin worker `i` to CPU `i % ncpu` (Linux).
+    pub pin: bool,
+    /// Events per batch.
+    pub batch: usize,
+    /// Capacity of each queue, in batches.
+    pub queue: usize,
+    pub overload: Overload,
+    /// Workers poll their queue instead of sleeping on it. A sleeping worker
+    /// takes tens of microseconds to wake (longer on a virtual machine), so
+    /// under a steady rate that leaves it idle between batches it wakes for
+    /// each one and falls behind. Polling keeps a core busy: use it with at
+    /// most one worker per free core, as a DAQ node dedicates cores.
+    pub busy_poll: bool,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            workers: 0,
+            pin: false,
+            batch: 256,
+            queue: 64,
+            overload: Overload::Block,
+            busy_poll: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("events {first}..{} ({count} events) failed in a worker: {cause}", first + count)]
+    Batch {
+        first: u64,
+        count: u64,
+        #[source]
+        cause: BatchError,
+    },
+    #[error("the pipeline is closed")]
+    Closed,
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    #[error("cannot start pipeline worker thread {worker}: {source}")]
+    Spawn {
+        worker: usize,
+        source: std::io::Error,
+    },
+    #[error("{lost} events were lost in flight (a worker thread died)")]
+    Lost { lost: u64 },
+}
+
+/// Why one batch failed (its events are counted in [`Stats::failed`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// An inference error, such as a raw input outside the input type
+    /// (found by the worker, or by the producer when it narrows raw codes).
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The worker panicked; the payload's message.
+    #[error("worker panicked: {0}")]
+    Panic(String),
+}
+
+/// Counters; `pushed = delivered + dropped + failed + in_flight`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub pushed: u64,
+    pub dropped: u64,
+    pub processed: u64,
+    pub failed: u64,
+    pub delivered: u64,
+    pub in_flight: u64,
+    /// Ingress-to-egress latency in nanoseconds.
+    pub latency: Summary,
+}

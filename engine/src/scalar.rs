@@ -1,0 +1,107 @@
+//! Scalar group kernels over raw codes: Softmax on its proven-exact i64
+//! path, one-hot Argmax and the table lookup they use. A leaf module, so
+//! that the plan's steps and a fused chain's tail ([`crate::chain`]) share
+//! one copy without importing each other.
+
+use crate::rq::{FastRq, Rq};
+use quantize::fixed::FixedType;
+use quantize::qmodel::Table;
+
+/// Softmax over groups of `n` values of `x` on the i64 path that
+/// [`softmax_fast`] proved exact for the input type's range (`rq` is its
+/// requantizer). Shared by the Softmax step and a fused chain's tail.
+#[inline(always)]
+pub(crate) fn softmax64<T: Copy + Ord + Into<i64>>(
+    x: &[T],
+    y: &mut [i64],
+    n: usize,
+    exp_table: &Table,
+    inv_table: &Table,
+    rq: &FastRq,
+) {
+    // Indexed groups: `chunks(n)` with a run-time `n` costs two divisions.
+    let mut i = 0;
+    while i + n <= x.len().min(y.len()) {
+        let (g, yg) = (&x[i..i + n], &mut y[i..i + n]);
+        // By value: `iter().max()` tracks a reference and compiles to
+        // data-dependent branches, which mispredict on every event.
+        let m = g.iter().fold(i64::MIN, |m, &v| m.max(v.into()));
+        let mut sum = 0i64;
+        for (e, &v) in yg.iter_mut().zip(g) {
+            *e = lookup64(exp_table, v.into() - m);
+            sum += *e;
+        }
+        let r = lookup64(inv_table, sum);
+        for e in yg.iter_mut() {
+            *e = rq.apply(*e * r);
+        }
+        i += n;
+    }
+}
+
+/// One-hot argmax (the first maximum) over groups of `n` values; `one` is 1
+/// in the output type. Shared by the Argmax step and a fused chain's tail.
+#[inline(always)]
+pub(crate) fn argmax<T: Copy + Ord>(x: &[T], y: &mut [i64], n: usize, one: i64) {
+    let mut i = 0;
+    while i + n <= x.len().min(y.len()) {
+        let (g, yg) = (&x[i..i + n], &mut y[i..i + n]);
+        // Branch-free (selects, not jumps): the winner is data-dependent.
+        let (mut best, mut bv) = (0, g[0]);
+        for (k, &v) in g.iter().enumerate().skip(1) {
+            let gt = v > bv;
+            best = if gt { k } else { best };
+            bv = if gt { v } else { bv };
+        }
+        yg.fill(0);
+        yg[best] = one;
+        i += n;
+    }
+}
+
+/// `Table::lookup` in i64, for arguments the caller proved within +-2^62
+/// (with the table's offset within +-2^61, `x - offset` cannot overflow).
+#[inline(always)]
+pub(crate) fn lookup64(t: &Table, x: i64) -> i64 {
+    let d = (x - t.offset) >> t.shift.min(63);
+    t.values[d.clamp(0, t.values.len() as i64 - 1) as usize]
+}
+
+/// The softmax's i64 requantizer, if the i64 path is exact: differences,
+/// sums and products all provably stay within +-2^62.
+pub(crate) fn softmax_fast(
+    in_ty: FixedType,
+    n: usize,
+    exp_table: &Table,
+    inv_table: &Table,
+    pf: i32,
+    out_ty: FixedType,
+) -> Option<FastRq> {
+    let lim = 1i128 << 61;
+    if in_ty.width > 60 || exp_table.offset.unsigned_abs() as i128 > lim {
+        return None;
+    }
+    if inv_table.offset.unsigned_abs() as i128 > lim {
+        return None;
+    }
+    let ext = |t: &Table| {
+        t.values.iter().fold((0i128, 0i128), |(a, b), &v| {
+            (a.min(v as i128), b.max(v as i128))
+        })
+    };
+    let (elo, ehi) = ext(exp_table);
+    let (rlo, rhi) = ext(inv_table);
+    let emax = elo.abs().max(ehi.abs());
+    if emax * n as i128 > lim {
+        return None;
+    }
+    let p = [elo * rlo, elo * rhi, ehi * rlo, ehi * rhi];
+    let (plo, phi) = (*p.iter().min()?, *p.iter().max()?);
+    if plo < -lim || phi > lim {
+        return None;
+    }
+    match Rq::new(pf, out_ty, plo, phi) {
+        Rq::Fast(f) => Some(f),
+        Rq::Slow { .. } => None,
+    }
+}
