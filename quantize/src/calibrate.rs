@@ -7,17 +7,14 @@ use crate::ir::Graph;
 use crate::qmodel::QModel;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-/// `n` events of `len` standard-normal features (Box-Muller), reproducible from `seed`.
+/// `n` events of `len` standard-normal features, reproducible from `seed`.
 pub fn gaussian_events(n: usize, len: usize, seed: u64) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..n * len)
-        .map(|_| {
-            let u1: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
-            let u2: f64 = rng.gen();
-            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-        })
+        .map(|_| rng.sample::<f64, _>(StandardNormal) as f32)
         .collect()
 }
 

@@ -79,8 +79,28 @@ fn per_class_auc(out: &[Vec<f64>], labels: &[usize]) -> Vec<f64> {
         .collect()
 }
 
-pub fn build(g: &Graph, q: &QModel, events: &[f32], labels: Option<&[usize]>) -> Report {
+/// Why a report cannot be built from the data given.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("--labels has {labels} labels but --calib has {events} events: give one label per event")]
+    LabelCount { labels: usize, events: usize },
+}
+
+/// Builds the report of `q` (quantized from `g`) on the calibration `events`;
+/// `labels`, one class per event, add per-class AUC and label accuracy.
+pub fn build(
+    g: &Graph,
+    q: &QModel,
+    events: &[f32],
+    labels: Option<&[usize]>,
+) -> Result<Report, ReportError> {
     let n = events.len() / g.input_len().max(1);
+    if let Some(lab) = labels.filter(|l| l.len() != n) {
+        return Err(ReportError::LabelCount {
+            labels: lab.len(),
+            events: n,
+        });
+    }
     let mut min = vec![f64::INFINITY; g.layers.len() + 1];
     let mut max = vec![f64::NEG_INFINITY; g.layers.len() + 1];
     let mut over = vec![0usize; g.layers.len() + 1];
@@ -136,7 +156,6 @@ pub fn build(g: &Graph, q: &QModel, events: &[f32], labels: Option<&[usize]>) ->
     let accuracy = compare(&float, &fixed);
     let (mut auc_fixed, mut auc_float, mut acc_fixed, mut acc_float) = (None, None, None, None);
     if let Some(lab) = labels {
-        let lab = &lab[..n.min(lab.len())];
         auc_fixed = Some(per_class_auc(&fixed, lab));
         auc_float = Some(per_class_auc(&float, lab));
         let hit = |o: &[Vec<f64>]| {
@@ -146,7 +165,7 @@ pub fn build(g: &Graph, q: &QModel, events: &[f32], labels: Option<&[usize]>) ->
         acc_fixed = Some(hit(&fixed));
         acc_float = Some(hit(&float));
     }
-    Report {
+    Ok(Report {
         model: q.name.clone(),
         input: q.input_ty.to_string(),
         events: n,
@@ -156,7 +175,7 @@ pub fn build(g: &Graph, q: &QModel, events: &[f32], labels: Option<&[usize]>) ->
         auc_float,
         label_accuracy_fixed: acc_fixed,
         label_accuracy_float: acc_float,
-    }
+    })
 }
 
 impl fmt::Display for Report {
@@ -230,5 +249,43 @@ impl fmt::Display for Report {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::ir::{Layer, Op};
+    use crate::quantizer::quantize_graph;
+
+    fn relu_graph() -> Graph {
+        Graph {
+            name: "t".into(),
+            input_name: "x".into(),
+            input_shape: vec![2],
+            layers: vec![Layer {
+                name: "act".into(),
+                inputs: vec![0],
+                shape: vec![2],
+                op: Op::Relu,
+            }],
+            output_shape: vec![2],
+        }
+    }
+
+    #[test]
+    fn a_label_count_other_than_the_event_count_is_an_error_naming_both() {
+        let g = relu_graph();
+        let q = quantize_graph(&g, &Config::default()).unwrap();
+        let events = vec![0.5f32; 2 * 5];
+        let e = build(&g, &q, &events, Some(&[0, 1, 0])).unwrap_err().to_string();
+        assert!(
+            e.contains("3 labels") && e.contains("5 events"),
+            "{e}"
+        );
+        let r = build(&g, &q, &events, Some(&[0, 1, 0, 1, 1])).unwrap();
+        assert_eq!(r.events, 5);
+        assert!(r.label_accuracy_fixed.is_some());
     }
 }
