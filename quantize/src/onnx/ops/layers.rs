@@ -147,9 +147,7 @@ pub fn batch_norm(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     let a: Vec<f64> = (0..c)
         .map(|i| s.data[i] / (var.data[i] + eps).sqrt())
         .collect();
-    let sh: Vec<f64> = (0..c)
-        .map(|i| bias.data[i] - mean.data[i] * a[i])
-        .collect();
+    let sh: Vec<f64> = (0..c).map(|i| bias.data[i] - mean.data[i] * a[i]).collect();
     let xlen: usize = x.shape.iter().product();
     let per = xlen / c.max(1);
     let scale: Vec<f64> = (0..xlen).map(|j| a[j / per]).collect();
@@ -170,7 +168,9 @@ pub fn conv(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
             x.shape, w.shape
         ));
     }
-    if n.attr_ints("dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
+    if n.attr_ints("dilations")
+        .is_some_and(|d| d.iter().any(|&v| v != 1))
+    {
         return Err("dilations other than 1 are not supported".into());
     }
     let window = window(n, x, w.shape[2..].to_vec())?;

@@ -114,7 +114,11 @@ pub const OPS: &[OpDef] = &[
     both("Concat", layout::concat, fold::concat),
     both("Identity", layout::identity, fold::identity),
     both("Dropout", layout::identity, fold::identity),
-    both("Shape", |_, n, _| fold::shape(n).map(Value::Const), fold::shape),
+    both(
+        "Shape",
+        |_, n, _| fold::shape(n).map(Value::Const),
+        fold::shape,
+    ),
     folds("Gather", fold::gather),
     folds("Constant", fold::constant),
     folds("Cast", fold::identity),
@@ -229,7 +233,10 @@ mod tests {
             shape: vec![4],
         });
         let e = eval_op("Neg", act).err().expect("Neg only folds");
-        assert!(e.contains("folds constants only") && e.contains("Relu"), "{e}");
+        assert!(
+            e.contains("folds constants only") && e.contains("Relu"),
+            "{e}"
+        );
         assert!(!e.contains("Neg,") && !e.contains("Gather"), "{e}");
         let e = eval_op("Relu", Value::Const(Const::scalar(1.0)))
             .err()
