@@ -217,7 +217,7 @@ mod tests {
         });
         let konst = Value::Const(Const::scalar(1.0));
         for input in [act, konst] {
-            let e = eval_op("Einsum", input).err().expect("Einsum is unknown");
+            let e = eval_op("Einsum", input).expect_err("Einsum is unknown");
             let listed = e.split_once("supported: ").expect("a list").1;
             let listed: Vec<&str> = listed.split(", ").collect();
             let table: Vec<&str> = OPS.iter().map(|d| d.name).collect();
@@ -232,15 +232,13 @@ mod tests {
             id: 0,
             shape: vec![4],
         });
-        let e = eval_op("Neg", act).err().expect("Neg only folds");
+        let e = eval_op("Neg", act).expect_err("Neg only folds");
         assert!(
             e.contains("folds constants only") && e.contains("Relu"),
             "{e}"
         );
         assert!(!e.contains("Neg,") && !e.contains("Gather"), "{e}");
-        let e = eval_op("Relu", Value::Const(Const::scalar(1.0)))
-            .err()
-            .expect("Relu does not fold");
+        let e = eval_op("Relu", Value::Const(Const::scalar(1.0))).expect_err("Relu does not fold");
         assert!(e.contains("Neg") && !e.contains("Relu,"), "{e}");
     }
 
