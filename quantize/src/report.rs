@@ -82,7 +82,9 @@ fn per_class_auc(out: &[Vec<f64>], labels: &[usize]) -> Vec<f64> {
 /// Why a report cannot be built from the data given.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("--labels has {labels} labels but --calib has {events} events: give one label per event")]
+    #[error(
+        "--labels has {labels} labels but --calib has {events} events: give one label per event"
+    )]
     LabelCount { labels: usize, events: usize },
 }
 
@@ -279,11 +281,10 @@ mod tests {
         let g = relu_graph();
         let q = quantize_graph(&g, &Config::default()).unwrap();
         let events = vec![0.5f32; 2 * 5];
-        let e = build(&g, &q, &events, Some(&[0, 1, 0])).unwrap_err().to_string();
-        assert!(
-            e.contains("3 labels") && e.contains("5 events"),
-            "{e}"
-        );
+        let e = build(&g, &q, &events, Some(&[0, 1, 0]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("3 labels") && e.contains("5 events"), "{e}");
         let r = build(&g, &q, &events, Some(&[0, 1, 0, 1, 1])).unwrap();
         assert_eq!(r.events, 5);
         assert!(r.label_accuracy_fixed.is_some());

@@ -299,8 +299,7 @@ pub fn stream(
                 // input buffer loses them.
                 let late = (arrived - pushed).saturating_sub(front);
                 if late > 0 {
-                    prod.drop_events(late)
-                        ?;
+                    prod.drop_events(late)?;
                     pushed += late;
                     in_batch = 0;
                 }
@@ -310,8 +309,7 @@ pub fn stream(
                     // A whole batch would be dropped on sending: count it
                     // dropped without copying it in, and leave the core to
                     // the workers.
-                    prod.drop_events(due - pushed)
-                        ?;
+                    prod.drop_events(due - pushed)?;
                     pushed = due;
                     for _ in 0..8 {
                         std::hint::spin_loop();

@@ -38,13 +38,8 @@ where
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(x, y)
-        ?;
-    c.configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .draw()
-        ?;
+        .build_cartesian_2d(x, y)?;
+    c.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw()?;
     Ok(c)
 }
 
@@ -61,7 +56,6 @@ fn legend<'a, 'b: 'a, Y: Ranged<ValueType = f64>>(
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))
         .draw()
-        
 }
 
 /// Draws the plots `r` has data for into `dir` as `<prefix>_<plot>.svg`;
@@ -123,14 +117,12 @@ fn histogram(r: &Report, path: &Path) -> Drawn<()> {
                     BLUE.mix(0.6).filled(),
                 )
             }),
-    )
-    ?;
+    )?;
     if r.budget_ns <= hi_axis + w {
         c.draw_series(LineSeries::new(
             vec![(r.budget_ns, 0.5), (r.budget_ns, ymax * 2.0)],
             RED.stroke_width(2),
-        ))
-        ?
+        ))?
         .label(format!("budget {:.0} ns", r.budget_ns))
         .legend(key(RED));
         legend(&mut c)?;
@@ -156,19 +148,16 @@ fn timeline(r: &Report, path: &Path) -> Drawn<()> {
         0f64..ymax.max(1.0),
         ("arrival time (us)", "latency (ns)"),
     )?;
-    c.draw_series(LineSeries::new(t.iter().map(|p| (p.0, p.2)), RED))
-        ?
+    c.draw_series(LineSeries::new(t.iter().map(|p| (p.0, p.2)), RED))?
         .label("max per bin")
         .legend(key(RED));
-    c.draw_series(LineSeries::new(t.iter().map(|p| (p.0, p.1)), BLUE))
-        ?
+    c.draw_series(LineSeries::new(t.iter().map(|p| (p.0, p.1)), BLUE))?
         .label("mean per bin")
         .legend(key(BLUE));
     c.draw_series(LineSeries::new(
         vec![(0.0, r.budget_ns), (x1, r.budget_ns)],
         BLACK.mix(0.5),
-    ))
-    ?
+    ))?
     .label("budget")
     .legend(key(BLACK.mix(0.5)));
     legend(&mut c)?;
@@ -202,21 +191,18 @@ fn throughput(r: &Report, path: &Path) -> Drawn<()> {
     c.draw_series(LineSeries::new(
         vec![(0.0, 0.0), (xmax.min(ymax), xmax.min(ymax))],
         BLACK.mix(0.3),
-    ))
-    ?
+    ))?
     .label("no loss")
     .legend(key(BLACK.mix(0.3)));
     c.draw_series(LineSeries::new(
         s.iter().map(|p| (p.offered_mhz, p.achieved_mhz)),
         BLUE,
-    ))
-    ?
+    ))?
     .label("measured");
     c.draw_series(s.iter().map(|p| {
         let col = if p.lost == 0 { GREEN } else { RED };
         Circle::new((p.offered_mhz, p.achieved_mhz), 4, col.filled())
-    }))
-    ?;
+    }))?;
     legend(&mut c)?;
     root.present()?;
     Ok(())

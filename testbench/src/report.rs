@@ -384,5 +384,4 @@ impl Report {
         }
         s
     }
-
 }

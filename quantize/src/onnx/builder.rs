@@ -1,0 +1,132 @@
+//! The layer list under construction: appending layers, and folding an
+//! elementwise affine (a BatchNormalization, a constant Add or Mul) into the
+//! layer before it when nothing else reads that layer's output, so that the
+//! folding is one float multiply per weight and nothing more.
+
+use super::decode::Node;
+use super::value::{Act, Value};
+use crate::ir::{Layer, Op};
+use crate::qmodel::TensorId;
+use std::collections::HashMap;
+
+pub struct Builder {
+    /// The default ONNX opset of the model: some ops changed meaning across opsets.
+    pub opset: i64,
+    /// How many nodes (and graph outputs) read each tensor name.
+    pub uses: HashMap<String, usize>,
+    pub layers: Vec<Layer>,
+}
+
+impl Builder {
+    /// Appends a layer; its output is tensor `layers.len()` (0 is the input).
+    pub fn push(&mut self, name: String, op: Op, inputs: Vec<TensorId>, shape: Vec<usize>) -> Act {
+        self.layers.push(Layer {
+            name,
+            inputs,
+            shape: shape.clone(),
+            op,
+        });
+        Act {
+            id: self.layers.len(),
+            shape,
+        }
+    }
+
+    /// One layer of `op` on `x`, keeping its shape: the activation functions.
+    pub fn unary(&mut self, name: &str, x: &Act, op: Op) -> Value {
+        Value::Act(self.push(name.into(), op, vec![x.id], x.shape.clone()))
+    }
+
+    /// True when the node's first input is read by exactly one node and is
+    /// not a graph output: the condition for folding the node into the layer
+    /// that made that input.
+    fn single_use(&self, n: &Node) -> bool {
+        self.uses.get(&n.proto.input[0]).copied() == Some(1)
+    }
+
+    /// Elementwise affine on `x`: folded into the layer that produced `x` when
+    /// that layer is a Dense, Conv or Scale read only here, else a Scale layer.
+    pub fn affine(&mut self, n: &Node, x: &Act, scale: Vec<f64>, shift: Vec<f64>) -> Act {
+        let name = n.name;
+        if x.id > 0 && self.single_use(n) {
+            let prev = &mut self.layers[x.id - 1];
+            let per_out = |len: usize| -> Option<(Vec<f64>, Vec<f64>)> {
+                // Constant over each output channel?
+                let per = scale.len() / len;
+                (0..len)
+                    .all(|c| {
+                        (0..per).all(|j| {
+                            scale[c * per + j] == scale[c * per]
+                                && shift[c * per + j] == shift[c * per]
+                        })
+                    })
+                    .then(|| {
+                        (
+                            (0..len).map(|c| scale[c * per]).collect(),
+                            (0..len).map(|c| shift[c * per]).collect(),
+                        )
+                    })
+            };
+            match &mut prev.op {
+                // Weights a QONNX quantizer made exact stay exact: only a pure
+                // bias is folded into them; a scaling becomes its own layer.
+                Op::Dense {
+                    w_quant: Some(_), ..
+                }
+                | Op::Conv {
+                    w_quant: Some(_), ..
+                } if scale.iter().any(|&s| s != 1.0) => {}
+                Op::Dense {
+                    n_out: rows,
+                    weights,
+                    bias,
+                    w_quant,
+                    b_quant,
+                    ..
+                }
+                | Op::Conv {
+                    out_channels: rows,
+                    weights,
+                    bias,
+                    w_quant,
+                    b_quant,
+                    ..
+                } => {
+                    if let Some((s, b)) = per_out(*rows) {
+                        let k = weights.len() / *rows;
+                        for o in 0..*rows {
+                            weights[o * k..(o + 1) * k]
+                                .iter_mut()
+                                .for_each(|w| *w *= s[o]);
+                            bias[o] = bias[o] * s[o] + b[o];
+                        }
+                        if s.iter().any(|&v| v != 1.0) {
+                            *w_quant = None;
+                        }
+                        *b_quant = None;
+                        prev.name = format!("{}+{name}", prev.name);
+                        return x.clone();
+                    }
+                }
+                Op::Scale {
+                    scale: s0,
+                    shift: b0,
+                } => {
+                    for i in 0..s0.len() {
+                        s0[i] *= scale[i];
+                        b0[i] = b0[i] * scale[i] + shift[i];
+                    }
+                    prev.name = format!("{}+{name}", prev.name);
+                    return x.clone();
+                }
+                _ => {}
+            }
+        }
+        self.push(
+            name.into(),
+            Op::Scale { scale, shift },
+            vec![x.id],
+            x.shape.clone(),
+        )
+    }
+}

@@ -1,0 +1,251 @@
+//! The op table: one entry per ONNX op type, naming how the op maps onto
+//! layers when it reads an activation and how it folds when all its inputs
+//! are constants. The importer finds ops here and nowhere else, so the list of
+//! supported ops that errors print is generated from this table and cannot
+//! drift from what is implemented.
+
+mod layers;
+mod layout;
+
+use super::builder::Builder;
+use super::decode::Node;
+use super::fold;
+use super::qonnx;
+use super::value::{Act, Const, Value};
+use crate::ir::Op;
+use crate::tables::TableFn;
+
+/// Maps a node that reads an activation (`x`, its first activation input).
+type MapFn = fn(&mut Builder, &Node, &Act) -> Result<Value, String>;
+/// Folds a node whose inputs are all constants.
+type FoldFn = fn(&Node) -> Result<Const, String>;
+
+/// What an op does with an activation input.
+enum OnAct {
+    /// Nothing: the op only folds constants.
+    No,
+    /// One same-shape layer, its op read from the node's attributes.
+    Unary(fn(&Node) -> Op),
+    Map(MapFn),
+}
+
+pub struct OpDef {
+    pub name: &'static str,
+    on_act: OnAct,
+    fold: Option<FoldFn>,
+}
+
+const fn unary(name: &'static str, op: fn(&Node) -> Op) -> OpDef {
+    OpDef {
+        name,
+        on_act: OnAct::Unary(op),
+        fold: None,
+    }
+}
+
+const fn maps(name: &'static str, map: MapFn) -> OpDef {
+    OpDef {
+        name,
+        on_act: OnAct::Map(map),
+        fold: None,
+    }
+}
+
+const fn both(name: &'static str, map: MapFn, fold: FoldFn) -> OpDef {
+    OpDef {
+        name,
+        on_act: OnAct::Map(map),
+        fold: Some(fold),
+    }
+}
+
+const fn folds(name: &'static str, fold: FoldFn) -> OpDef {
+    OpDef {
+        name,
+        on_act: OnAct::No,
+        fold: Some(fold),
+    }
+}
+
+/// Every op the importer knows, in the order error messages list them.
+pub const OPS: &[OpDef] = &[
+    maps("MatMul", layers::dense),
+    maps("Gemm", layers::dense),
+    both("Add", layers::arith, |n| fold::binary(n, |a, b| a + b)),
+    both("Sub", layers::arith, |n| fold::binary(n, |a, b| a - b)),
+    both("Mul", layers::arith, |n| fold::binary(n, |a, b| a * b)),
+    both("Div", layers::arith, |n| fold::binary(n, |a, b| a / b)),
+    unary("Relu", |_| Op::Relu),
+    unary("LeakyRelu", |n| Op::LeakyRelu(n.attr_f("alpha", 0.01))),
+    unary("Elu", |n| Op::Func(TableFn::Elu(n.attr_f("alpha", 1.0)))),
+    unary("Selu", |n| {
+        Op::Func(TableFn::Selu(
+            n.attr_f("alpha", 1.673_263_192_176_818_8),
+            n.attr_f("gamma", 1.050_701_022_148_132_3),
+        ))
+    }),
+    maps("PRelu", layers::prelu),
+    unary("ThresholdedRelu", |n| {
+        Op::ThresholdedRelu(n.attr_f("alpha", 1.0))
+    }),
+    unary("Sigmoid", |_| Op::Func(TableFn::Sigmoid)),
+    unary("HardSigmoid", |n| {
+        Op::Func(TableFn::HardSigmoid(
+            n.attr_f("alpha", 0.2),
+            n.attr_f("beta", 0.5),
+        ))
+    }),
+    unary("Tanh", |_| Op::Func(TableFn::Tanh)),
+    maps("Softmax", layers::softmax),
+    unary("Softplus", |_| Op::Func(TableFn::Softplus)),
+    unary("Softsign", |_| Op::Func(TableFn::Softsign)),
+    maps("Clip", layers::clip),
+    maps("BatchNormalization", layers::batch_norm),
+    maps("Conv", layers::conv),
+    maps("MaxPool", layers::pool),
+    maps("AveragePool", layers::pool),
+    maps("GlobalAveragePool", layers::pool),
+    maps("GlobalMaxPool", layers::pool),
+    both("Flatten", layout::flatten, fold::flatten),
+    both("Reshape", layout::reshape, fold::reshape),
+    both("Transpose", layout::transpose, fold::transpose),
+    both("Squeeze", layout::squeeze, fold::squeeze),
+    both("Unsqueeze", layout::unsqueeze, fold::unsqueeze),
+    both("Concat", layout::concat, fold::concat),
+    both("Identity", layout::identity, fold::identity),
+    both("Dropout", layout::identity, fold::identity),
+    both(
+        "Shape",
+        |_, n, _| fold::shape(n).map(Value::Const),
+        fold::shape,
+    ),
+    folds("Gather", fold::gather),
+    folds("Constant", fold::constant),
+    folds("Cast", fold::identity),
+    folds("Pow", |n| fold::binary(n, f64::powf)),
+    folds("Sqrt", |n| fold::unary(n, f64::sqrt)),
+    folds("Neg", |n| fold::unary(n, |v| -v)),
+    both("Quant", qonnx::map_quant, qonnx::fold_quant),
+    both("IntQuant", qonnx::map_quant, qonnx::fold_quant),
+    both("BipolarQuant", qonnx::map_quant, qonnx::fold_quant),
+    both("Trunc", qonnx::map_quant, qonnx::fold_quant),
+    both(
+        "QuantizeLinear",
+        qonnx::map_quantize_linear,
+        qonnx::fold_linear,
+    ),
+    both("DequantizeLinear", layout::identity, qonnx::fold_linear),
+];
+
+/// The names of the table's ops that pass `keep`, comma-separated, in table order.
+fn names(keep: impl Fn(&OpDef) -> bool) -> String {
+    OPS.iter()
+        .filter(|d| keep(d))
+        .map(|d| d.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Evaluates one node: folded to a constant when no input is an activation,
+/// else mapped onto layers through the op's table entry.
+pub fn eval(b: &mut Builder, n: &Node) -> Result<Value, String> {
+    let op = n.op();
+    let def = OPS.iter().find(|d| d.name == op);
+    let x = n.inputs.iter().flatten().find_map(|v| match v {
+        Value::Act(a) => Some(a),
+        Value::Const(_) => None,
+    });
+    match (def, x) {
+        (None, None) => Err(format!(
+            "op '{op}' on constants is not supported; supported: {}",
+            names(|_| true)
+        )),
+        (None, Some(_)) => Err(format!(
+            "op '{op}' is not supported on activations; supported: {}",
+            names(|_| true)
+        )),
+        (Some(d), None) => match d.fold {
+            Some(fold) => fold(n).map(Value::Const),
+            None => Err(format!(
+                "op '{op}' on constants is not supported (it maps activations only); ops that fold constants: {}",
+                names(|d| d.fold.is_some())
+            )),
+        },
+        (Some(d), Some(x)) => match d.on_act {
+            OnAct::Unary(make) => Ok(b.unary(n.name, x, make(n))),
+            OnAct::Map(map) => map(b, n, x),
+            OnAct::No => Err(format!(
+                "op '{op}' is not supported on activations (it folds constants only); ops on activations: {}",
+                names(|d| !matches!(d.on_act, OnAct::No))
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use tract_onnx::pb;
+
+    fn eval_op(op: &str, input: Value) -> Result<Value, String> {
+        let proto = pb::NodeProto {
+            op_type: op.into(),
+            input: vec!["x".into()],
+            output: vec!["y".into()],
+            ..Default::default()
+        };
+        let mut b = Builder {
+            opset: 13,
+            uses: HashMap::new(),
+            layers: Vec::new(),
+        };
+        let inputs = [Some(input)];
+        let n = Node {
+            proto: &proto,
+            name: "n",
+            inputs: &inputs,
+        };
+        eval(&mut b, &n)
+    }
+
+    #[test]
+    fn an_unknown_op_lists_every_op_of_the_table() {
+        let act = Value::Act(Act {
+            id: 0,
+            shape: vec![4],
+        });
+        let konst = Value::Const(Const::scalar(1.0));
+        for input in [act, konst] {
+            let e = eval_op("Einsum", input).expect_err("Einsum is unknown");
+            let listed = e.split_once("supported: ").expect("a list").1;
+            let listed: Vec<&str> = listed.split(", ").collect();
+            let table: Vec<&str> = OPS.iter().map(|d| d.name).collect();
+            assert_eq!(listed, table, "{e}");
+            assert!(e.contains("'Einsum'") && e.contains(", Neg, "), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_op_in_the_wrong_mode_lists_the_ops_of_that_mode() {
+        let act = Value::Act(Act {
+            id: 0,
+            shape: vec![4],
+        });
+        let e = eval_op("Neg", act).expect_err("Neg only folds");
+        assert!(
+            e.contains("folds constants only") && e.contains("Relu"),
+            "{e}"
+        );
+        assert!(!e.contains("Neg,") && !e.contains("Gather"), "{e}");
+        let e = eval_op("Relu", Value::Const(Const::scalar(1.0))).expect_err("Relu does not fold");
+        assert!(e.contains("Neg") && !e.contains("Relu,"), "{e}");
+    }
+
+    #[test]
+    fn op_names_are_unique() {
+        for (i, d) in OPS.iter().enumerate() {
+            assert!(OPS[..i].iter().all(|e| e.name != d.name), "{}", d.name);
+        }
+    }
+}

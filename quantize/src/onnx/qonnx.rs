@@ -1,0 +1,250 @@
+//! Quantizers in the graph: QONNX `Quant`, `IntQuant`, `BipolarQuant` and
+//! `Trunc`, and ONNX QDQ pairs (`QuantizeLinear` / `DequantizeLinear`).
+//! Power-of-two scales with zero offset map exactly onto fixed-point types,
+//! QONNX rounding modes onto `ap_fixed` ones; on constants any scale folds
+//! exactly into the values, while on activations anything else is an error,
+//! never an approximation.
+
+use super::builder::Builder;
+use super::decode::Node;
+use super::shape::broadcast_to;
+use super::value::{Act, Const, Value};
+use crate::fixed::{FixedType, Overflow, Rounding};
+use crate::ir::Op;
+
+/// The exact type of a power-of-two-scaled, zero-offset quantizer.
+pub fn pow2_type(
+    scale: f64,
+    bits: f64,
+    signed: bool,
+    narrow: bool,
+    rounding: Rounding,
+) -> Result<FixedType, String> {
+    if scale.is_nan() || scale <= 0.0 || scale.log2().fract() != 0.0 {
+        return Err(format!(
+            "scale {scale} is not a power of two: bxflow keeps quantizers exact and only maps power-of-two scales onto fixed-point types"
+        ));
+    }
+    if bits.fract() != 0.0 || !(1.0..=64.0).contains(&bits) {
+        return Err(format!(
+            "bit width {bits} must be a whole number from 1 to 64"
+        ));
+    }
+    let width = bits as u32;
+    let int_bits = width as i32 + scale.log2() as i32;
+    let overflow = if narrow && signed {
+        Overflow::SatSym
+    } else if narrow {
+        return Err("narrow range on an unsigned quantizer has no fixed-point equivalent".into());
+    } else {
+        Overflow::Sat
+    };
+    let t = if signed {
+        FixedType::signed(width, int_bits)
+    } else {
+        FixedType::unsigned(width, int_bits)
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(t.with_rounding(rounding).with_overflow(overflow))
+}
+
+fn qonnx_rounding(mode: &str) -> Result<Rounding, String> {
+    match mode.to_ascii_uppercase().as_str() {
+        "ROUND" | "HALF_EVEN" => Ok(Rounding::RndConv),
+        "FLOOR" => Ok(Rounding::Trn),
+        "ROUND_TO_ZERO" => Ok(Rounding::TrnZero),
+        "HALF_UP" => Ok(Rounding::Rnd),
+        "HALF_DOWN" => Ok(Rounding::RndMinInf),
+        other => Err(format!(
+            "rounding mode '{other}' has no ap_fixed equivalent (ROUND, HALF_EVEN, FLOOR, ROUND_TO_ZERO, HALF_UP, HALF_DOWN are supported)"
+        )),
+    }
+}
+
+/// What a per-tensor QONNX quantizer node is in bxflow's terms.
+enum QuantKind {
+    Fixed(FixedType),
+    /// `BipolarQuant`: the sign, times this scale.
+    Bipolar(f64),
+}
+
+/// The per-tensor quantizer a QONNX node describes.
+fn quant_type(n: &Node) -> Result<QuantKind, String> {
+    let c = |k: usize| -> Result<f64, String> {
+        match n.inputs.get(k) {
+            Some(Some(Value::Const(c))) if c.data.len() == 1 => Ok(c.data[0]),
+            Some(Some(Value::Const(c))) => Err(format!(
+                "parameter {k} has {} values: only per-tensor quantizers are supported on activations",
+                c.data.len()
+            )),
+            _ => Err(format!("parameter {k} must be a constant")),
+        }
+    };
+    match n.op() {
+        "BipolarQuant" => Ok(QuantKind::Bipolar(c(1)?)),
+        "Trunc" => {
+            // Trunc(x, scale, zero_point, input_bit_width, output_bit_width): drops LSBs.
+            let (scale, zp, in_bits, out_bits) = (c(1)?, c(2)?, c(3)?, c(4)?);
+            if zp != 0.0 {
+                return Err("a non-zero zero point is not supported".into());
+            }
+            let mode = n.attr_s("rounding_mode").unwrap_or_else(|| "FLOOR".into());
+            let signed = n.attr_i("signed", 1) != 0;
+            let lsb = scale * (in_bits - out_bits).exp2();
+            let t = pow2_type(lsb, out_bits, signed, false, qonnx_rounding(&mode)?)?;
+            Ok(QuantKind::Fixed(t.with_overflow(Overflow::Wrap)))
+        }
+        _ => {
+            let (scale, zp, bits) = (c(1)?, c(2)?, c(3)?);
+            if zp != 0.0 {
+                return Err(format!(
+                    "zero point {zp}: only zero-offset quantizers map onto fixed point"
+                ));
+            }
+            let signed = n.attr_i("signed", 1) != 0;
+            let narrow = n.attr_i("narrow", 0) != 0;
+            let mode = n.attr_s("rounding_mode").unwrap_or_else(|| "ROUND".into());
+            Ok(QuantKind::Fixed(pow2_type(
+                scale,
+                bits,
+                signed,
+                narrow,
+                qonnx_rounding(&mode)?,
+            )?))
+        }
+    }
+}
+
+/// A QONNX quantizer on an activation: a Quant layer, or a sign step.
+pub fn map_quant(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
+    Ok(match quant_type(n)? {
+        QuantKind::Fixed(t) => b.unary(n.name, x, Op::Quant(t)),
+        QuantKind::Bipolar(s) => b.unary(
+            n.name,
+            x,
+            Op::Step {
+                thresholds: vec![0.0],
+                values: vec![-s, s],
+            },
+        ),
+    })
+}
+
+/// A QONNX quantizer on a constant (weights, biases): the quantized values,
+/// with their fixed-point type when there is one.
+pub fn fold_quant(n: &Node) -> Result<Const, String> {
+    let a = n.konst(0)?;
+    match quant_type(n) {
+        Ok(QuantKind::Fixed(t)) => Ok(Const {
+            shape: a.shape.clone(),
+            data: a
+                .data
+                .iter()
+                .map(|&v| t.to_f64(t.quantize_f64(v)))
+                .collect(),
+            quant: Some(t),
+            dtype: 0,
+        }),
+        Ok(QuantKind::Bipolar(s)) => Ok(Const::computed(
+            a.shape.clone(),
+            a.data
+                .iter()
+                .map(|&v| if v >= 0.0 { s } else { -s })
+                .collect(),
+        )),
+        // Per-channel or non-power-of-two weight quantizers: the quantized
+        // values are still exact constants, just without one fixed-point type.
+        Err(_) if n.op() == "Quant" => fold_quant_scaled(n, a),
+        Err(e) => Err(e),
+    }
+}
+
+/// `Quant` on a constant with any (per-channel) scale and zero point.
+fn fold_quant_scaled(n: &Node, a: &Const) -> Result<Const, String> {
+    let (scale, zp, bits) = (n.konst(1)?, n.konst(2)?, n.konst(3)?);
+    let signed = n.attr_i("signed", 1) != 0;
+    let narrow = n.attr_i("narrow", 0) != 0;
+    let b = bits.data[0];
+    let (qmin, qmax) = match (signed, narrow) {
+        (true, false) => (-(b - 1.0).exp2(), (b - 1.0).exp2() - 1.0),
+        (true, true) => (-(b - 1.0).exp2() + 1.0, (b - 1.0).exp2() - 1.0),
+        (false, false) => (0.0, b.exp2() - 1.0),
+        (false, true) => (0.0, b.exp2() - 2.0),
+    };
+    let s = broadcast_to(scale, &a.shape).ok_or("scale does not broadcast to the weights")?;
+    let z = broadcast_to(zp, &a.shape).ok_or("zero point does not broadcast to the weights")?;
+    Ok(Const::computed(
+        a.shape.clone(),
+        a.data
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| ((v / s[i] + z[i]).round_ties_even().clamp(qmin, qmax) - z[i]) * s[i])
+            .collect(),
+    ))
+}
+
+/// `QuantizeLinear` on an activation, only as the first half of a QDQ pair
+/// (the `DequantizeLinear` after it passes the value on): an exact
+/// power-of-two quantizer wide enough for the offset range, then clipped to it.
+pub fn map_quantize_linear(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
+    let (s, zp) = (n.konst(1)?, n.opt_const(2));
+    if s.data.len() != 1 {
+        return Err("per-axis QuantizeLinear on activations is not supported".into());
+    }
+    let zp_v = zp.map(|c| c.data[0]).unwrap_or(0.0);
+    // The zero point's element type says int8 or uint8 (uint8 when absent).
+    let signed = zp.is_some_and(|c| c.dtype == 3);
+    let bits = 8.0;
+    let (qmin, qmax) = if signed {
+        (-128.0, 127.0)
+    } else {
+        (0.0, 255.0)
+    };
+    let (lo, hi) = ((qmin - zp_v) * s.data[0], (qmax - zp_v) * s.data[0]);
+    let t = pow2_type(s.data[0], bits + 1.0, true, false, Rounding::RndConv)?;
+    let q = b.push(n.name.into(), Op::Quant(t), vec![x.id], x.shape.clone());
+    let c = b.push(
+        format!("{}_range", n.name),
+        Op::Clip(lo, hi),
+        vec![q.id],
+        x.shape.clone(),
+    );
+    Ok(Value::Act(c))
+}
+
+/// `QuantizeLinear` / `DequantizeLinear` on a constant, per tensor or per axis.
+pub fn fold_linear(n: &Node) -> Result<Const, String> {
+    let (a, s) = (n.konst(0)?, n.konst(1)?);
+    let zp = n.konst(2).ok();
+    let axis = n.attr_i("axis", 1);
+    let ax = if axis < 0 {
+        axis + a.shape.len() as i64
+    } else {
+        axis
+    } as usize;
+    // Element `i`'s entry of a per-tensor (one value) or per-axis parameter.
+    let per_axis = |p: &Const, i: usize| -> f64 {
+        if p.data.len() == 1 {
+            p.data[0]
+        } else {
+            let inner: usize = a.shape[ax + 1..].iter().product();
+            p.data[(i / inner) % a.shape[ax]]
+        }
+    };
+    let scale_of = |i: usize| per_axis(s, i);
+    let zp_of = |i: usize| zp.map_or(0.0, |z| per_axis(z, i));
+    let quantize = n.op() == "QuantizeLinear";
+    let data = a
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if quantize {
+                ((v / scale_of(i)).round_ties_even() + zp_of(i)).clamp(-128.0, 255.0)
+            } else {
+                (v - zp_of(i)) * scale_of(i)
+            }
+        })
+        .collect();
+    Ok(Const::computed(a.shape.clone(), data))
+}

@@ -1,0 +1,250 @@
+//! Shape arithmetic of the import: numpy broadcasting, transpose index maps,
+//! Reshape targets, ONNX axis numbers, and convolution / pooling windows from
+//! their attributes. Shapes of activations here carry no batch dimension; the
+//! ONNX ones they are read against do.
+
+use super::decode::Node;
+use super::value::{Act, Const};
+use crate::qmodel::Window;
+
+/// Numpy broadcasting of two shapes.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let r = a.len().max(b.len());
+    let mut out = vec![0; r];
+    for i in 0..r {
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
+        out[i] = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return None;
+        };
+    }
+    Some(out)
+}
+
+/// Values of `c` broadcast to `shape` (row-major), or `None` if incompatible.
+pub fn broadcast_to(c: &Const, shape: &[usize]) -> Option<Vec<f64>> {
+    if broadcast_shape(shape, &c.shape)? != shape {
+        return None;
+    }
+    let r = shape.len();
+    let n: usize = shape.iter().product();
+    let cs: Vec<usize> = (0..r)
+        .map(|i| {
+            if i + c.shape.len() >= r {
+                c.shape[i + c.shape.len() - r]
+            } else {
+                1
+            }
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for flat in 0..n {
+        let (mut rem, mut idx, mut stride) = (flat, 0usize, 1usize);
+        let mut parts = vec![0usize; r];
+        for d in (0..r).rev() {
+            parts[d] = rem % shape[d];
+            rem /= shape[d];
+        }
+        for d in (0..r).rev() {
+            let coord = if cs[d] == 1 { 0 } else { parts[d] };
+            idx += coord * stride;
+            stride *= cs[d];
+        }
+        out.push(c.data[idx]);
+    }
+    Some(out)
+}
+
+/// A Transpose's permutation: the `perm` attribute, or reversed axes of `rank`.
+pub fn perm(n: &Node, rank: usize) -> Vec<usize> {
+    n.attr_ints("perm")
+        .map(|p| p.iter().map(|&v| v as usize).collect())
+        .unwrap_or_else(|| (0..rank).rev().collect())
+}
+
+/// Row-major permutation: source flat index of each output element.
+pub fn transpose_map(shape: &[usize], perm: &[usize]) -> Vec<usize> {
+    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let n: usize = shape.iter().product();
+    let mut in_strides = vec![1usize; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        in_strides[d] = in_strides[d + 1] * shape[d + 1];
+    }
+    (0..n)
+        .map(|flat| {
+            let mut rem = flat;
+            let mut src = 0;
+            for d in (0..out_shape.len()).rev() {
+                let c = rem % out_shape[d];
+                rem /= out_shape[d];
+                src += c * in_strides[perm[d]];
+            }
+            src
+        })
+        .collect()
+}
+
+/// The ONNX axis `axis` (negative counts from the end) of a tensor of rank
+/// `rank_with_batch`, checked.
+pub fn onnx_axis(axis: i64, rank_with_batch: usize) -> Result<usize, String> {
+    let a = if axis < 0 {
+        axis + rank_with_batch as i64
+    } else {
+        axis
+    };
+    if a < 0 || a as usize >= rank_with_batch {
+        return Err(format!(
+            "axis {axis} is out of range for rank {rank_with_batch}"
+        ));
+    }
+    Ok(a as usize)
+}
+
+/// Target shape of a Reshape of a constant of `shape` (`0` keeps a
+/// dimension, `-1` takes the rest).
+pub fn reshape_const(shape: &[usize], target: &[i64]) -> Vec<usize> {
+    let n0: usize = shape.iter().product();
+    let known: i64 = target
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| {
+            if d == 0 {
+                shape.get(i).copied().unwrap_or(1) as i64
+            } else if d < 0 {
+                1
+            } else {
+                d
+            }
+        })
+        .product();
+    target
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| match d {
+            0 => shape.get(i).copied().unwrap_or(1),
+            -1 => n0 / known.max(1) as usize,
+            d => d as usize,
+        })
+        .collect()
+}
+
+/// Target shape of a Reshape of an activation, batch dimension first in `target`.
+pub fn reshape_target(shape: &[usize], target: &[i64]) -> Result<Vec<usize>, String> {
+    let n: usize = shape.iter().product();
+    if target.is_empty() {
+        return Err("empty target shape".into());
+    }
+    if !(target[0] == 1 || target[0] == -1 || target[0] == 0) {
+        // A fixed batch size (e.g. 789444) baked into the export: one event keeps its own shape.
+        if target.len() == 1 {
+            return Err(format!(
+                "target shape {target:?} folds the batch into the features"
+            ));
+        }
+    }
+    let full: Vec<usize> = std::iter::once(1).chain(shape.iter().copied()).collect();
+    let rest = &target[1..];
+    let known: usize = rest
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| match d {
+            0 => full.get(i + 1).copied().unwrap_or(1),
+            d if d < 0 => 1,
+            d => d as usize,
+        })
+        .product();
+    let out: Vec<usize> = rest
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| match d {
+            0 => full.get(i + 1).copied().unwrap_or(1),
+            -1 => n / known.max(1),
+            d => d as usize,
+        })
+        .collect();
+    if out.iter().product::<usize>() != n || rest.iter().filter(|&&d| d == -1).count() > 1 {
+        return Err(format!(
+            "cannot reshape an event of shape {shape:?} to {target:?}"
+        ));
+    }
+    Ok(out)
+}
+
+/// The sliding window of a Conv or pool node over `x`: strides, explicit
+/// pads or `auto_pad`, checked against the kernel.
+pub fn window(n: &Node, x: &Act, kernel: Vec<usize>) -> Result<Window, String> {
+    let sp = kernel.len();
+    if x.shape.len() != sp + 1 {
+        return Err(format!(
+            "input shape {:?} does not fit a {sp}-D window",
+            x.shape
+        ));
+    }
+    let in_spatial = x.shape[1..].to_vec();
+    let stride: Vec<usize> = n
+        .attr_ints("strides")
+        .map(|s| s.iter().map(|&v| v as usize).collect())
+        .unwrap_or(vec![1; sp]);
+    let auto = n.attr_s("auto_pad").unwrap_or_default();
+    let (pad_begin, pad_end) = match auto.as_str() {
+        "" | "NOTSET" => {
+            let p: Vec<usize> = n
+                .attr_ints("pads")
+                .map(|s| s.iter().map(|&v| v as usize).collect())
+                .unwrap_or(vec![0; 2 * sp]);
+            if p.len() != 2 * sp {
+                return Err(format!("pads {p:?} should have {} values", 2 * sp));
+            }
+            (p[..sp].to_vec(), p[sp..].to_vec())
+        }
+        "VALID" => (vec![0; sp], vec![0; sp]),
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let mut b = vec![0; sp];
+            let mut e = vec![0; sp];
+            for d in 0..sp {
+                let out = in_spatial[d].div_ceil(stride[d]);
+                let total = ((out - 1) * stride[d] + kernel[d]).saturating_sub(in_spatial[d]);
+                let small = total / 2;
+                if auto == "SAME_UPPER" {
+                    (b[d], e[d]) = (small, total - small);
+                } else {
+                    (b[d], e[d]) = (total - small, small);
+                }
+            }
+            (b, e)
+        }
+        other => return Err(format!("auto_pad '{other}' is not supported")),
+    };
+    if stride.len() != sp || stride.contains(&0) {
+        return Err(format!(
+            "strides {stride:?} are invalid for a {sp}-D window"
+        ));
+    }
+    for d in 0..sp {
+        if in_spatial[d] + pad_begin[d] + pad_end[d] < kernel[d] {
+            return Err(format!(
+                "kernel {kernel:?} is larger than the padded input {in_spatial:?}"
+            ));
+        }
+    }
+    Ok(Window {
+        in_channels: x.shape[0],
+        in_spatial,
+        kernel,
+        stride,
+        pad_begin,
+        pad_end,
+    })
+}
