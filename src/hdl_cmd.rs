@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use hdl::export::write_export;
 use hdl::{build_kernel, Options, Strategy};
 use quantize::qmodel::QModel;
+
+use crate::units::{self, Mhz};
 
 #[derive(clap::Args)]
 pub struct HdlArgs {
@@ -14,12 +16,12 @@ pub struct HdlArgs {
     /// Output directory.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Target clock, e.g. 200MHz or 250 (MHz).
-    #[arg(long, default_value = "200MHz")]
-    pub clock: String,
-    /// Multiplications by constant weights: dsp or shift-add (no DSP).
-    #[arg(long, default_value = "shift-add")]
-    pub strategy: String,
+    /// Target clock: a frequency (200MHz, 250, 1GHz) or a period (4ns).
+    #[arg(long, default_value = "200MHz", value_parser = units::parse_frequency)]
+    pub clock: Mhz,
+    /// Multiplications by constant weights: dsp, or shift-add (no DSP).
+    #[arg(long, value_enum, default_value_t = Strategy::ShiftAdd)]
+    pub strategy: Strategy,
     /// Reuse factor of every Dense layer, like hls4ml's ReuseFactor: each
     /// multiplier is shared N times, so the kernel takes an event every N
     /// cycles (II = N, `in_ready` low in between) with about 1/N of the
@@ -57,53 +59,18 @@ pub struct SynthArgs {
     pub json: Option<PathBuf>,
 }
 
-fn parse_clock(s: &str) -> Result<f64> {
-    let t = s.trim().to_ascii_lowercase();
-    let (num, scale) = if let Some(n) = t.strip_suffix("ghz") {
-        (n, 1000.0)
-    } else if let Some(n) = t.strip_suffix("mhz") {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix("ns") {
-        let p: f64 = n
-            .trim()
-            .parse()
-            .with_context(|| format!("bad clock '{s}'"))?;
-        return Ok(1000.0 / p);
-    } else {
-        (t.as_str(), 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .with_context(|| format!("bad clock '{s}': use e.g. 200MHz"))?;
-    if v.is_nan() || v <= 0.0 {
-        bail!("clock must be positive");
-    }
-    Ok(v * scale)
-}
-
+/// The model to build: a `.bxq` as is, or an `.onnx` quantized at `--precision`
+/// (read as `bxflow quantize` reads it: without modes, RND and SAT).
 fn load_model(path: &std::path::Path, precision: Option<&str>) -> Result<QModel> {
-    let is_onnx = path.extension().map(|e| e == "onnx").unwrap_or(false);
-    if is_onnx {
-        let g = quantize::onnx::import_path(path)?;
-        let cfg = match precision {
-            // As `bxflow quantize` reads it: without modes, RND and SAT.
-            Some(p) => quantize::config::Config::uniform(crate::modelcmd::parse_precision(p)?),
-            None => quantize::config::Config::default(),
-        };
-        Ok(quantize::quantizer::quantize_graph(&g, &cfg)?)
-    } else {
-        if precision.is_some() {
-            bail!("--precision applies to ONNX input only; a .bxq model is already quantized");
-        }
-        Ok(quantize::bxq::load(path)?)
-    }
+    let cfg = precision
+        .map(|p| crate::modelcmd::parse_precision(p).map(quantize::config::Config::uniform))
+        .transpose()?;
+    Ok(quantize::load_model(path, cfg.as_ref())?)
 }
 
 pub fn run_hdl(a: HdlArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
-    let model = load_model(&a.model, a.precision.as_deref())
-        .with_context(|| format!("loading {}", a.model.display()))?;
+    let model = load_model(&a.model, a.precision.as_deref())?;
     let model = match &a.layers {
         None => model,
         Some(r) => {
@@ -119,10 +86,9 @@ pub fn run_hdl(a: HdlArgs) -> Result<()> {
             m
         }
     };
-    let strategy: Strategy = a.strategy.parse().map_err(anyhow::Error::msg)?;
     let opts = Options {
-        strategy,
-        clock_mhz: parse_clock(&a.clock)?,
+        strategy: a.strategy,
+        clock_mhz: a.clock.0,
         levels: a.levels,
         reuse: a.reuse,
     };
@@ -154,32 +120,33 @@ pub fn run_hdl(a: HdlArgs) -> Result<()> {
     Ok(())
 }
 
+/// `synth.json`: Yosys' figures with the kernel's timing from its manifest,
+/// so one file says what the kernel costs and how fast it runs.
+#[derive(serde::Serialize)]
+struct SynthJson<'a> {
+    #[serde(flatten)]
+    report: &'a hdl::synth::SynthReport,
+    latency_cycles: u32,
+    ii: u32,
+    clock_mhz: f64,
+}
+
 pub fn run_synth(a: SynthArgs) -> Result<()> {
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(a.dir.join("manifest.json")).with_context(|| {
-            format!(
-                "{} is not a `bxflow hdl` export (no manifest.json)",
-                a.dir.display()
-            )
-        })?,
-    )?;
-    let module = manifest["module"]
-        .as_str()
-        .context("manifest has no module")?;
-    let v = a.dir.join(format!("{module}.v"));
-    let r = hdl::synth::synth(&v, module, &a.family)?;
+    let (manifest, r) = hdl::synth::synth_export(&a.dir, &a.family)?;
     print!("{}", r.table());
     println!(
         "latency {} cycles, II {}, target {} MHz; LUT + 55 x DSP = {}",
-        manifest["latency_cycles"],
-        manifest["ii"],
-        manifest["clock_mhz"],
+        manifest.latency_cycles,
+        manifest.ii,
+        manifest.clock_mhz,
         r.lut + 55 * r.dsp
     );
-    let mut j = serde_json::to_value(&r)?;
-    j["latency_cycles"] = manifest["latency_cycles"].clone();
-    j["ii"] = manifest["ii"].clone();
-    j["clock_mhz"] = manifest["clock_mhz"].clone();
+    let j = SynthJson {
+        report: &r,
+        latency_cycles: manifest.latency_cycles,
+        ii: manifest.ii,
+        clock_mhz: manifest.clock_mhz,
+    };
     let out = a.json.unwrap_or_else(|| a.dir.join("synth.json"));
     std::fs::write(&out, serde_json::to_string_pretty(&j)?)?;
     println!("wrote {}", out.display());

@@ -2,9 +2,11 @@
 //! binary is thin: each subcommand parses its arguments and calls the crates.
 
 mod bench;
+mod demo;
 mod hdl_cmd;
 mod modelcmd;
 mod testbench_cmd;
+mod units;
 
 use clap::{Parser, Subcommand};
 
@@ -43,7 +45,7 @@ enum Command {
     /// Stream events at a rate through the FPGA kernel's simulation or the CPU engine: latency, losses, bit-exactness, pass/fail.
     Testbench(testbench_cmd::TestbenchArgs),
     /// The whole flow on the shipped jet tagger, on one page.
-    Demo(testbench_cmd::DemoArgs),
+    Demo(demo::DemoArgs),
 }
 
 fn main() {
@@ -56,7 +58,7 @@ fn main() {
         Command::Hdl(a) => hdl_cmd::run_hdl(a),
         Command::Synth(a) => hdl_cmd::run_synth(a),
         Command::Testbench(a) => testbench_cmd::run_testbench(a),
-        Command::Demo(a) => testbench_cmd::run_demo(a),
+        Command::Demo(a) => demo::run_demo(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -54,6 +54,9 @@ pub struct QuantizeArgs {
     /// --auto: maximum output error, as a fraction of the largest float output.
     #[arg(long, default_value_t = Budget::default().max_rel_error)]
     pub max_error: f64,
+    /// --auto: widest type (total bits) the search may give any tensor.
+    #[arg(long, default_value_t = AutoOptions::default().max_width, value_parser = clap::value_parser!(u32).range(2..=64))]
+    pub max_width: u32,
     /// Write the quantization report as JSON here.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -230,6 +233,7 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
                 min_agreement: a.min_agreement,
                 max_rel_error: a.max_error,
             },
+            max_width: a.max_width,
             ..AutoOptions::default()
         };
         eprintln!(
@@ -250,7 +254,7 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
         (quantizer::quantize_graph(&g, &cfg)?, cfg)
     };
     bxq::save(&model, &a.output)?;
-    let rep = report::build(&g, &model, &events, labels.as_deref());
+    let rep = report::build(&g, &model, &events, labels.as_deref())?;
     print!("{rep}");
     println!(
         "wrote {} ({} layers, {} MACs per event)",

@@ -234,3 +234,30 @@ fn hdl_and_quantize_read_precision_alike() {
     let wrap = verilog(&[&onnx, "--precision", "fixed<8,3,TRN,WRAP>"], "alike_wrap");
     assert!(wrap != from_onnx, "TRN/WRAP should build another kernel");
 }
+
+/// `--labels` must give one class per calibration event: fewer (or more)
+/// labels than events is named with both counts, not a panic.
+#[test]
+fn mismatched_labels_are_named() {
+    let x = tmp("calib20.npy");
+    quantize::npy::write_f32(&x, &[20, 16], &[0.25; 320]).unwrap();
+    let y = tmp("labels7.npy");
+    quantize::npy::write_f32(&y, &[7], &[1.0; 7]).unwrap();
+    let out = tmp("labels.bxq");
+    let (ok, _, err) = bxflow(&[
+        "quantize",
+        &model("three_layer_keras.onnx"),
+        "-o",
+        out.to_str().unwrap(),
+        "--calib",
+        x.to_str().unwrap(),
+        "--labels",
+        y.to_str().unwrap(),
+    ]);
+    assert!(!ok, "mismatched labels were accepted");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("7 labels") && err.contains("20 events"),
+        "the message should name both counts: {err}"
+    );
+}

@@ -226,8 +226,8 @@ pub fn auto_precision(
             layer: g.name.clone(),
             kind: "auto",
             msg: format!(
-                "even {} fractional bits everywhere miss the accuracy budget (agreement {:.4} < {} or max error {:.4} > {:.4}); widen --max-width or relax the budget",
-                opts.start_frac, acc.argmax_agreement, opts.budget.min_agreement, acc.max_abs_error, s.max_err
+                "even {} fractional bits everywhere miss the accuracy budget (agreement {:.4} < {} or max error {:.4} > {:.4}) with types of at most {} bits; allow wider types (`bxflow quantize --auto --max-width`) or relax the budget (`--min-agreement`, `--max-error`)",
+                opts.start_frac, acc.argmax_agreement, opts.budget.min_agreement, acc.max_abs_error, s.max_err, opts.max_width
             ),
         });
     }

@@ -1,0 +1,322 @@
+//! `bxflow demo`: the whole flow on the shipped jet tagger, on one page:
+//! import, auto precision, accuracy against float, the CPU engine against
+//! tract, the FPGA kernel, and the 40 MHz testbench on both targets.
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use testbench::{run_cpu, run_fpga, write_report, CpuConfig, EventPool, FpgaConfig, SimChoice};
+
+use crate::testbench_cmd::{model_name, work_dir};
+use crate::units::{self, Ns};
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// The ONNX model (default: the shipped jet tagger).
+    #[arg(long, default_value = "models/three_layer_keras.onnx")]
+    pub model: PathBuf,
+    /// Where the artifact, reports and plots go.
+    #[arg(long, default_value = "bxflow-demo")]
+    pub out: PathBuf,
+    /// Events through the FPGA testbench with Verilator (at most 5,000 with
+    /// rust-hdl's simulator when Verilator is not installed).
+    #[arg(long, default_value_t = 200_000)]
+    pub events: u64,
+    /// Latency budget (e.g. 1us, 500ns).
+    #[arg(long, default_value = "1us", value_parser = units::parse_time)]
+    pub budget: Ns,
+    /// Skip tract in the CPU benchmark.
+    #[arg(long)]
+    pub no_tract: bool,
+    /// Also run Yosys synth_xilinx (in the background, stopped at --synth-deadline):
+    /// LUT/FF/DSP figures. Off by default: on a 2-core machine it takes minutes.
+    #[arg(long)]
+    pub synth: bool,
+    /// Yosys (run in the background) is stopped when the demo has run this long, s.
+    #[arg(long, default_value_t = 110)]
+    pub synth_deadline: u64,
+}
+
+pub fn run_demo(a: DemoArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let step = |s: &str| eprintln!("[{:5.1} s] {s}", t0.elapsed().as_secs_f64());
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let budget_ns = a.budget.0;
+
+    step(&format!("import {}", a.model.display()));
+    let g = quantize::onnx::import_path(&a.model)
+        .with_context(|| format!("importing {}", a.model.display()))?;
+    step("auto precision search");
+    let calib = quantize::calibrate::default_events(&g, 10_000, 1);
+    let auto = quantize::auto::auto_precision(&g, &calib, &quantize::auto::AutoOptions::default())?;
+    let m = auto.model.clone();
+    let bxq_path = a.out.join("model.bxq");
+    quantize::bxq::save(&m, &bxq_path)?;
+    // Accuracy on events not used by the search.
+    let test_ev = quantize::calibrate::default_events(&g, 5_000, 2);
+    let acc = quantize::calibrate::compare(
+        &quantize::calibrate::float_outputs(&g, &test_ev),
+        &quantize::calibrate::fixed_outputs(&m, &test_ev),
+    );
+    let name = model_name(&a.model, &m);
+
+    step("CPU engine vs tract");
+    let engine = engine::Engine::new(&m)?;
+    let bo = crate::bench::BenchOptions {
+        events: 50_000,
+        runs: 3,
+        stream_events: 2_000_000,
+        no_tract: a.no_tract,
+        ..crate::bench::BenchOptions::default()
+    };
+    let bench = crate::bench::report(engine, Some(&a.model), &bo);
+
+    step("FPGA kernel");
+    let k = hdl::build_kernel(&m, &hdl::Options::default())?;
+    let vpath = a.out.join(format!("{}.v", k.name));
+    std::fs::write(&vpath, k.verilog())?;
+    let pool = EventPool::generated(
+        &m,
+        a.events.max(1_000_000),
+        testbench::stream::DEFAULT_POOL,
+        1,
+    )?;
+
+    // CPU first, while the machine is quiet.
+    step("CPU testbench: 1,000,000 events at 40 MHz, then the rate sweep");
+    let ccfg = CpuConfig {
+        events: 1_000_000,
+        budget_ns: budget_ns.max(1.0),
+        sweep_events: 200_000,
+        progress: true,
+        ..CpuConfig::default()
+    };
+    let rep_dir = a.out.join("reports");
+    let mut cr = run_cpu(&name, &pool, Arc::new(engine::Engine::new(&m)?), &ccfg)?;
+    write_report(&mut cr, &rep_dir)?;
+
+    // Yosys runs beside the Verilator build and the FPGA run, and is stopped
+    // if it has not finished by the demo's deadline.
+    let mut yosys = if a.synth && hdl::eda::tool_available("yosys") {
+        step("yosys synth_xilinx started in the background");
+        Some(hdl::synth::SynthRun::start(&vpath, &k.name, "xcup")?)
+    } else {
+        None
+    };
+
+    let have_verilator = testbench::verilator::available();
+    // rust-hdl's simulator runs a few hundred events per second here.
+    let fpga_events = if have_verilator {
+        a.events
+    } else {
+        a.events.min(5_000)
+    };
+    step(&format!(
+        "FPGA testbench: {fpga_events} events at 40 MHz via {}",
+        if have_verilator {
+            "Verilator (built on first use, then cached)"
+        } else {
+            "rust-hdl's simulator (Verilator not installed)"
+        }
+    ));
+    let fcfg = FpgaConfig {
+        events: fpga_events,
+        budget_ns,
+        sim: if have_verilator {
+            SimChoice::Verilator
+        } else {
+            SimChoice::RustHdl
+        },
+        progress: true,
+        work_dir: work_dir(),
+        ..FpgaConfig::default()
+    };
+    let mut fr = run_fpga(&name, &pool, &k, &fcfg)?;
+    write_report(&mut fr, &rep_dir)?;
+
+    let synth = yosys.as_mut().map(|y| {
+        let left = a.synth_deadline.saturating_sub(t0.elapsed().as_secs());
+        step(&format!("waiting up to {left} s for yosys"));
+        y.finish(Some(std::time::Duration::from_secs(left)))
+    });
+
+    // The page.
+    let kk = fr.kernel.as_ref().unwrap();
+    let mut p = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        p,
+        "\n================ bxflow demo: {} ================",
+        name
+    );
+    let _ = writeln!(
+        p,
+        "model        {} ({} MACs/event), artifact {}",
+        a.model.display(),
+        m.macs(),
+        bxq_path.display()
+    );
+    let _ = writeln!(
+        p,
+        "precision    input {}; {} evaluations of the auto search",
+        m.input_ty.ap_string(),
+        auto.evaluations
+    );
+    for l in &m.layers {
+        let _ = writeln!(p, "             {:<24} {}", l.name, l.ty.ap_string());
+    }
+    let _ = writeln!(
+        p,
+        "accuracy     {:.2}% same class as float on {} held-out events; max |error| {:.4}, mean {:.5}",
+        100.0 * acc.argmax_agreement,
+        acc.events,
+        acc.max_abs_error,
+        acc.mean_abs_error
+    );
+    let e = &bench.engine;
+    let _ = writeln!(
+        p,
+        "CPU engine   {} | single event p50 {:.0} ns, p99 {:.0} ns | batch {:.2} M ev/s | stream {}",
+        bench.isa,
+        e.single_p50_ns,
+        e.single_p99_ns,
+        e.batch_events_per_s / 1e6,
+        e.stream_events_per_s.map(|x| format!("{:.2} M ev/s", x / 1e6)).unwrap_or("-".into())
+    );
+    match (&bench.tract, &bench.tract_error) {
+        (Some(t), _) => {
+            let _ = writeln!(
+                p,
+                "  vs tract   p50 {:.0} ns ({:.1}x), batch {:.2} M ev/s ({:.1}x)",
+                t.single_p50_ns,
+                bench.speedup_p50.unwrap_or(0.0),
+                t.batch_events_per_s / 1e6,
+                bench.speedup_batch.unwrap_or(0.0)
+            );
+        }
+        (None, Some(err)) => {
+            let _ = writeln!(p, "  vs tract   not run: {err}");
+        }
+        _ => {}
+    }
+    let c = cr.cpu.as_ref().unwrap();
+    let _ = writeln!(
+        p,
+        "CPU @40MHz   {} | {} of {} events delivered, {} dropped | latency p50 {:.0} ns, p99 {:.0} ns, p99.9 {:.0} ns, max {:.0} ns | sustained {:.2} MHz | no drops up to {} | bit-exact {}/{}",
+        if cr.pass { "PASS" } else { "FAIL" },
+        cr.delivered,
+        cr.events,
+        cr.lost,
+        cr.latency_ns.p50,
+        cr.latency_ns.p99,
+        cr.latency_ns.p999,
+        cr.latency_ns.max,
+        cr.throughput_mhz,
+        c.max_rate_without_drops_mhz.map(|x| format!("{x:.2} MHz")).unwrap_or("-".into()),
+        cr.checked - cr.mismatches,
+        cr.checked
+    );
+    let lc = fr.latency_cycles.clone().unwrap_or_default();
+    let _ = writeln!(
+        p,
+        "FPGA @40MHz  {} | {} events via {} at 200 MHz | latency {} cycles = {:.1} ns (max {:.0} cycles = {:.1} ns, budget {:.0} ns) | II {} (needs <= {}) | lost {} | bit-exact {}/{}",
+        if fr.pass { "PASS" } else { "FAIL" },
+        fr.events,
+        kk.simulator,
+        kk.declared_latency,
+        kk.declared_latency as f64 * 1000.0 / 200.0,
+        lc.max,
+        fr.latency_ns.max,
+        budget_ns,
+        kk.driver_ii,
+        kk.max_ii_for_rate,
+        fr.lost,
+        fr.checked - fr.mismatches,
+        fr.checked
+    );
+    let st = k.stats();
+    let _ = writeln!(
+        p,
+        "resources    netlist: {} adders ({} bits), {} registers ({} bits), ~{} LUT, {} DSP (estimate)",
+        st.adders, st.adder_bits, st.registers, st.register_bits, st.lut_estimate, st.dsp_estimate
+    );
+    // The most multiplier sharing that still keeps up with the rate.
+    let r = kk.max_ii_for_rate;
+    if r > 1 {
+        let o = hdl::Options {
+            reuse: Some(r),
+            ..hdl::Options::default()
+        };
+        if let Ok(kr) = hdl::build_kernel(&m, &o) {
+            let _ = writeln!(
+                p,
+                "  sharing    --reuse {r} still keeps 40 MHz (II {}): latency {} cycles, {} multipliers for {} products (bxflow hdl --reuse {r})",
+                kr.ii,
+                kr.latency,
+                kr.stats().multipliers,
+                m.macs()
+            );
+        }
+    }
+    match synth {
+        Some(Ok(s)) => {
+            let _ = writeln!(
+                p,
+                "  yosys      {}: {} LUT, {} FF, {} DSP, {} BRAM, {} logic levels ({:.0} s)",
+                s.family,
+                s.lut,
+                s.ff,
+                s.dsp,
+                s.bram,
+                s.logic_levels.map(|l| l.to_string()).unwrap_or("?".into()),
+                s.seconds
+            );
+        }
+        Some(Err(e @ hdl::eda::EdaError::Stopped { .. })) => {
+            let _ = writeln!(
+                p,
+                "  yosys      {e} (the demo keeps under two minutes); for the figures run bxflow synth, or bxflow demo --synth --synth-deadline 900"
+            );
+        }
+        Some(Err(e)) => {
+            let _ = writeln!(p, "  yosys      failed: {e}");
+        }
+        None => {
+            let _ = writeln!(
+                p,
+                "  yosys      {}",
+                if hdl::eda::tool_available("yosys") {
+                    "installed, not run (minutes on 2 cores): bxflow demo --synth, or bxflow synth"
+                } else {
+                    "not installed: netlist estimate only"
+                }
+            );
+        }
+    }
+    if !have_verilator {
+        let _ = writeln!(p, "note         Verilator is not installed: the FPGA run used rust-hdl's simulator with {fpga_events} events");
+    }
+    for f in fr
+        .failures
+        .iter()
+        .map(|f| format!("FPGA: {f}"))
+        .chain(cr.failures.iter().map(|f| format!("CPU: {f}")))
+    {
+        let _ = writeln!(p, "failure      {f}");
+    }
+    let _ = writeln!(
+        p,
+        "written      {} (Verilog {})",
+        rep_dir.display(),
+        vpath.display()
+    );
+    for x in fr.plots.iter().chain(&cr.plots) {
+        let _ = writeln!(p, "             {x}");
+    }
+    let _ = writeln!(p, "total        {:.1} s", t0.elapsed().as_secs_f64());
+    print!("{p}");
+    std::fs::write(a.out.join("summary.txt"), &p)?;
+    Ok(())
+}
