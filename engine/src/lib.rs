@@ -8,13 +8,12 @@
 //! * [`pipeline`]: a streaming pipeline (producer -> N workers -> in-order
 //!   consumer) with an explicit overload policy and a latency histogram.
 //! * [`events`]: the `.bxev` event file format (zero-copy via memmap2) and `.npy` input.
-//! * [`capi`]: the C API declared in `include/bxflow.h`.
+//! The C API for DAQ programs is the `capi` crate (`libbxflow`), built on this one.
 //!
 //! The library reads no environment variables: the instruction set and
 //! fusion are [`EngineOptions`]. It loads `.bxq` artifacts; `.onnx` only with
 //! the `onnx` feature (which pulls in tract, kept out of the C library).
 
-pub mod capi;
 mod chain;
 pub mod dense;
 mod epi;

@@ -1,12 +1,12 @@
-//! The C API, declared in `engine/include/bxflow.h` (kept in sync by
+//! The C API, declared in `capi/include/bxflow.h` (kept in sync by
 //! `tests/capi.rs`). Every function checks its pointers; errors return a
 //! negative code and leave a message for `bxflow_last_error()` on the
 //! calling thread. No Rust panic crosses the boundary.
 
-use crate::pipeline::{
+use engine::pipeline::{
     pipeline, Consumer, Next, Overload, PipelineConfig, PipelineError, Producer,
 };
-use crate::Engine;
+use engine::Engine;
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -42,8 +42,8 @@ fn guard(f: impl FnOnce() -> c_int) -> c_int {
     }
 }
 
-fn engine_err(e: crate::EngineError) -> c_int {
-    use crate::EngineError::*;
+fn engine_err(e: engine::EngineError) -> c_int {
+    use engine::EngineError::*;
     let code = match e {
         InputLength { .. } | OutputLength { .. } => BXFLOW_ERR_LENGTH,
         InputRange { .. } => BXFLOW_ERR_INPUT,
@@ -170,7 +170,7 @@ unsafe fn slices<'a, I, O>(
 }
 
 /// The body of the single-event entry points, for any input and output type.
-unsafe fn infer_one<I: crate::InputValue, O: crate::OutputValue>(
+unsafe fn infer_one<I: engine::InputValue, O: engine::OutputValue>(
     e: *const BxflowEngine,
     input: *const I,
     in_len: usize,

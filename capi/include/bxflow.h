@@ -3,12 +3,14 @@
  * streaming pipeline with in-order results. The default library reads .bxq
  * only (no ONNX importer, so it stays small): bxflow_engine_open on an .onnx
  * fails with a message saying to quantize it first, unless the library was
- * built with the `onnx` feature (cargo build -p bxflow-engine --features onnx).
+ * built with the `onnx` feature (cargo build -p bxflow-capi --features onnx).
  *
- * Link: libengine.a (or libengine.so) from target/release, plus -lpthread -ldl -lm.
+ * Build: cargo build --profile capi -p bxflow-capi (whole-program LTO, a
+ * small library), then link target/capi/libbxflow.a (or libbxflow.so) plus
+ * -lpthread -ldl -lm.
  * Errors: functions return a negative BXFLOW_ERR_* code (or NULL) and leave a
  * message for bxflow_last_error() on the calling thread.
- * Kept in sync with engine/src/capi.rs by engine/tests/capi.rs. */
+ * Kept in sync with capi/src/lib.rs by capi/tests/capi.rs. */
 #ifndef BXFLOW_H
 #define BXFLOW_H
 
