@@ -123,7 +123,16 @@ pub fn verilate(
         Driver::Cpp(_) => cmd.args(["--cc", "--exe", "--build"]),
     };
     cmd.args(VERILATOR_FLAGS)
-        .args(["-j", &jobs, "--top-module", top, "-Mdir", VERILATOR_MDIR, "-o", exe])
+        .args([
+            "-j",
+            &jobs,
+            "--top-module",
+            top,
+            "-Mdir",
+            VERILATOR_MDIR,
+            "-o",
+            exe,
+        ])
         .args(sources);
     if let Driver::Cpp(main) = driver {
         cmd.arg(main);

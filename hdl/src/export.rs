@@ -335,7 +335,13 @@ fn parse_tb(dir: &Path, k: &Kernel, log: String) -> Result<TbResult, ExportError
 pub fn run_verilator(dir: &Path, k: &Kernel) -> Result<TbResult, ExportError> {
     let top = format!("{}_tb", k.name);
     let (tb, v) = (format!("{top}.v"), format!("{}.v", k.name));
-    let exe = eda::verilate(dir, &top, &[&tb, &v], Driver::VerilogTestbench, &format!("V{top}"))?;
+    let exe = eda::verilate(
+        dir,
+        &top,
+        &[&tb, &v],
+        Driver::VerilogTestbench,
+        &format!("V{top}"),
+    )?;
     let log = eda::run(Command::new(exe).current_dir(dir), "verilated testbench")?;
     parse_tb(dir, k, log)
 }

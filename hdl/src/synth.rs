@@ -120,10 +120,7 @@ impl SynthRun {
     /// Starts Yosys on [`yosys_script`] of `verilog`, logging to `yosys.log` beside it.
     pub fn start(verilog: &Path, module: &str, family: &str) -> Result<SynthRun, EdaError> {
         let dir = verilog.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let yosys = Yosys::start(
-            &yosys_script(verilog, module, family),
-            &dir.join(LOG_FILE),
-        )?;
+        let yosys = Yosys::start(&yosys_script(verilog, module, family), &dir.join(LOG_FILE))?;
         Ok(SynthRun {
             yosys,
             dir,

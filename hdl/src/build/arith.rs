@@ -76,13 +76,7 @@ impl Builder {
     }
 
     /// `x * w * 2^extra` as terms to be summed.
-    pub fn const_mult_terms(
-        &mut self,
-        x: NodeId,
-        w: i128,
-        extra: u32,
-        tag: &str,
-    ) -> Vec<Term> {
+    pub fn const_mult_terms(&mut self, x: NodeId, w: i128, extra: u32, tag: &str) -> Vec<Term> {
         if w == 0 {
             return vec![];
         }
@@ -315,13 +309,7 @@ impl Builder {
 
     /// `bias + sum of terms` (at the accumulator's LSB) through the
     /// accumulator's overflow and the requantization to `out`.
-    pub fn finish(
-        &mut self,
-        terms: Vec<Term>,
-        b: i128,
-        acc: FixedType,
-        out: FixedType,
-    ) -> NodeId {
+    pub fn finish(&mut self, terms: Vec<Term>, b: i128, acc: FixedType, out: FixedType) -> NodeId {
         let af = acc.frac_bits();
         // Rounding to nearest folded into the bias: when the accumulator
         // cannot overflow, RND(s) = floor((s + half) / 2^k) and RND_MIN_INF(s)
@@ -365,5 +353,4 @@ impl Builder {
         let ts = self.const_mult_terms(x, c, 0, tag);
         self.sum_terms(ts, 0)
     }
-
 }

@@ -59,4 +59,3 @@ pub(super) fn output_bus(net: &mut Netlist, model: &QModel, vals: &[NodeId]) -> 
     }
     fields
 }
-

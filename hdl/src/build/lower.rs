@@ -378,11 +378,7 @@ fn pool(
             }
             PoolKind::Average => {
                 let s = b.sum_nodes(&vals);
-                let prod = b.const_mult(
-                    s,
-                    recip[vals.len()] as i128,
-                    &format!("{} recip", l.name),
-                );
+                let prod = b.const_mult(s, recip[vals.len()] as i128, &format!("{} recip", l.name));
                 b.quantize(prod, xt.frac_bits() + recip_ty.frac_bits(), l.ty)
             }
         };

@@ -133,7 +133,6 @@ fn bit_of(v: i128, i: u32) -> i128 {
     (v >> i.min(127)) & 1
 }
 
-
 impl Netlist {
     pub fn new() -> Self {
         Self::default()
@@ -308,4 +307,3 @@ pub(super) fn eval_op(op: &Op, v: impl Fn(NodeId) -> i128, in_valid: bool) -> i1
         Op::Reg { .. } => unreachable!("registers are read from state"),
     }
 }
-
