@@ -106,6 +106,10 @@ pub enum ManifestError {
     },
 }
 
+const RESET_NOTE: &str = "synchronous, active high; clears the valid pipeline only";
+const IN_READY_NOTE: &str = "an event is taken on a clock edge with in_valid and in_ready high; low for II-1 cycles after each (constant 1 when II = 1)";
+const BUS_PACKING: &str = "value i at data[i*W +: W], raw two's complement code of the fixed-point type (unsigned types: raw unsigned code); value 0 in the LSBs";
+
 fn fields(fields: &[Field]) -> Vec<FieldInfo> {
     fields
         .iter()
@@ -143,14 +147,14 @@ impl Manifest {
             test_vectors: vectors,
             ports: vec![
                 port("clock", "in", 1, None),
-                port("reset", "in", 1, Some("synchronous, active high; clears the valid pipeline only")),
+                port("reset", "in", 1, Some(RESET_NOTE)),
                 port("in_valid", "in", 1, None),
-                port("in_ready", "out", 1, Some("an event is taken on a clock edge with in_valid and in_ready high; low for II-1 cycles after each (constant 1 when II = 1)")),
+                port("in_ready", "out", 1, Some(IN_READY_NOTE)),
                 port("in_data", "in", k.in_width(), None),
                 port("out_valid", "out", 1, None),
                 port("out_data", "out", k.out_width(), None),
             ],
-            bus_packing: "value i at data[i*W +: W], raw two's complement code of the fixed-point type (unsigned types: raw unsigned code); value 0 in the LSBs".into(),
+            bus_packing: BUS_PACKING.into(),
             input: BusInfo {
                 ty: model.input_ty.to_string(),
                 shape: model.input_shape.clone(),
