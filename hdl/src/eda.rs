@@ -24,11 +24,10 @@ pub enum EdaError {
     Stopped { tool: String, seconds: f64 },
 }
 
-/// Whether `tool` is an executable file in a directory of the PATH.
+/// Whether `tool` is an executable on the PATH (the OS search path, looked
+/// up by the `which` crate rather than by hand).
 pub fn tool_available(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
+    which::which(tool).is_ok()
 }
 
 fn require(tool: &str) -> Result<(), EdaError> {
