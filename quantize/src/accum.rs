@@ -1,9 +1,51 @@
-//! Exact accumulator types: wide enough that a multiply-accumulate never
-//! rounds or wraps. Derived from the actual constant weights rather than from
-//! fan-in alone, so hardware adders are no wider than the values need.
+//! The multiply-accumulate's bits, written once for every backend: where a
+//! product, the bias and the accumulator sit ([`MacLayout`]), the rounding
+//! step that aligns them ([`round_to_lsb`]), and exact accumulator types,
+//! wide enough that a MAC never rounds or wraps. Those are derived from the
+//! actual constant weights rather than from fan-in alone, so hardware adders
+//! are no wider than the values need.
 
 use crate::fixed::{FixedType, Rounding};
-use crate::golden::round_to_lsb;
+
+/// Rounds `raw * 2^-from` to the LSB `2^-to` with rounding mode `r`, without
+/// any overflow handling: the step every multiply-accumulate applies to its
+/// products and bias before summing.
+pub fn round_to_lsb(raw: i128, from: i32, to: i32, r: Rounding) -> i128 {
+    if to >= from {
+        let sh = (to - from) as u32;
+        return raw
+            .checked_shl(sh)
+            .filter(|v| v >> sh == raw)
+            .unwrap_or(if raw < 0 {
+                i128::MIN
+            } else if raw > 0 {
+                i128::MAX
+            } else {
+                0
+            });
+    }
+    let sh = (from - to) as u32;
+    if sh >= 127 {
+        // |raw| < 2^127 <= half an LSB: only the sign and the rounding mode matter.
+        return if raw < 0 && r == Rounding::Trn { -1 } else { 0 };
+    }
+    let floor = raw >> sh;
+    let rem = raw - (floor << sh); // 0 <= rem < 2^sh
+    if rem == 0 {
+        return floor;
+    }
+    let half = 1i128 << (sh - 1);
+    let up = match r {
+        Rounding::Trn => false,
+        Rounding::TrnZero => raw < 0,
+        Rounding::Rnd => rem >= half,
+        Rounding::RndZero => rem > half || (rem == half && raw < 0),
+        Rounding::RndInf => rem > half || (rem == half && raw > 0),
+        Rounding::RndMinInf => rem > half,
+        Rounding::RndConv => rem > half || (rem == half && floor & 1 == 1),
+    };
+    floor + up as i128
+}
 
 /// Where the bits of a multiply-accumulate `bias + sum w * x` sit: the one
 /// rule the golden model, the CPU engine and the FPGA builder all follow, so

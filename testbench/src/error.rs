@@ -51,9 +51,12 @@ pub enum TbError {
         path: PathBuf,
         source: DrawingAreaErrorKind<std::io::Error>,
     },
-    /// An I/O failure already worded with its path (the Verilator driver's).
-    #[error("{0}")]
-    Io(String),
+    /// Verilating the kernel and its harness failed.
+    #[error("verilator build in {}: {source}", dir.display())]
+    VerilatorBuild {
+        dir: PathBuf,
+        source: hdl::eda::EdaError,
+    },
 }
 
 impl TbError {

@@ -13,7 +13,7 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::TbError;
+use crate::error::TbError;
 
 /// Whether `verilator` is on the PATH.
 pub fn available() -> bool {
@@ -126,10 +126,9 @@ pub fn build(kernel: &Kernel, cache: &Path) -> Result<PathBuf, TbError> {
     if exe.exists() {
         return Ok(exe);
     }
-    let io = |e: std::io::Error| TbError::Io(format!("{}: {e}", dir.display()));
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    std::fs::write(dir.join("kernel.v"), &v).map_err(io)?;
-    std::fs::write(dir.join("tb.cpp"), &cpp).map_err(io)?;
+    std::fs::create_dir_all(&dir).map_err(TbError::file(&dir))?;
+    std::fs::write(dir.join("kernel.v"), &v).map_err(TbError::file(dir.join("kernel.v")))?;
+    std::fs::write(dir.join("tb.cpp"), &cpp).map_err(TbError::file(dir.join("tb.cpp")))?;
     eda::verilate(
         &dir,
         &kernel.name,
@@ -137,7 +136,7 @@ pub fn build(kernel: &Kernel, cache: &Path) -> Result<PathBuf, TbError> {
         Driver::Cpp("tb.cpp"),
         "tbsim",
     )
-    .map_err(|e| TbError::Sim(format!("verilator build in {}: {e}", dir.display())))
+    .map_err(|source| TbError::VerilatorBuild { dir, source })
 }
 
 /// Sets `width` bits of `w` at bit `lsb` to the low bits of `v`.
@@ -193,17 +192,21 @@ pub fn run(
 ) -> Result<Vec<(u64, Vec<i64>)>, TbError> {
     let iw = words(kernel.in_width());
     let ow = words(kernel.out_width());
-    let io = |e: std::io::Error| TbError::Io(format!("{}: {e}", work.display()));
-    std::fs::create_dir_all(work).map_err(io)?;
+    std::fs::create_dir_all(work).map_err(TbError::file(work))?;
     let sp = work.join(format!("stim-{}.bin", std::process::id()));
     let op = work.join(format!("out-{}.bin", std::process::id()));
+    let stim_err = |source| TbError::File {
+        path: sp.clone(),
+        source,
+    };
     {
-        let mut f = BufWriter::with_capacity(1 << 20, std::fs::File::create(&sp).map_err(io)?);
+        let mut f =
+            BufWriter::with_capacity(1 << 20, std::fs::File::create(&sp).map_err(stim_err)?);
         for x in [stim.len() as u64, total_cycles, iw as u64, ow as u64] {
-            f.write_all(&x.to_le_bytes()).map_err(io)?;
+            f.write_all(&x.to_le_bytes()).map_err(stim_err)?;
         }
         for (c, _) in stim {
-            f.write_all(&c.to_le_bytes()).map_err(io)?;
+            f.write_all(&c.to_le_bytes()).map_err(stim_err)?;
         }
         let mut w = vec![0u32; iw];
         for (_, ev) in stim {
@@ -212,10 +215,10 @@ pub fn run(
                 set_bits(&mut w, fl.lsb, fl.width, *v);
             }
             for x in &w {
-                f.write_all(&x.to_le_bytes()).map_err(io)?;
+                f.write_all(&x.to_le_bytes()).map_err(stim_err)?;
             }
         }
-        f.flush().map_err(io)?;
+        f.flush().map_err(stim_err)?;
     }
     let out = Command::new(exe)
         .arg(&sp)
@@ -232,7 +235,7 @@ pub fn run(
     let mut bytes = Vec::new();
     std::fs::File::open(&op)
         .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(io)?;
+        .map_err(TbError::file(&op))?;
     let _ = std::fs::remove_file(&op);
     let rec = 8 + 4 * ow;
     let mut res = Vec::with_capacity(bytes.len() / rec);

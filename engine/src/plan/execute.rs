@@ -9,8 +9,8 @@ use crate::dense::MULTI;
 use crate::isa::Isa;
 use crate::rq::Rq;
 use crate::scalar::{argmax, softmax64};
+use quantize::accum::round_to_lsb;
 use quantize::fixed::Rounding;
-use quantize::golden::round_to_lsb;
 use quantize::qmodel::QModel;
 
 impl Plan {

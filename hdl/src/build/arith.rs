@@ -197,7 +197,7 @@ impl Builder {
         self.sum_terms(terms, 0)
     }
 
-    /// `round_to_lsb` of the golden model, in hardware: floor by wiring, then
+    /// `quantize::accum::round_to_lsb`, in hardware: floor by wiring, then
     /// an increment decided from the dropped bits.
     pub fn round_lsb(&mut self, n: NodeId, from: i32, to: i32, r: Rounding) -> NodeId {
         if to >= from {
