@@ -8,6 +8,7 @@
 //! * [`pipeline`]: a streaming pipeline (producer -> N workers -> in-order
 //!   consumer) with an explicit overload policy and a latency histogram.
 //! * [`events`]: the `.bxev` event file format (zero-copy via memmap2) and `.npy` input.
+//!
 //! The C API for DAQ programs is the `capi` crate (`libbxflow`), built on this one.
 //!
 //! The library reads no environment variables: the instruction set and

@@ -214,8 +214,10 @@ impl Kernel {
         out
     }
 
-    /// Output node values as raw values of the output type (the low bits, read back).
-    fn decode(&self, o: &[i128]) -> Vec<i64> {
+    /// Output bus values as raw codes of the output fields (each field's low
+    /// bits, sign-extended where it is signed): what every driver of the
+    /// kernel's simulation compares with the golden model.
+    pub fn decode(&self, o: &[i128]) -> Vec<i64> {
         o.iter()
             .zip(&self.outputs)
             .map(|(&v, f)| {

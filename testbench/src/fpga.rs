@@ -188,19 +188,7 @@ fn simulate(
             });
         }
         if ov {
-            let vals = o
-                .iter()
-                .zip(&kernel.outputs)
-                .map(|(&v, f)| {
-                    let sh = 128 - f.width;
-                    if f.signed {
-                        ((v << sh) >> sh) as i64
-                    } else {
-                        (((v as u128) << sh) >> sh) as i64
-                    }
-                })
-                .collect();
-            out.push((t, vals));
+            out.push((t, kernel.decode(&o)));
         }
         if let Some(pb) = &pb {
             if t % 4096 == 0 {
