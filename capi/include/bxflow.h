@@ -31,6 +31,7 @@ extern "C" {
 #define BXFLOW_ERR_CLOSED (-5)
 #define BXFLOW_ERR_WORKER (-6)
 #define BXFLOW_ERR_PANIC (-7)
+#define BXFLOW_ERR_LIMIT (-8) /* an argument over its documented limit */
 
 typedef struct BxflowEngine bxflow_engine;
 typedef struct BxflowPipeline bxflow_pipeline;
@@ -62,7 +63,11 @@ int bxflow_infer_f32(const bxflow_engine *e, const float *input, size_t in_len, 
 int bxflow_infer_raw(const bxflow_engine *e, const int64_t *input, size_t in_len, int64_t *output, size_t out_len);
 int bxflow_infer_batch_f32(const bxflow_engine *e, const float *input, float *output, size_t n_events);
 
-/* Streaming pipeline: drop_when_full 0 = block (backpressure), 1 = drop and count */
+/* Streaming pipeline: drop_when_full 0 = block (backpressure), 1 = drop and count.
+ * workers: 0 = all CPUs, at most 1024. batch: 0 = 256 events, at most 65536
+ * events and 64 MiB of raw codes (events x (inputs + outputs) x 8 bytes).
+ * A value over a limit returns NULL with BXFLOW_ERR_LIMIT, before anything
+ * is allocated or started. */
 bxflow_pipeline *bxflow_pipeline_create(const bxflow_engine *e, size_t workers, size_t batch, int drop_when_full);
 int bxflow_pipeline_push_f32(bxflow_pipeline *p, const float *event, size_t len, uint64_t *seq);
 int bxflow_pipeline_finish(bxflow_pipeline *p);

@@ -24,6 +24,7 @@ pub const BXFLOW_ERR_IO: c_int = -4;
 pub const BXFLOW_ERR_CLOSED: c_int = -5;
 pub const BXFLOW_ERR_WORKER: c_int = -6;
 pub const BXFLOW_ERR_PANIC: c_int = -7;
+pub const BXFLOW_ERR_LIMIT: c_int = -8;
 
 thread_local! {
     static LAST: RefCell<CString> = RefCell::new(CString::new("no error").unwrap());
@@ -56,6 +57,7 @@ fn pipe_err(e: PipelineError) -> c_int {
     let code = match &e {
         PipelineError::Closed => BXFLOW_ERR_CLOSED,
         PipelineError::Engine(_) => BXFLOW_ERR_LENGTH,
+        PipelineError::Limit { .. } => BXFLOW_ERR_LIMIT,
         _ => BXFLOW_ERR_WORKER,
     };
     set_err(code, e)
@@ -237,9 +239,11 @@ pub unsafe extern "C" fn bxflow_infer_batch_f32(
     })
 }
 
-/// Starts a pipeline: `workers` threads (0: all CPUs), `batch` events per
-/// batch (0: 256), `drop_when_full` 0 = block (backpressure), 1 = drop and count.
-/// NULL on error.
+/// Starts a pipeline: `workers` threads (0: all CPUs; at most 1024), `batch`
+/// events per batch (0: 256; at most 65,536 and 64 MiB of raw codes),
+/// `drop_when_full` 0 = block (backpressure), 1 = drop and count. NULL on
+/// error; a setting over its limit is refused (`BXFLOW_ERR_LIMIT`) before
+/// anything is allocated or started.
 ///
 /// # Safety
 /// `e` must be NULL or a live engine handle.

@@ -296,3 +296,63 @@ fn jet_tagger_streams_bit_exact() {
         assert_eq!(consumer.join().unwrap(), n, "{prec}");
     }
 }
+
+/// Settings over their limits are refused before anything is allocated or
+/// started, with a message naming the setting, its value and the limit (a
+/// batch of 2^34 events used to abort the host process on allocation).
+#[test]
+fn settings_over_their_limits_are_refused() {
+    let (eng, _m, _pool, _want) = setup(5);
+    let codes = eng.input_len() + eng.output_len();
+    let refused = |cfg: PipelineConfig| match pipeline(eng.clone(), &cfg) {
+        Err(e @ PipelineError::Limit { .. }) => e.to_string(),
+        Err(e) => panic!("expected a limit error, got {e}"),
+        Ok(_) => panic!("accepted {cfg:?}"),
+    };
+    let msg = refused(PipelineConfig {
+        batch: 1 << 34,
+        ..Default::default()
+    });
+    assert!(
+        msg.contains("batch (events) is 17179869184, over the limit of 65536"),
+        "{msg}"
+    );
+    let msg = refused(PipelineConfig {
+        batch: usize::MAX,
+        ..Default::default()
+    });
+    assert!(msg.contains(&usize::MAX.to_string()), "{msg}");
+    let msg = refused(PipelineConfig {
+        workers: usize::MAX,
+        ..Default::default()
+    });
+    assert!(
+        msg.contains("workers is") && msg.contains("limit of 1024"),
+        "{msg}"
+    );
+    let msg = refused(PipelineConfig {
+        queue: 1 << 20,
+        ..Default::default()
+    });
+    assert!(msg.contains("queue (batches) is 1048576"), "{msg}");
+    // The byte limit binds before the event limit for wide events.
+    let batch = engine::pipeline::MAX_BATCH_BYTES / (8 * codes) + 1;
+    if batch <= engine::pipeline::MAX_BATCH {
+        let msg = refused(PipelineConfig {
+            batch,
+            ..Default::default()
+        });
+        assert!(msg.contains("batch size in bytes"), "{msg}");
+    }
+    // At the limits themselves the pipeline starts.
+    let ok = PipelineConfig {
+        workers: 2,
+        batch: engine::pipeline::MAX_BATCH_BYTES / (8 * codes).max(1),
+        ..Default::default()
+    };
+    let ok = PipelineConfig {
+        batch: ok.batch.min(engine::pipeline::MAX_BATCH),
+        ..ok
+    };
+    assert!(pipeline(eng.clone(), &ok).is_ok(), "{ok:?} was refused");
+}

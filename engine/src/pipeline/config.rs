@@ -12,15 +12,26 @@ pub enum Overload {
     Drop,
 }
 
+/// Most worker threads one pipeline starts (far above any node's cores; a
+/// larger count is a mistake, not a request for more threads than the OS gives).
+pub const MAX_WORKERS: usize = 1024;
+/// Most events one batch holds.
+pub const MAX_BATCH: usize = 1 << 16;
+/// Most batches one queue holds.
+pub const MAX_QUEUE: usize = 1 << 16;
+/// Most bytes of raw codes (inputs and outputs, 8 bytes each) one batch holds:
+/// a pipeline keeps up to `2 x queue + workers + 4` batches alive.
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
+
 #[derive(Clone, Debug)]
 pub struct PipelineConfig {
-    /// Worker threads (0 = number of CPUs).
+    /// Worker threads (0 = number of CPUs), at most [`MAX_WORKERS`].
     pub workers: usize,
     /// Pin worker `i` to CPU `i % ncpu` (Linux).
     pub pin: bool,
-    /// Events per batch.
+    /// Events per batch, at most [`MAX_BATCH`] and [`MAX_BATCH_BYTES`].
     pub batch: usize,
-    /// Capacity of each queue, in batches.
+    /// Capacity of each queue, in batches, at most [`MAX_QUEUE`].
     pub queue: usize,
     pub overload: Overload,
     /// Workers poll their queue instead of sleeping on it. A sleeping worker
@@ -64,6 +75,36 @@ pub enum PipelineError {
     },
     #[error("{lost} events were lost in flight (a worker thread died)")]
     Lost { lost: u64 },
+    /// A setting over its limit, refused before anything is allocated.
+    #[error("pipeline {what} is {value}, over the limit of {limit}")]
+    Limit {
+        what: &'static str,
+        value: usize,
+        limit: usize,
+    },
+}
+
+impl PipelineConfig {
+    /// Checks every setting against its limit for a model whose events have
+    /// `event_codes` raw codes (inputs plus outputs), before any allocation.
+    pub fn check(&self, event_codes: usize) -> Result<(), PipelineError> {
+        let over = |what, value: usize, limit| {
+            if value > limit {
+                Err(PipelineError::Limit { what, value, limit })
+            } else {
+                Ok(())
+            }
+        };
+        over("workers", self.workers, MAX_WORKERS)?;
+        over("batch (events)", self.batch, MAX_BATCH)?;
+        over("queue (batches)", self.queue, MAX_QUEUE)?;
+        let bytes = self.batch.saturating_mul(event_codes).saturating_mul(8);
+        over(
+            "batch size in bytes (events x codes x 8)",
+            bytes,
+            MAX_BATCH_BYTES,
+        )
+    }
 }
 
 /// Why one batch failed (its events are counted in [`Stats::failed`]).

@@ -35,7 +35,10 @@ mod consumer;
 mod producer;
 mod worker;
 
-pub use config::{BatchError, Overload, PipelineConfig, PipelineError, Stats};
+pub use config::{
+    BatchError, Overload, PipelineConfig, PipelineError, Stats, MAX_BATCH, MAX_BATCH_BYTES,
+    MAX_QUEUE, MAX_WORKERS,
+};
 pub use consumer::{Consumer, Next};
 pub use producer::Producer;
 
@@ -49,6 +52,7 @@ pub fn pipeline(
     engine: Arc<Engine>,
     cfg: &PipelineConfig,
 ) -> Result<(Producer, Consumer), PipelineError> {
+    cfg.check(engine.input_len() + engine.output_len())?;
     let workers = if cfg.workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
