@@ -28,12 +28,16 @@ impl fmt::Display for Mhz {
 }
 
 /// Splits `40 MHz` into the number and the lower-case unit, spaces ignored.
+/// The unit is the trailing run of letters, so `1e3` stays a number.
 fn split(s: &str) -> (String, String) {
     let t: String = s.trim().chars().filter(|c| !c.is_whitespace()).collect();
     let at = t
-        .find(|c: char| c.is_ascii_alphabetic() || c == 'µ')
-        .unwrap_or(t.len());
-    (t[..at].to_string(), t[at..].to_ascii_lowercase())
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| c.is_alphabetic())
+        .last()
+        .map_or(t.len(), |(i, _)| i);
+    (t[..at].to_string(), t[at..].to_lowercase())
 }
 
 fn positive(num: &str, s: &str, what: &str, example: &str) -> Result<f64, String> {
@@ -46,15 +50,31 @@ fn positive(num: &str, s: &str, what: &str, example: &str) -> Result<f64, String
     Ok(v)
 }
 
-/// `v` in `unit` as ns, for the units a duration may carry (divisions for
-/// the sub-unit ones, so `500ps` is exactly 0.5 ns).
-fn to_ns(v: f64, unit: &str) -> Option<f64> {
+/// A unit's factor to the base unit, as a division for the sub-units so that
+/// `500ps` is exactly 0.5 ns and `750kHz` exactly 0.75 MHz.
+#[derive(Clone, Copy)]
+enum Scale {
+    Times(f64),
+    Over(f64),
+}
+
+impl Scale {
+    fn apply(self, v: f64) -> f64 {
+        match self {
+            Scale::Times(k) => v * k,
+            Scale::Over(k) => v / k,
+        }
+    }
+}
+
+/// The time units a duration or a clock period may carry, to ns.
+fn time_unit(unit: &str) -> Option<Scale> {
     Some(match unit {
-        "ps" => v / 1e3,
-        "ns" => v,
-        "us" | "µs" => v * 1e3,
-        "ms" => v * 1e6,
-        "s" => v * 1e9,
+        "ps" => Scale::Over(1e3),
+        "ns" => Scale::Times(1.0),
+        "us" | "µs" => Scale::Times(1e3),
+        "ms" => Scale::Times(1e6),
+        "s" => Scale::Times(1e9),
         _ => return None,
     })
 }
@@ -64,33 +84,28 @@ fn to_ns(v: f64, unit: &str) -> Option<f64> {
 pub fn parse_frequency(s: &str) -> Result<Mhz, String> {
     let (num, unit) = split(s);
     let example = "40MHz, 200 MHz or 5ns";
-    let bad = || format!("cannot read '{s}' as a frequency (e.g. {example})");
-    let v = |what| positive(&num, s, what, example);
-    Ok(Mhz(match unit.as_str() {
-        "ghz" => v("frequency")? * 1e3,
-        "mhz" | "" => v("frequency")?,
-        "khz" => v("frequency")? / 1e3,
-        "hz" => v("frequency")? / 1e6,
-        u if to_ns(1.0, u).is_some() => {
-            let period_ns = to_ns(v("clock period")?, u).ok_or_else(bad)?;
-            1e3 / period_ns
+    let to_mhz = match unit.as_str() {
+        "ghz" => Scale::Times(1e3),
+        "mhz" | "" => Scale::Times(1.0),
+        "khz" => Scale::Over(1e3),
+        "hz" => Scale::Over(1e6),
+        u => {
+            let to_ns = time_unit(u)
+                .ok_or_else(|| format!("cannot read '{s}' as a frequency (e.g. {example})"))?;
+            let period_ns = to_ns.apply(positive(&num, s, "clock period", example)?);
+            return Ok(Mhz(1e3 / period_ns));
         }
-        _ => return Err(bad()),
-    }))
+    };
+    Ok(Mhz(to_mhz.apply(positive(&num, s, "frequency", example)?)))
 }
 
 /// A duration: `250ns`, `1us`, `1 µs`, `2.5ms`, `1s`, `500ps`, or a bare number (ns).
 pub fn parse_time(s: &str) -> Result<Ns, String> {
     let (num, unit) = split(s);
     let example = "1us or 500ns";
-    let unit = if unit.is_empty() { "ns" } else { unit.as_str() };
-    if to_ns(1.0, unit).is_none() {
-        return Err(format!("cannot read '{s}' as a duration (e.g. {example})"));
-    }
-    let v = positive(&num, s, "duration", example)?;
-    to_ns(v, unit)
-        .map(Ns)
-        .ok_or_else(|| format!("cannot read '{s}' as a duration (e.g. {example})"))
+    let to_ns = time_unit(if unit.is_empty() { "ns" } else { &unit })
+        .ok_or_else(|| format!("cannot read '{s}' as a duration (e.g. {example})"))?;
+    Ok(Ns(to_ns.apply(positive(&num, s, "duration", example)?)))
 }
 
 /// An offered rate: a frequency as [`parse_frequency`] reads it, or `max`.
@@ -116,6 +131,8 @@ mod tests {
         assert_eq!(parse_frequency("40 kHz").unwrap().0, 0.04);
         assert_eq!(parse_frequency("5ns").unwrap().0, 200.0);
         assert_eq!(parse_frequency("4 ns").unwrap().0, 250.0);
+        assert_eq!(parse_frequency("1e3").unwrap().0, 1000.0);
+        assert_eq!(parse_frequency("750kHz").unwrap().0, 0.75);
         let e = parse_frequency("fast").unwrap_err();
         assert!(e.contains("'fast'") && e.contains("frequency"), "{e}");
         let e = parse_frequency("-40MHz").unwrap_err();
