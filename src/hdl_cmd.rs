@@ -80,7 +80,7 @@ pub fn run_hdl(a: HdlArgs) -> Result<()> {
                     .parse::<usize>()
                     .with_context(|| format!("--layers {r}: expected FIRST[:LAST]"))
             };
-            let m = hdl::slice_layers(&model, parse(f)?, parse(l)?).map_err(anyhow::Error::msg)?;
+            let m = hdl::slice_layers(&model, parse(f)?, parse(l)?)?;
             let names: Vec<&str> = m.layers.iter().map(|l| l.name.as_str()).collect();
             println!("layers {r}: {}", names.join(", "));
             m

@@ -107,9 +107,9 @@ fn model_bxq() -> &'static Path {
 }
 
 /// The C library carries no ONNX importer (no tract among the engine's
-/// normal dependencies) and stays under
-/// 10 MiB: with tract it was about 100 MiB, and without LTO any Rust
-/// staticlib carries the whole standard library (about 30 MiB).
+/// normal dependencies) and stays under 10 MiB: with tract it was about
+/// 100 MiB, and without LTO any Rust staticlib carries the whole standard
+/// library (about 30 MiB).
 #[test]
 fn staticlib_is_small_and_has_no_tract() {
     const BUDGET: u64 = 10 * 1024 * 1024;
