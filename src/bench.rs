@@ -193,7 +193,7 @@ pub fn bench_engine(engine: &Arc<Engine>, o: &BenchOptions) -> Figures {
                 batch: o.batch,
                 queue: 8,
                 overload: Overload::Block,
-                busy_poll: false,
+                ..Default::default()
             };
             let (mut prod, mut cons) = pipeline(engine.clone(), &cfg).unwrap();
             let total = o.stream_events;

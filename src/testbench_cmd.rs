@@ -73,6 +73,18 @@ pub struct TestbenchArgs {
     /// CPU: events per pipeline batch.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// CPU: the longest an arrived event waits before it is handed to the
+    /// pipeline and sent, partial batch or not (e.g. 10us). Longer lets one
+    /// wake-up serve more events, which a machine shared with other work
+    /// needs (try 20us-50us there); shorter adds less latency.
+    #[arg(long, default_value = "10us", value_parser = units::parse_time)]
+    pub max_wait: Ns,
+    /// CPU: how long an idle worker polls for the next batch before it
+    /// sleeps (0: always sleep). Polling saves the tens of microseconds a
+    /// sleeping thread takes to wake, but holds a core: on a machine shared
+    /// with other work keep it short.
+    #[arg(long, default_value = "20us", value_parser = units::parse_wait)]
+    pub spin: Ns,
     /// CPU: capacity of the pipeline's input queue, in batches. Under
     /// overload a batch finding it full is dropped (and counted), so a short
     /// queue keeps the latency of the events that get through bounded, as a
@@ -207,11 +219,12 @@ pub fn run_testbench(a: TestbenchArgs) -> Result<()> {
                 workers: a.workers,
                 batch: a.batch.max(1),
                 queue: a.queue.max(1),
+                max_wait_ns: a.max_wait.0 as u64,
+                spin_ns: a.spin.0 as u64,
                 seed: a.seed,
                 progress: a.events >= 1_000_000,
                 sweep: !a.no_sweep,
                 sweep_events: (a.events / 5).clamp(10_000, 500_000),
-                ..CpuConfig::default()
             };
             let engine = Arc::new(engine::Engine::new(&m)?);
             let pool = pool_for(&m, a.input.as_deref(), a.events, a.pool, a.seed)?;

@@ -108,6 +108,15 @@ pub fn parse_time(s: &str) -> Result<Ns, String> {
     Ok(Ns(to_ns.apply(positive(&num, s, "duration", example)?)))
 }
 
+/// A wait that may be zero (`0` or `0us`: no wait), otherwise as [`parse_time`].
+pub fn parse_wait(s: &str) -> Result<Ns, String> {
+    let (num, _) = split(s);
+    if num.parse::<f64>() == Ok(0.0) {
+        return Ok(Ns(0.0));
+    }
+    parse_time(s)
+}
+
 /// An offered rate: a frequency as [`parse_frequency`] reads it, or `max`.
 pub fn parse_rate(s: &str) -> Result<Rate, String> {
     if s.trim().eq_ignore_ascii_case("max") {

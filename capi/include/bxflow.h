@@ -24,6 +24,7 @@ extern "C" {
 #define BXFLOW_OK 0
 #define BXFLOW_END 1
 #define BXFLOW_EMPTY 2
+#define BXFLOW_DROPPED 3 /* push under the drop policy: the event was refused (counted in dropped) */
 #define BXFLOW_ERR_NULL (-1)
 #define BXFLOW_ERR_LENGTH (-2)
 #define BXFLOW_ERR_INPUT (-3)

@@ -17,6 +17,7 @@ use std::time::Duration;
 pub const BXFLOW_OK: c_int = 0;
 pub const BXFLOW_END: c_int = 1;
 pub const BXFLOW_EMPTY: c_int = 2;
+pub const BXFLOW_DROPPED: c_int = 3;
 pub const BXFLOW_ERR_NULL: c_int = -1;
 pub const BXFLOW_ERR_LENGTH: c_int = -2;
 pub const BXFLOW_ERR_INPUT: c_int = -3;
@@ -286,7 +287,9 @@ pub unsafe extern "C" fn bxflow_pipeline_create(
 
 /// Pushes one event of float features; its sequence number goes to `*seq`
 /// (if not NULL). Under the block policy this waits for room: pop from
-/// another thread, or call `bxflow_pipeline_finish` and then pop.
+/// another thread, or call `bxflow_pipeline_finish` and then pop. Under the
+/// drop policy a full pipeline refuses the event: `BXFLOW_DROPPED` (its
+/// sequence number is skipped by the results and counted in `dropped`).
 ///
 /// # Safety
 /// `p` live, `event` valid for `len` floats, `seq` NULL or valid.
@@ -308,11 +311,15 @@ pub unsafe extern "C" fn bxflow_pipeline_push_f32(
             return set_err(BXFLOW_ERR_CLOSED, "pipeline input is finished");
         };
         match prod.push(std::slice::from_raw_parts(event, len)) {
-            Ok(s) => {
+            Ok(pushed) => {
                 if !seq.is_null() {
-                    *seq = s;
+                    *seq = pushed.first;
                 }
-                BXFLOW_OK
+                if pushed.dropped > 0 {
+                    BXFLOW_DROPPED
+                } else {
+                    BXFLOW_OK
+                }
             }
             Err(e) => pipe_err(e),
         }
@@ -370,7 +377,7 @@ pub unsafe extern "C" fn bxflow_pipeline_pop_f32(
         let t = (timeout_us >= 0).then(|| Duration::from_micros(timeout_us as u64));
         let eng = p.engine.clone();
         match p.cons.next_timeout(t) {
-            Ok(Next::Event(s, raw)) => {
+            Ok(Next::Event(s, raw, _)) => {
                 let y = std::slice::from_raw_parts_mut(out, out_len);
                 for (d, &r) in y.iter_mut().zip(raw) {
                     *d = eng.output_value(r) as f32;

@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod rq;
 mod scalar;
+pub mod sched;
 
 use std::cell::RefCell;
 use std::path::Path;

@@ -8,6 +8,7 @@ use quantize::qmodel::QModel;
 use quantize::random::{random_input, random_model, RandomSpec};
 use rand::{rngs::SmallRng, SeedableRng};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const POOL: usize = 1024;
 
@@ -43,8 +44,7 @@ fn run(total: u64, overload: Overload, slow: bool) -> (u64, engine::pipeline::St
         batch: 256,
         queue: 16,
         overload,
-        pin: false,
-        busy_poll: false,
+        ..Default::default()
     };
     let (mut prod, mut cons) = pipeline(eng.clone(), &cfg).unwrap();
     let consumer = std::thread::spawn(move || {
@@ -257,25 +257,30 @@ fn events_dropped_at_the_source_are_accounted() {
 
 /// The jet tagger at 16 and 8 bits (one fused chain with a softmax tail,
 /// whose narrowed batches the workers pack straight into lanes), the 8-bit
-/// run with a polling worker: every streamed event equals the golden model.
+/// run with a worker that keeps polling: every streamed event equals the
+/// golden model.
 #[test]
 fn jet_tagger_streams_bit_exact() {
     let p =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/three_layer_keras.onnx");
     let g = quantize::onnx::import_path(&p).unwrap();
-    for (prec, busy_poll) in [("fixed<16,6>", false), ("fixed<8,3>", true)] {
+    for (prec, poll) in [("fixed<16,6>", false), ("fixed<8,3>", true)] {
         let cfg = quantize::config::Config::uniform(prec.parse().unwrap());
         let model = quantize::quantizer::quantize_graph(&g, &cfg).unwrap();
         let mut rng = SmallRng::seed_from_u64(9);
         let inputs: Vec<Vec<i64>> = (0..3001).map(|_| random_input(&mut rng, &model)).collect();
         let eng = Arc::new(Engine::new(&model).unwrap());
         let cfg = PipelineConfig {
-            workers: if busy_poll { 1 } else { 2 },
+            workers: if poll { 1 } else { 2 },
             batch: 100,
             queue: 8,
             overload: Overload::Block,
-            pin: false,
-            busy_poll,
+            spin: if poll {
+                engine::pipeline::MAX_WAIT
+            } else {
+                Duration::ZERO
+            },
+            ..Default::default()
         };
         let (mut prod, mut cons) = pipeline(eng, &cfg).unwrap();
         let want: Vec<Vec<i64>> = inputs
@@ -335,6 +340,19 @@ fn settings_over_their_limits_are_refused() {
         ..Default::default()
     });
     assert!(msg.contains("queue (batches) is 1048576"), "{msg}");
+    let msg = refused(PipelineConfig {
+        max_wait: Some(Duration::from_secs(3600)),
+        ..Default::default()
+    });
+    assert!(
+        msg.contains("max wait (us) is 3600000000, over the limit of 10000000"),
+        "{msg}"
+    );
+    let msg = refused(PipelineConfig {
+        spin: Duration::MAX,
+        ..Default::default()
+    });
+    assert!(msg.contains("spin (us) is"), "{msg}");
     // The byte limit binds before the event limit for wide events.
     let batch = engine::pipeline::MAX_BATCH_BYTES / (8 * codes) + 1;
     if batch <= engine::pipeline::MAX_BATCH {
@@ -355,4 +373,162 @@ fn settings_over_their_limits_are_refused() {
         ..ok
     };
     assert!(pipeline(eng.clone(), &ok).is_ok(), "{ok:?} was refused");
+}
+
+/// Under `Overload::Drop` every push says what became of its events: the
+/// events a push reports accepted are exactly the ones delivered, the ones
+/// it reports dropped never come out, and `Stats` agrees.
+#[test]
+fn drops_are_reported_to_the_pusher() {
+    let (eng, _m, pool, want) = setup(31);
+    let il = eng.input_len();
+    let cfg = PipelineConfig {
+        workers: 1,
+        batch: 4,
+        queue: 2,
+        overload: Overload::Drop,
+        max_wait: None,
+        ..Default::default()
+    };
+    let (mut prod, mut cons) = pipeline(eng.clone(), &cfg).unwrap();
+    // Nobody consumes yet: the output queue (2 batches), the worker's hands
+    // (1), the input queue (2) and the producer's full batch (1) hold at
+    // most 6 batches; then pushes must report drops.
+    let mut accepted = vec![];
+    let mut dropped = 0u64;
+    for s in 0..200u64 {
+        let p = prod.push_raw(&pool[..il]).unwrap();
+        assert_eq!(p.first, s);
+        assert_eq!(p.accepted + p.dropped, 1, "{p:?}");
+        if p.accepted == 1 {
+            accepted.push(s);
+        }
+        dropped += p.dropped;
+    }
+    assert!(dropped >= 200 - 6 * 4, "only {dropped} of 200 dropped");
+    // A drop reported with a single-event push too.
+    let x: Vec<f32> = vec![0.25; il];
+    let p = prod.push(&x).unwrap();
+    assert_eq!((p.first, p.accepted, p.dropped), (200, 0, 1));
+    dropped += 1;
+    let st = prod.close().unwrap();
+    assert_eq!((st.pushed, st.dropped), (201, dropped));
+    let mut seen = vec![];
+    while let Some((seq, out)) = cons.next().unwrap() {
+        assert_eq!(out, &want[0][..], "event {seq}");
+        seen.push(seq);
+    }
+    assert_eq!(seen, accepted, "delivered = accepted, in order");
+}
+
+/// A partial batch leaves after `max_wait` even when no more events come:
+/// at a low rate with a batch of 64, every event's latency stays within
+/// the maximum wait plus the OS's timer lateness (without it, the first
+/// event would wait for 63 more, here 63 x 3 ms).
+#[test]
+fn max_wait_bounds_latency_at_a_low_rate() {
+    let (eng, _m, pool, want) = setup(32);
+    let il = eng.input_len();
+    let max_wait = Duration::from_millis(2);
+    let cfg = PipelineConfig {
+        workers: 1,
+        batch: 64,
+        queue: 8,
+        max_wait: Some(max_wait),
+        ..Default::default()
+    };
+    let (mut prod, mut cons) = pipeline(eng.clone(), &cfg).unwrap();
+    let n = 20u64;
+    let t0 = Instant::now();
+    let consumer = std::thread::spawn(move || {
+        let mut lat = vec![];
+        while let Some((seq, out)) = cons.next().unwrap() {
+            assert_eq!(out, &want[seq as usize][..]);
+            lat.push((seq, t0.elapsed()));
+        }
+        lat
+    });
+    let mut pushed_at = vec![];
+    for s in 0..n {
+        pushed_at.push(t0.elapsed());
+        let p = prod
+            .push_raw(&pool[s as usize * il..(s as usize + 1) * il])
+            .unwrap();
+        assert_eq!(p.accepted, 1);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    // Every event was delivered before the close (which would flush it).
+    let before_close = t0.elapsed();
+    prod.close().unwrap();
+    let lat = consumer.join().unwrap();
+    assert_eq!(lat.len(), n as usize);
+    let slack = Duration::from_millis(8);
+    for (seq, at) in lat {
+        let l = at - pushed_at[seq as usize];
+        assert!(
+            l <= max_wait + slack,
+            "event {seq} waited {l:?}, over the maximum wait {max_wait:?} + {slack:?}"
+        );
+        assert!(at <= before_close, "event {seq} came out only at the close");
+    }
+}
+
+/// `push_timeout` under `Overload::Block` gives up after its timeout when
+/// the pipeline has no room, and the event it refused takes no sequence
+/// number; once room is made the same event goes in.
+#[test]
+fn push_timeout_gives_up_and_takes_nothing() {
+    let (eng, _m, pool, want) = setup(33);
+    let il = eng.input_len();
+    let cfg = PipelineConfig {
+        workers: 1,
+        batch: 1,
+        queue: 1,
+        ..Default::default()
+    };
+    let (mut prod, mut cons) = pipeline(eng.clone(), &cfg).unwrap();
+    let ev: Vec<i64> = pool[..il].to_vec();
+    let timeout = Duration::from_millis(20);
+    let mut taken = 0u64;
+    let refused = loop {
+        match prod.push_timeout(&ev, timeout) {
+            Ok(p) => {
+                assert_eq!((p.first, p.accepted), (taken, 1));
+                taken += 1;
+                assert!(taken < 100, "never ran out of room");
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(refused, PipelineError::Timeout), "{refused}");
+    assert!(
+        refused.to_string().contains("within the timeout"),
+        "{refused}"
+    );
+    assert_eq!(prod.stats().pushed, taken, "a refused event is not counted");
+    // Make room: the consumer takes one event; the same event then goes in.
+    let (seq, out) = cons.next().unwrap().unwrap();
+    assert_eq!((seq, out), (0, &want[0][..]));
+    let t = Instant::now();
+    let p = loop {
+        match prod.push_timeout(&ev, timeout) {
+            Ok(p) => break p,
+            Err(PipelineError::Timeout) => {
+                assert!(t.elapsed() < Duration::from_secs(5), "no room after a pop");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(p.first, taken);
+    // The rest is taken on another thread: the close waits for room too.
+    let consumer = std::thread::spawn(move || {
+        let mut n = 1;
+        while let Some((seq, _)) = cons.next().unwrap() {
+            assert_eq!(seq, n);
+            n += 1;
+        }
+        n
+    });
+    prod.close().unwrap();
+    assert_eq!(consumer.join().unwrap(), taken + 1);
 }

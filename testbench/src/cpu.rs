@@ -28,8 +28,11 @@ pub struct CpuConfig {
     /// Input queue capacity, batches; a paced run's front end buffers as
     /// many events before the queue.
     pub queue: usize,
-    /// A partial batch is sent once its first event has waited this long (paced runs), ns.
+    /// Paced runs: an arrived event waits at most this long before it is
+    /// handed to the pipeline and sent (a partial batch too), ns.
     pub max_wait_ns: u64,
+    /// How long an idle pipeline worker polls before it sleeps, ns.
+    pub spin_ns: u64,
     pub seed: u64,
     pub progress: bool,
     /// Also measure throughput against offered rate and the highest rate without drops.
@@ -49,6 +52,7 @@ impl Default for CpuConfig {
             batch: 64,
             queue: 64,
             max_wait_ns: 10_000,
+            spin_ns: 20_000,
             seed: 1,
             progress: false,
             sweep: true,
@@ -82,7 +86,10 @@ pub struct Run {
 /// mapped: a page fault in the paced driver's loop costs about a
 /// microsecond of its schedule.
 fn mapped<T: Clone + Default>(len: usize) -> Vec<T> {
-    let mut v = vec![T::default(); len];
+    // Written element by element: `vec![0.0; len]` would take fresh zero
+    // pages from the OS without touching them.
+    let mut v = Vec::with_capacity(len);
+    v.resize(len, T::default());
     v.clear();
     v
 }
@@ -106,6 +113,8 @@ struct Collector<'a> {
     record: bool,
     run: Run,
     last_seq: Option<u64>,
+    /// Sequence number of the run's first event (after the warm-up's).
+    first_seq: u64,
 }
 
 impl Collector<'_> {
@@ -116,6 +125,7 @@ impl Collector<'_> {
             r.sequence_ok = false;
         }
         self.last_seq = Some(seq);
+        let seq = seq - self.first_seq;
         r.delivered += 1;
         r.checked += 1;
         let want = self.pool.expected(seq);
@@ -139,15 +149,15 @@ impl Collector<'_> {
     }
 
     /// Takes every output delivered so far, waiting up to `wait` for the
-    /// first; `Ok(false)` once the pipeline has ended. Outputs taken in one
-    /// call share one delivery time (one clock read, not one per event).
+    /// first; `Ok(false)` once the pipeline has ended. An event's delivery
+    /// time is when its outputs were ready in order ([`Consumer::ready`]),
+    /// not when this thread got round to taking them.
     fn drain(&mut self, cons: &mut Consumer, wait: Duration) -> Result<bool, TbError> {
         let mut wait = wait;
-        let mut now = None;
         loop {
             match cons.next_timeout(Some(wait)) {
-                Ok(Next::Event(seq, out)) => {
-                    let t = *now.get_or_insert_with(|| self.t0.elapsed().as_nanos() as u64);
+                Ok(Next::Event(seq, out, ready)) => {
+                    let t = ready.saturating_duration_since(self.t0).as_nanos() as u64;
                     self.event(seq, out, t);
                     wait = Duration::ZERO;
                 }
@@ -168,15 +178,61 @@ impl Collector<'_> {
     }
 }
 
+/// Gaps shorter than this are waited out polling: a sleep and its wake-up
+/// cost about this much.
+const SLEEP_MIN_NS: u64 = 3_000;
+
+/// The calling thread's timers fire within a microsecond of their time
+/// (Linux; the default slack of 50 us would make the paced driver late).
+fn tight_timers() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_TIMERSLACK) takes an integer and changes only
+    // the calling thread's timer slack.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// Runs a few batches of events through a fresh pipeline, one at a time,
+/// before the clock starts: the first pass through the channels, the batch
+/// buffers and the threads costs hundreds of microseconds that no event of
+/// the measured run should carry. Returns the sequence numbers it used.
+fn warm_up(
+    prod: &mut engine::pipeline::Producer,
+    cons: &mut Consumer,
+    pool: &EventPool,
+    batch: usize,
+) -> Result<u64, TbError> {
+    let k = batch.min(pool.count());
+    let mut used = 0;
+    for _ in 0..8 {
+        used += prod.push_raw(&pool.raw[..k * pool.in_len])?.accepted;
+        prod.flush()?;
+        let mut got = 0;
+        while got < k {
+            match cons.next_timeout(Some(Duration::from_secs(10)))? {
+                Next::Event(..) => got += 1,
+                Next::Empty | Next::End => break,
+            }
+        }
+    }
+    Ok(used)
+}
+
 /// Streams `n` events (cycling through `pool`) through a fresh pipeline.
 ///
-/// Paced runs (`rate_mhz`) drop on overload, and one thread both offers the
-/// events on schedule and takes the outputs between arrivals: with the
-/// workers, that is one busy thread per core, whereas a separate consumer
-/// thread would preempt a worker or the producer for whole scheduler time
-/// slices (milliseconds) on a machine with few cores. Runs as fast as
-/// possible block on a full queue, so they take the outputs on a thread of
-/// their own.
+/// Paced runs (`rate_mhz`) drop on overload. One thread offers the events
+/// on schedule and takes the outputs. It hands arrived events over when a
+/// batch is full or `max_wait` after its last hand-over, and sleeps in
+/// between: at low rates every event goes in on arrival, at high rates one
+/// wake-up serves many, and no event waits more than `max_wait` before it
+/// enters. An output's delivery time is when the pipeline had it ready in
+/// order, so this thread's own sleep does not count. With workers that
+/// sleep when idle too, a paced run holds the cores its rate needs, not
+/// one polling thread per core, which on a machine shared with other work
+/// makes the scheduler preempt the pipeline for whole time slices
+/// (milliseconds). Runs as fast as possible block on a full queue and take
+/// the outputs on a thread of their own.
 pub fn stream(
     pool: &EventPool,
     engine: &Arc<Engine>,
@@ -196,13 +252,21 @@ pub fn stream(
         batch: cfg.batch.max(1),
         queue: cfg.queue.max(1),
         overload,
-        // Paced runs: one worker per core but the driver's, each kept awake
-        // (a sleeping worker wakes too late for a steady trickle of batches).
-        busy_poll: rate_mhz.is_some(),
+        spin: Duration::from_nanos(cfg.spin_ns),
+        // The driver sends partial batches itself: it knows when the next
+        // event comes.
+        max_wait: None,
+        ..PipelineConfig::default()
     };
     let (mut prod, mut cons) = pipeline(engine.clone(), &pcfg)?;
-    // Let the workers start and park before the clock starts.
-    std::thread::sleep(Duration::from_millis(2));
+    if rate_mhz.is_some() {
+        // This thread is the paced driver: it sleeps between arrivals.
+        tight_timers();
+        if let Some(d) = pcfg.slice {
+            engine::sched::short_slice(d);
+        }
+    }
+    let warm = warm_up(&mut prod, &mut cons, pool, pcfg.batch)?;
     // The arrival schedule is drawn before the clock starts: drawn after,
     // a long run would start behind it and lose its first events.
     let sched: Vec<u64> = match rate_mhz {
@@ -215,6 +279,11 @@ pub fn stream(
         .map(|i| AtomicU64::new(sched.get(i as usize).copied().unwrap_or(0)))
         .collect();
     let pb = progress_bar(cfg.progress && record, n, "cpu");
+    // Mapped before the clock starts (a few MB of page faults).
+    let (latency_ns, points) = (
+        mapped(n as usize),
+        mapped(if record { n as usize } else { 0 }),
+    );
     let mut col = Collector {
         pool,
         t0: Instant::now(),
@@ -228,18 +297,19 @@ pub fn stream(
             checked: 0,
             mismatches: 0,
             first_mismatches: vec![],
-            latency_ns: mapped(n as usize),
-            points: mapped(if record { n as usize } else { 0 }),
+            latency_ns,
+            points,
             last_arrival_ns: 0,
             last_delivery_ns: 0,
             sequence_ok: true,
         },
         last_seq: None,
+        first_seq: warm,
     };
     let t0 = col.t0;
     let il = pool.in_len;
     let count = pool.count() as u64;
-    let batch = pcfg.batch;
+    let batch = pcfg.batch as u64;
     let push_range =
         |prod: &mut engine::pipeline::Producer, from: u64, to: u64| -> Result<(), TbError> {
             let mut i = from;
@@ -268,7 +338,7 @@ pub fn stream(
             });
             let mut last = 0;
             while pushed < n {
-                let k = (n - pushed).min(batch as u64);
+                let k = (n - pushed).min(batch);
                 last = t0.elapsed().as_nanos() as u64;
                 for a in &arrival[pushed as usize..(pushed + k) as usize] {
                     a.store(last, Relaxed);
@@ -283,11 +353,11 @@ pub fn stream(
             Ok(r)
         })?,
         Some(_) => {
-            // Events of a partial batch, and the first of them.
-            let (mut in_batch, mut batch_first) = (0usize, 0u64);
-            // Events whose arrival time has come.
+            let hold = cfg.max_wait_ns;
             let mut arrived = 0u64;
-            let front = (pcfg.queue * batch) as u64;
+            // When events were last handed to the pipeline.
+            let mut last_push = 0u64;
+            let front = pcfg.queue as u64 * batch;
             while pushed < n {
                 let now = t0.elapsed().as_nanos() as u64;
                 while arrived < n && sched[arrived as usize] <= now {
@@ -301,49 +371,33 @@ pub fn stream(
                 if late > 0 {
                     prod.drop_events(late)?;
                     pushed += late;
-                    in_batch = 0;
                 }
-                let due = arrived.min(pushed + batch as u64);
-                let pushed_before = pushed;
-                if due > pushed && in_batch == 0 && prod.input_full() {
-                    // A whole batch would be dropped on sending: count it
-                    // dropped without copying it in, and leave the core to
-                    // the workers.
-                    prod.drop_events(due - pushed)?;
-                    pushed = due;
-                    for _ in 0..8 {
-                        std::hint::spin_loop();
-                    }
-                } else if due > pushed {
-                    if in_batch == 0 {
-                        batch_first = pushed;
-                    }
-                    push_range(&mut prod, pushed, due)?;
-                    let k = (due - pushed) as usize;
-                    let fill = in_batch + k;
-                    in_batch = fill % batch;
-                    if in_batch > 0 && fill >= batch {
-                        batch_first = due - in_batch as u64;
-                    }
-                    pushed = due;
-                    progress(pushed, k as u64);
-                } else if in_batch > 0
-                    && now.saturating_sub(sched[batch_first as usize]) >= cfg.max_wait_ns
-                {
+                // Arrived events are handed over (and sent, a partial batch
+                // too) when a batch is full or the last hand-over was at
+                // least `hold` ago, so no event waits longer than `hold`
+                // and at high rates one wake-up serves many events.
+                let pending = arrived - pushed;
+                if pending > 0 && (pending >= batch || now >= last_push + hold) {
+                    push_range(&mut prod, pushed, arrived)?;
                     prod.flush()?;
-                    in_batch = 0;
+                    pushed = arrived;
+                    last_push = now;
+                    progress(pushed, pending);
                 }
-                // Outputs are taken on every turn: when the offered rate is
-                // more than this thread keeps up with, events are always due,
-                // and outputs left waiting would stall the workers.
-                let before = col.run.delivered;
                 col.drain(&mut cons, Duration::ZERO)?;
-                if due == pushed_before && col.run.delivered == before {
-                    // Idle: pause, so that a worker on the sibling hardware
-                    // thread of this core gets its execution units.
-                    for _ in 0..8 {
-                        std::hint::spin_loop();
-                    }
+                if pushed >= n {
+                    break;
+                }
+                // Next wake-up: the next hand-over allowed, but not before
+                // the next event arrives, and no later than a full batch.
+                let first = sched[pushed as usize];
+                let full = sched[((pushed + batch).min(n) - 1) as usize];
+                let wake = first.max(last_push + hold).min(full);
+                let now = t0.elapsed().as_nanos() as u64;
+                if wake > now + SLEEP_MIN_NS {
+                    std::thread::sleep(Duration::from_nanos(wake - now));
+                } else {
+                    std::hint::spin_loop();
                 }
             }
             prod.close()?;

@@ -24,22 +24,6 @@ impl Inputs {
             Inputs::F32(v) => v.clear(),
         }
     }
-
-    pub(super) fn len(&self) -> usize {
-        match self {
-            Inputs::I64(v) => v.len(),
-            Inputs::I16(v) => v.len(),
-            Inputs::F32(v) => v.len(),
-        }
-    }
-
-    pub(super) fn truncate(&mut self, n: usize) {
-        match self {
-            Inputs::I64(v) => v.truncate(n),
-            Inputs::I16(v) => v.truncate(n),
-            Inputs::F32(v) => v.truncate(n),
-        }
-    }
 }
 
 /// A batch of events: `first` is the sequence number of its first event,
@@ -52,6 +36,8 @@ pub(super) struct Batch {
     pub(super) output: Vec<i64>,
     /// When its first event was pushed.
     pub(super) t0: Instant,
+    /// When a worker finished it.
+    pub(super) done: Instant,
     /// Set when the batch failed; the consumer reports it.
     pub(super) err: Option<BatchError>,
 }

@@ -3,6 +3,7 @@
 
 use crate::hist::Summary;
 use crate::EngineError;
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Overload {
@@ -19,6 +20,9 @@ pub const MAX_WORKERS: usize = 1024;
 pub const MAX_BATCH: usize = 1 << 16;
 /// Most batches one queue holds.
 pub const MAX_QUEUE: usize = 1 << 16;
+/// Longest `spin` and `max_wait`: longer is a unit mistake (a spin of
+/// seconds burns a core; a batch held for minutes is a stalled stream).
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
 /// Most bytes of raw codes (inputs and outputs, 8 bytes each) one batch holds:
 /// a pipeline keeps up to `2 x queue + workers + 4` batches alive.
 pub const MAX_BATCH_BYTES: usize = 64 << 20;
@@ -34,12 +38,27 @@ pub struct PipelineConfig {
     /// Capacity of each queue, in batches, at most [`MAX_QUEUE`].
     pub queue: usize,
     pub overload: Overload,
-    /// Workers poll their queue instead of sleeping on it. A sleeping worker
-    /// takes tens of microseconds to wake (longer on a virtual machine), so
-    /// under a steady rate that leaves it idle between batches it wakes for
-    /// each one and falls behind. Polling keeps a core busy: use it with at
-    /// most one worker per free core, as a DAQ node dedicates cores.
-    pub busy_poll: bool,
+    /// How long an idle worker polls its queue before it sleeps on it, at
+    /// most [`MAX_WAIT`]. A sleeping worker takes tens of microseconds to
+    /// wake, so a steady stream of batches is best met by a worker that
+    /// polls across the gaps; but a polling thread holds a core, and on a
+    /// machine whose cores are shared (a DAQ node runs other work) more
+    /// pollers than free cores make the scheduler preempt them for whole
+    /// time slices (milliseconds). So polling is brief, and at most
+    /// `CPUs - 1` workers poll at once (one core is left to the producer);
+    /// the others sleep. `Duration::ZERO`: always sleep.
+    pub spin: Duration,
+    /// A partly filled batch is sent once its first event has waited this
+    /// long, by a timer thread when no push comes, so an event's wait for
+    /// its batch to fill is bounded at any rate (the timer is the OS's:
+    /// expect tens of microseconds beyond the bound). At most [`MAX_WAIT`].
+    /// `None`: a partial batch leaves only when full, on `flush` or on `close`.
+    pub max_wait: Option<Duration>,
+    /// The time slice the workers and the timer thread ask the OS for
+    /// ([`crate::sched::short_slice`]): short, so that on a core shared with
+    /// a CPU-bound process they preempt it when they wake instead of
+    /// waiting out its slice. `None`: the OS default.
+    pub slice: Option<Duration>,
 }
 
 impl Default for PipelineConfig {
@@ -50,7 +69,9 @@ impl Default for PipelineConfig {
             batch: 256,
             queue: 64,
             overload: Overload::Block,
-            busy_poll: false,
+            spin: Duration::from_micros(50),
+            max_wait: Some(Duration::from_micros(100)),
+            slice: Some(Duration::from_micros(100)),
         }
     }
 }
@@ -66,6 +87,10 @@ pub enum PipelineError {
     },
     #[error("the pipeline is closed")]
     Closed,
+    /// A push under `Overload::Block` found no room within its timeout; the
+    /// event was not taken.
+    #[error("no room in the pipeline's input queue within the timeout; the event was not taken")]
+    Timeout,
     #[error("{0}")]
     Engine(#[from] EngineError),
     #[error("cannot start pipeline worker thread {worker}: {source}")]
@@ -98,6 +123,13 @@ impl PipelineConfig {
         over("workers", self.workers, MAX_WORKERS)?;
         over("batch (events)", self.batch, MAX_BATCH)?;
         over("queue (batches)", self.queue, MAX_QUEUE)?;
+        let us = |d: Duration| usize::try_from(d.as_micros()).unwrap_or(usize::MAX);
+        over("spin (us)", us(self.spin), us(MAX_WAIT))?;
+        for (what, d) in [("max wait (us)", self.max_wait), ("slice (us)", self.slice)] {
+            if let Some(d) = d {
+                over(what, us(d), us(MAX_WAIT))?;
+            }
+        }
         let bytes = self.batch.saturating_mul(event_codes).saturating_mul(8);
         over(
             "batch size in bytes (events x codes x 8)",

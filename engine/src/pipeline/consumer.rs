@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The consumer half: results in event order.
 pub struct Consumer {
@@ -22,12 +22,15 @@ pub struct Consumer {
     workers: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
     ended: bool,
+    /// When the current batch's outputs were ready in order.
+    ready: Option<Instant>,
 }
 
 /// What [`Consumer::next_timeout`] found.
 pub enum Next<'a> {
-    /// Sequence number and raw outputs of the next event.
-    Event(u64, &'a [i64]),
+    /// Sequence number and raw outputs of the next event, and when they
+    /// were ready to be taken in order (see [`Consumer::ready`]).
+    Event(u64, &'a [i64], Instant),
     /// Nothing arrived within the timeout.
     Empty,
     /// The producer closed and everything was delivered.
@@ -53,6 +56,7 @@ impl Consumer {
             workers,
             shared,
             ended: false,
+            ready: None,
         }
     }
 
@@ -60,12 +64,20 @@ impl Consumer {
         self.shared.stats()
     }
 
+    /// When the outputs of the event last returned were ready to be taken
+    /// in order: the later of the time a worker finished its batch and the
+    /// time the batch before it was ready. Unlike the time the consumer
+    /// takes them, this does not depend on how promptly the consumer looks.
+    pub fn ready(&self) -> Option<Instant> {
+        self.ready
+    }
+
     /// Blocks for the next event in sequence order; `Ok(None)` at the end.
     /// Not an `Iterator`: the output slice borrows the consumer (a lending iterator).
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<(u64, &[i64])>, PipelineError> {
         match self.next_timeout(None)? {
-            Next::Event(s, o) => Ok(Some((s, o))),
+            Next::Event(s, o, _) => Ok(Some((s, o))),
             Next::End => Ok(None),
             Next::Empty => unreachable!("no timeout"),
         }
@@ -83,6 +95,7 @@ impl Consumer {
                     return Ok(Next::Event(
                         b.first + i as u64,
                         &b.output[i * ol..(i + 1) * ol],
+                        self.ready.unwrap_or(b.done),
                     ));
                 }
                 let b = self.cur.take().unwrap();
@@ -137,6 +150,7 @@ impl Consumer {
                     h.record_n(lat, n);
                 }
                 self.shared.delivered.fetch_add(n, Relaxed);
+                self.ready = Some(self.ready.map_or(b.done, |r| r.max(b.done)));
                 self.pos = 0;
                 self.cur = Some(b);
                 return Ok(true);

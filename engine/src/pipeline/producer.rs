@@ -1,46 +1,71 @@
 //! The producer half: events in, batched, numbered, sent to the workers
-//! under the overload policy.
+//! under the overload policy; every push says what became of its events.
 
 use super::batch::{Batch, Inputs, Shared};
 use super::config::{Overload, PipelineError, Stats};
+use super::inlet::{Front, Inlet, Wait};
 use crate::{copy_check, Engine, EngineError, InputValue};
-use crossbeam::channel::{Receiver, Sender, TrySendError};
+use crossbeam::channel::Receiver;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What one push did with its events. Every event takes a sequence number,
+/// accepted or not, so the consumer sees a dropped event as a gap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pushed {
+    /// Sequence number of the call's first event.
+    pub first: u64,
+    /// Events taken in: each is delivered, or reported in a failed batch.
+    pub accepted: u64,
+    /// Events refused because the input queue was full (`Overload::Drop`),
+    /// counted in [`Stats::dropped`].
+    pub dropped: u64,
+}
+
+/// How a batch stores its inputs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    I64,
+    I16,
+    F32,
+}
 
 /// The producer half: push events in.
 pub struct Producer {
     engine: Arc<Engine>,
-    tx: Option<Sender<Box<Batch>>>,
+    inlet: Arc<Inlet>,
     free: Receiver<Box<Batch>>,
-    cur: Option<Box<Batch>>,
     next_seq: u64,
-    next_bseq: u64,
     batch: usize,
     overload: Overload,
     shared: Arc<Shared>,
+    flusher: Option<JoinHandle<()>>,
+    /// One event's raw codes, for the single-event push.
+    codes: Vec<i64>,
 }
 
 impl Producer {
     pub(super) fn new(
         engine: Arc<Engine>,
-        tx: Sender<Box<Batch>>,
+        inlet: Arc<Inlet>,
         free: Receiver<Box<Batch>>,
         batch: usize,
         overload: Overload,
         shared: Arc<Shared>,
+        flusher: Option<JoinHandle<()>>,
     ) -> Producer {
         Producer {
             engine,
-            tx: Some(tx),
+            inlet,
             free,
-            cur: None,
             next_seq: 0,
-            next_bseq: 0,
             batch,
             overload,
             shared,
+            flusher,
+            codes: Vec::new(),
         }
     }
 
@@ -48,80 +73,74 @@ impl Producer {
         &self.engine
     }
 
-    /// Whether raw codes of the input type fit i16 storage.
-    fn narrow(&self) -> bool {
+    /// Raw codes of the input type fit i16 storage (a quarter of the bytes).
+    fn raw_kind(&self) -> Kind {
         let ty = self.engine.model().input_ty;
-        ty.min_raw() >= i16::MIN as i64 && ty.max_raw() <= i16::MAX as i64
+        if ty.min_raw() >= i16::MIN as i64 && ty.max_raw() <= i16::MAX as i64 {
+            Kind::I16
+        } else {
+            Kind::I64
+        }
     }
 
-    /// The current batch, converted to `kind` storage (0 i64, 1 i16, 2 f32)
-    /// if it is still empty; if it holds events of another kind it is sent first.
-    fn cur_batch(&mut self, kind: u8) -> Result<Box<Batch>, PipelineError> {
-        let same = |b: &Batch| {
-            matches!(
-                (&b.input, kind),
-                (Inputs::I64(_), 0) | (Inputs::I16(_), 1) | (Inputs::F32(_), 2)
-            )
-        };
-        if let Some(mut b) = self.cur.take() {
-            if same(&b) {
-                // A buffer recycled from a dropped batch is empty but still
-                // carries the dropped batch's first sequence number.
-                if b.n == 0 {
-                    b.first = self.next_seq;
-                    b.t0 = Instant::now();
-                }
-                return Ok(b);
-            }
-            if b.n > 0 {
-                self.send(b)?;
-            } else {
-                self.cur = Some(b);
-            }
-        }
-        let mut b = match self.cur.take() {
-            Some(b) => b,
-            None => self.take_batch(),
-        };
-        if !same(&b) {
+    /// An empty batch of `kind` storage: `old` (an emptied batch) or a
+    /// recycled one or a new one.
+    fn empty_batch(&self, old: Option<Box<Batch>>, kind: Kind) -> Box<Batch> {
+        let mut b = old
+            .or_else(|| self.free.try_recv().ok())
+            .unwrap_or_else(|| {
+                Box::new(Batch {
+                    bseq: 0,
+                    first: 0,
+                    n: 0,
+                    input: Inputs::I64(Vec::new()),
+                    output: Vec::with_capacity(self.batch * self.engine.output_len()),
+                    t0: Instant::now(),
+                    done: Instant::now(),
+                    err: None,
+                })
+            });
+        b.n = 0;
+        b.err = None;
+        if kind_of(&b) == kind {
+            b.input.clear();
+        } else {
             let cap = self.batch * self.engine.input_len();
             b.input = match kind {
-                0 => Inputs::I64(Vec::with_capacity(cap)),
-                1 => Inputs::I16(Vec::with_capacity(cap)),
-                _ => Inputs::F32(Vec::with_capacity(cap)),
+                Kind::I64 => Inputs::I64(Vec::with_capacity(cap)),
+                Kind::I16 => Inputs::I16(Vec::with_capacity(cap)),
+                Kind::F32 => Inputs::F32(Vec::with_capacity(cap)),
             };
         }
-        if b.n == 0 {
-            b.first = self.next_seq;
-            b.t0 = Instant::now();
-        }
-        Ok(b)
-    }
-
-    fn take_batch(&mut self) -> Box<Batch> {
-        let mut b = self.free.try_recv().unwrap_or_else(|_| {
-            Box::new(Batch {
-                bseq: 0,
-                first: 0,
-                n: 0,
-                input: Inputs::I64(Vec::new()),
-                output: Vec::with_capacity(self.batch * self.engine.output_len()),
-                t0: Instant::now(),
-                err: None,
-            })
-        });
-        b.n = 0;
         b.first = self.next_seq;
-        b.input.clear();
-        b.err = None;
         b.t0 = Instant::now();
         b
     }
 
-    /// Pushes one event (quantized on the way in if float); returns its
-    /// sequence number. With `Overload::Drop` the event may later be counted
-    /// as dropped.
-    pub fn push<I: InputValue>(&mut self, event: &[I]) -> Result<u64, PipelineError> {
+    /// Pushes one event (float features are quantized with the input type,
+    /// raw codes range-checked). Under `Overload::Block` it waits for room
+    /// as long as it takes; under `Overload::Drop` a full queue drops the
+    /// event, and [`Pushed::dropped`] says so.
+    pub fn push<I: InputValue>(&mut self, event: &[I]) -> Result<Pushed, PipelineError> {
+        self.push_one(event, Wait::Forever)
+    }
+
+    /// As [`Producer::push`], but under `Overload::Block` waits at most
+    /// `timeout` for room: then [`PipelineError::Timeout`], and the event
+    /// was not taken (it has no sequence number; push it again).
+    pub fn push_timeout<I: InputValue>(
+        &mut self,
+        event: &[I],
+        timeout: Duration,
+    ) -> Result<Pushed, PipelineError> {
+        self.push_one(event, Wait::at_most(timeout))
+    }
+
+    fn push_one<I: InputValue>(
+        &mut self,
+        event: &[I],
+        wait: Wait,
+    ) -> Result<Pushed, PipelineError> {
         let il = self.engine.input_len();
         if event.len() != il {
             return Err(EngineError::InputLength {
@@ -130,83 +149,33 @@ impl Producer {
             }
             .into());
         }
-        if self.tx.is_none() {
-            return Err(PipelineError::Closed);
-        }
         let ty = self.engine.model().input_ty;
-        let narrow = self.narrow();
-        let mut b = self.cur_batch(if narrow { 1 } else { 0 })?;
-        let start = b.input.len();
-        for (i, &v) in event.iter().enumerate() {
-            match (v.to_raw(&ty, i), &mut b.input) {
-                (Ok(r), Inputs::I16(x)) => x.push(r as i16),
-                (Ok(r), Inputs::I64(x)) => x.push(r),
-                (Ok(_), Inputs::F32(_)) => unreachable!("raw batch"),
-                (Err(e), _) => {
-                    b.input.truncate(start);
-                    self.cur = Some(b);
-                    return Err(e.into());
-                }
-            }
-        }
-        let seq = self.next_seq;
-        self.added(b, 1)?;
-        Ok(seq)
+        let mut codes = std::mem::take(&mut self.codes);
+        codes.clear();
+        let converted = event
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, &v)| v.to_raw(&ty, i).map(|r| codes.push(r)));
+        let r = match converted {
+            Ok(()) => self.push_codes(&codes, wait),
+            Err(e) => Err(e.into()),
+        };
+        self.codes = codes;
+        r
     }
 
-    /// Counts `k` events just added to `b`; sends it when full.
-    fn added(&mut self, mut b: Box<Batch>, k: usize) -> Result<(), PipelineError> {
-        b.n += k;
-        self.next_seq += k as u64;
-        self.shared.pushed.fetch_add(k as u64, Relaxed);
-        if b.n >= self.batch {
-            self.send(b)
-        } else {
-            self.cur = Some(b);
-            Ok(())
-        }
+    /// Pushes `events.len() / input_len` events of raw codes at once (a
+    /// value outside the input type fails its batch); returns what became
+    /// of them. Under `Overload::Block` it waits for room as long as it takes.
+    pub fn push_raw(&mut self, events: &[i64]) -> Result<Pushed, PipelineError> {
+        self.push_codes(events, Wait::Forever)
     }
 
-    /// Pushes the `len / input_len` events of a caller's slice into batches
-    /// of `kind` storage (see [`Producer::cur_batch`]): `fill(batch, range)`
-    /// appends the slice's values `range`. Returns the first sequence number.
-    fn push_many(
-        &mut self,
-        len: usize,
-        kind: u8,
-        mut fill: impl FnMut(&mut Batch, std::ops::Range<usize>),
-    ) -> Result<u64, PipelineError> {
-        let il = self.engine.input_len().max(1);
-        if !len.is_multiple_of(il) {
-            return Err(EngineError::InputLength {
-                got: len,
-                expected: len / il * il,
-            }
-            .into());
-        }
-        if self.tx.is_none() {
-            return Err(PipelineError::Closed);
-        }
-        let first = self.next_seq;
-        let mut pos = 0;
-        while pos < len {
-            let mut b = self.cur_batch(kind)?;
-            let k = (self.batch - b.n).min((len - pos) / il);
-            fill(&mut b, pos..pos + k * il);
-            pos += k * il;
-            self.added(b, k)?;
-        }
-        Ok(first)
-    }
-
-    /// Pushes `events.len() / input_len` events of raw codes at once (range
-    /// checked by the workers); returns the first sequence number.
-    pub fn push_raw(&mut self, events: &[i64]) -> Result<u64, PipelineError> {
+    fn push_codes(&mut self, events: &[i64], wait: Wait) -> Result<Pushed, PipelineError> {
         let il = self.engine.input_len().max(1);
         let ty = self.engine.model().input_ty;
         let (lo, hi) = (ty.min_raw(), ty.max_raw());
-        let kind = if self.narrow() { 1 } else { 0 };
-        self.push_many(events.len(), kind, |b, r| {
+        self.push_many(events.len(), self.raw_kind(), wait, |b, r| {
             let ev = &events[r];
             match &mut b.input {
                 Inputs::I16(x) => {
@@ -231,81 +200,141 @@ impl Producer {
                     }
                 }
                 Inputs::I64(x) => x.extend_from_slice(ev),
-                Inputs::F32(_) => unreachable!("raw batch"),
+                Inputs::F32(_) => unreachable!("a raw batch"),
             }
         })
     }
 
     /// Pushes `events.len() / input_len` events of float features at once,
     /// without converting them here: the workers quantize them with the
-    /// input type (as [`Producer::push`] does). Returns the first sequence number.
-    pub fn push_f32(&mut self, events: &[f32]) -> Result<u64, PipelineError> {
-        self.push_many(events.len(), 2, |b, r| {
+    /// input type (as [`Producer::push`] does).
+    pub fn push_f32(&mut self, events: &[f32]) -> Result<Pushed, PipelineError> {
+        self.push_many(events.len(), Kind::F32, Wait::Forever, |b, r| {
             if let Inputs::F32(x) = &mut b.input {
                 x.extend_from_slice(&events[r]);
             }
         })
     }
 
-    fn send(&mut self, mut b: Box<Batch>) -> Result<(), PipelineError> {
-        let tx = self.tx.as_ref().ok_or(PipelineError::Closed)?;
-        b.bseq = self.next_bseq;
-        match self.overload {
-            Overload::Block => {
-                if tx.send(b).is_err() {
-                    return Err(PipelineError::Closed);
-                }
-                self.next_bseq += 1;
+    /// Pushes the `len / input_len` events of a caller's slice into batches
+    /// of `kind` storage: `fill(batch, range)` appends the slice's values
+    /// `range`. A batch that must leave first waits for room as the policy
+    /// says (`wait` under `Block`, not at all under `Drop`, where the events
+    /// that find no room are dropped, a batch's worth at a time).
+    fn push_many(
+        &mut self,
+        len: usize,
+        kind: Kind,
+        wait: Wait,
+        mut fill: impl FnMut(&mut Batch, std::ops::Range<usize>),
+    ) -> Result<Pushed, PipelineError> {
+        let il = self.engine.input_len().max(1);
+        if !len.is_multiple_of(il) {
+            return Err(EngineError::InputLength {
+                got: len,
+                expected: len / il * il,
             }
-            Overload::Drop => match tx.try_send(b) {
-                Ok(()) => self.next_bseq += 1,
-                Err(TrySendError::Full(b)) => {
-                    self.shared.dropped.fetch_add(b.n as u64, Relaxed);
-                    self.cur = None;
-                    // Reuse the buffer for the next batch.
-                    self.recycle(b);
-                }
-                Err(TrySendError::Disconnected(_)) => return Err(PipelineError::Closed),
-            },
+            .into());
         }
-        Ok(())
+        let inlet = self.inlet.clone();
+        let mut g = inlet.lock();
+        if g.tx.is_none() {
+            return Err(PipelineError::Closed);
+        }
+        let mut out = Pushed {
+            first: self.next_seq,
+            accepted: 0,
+            dropped: 0,
+        };
+        let mut pos = 0;
+        while pos < len {
+            let other_kind = g
+                .cur
+                .as_ref()
+                .is_some_and(|b| b.n > 0 && kind_of(b) != kind);
+            if other_kind {
+                g.sealed = true;
+            }
+            if g.must_leave(self.batch) && !g.send_cur(self.policy_wait(wait))? {
+                if self.overload == Overload::Block {
+                    // A timed-out single event: not taken, no sequence number.
+                    return Err(PipelineError::Timeout);
+                }
+                let k = ((len - pos) / il).min(self.batch);
+                self.count_dropped(k as u64);
+                out.dropped += k as u64;
+                pos += k * il;
+                continue;
+            }
+            let mut b = match g.cur.take() {
+                Some(b) if b.n > 0 => b,
+                old => self.empty_batch(old, kind),
+            };
+            let was_empty = b.n == 0;
+            let k = (self.batch - b.n).min((len - pos) / il);
+            fill(&mut b, pos..pos + k * il);
+            pos += k * il;
+            b.n += k;
+            self.next_seq += k as u64;
+            self.shared.pushed.fetch_add(k as u64, Relaxed);
+            out.accepted += k as u64;
+            g.cur = Some(b);
+            if g.must_leave(self.batch) {
+                // Full: sent now if there is room, else it waits (sealed)
+                // for the next push or the flusher.
+                g.send_cur(self.policy_wait(wait))?;
+            } else if was_empty && g.flusher_idle {
+                inlet.notify();
+            }
+        }
+        Ok(out)
     }
 
-    fn recycle(&mut self, mut b: Box<Batch>) {
-        b.n = 0;
-        b.input.clear();
-        b.err = None;
-        self.cur = Some(b);
+    fn policy_wait(&self, wait: Wait) -> Wait {
+        match self.overload {
+            Overload::Block => wait,
+            Overload::Drop => Wait::Now,
+        }
     }
 
-    /// Whether the input queue is full: under `Overload::Drop` the next
-    /// batch sent now would be dropped, so a producer can count its events
-    /// as dropped ([`Producer::drop_events`]) without copying them in.
+    fn count_dropped(&mut self, k: u64) {
+        self.next_seq += k;
+        self.shared.pushed.fetch_add(k, Relaxed);
+        self.shared.dropped.fetch_add(k, Relaxed);
+    }
+
+    /// Whether the input queue is full: under `Overload::Drop` a batch
+    /// that has to leave now would find no room, so a front end can count
+    /// events as dropped ([`Producer::drop_events`]) without copying them in.
     pub fn input_full(&self) -> bool {
-        self.tx.as_ref().is_some_and(|t| t.is_full())
+        self.inlet.lock().tx.as_ref().is_some_and(|t| t.is_full())
     }
 
     /// Counts `k` events that arrived but never entered the pipeline (a
     /// front end that fell behind its source): they take sequence numbers
     /// and count as dropped, so pushed = delivered + dropped + failed still
-    /// accounts for every event. The partly filled batch is sent first.
+    /// accounts for every event. The partly filled batch leaves first.
     pub fn drop_events(&mut self, k: u64) -> Result<(), PipelineError> {
-        if self.tx.is_none() {
+        let inlet = self.inlet.clone();
+        let mut g = inlet.lock();
+        if g.tx.is_none() {
             return Err(PipelineError::Closed);
         }
-        self.flush()?;
-        self.next_seq += k;
-        self.shared.pushed.fetch_add(k, Relaxed);
-        self.shared.dropped.fetch_add(k, Relaxed);
+        if g.cur.as_ref().is_some_and(|b| b.n > 0) {
+            g.sealed = true;
+            g.send_cur(self.policy_wait(Wait::Forever))?;
+        }
+        self.count_dropped(k);
         Ok(())
     }
 
-    /// Sends the partly filled batch now.
+    /// Sends the partly filled batch now, waiting for room in the queue if
+    /// it is full (under either policy: its events were accepted, and
+    /// accepted events are never dropped).
     pub fn flush(&mut self) -> Result<(), PipelineError> {
-        match self.cur.take() {
-            Some(b) if b.n > 0 => self.send(b),
-            _ => Ok(()),
-        }
+        let inlet = self.inlet.clone();
+        let mut g = inlet.lock();
+        flush_front(&mut g)
     }
 
     pub fn stats(&self) -> Stats {
@@ -315,14 +344,45 @@ impl Producer {
     /// Flushes and closes the input: workers drain and stop, the consumer
     /// gets everything in flight and then `End`.
     pub fn close(mut self) -> Result<Stats, PipelineError> {
-        let r = self.flush();
-        self.tx = None;
-        r.map(|_| self.shared.stats())
+        self.shut().map(|_| self.shared.stats())
+    }
+
+    fn shut(&mut self) -> Result<(), PipelineError> {
+        let r = {
+            let mut g = self.inlet.lock();
+            let r = if g.tx.is_some() {
+                flush_front(&mut g)
+            } else {
+                Ok(())
+            };
+            g.tx = None;
+            r
+        };
+        self.inlet.notify();
+        if let Some(h) = self.flusher.take() {
+            let _ = h.join();
+        }
+        r
+    }
+}
+
+fn flush_front(g: &mut Front) -> Result<(), PipelineError> {
+    if g.tx.is_none() {
+        return Err(PipelineError::Closed);
+    }
+    g.send_cur(Wait::Forever).map(|_| ())
+}
+
+fn kind_of(b: &Batch) -> Kind {
+    match b.input {
+        Inputs::I64(_) => Kind::I64,
+        Inputs::I16(_) => Kind::I16,
+        Inputs::F32(_) => Kind::F32,
     }
 }
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        let _ = self.flush();
+        let _ = self.shut();
     }
 }

@@ -5,44 +5,55 @@ use super::batch::{Batch, Inputs, Shared};
 use super::config::BatchError;
 use crate::Engine;
 use crossbeam::channel::{Receiver, Sender, TryRecvError};
+use crossbeam::utils::Backoff;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-#[cfg(target_os = "linux")]
-fn pin_to(cpu: usize) {
-    // SAFETY: plain libc call on a zeroed cpu_set_t for the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
+/// How idle workers wait: poll for `spin`, at most `most` of them at once.
+pub(super) struct Polling {
+    pub(super) spin: Duration,
+    /// Workers polling now.
+    pub(super) now: AtomicUsize,
+    pub(super) most: usize,
 }
 
-#[cfg(not(target_os = "linux"))]
-fn pin_to(_cpu: usize) {}
-
-/// The next batch for a worker, `None` once the producer has closed.
-fn next_batch(rx: &Receiver<Box<Batch>>, busy_poll: bool) -> Option<Box<Batch>> {
-    if !busy_poll {
-        return rx.recv().ok();
+/// The next batch for a worker, `None` once the producer has closed: polled
+/// for up to `spin` when fewer than `most` workers poll already, then
+/// waited for asleep (crossbeam parks the thread until a send wakes it).
+fn next_batch(rx: &Receiver<Box<Batch>>, polling: &Polling) -> Option<Box<Batch>> {
+    match rx.try_recv() {
+        Ok(b) => return Some(b),
+        Err(TryRecvError::Disconnected) => return None,
+        Err(TryRecvError::Empty) => {}
     }
-    let mut idle = 0u32;
-    loop {
-        match rx.try_recv() {
-            Ok(b) => return Some(b),
-            Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) => {
-                idle = idle.wrapping_add(1);
-                if idle.is_multiple_of(1 << 16) {
-                    // Now and then, let a thread that shares this core run.
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
+    if !polling.spin.is_zero() && polling.now.fetch_add(1, Relaxed) < polling.most {
+        let start = Instant::now();
+        let backoff = Backoff::new();
+        let got = loop {
+            match rx.try_recv() {
+                Ok(b) => break Some(Some(b)),
+                Err(TryRecvError::Disconnected) => break Some(None),
+                Err(TryRecvError::Empty) => {}
             }
+            if backoff.is_completed() {
+                if start.elapsed() >= polling.spin {
+                    break None;
+                }
+                std::hint::spin_loop();
+            } else {
+                backoff.snooze();
+            }
+        };
+        polling.now.fetch_sub(1, Relaxed);
+        if let Some(b) = got {
+            return b;
         }
+    } else if !polling.spin.is_zero() {
+        polling.now.fetch_sub(1, Relaxed);
     }
+    rx.recv().ok()
 }
 
 pub(super) fn worker(
@@ -51,14 +62,24 @@ pub(super) fn worker(
     tx: Sender<Box<Batch>>,
     shared: Arc<Shared>,
     pin: Option<usize>,
-    busy_poll: bool,
+    slice: Option<Duration>,
+    polling: &Polling,
 ) {
     if let Some(c) = pin {
-        pin_to(c);
+        crate::sched::pin_to(c);
+    }
+    if let Some(d) = slice {
+        crate::sched::short_slice(d);
     }
     let mut scratch = engine.scratch();
     let (il, ol) = (engine.input_len(), engine.output_len());
-    while let Some(mut b) = next_batch(&rx, busy_poll) {
+    // The first run through the kernels touches the scratch and the tables
+    // for the first time (page faults: hundreds of microseconds). Done
+    // here, on zeros (a code of every type), before any event waits on it.
+    let mut out = vec![0i64; 64 * ol];
+    let _ = engine.infer_batch_raw16(&mut scratch, &vec![0i16; 64 * il], &mut out);
+    let _ = engine.infer_batch_with(&mut scratch, &vec![0i64; il], &mut out[..ol]);
+    while let Some(mut b) = next_batch(&rx, polling) {
         let n = b.n;
         b.output.resize(n * ol, 0);
         if b.err.is_some() {
@@ -92,6 +113,7 @@ pub(super) fn worker(
                 scratch = engine.scratch();
             }
         }
+        b.done = Instant::now();
         if tx.send(b).is_err() {
             return; // consumer gone
         }
