@@ -21,7 +21,7 @@ int main(int argc, char **argv) {
     CHECK(bxflow_infer_f32(e, x, in - 1, y1, out) == BXFLOW_ERR_LENGTH);
     CHECK(bxflow_infer_f32(NULL, x, in, y1, out) == BXFLOW_ERR_NULL);
     CHECK(bxflow_infer_f32(e, NULL, in, y1, out) == BXFLOW_ERR_NULL);
-    CHECK(bxflow_infer_batch_f32(e, x, y, 8) == BXFLOW_OK);
+    CHECK(bxflow_infer_batch_f32(e, x, in * 8, y, out * 8) == BXFLOW_OK);
     CHECK(memcmp(y, y1, out * sizeof(float)) == 0);
 
     bxflow_pipeline *p = bxflow_pipeline_create(e, 2, 4, 0);

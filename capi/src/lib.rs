@@ -26,39 +26,62 @@ pub const BXFLOW_ERR_CLOSED: c_int = -5;
 pub const BXFLOW_ERR_WORKER: c_int = -6;
 pub const BXFLOW_ERR_PANIC: c_int = -7;
 pub const BXFLOW_ERR_LIMIT: c_int = -8;
+pub const BXFLOW_ERR_TIMEOUT: c_int = -9;
+
+/// The ABI this library implements; the header's `BXFLOW_ABI_VERSION`.
+/// Raised on every incompatible change of a declaration or a struct.
+pub const BXFLOW_ABI_VERSION: c_int = 2;
 
 thread_local! {
-    static LAST: RefCell<CString> = RefCell::new(CString::new("no error").unwrap());
+    /// The calling thread's last error message, and whether it is set (so
+    /// that a success clears it with one flag test, not a string write).
+    static LAST: RefCell<(CString, bool)> = RefCell::new((CString::new("no error").unwrap(), false));
 }
 
 fn set_err(code: c_int, msg: impl std::fmt::Display) -> c_int {
     let s = CString::new(msg.to_string().replace('\0', " ")).unwrap_or_default();
-    LAST.with(|l| *l.borrow_mut() = s);
+    LAST.with(|l| *l.borrow_mut() = (s, true));
     code
 }
 
+/// Runs an entry point: a panic becomes `BXFLOW_ERR_PANIC` (it never
+/// unwinds into C), and a success (a code >= 0) clears the last error.
 fn guard(f: impl FnOnce() -> c_int) -> c_int {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    let code = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(c) => c,
         Err(_) => set_err(BXFLOW_ERR_PANIC, "internal panic in bxflow"),
+    };
+    if code >= 0 {
+        LAST.with(|l| {
+            if let Ok(mut l) = l.try_borrow_mut() {
+                if l.1 {
+                    *l = (CString::new("no error").unwrap_or_default(), false);
+                }
+            }
+        });
+    }
+    code
+}
+
+fn engine_code(e: &engine::EngineError) -> c_int {
+    use engine::EngineError::*;
+    match e {
+        InputLength { .. } | OutputLength { .. } => BXFLOW_ERR_LENGTH,
+        InputRange { .. } => BXFLOW_ERR_INPUT,
+        _ => BXFLOW_ERR_IO,
     }
 }
 
 fn engine_err(e: engine::EngineError) -> c_int {
-    use engine::EngineError::*;
-    let code = match e {
-        InputLength { .. } | OutputLength { .. } => BXFLOW_ERR_LENGTH,
-        InputRange { .. } => BXFLOW_ERR_INPUT,
-        _ => BXFLOW_ERR_IO,
-    };
-    set_err(code, e)
+    set_err(engine_code(&e), e)
 }
 
 fn pipe_err(e: PipelineError) -> c_int {
     let code = match &e {
         PipelineError::Closed => BXFLOW_ERR_CLOSED,
-        PipelineError::Engine(_) => BXFLOW_ERR_LENGTH,
+        PipelineError::Engine(e) => engine_code(e),
         PipelineError::Limit { .. } => BXFLOW_ERR_LIMIT,
+        PipelineError::Timeout => BXFLOW_ERR_TIMEOUT,
         _ => BXFLOW_ERR_WORKER,
     };
     set_err(code, e)
@@ -71,7 +94,30 @@ pub struct BxflowEngine(Arc<Engine>);
 pub struct BxflowPipeline {
     engine: Arc<Engine>,
     prod: Option<Producer>,
-    cons: Consumer,
+    cons: Option<Consumer>,
+    /// Block policy: how long a push waits for room (`None`: forever).
+    push_timeout: Option<Duration>,
+}
+
+/// A fixed-point type: value = code x 2^-(width - int_bits).
+#[repr(C)]
+pub struct BxflowFixedType {
+    pub width: u32,
+    pub int_bits: i32,
+    pub is_signed: c_int,
+}
+
+/// Pipeline settings (see `bxflow_pipeline_options` in the header).
+#[repr(C)]
+pub struct BxflowPipelineOptions {
+    pub size: usize,
+    pub workers: usize,
+    pub batch: usize,
+    pub queue: usize,
+    pub drop_when_full: c_int,
+    pub max_wait_us: i64,
+    pub spin_us: i64,
+    pub push_timeout_us: i64,
 }
 
 /// Pipeline counters (see `bxflow_stats` in the header).
@@ -89,10 +135,46 @@ pub struct BxflowStats {
     pub latency_max_ns: u64,
 }
 
-/// The calling thread's last error message (never NULL).
+/// The calling thread's last error message (never NULL). Valid until the
+/// next bxflow call on this thread; "no error" after a success.
 #[no_mangle]
 pub extern "C" fn bxflow_last_error() -> *const c_char {
-    LAST.with(|l| l.borrow().as_ptr())
+    LAST.with(|l| l.borrow().0.as_ptr())
+}
+
+/// The library's version, "MAJOR.MINOR.PATCH" (static storage).
+#[no_mangle]
+pub extern "C" fn bxflow_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// The ABI this library implements: compare with `BXFLOW_ABI_VERSION`.
+#[no_mangle]
+pub extern "C" fn bxflow_abi_version() -> c_int {
+    BXFLOW_ABI_VERSION
+}
+
+/// What a status or error code means, in a few words (static storage;
+/// an unknown code gives "unknown bxflow code").
+#[no_mangle]
+pub extern "C" fn bxflow_strerror(code: c_int) -> *const c_char {
+    let s: &'static str = match code {
+        BXFLOW_OK => "ok\0",
+        BXFLOW_END => "end of the stream\0",
+        BXFLOW_EMPTY => "nothing within the timeout\0",
+        BXFLOW_DROPPED => "event dropped: the pipeline was full\0",
+        BXFLOW_ERR_NULL => "a required pointer is NULL\0",
+        BXFLOW_ERR_LENGTH => "a length does not match the model\0",
+        BXFLOW_ERR_INPUT => "an input code is outside the input type\0",
+        BXFLOW_ERR_IO => "the model cannot be read\0",
+        BXFLOW_ERR_CLOSED => "the pipeline's input is finished\0",
+        BXFLOW_ERR_WORKER => "a batch failed in a worker\0",
+        BXFLOW_ERR_PANIC => "internal error\0",
+        BXFLOW_ERR_LIMIT => "an argument is over its documented limit\0",
+        BXFLOW_ERR_TIMEOUT => "no room in the pipeline within the timeout\0",
+        _ => "unknown bxflow code\0",
+    };
+    s.as_ptr().cast()
 }
 
 /// Opens a `.bxq` model (an `.onnx`, quantized at the default precision,
@@ -150,6 +232,56 @@ pub unsafe extern "C" fn bxflow_engine_input_len(e: *const BxflowEngine) -> usiz
 #[no_mangle]
 pub unsafe extern "C" fn bxflow_engine_output_len(e: *const BxflowEngine) -> usize {
     e.as_ref().map_or(0, |e| e.0.output_len())
+}
+
+unsafe fn type_of(
+    e: *const BxflowEngine,
+    out: *mut BxflowFixedType,
+    pick: fn(&Engine) -> (u32, i32, bool),
+) -> c_int {
+    guard(|| {
+        let (Some(e), false) = (e.as_ref(), out.is_null()) else {
+            return set_err(BXFLOW_ERR_NULL, "engine or out is NULL");
+        };
+        let (width, int_bits, signed) = pick(&e.0);
+        *out = BxflowFixedType {
+            width,
+            int_bits,
+            is_signed: signed.into(),
+        };
+        BXFLOW_OK
+    })
+}
+
+/// The input type (every input of the model has it): the raw entry points
+/// take its codes.
+///
+/// # Safety
+/// `e` NULL or live; `out` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn bxflow_engine_input_type(
+    e: *const BxflowEngine,
+    out: *mut BxflowFixedType,
+) -> c_int {
+    type_of(e, out, |e| {
+        let t = e.model().input_ty;
+        (t.width, t.int_bits, t.signed)
+    })
+}
+
+/// The output type: the raw entry points return its codes.
+///
+/// # Safety
+/// `e` NULL or live; `out` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn bxflow_engine_output_type(
+    e: *const BxflowEngine,
+    out: *mut BxflowFixedType,
+) -> c_int {
+    type_of(e, out, |e| {
+        let t = e.model().output_ty();
+        (t.width, t.int_bits, t.signed)
+    })
 }
 
 unsafe fn slices<'a, I, O>(
@@ -216,8 +348,23 @@ pub unsafe extern "C" fn bxflow_infer_raw(
     infer_one(e, input, in_len, output, out_len)
 }
 
-/// `n_events` events back to back: `input` holds `n_events * input_len`
-/// floats, `output` `n_events * output_len`.
+/// The body of the batch entry points: `in_len` values in (a whole number
+/// of events), `out_len` out (as many events).
+unsafe fn infer_many<I: engine::InputValue, O: engine::OutputValue>(
+    e: *const BxflowEngine,
+    input: *const I,
+    in_len: usize,
+    output: *mut O,
+    out_len: usize,
+) -> c_int {
+    guard(|| match slices(e, input, in_len, output, out_len) {
+        Ok((e, x, y)) => e.infer_batch(x, y).map_or_else(engine_err, |_| BXFLOW_OK),
+        Err(c) => c,
+    })
+}
+
+/// Events back to back: `input` holds `in_len` floats (n x input_len),
+/// `output` room for `out_len` (n x output_len).
 ///
 /// # Safety
 /// Pointers must be valid for those lengths.
@@ -225,26 +372,115 @@ pub unsafe extern "C" fn bxflow_infer_raw(
 pub unsafe extern "C" fn bxflow_infer_batch_f32(
     e: *const BxflowEngine,
     input: *const f32,
+    in_len: usize,
     output: *mut f32,
-    n_events: usize,
+    out_len: usize,
 ) -> c_int {
-    guard(|| {
-        let Some(eng) = e.as_ref() else {
-            return set_err(BXFLOW_ERR_NULL, "engine is NULL");
-        };
-        let (il, ol) = (eng.0.input_len(), eng.0.output_len());
-        match slices(e, input, n_events * il, output, n_events * ol) {
-            Ok((e, x, y)) => e.infer_batch(x, y).map_or_else(engine_err, |_| BXFLOW_OK),
-            Err(c) => c,
-        }
-    })
+    infer_many(e, input, in_len, output, out_len)
 }
 
-/// Starts a pipeline: `workers` threads (0: all CPUs; at most 1024), `batch`
-/// events per batch (0: 256; at most 65,536 and 64 MiB of raw codes),
-/// `drop_when_full` 0 = block (backpressure), 1 = drop and count. NULL on
-/// error; a setting over its limit is refused (`BXFLOW_ERR_LIMIT`) before
-/// anything is allocated or started.
+/// Events back to back, raw codes in and out (as `bxflow_infer_batch_f32`).
+///
+/// # Safety
+/// Pointers must be valid for those lengths.
+#[no_mangle]
+pub unsafe extern "C" fn bxflow_infer_batch_raw(
+    e: *const BxflowEngine,
+    input: *const i64,
+    in_len: usize,
+    output: *mut i64,
+    out_len: usize,
+) -> c_int {
+    infer_many(e, input, in_len, output, out_len)
+}
+
+/// Microseconds from the C side: negative means "none" (forever, or off).
+fn micros(us: i64) -> Option<Duration> {
+    u64::try_from(us).ok().map(Duration::from_micros)
+}
+
+/// Fills `*o` with the defaults (and its `size`).
+///
+/// # Safety
+/// `o` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn bxflow_pipeline_options_init(o: *mut BxflowPipelineOptions) {
+    if let Some(o) = o.as_mut() {
+        let d = PipelineConfig::default();
+        let us = |d: Option<Duration>| d.map_or(-1, |d| d.as_micros() as i64);
+        *o = BxflowPipelineOptions {
+            size: std::mem::size_of::<BxflowPipelineOptions>(),
+            workers: d.workers,
+            batch: d.batch,
+            queue: d.queue,
+            drop_when_full: 0,
+            max_wait_us: us(d.max_wait),
+            spin_us: us(Some(d.spin)),
+            push_timeout_us: -1,
+        };
+    }
+}
+
+/// Starts a pipeline with `*o` (from `bxflow_pipeline_options_init`, then
+/// changed). NULL on error; a setting over its limit is refused
+/// (`BXFLOW_ERR_LIMIT`) before anything is allocated or started.
+///
+/// # Safety
+/// `e` NULL or a live engine; `o` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn bxflow_pipeline_create_opts(
+    e: *const BxflowEngine,
+    o: *const BxflowPipelineOptions,
+) -> *mut BxflowPipeline {
+    let mut out = std::ptr::null_mut();
+    guard(|| {
+        let (Some(e), Some(o)) = (e.as_ref(), o.as_ref()) else {
+            return set_err(BXFLOW_ERR_NULL, "engine or options is NULL");
+        };
+        if o.size != std::mem::size_of::<BxflowPipelineOptions>() {
+            return set_err(
+                BXFLOW_ERR_LIMIT,
+                format!(
+                    "options.size is {}, this library's bxflow_pipeline_options has {} bytes: \
+                     call bxflow_pipeline_options_init, and build against this library's header",
+                    o.size,
+                    std::mem::size_of::<BxflowPipelineOptions>()
+                ),
+            );
+        }
+        let spin = micros(o.spin_us).unwrap_or_default();
+        let cfg = PipelineConfig {
+            workers: o.workers,
+            batch: if o.batch == 0 { 256 } else { o.batch },
+            queue: if o.queue == 0 { 64 } else { o.queue },
+            overload: if o.drop_when_full != 0 {
+                Overload::Drop
+            } else {
+                Overload::Block
+            },
+            spin,
+            max_wait: micros(o.max_wait_us),
+            ..Default::default()
+        };
+        match pipeline(e.0.clone(), &cfg) {
+            Ok((prod, cons)) => {
+                out = Box::into_raw(Box::new(BxflowPipeline {
+                    engine: e.0.clone(),
+                    prod: Some(prod),
+                    cons: Some(cons),
+                    push_timeout: micros(o.push_timeout_us),
+                }));
+                BXFLOW_OK
+            }
+            Err(err) => pipe_err(err),
+        }
+    });
+    out
+}
+
+/// Starts a pipeline with the defaults but for `workers`, `batch` and the
+/// policy (`drop_when_full` 0 = block, 1 = drop). See
+/// `bxflow_pipeline_create_opts`.
 ///
 /// # Safety
 /// `e` must be NULL or a live engine handle.
@@ -255,48 +491,19 @@ pub unsafe extern "C" fn bxflow_pipeline_create(
     batch: usize,
     drop_when_full: c_int,
 ) -> *mut BxflowPipeline {
-    let mut out = std::ptr::null_mut();
-    guard(|| {
-        let Some(e) = e.as_ref() else {
-            return set_err(BXFLOW_ERR_NULL, "engine is NULL");
-        };
-        let cfg = PipelineConfig {
-            workers,
-            batch: if batch == 0 { 256 } else { batch },
-            overload: if drop_when_full != 0 {
-                Overload::Drop
-            } else {
-                Overload::Block
-            },
-            ..Default::default()
-        };
-        match pipeline(e.0.clone(), &cfg) {
-            Ok((prod, cons)) => {
-                out = Box::into_raw(Box::new(BxflowPipeline {
-                    engine: e.0.clone(),
-                    prod: Some(prod),
-                    cons,
-                }));
-                BXFLOW_OK
-            }
-            Err(err) => pipe_err(err),
-        }
-    });
-    out
+    let mut o = std::mem::MaybeUninit::<BxflowPipelineOptions>::uninit();
+    bxflow_pipeline_options_init(o.as_mut_ptr());
+    let mut o = o.assume_init();
+    o.workers = workers;
+    o.batch = batch;
+    o.drop_when_full = drop_when_full;
+    bxflow_pipeline_create_opts(e, &o)
 }
 
-/// Pushes one event of float features; its sequence number goes to `*seq`
-/// (if not NULL). Under the block policy this waits for room: pop from
-/// another thread, or call `bxflow_pipeline_finish` and then pop. Under the
-/// drop policy a full pipeline refuses the event: `BXFLOW_DROPPED` (its
-/// sequence number is skipped by the results and counted in `dropped`).
-///
-/// # Safety
-/// `p` live, `event` valid for `len` floats, `seq` NULL or valid.
-#[no_mangle]
-pub unsafe extern "C" fn bxflow_pipeline_push_f32(
+/// The body of the push entry points.
+unsafe fn push_one<I: engine::InputValue>(
     p: *mut BxflowPipeline,
-    event: *const f32,
+    event: *const I,
     len: usize,
     seq: *mut u64,
 ) -> c_int {
@@ -310,7 +517,12 @@ pub unsafe extern "C" fn bxflow_pipeline_push_f32(
         let Some(prod) = p.prod.as_mut() else {
             return set_err(BXFLOW_ERR_CLOSED, "pipeline input is finished");
         };
-        match prod.push(std::slice::from_raw_parts(event, len)) {
+        let x = std::slice::from_raw_parts(event, len);
+        let r = match p.push_timeout {
+            Some(t) => prod.push_timeout(x, t),
+            None => prod.push(x),
+        };
+        match r {
             Ok(pushed) => {
                 if !seq.is_null() {
                     *seq = pushed.first;
@@ -326,7 +538,61 @@ pub unsafe extern "C" fn bxflow_pipeline_push_f32(
     })
 }
 
-/// Flushes and closes the input side: workers drain what is in flight.
+/// Pushes one event of float features (quantized with the input type); its
+/// sequence number goes to `*seq` (if not NULL). Block policy: waits for
+/// room (at most the push timeout, then `BXFLOW_ERR_TIMEOUT` and the event
+/// was not taken). Drop policy: a full pipeline refuses the event,
+/// `BXFLOW_DROPPED` (its number is skipped by the results and counted in
+/// `dropped`).
+///
+/// # Safety
+/// `p` live, `event` valid for `len` floats, `seq` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn bxflow_pipeline_push_f32(
+    p: *mut BxflowPipeline,
+    event: *const f32,
+    len: usize,
+    seq: *mut u64,
+) -> c_int {
+    push_one(p, event, len, seq)
+}
+
+/// Pushes one event of raw input codes (as `bxflow_pipeline_push_f32`; a
+/// code outside the input type is `BXFLOW_ERR_INPUT`, nothing taken).
+///
+/// # Safety
+/// `p` live, `event` valid for `len` codes, `seq` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn bxflow_pipeline_push_raw(
+    p: *mut BxflowPipeline,
+    event: *const i64,
+    len: usize,
+    seq: *mut u64,
+) -> c_int {
+    push_one(p, event, len, seq)
+}
+
+/// Sends the partly filled batch now (waiting for room if the queue is
+/// full, under either policy: its events were accepted).
+///
+/// # Safety
+/// `p` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn bxflow_pipeline_flush(p: *mut BxflowPipeline) -> c_int {
+    guard(|| {
+        let Some(p) = p.as_mut() else {
+            return set_err(BXFLOW_ERR_NULL, "pipeline is NULL");
+        };
+        match p.prod.as_mut() {
+            Some(prod) => prod.flush().map_or_else(pipe_err, |_| BXFLOW_OK),
+            None => set_err(BXFLOW_ERR_CLOSED, "pipeline input is finished"),
+        }
+    })
+}
+
+/// Sends the last batch and closes the input side: workers drain what is
+/// in flight; pop until `BXFLOW_END`. Waits for room in the queue, so pop
+/// from another thread if the queues may be full.
 ///
 /// # Safety
 /// `p` NULL or live.
@@ -343,20 +609,14 @@ pub unsafe extern "C" fn bxflow_pipeline_finish(p: *mut BxflowPipeline) -> c_int
     })
 }
 
-/// Next result in event order: `BXFLOW_OK` with `*seq` and `out_len` floats
-/// written, `BXFLOW_EMPTY` if nothing came within `timeout_us` (negative:
-/// wait forever), `BXFLOW_END` after `finish` once everything is delivered,
-/// or `BXFLOW_ERR_WORKER` for a batch that failed (message says which events).
-///
-/// # Safety
-/// `p` live, `out` valid for `out_len` floats, `seq` NULL or valid.
-#[no_mangle]
-pub unsafe extern "C" fn bxflow_pipeline_pop_f32(
+/// The body of the pop entry points: `put(outputs, raw)` writes one event.
+unsafe fn pop_one<O>(
     p: *mut BxflowPipeline,
     seq: *mut u64,
-    out: *mut f32,
+    out: *mut O,
     out_len: usize,
     timeout_us: i64,
+    put: impl Fn(&Engine, &mut [O], &[i64]),
 ) -> c_int {
     guard(|| {
         let Some(p) = p.as_mut() else {
@@ -374,14 +634,12 @@ pub unsafe extern "C" fn bxflow_pipeline_pop_f32(
                 ),
             );
         }
-        let t = (timeout_us >= 0).then(|| Duration::from_micros(timeout_us as u64));
-        let eng = p.engine.clone();
-        match p.cons.next_timeout(t) {
+        let Some(cons) = p.cons.as_mut() else {
+            return set_err(BXFLOW_ERR_CLOSED, "pipeline is closed");
+        };
+        match cons.next_timeout(micros(timeout_us)) {
             Ok(Next::Event(s, raw, _)) => {
-                let y = std::slice::from_raw_parts_mut(out, out_len);
-                for (d, &r) in y.iter_mut().zip(raw) {
-                    *d = eng.output_value(r) as f32;
-                }
+                put(&p.engine, std::slice::from_raw_parts_mut(out, out_len), raw);
                 if !seq.is_null() {
                     *seq = s;
                 }
@@ -391,6 +649,47 @@ pub unsafe extern "C" fn bxflow_pipeline_pop_f32(
             Ok(Next::End) => BXFLOW_END,
             Err(e) => pipe_err(e),
         }
+    })
+}
+
+/// Next result in event order: `BXFLOW_OK` with `*seq` and `out_len`
+/// floats written, `BXFLOW_EMPTY` if nothing came within `timeout_us`
+/// (negative: wait forever), `BXFLOW_END` after `finish` once everything
+/// is delivered, or `BXFLOW_ERR_WORKER` for a batch that failed (the
+/// message says which events). Floats round outputs wider than 24 bits:
+/// use `bxflow_pipeline_pop_raw` for exact codes.
+///
+/// # Safety
+/// `p` live, `out` valid for `out_len` floats, `seq` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn bxflow_pipeline_pop_f32(
+    p: *mut BxflowPipeline,
+    seq: *mut u64,
+    out: *mut f32,
+    out_len: usize,
+    timeout_us: i64,
+) -> c_int {
+    pop_one(p, seq, out, out_len, timeout_us, |e, y, raw| {
+        for (d, &r) in y.iter_mut().zip(raw) {
+            *d = e.output_value(r) as f32;
+        }
+    })
+}
+
+/// As `bxflow_pipeline_pop_f32`, with the raw output codes (exact).
+///
+/// # Safety
+/// `p` live, `out` valid for `out_len` codes, `seq` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn bxflow_pipeline_pop_raw(
+    p: *mut BxflowPipeline,
+    seq: *mut u64,
+    out: *mut i64,
+    out_len: usize,
+    timeout_us: i64,
+) -> c_int {
+    pop_one(p, seq, out, out_len, timeout_us, |_, y, raw| {
+        y.copy_from_slice(raw)
     })
 }
 
@@ -407,7 +706,10 @@ pub unsafe extern "C" fn bxflow_pipeline_stats(
         let (Some(p), false) = (p.as_ref(), out.is_null()) else {
             return set_err(BXFLOW_ERR_NULL, "pipeline or out is NULL");
         };
-        let s = p.cons.stats();
+        let Some(cons) = p.cons.as_ref() else {
+            return set_err(BXFLOW_ERR_CLOSED, "pipeline is closed");
+        };
+        let s = cons.stats();
         *out = BxflowStats {
             pushed: s.pushed,
             dropped: s.dropped,
@@ -424,8 +726,8 @@ pub unsafe extern "C" fn bxflow_pipeline_stats(
     })
 }
 
-/// Finishes the input, discards undelivered results, joins the workers and
-/// frees the pipeline (NULL is ignored).
+/// Discards undelivered results, stops the workers and frees the pipeline
+/// (NULL is ignored). Never waits for a consumer.
 ///
 /// # Safety
 /// `p` NULL or live, closed once.
@@ -436,9 +738,11 @@ pub unsafe extern "C" fn bxflow_pipeline_close(p: *mut BxflowPipeline) {
     }
     let mut p = Box::from_raw(p);
     let _ = catch_unwind(AssertUnwindSafe(|| {
+        // The consumer goes first: workers blocked on a full output queue
+        // see it gone and stop, so closing the input cannot wait on them.
+        drop(p.cons.take());
         if let Some(prod) = p.prod.take() {
             let _ = prod.close();
         }
-        while !matches!(p.cons.next(), Ok(None)) {}
     }));
 }

@@ -60,6 +60,38 @@ fn header_matches_rust_exports() {
     let c = functions(&h, false);
     assert!(r.len() >= 14, "{r:?}");
     assert_eq!(r, c, "header and src/lib.rs disagree");
+    // Every code and the ABI version: the same value on both sides.
+    let define = |name: &str| -> i64 {
+        let line = h
+            .lines()
+            .find(|l| l.starts_with(&format!("#define {name} ")))
+            .unwrap_or_else(|| panic!("{name} is not defined in the header"));
+        let v = line[9 + name.len()..].split("/*").next().unwrap().trim();
+        let v = v.trim_start_matches('(').trim_end_matches(')');
+        v.parse()
+            .unwrap_or_else(|_| panic!("cannot read {name} = {v} from the header"))
+    };
+    let mut consts = 0;
+    for l in rs.lines() {
+        let Some(rest) = l.strip_prefix("pub const ") else {
+            continue;
+        };
+        let (name, value) = rest.split_once(": c_int = ").expect("a c_int constant");
+        let value: i64 = value.trim_end_matches(';').parse().unwrap();
+        assert_eq!(define(name), value, "{name}");
+        consts += 1;
+    }
+    assert!(consts >= 14, "{consts} constants");
+    // The pipeline's limits as the engine enforces them.
+    use engine::pipeline::*;
+    assert_eq!(define("BXFLOW_MAX_WORKERS"), MAX_WORKERS as i64);
+    assert_eq!(define("BXFLOW_MAX_BATCH"), MAX_BATCH as i64);
+    assert_eq!(define("BXFLOW_MAX_QUEUE"), MAX_QUEUE as i64);
+    assert_eq!(define("BXFLOW_MAX_WAIT_US"), MAX_WAIT.as_micros() as i64);
+    assert!(h.contains(&format!(
+        "#define BXFLOW_MAX_BATCH_BYTES ({}u << 20)",
+        MAX_BATCH_BYTES >> 20
+    )));
 }
 
 fn workspace() -> PathBuf {
@@ -161,6 +193,12 @@ fn build_and_run(compiler: &str, src: &str, exe: &str) {
 #[test]
 fn c_example_runs() {
     build_and_run("cc", "example.c", "c");
+}
+
+/// Every entry point's documented behaviour, from C (`c/abi.c`).
+#[test]
+fn c_abi_contract_holds() {
+    build_and_run("cc", "abi.c", "abi");
 }
 
 #[test]
