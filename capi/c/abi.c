@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <time.h>
 
 #define CHECK(c) do { if (!(c)) { fprintf(stderr, "FAIL %s:%d %s (last error: %s)\n", __FILE__, __LINE__, #c, bxflow_last_error()); return 1; } } while (0)
@@ -58,6 +59,16 @@ int main(int argc, char **argv) {
     CHECK(bxflow_infer_batch_raw(e, x, in * N - 1, yb, out * N) == BXFLOW_ERR_LENGTH);
     CHECK(bxflow_infer_batch_raw(e, x, in * N, yb, out * N - 1) == BXFLOW_ERR_LENGTH);
     CHECK(bxflow_infer_batch_raw(e, NULL, in * N, yb, out * N) == BXFLOW_ERR_NULL);
+    /* Zero and huge lengths: refused before any slice is made */
+    CHECK(bxflow_infer_raw(e, x, 0, yp, out) == BXFLOW_ERR_LENGTH);
+    CHECK(bxflow_infer_raw(e, x, SIZE_MAX, yp, out) == BXFLOW_ERR_LENGTH);
+    CHECK(strstr(bxflow_last_error(), "in_len") != NULL);
+    CHECK(bxflow_infer_raw(e, x, in, yp, SIZE_MAX) == BXFLOW_ERR_LENGTH);
+    CHECK(strstr(bxflow_last_error(), "out_len") != NULL);
+    CHECK(bxflow_infer_batch_raw(e, x, 0, yb, 0) == BXFLOW_OK); /* no events */
+    CHECK(bxflow_infer_batch_raw(e, x, SIZE_MAX, yb, out * N) == BXFLOW_ERR_LENGTH);
+    CHECK(bxflow_infer_batch_raw(e, x, in * N, yb, SIZE_MAX) == BXFLOW_ERR_LENGTH);
+    CHECK(bxflow_infer_batch_f32(e, NULL, SIZE_MAX, NULL, SIZE_MAX) == BXFLOW_ERR_NULL);
     int64_t bad = hi + 1;
     int64_t *xb = malloc(sizeof(int64_t) * in);
     memcpy(xb, x, sizeof(int64_t) * in);
@@ -78,11 +89,14 @@ int main(int argc, char **argv) {
     }
     CHECK(bxflow_pipeline_push_raw(p, xb, in, NULL) == BXFLOW_ERR_INPUT);
     CHECK(bxflow_pipeline_push_raw(p, x, in - 1, NULL) == BXFLOW_ERR_LENGTH);
+    CHECK(bxflow_pipeline_push_raw(p, x, SIZE_MAX, NULL) == BXFLOW_ERR_LENGTH);
+    CHECK(bxflow_pipeline_push_raw(p, x, 0, NULL) == BXFLOW_ERR_LENGTH);
     CHECK(bxflow_pipeline_flush(p) == BXFLOW_OK);
     CHECK(bxflow_pipeline_finish(p) == BXFLOW_OK);
     CHECK(bxflow_pipeline_flush(p) == BXFLOW_ERR_CLOSED);
     CHECK(bxflow_pipeline_push_raw(p, x, in, NULL) == BXFLOW_ERR_CLOSED);
     CHECK(bxflow_pipeline_pop_raw(p, NULL, yp, out - 1, 0) == BXFLOW_ERR_LENGTH);
+    CHECK(bxflow_pipeline_pop_raw(p, NULL, yp, SIZE_MAX, 0) == BXFLOW_ERR_LENGTH);
     uint64_t seq, n = 0;
     int rc;
     while ((rc = bxflow_pipeline_pop_raw(p, &seq, yp, out, -1)) == BXFLOW_OK) {
@@ -151,6 +165,10 @@ int main(int argc, char **argv) {
     bxflow_pipeline_close(p);
 
     /* Limits and bad options: refused before anything starts */
+    CHECK(bxflow_pipeline_create(e, SIZE_MAX, 0, 0) == NULL);
+    CHECK(bxflow_pipeline_create(e, (size_t)1 << 34, 0, 0) == NULL);
+    CHECK(bxflow_pipeline_create(e, 1, (size_t)1 << 34, 0) == NULL);
+    CHECK(strstr(bxflow_last_error(), "17179869184") != NULL);
     bxflow_pipeline_options_init(&o);
     o.workers = BXFLOW_MAX_WORKERS + 1;
     CHECK(bxflow_pipeline_create_opts(e, &o) == NULL);

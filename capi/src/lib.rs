@@ -284,18 +284,41 @@ pub unsafe extern "C" fn bxflow_engine_output_type(
     })
 }
 
+/// The caller's buffers as slices, once their lengths are checked against
+/// the model (one event, or `batch`: a whole number of events): a slice is
+/// never made from a length the model does not give (`SIZE_MAX` would be
+/// undefined behaviour before any check).
 unsafe fn slices<'a, I, O>(
     e: *const BxflowEngine,
     input: *const I,
     in_len: usize,
     output: *mut O,
     out_len: usize,
+    batch: bool,
 ) -> Result<(&'a Engine, &'a [I], &'a mut [O]), c_int> {
     let Some(e) = e.as_ref() else {
         return Err(set_err(BXFLOW_ERR_NULL, "engine is NULL"));
     };
     if input.is_null() || output.is_null() {
         return Err(set_err(BXFLOW_ERR_NULL, "input or output is NULL"));
+    }
+    let (il, ol) = (e.0.input_len(), e.0.output_len());
+    let events = if batch { in_len / il.max(1) } else { 1 };
+    if in_len != events * il {
+        let per = if batch { "a multiple of " } else { "" };
+        return Err(set_err(
+            BXFLOW_ERR_LENGTH,
+            format!("in_len is {in_len}; the model takes {per}{il} inputs per event"),
+        ));
+    }
+    if out_len != events * ol {
+        return Err(set_err(
+            BXFLOW_ERR_LENGTH,
+            format!(
+                "out_len is {out_len}; {events} event(s) of {ol} outputs need {}",
+                events * ol
+            ),
+        ));
     }
     Ok((
         &e.0,
@@ -312,7 +335,7 @@ unsafe fn infer_one<I: engine::InputValue, O: engine::OutputValue>(
     output: *mut O,
     out_len: usize,
 ) -> c_int {
-    guard(|| match slices(e, input, in_len, output, out_len) {
+    guard(|| match slices(e, input, in_len, output, out_len, false) {
         Ok((e, x, y)) => e.infer(x, y).map_or_else(engine_err, |_| BXFLOW_OK),
         Err(c) => c,
     })
@@ -357,7 +380,7 @@ unsafe fn infer_many<I: engine::InputValue, O: engine::OutputValue>(
     output: *mut O,
     out_len: usize,
 ) -> c_int {
-    guard(|| match slices(e, input, in_len, output, out_len) {
+    guard(|| match slices(e, input, in_len, output, out_len, true) {
         Ok((e, x, y)) => e.infer_batch(x, y).map_or_else(engine_err, |_| BXFLOW_OK),
         Err(c) => c,
     })
@@ -517,6 +540,15 @@ unsafe fn push_one<I: engine::InputValue>(
         let Some(prod) = p.prod.as_mut() else {
             return set_err(BXFLOW_ERR_CLOSED, "pipeline input is finished");
         };
+        if len != p.engine.input_len() {
+            return set_err(
+                BXFLOW_ERR_LENGTH,
+                format!(
+                    "len is {len}; the model takes {} inputs",
+                    p.engine.input_len()
+                ),
+            );
+        }
         let x = std::slice::from_raw_parts(event, len);
         let r = match p.push_timeout {
             Some(t) => prod.push_timeout(x, t),
