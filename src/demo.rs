@@ -30,6 +30,11 @@ pub struct DemoArgs {
     /// Skip tract in the CPU benchmark.
     #[arg(long)]
     pub no_tract: bool,
+    /// Force the CPU engine's kernel family (e.g. avx2 on an AVX-512
+    /// machine, to see what an AVX2-only farm node gets); default: the
+    /// best this CPU has.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub isa: Option<engine::isa::Isa>,
     /// Also run Yosys synth_xilinx (in the background, stopped at --synth-deadline):
     /// LUT/FF/DSP figures. Off by default: on a 2-core machine it takes minutes.
     #[arg(long)]
@@ -63,7 +68,11 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     let name = model_name(&a.model, &m);
 
     step("CPU engine vs tract");
-    let engine = engine::Engine::new(&m)?;
+    let eopts = engine::EngineOptions {
+        isa: a.isa,
+        ..engine::EngineOptions::default()
+    };
+    let engine = engine::Engine::with_options(&m, &eopts)?;
     let bo = crate::bench::BenchOptions {
         events: 50_000,
         runs: 3,
@@ -94,7 +103,12 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
         ..CpuConfig::default()
     };
     let rep_dir = a.out.join("reports");
-    let mut cr = run_cpu(&name, &pool, Arc::new(engine::Engine::new(&m)?), &ccfg)?;
+    let mut cr = run_cpu(
+        &name,
+        &pool,
+        Arc::new(engine::Engine::with_options(&m, &eopts)?),
+        &ccfg,
+    )?;
     write_report(&mut cr, &rep_dir)?;
 
     // Yosys runs beside the Verilator build and the FPGA run, and is stopped

@@ -67,6 +67,10 @@ pub struct TestbenchArgs {
     /// FPGA kernel: multiplications as shift-add (no DSP) or dsp.
     #[arg(long, value_enum, default_value_t = hdl::Strategy::ShiftAdd)]
     pub strategy: hdl::Strategy,
+    /// CPU: force the engine's kernel family (e.g. avx2 on an AVX-512
+    /// machine); default: the best this CPU has.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub isa: Option<engine::isa::Isa>,
     /// CPU: pipeline worker threads (0: automatic).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
@@ -226,7 +230,11 @@ pub fn run_testbench(a: TestbenchArgs) -> Result<()> {
                 sweep: !a.no_sweep,
                 sweep_events: (a.events / 5).clamp(10_000, 500_000),
             };
-            let engine = Arc::new(engine::Engine::new(&m)?);
+            let eopts = engine::EngineOptions {
+                isa: a.isa,
+                ..engine::EngineOptions::default()
+            };
+            let engine = Arc::new(engine::Engine::with_options(&m, &eopts)?);
             let pool = pool_for(&m, a.input.as_deref(), a.events, a.pool, a.seed)?;
             finish(
                 run_cpu(&name, &pool, engine, &cfg)?,

@@ -261,3 +261,28 @@ fn mismatched_labels_are_named() {
         "the message should name both counts: {err}"
     );
 }
+
+/// `testbench --target cpu --isa` runs the engine with the kernel family
+/// asked for (the scalar one exists everywhere) and says so in the report.
+#[test]
+fn cpu_testbench_runs_the_isa_asked_for() {
+    let (ok, out, err) = bxflow(&[
+        "testbench",
+        &model("three_layer_keras.onnx"),
+        "--target",
+        "cpu",
+        "--isa",
+        "scalar",
+        "--rate",
+        "100kHz",
+        "--events",
+        "2000",
+        "--budget",
+        "1s",
+        "--no-sweep",
+    ]);
+    // Pass or fail (a loaded machine may drop an event), the run is made
+    // with the scalar kernels.
+    assert!(ok || err.contains("testbench failed"), "{err}");
+    assert!(out.contains("engine                   scalar"), "{out}");
+}
