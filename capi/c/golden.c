@@ -5,6 +5,7 @@
  *   i64 raw_in[n*in_len], i64 raw_out[n*out_len],
  *   f32 f_in[n*in_len],   f32 f_out[n*out_len]
  * where raw_out = golden(raw_in) and f_out = golden(quantize(f_in)) as floats.
+ * Valid C and C++: the tests build it as both.
  * Usage: golden MODEL.bxq CASES.bin */
 #include "bxflow.h"
 #include <stdio.h>
@@ -26,16 +27,16 @@ int main(int argc, char **argv) {
     uint64_t hdr[3];
     CHECK(fread(hdr, 8, 3, f) == 3);
     size_t n = hdr[0], in = hdr[1], out = hdr[2];
-    int64_t *ri = slurp(f, 8 * n * in), *ro = slurp(f, 8 * n * out);
-    float *fi = slurp(f, 4 * n * in), *fo = slurp(f, 4 * n * out);
+    int64_t *ri = (int64_t *)slurp(f, 8 * n * in), *ro = (int64_t *)slurp(f, 8 * n * out);
+    float *fi = (float *)slurp(f, 4 * n * in), *fo = (float *)slurp(f, 4 * n * out);
     CHECK(ri && ro && fi && fo);
     fclose(f);
 
     bxflow_engine *e = bxflow_engine_open(argv[1]);
     CHECK(e != NULL);
     CHECK(bxflow_engine_input_len(e) == in && bxflow_engine_output_len(e) == out);
-    int64_t *y = malloc(8 * n * out);
-    float *yf = malloc(4 * n * out);
+    int64_t *y = (int64_t *)malloc(8 * n * out);
+    float *yf = (float *)malloc(4 * n * out);
     size_t bad = 0;
 
     /* Single events */
@@ -58,7 +59,10 @@ int main(int argc, char **argv) {
     bxflow_pipeline_options_init(&o);
     o.workers = 2;
     o.batch = 32;
-    o.queue = (2 * n) / 32 + 2; /* room for everything: one thread pushes, then pops */
+    /* Room for everything, as one thread pushes all and then pops: full
+     * batches only (no maximum wait, which would send partial ones). */
+    o.queue = (2 * n) / 32 + 2;
+    o.max_wait_us = -1;
     bxflow_pipeline *p = bxflow_pipeline_create_opts(e, &o);
     CHECK(p != NULL);
     for (size_t k = 0; k < n; k++) CHECK(bxflow_pipeline_push_raw(p, ri + k * in, in, NULL) == BXFLOW_OK);

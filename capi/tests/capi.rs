@@ -218,7 +218,14 @@ fn build_and_run(compiler: &str, src: &str, link: Link, args: &[&Path]) -> Strin
         !stack.contains("RWE"),
         "{src} ({link:?}) has an executable stack: {stack}"
     );
-    let run = Command::new(&out).args(args).output().unwrap();
+    // Under `timeout`: a program that hangs (a deadlock) fails the test
+    // instead of stalling the whole run.
+    let run = Command::new("timeout")
+        .arg("120")
+        .arg(&out)
+        .args(args)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout).to_string();
     eprintln!("{src} ({link:?}): {stdout}");
     assert!(
@@ -301,8 +308,8 @@ fn golden_cases(
 }
 
 /// Every shipped (peer) model, through every inference entry point of the
-/// installed library, static and shared, raw and float: bit-exact with the
-/// golden model.
+/// installed library, from C and from C++, static and shared, raw and
+/// float: bit-exact with the golden model.
 #[test]
 fn c_api_matches_golden_on_peer_models() {
     let dir = std::env::temp_dir().join(format!("bxflow-capi-golden-{}", std::process::id()));
@@ -319,8 +326,13 @@ fn c_api_matches_golden_on_peer_models() {
         let m = quantize::load_model(p, None).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         let name = p.file_stem().unwrap().to_string_lossy();
         let [bxq, cases] = golden_cases(&m, &dir, &name, 200);
-        for link in [Link::Static, Link::Dynamic] {
-            let out = build_and_run("cc", "golden.c", link, &[&bxq, &cases]);
+        for (compiler, link) in [
+            ("cc", Link::Static),
+            ("cc", Link::Dynamic),
+            ("c++", Link::Static),
+            ("c++", Link::Dynamic),
+        ] {
+            let out = build_and_run(compiler, "golden.c", link, &[&bxq, &cases]);
             assert!(out.contains("golden OK"), "{out}");
         }
         checked += 1;
