@@ -68,6 +68,11 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     h
 }
 
+/// The checksum stored at offset 40: FNV-1a 64 over the metadata then the blob.
+pub fn checksum(json: &[u8], blob: &[u8]) -> u64 {
+    fnv1a(&[json, blob])
+}
+
 /// Serializes a model to `.bxq` bytes.
 pub fn to_bytes(model: &QModel) -> Vec<u8> {
     let mut m = model.clone();
@@ -169,8 +174,10 @@ pub fn from_bytes(b: &[u8], path: &str) -> Result<QModel, BxqError> {
         msg,
     };
     let mut meta: Meta = serde_json::from_slice(json).map_err(|e| meta_err(e.to_string()))?;
-    let total: usize = meta.array_lens.iter().sum();
-    if total * 8 != blob.len() {
+    // Summed wide: lengths are untrusted, and a sum that wrapped could match
+    // the blob while one array reaches past it.
+    let total: u128 = meta.array_lens.iter().map(|&n| n as u128).sum();
+    if total * 8 != blob.len() as u128 {
         return Err(meta_err(format!(
             "arrays hold {total} values but the blob has {} bytes",
             blob.len()

@@ -226,7 +226,7 @@ pub enum QOp {
     PRelu { alpha: Vec<i64>, a_ty: FixedType },
     /// `x > theta ? x : 0`, `theta` a raw value of the input type.
     ThresholdedRelu { theta: i64 },
-    /// `clamp(x, lo, hi)`, bounds as raw values of the input type.
+    /// `clamp(x, lo, hi)`, bounds as raw values of the input type, `lo <= hi`.
     Clip { lo: i64, hi: i64 },
     /// Elementwise function by table (sigmoid, tanh, elu, ...); `func` names it for reports.
     Table { func: String, table: Table },

@@ -221,10 +221,16 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
             Op::ThresholdedRelu(t) => QOp::ThresholdedRelu {
                 theta: floor_raw(x_ty, *t),
             },
-            Op::Clip(lo, hi) => QOp::Clip {
-                lo: ceil_raw(x_ty, *lo),
-                hi: floor_raw(x_ty, *hi),
-            },
+            // Bounds with no input value between them (min > max, which
+            // ONNX defines as "everything becomes max", or both between two
+            // adjacent values) clip everything to `hi`.
+            Op::Clip(lo, hi) => {
+                let hi = floor_raw(x_ty, *hi);
+                QOp::Clip {
+                    lo: ceil_raw(x_ty, *lo).min(hi),
+                    hi,
+                }
+            }
             Op::Func(f) => QOp::Table {
                 func: f.name().into(),
                 table: function_table(*f, x_ty, s.table_bits, ty),

@@ -2,15 +2,75 @@
 //! shapes recorded in the model, so a model from a file is checked once here
 //! instead of each backend guarding every index.
 
-use crate::qmodel::{QModel, QOp, Table};
+use crate::qmodel::{QModel, QOp, Table, Window};
+
+/// The most values one tensor of an event may hold (2^24): far above any
+/// trigger network, and low enough that every buffer a backend sizes by a
+/// tensor stays small. Shapes read from files are checked against it before
+/// anything is allocated for them.
+pub const MAX_TENSOR_LEN: usize = 1 << 24;
+
+/// The number of values in `shape`; a message when it is above
+/// [`MAX_TENSOR_LEN`] (or overflows).
+pub fn tensor_len(shape: &[usize]) -> Result<usize, String> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_TENSOR_LEN)
+        .ok_or_else(|| {
+            format!("shape {shape:?} holds more than {MAX_TENSOR_LEN} values, the limit per tensor")
+        })
+}
+
+/// A window's input positions, output positions and kernel size; `None`
+/// unless it has one kernel size, stride and pair of pads per spatial
+/// dimension, every one of them at most [`MAX_TENSOR_LEN`] (so that no sum
+/// or product of them wraps), kernels and strides of at least 1 and kernels
+/// no larger than the padded input.
+fn window_sizes(w: &Window) -> Option<(usize, usize, usize)> {
+    let sp = w.in_spatial.len();
+    let dims = [
+        &w.in_spatial,
+        &w.kernel,
+        &w.stride,
+        &w.pad_begin,
+        &w.pad_end,
+    ];
+    if dims
+        .iter()
+        .any(|v| v.len() != sp || v.iter().any(|&x| x > MAX_TENSOR_LEN))
+    {
+        return None;
+    }
+    let (mut inp, mut outp, mut ksz) = (1usize, 1usize, 1usize);
+    for d in 0..sp {
+        let padded = w.in_spatial[d] + w.pad_begin[d] + w.pad_end[d];
+        if w.kernel[d] == 0 || w.stride[d] == 0 || padded < w.kernel[d] {
+            return None;
+        }
+        inp = inp.checked_mul(w.in_spatial[d])?;
+        outp = outp.checked_mul((padded - w.kernel[d]) / w.stride[d] + 1)?;
+        ksz = ksz.checked_mul(w.kernel[d])?;
+    }
+    Some((inp, outp, ksz))
+}
 
 /// Returns a message naming the first inconsistent layer.
 pub fn validate(m: &QModel) -> Result<(), String> {
+    tensor_len(&m.input_shape).map_err(|e| format!("the input: {e}"))?;
     if m.input_len() == 0 {
         return Err("the input shape is empty".into());
     }
     for (i, l) in m.layers.iter().enumerate() {
         let fail = |msg: String| Err(format!("layer {i} '{}' ({}): {msg}", l.name, l.op.kind()));
+        if let Err(e) = tensor_len(&l.shape) {
+            return fail(e);
+        }
+        if let QOp::Clip { lo, hi } = l.op {
+            if lo > hi {
+                return fail(format!("lower bound {lo} is above the upper bound {hi}"));
+            }
+        }
         if l.inputs.is_empty() || l.inputs.iter().any(|&t| t > i) {
             return fail(format!(
                 "inputs {:?} must name earlier tensors (0..={i})",
@@ -39,22 +99,15 @@ pub fn validate(m: &QModel) -> Result<(), String> {
                 weights,
                 bias,
                 ..
-            } => {
-                let sp = window.in_spatial.len();
-                window.kernel.len() == sp
-                    && window.stride.len() == sp
-                    && window.pad_begin.len() == sp
-                    && window.pad_end.len() == sp
-                    && window.stride.iter().all(|&s| s > 0)
-                    && (0..sp).all(|d| {
-                        window.in_spatial[d] + window.pad_begin[d] + window.pad_end[d]
-                            >= window.kernel[d]
-                    })
-                    && window.in_channels * window.in_positions() == in_len
-                    && out_channels * window.out_positions() == out_len
-                    && weights.len() == out_channels * window.in_channels * window.kernel_size()
+            } => window_sizes(window).is_some_and(|(inp, outp, ksz)| {
+                window.in_channels.checked_mul(inp) == Some(in_len)
+                    && out_channels.checked_mul(outp) == Some(out_len)
+                    && out_channels
+                        .checked_mul(window.in_channels)
+                        .and_then(|n| n.checked_mul(ksz))
+                        == Some(weights.len())
                     && bias.len() == *out_channels
-            }
+            }),
             QOp::Scale { scale, shift, .. } => {
                 scale.len() == out_len && shift.len() == out_len && in_len == out_len
             }
@@ -77,19 +130,11 @@ pub fn validate(m: &QModel) -> Result<(), String> {
             }
             QOp::Argmax { n } => *n > 0 && out_len.is_multiple_of(*n) && in_len == out_len,
             QOp::Pool { window, recip, .. } => {
-                let sp = window.in_spatial.len();
-                window.kernel.len() == sp
-                    && window.stride.iter().all(|&s| s > 0)
-                    && window.stride.len() == sp
-                    && window.pad_begin.len() == sp
-                    && window.pad_end.len() == sp
-                    && (0..sp).all(|d| {
-                        window.in_spatial[d] + window.pad_begin[d] + window.pad_end[d]
-                            >= window.kernel[d]
-                    })
-                    && window.in_channels * window.in_positions() == in_len
-                    && window.in_channels * window.out_positions() == out_len
-                    && recip.len() > window.kernel_size()
+                window_sizes(window).is_some_and(|(inp, outp, ksz)| {
+                    window.in_channels.checked_mul(inp) == Some(in_len)
+                        && window.in_channels.checked_mul(outp) == Some(out_len)
+                        && recip.len() > ksz
+                })
             }
             QOp::Add => {
                 l.inputs.len() == 2 && m.tensor_len(l.inputs[1]) == in_len && out_len == in_len

@@ -137,13 +137,7 @@ pub fn concat(n: &Node) -> Result<Const, String> {
 
 pub fn transpose(n: &Node) -> Result<Const, String> {
     let a = n.konst(0)?;
-    let perm = perm(n, a.shape.len());
-    if perm.len() != a.shape.len() {
-        return Err(format!(
-            "permutation {perm:?} does not match shape {:?}",
-            a.shape
-        ));
-    }
+    let perm = perm(n, a.shape.len())?;
     let map = transpose_map(&a.shape, &perm);
     Ok(Const {
         shape: perm.iter().map(|&p| a.shape[p]).collect(),

@@ -139,6 +139,8 @@ impl Importer {
             )));
         }
         let input_shape: Vec<usize> = dims[1..].iter().map(|&d| d as usize).collect();
+        crate::validate::tensor_len(&input_shape)
+            .map_err(|e| ImportError::Graph(format!("input '{}': {e}", input.name)))?;
         values.insert(
             input.name.clone(),
             Value::Act(Act {
@@ -268,11 +270,15 @@ impl Importer {
             name: &name,
             inputs: &inputs,
         };
-        let out = ops::eval(&mut self.builder, &node).map_err(|msg| ImportError::Node {
+        let err = |msg| ImportError::Node {
             node: name.clone(),
             op: n.op_type.clone(),
             msg,
-        })?;
+        };
+        let out = ops::eval(&mut self.builder, &node).map_err(err)?;
+        if let Value::Act(a) = &out {
+            crate::validate::tensor_len(&a.shape).map_err(|e| err(format!("output: {e}")))?;
+        }
         if let Some(o) = n.output.first() {
             self.values.insert(o.clone(), out);
         }

@@ -12,6 +12,16 @@ use super::value::{Act, Const, Value};
 use crate::fixed::{FixedType, Overflow, Rounding};
 use crate::ir::Op;
 
+/// A quantizer's bit width: a whole number from 1 to 64.
+fn check_bits(bits: f64) -> Result<(), String> {
+    if bits.fract() != 0.0 || !(1.0..=64.0).contains(&bits) {
+        return Err(format!(
+            "bit width {bits} must be a whole number from 1 to 64"
+        ));
+    }
+    Ok(())
+}
+
 /// The exact type of a power-of-two-scaled, zero-offset quantizer.
 pub fn pow2_type(
     scale: f64,
@@ -25,11 +35,7 @@ pub fn pow2_type(
             "scale {scale} is not a power of two: bxflow keeps quantizers exact and only maps power-of-two scales onto fixed-point types"
         ));
     }
-    if bits.fract() != 0.0 || !(1.0..=64.0).contains(&bits) {
-        return Err(format!(
-            "bit width {bits} must be a whole number from 1 to 64"
-        ));
-    }
+    check_bits(bits)?;
     let width = bits as u32;
     let int_bits = width as i32 + scale.log2() as i32;
     let overflow = if narrow && signed {
@@ -164,7 +170,11 @@ fn fold_quant_scaled(n: &Node, a: &Const) -> Result<Const, String> {
     let (scale, zp, bits) = (n.konst(1)?, n.konst(2)?, n.konst(3)?);
     let signed = n.attr_i("signed", 1) != 0;
     let narrow = n.attr_i("narrow", 0) != 0;
-    let b = bits.data[0];
+    let b = *bits
+        .data
+        .first()
+        .ok_or("the bit width is an empty tensor")?;
+    check_bits(b)?;
     let (qmin, qmax) = match (signed, narrow) {
         (true, false) => (-(b - 1.0).exp2(), (b - 1.0).exp2() - 1.0),
         (true, true) => (-(b - 1.0).exp2() + 1.0, (b - 1.0).exp2() - 1.0),

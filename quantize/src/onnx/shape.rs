@@ -67,11 +67,26 @@ pub fn broadcast_to(c: &Const, shape: &[usize]) -> Option<Vec<f64>> {
     Some(out)
 }
 
-/// A Transpose's permutation: the `perm` attribute, or reversed axes of `rank`.
-pub fn perm(n: &Node, rank: usize) -> Vec<usize> {
-    n.attr_ints("perm")
-        .map(|p| p.iter().map(|&v| v as usize).collect())
-        .unwrap_or_else(|| (0..rank).rev().collect())
+/// A Transpose's permutation: the `perm` attribute, or reversed axes of
+/// `rank`; an error unless it orders each of the `rank` axes exactly once.
+pub fn perm(n: &Node, rank: usize) -> Result<Vec<usize>, String> {
+    let Some(p) = n.attr_ints("perm") else {
+        return Ok((0..rank).rev().collect());
+    };
+    let mut seen = vec![false; rank];
+    let ok = p.len() == rank
+        && p.iter().all(|&v| {
+            usize::try_from(v)
+                .ok()
+                .filter(|&v| v < rank)
+                .is_some_and(|v| !std::mem::replace(&mut seen[v], true))
+        });
+    if !ok {
+        return Err(format!(
+            "perm {p:?} is not a permutation of the {rank} axes of its input"
+        ));
+    }
+    Ok(p.iter().map(|&v| v as usize).collect())
 }
 
 /// Row-major permutation: source flat index of each output element.

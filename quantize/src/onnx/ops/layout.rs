@@ -72,6 +72,9 @@ pub fn unsqueeze(_: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
         .map(|&a| onnx_axis(a, out_rank))
         .collect::<Result<_, _>>()?;
     ax.sort_unstable();
+    if ax.windows(2).any(|w| w[0] == w[1]) {
+        return Err(format!("axes {axes:?} name an axis twice"));
+    }
     if ax.contains(&0) {
         return Err("unsqueezing before the batch axis is not supported".into());
     }
@@ -88,11 +91,9 @@ pub fn unsqueeze(_: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
 /// new shape when it keeps the order.
 pub fn transpose(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     let rank = x.shape.len() + 1;
-    let perm = perm(n, rank);
-    if perm.len() != rank || perm[0] != 0 {
-        return Err(format!(
-            "permutation {perm:?} moves the batch axis or has the wrong rank"
-        ));
+    let perm = perm(n, rank)?;
+    if perm[0] != 0 {
+        return Err(format!("permutation {perm:?} moves the batch axis"));
     }
     let p: Vec<usize> = perm[1..].iter().map(|&v| v - 1).collect();
     let shape: Vec<usize> = p.iter().map(|&d| x.shape[d]).collect();
