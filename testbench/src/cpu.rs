@@ -355,9 +355,8 @@ pub fn stream(
         Some(_) => {
             let hold = cfg.max_wait_ns;
             let mut arrived = 0u64;
-            // When events were last handed to the pipeline, and whether a
-            // partial batch of them is held back.
-            let (mut last_push, mut unsent) = (0u64, false);
+            // When events were last handed to the pipeline.
+            let mut last_push = 0u64;
             let front = pcfg.queue as u64 * batch;
             while pushed < n {
                 let now = t0.elapsed().as_nanos() as u64;
@@ -373,39 +372,28 @@ pub fn stream(
                     prod.drop_events(late)?;
                     pushed += late;
                 }
-                // Arrived events are handed over when a batch is full or
-                // the last hand-over was at least `hold` ago, so no event
-                // waits longer than `hold` here and at high rates one
-                // wake-up serves many events. A partial batch is sent at
-                // once if the workers are keeping up; while batches wait in
-                // the queue it stays to fill up (sending it would only queue
-                // it, and a queue of tiny batches fills with few events).
+                // Arrived events are handed over (and sent, a partial batch
+                // too) when a batch is full or the last hand-over was at
+                // least `hold` ago, so no event waits longer than `hold`
+                // and at high rates one wake-up serves many events.
                 let pending = arrived - pushed;
                 if pending > 0 && (pending >= batch || now >= last_push + hold) {
                     push_range(&mut prod, pushed, arrived)?;
+                    prod.flush()?;
                     pushed = arrived;
                     last_push = now;
-                    unsent = true;
                     progress(pushed, pending);
-                }
-                if unsent && prod.queued() == 0 {
-                    prod.flush()?;
-                    unsent = false;
                 }
                 col.drain(&mut cons, Duration::ZERO)?;
                 if pushed >= n {
                     break;
                 }
                 // Next wake-up: the next hand-over allowed, but not before
-                // the next event arrives, and no later than a full batch;
-                // with a batch held back, soon enough to send it.
+                // the next event arrives, and no later than a full batch.
                 let first = sched[pushed as usize];
                 let full = sched[((pushed + batch).min(n) - 1) as usize];
-                let mut wake = first.max(last_push + hold).min(full);
+                let wake = first.max(last_push + hold).min(full);
                 let now = t0.elapsed().as_nanos() as u64;
-                if unsent {
-                    wake = wake.min(now + hold);
-                }
                 if wake > now + SLEEP_MIN_NS {
                     std::thread::sleep(Duration::from_nanos(wake - now));
                 } else {

@@ -310,13 +310,6 @@ impl Producer {
         self.inlet.lock().tx.as_ref().is_some_and(|t| t.is_full())
     }
 
-    /// Batches waiting in the input queue for a worker: 0 means the workers
-    /// keep up, so a partial batch sent now runs at once; more means it
-    /// would only wait in the queue, and may as well fill up.
-    pub fn queued(&self) -> usize {
-        self.inlet.lock().tx.as_ref().map_or(0, |t| t.len())
-    }
-
     /// Counts `k` events that arrived but never entered the pipeline (a
     /// front end that fell behind its source): they take sequence numbers
     /// and count as dropped, so pushed = delivered + dropped + failed still
