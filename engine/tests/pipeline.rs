@@ -423,8 +423,10 @@ fn drops_are_reported_to_the_pusher() {
 
 /// A partial batch leaves after `max_wait` even when no more events come:
 /// at a low rate with a batch of 64, every event's latency stays within
-/// the maximum wait plus the OS's timer lateness (without it, the first
-/// event would wait for 63 more, here 63 x 3 ms).
+/// the maximum wait plus the OS's lateness (30 ms allowed: a virtual
+/// machine's host stalls it for milliseconds at times), far below the
+/// 95 ms the first event waits without it (for the 19 events after it, 5 ms
+/// apart, and then the close).
 #[test]
 fn max_wait_bounds_latency_at_a_low_rate() {
     let (eng, _m, pool, want) = setup(32);
@@ -455,14 +457,14 @@ fn max_wait_bounds_latency_at_a_low_rate() {
             .push_raw(&pool[s as usize * il..(s as usize + 1) * il])
             .unwrap();
         assert_eq!(p.accepted, 1);
-        std::thread::sleep(Duration::from_millis(3));
+        std::thread::sleep(Duration::from_millis(5));
     }
     // Every event was delivered before the close (which would flush it).
     let before_close = t0.elapsed();
     prod.close().unwrap();
     let lat = consumer.join().unwrap();
     assert_eq!(lat.len(), n as usize);
-    let slack = Duration::from_millis(8);
+    let slack = Duration::from_millis(30);
     for (seq, at) in lat {
         let l = at - pushed_at[seq as usize];
         assert!(
