@@ -327,15 +327,18 @@ unsafe fn slices<'a, I, O>(
     ))
 }
 
-/// The body of the single-event entry points, for any input and output type.
-unsafe fn infer_one<I: engine::InputValue, O: engine::OutputValue>(
+/// The body of the inference entry points, for any input and output type:
+/// one event, or (`batch`) events back to back.
+unsafe fn infer<I: engine::InputValue, O: engine::OutputValue>(
     e: *const BxflowEngine,
     input: *const I,
     in_len: usize,
     output: *mut O,
     out_len: usize,
+    batch: bool,
 ) -> c_int {
-    guard(|| match slices(e, input, in_len, output, out_len, false) {
+    guard(|| match slices(e, input, in_len, output, out_len, batch) {
+        Ok((e, x, y)) if batch => e.infer_batch(x, y).map_or_else(engine_err, |_| BXFLOW_OK),
         Ok((e, x, y)) => e.infer(x, y).map_or_else(engine_err, |_| BXFLOW_OK),
         Err(c) => c,
     })
@@ -353,7 +356,7 @@ pub unsafe extern "C" fn bxflow_infer_f32(
     output: *mut f32,
     out_len: usize,
 ) -> c_int {
-    infer_one(e, input, in_len, output, out_len)
+    infer(e, input, in_len, output, out_len, false)
 }
 
 /// One event of raw fixed-point codes in and out.
@@ -368,22 +371,7 @@ pub unsafe extern "C" fn bxflow_infer_raw(
     output: *mut i64,
     out_len: usize,
 ) -> c_int {
-    infer_one(e, input, in_len, output, out_len)
-}
-
-/// The body of the batch entry points: `in_len` values in (a whole number
-/// of events), `out_len` out (as many events).
-unsafe fn infer_many<I: engine::InputValue, O: engine::OutputValue>(
-    e: *const BxflowEngine,
-    input: *const I,
-    in_len: usize,
-    output: *mut O,
-    out_len: usize,
-) -> c_int {
-    guard(|| match slices(e, input, in_len, output, out_len, true) {
-        Ok((e, x, y)) => e.infer_batch(x, y).map_or_else(engine_err, |_| BXFLOW_OK),
-        Err(c) => c,
-    })
+    infer(e, input, in_len, output, out_len, false)
 }
 
 /// Events back to back: `input` holds `in_len` floats (n x input_len),
@@ -399,7 +387,7 @@ pub unsafe extern "C" fn bxflow_infer_batch_f32(
     output: *mut f32,
     out_len: usize,
 ) -> c_int {
-    infer_many(e, input, in_len, output, out_len)
+    infer(e, input, in_len, output, out_len, true)
 }
 
 /// Events back to back, raw codes in and out (as `bxflow_infer_batch_f32`).
@@ -414,7 +402,7 @@ pub unsafe extern "C" fn bxflow_infer_batch_raw(
     output: *mut i64,
     out_len: usize,
 ) -> c_int {
-    infer_many(e, input, in_len, output, out_len)
+    infer(e, input, in_len, output, out_len, true)
 }
 
 /// Microseconds from the C side: negative means "none" (forever, or off).

@@ -110,10 +110,13 @@ fn ten_million_block_loses_none() {
 fn inference_errors_fail_only_their_batch() {
     let (eng, model, pool, want) = setup(12);
     let il = eng.input_len();
+    // Pushed before consuming on one thread: full batches only (no maximum
+    // wait, whose partial batches could overrun the queues).
     let cfg = PipelineConfig {
         workers: 2,
         batch: 16,
         queue: 4,
+        max_wait: None,
         ..Default::default()
     };
     let (mut prod, mut cons) = pipeline(eng, &cfg).unwrap();
@@ -406,18 +409,35 @@ fn drops_are_reported_to_the_pusher() {
         dropped += p.dropped;
     }
     assert!(dropped >= 200 - 6 * 4, "only {dropped} of 200 dropped");
-    // A drop reported with a single-event push too.
-    let x: Vec<f32> = vec![0.25; il];
-    let p = prod.push(&x).unwrap();
-    assert_eq!((p.first, p.accepted, p.dropped), (200, 0, 1));
-    dropped += 1;
-    let st = prod.close().unwrap();
-    assert_eq!((st.pushed, st.dropped), (201, dropped));
-    let mut seen = vec![];
-    while let Some((seq, out)) = cons.next().unwrap() {
-        assert_eq!(out, &want[0][..], "event {seq}");
-        seen.push(seq);
+    // A drop reported by the single-event push too (the worker may still
+    // free a slot or two: the pipeline is full again within a few pushes).
+    let x: Vec<i64> = pool[..il].to_vec();
+    let mut total = 200u64;
+    loop {
+        let p = prod.push(&x).unwrap();
+        assert_eq!((p.first, p.accepted + p.dropped), (total, 1), "{p:?}");
+        total += 1;
+        if p.accepted == 1 {
+            accepted.push(p.first);
+        } else {
+            dropped += 1;
+            break;
+        }
+        assert!(total < 250, "the single-event push never reported a drop");
     }
+    // The results are taken on another thread: the close sends the held
+    // batch, which waits for room.
+    let consumer = std::thread::spawn(move || {
+        let mut seen = vec![];
+        while let Some((seq, out)) = cons.next().unwrap() {
+            assert_eq!(out, &want[0][..], "event {seq}");
+            seen.push(seq);
+        }
+        (seen, cons.stats())
+    });
+    prod.close().unwrap();
+    let (seen, st) = consumer.join().unwrap();
+    assert_eq!((st.pushed, st.dropped), (total, dropped));
     assert_eq!(seen, accepted, "delivered = accepted, in order");
 }
 
@@ -459,7 +479,9 @@ fn max_wait_bounds_latency_at_a_low_rate() {
         assert_eq!(p.accepted, 1);
         std::thread::sleep(Duration::from_millis(5));
     }
-    // Every event was delivered before the close (which would flush it).
+    // Every event was delivered before the close (which would flush it),
+    // given the same time as the latency bound allows.
+    std::thread::sleep(max_wait + Duration::from_millis(30));
     let before_close = t0.elapsed();
     prod.close().unwrap();
     let lat = consumer.join().unwrap();
