@@ -355,38 +355,6 @@ fn rust_hdl_simulator_agrees_with_netlist_simulator() {
     assert_eq!(a.interval_cycles, b.interval_cycles);
 }
 
-/// This machine's floor for what the paced pipeline does per event, p99
-/// in ns, measured until `stop`: a thread sleeps until a time 10 us ahead,
-/// then wakes a second, sleeping thread through a channel; the sample is
-/// how late the second thread runs after that time (the timer's lateness
-/// plus the hand-over).
-fn wake_floor_p99(stop: &std::sync::atomic::AtomicBool) -> f64 {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<std::time::Instant>(1);
-    let taker = std::thread::spawn(move || {
-        let mut late: Vec<f64> = rx
-            .iter()
-            .map(|due| due.elapsed().as_nanos() as f64)
-            .collect();
-        late.sort_by(f64::total_cmp);
-        late[late.len() * 99 / 100]
-    });
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl(PR_SET_TIMERSLACK) changes only this thread's timer
-    // slack, as the paced driver sets its own.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong, 0, 0, 0);
-    }
-    let mut n = 0;
-    while n < 1000 || !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let due = std::time::Instant::now() + std::time::Duration::from_micros(10);
-        std::thread::sleep(std::time::Duration::from_micros(10));
-        tx.send(due).unwrap();
-        n += 1;
-    }
-    drop(tx);
-    taker.join().unwrap()
-}
-
 /// A paced CPU run on a machine shared with other work: the jet tagger at
 /// 100 kHz beside a CPU-bound thread of this process (one per core but
 /// one, so that every core but one is taken). With polling threads this
@@ -394,11 +362,9 @@ fn wake_floor_p99(stop: &std::sync::atomic::AtomicBool) -> f64 {
 /// scheduler's time slices); waiting that sleeps keeps up. Required: no
 /// event lost or wrong. The queue holds 4096 batches (40 ms at this rate):
 /// the host stalls this 2-vCPU virtual machine for milliseconds at times.
-/// The latency is printed next to this machine's own floor for a timed
-/// wake-up and a hand-over to a sleeping thread, measured during the run
-/// ([`wake_floor_p99`]), but not asserted: on a quiet host the p99 was 35
-/// to 65 us, on a loaded one it reached milliseconds while the floor stayed
-/// under 0.1 ms (an open question, see the README).
+/// The latency is printed, not asserted: with the host quiet the p99 was
+/// 35 to 65 us, while the host was busy it reached milliseconds (an open
+/// question, see the README).
 #[test]
 fn paced_cpu_run_beside_a_busy_thread_loses_nothing() {
     let _alone = ALONE
@@ -430,20 +396,12 @@ fn paced_cpu_run_beside_a_busy_thread_loses_nothing() {
         sweep: false,
         ..CpuConfig::default()
     };
-    let probe_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let probe = {
-        let stop = probe_stop.clone();
-        std::thread::spawn(move || wake_floor_p99(&stop))
-    };
     let r = run_cpu(&m.name, &pool, eng.clone(), &cfg).unwrap();
-    probe_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let floor = probe.join().unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for h in hogs {
         h.join().unwrap();
     }
     eprintln!("{}", r.table());
-    eprintln!("this machine's wake-up and hand-over floor: p99 {floor:.0} ns");
     assert_eq!(r.lost + r.failed, 0, "events lost beside a busy thread");
     assert_eq!((r.delivered, r.mismatches), (100_000, 0));
 }
