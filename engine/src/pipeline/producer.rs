@@ -303,13 +303,6 @@ impl Producer {
         self.shared.dropped.fetch_add(k, Relaxed);
     }
 
-    /// Whether the input queue is full: under `Overload::Drop` a batch
-    /// that has to leave now would find no room, so a front end can count
-    /// events as dropped ([`Producer::drop_events`]) without copying them in.
-    pub fn input_full(&self) -> bool {
-        self.inlet.lock().tx.as_ref().is_some_and(|t| t.is_full())
-    }
-
     /// Counts `k` events that arrived but never entered the pipeline (a
     /// front end that fell behind its source): they take sequence numbers
     /// and count as dropped, so pushed = delivered + dropped + failed still
