@@ -182,17 +182,6 @@ impl Collector<'_> {
 /// cost about this much.
 const SLEEP_MIN_NS: u64 = 3_000;
 
-/// The calling thread's timers fire within a microsecond of their time
-/// (Linux; the default slack of 50 us would make the paced driver late).
-fn tight_timers() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl(PR_SET_TIMERSLACK) takes an integer and changes only
-    // the calling thread's timer slack.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong, 0, 0, 0);
-    }
-}
-
 /// Runs a few batches of events through a fresh pipeline, one at a time,
 /// before the clock starts: the first pass through the channels, the batch
 /// buffers and the threads costs hundreds of microseconds that no event of
@@ -261,7 +250,7 @@ pub fn stream(
     let (mut prod, mut cons) = pipeline(engine.clone(), &pcfg)?;
     if rate_mhz.is_some() {
         // This thread is the paced driver: it sleeps between arrivals.
-        tight_timers();
+        engine::sched::tight_timers();
         if let Some(d) = pcfg.slice {
             engine::sched::short_slice(d);
         }
