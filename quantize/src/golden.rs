@@ -146,12 +146,13 @@ fn eval_layer(model: &QModel, layer: &QLayer, tensors: &[Vec<i64>]) -> Vec<i64> 
         } => {
             let (x, x_ty) = arg(0);
             let mac = Mac::new(x_ty, *w_ty, *b_ty, *acc_ty);
-            let per_oc = window.in_channels * window.kernel_size();
+            let per_oc = window.group_channels() * window.kernel_size();
             let mut y = Vec::with_capacity(out_len);
             for oc in 0..*out_channels {
+                let g = window.group_of(oc, *out_channels);
                 for p in 0..window.out_positions() {
                     let terms = window
-                        .conv_taps(p)
+                        .conv_taps(g, p)
                         .map(|(j, i)| (weights[oc * per_oc + j], x[i]));
                     y.push(mac.run(bias[oc], terms, out_ty));
                 }

@@ -173,11 +173,12 @@ fn eval_layer(l: &Layer, t: &[Vec<f64>]) -> Vec<f64> {
             bias,
             ..
         } => {
-            let per_oc = window.in_channels * window.kernel_size();
+            let per_oc = window.group_channels() * window.kernel_size();
             let mut y = Vec::new();
             for oc in 0..*out_channels {
+                let g = window.group_of(oc, *out_channels);
                 for p in 0..window.out_positions() {
-                    let taps = window.conv_taps(p);
+                    let taps = window.conv_taps(g, p);
                     y.push(taps.fold(bias[oc], |s, (j, i)| s + weights[oc * per_oc + j] * x[i]));
                 }
             }

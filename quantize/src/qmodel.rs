@@ -74,9 +74,22 @@ impl Table {
 }
 
 /// Geometry of a convolution or pooling window over a channels-first tensor
-/// `[C, spatial...]` (ONNX layout without the batch dimension), 1 or 2 spatial
-/// dimensions. Padding is zero padding for convolutions and is skipped (not
-/// counted) for pooling.
+/// `[C, spatial...]` (ONNX layout without the batch dimension), any number of
+/// spatial dimensions. Padding is zero padding for convolutions and is skipped
+/// (not counted) for pooling.
+///
+/// One description covers every sliding-window op, so that each backend has
+/// one rule of geometry ([`Window::tap`]) instead of one per op:
+/// - `dilation` spaces the kernel's taps (ONNX `dilations`);
+/// - `in_dilation` spaces the input's samples: the window slides over the
+///   input with `in_dilation - 1` zeros between neighbours. A transposed
+///   convolution of stride `s` is a convolution of stride 1 over the input
+///   dilated by `s`, with the kernel flipped (see the importer);
+/// - `groups` splits the channels: output channel group `g` reads only the
+///   input channels of group `g` (grouped and depthwise convolutions).
+///
+/// `dilation` and `in_dilation` are empty when they are 1 in every
+/// dimension, as models written before they existed have them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     pub in_channels: usize,
@@ -85,27 +98,102 @@ pub struct Window {
     pub stride: Vec<usize>,
     pub pad_begin: Vec<usize>,
     pub pad_end: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dilation: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_dilation: Vec<usize>,
+    #[serde(default = "one_group", skip_serializing_if = "is_one_group")]
+    pub groups: usize,
+}
+
+fn one_group() -> usize {
+    1
+}
+
+fn is_one_group(g: &usize) -> bool {
+    *g == 1
 }
 
 impl Window {
+    /// A plain window: no dilation of either kind, one group.
+    pub fn plain(
+        in_channels: usize,
+        in_spatial: Vec<usize>,
+        kernel: Vec<usize>,
+        stride: Vec<usize>,
+        pad_begin: Vec<usize>,
+        pad_end: Vec<usize>,
+    ) -> Self {
+        Window {
+            in_channels,
+            in_spatial,
+            kernel,
+            stride,
+            pad_begin,
+            pad_end,
+            dilation: Vec::new(),
+            in_dilation: Vec::new(),
+            groups: 1,
+        }
+    }
+
+    /// Kernel tap spacing in dimension `d`.
+    pub fn dil(&self, d: usize) -> usize {
+        self.dilation.get(d).copied().unwrap_or(1)
+    }
+
+    /// Input sample spacing in dimension `d`.
+    pub fn in_dil(&self, d: usize) -> usize {
+        self.in_dilation.get(d).copied().unwrap_or(1)
+    }
+
+    /// Extent of the (dilated) input in dimension `d`, padding excluded.
+    fn in_extent(&self, d: usize) -> usize {
+        (self.in_spatial[d] - 1) * self.in_dil(d) + 1
+    }
+
+    /// Extent of the (dilated) kernel in dimension `d`.
+    pub fn span(&self, d: usize) -> usize {
+        (self.kernel[d] - 1) * self.dil(d) + 1
+    }
+
+    fn out_dim(&self, d: usize) -> usize {
+        (self.in_extent(d) + self.pad_begin[d] + self.pad_end[d] - self.span(d)) / self.stride[d]
+            + 1
+    }
+
     pub fn out_spatial(&self) -> Vec<usize> {
         (0..self.in_spatial.len())
-            .map(|d| {
-                (self.in_spatial[d] + self.pad_begin[d] + self.pad_end[d] - self.kernel[d])
-                    / self.stride[d]
-                    + 1
-            })
+            .map(|d| self.out_dim(d))
             .collect()
     }
 
-    /// The taps of a convolution at output position `p`, input channel by
-    /// input channel: `(j, i)` with `j = ic * kernel_size + k` the offset of
-    /// the weight within an output channel's weights and `i` the flat index
-    /// of the input it multiplies, padding left out.
-    pub fn conv_taps(&self, p: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let (ksz, inp) = (self.kernel_size(), self.in_positions());
-        (0..self.in_channels).flat_map(move |ic| {
-            (0..ksz).filter_map(move |k| self.tap(p, k).map(|q| (ic * ksz + k, ic * inp + q)))
+    /// Input channels each output channel reads.
+    pub fn group_channels(&self) -> usize {
+        self.in_channels / self.groups
+    }
+
+    /// The group of output channel `oc` of `out_channels`.
+    pub fn group_of(&self, oc: usize, out_channels: usize) -> usize {
+        oc / (out_channels / self.groups)
+    }
+
+    /// The taps of a convolution at output position `p` for an output
+    /// channel of group `g`, input channel by input channel of that group:
+    /// `(j, i)` with `j = ic * kernel_size + k` the offset of the weight
+    /// within an output channel's weights and `i` the flat index of the input
+    /// it multiplies, padding and inserted zeros left out.
+    pub fn conv_taps(&self, g: usize, p: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let (ksz, inp, gc) = (
+            self.kernel_size(),
+            self.in_positions(),
+            self.group_channels(),
+        );
+        (0..gc).flat_map(move |ic| {
+            (0..ksz).filter_map(move |k| {
+                self.tap(p, k)
+                    .map(|q| (ic * ksz + k, (g * gc + ic) * inp + q))
+            })
         })
     }
 
@@ -127,27 +215,28 @@ impl Window {
         })
     }
 
-    /// Input spatial positions (flattened, row-major) read by output position
-    /// `out` and kernel offset `k` (both flattened); `None` for padding.
+    /// The input spatial position (flattened, row-major) read by output
+    /// position `out` and kernel offset `k` (both flattened); `None` where
+    /// the tap falls on padding or on a zero inserted by `in_dilation`.
     pub fn tap(&self, out: usize, k: usize) -> Option<usize> {
-        let out_sp = self.out_spatial();
-        let mut rem_o = out;
-        let mut rem_k = k;
-        let mut idx = 0usize;
+        let (mut rem_o, mut rem_k) = (out, k);
+        let (mut idx, mut scale) = (0usize, 1usize);
         // Walk dimensions from the last (fastest) to the first.
-        let mut coords = vec![0i64; self.in_spatial.len()];
         for d in (0..self.in_spatial.len()).rev() {
-            let o = rem_o % out_sp[d];
-            rem_o /= out_sp[d];
+            let n_out = self.out_dim(d);
+            let o = rem_o % n_out;
+            rem_o /= n_out;
             let kk = rem_k % self.kernel[d];
             rem_k /= self.kernel[d];
-            coords[d] = (o * self.stride[d] + kk) as i64 - self.pad_begin[d] as i64;
-            if coords[d] < 0 || coords[d] >= self.in_spatial[d] as i64 {
+            let c = (o * self.stride[d] + kk * self.dil(d)) as i64 - self.pad_begin[d] as i64;
+            if c < 0
+                || c >= self.in_extent(d) as i64
+                || !(c as usize).is_multiple_of(self.in_dil(d))
+            {
                 return None;
             }
-        }
-        for (&c, &size) in coords.iter().zip(&self.in_spatial) {
-            idx = idx * size + c as usize;
+            idx += c as usize / self.in_dil(d) * scale;
+            scale *= self.in_spatial[d];
         }
         Some(idx)
     }
@@ -161,7 +250,9 @@ impl Window {
     }
 
     pub fn out_positions(&self) -> usize {
-        self.out_spatial().iter().product()
+        (0..self.in_spatial.len())
+            .map(|d| self.out_dim(d))
+            .product()
     }
 }
 
@@ -198,7 +289,10 @@ pub enum QOp {
         acc_ty: FixedType,
     },
     /// Convolution over `[C_in, spatial...]` to `[C_out, out_spatial...]`;
-    /// weights are `[C_out][C_in][kernel...]` (ONNX order), zero padding.
+    /// weights are `[C_out][C_in / groups][kernel...]` (ONNX order), zero
+    /// padding; output channel `oc` belongs to group
+    /// `oc / (C_out / groups)` and reads the taps [`Window::conv_taps`]
+    /// gives for that group.
     Conv {
         window: Window,
         out_channels: usize,
@@ -304,7 +398,12 @@ impl QOp {
                 window,
                 out_channels,
                 ..
-            } => out_channels * window.out_positions() * window.in_channels * window.kernel_size(),
+            } => {
+                out_channels
+                    * window.out_positions()
+                    * window.group_channels()
+                    * window.kernel_size()
+            }
             QOp::Scale { .. } => out_len,
             _ => 0,
         }

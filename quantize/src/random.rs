@@ -24,7 +24,8 @@ pub struct RandomSpec {
     pub modes: bool,
     /// Allow table activations, softmax and argmax.
     pub tables: bool,
-    /// Start with a Conv1D (and possibly a pooling) stage.
+    /// Start with a convolution (1-D to 3-D, possibly grouped, dilated or
+    /// transposed) and possibly a pooling stage.
     pub conv: bool,
 }
 
@@ -134,22 +135,54 @@ impl<R: Rng> Builder<'_, R> {
         );
     }
 
-    fn conv1d(&mut self) {
-        let (cin, len) = (self.cur_shape[0], self.cur_shape[1]);
-        let k = self.rng.gen_range(1..=len.min(3));
-        let stride = self.rng.gen_range(1..=2);
-        let pad = self.rng.gen_range(0..k);
-        let window = Window {
-            in_channels: cin,
-            in_spatial: vec![len],
-            kernel: vec![k],
-            stride: vec![stride],
-            pad_begin: vec![pad],
-            pad_end: vec![pad],
-        };
-        let cout = self.rng.gen_range(1..=4);
-        let (weights, w_ty, bias, b_ty, acc_ty) = self.weights(cout, cin * k);
-        let out_len = window.out_spatial()[0];
+    /// A random window over the current `[C, spatial...]` tensor: kernel,
+    /// stride, pads and both dilations drawn so that the kernel fits.
+    fn window(&mut self, pool: bool) -> Window {
+        let (c, sp) = (self.cur_shape[0], self.cur_shape[1..].to_vec());
+        let mut w = Window::plain(c, sp.clone(), vec![], vec![], vec![], vec![]);
+        let (mut dil, mut in_dil) = (vec![], vec![]);
+        for &n in &sp {
+            let in_d = if pool { 1 } else { self.rng.gen_range(1..=2) };
+            let extent = (n - 1) * in_d + 1;
+            let k = self.rng.gen_range(1..=extent.min(3));
+            let d = if k > 1 && (k - 1) * 2 < extent {
+                self.rng.gen_range(1..=2)
+            } else {
+                1
+            };
+            let span = (k - 1) * d + 1;
+            let pad_max = if pool { 0 } else { span - 1 };
+            w.kernel.push(k);
+            w.stride.push(self.rng.gen_range(1..=2));
+            w.pad_begin.push(self.rng.gen_range(0..=pad_max));
+            w.pad_end.push(self.rng.gen_range(0..=pad_max));
+            dil.push(d);
+            in_dil.push(in_d);
+        }
+        if dil.iter().any(|&d| d > 1) {
+            w.dilation = dil;
+        }
+        if in_dil.iter().any(|&d| d > 1) {
+            w.in_dilation = in_dil;
+        }
+        w
+    }
+
+    /// A convolution of the current tensor's rank, grouped when the drawn
+    /// group count divides the channels, dilated or transposed (input
+    /// dilation) at random.
+    fn conv(&mut self) {
+        let mut window = self.window(false);
+        let cin = window.in_channels;
+        window.groups = self.rng.gen_range(1..=cin);
+        if !cin.is_multiple_of(window.groups) {
+            window.groups = 1;
+        }
+        let cout = window.groups * self.rng.gen_range(1..=3);
+        let fan_in = window.group_channels() * window.kernel_size();
+        let (weights, w_ty, bias, b_ty, acc_ty) = self.weights(cout, fan_in);
+        let mut shape = vec![cout];
+        shape.extend(window.out_spatial());
         let ty = random_type(self.rng, self.spec, true);
         self.push(
             QOp::Conv {
@@ -161,22 +194,14 @@ impl<R: Rng> Builder<'_, R> {
                 b_ty,
                 acc_ty,
             },
-            vec![cout, out_len],
+            shape,
             ty,
         );
     }
 
-    fn pool1d(&mut self) {
-        let (c, len) = (self.cur_shape[0], self.cur_shape[1]);
-        let k = self.rng.gen_range(1..=len.min(2));
-        let window = Window {
-            in_channels: c,
-            in_spatial: vec![len],
-            kernel: vec![k],
-            stride: vec![k],
-            pad_begin: vec![0],
-            pad_end: vec![0],
-        };
+    fn pool(&mut self) {
+        let window = self.window(true);
+        let k = window.kernel_size();
         let kind = if self.rng.gen_bool(0.5) {
             PoolKind::Max
         } else {
@@ -186,7 +211,8 @@ impl<R: Rng> Builder<'_, R> {
         let recip = (0..=k)
             .map(|n| recip_ty.quantize_f64(if n == 0 { 0.0 } else { 1.0 / n as f64 }))
             .collect();
-        let out = window.out_spatial()[0];
+        let mut shape = vec![window.in_channels];
+        shape.extend(window.out_spatial());
         let ty = random_type(self.rng, self.spec, true);
         self.push(
             QOp::Pool {
@@ -195,7 +221,7 @@ impl<R: Rng> Builder<'_, R> {
                 recip,
                 recip_ty,
             },
-            vec![c, out],
+            shape,
             ty,
         );
     }
@@ -276,13 +302,18 @@ impl<R: Rng> Builder<'_, R> {
     }
 }
 
-/// Draws a random network: optionally a Conv1D stage, then Dense layers with
+/// Draws a random network: optionally a convolution stage, then Dense layers with
 /// activations, then optionally a softmax or argmax head. Types, rounding and
 /// overflow modes are random; accumulators are exact.
 pub fn random_model(rng: &mut impl Rng, spec: &RandomSpec) -> QModel {
     let input_ty = random_type(rng, spec, true);
     let input_shape = if spec.conv {
-        vec![rng.gen_range(1..=3), rng.gen_range(2..=8)]
+        // 1-D to 3-D, small enough that a fully parallel kernel stays small.
+        let rank = rng.gen_range(1..=3);
+        let most = [8, 4, 3][rank - 1];
+        let mut s = vec![rng.gen_range(1..=3)];
+        s.extend((0..rank).map(|_| rng.gen_range(2..=most)));
+        s
     } else {
         vec![rng.gen_range(1..=spec.max_neurons.max(1))]
     };
@@ -294,10 +325,10 @@ pub fn random_model(rng: &mut impl Rng, spec: &RandomSpec) -> QModel {
         cur_shape: input_shape.clone(),
     };
     if spec.conv {
-        b.conv1d();
+        b.conv();
         b.activation();
         if b.rng.gen_bool(0.5) {
-            b.pool1d();
+            b.pool();
         }
     }
     let n_layers = b.rng.gen_range(1..=spec.max_layers.max(1));

@@ -23,10 +23,11 @@ pub fn tensor_len(shape: &[usize]) -> Result<usize, String> {
 }
 
 /// A window's input positions, output positions and kernel size; `None`
-/// unless it has one kernel size, stride and pair of pads per spatial
-/// dimension, every one of them at most [`MAX_TENSOR_LEN`] (so that no sum
-/// or product of them wraps), kernels and strides of at least 1 and kernels
-/// no larger than the padded input.
+/// unless it has one kernel size, stride and pair of pads (and, when given,
+/// one dilation of each kind) per spatial dimension, every one of them at
+/// most [`MAX_TENSOR_LEN`] (so that no sum or product of them wraps), inputs,
+/// kernels, strides and dilations of at least 1, a dilated kernel no larger
+/// than the padded dilated input, and groups that divide the channels.
 fn window_sizes(w: &Window) -> Option<(usize, usize, usize)> {
     let sp = w.in_spatial.len();
     let dims = [
@@ -36,21 +37,31 @@ fn window_sizes(w: &Window) -> Option<(usize, usize, usize)> {
         &w.pad_begin,
         &w.pad_end,
     ];
+    let dilations = [&w.dilation, &w.in_dilation];
     if dims
         .iter()
+        .chain(dilations.iter().filter(|v| !v.is_empty()))
         .any(|v| v.len() != sp || v.iter().any(|&x| x > MAX_TENSOR_LEN))
+        || w.groups == 0
+        || !w.in_channels.is_multiple_of(w.groups)
     {
         return None;
     }
     let (mut inp, mut outp, mut ksz) = (1usize, 1usize, 1usize);
     for d in 0..sp {
-        let padded = w.in_spatial[d] + w.pad_begin[d] + w.pad_end[d];
-        if w.kernel[d] == 0 || w.stride[d] == 0 || padded < w.kernel[d] {
+        let (n, k, s) = (w.in_spatial[d], w.kernel[d], w.stride[d]);
+        if n == 0 || k == 0 || s == 0 || w.dil(d) == 0 || w.in_dil(d) == 0 {
             return None;
         }
-        inp = inp.checked_mul(w.in_spatial[d])?;
-        outp = outp.checked_mul((padded - w.kernel[d]) / w.stride[d] + 1)?;
-        ksz = ksz.checked_mul(w.kernel[d])?;
+        let extent = (n - 1).checked_mul(w.in_dil(d))? + 1;
+        let span = (k - 1).checked_mul(w.dil(d))? + 1;
+        let padded = extent + w.pad_begin[d] + w.pad_end[d];
+        if padded < span {
+            return None;
+        }
+        inp = inp.checked_mul(n)?;
+        outp = outp.checked_mul((padded - span) / s + 1)?;
+        ksz = ksz.checked_mul(k)?;
     }
     Some((inp, outp, ksz))
 }
@@ -101,9 +112,10 @@ pub fn validate(m: &QModel) -> Result<(), String> {
                 ..
             } => window_sizes(window).is_some_and(|(inp, outp, ksz)| {
                 window.in_channels.checked_mul(inp) == Some(in_len)
+                    && out_channels.is_multiple_of(window.groups)
                     && out_channels.checked_mul(outp) == Some(out_len)
                     && out_channels
-                        .checked_mul(window.in_channels)
+                        .checked_mul(window.group_channels())
                         .and_then(|n| n.checked_mul(ksz))
                         == Some(weights.len())
                     && bias.len() == *out_channels
@@ -131,7 +143,8 @@ pub fn validate(m: &QModel) -> Result<(), String> {
             QOp::Argmax { n } => *n > 0 && out_len.is_multiple_of(*n) && in_len == out_len,
             QOp::Pool { window, recip, .. } => {
                 window_sizes(window).is_some_and(|(inp, outp, ksz)| {
-                    window.in_channels.checked_mul(inp) == Some(in_len)
+                    window.groups == 1
+                        && window.in_channels.checked_mul(inp) == Some(in_len)
                         && window.in_channels.checked_mul(outp) == Some(out_len)
                         && recip.len() > ksz
                 })

@@ -1,52 +1,10 @@
 //! Bad ONNX input gives an error that names what is wrong and where, never a panic.
 
-use prost::Message;
+mod common;
+
+use common::{node, values, weights};
 use quantize::onnx::import_bytes;
 use tract_onnx::pb;
-
-fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension::Value as D, Dimension};
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: 1,
-                shape: Some(pb::TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| Dimension {
-                            value: Some(D::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
-    pb::NodeProto {
-        op_type: op.into(),
-        name: name.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-fn weights(name: &str, dims: &[i64]) -> pb::TensorProto {
-    let n: i64 = dims.iter().product();
-    pb::TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: 1,
-        float_data: (0..n).map(|i| i as f32 * 0.1).collect(),
-        ..Default::default()
-    }
-}
 
 fn model(nodes: Vec<pb::NodeProto>, inits: Vec<pb::TensorProto>, output: &str) -> Vec<u8> {
     model_with_input(nodes, inits, output, &[1, 4])
@@ -58,23 +16,7 @@ fn model_with_input(
     output: &str,
     input: &[i64],
 ) -> Vec<u8> {
-    pb::ModelProto {
-        ir_version: 7,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
-        graph: Some(pb::GraphProto {
-            node: nodes,
-            name: "g".into(),
-            initializer: inits,
-            input: vec![value_info("x", input)],
-            output: vec![value_info(output, &[1, 3])],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    common::model(nodes, inits, input, output, &[1, 3])
 }
 
 fn err(bytes: &[u8]) -> String {
@@ -196,27 +138,11 @@ fn a_tensor_with_too_few_values_is_an_error() {
     );
 }
 
-fn values(name: &str, dims: &[i64], v: &[f32]) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: 1,
-        float_data: v.to_vec(),
-        ..Default::default()
-    }
-}
-
 #[test]
 fn pytorch_style_gemm_with_a_fixed_batch_normalisation_and_qdq_imports() {
     // A fixed batch of 789444 (seen in the wild), input normalisation by
     // constants, Gemm with transB, Dropout, and a QuantizeLinear/DequantizeLinear pair.
-    let mut gemm = node("Gemm", "fc", &["xn", "W", "B"], &["y"]);
-    gemm.attribute.push(pb::AttributeProto {
-        name: "transB".into(),
-        i: 1,
-        r#type: 2,
-        ..Default::default()
-    });
+    let gemm = common::with_int(node("Gemm", "fc", &["xn", "W", "B"], &["y"]), "transB", 1);
     let zp = pb::TensorProto {
         name: "zp".into(),
         data_type: 3, // int8: signed

@@ -5,7 +5,7 @@
 use super::error::{LayerProblem, PlanError};
 use super::fusion::fuse;
 use super::mac::{compile_mac, conv_gather, MacSpec};
-use super::types::{Kernel, MacPath, Plan, Sizes, Step, PAD};
+use super::types::{Kernel, Mac, MacPath, Plan, Sizes, Step, PAD};
 use crate::dense::{xpack_len, Operand};
 use crate::isa::Isa;
 use crate::rq::Rq;
@@ -261,6 +261,8 @@ fn dense(
     Ok(Kernel::Mac(Box::new(mac)))
 }
 
+/// Conv: one MAC kernel per channel group, each over its group's gather and
+/// writing its own block of output channels (the output is channel-major).
 fn conv(
     cx: &LayerCx,
     sizes: &mut Sizes,
@@ -268,22 +270,34 @@ fn conv(
     out_channels: usize,
     spec: &MacSpec,
 ) -> Result<Kernel, PlanError> {
-    let n_in = window.in_channels * window.kernel_size();
+    let groups = window.groups;
+    let n_in = window.group_channels() * window.kernel_size();
     let positions = window.out_positions();
-    if spec.weights.len() != n_in * out_channels
+    if groups == 0
+        || !out_channels.is_multiple_of(groups)
+        || spec.weights.len() != n_in * out_channels
         || spec.bias.len() != out_channels
         || cx.in_len != window.in_channels * window.in_positions()
         || cx.out_len != out_channels * positions
     {
         return Err(cx.fail(LayerProblem::Sizes("Conv")));
     }
-    sizes.dot = sizes.dot.max(out_channels.div_ceil(16) * 16);
+    let ocg = out_channels / groups;
+    sizes.dot = sizes.dot.max(ocg.div_ceil(16) * 16);
     sizes.xpack = sizes.xpack.max(xpack_len(n_in));
     sizes.col = sizes.col.max(n_in);
-    sizes.acc = sizes.acc.max(out_channels);
-    let gather = conv_gather(window);
-    let mac = compile_mac(cx.isa, spec, n_in, out_channels, positions, gather);
-    Ok(Kernel::Mac(Box::new(mac)))
+    sizes.acc = sizes.acc.max(ocg);
+    let macs = (0..groups)
+        .map(|g| {
+            let group = MacSpec {
+                weights: &spec.weights[g * ocg * n_in..(g + 1) * ocg * n_in],
+                bias: &spec.bias[g * ocg..(g + 1) * ocg],
+                ..*spec
+            };
+            compile_mac(cx.isa, &group, n_in, ocg, positions, conv_gather(window, g))
+        })
+        .collect();
+    Ok(Kernel::Conv(macs))
 }
 
 /// Scale: a one-term MAC per element (`x * scale + shift`).
@@ -414,18 +428,26 @@ fn route(cx: &LayerCx, src: &[(u16, u32)]) -> Result<Kernel, PlanError> {
 /// A step's kernel as reports show it (before fusion).
 fn describe_kernel(isa: Isa, s: &Step) -> String {
     match &s.kernel {
-        Kernel::Mac(m) => match &m.path {
-            MacPath::Fast { k, .. } => format!(
-                "{} {}",
-                isa,
-                match k.operand {
-                    Operand::I32 => "i32",
-                    Operand::I16 => "i16xi16",
-                    Operand::U8 => "u8xi8",
-                }
-            ),
-            MacPath::General { .. } => "general i128".into(),
-        },
+        Kernel::Mac(m) => describe_mac(isa, m),
+        Kernel::Conv(groups) => groups
+            .first()
+            .map_or("empty".into(), |m| describe_mac(isa, m)),
         _ => "scalar".into(),
+    }
+}
+
+/// A MAC kernel's path as reports show it.
+fn describe_mac(isa: Isa, m: &Mac) -> String {
+    match &m.path {
+        MacPath::Fast { k, .. } => format!(
+            "{} {}",
+            isa,
+            match k.operand {
+                Operand::I32 => "i32",
+                Operand::I16 => "i16xi16",
+                Operand::U8 => "u8xi8",
+            }
+        ),
+        MacPath::General { .. } => "general i128".into(),
     }
 }

@@ -184,6 +184,13 @@ impl Plan {
                 Kernel::Mac(m) => {
                     run_mac(m, x, y, &mut s.dot, &mut s.xpack, &mut s.col, &mut s.acc)
                 }
+                Kernel::Conv(groups) => {
+                    let per = out_len / groups.len().max(1);
+                    for (g, m) in groups.iter().enumerate() {
+                        let y = &mut y[g * per..(g + 1) * per];
+                        run_mac(m, x, y, &mut s.dot, &mut s.xpack, &mut s.col, &mut s.acc)
+                    }
+                }
                 Kernel::Scale {
                     scale,
                     shift_al,

@@ -23,26 +23,27 @@ pub(super) struct MacSpec<'a> {
 }
 
 /// For each output position of a Conv window, the input index of each
-/// `[in_channel][tap]` term (`PAD` for zero padding).
-pub(super) fn conv_gather(w: &Window) -> Vec<u32> {
-    let (cin, ksz, inp, outp) = (
-        w.in_channels,
+/// `[in_channel][tap]` term of channel group `g` (`PAD` for padding and for
+/// the zeros an input dilation inserts).
+pub(super) fn conv_gather(w: &Window, g: usize) -> Vec<u32> {
+    let (gc, ksz, inp, outp) = (
+        w.group_channels(),
         w.kernel_size(),
         w.in_positions(),
         w.out_positions(),
     );
-    let mut g = Vec::with_capacity(outp * cin * ksz);
+    let mut g_idx = Vec::with_capacity(outp * gc * ksz);
     for p in 0..outp {
-        for ic in 0..cin {
+        for ic in g * gc..(g + 1) * gc {
             for k in 0..ksz {
-                g.push(match w.tap(p, k) {
+                g_idx.push(match w.tap(p, k) {
                     Some(q) => (ic * inp + q) as u32,
                     None => PAD,
                 });
             }
         }
     }
-    g
+    g_idx
 }
 
 /// The i32 dot-product path when the exact dot product provably fits i32

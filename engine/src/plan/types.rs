@@ -108,6 +108,9 @@ pub(super) struct Mac {
 #[derive(Clone, Debug)]
 pub(super) enum Kernel {
     Mac(Box<Mac>),
+    /// A convolution: one MAC per channel group, group `g` writing output
+    /// channels `g * n_out..(g + 1) * n_out`.
+    Conv(Vec<Mac>),
     Scale {
         scale: Vec<i64>,
         shift_al: Vec<i128>,

@@ -162,12 +162,13 @@ fn conv(
     acc_ty: FixedType,
 ) -> Vec<NodeId> {
     let (x, _) = l.arg(0);
-    let per_oc = window.in_channels * window.kernel_size();
+    let per_oc = window.group_channels() * window.kernel_size();
     let mut y = Vec::with_capacity(l.out_len);
     for oc in 0..out_channels {
+        let g = window.group_of(oc, out_channels);
         for p in 0..window.out_positions() {
             let pairs: Vec<(i64, NodeId)> = window
-                .conv_taps(p)
+                .conv_taps(g, p)
                 .map(|(j, i)| (weights[oc * per_oc + j], x[i]))
                 .collect();
             y.push(b.mac(

@@ -197,69 +197,85 @@ pub fn reshape_target(shape: &[usize], target: &[i64]) -> Result<Vec<usize>, Str
     Ok(out)
 }
 
-/// The sliding window of a Conv or pool node over `x`: strides, explicit
-/// pads or `auto_pad`, checked against the kernel.
+/// An integer-list attribute with one value per spatial dimension, each at
+/// least 1 (`strides`, `dilations`); `vec![1; sp]` when absent.
+pub fn per_dim(n: &Node, name: &str, sp: usize) -> Result<Vec<usize>, String> {
+    let Some(v) = n.attr_ints(name) else {
+        return Ok(vec![1; sp]);
+    };
+    if v.len() != sp || v.iter().any(|&x| x < 1) {
+        return Err(format!("{name} {v:?} are invalid for a {sp}-D window"));
+    }
+    Ok(v.iter().map(|&x| x as usize).collect())
+}
+
+/// The sliding window of a Conv or pool node over `x`: strides, dilations,
+/// explicit pads or `auto_pad`, checked against the kernel.
 pub fn window(n: &Node, x: &Act, kernel: Vec<usize>) -> Result<Window, String> {
     let sp = kernel.len();
-    if x.shape.len() != sp + 1 {
+    if x.shape.len() != sp + 1 || sp == 0 {
         return Err(format!(
             "input shape {:?} does not fit a {sp}-D window",
             x.shape
         ));
     }
+    if kernel.contains(&0) {
+        return Err(format!("kernel {kernel:?} has an empty dimension"));
+    }
     let in_spatial = x.shape[1..].to_vec();
-    let stride: Vec<usize> = n
-        .attr_ints("strides")
-        .map(|s| s.iter().map(|&v| v as usize).collect())
-        .unwrap_or(vec![1; sp]);
+    let stride = per_dim(n, "strides", sp)?;
+    let dilation = per_dim(n, "dilations", sp)?;
+    let span: Vec<usize> = (0..sp).map(|d| (kernel[d] - 1) * dilation[d] + 1).collect();
     let auto = n.attr_s("auto_pad").unwrap_or_default();
     let (pad_begin, pad_end) = match auto.as_str() {
-        "" | "NOTSET" => {
-            let p: Vec<usize> = n
-                .attr_ints("pads")
-                .map(|s| s.iter().map(|&v| v as usize).collect())
-                .unwrap_or(vec![0; 2 * sp]);
-            if p.len() != 2 * sp {
-                return Err(format!("pads {p:?} should have {} values", 2 * sp));
-            }
-            (p[..sp].to_vec(), p[sp..].to_vec())
-        }
+        "" | "NOTSET" => explicit_pads(n, sp)?,
         "VALID" => (vec![0; sp], vec![0; sp]),
         "SAME_UPPER" | "SAME_LOWER" => {
             let mut b = vec![0; sp];
             let mut e = vec![0; sp];
             for d in 0..sp {
                 let out = in_spatial[d].div_ceil(stride[d]);
-                let total = ((out - 1) * stride[d] + kernel[d]).saturating_sub(in_spatial[d]);
-                let small = total / 2;
-                if auto == "SAME_UPPER" {
-                    (b[d], e[d]) = (small, total - small);
-                } else {
-                    (b[d], e[d]) = (total - small, small);
-                }
+                let total = ((out - 1) * stride[d] + span[d]).saturating_sub(in_spatial[d]);
+                (b[d], e[d]) = split_pads(total, auto == "SAME_UPPER");
             }
             (b, e)
         }
         other => return Err(format!("auto_pad '{other}' is not supported")),
     };
-    if stride.len() != sp || stride.contains(&0) {
-        return Err(format!(
-            "strides {stride:?} are invalid for a {sp}-D window"
-        ));
-    }
     for d in 0..sp {
-        if in_spatial[d] + pad_begin[d] + pad_end[d] < kernel[d] {
+        if in_spatial[d] == 0 || in_spatial[d] + pad_begin[d] + pad_end[d] < span[d] {
             return Err(format!(
-                "kernel {kernel:?} is larger than the padded input {in_spatial:?}"
+                "kernel {kernel:?} (dilations {dilation:?}) is larger than the padded input {in_spatial:?}"
             ));
         }
     }
-    Ok(Window {
-        in_channels: x.shape[0],
-        in_spatial,
-        kernel,
-        stride,
-        pad_begin,
-        pad_end,
-    })
+    let mut w = Window::plain(x.shape[0], in_spatial, kernel, stride, pad_begin, pad_end);
+    if dilation.iter().any(|&v| v != 1) {
+        w.dilation = dilation;
+    }
+    Ok(w)
+}
+
+/// The `pads` attribute as begin and end pads, zero when absent.
+pub fn explicit_pads(n: &Node, sp: usize) -> Result<(Vec<usize>, Vec<usize>), String> {
+    let p = n.attr_ints("pads").unwrap_or(vec![0; 2 * sp]);
+    if p.len() != 2 * sp || p.iter().any(|&v| v < 0) {
+        return Err(format!(
+            "pads {p:?} should be {} values of at least 0",
+            2 * sp
+        ));
+    }
+    let p: Vec<usize> = p.iter().map(|&v| v as usize).collect();
+    Ok((p[..sp].to_vec(), p[sp..].to_vec()))
+}
+
+/// Splits `total` padding between begin and end as ONNX's `SAME_UPPER`
+/// (the extra one at the end) or `SAME_LOWER` (at the beginning) does.
+pub fn split_pads(total: usize, upper: bool) -> (usize, usize) {
+    let small = total / 2;
+    if upper {
+        (small, total - small)
+    } else {
+        (total - small, small)
+    }
 }

@@ -6,7 +6,7 @@
 use crate::ir::Op;
 use crate::onnx::builder::Builder;
 use crate::onnx::decode::Node;
-use crate::onnx::shape::{broadcast_to, onnx_axis, window};
+use crate::onnx::shape::{broadcast_to, explicit_pads, onnx_axis, per_dim, split_pads, window};
 use crate::onnx::value::{Act, Value};
 use crate::qmodel::{PoolKind, Window};
 
@@ -155,47 +155,201 @@ pub fn batch_norm(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     Ok(Value::Act(b.affine(n, x, scale, shift)))
 }
 
-/// 1-D and 2-D convolutions without groups or dilation.
-pub fn conv(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
-    let w = n.konst(1)?;
-    if n.attr_i("group", 1) != 1 {
-        return Err("grouped or depthwise convolution (group != 1) is not supported".into());
-    }
-    let spatial = x.shape.len().saturating_sub(1);
-    if !(1..=2).contains(&spatial) || w.shape.len() != spatial + 2 {
-        return Err(format!(
-            "input shape {:?} with weights {:?}: only 1-D and 2-D convolutions are supported",
-            x.shape, w.shape
-        ));
-    }
-    if n.attr_ints("dilations")
-        .is_some_and(|d| d.iter().any(|&v| v != 1))
+/// The `group` attribute, checked against the input and output channels.
+fn groups(n: &Node, in_channels: usize, out_channels: usize) -> Result<usize, String> {
+    let g = n.attr_i("group", 1);
+    if g < 1 || !in_channels.is_multiple_of(g as usize) || !out_channels.is_multiple_of(g as usize)
     {
-        return Err("dilations other than 1 are not supported".into());
-    }
-    let window = window(n, x, w.shape[2..].to_vec())?;
-    if w.shape[1] != window.in_channels {
         return Err(format!(
-            "weights have {} input channels, the input has {}",
-            w.shape[1], window.in_channels
+            "group {g} does not divide the {in_channels} input and {out_channels} output channels"
         ));
     }
-    let oc = w.shape[0];
-    let bias = match n.opt_const(2) {
-        Some(c) => c.data.clone(),
-        None => vec![0.0; oc],
-    };
+    Ok(g as usize)
+}
+
+/// The bias of a Conv or ConvTranspose (input 2), zeros when absent.
+fn conv_bias(n: &Node, out_channels: usize) -> Result<Vec<f64>, String> {
+    match n.opt_const(2) {
+        Some(c) if c.data.len() != out_channels => Err(format!(
+            "bias has {} values for {out_channels} output channels",
+            c.data.len()
+        )),
+        Some(c) => Ok(c.data.clone()),
+        None => Ok(vec![0.0; out_channels]),
+    }
+}
+
+/// Pushes a Conv layer over `window`.
+fn push_conv(
+    b: &mut Builder,
+    n: &Node,
+    x: &Act,
+    window: Window,
+    weights: Vec<f64>,
+    w_quant: Option<crate::fixed::FixedType>,
+) -> Result<Value, String> {
+    let oc = weights.len() / (window.group_channels() * window.kernel_size()).max(1);
+    let bias = conv_bias(n, oc)?;
     let mut shape = vec![oc];
     shape.extend(window.out_spatial());
     let op = Op::Conv {
         window,
         out_channels: oc,
-        weights: w.data.clone(),
+        weights,
         bias,
-        w_quant: w.quant,
+        w_quant,
         b_quant: n.opt_const(2).and_then(|c| c.quant),
     };
     Ok(Value::Act(b.push(n.name.into(), op, vec![x.id], shape)))
+}
+
+/// Convolutions of any number of spatial dimensions, with strides,
+/// dilations, padding and groups (depthwise when `group` is the number of
+/// channels).
+pub fn conv(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
+    let w = n.konst(1)?;
+    let spatial = x.shape.len().saturating_sub(1);
+    if spatial == 0 || w.shape.len() != spatial + 2 {
+        return Err(format!(
+            "input shape {:?} with weights {:?}: a convolution needs [C, spatial...] and [C_out, C_in/group, kernel...]",
+            x.shape, w.shape
+        ));
+    }
+    let mut window = window(n, x, w.shape[2..].to_vec())?;
+    window.groups = groups(n, window.in_channels, w.shape[0])?;
+    if w.shape[1] != window.group_channels() {
+        return Err(format!(
+            "weights have {} input channels per group, the input has {} channels in {} groups",
+            w.shape[1], window.in_channels, window.groups
+        ));
+    }
+    push_conv(b, n, x, window, w.data.clone(), w.quant)
+}
+
+/// ConvTranspose as the convolution it equals: stride 1 over the input
+/// dilated by the transposed convolution's strides, the kernel flipped in
+/// every spatial dimension and its channel axes swapped, and pads
+/// `dilation * (kernel - 1) - pad` (plus `output_padding` at the end). Every
+/// backend then runs it with the Conv it already has, and the taps that fall
+/// on inserted zeros are left out like padding.
+pub fn conv_transpose(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
+    let w = n.konst(1)?;
+    let sp = x.shape.len().saturating_sub(1);
+    if sp == 0 || w.shape.len() != sp + 2 {
+        return Err(format!(
+            "input shape {:?} with weights {:?}: a transposed convolution needs [C, spatial...] and [C_in, C_out/group, kernel...]",
+            x.shape, w.shape
+        ));
+    }
+    let (cin, kernel) = (x.shape[0], w.shape[2..].to_vec());
+    if w.shape[0] != cin || kernel.contains(&0) {
+        return Err(format!(
+            "weights {:?} do not fit an input of {cin} channels",
+            w.shape
+        ));
+    }
+    if let Some(k) = n.attr_ints("kernel_shape") {
+        if k.iter().map(|&v| v as usize).ne(kernel.iter().copied()) {
+            return Err(format!(
+                "kernel_shape {k:?} differs from the weights {:?}",
+                w.shape
+            ));
+        }
+    }
+    let g = n.attr_i("group", 1);
+    if g < 1 || !cin.is_multiple_of(g as usize) {
+        return Err(format!(
+            "group {g} does not divide the {cin} input channels"
+        ));
+    }
+    let groups = g as usize;
+    let (icg, ocg) = (cin / groups, w.shape[1]);
+    let stride = per_dim(n, "strides", sp)?;
+    let dilation = per_dim(n, "dilations", sp)?;
+    let out_pad: Vec<usize> = match n.attr_ints("output_padding") {
+        None => vec![0; sp],
+        Some(v) if v.len() == sp && v.iter().all(|&p| p >= 0) => {
+            v.iter().map(|&p| p as usize).collect()
+        }
+        Some(v) => {
+            return Err(format!(
+                "output_padding {v:?} is invalid for a {sp}-D window"
+            ))
+        }
+    };
+    let span: Vec<usize> = (0..sp).map(|d| (kernel[d] - 1) * dilation[d] + 1).collect();
+    // The full output before pads: `stride * (in - 1) + output_padding + span`.
+    let full: Vec<usize> = (0..sp)
+        .map(|d| stride[d] * (x.shape[d + 1] - 1) + out_pad[d] + span[d])
+        .collect();
+    let auto = n.attr_s("auto_pad").unwrap_or_default();
+    let (pad_b, pad_e) = if let Some(out) = n.attr_ints("output_shape") {
+        let out: Vec<usize> = out.iter().map(|&v| v.max(0) as usize).collect();
+        let out = &out[out.len().saturating_sub(sp)..];
+        if out.len() != sp || (0..sp).any(|d| out[d] > full[d]) {
+            return Err(format!(
+                "output_shape {out:?} is larger than the full output {full:?}"
+            ));
+        }
+        let split = |d: usize| split_pads(full[d] - out[d], auto == "SAME_UPPER");
+        (
+            (0..sp).map(|d| split(d).0).collect(),
+            (0..sp).map(|d| split(d).1).collect(),
+        )
+    } else {
+        match auto.as_str() {
+            "" | "NOTSET" => explicit_pads(n, sp)?,
+            "VALID" => (vec![0; sp], vec![0; sp]),
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let split = |d: usize| {
+                    split_pads(
+                        full[d] - (stride[d] * x.shape[d + 1]).min(full[d]),
+                        auto == "SAME_UPPER",
+                    )
+                };
+                (
+                    (0..sp).map(|d| split(d).0).collect(),
+                    (0..sp).map(|d| split(d).1).collect(),
+                )
+            }
+            other => return Err(format!("auto_pad '{other}' is not supported")),
+        }
+    };
+    let mut pad_begin = Vec::with_capacity(sp);
+    let mut pad_end = Vec::with_capacity(sp);
+    for d in 0..sp {
+        let edge = span[d] - 1;
+        if pad_b[d] > edge || pad_e[d] > edge + out_pad[d] || pad_b[d] + pad_e[d] >= full[d] {
+            return Err(format!(
+                "pads {pad_b:?}/{pad_e:?} crop more than the kernel's span {span:?} adds: not supported"
+            ));
+        }
+        pad_begin.push(edge - pad_b[d]);
+        pad_end.push(edge + out_pad[d] - pad_e[d]);
+    }
+    let mut window = Window::plain(
+        cin,
+        x.shape[1..].to_vec(),
+        kernel,
+        vec![1; sp],
+        pad_begin,
+        pad_end,
+    );
+    window.in_dilation = stride;
+    window.dilation = dilation;
+    window.groups = groups;
+    // Conv weights [C_out][C_in / group][kernel...], flipped, from
+    // ConvTranspose weights [C_in][C_out / group][kernel...].
+    let ksz = window.kernel_size();
+    let mut weights = Vec::with_capacity(ocg * groups * icg * ksz);
+    for oc in 0..ocg * groups {
+        let (grp, j) = (oc / ocg, oc % ocg);
+        for i in 0..icg {
+            let base = ((grp * icg + i) * ocg + j) * ksz;
+            weights.extend((0..ksz).map(|k| w.data[base + ksz - 1 - k]));
+        }
+    }
+    push_conv(b, n, x, window, weights, w.quant)
 }
 
 /// MaxPool, AveragePool and their Global forms (one window over all of each channel).
@@ -218,14 +372,15 @@ pub fn pool(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
         return Err("count_include_pad=1 is not supported".into());
     }
     let window = if global {
-        Window {
-            in_channels: x.shape[0],
-            in_spatial: x.shape[1..].to_vec(),
-            stride: vec![1; kernel.len()],
-            pad_begin: vec![0; kernel.len()],
-            pad_end: vec![0; kernel.len()],
+        let sp = kernel.len();
+        Window::plain(
+            x.shape[0],
+            x.shape[1..].to_vec(),
             kernel,
-        }
+            vec![1; sp],
+            vec![0; sp],
+            vec![0; sp],
+        )
     } else {
         window(n, x, kernel)?
     };

@@ -102,6 +102,7 @@ pub const OPS: &[OpDef] = &[
     maps("Clip", layers::clip),
     maps("BatchNormalization", layers::batch_norm),
     maps("Conv", layers::conv),
+    maps("ConvTranspose", layers::conv_transpose),
     maps("MaxPool", layers::pool),
     maps("AveragePool", layers::pool),
     maps("GlobalAveragePool", layers::pool),

@@ -1,0 +1,174 @@
+//! ONNX models written in tests: nodes, attributes, initializers and a
+//! one-input graph, as protobuf bytes the importer and tract both read; and
+//! tract's outputs on them, the float reference.
+
+#![allow(dead_code)] // each test crate uses part of these
+
+use prost::Message;
+use tract_onnx::pb;
+
+/// A float tensor's declaration; no dims at all leaves its shape unstated.
+pub fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{dimension::Value as D, Dimension};
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: 1,
+                shape: (!dims.is_empty()).then(|| pb::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            value: Some(D::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
+    pb::NodeProto {
+        op_type: op.into(),
+        name: name.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// `node` with an integer attribute added.
+pub fn with_int(mut n: pb::NodeProto, name: &str, v: i64) -> pb::NodeProto {
+    n.attribute.push(pb::AttributeProto {
+        name: name.into(),
+        i: v,
+        r#type: 2,
+        ..Default::default()
+    });
+    n
+}
+
+/// `node` with an integer-list attribute added.
+pub fn with_ints(mut n: pb::NodeProto, name: &str, v: &[i64]) -> pb::NodeProto {
+    n.attribute.push(pb::AttributeProto {
+        name: name.into(),
+        ints: v.to_vec(),
+        r#type: 7,
+        ..Default::default()
+    });
+    n
+}
+
+/// Values in [-1, 1) from a fixed sequence (an LCG seeded by `seed`).
+pub fn scattered(name: &str, dims: &[i64], seed: u64) -> pb::TensorProto {
+    let n: i64 = dims.iter().product();
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect();
+    values(name, dims, &v)
+}
+
+/// Weights `0.1 * i` for the `i`-th value.
+pub fn weights(name: &str, dims: &[i64]) -> pb::TensorProto {
+    let n: i64 = dims.iter().product();
+    values(
+        name,
+        dims,
+        &(0..n).map(|i| i as f32 * 0.1).collect::<Vec<_>>(),
+    )
+}
+
+pub fn values(name: &str, dims: &[i64], v: &[f32]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A graph with input `x` of shape `input` and output `output` of shape
+/// `out_dims` (unstated when empty), opset 13.
+pub fn model(
+    nodes: Vec<pb::NodeProto>,
+    inits: Vec<pb::TensorProto>,
+    input: &[i64],
+    output: &str,
+    out_dims: &[i64],
+) -> Vec<u8> {
+    pb::ModelProto {
+        ir_version: 7,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(pb::GraphProto {
+            node: nodes,
+            name: "g".into(),
+            initializer: inits,
+            input: vec![value_info("x", input)],
+            output: vec![value_info(output, out_dims)],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// tract's float outputs for `events` (flat, `shape` per event), one event
+/// per run with a leading batch axis of 1, whatever batch the file declares.
+pub fn tract_outputs(model: &[u8], shape: &[usize], events: &[f32]) -> Vec<Vec<f64>> {
+    use tract_onnx::prelude::*;
+    let mut full = vec![1usize];
+    full.extend(shape);
+    let plan = tract_onnx::onnx()
+        .model_for_read(&mut &model[..])
+        .unwrap()
+        .with_input_fact(0, f32::fact(&full).into())
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let len: usize = shape.iter().product();
+    events
+        .chunks(len)
+        .map(|ev| {
+            let t = tract_ndarray::Array::from_shape_vec(full.clone(), ev.to_vec()).unwrap();
+            let out = plan.run(tvec!(Tensor::from(t).into())).unwrap();
+            out[0]
+                .to_plain_array_view::<f32>()
+                .unwrap()
+                .iter()
+                .map(|&v| v as f64)
+                .collect()
+        })
+        .collect()
+}
+
+/// Asserts bxflow's f64 float reference agrees with tract's f32 outputs.
+pub fn assert_close(name: &str, ours: &[Vec<f64>], theirs: &[Vec<f64>]) {
+    assert_eq!(ours.len(), theirs.len(), "{name}: event count");
+    for (e, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        assert_eq!(a.len(), b.len(), "{name}: output length");
+        for (x, y) in a.iter().zip(b) {
+            // tract computes in f32; bxflow's float reference in f64.
+            let tol = 1e-5 * y.abs().max(1.0) + 1e-5;
+            assert!(
+                (x - y).abs() <= tol,
+                "{name} event {e}: bxflow {x} vs tract {y}"
+            );
+        }
+    }
+}
