@@ -16,6 +16,8 @@ mod qonnx;
 mod shape;
 mod value;
 
+pub use ops::markdown_table as supported_ops_table;
+
 use crate::ir::{Graph, Op};
 use builder::Builder;
 use decode::Node;

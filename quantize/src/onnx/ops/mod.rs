@@ -33,6 +33,14 @@ pub struct OpDef {
     pub name: &'static str,
     on_act: OnAct,
     fold: Option<FoldFn>,
+    /// What a user should know: the limits of the mapping, or how it runs.
+    note: &'static str,
+}
+
+impl OpDef {
+    const fn note(self, note: &'static str) -> OpDef {
+        OpDef { note, ..self }
+    }
 }
 
 const fn unary(name: &'static str, op: fn(&Node) -> Op) -> OpDef {
@@ -40,6 +48,7 @@ const fn unary(name: &'static str, op: fn(&Node) -> Op) -> OpDef {
         name,
         on_act: OnAct::Unary(op),
         fold: None,
+        note: "",
     }
 }
 
@@ -48,6 +57,7 @@ const fn maps(name: &'static str, map: MapFn) -> OpDef {
         name,
         on_act: OnAct::Map(map),
         fold: None,
+        note: "",
     }
 }
 
@@ -56,6 +66,7 @@ const fn both(name: &'static str, map: MapFn, fold: FoldFn) -> OpDef {
         name,
         on_act: OnAct::Map(map),
         fold: Some(fold),
+        note: "",
     }
 }
 
@@ -64,13 +75,14 @@ const fn folds(name: &'static str, fold: FoldFn) -> OpDef {
         name,
         on_act: OnAct::No,
         fold: Some(fold),
+        note: "",
     }
 }
 
 /// Every op the importer knows, in the order error messages list them.
 pub const OPS: &[OpDef] = &[
-    maps("MatMul", layers::dense),
-    maps("Gemm", layers::dense),
+    maps("MatMul", layers::dense).note("Dense: constant weights as the second operand, a flat input"),
+    maps("Gemm", layers::dense).note("Dense; `transA`, `transB`, `alpha`, `beta`"),
     both("Add", layers::arith, |n| fold::binary(n, |a, b| a + b)),
     both("Sub", layers::arith, |n| fold::binary(n, |a, b| a - b)),
     both("Mul", layers::arith, |n| fold::binary(n, |a, b| a * b)),
@@ -84,7 +96,7 @@ pub const OPS: &[OpDef] = &[
             n.attr_f("gamma", 1.050_701_022_148_132_3),
         ))
     }),
-    maps("PRelu", layers::prelu),
+    maps("PRelu", layers::prelu).note("slopes broadcast to the input"),
     unary("ThresholdedRelu", |n| {
         Op::ThresholdedRelu(n.attr_f("alpha", 1.0))
     }),
@@ -96,15 +108,15 @@ pub const OPS: &[OpDef] = &[
         ))
     }),
     unary("Tanh", |_| Op::Func(TableFn::Tanh)),
-    maps("Softmax", layers::softmax),
+    maps("Softmax", layers::softmax).note("exact by tables, or argmax (`softmax = argmax` in the configuration); last axis"),
     unary("Softplus", |_| Op::Func(TableFn::Softplus)),
     unary("Softsign", |_| Op::Func(TableFn::Softsign)),
     maps("Clip", layers::clip),
-    maps("BatchNormalization", layers::batch_norm),
-    maps("Conv", layers::conv),
-    maps("ConvTranspose", layers::conv_transpose),
-    maps("MaxPool", layers::pool),
-    maps("AveragePool", layers::pool),
+    maps("BatchNormalization", layers::batch_norm).note("folded into the layer before, or a Scale layer"),
+    maps("Conv", layers::conv).note("any number of spatial dims; strides, pads, `auto_pad`, dilations, groups (depthwise); FPGA: reuse factor 1"),
+    maps("ConvTranspose", layers::conv_transpose).note("as a Conv over the input dilated by the strides; pads, `output_padding`, `output_shape`, dilations, groups; pads that crop past the kernel are refused"),
+    maps("MaxPool", layers::pool).note("any number of spatial dims; strides, pads, dilations; `ceil_mode` 0"),
+    maps("AveragePool", layers::pool).note("padding not counted (`count_include_pad` 0); `ceil_mode` 0"),
     maps("GlobalAveragePool", layers::pool),
     maps("GlobalMaxPool", layers::pool),
     both("Flatten", layout::flatten, fold::flatten),
@@ -112,7 +124,7 @@ pub const OPS: &[OpDef] = &[
     both("Transpose", layout::transpose, fold::transpose),
     both("Squeeze", layout::squeeze, fold::squeeze),
     both("Unsqueeze", layout::unsqueeze, fold::unsqueeze),
-    both("Concat", layout::concat, fold::concat),
+    both("Concat", layout::concat, fold::concat).note("wiring (a Route layer)"),
     both("Identity", layout::identity, fold::identity),
     both("Dropout", layout::identity, fold::identity),
     both(
@@ -137,6 +149,27 @@ pub const OPS: &[OpDef] = &[
     ),
     both("DequantizeLinear", layout::identity, qonnx::fold_linear),
 ];
+
+/// The supported ONNX ops as a Markdown table: each op, whether it maps
+/// activations onto layers (which every backend then runs: golden model, CPU
+/// engine, FPGA kernel) or folds constants, and its note. The README's
+/// operator table is this text, checked by a test.
+pub fn markdown_table() -> String {
+    let mut s = String::from(
+        "| ONNX op | on activations (golden, CPU engine, FPGA) | folds constants | notes |\n|---|---|---|---|\n",
+    );
+    for d in OPS {
+        let yes = |b: bool| if b { "yes" } else { "" };
+        s += &format!(
+            "| {} | {} | {} | {} |\n",
+            d.name,
+            yes(!matches!(d.on_act, OnAct::No)),
+            yes(d.fold.is_some()),
+            d.note
+        );
+    }
+    s
+}
 
 /// The names of the table's ops that pass `keep`, comma-separated, in table order.
 fn names(keep: impl Fn(&OpDef) -> bool) -> String {
