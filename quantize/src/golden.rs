@@ -7,7 +7,7 @@
 
 use crate::accum::{round_to_lsb, MacLayout};
 use crate::fixed::{FixedType, Rounding};
-use crate::qmodel::{PoolKind, QLayer, QModel, QOp, TensorId};
+use crate::qmodel::{PoolKind, QLayer, QModel, QOp, TensorId, ROUTE_ZERO};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum GoldenError {
@@ -290,6 +290,9 @@ fn eval_layer(model: &QModel, layer: &QLayer, tensors: &[Vec<i64>]) -> Vec<i64> 
         QOp::Route { src } => src
             .iter()
             .map(|&(k, j)| {
+                if k == ROUTE_ZERO {
+                    return 0;
+                }
                 let (x, t) = arg(k as usize);
                 requant(x[j as usize] as i128, t.frac_bits())
             })

@@ -5,7 +5,7 @@
 //! float evaluation here is the reference that accuracy is measured against.
 
 use crate::fixed::FixedType;
-use crate::qmodel::{PoolKind, TensorId, Window};
+use crate::qmodel::{PoolKind, TensorId, Window, ROUTE_ZERO};
 use crate::tables::TableFn;
 use serde::{Deserialize, Serialize};
 
@@ -225,7 +225,10 @@ fn eval_layer(l: &Layer, t: &[Vec<f64>]) -> Vec<f64> {
         Op::Add => x.iter().zip(&t[l.inputs[1]]).map(|(a, b)| a + b).collect(),
         Op::Route { src } => src
             .iter()
-            .map(|&(k, j)| t[l.inputs[k as usize]][j as usize])
+            .map(|&(k, j)| match k {
+                ROUTE_ZERO => 0.0,
+                _ => t[l.inputs[k as usize]][j as usize],
+            })
             .collect(),
         Op::Quant(ty) => elementwise(&|v| ty.to_f64(ty.quantize_f64(v))),
     }

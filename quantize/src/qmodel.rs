@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 /// Index of a tensor: 0 is the model input, `i + 1` is the output of layer `i`.
 pub type TensorId = usize;
 
+/// The input number of a [`QOp::Route`] source that stands for the value 0
+/// (zero padding): no layer has this many inputs.
+pub const ROUTE_ZERO: u16 = u16::MAX;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QModel {
     pub name: String,
@@ -359,8 +363,9 @@ pub enum QOp {
     /// Elementwise sum of two tensors of the same shape (exact), then quantized.
     Add,
     /// Pure wiring: `y[j] = input[src[j].0][src[j].1]`, each value quantized
-    /// into the result type (a no-op when the types match). Covers Flatten,
-    /// Reshape, Transpose, Squeeze, Concat.
+    /// into the result type (a no-op when the types match); a source
+    /// `(ROUTE_ZERO, _)` is the value 0. Covers Transpose, Concat, Slice,
+    /// Gather, Split, Pad, Resize (nearest), DepthToSpace.
     Route { src: Vec<(u16, u32)> },
     /// Identity, quantized into the result type: a QONNX `Quant` with a
     /// power-of-two scale, or an explicit cast.

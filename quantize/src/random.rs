@@ -4,7 +4,7 @@
 
 use crate::accum::exact_accumulator;
 use crate::fixed::{FixedType, Overflow, Rounding};
-use crate::qmodel::{PoolKind, QLayer, QModel, QOp, Window};
+use crate::qmodel::{PoolKind, QLayer, QModel, QOp, Window, ROUTE_ZERO};
 use crate::tables::{function_table, softmax_tables, TableFn};
 use rand::Rng;
 
@@ -226,6 +226,24 @@ impl<R: Rng> Builder<'_, R> {
         );
     }
 
+    /// Wiring: each output picks a random input value or a zero (as Slice,
+    /// Gather, Pad or Resize do), quantized into a random type.
+    fn route(&mut self) {
+        let n: usize = self.cur_shape.iter().product();
+        let len = self.rng.gen_range(1..=n + 2);
+        let src = (0..len)
+            .map(|_| {
+                if self.rng.gen_bool(0.2) {
+                    (ROUTE_ZERO, 0)
+                } else {
+                    (0, self.rng.gen_range(0..n) as u32)
+                }
+            })
+            .collect();
+        let ty = random_type(self.rng, self.spec, true);
+        self.push(QOp::Route { src }, vec![len], ty);
+    }
+
     fn activation(&mut self) {
         let shape = self.cur_shape.clone();
         let signed = self.rng.gen_bool(0.7);
@@ -330,6 +348,9 @@ pub fn random_model(rng: &mut impl Rng, spec: &RandomSpec) -> QModel {
         if b.rng.gen_bool(0.5) {
             b.pool();
         }
+    }
+    if b.rng.gen_bool(0.3) {
+        b.route();
     }
     let n_layers = b.rng.gen_range(1..=spec.max_layers.max(1));
     for i in 0..n_layers {

@@ -2,7 +2,7 @@
 //! shapes recorded in the model, so a model from a file is checked once here
 //! instead of each backend guarding every index.
 
-use crate::qmodel::{QModel, QOp, Table, Window};
+use crate::qmodel::{QModel, QOp, Table, Window, ROUTE_ZERO};
 
 /// The most values one tensor of an event may hold (2^24): far above any
 /// trigger network, and low enough that every buffer a backend sizes by a
@@ -155,8 +155,9 @@ pub fn validate(m: &QModel) -> Result<(), String> {
             QOp::Route { src } => {
                 src.len() == out_len
                     && src.iter().all(|&(k, j)| {
-                        (k as usize) < l.inputs.len()
-                            && (j as usize) < m.tensor_len(l.inputs[k as usize])
+                        k == ROUTE_ZERO
+                            || (k as usize) < l.inputs.len()
+                                && (j as usize) < m.tensor_len(l.inputs[k as usize])
                     })
             }
             QOp::Relu

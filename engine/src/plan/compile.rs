@@ -12,7 +12,7 @@ use crate::rq::Rq;
 use crate::scalar::softmax_fast;
 use quantize::accum::MacLayout;
 use quantize::fixed::FixedType;
-use quantize::qmodel::{PoolKind, QLayer, QModel, QOp, Table, Window};
+use quantize::qmodel::{PoolKind, QLayer, QModel, QOp, Table, Window, ROUTE_ZERO};
 
 impl Plan {
     /// Compiles `model` for `isa`. `fuse_chains` folds runs of Dense and
@@ -413,7 +413,7 @@ fn route(cx: &LayerCx, src: &[(u16, u32)]) -> Result<Kernel, PlanError> {
         .iter()
         .map(|&t| Rq::from_type(cx.model.ty(t), cx.out_ty))
         .collect();
-    for &(k, j) in src {
+    for &(k, j) in src.iter().filter(|s| s.0 != ROUTE_ZERO) {
         let t = cx.input(k as usize)?;
         if j as usize >= cx.lens[t] {
             return Err(cx.fail(LayerProblem::RoutePastTensor(t)));

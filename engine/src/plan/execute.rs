@@ -11,7 +11,7 @@ use crate::rq::Rq;
 use crate::scalar::{argmax, softmax64};
 use quantize::accum::round_to_lsb;
 use quantize::fixed::Rounding;
-use quantize::qmodel::QModel;
+use quantize::qmodel::{QModel, ROUTE_ZERO};
 
 impl Plan {
     /// Whether some layers run as a fused chain (and batches go [`MULTI`] events at a time).
@@ -328,8 +328,12 @@ impl Plan {
                 }
                 Kernel::Route { src, rq } => {
                     for (d, &(k, j)) in y.iter_mut().zip(src) {
-                        let t = st.inputs[k as usize];
-                        *d = rq[k as usize].apply(lo[self.offs[t] + j as usize]);
+                        *d = if k == ROUTE_ZERO {
+                            0
+                        } else {
+                            let t = st.inputs[k as usize];
+                            rq[k as usize].apply(lo[self.offs[t] + j as usize])
+                        };
                     }
                 }
             }

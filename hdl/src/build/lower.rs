@@ -4,7 +4,7 @@
 
 use quantize::accum::MacLayout;
 use quantize::fixed::{FixedType, Rounding};
-use quantize::qmodel::{PoolKind, QModel, QOp, Table, Window};
+use quantize::qmodel::{PoolKind, QModel, QOp, Table, Window, ROUTE_ZERO};
 
 use super::arith::{Builder, Term};
 use crate::kernel::BuildError;
@@ -106,6 +106,9 @@ pub(super) fn layer(
         QOp::Route { src } => src
             .iter()
             .map(|&(k, j)| {
+                if k == ROUTE_ZERO {
+                    return b.net.konst(0);
+                }
                 let (x, xt) = l.arg(k as usize);
                 b.quantize(x[j as usize], xt.frac_bits(), l.ty)
             })

@@ -58,26 +58,6 @@ pub fn shape(n: &Node) -> Result<Const, String> {
     ))
 }
 
-pub fn gather(n: &Node) -> Result<Const, String> {
-    let (a, idx) = (n.konst(0)?, n.konst(1)?);
-    if n.attr_i("axis", 0) != 0 || a.shape.len() > 1 {
-        return Err("constant Gather is supported on 1-D tensors along axis 0".into());
-    }
-    let len = a.data.len() as i64;
-    let data = idx
-        .ints()
-        .iter()
-        .map(|&i| {
-            let j = if i < 0 { i + len } else { i };
-            a.data
-                .get(j as usize)
-                .copied()
-                .ok_or(format!("index {i} out of range {len}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Const::computed(idx.shape.clone(), data))
-}
-
 /// `a`'s values under a new shape of the same size; a quantizer's type stays.
 fn reshaped(a: &Const, shape: Vec<usize>) -> Result<Const, String> {
     if shape.iter().product::<usize>() != a.data.len() {

@@ -277,11 +277,12 @@ impl Importer {
             op: n.op_type.clone(),
             msg,
         };
-        let out = ops::eval(&mut self.builder, &node).map_err(err)?;
-        if let Value::Act(a) = &out {
-            crate::validate::tensor_len(&a.shape).map_err(|e| err(format!("output: {e}")))?;
-        }
-        if let Some(o) = n.output.first() {
+        let outs = ops::eval(&mut self.builder, &node).map_err(err)?;
+        for (o, out) in n.output.iter().zip(outs) {
+            if let Value::Act(a) = &out {
+                crate::validate::tensor_len(&a.shape)
+                    .map_err(|e| err(format!("output '{o}': {e}")))?;
+            }
             self.values.insert(o.clone(), out);
         }
         Ok(())

@@ -172,3 +172,25 @@ pub fn assert_close(name: &str, ours: &[Vec<f64>], theirs: &[Vec<f64>]) {
         }
     }
 }
+
+/// An int64 initializer (indices, pads, sizes).
+pub fn int64s(name: &str, dims: &[i64], v: &[i64]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 7,
+        int64_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// `node` with a string attribute added.
+pub fn with_str(mut n: pb::NodeProto, name: &str, v: &str) -> pb::NodeProto {
+    n.attribute.push(pb::AttributeProto {
+        name: name.into(),
+        s: v.as_bytes().to_vec(),
+        r#type: 3,
+        ..Default::default()
+    });
+    n
+}

@@ -6,6 +6,7 @@
 
 mod layers;
 mod layout;
+mod select;
 
 use super::builder::Builder;
 use super::decode::Node;
@@ -19,6 +20,8 @@ use crate::tables::TableFn;
 type MapFn = fn(&mut Builder, &Node, &Act) -> Result<Value, String>;
 /// Folds a node whose inputs are all constants.
 type FoldFn = fn(&Node) -> Result<Const, String>;
+/// Maps a node with several outputs, one value each.
+type MultiFn = fn(&mut Builder, &Node, &Act) -> Result<Vec<Value>, String>;
 
 /// What an op does with an activation input.
 enum OnAct {
@@ -27,6 +30,8 @@ enum OnAct {
     /// One same-shape layer, its op read from the node's attributes.
     Unary(fn(&Node) -> Op),
     Map(MapFn),
+    /// Several outputs (Split).
+    Multi(MultiFn),
 }
 
 pub struct OpDef {
@@ -125,6 +130,24 @@ pub const OPS: &[OpDef] = &[
     both("Squeeze", layout::squeeze, fold::squeeze),
     both("Unsqueeze", layout::unsqueeze, fold::unsqueeze),
     both("Concat", layout::concat, fold::concat).note("wiring (a Route layer)"),
+    both("Slice", select::slice, select::fold_slice)
+        .note("constant starts, ends, axes, steps; wiring"),
+    both("Gather", select::gather, select::fold_gather)
+        .note("constant indices, not along the batch axis; wiring"),
+    OpDef {
+        name: "Split",
+        on_act: OnAct::Multi(select::split),
+        fold: None,
+        note: "sizes from `split` or equal parts; wiring",
+    },
+    both("Pad", select::pad, select::fold_pad)
+        .note("modes constant (0 on activations), edge, reflect; negative pads crop; wiring"),
+    both("Resize", select::resize, select::fold_resize)
+        .note("mode nearest, every coordinate transformation and rounding rule; wiring"),
+    both("Upsample", select::resize, select::fold_resize).note("mode nearest; wiring"),
+    both("DepthToSpace", select::depth_to_space, select::fold_depth_to_space)
+        .note("DCR and CRD; wiring"),
+    both("SpaceToDepth", select::space_to_depth, select::fold_space_to_depth).note("wiring"),
     both("Identity", layout::identity, fold::identity),
     both("Dropout", layout::identity, fold::identity),
     both(
@@ -132,7 +155,6 @@ pub const OPS: &[OpDef] = &[
         |_, n, _| fold::shape(n).map(Value::Const),
         fold::shape,
     ),
-    folds("Gather", fold::gather),
     folds("Constant", fold::constant),
     folds("Cast", fold::identity),
     folds("Pow", |n| fold::binary(n, f64::powf)),
@@ -182,7 +204,7 @@ fn names(keep: impl Fn(&OpDef) -> bool) -> String {
 
 /// Evaluates one node: folded to a constant when no input is an activation,
 /// else mapped onto layers through the op's table entry.
-pub fn eval(b: &mut Builder, n: &Node) -> Result<Value, String> {
+pub fn eval(b: &mut Builder, n: &Node) -> Result<Vec<Value>, String> {
     let op = n.op();
     let def = OPS.iter().find(|d| d.name == op);
     let x = n.inputs.iter().flatten().find_map(|v| match v {
@@ -199,15 +221,16 @@ pub fn eval(b: &mut Builder, n: &Node) -> Result<Value, String> {
             names(|_| true)
         )),
         (Some(d), None) => match d.fold {
-            Some(fold) => fold(n).map(Value::Const),
+            Some(fold) => Ok(vec![Value::Const(fold(n)?)]),
             None => Err(format!(
                 "op '{op}' on constants is not supported (it maps activations only); ops that fold constants: {}",
                 names(|d| d.fold.is_some())
             )),
         },
         (Some(d), Some(x)) => match d.on_act {
-            OnAct::Unary(make) => Ok(b.unary(n.name, x, make(n))),
-            OnAct::Map(map) => map(b, n, x),
+            OnAct::Unary(make) => Ok(vec![b.unary(n.name, x, make(n))]),
+            OnAct::Map(map) => Ok(vec![map(b, n, x)?]),
+            OnAct::Multi(map) => map(b, n, x),
             OnAct::No => Err(format!(
                 "op '{op}' is not supported on activations (it folds constants only); ops on activations: {}",
                 names(|d| !matches!(d.on_act, OnAct::No))
@@ -222,7 +245,7 @@ mod tests {
     use std::collections::HashMap;
     use tract_onnx::pb;
 
-    fn eval_op(op: &str, input: Value) -> Result<Value, String> {
+    fn eval_op(op: &str, input: Value) -> Result<Vec<Value>, String> {
         let proto = pb::NodeProto {
             op_type: op.into(),
             input: vec!["x".into()],
@@ -271,7 +294,7 @@ mod tests {
             e.contains("folds constants only") && e.contains("Relu"),
             "{e}"
         );
-        assert!(!e.contains("Neg,") && !e.contains("Gather"), "{e}");
+        assert!(!e.contains("Neg,") && !e.contains("Constant"), "{e}");
         let e = eval_op("Relu", Value::Const(Const::scalar(1.0))).expect_err("Relu does not fold");
         assert!(e.contains("Neg") && !e.contains("Relu,"), "{e}");
     }
