@@ -329,7 +329,8 @@ pub enum QOp {
     /// Elementwise function by table (sigmoid, tanh, elu, ...); `func` names it for reports.
     Table { func: String, table: Table },
     /// A staircase: `y = values[count of k with x >= thresholds[k]]`,
-    /// thresholds ascending raw values of the input type, `values` raw values
+    /// thresholds ascending raw values of the input type (the last may be one
+    /// past its largest code: a step never taken), `values` raw values
     /// of the result type (`thresholds.len() + 1` of them). This is how a
     /// QONNX `Quant` with a non-power-of-two scale is kept exact on its input.
     Step {

@@ -33,6 +33,18 @@ fn ceil_raw(ty: FixedType, v: f64) -> i64 {
     }
 }
 
+/// The raw threshold of a Step (`x >= t`) on inputs of type `ty`: the
+/// ceiling, or one past the largest code when `t` is above every value of
+/// the type, so that the step is never taken (a saturated threshold would
+/// fire on the largest code).
+fn threshold_raw(ty: FixedType, t: f64) -> i64 {
+    if t > ty.to_f64(ty.max_raw()) {
+        ty.max_raw().saturating_add(1)
+    } else {
+        ceil_raw(ty, t)
+    }
+}
+
 /// Raw value `r` with `r * 2^-f <= v` largest (floor), saturated to `ty`'s range.
 fn floor_raw(ty: FixedType, v: f64) -> i64 {
     ty.with_rounding(Rounding::Trn)
@@ -236,10 +248,16 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
                 table: function_table(*f, x_ty, s.table_bits, ty),
             },
             // x >= t  <=>  x_raw >= ceil(t * 2^f)
-            Op::Step { thresholds, values } => QOp::Step {
-                thresholds: thresholds.iter().map(|&t| ceil_raw(x_ty, t)).collect(),
-                values: q(ty, values),
-            },
+            Op::Step { thresholds, values } => {
+                // A decision (a comparison's 0 or 1) is one unsigned bit.
+                if !explicit_result && values.iter().all(|&v| v == 0.0 || v == 1.0) {
+                    ty = FixedType::unsigned(1, 1).expect("valid type");
+                }
+                QOp::Step {
+                    thresholds: thresholds.iter().map(|&t| threshold_raw(x_ty, t)).collect(),
+                    values: q(ty, values),
+                }
+            }
             Op::Softmax { n } => match cfg.model.softmax {
                 SoftmaxMode::Stable => {
                     let (exp_ty, inv_ty) = (cfg.model.softmax_exp, cfg.model.softmax_inv);

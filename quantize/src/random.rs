@@ -280,6 +280,10 @@ impl<R: Rng> Builder<'_, R> {
                 let thresholds = {
                     let count = self.rng.gen_range(1..=4);
                     let mut t = random_values(self.rng, self.cur_ty, count);
+                    if self.rng.gen_bool(0.2) {
+                        // A threshold above every input: the step is never taken.
+                        t.push(self.cur_ty.max_raw().saturating_add(1));
+                    }
                     t.sort_unstable();
                     t
                 };

@@ -21,6 +21,10 @@ pub enum TableFn {
     Elu(f64),
     Selu(f64, f64),
     HardSigmoid(f64, f64),
+    Exp,
+    /// `sqrt(max(x, 0))`: a negative input (rounding below an exact zero)
+    /// gives 0 instead of NaN.
+    Sqrt,
 }
 
 impl TableFn {
@@ -39,6 +43,8 @@ impl TableFn {
             }
             TableFn::Selu(a, g) => g * if x >= 0.0 { x } else { a * x.exp_m1() },
             TableFn::HardSigmoid(a, b) => (a * x + b).clamp(0.0, 1.0),
+            TableFn::Exp => x.exp(),
+            TableFn::Sqrt => x.max(0.0).sqrt(),
         }
     }
 
@@ -51,6 +57,8 @@ impl TableFn {
             TableFn::Elu(_) => "elu",
             TableFn::Selu(..) => "selu",
             TableFn::HardSigmoid(..) => "hard_sigmoid",
+            TableFn::Exp => "exp",
+            TableFn::Sqrt => "sqrt",
         }
     }
 

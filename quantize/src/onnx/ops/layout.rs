@@ -14,6 +14,19 @@ pub fn identity(_: &mut Builder, _: &Node, x: &Act) -> Result<Value, String> {
     Ok(Value::Act(x.clone()))
 }
 
+/// Cast of an activation to a float type: the values as they are (a
+/// comparison's 0/1 decision cast to float, for one). To an integer or bool
+/// type it would round or test, which no layer here does.
+pub fn cast(_: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
+    // ONNX element types: FLOAT, FLOAT16, DOUBLE, BFLOAT16.
+    match n.attr_i("to", 0) {
+        1 | 10 | 11 | 16 => Ok(Value::Act(x.clone())),
+        to => Err(format!(
+            "Cast of an activation to element type {to} is not supported (only to float types)"
+        )),
+    }
+}
+
 /// One flat vector per event: with a batch of 1, axis 0 and axis 1 agree.
 pub fn flatten(_: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     onnx_axis(n.attr_i("axis", 1), x.shape.len() + 1)?;

@@ -6,6 +6,7 @@
 
 mod layers;
 mod layout;
+mod reduce;
 mod select;
 
 use super::builder::Builder;
@@ -115,6 +116,10 @@ pub const OPS: &[OpDef] = &[
     unary("Tanh", |_| Op::Func(TableFn::Tanh)),
     maps("Softmax", layers::softmax).note("exact by tables, or argmax (`softmax = argmax` in the configuration); last axis"),
     unary("Softplus", |_| Op::Func(TableFn::Softplus)),
+    both("Exp", |b, n, x| Ok(b.unary(n.name, x, Op::Func(TableFn::Exp))), |n| {
+        fold::unary(n, f64::exp)
+    })
+    .note("by table"),
     unary("Softsign", |_| Op::Func(TableFn::Softsign)),
     maps("Clip", layers::clip),
     maps("BatchNormalization", layers::batch_norm).note("folded into the layer before, or a Scale layer"),
@@ -130,6 +135,15 @@ pub const OPS: &[OpDef] = &[
     both("Squeeze", layout::squeeze, fold::squeeze),
     both("Unsqueeze", layout::unsqueeze, fold::unsqueeze),
     both("Concat", layout::concat, fold::concat).note("wiring (a Route layer)"),
+    maps("ReduceSum", reduce::reduce)
+        .note("over non-batch axes; an exact depthwise sum (a Conv of ones)"),
+    maps("ReduceMean", reduce::reduce).note("over non-batch axes; an average pool"),
+    maps("ReduceMax", reduce::reduce).note("over non-batch axes; a max pool"),
+    maps("Greater", reduce::compare)
+        .note("against one constant: a 1-bit decision (a Step)"),
+    maps("GreaterOrEqual", reduce::compare).note("against one constant: a 1-bit decision"),
+    maps("Less", reduce::compare).note("against one constant: a 1-bit decision"),
+    maps("LessOrEqual", reduce::compare).note("against one constant: a 1-bit decision"),
     both("Slice", select::slice, select::fold_slice)
         .note("constant starts, ends, axes, steps; wiring"),
     both("Gather", select::gather, select::fold_gather)
@@ -156,9 +170,13 @@ pub const OPS: &[OpDef] = &[
         fold::shape,
     ),
     folds("Constant", fold::constant),
-    folds("Cast", fold::identity),
+    both("Cast", layout::cast, fold::identity)
+        .note("on activations to a float type only (as after a comparison)"),
     folds("Pow", |n| fold::binary(n, f64::powf)),
-    folds("Sqrt", |n| fold::unary(n, f64::sqrt)),
+    both("Sqrt", |b, n, x| Ok(b.unary(n.name, x, Op::Func(TableFn::Sqrt))), |n| {
+        fold::unary(n, f64::sqrt)
+    })
+    .note("by table; negative inputs give 0 (ONNX: NaN)"),
     folds("Neg", |n| fold::unary(n, |v| -v)),
     both("Quant", qonnx::map_quant, qonnx::fold_quant),
     both("IntQuant", qonnx::map_quant, qonnx::fold_quant),

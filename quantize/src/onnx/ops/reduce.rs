@@ -1,0 +1,145 @@
+//! Reductions over axes (ReduceSum, ReduceMean, ReduceMax) and comparisons
+//! against a constant (Greater, Less and their OrEqual forms): both become
+//! layers every backend already runs. A reduction moves its axes last (a
+//! Route, when they are not already), then reduces each row with a pool
+//! (mean, max) or a depthwise convolution of ones (sum, exact); a
+//! comparison is a one-threshold Step to 0 or 1.
+
+use crate::fixed::FixedType;
+use crate::ir::Op;
+use crate::onnx::builder::Builder;
+use crate::onnx::decode::Node;
+use crate::onnx::shape::{onnx_axis, transpose_map};
+use crate::onnx::value::{Act, Const, Value};
+use crate::qmodel::{PoolKind, Window};
+
+/// The reduced axes (non-batch, 0-based in `x.shape`), from the `axes`
+/// input (ReduceSum since opset 13, every Reduce since 18) or attribute.
+fn reduced_axes(n: &Node, x: &Act) -> Result<Vec<usize>, String> {
+    let rank = x.shape.len() + 1;
+    let axes = n
+        .opt_const(1)
+        .map(Const::ints)
+        .or_else(|| n.attr_ints("axes"))
+        .unwrap_or_default();
+    if axes.is_empty() {
+        if n.attr_i("noop_with_empty_axes", 0) != 0 {
+            return Ok(Vec::new());
+        }
+        return Err(
+            "no axes: the reduction would include the batch axis; export it with explicit axes"
+                .into(),
+        );
+    }
+    let mut ax = axes
+        .iter()
+        .map(|&a| onnx_axis(a, rank))
+        .collect::<Result<Vec<_>, _>>()?;
+    ax.sort_unstable();
+    ax.dedup();
+    if ax.first() == Some(&0) {
+        return Err("reducing over the batch axis is not supported".into());
+    }
+    Ok(ax.iter().map(|a| a - 1).collect())
+}
+
+pub fn reduce(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
+    let axes = reduced_axes(n, x)?;
+    if axes.is_empty() {
+        return Ok(Value::Act(x.clone()));
+    }
+    let kept: Vec<usize> = (0..x.shape.len()).filter(|d| !axes.contains(d)).collect();
+    let rows: usize = kept.iter().map(|&d| x.shape[d]).product();
+    let len: usize = axes.iter().map(|&d| x.shape[d]).product();
+    let shape: Vec<usize> = if n.attr_i("keepdims", 1) != 0 {
+        (0..x.shape.len())
+            .map(|d| if axes.contains(&d) { 1 } else { x.shape[d] })
+            .collect()
+    } else {
+        kept.iter().map(|&d| x.shape[d]).collect()
+    };
+    // The reduced axes last: each row of `len` values is one reduction.
+    let perm: Vec<usize> = kept.iter().chain(&axes).copied().collect();
+    let src = if perm.iter().enumerate().all(|(i, &p)| i == p) {
+        x.id
+    } else {
+        let src = transpose_map(&x.shape, &perm)
+            .into_iter()
+            .map(|j| (0u16, j as u32))
+            .collect();
+        b.push(
+            format!("{}.moved", n.name),
+            Op::Route { src },
+            vec![x.id],
+            vec![rows, len],
+        )
+        .id
+    };
+    let window = Window::plain(rows, vec![len], vec![len], vec![1], vec![0], vec![0]);
+    let op = match n.op() {
+        "ReduceMean" => Op::Pool {
+            kind: PoolKind::Average,
+            window,
+        },
+        "ReduceMax" => Op::Pool {
+            kind: PoolKind::Max,
+            window,
+        },
+        _ => {
+            // Sum: each row times ones, exactly (a 2-bit weight type holds 1).
+            let one = FixedType::signed(2, 2).expect("valid type");
+            Op::Conv {
+                window: Window {
+                    groups: rows,
+                    ..window
+                },
+                out_channels: rows,
+                weights: vec![1.0; rows * len],
+                bias: vec![0.0; rows],
+                w_quant: Some(one),
+                b_quant: Some(one),
+            }
+        }
+    };
+    Ok(Value::Act(b.push(n.name.into(), op, vec![src], shape)))
+}
+
+/// Greater, Less, GreaterOrEqual, LessOrEqual of an activation and a scalar
+/// constant (either order): a Step to 0 or 1. A strict `x > c` is
+/// `x >= next_up(c)`, which is exact for every fixed-point `x`.
+pub fn compare(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
+    let (c, act_first) = match (n.opt_const(0), n.opt_const(1)) {
+        (None, Some(c)) => (c, true),
+        (Some(c), None) => (c, false),
+        _ => return Err("comparing two activations is not supported".into()),
+    };
+    let v = c.data.first().copied().unwrap_or(f64::NAN);
+    if c.data.iter().any(|&u| u != v) || v.is_nan() {
+        return Err(format!(
+            "comparison with a constant of shape {:?} that is not one number",
+            c.shape
+        ));
+    }
+    // As `x OP c` with the activation on the left.
+    let op = match (n.op(), act_first) {
+        (op, true) => op,
+        ("Greater", false) => "Less",
+        ("Less", false) => "Greater",
+        ("GreaterOrEqual", false) => "LessOrEqual",
+        (_, false) => "GreaterOrEqual",
+    };
+    let (threshold, values) = match op {
+        "Greater" => (v.next_up(), vec![0.0, 1.0]),
+        "GreaterOrEqual" => (v, vec![0.0, 1.0]),
+        "Less" => (v, vec![1.0, 0.0]),
+        _ => (v.next_up(), vec![1.0, 0.0]),
+    };
+    Ok(b.unary(
+        n.name,
+        x,
+        Op::Step {
+            thresholds: vec![threshold],
+            values,
+        },
+    ))
+}
