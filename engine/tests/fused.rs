@@ -56,6 +56,7 @@ fn random(bits: u32, modes: bool, seed: u64, models: usize) {
             max_layers: 4,
             modes,
             tables: rng.gen_bool(0.5),
+            skips: true,
             conv: false,
         };
         let model = random_model(&mut rng, &spec);

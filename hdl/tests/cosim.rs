@@ -88,7 +88,11 @@ fn folded_random_networks() {
     let iverilog = have("iverilog");
     for seed in 30..34u64 {
         let mut rng = SmallRng::seed_from_u64(seed);
-        let mut model = random_model(&mut rng, &RandomSpec::default());
+        let spec = RandomSpec {
+            skips: false,
+            ..RandomSpec::default()
+        };
+        let mut model = random_model(&mut rng, &spec);
         for (i, l) in model.layers.iter_mut().enumerate() {
             l.reuse = if (i as u64 + seed).is_multiple_of(3) {
                 1

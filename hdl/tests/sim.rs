@@ -40,7 +40,11 @@ fn check_model(rng: &mut SmallRng, model: &QModel, opts: &Options, what: &str) -
 fn folded_mlps_match_golden() {
     for seed in 0..150u64 {
         let mut rng = SmallRng::seed_from_u64(seed);
-        let mut model = random_model(&mut rng, &RandomSpec::default());
+        let spec = RandomSpec {
+            skips: false,
+            ..RandomSpec::default()
+        };
+        let mut model = random_model(&mut rng, &spec);
         for l in &mut model.layers {
             if matches!(l.op, QOp::Dense { .. }) {
                 l.reuse = rng.gen_range(1..=5);
@@ -76,6 +80,7 @@ fn folded_mlps_match_golden() {
 fn folded_dense_behind_conv_matches_golden() {
     let spec = RandomSpec {
         conv: true,
+        skips: false,
         ..RandomSpec::default()
     };
     for seed in 0..60u64 {
@@ -237,7 +242,8 @@ proptest::proptest! {
         dsp in proptest::prelude::any::<bool>(),
     ) {
         let mut rng = SmallRng::seed_from_u64(seed);
-        let model = random_model(&mut rng, &RandomSpec { max_bits, ..RandomSpec::default() });
+        let spec = RandomSpec { max_bits, skips: false, ..RandomSpec::default() };
+        let model = random_model(&mut rng, &spec);
         let opts = Options {
             strategy: if dsp { Strategy::Dsp } else { Strategy::ShiftAdd },
             levels: Some(levels),

@@ -5,8 +5,8 @@
 //! on [`QOp`]. The CPU engine and the HDL kernels are tested bit for bit
 //! against it.
 
-use crate::accum::{round_to_lsb, MacLayout};
-use crate::fixed::{FixedType, Rounding};
+use crate::accum::MacLayout;
+use crate::fixed::FixedType;
 use crate::qmodel::{PoolKind, QLayer, QModel, QOp, TensorId, ROUTE_ZERO};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -275,16 +275,13 @@ fn eval_layer(model: &QModel, layer: &QLayer, tensors: &[Vec<i64>]) -> Vec<i64> 
             }
             y
         }
-        QOp::Add => {
+        QOp::Add | QOp::Sub | QOp::Mul | QOp::Max | QOp::Min => {
+            let op = layer.op.binary().expect("a binary op");
             let ((a, ta), (b, tb)) = (arg(0), arg(1));
-            let f = ta.frac_bits().max(tb.frac_bits());
+            let (fa, fb) = (ta.frac_bits(), tb.frac_bits());
             a.iter()
                 .zip(b)
-                .map(|(&u, &v)| {
-                    let s = round_to_lsb(u as i128, ta.frac_bits(), f, Rounding::Trn)
-                        + round_to_lsb(v as i128, tb.frac_bits(), f, Rounding::Trn);
-                    requant(s, f)
-                })
+                .map(|(&u, &v)| requant(op.exact(u, fa, v, fb), op.frac(fa, fb)))
                 .collect()
         }
         QOp::Route { src } => src

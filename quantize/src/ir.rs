@@ -5,7 +5,7 @@
 //! float evaluation here is the reference that accuracy is measured against.
 
 use crate::fixed::FixedType;
-use crate::qmodel::{PoolKind, TensorId, Window, ROUTE_ZERO};
+use crate::qmodel::{BinOp, PoolKind, TensorId, Window, ROUTE_ZERO};
 use crate::tables::TableFn;
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +70,8 @@ pub enum Op {
         kind: PoolKind,
         window: Window,
     },
-    Add,
+    /// Elementwise op on two activations of the same shape.
+    Binary(BinOp),
     Route {
         src: Vec<(u16, u32)>,
     },
@@ -93,7 +94,7 @@ impl Op {
             Op::Step { .. } => "Step",
             Op::Softmax { .. } => "Softmax",
             Op::Pool { .. } => "Pool",
-            Op::Add => "Add",
+            Op::Binary(b) => b.name(),
             Op::Route { .. } => "Route",
             Op::Quant(_) => "Quant",
         }
@@ -222,7 +223,17 @@ fn eval_layer(l: &Layer, t: &[Vec<f64>]) -> Vec<f64> {
                 }
             })
             .collect(),
-        Op::Add => x.iter().zip(&t[l.inputs[1]]).map(|(a, b)| a + b).collect(),
+        Op::Binary(op) => x
+            .iter()
+            .zip(&t[l.inputs[1]])
+            .map(|(&a, &b)| match op {
+                BinOp::Add => a + b,
+                BinOp::Sub => a - b,
+                BinOp::Mul => a * b,
+                BinOp::Max => a.max(b),
+                BinOp::Min => a.min(b),
+            })
+            .collect(),
         Op::Route { src } => src
             .iter()
             .map(|&(k, j)| match k {

@@ -361,8 +361,17 @@ pub enum QOp {
         recip: Vec<i64>,
         recip_ty: FixedType,
     },
-    /// Elementwise sum of two tensors of the same shape (exact), then quantized.
+    /// Elementwise sum of two tensors of the same shape (exact), then
+    /// quantized: [`BinOp::Add`]'s rule.
     Add,
+    /// Elementwise `a - b`, exact, then quantized ([`BinOp::Sub`]).
+    Sub,
+    /// Elementwise `a * b`, exact, then quantized ([`BinOp::Mul`]).
+    Mul,
+    /// Elementwise maximum, then quantized ([`BinOp::Max`]).
+    Max,
+    /// Elementwise minimum, then quantized ([`BinOp::Min`]).
+    Min,
     /// Pure wiring: `y[j] = input[src[j].0][src[j].1]`, each value quantized
     /// into the result type (a no-op when the types match); a source
     /// `(ROUTE_ZERO, _)` is the value 0. Covers Transpose, Concat, Slice,
@@ -373,7 +382,88 @@ pub enum QOp {
     Requant,
 }
 
+/// An elementwise op on two tensors of the same shape. Its one rule of
+/// arithmetic, [`BinOp::exact`], is what the golden model and the CPU engine
+/// compute and what the FPGA kernel builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Max,
+    Min,
+}
+
+impl BinOp {
+    pub const ALL: [BinOp; 5] = [BinOp::Add, BinOp::Sub, BinOp::Mul, BinOp::Max, BinOp::Min];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BinOp::Add => "Add",
+            BinOp::Sub => "Sub",
+            BinOp::Mul => "Mul",
+            BinOp::Max => "Max",
+            BinOp::Min => "Min",
+        }
+    }
+
+    /// The layer op.
+    pub fn qop(self) -> QOp {
+        match self {
+            BinOp::Add => QOp::Add,
+            BinOp::Sub => QOp::Sub,
+            BinOp::Mul => QOp::Mul,
+            BinOp::Max => QOp::Max,
+            BinOp::Min => QOp::Min,
+        }
+    }
+
+    /// Fractional bits of the exact result for operands at `fa` and `fb`:
+    /// the product's for Mul, the finer operand's otherwise.
+    pub fn frac(self, fa: i32, fb: i32) -> i32 {
+        match self {
+            BinOp::Mul => fa + fb,
+            _ => fa.max(fb),
+        }
+    }
+
+    /// The exact result of raw `a` (at `fa` fractional bits) op raw `b` (at
+    /// `fb`), at [`BinOp::frac`] bits: both operands are first aligned to
+    /// the finer LSB (a left shift, exact), except for Mul, whose product
+    /// is exact as it is.
+    pub fn exact(self, a: i64, fa: i32, b: i64, fb: i32) -> i128 {
+        if self == BinOp::Mul {
+            return a as i128 * b as i128;
+        }
+        let f = fa.max(fb);
+        let (u, v) = (align(a, fa, f), align(b, fb, f));
+        match self {
+            BinOp::Add => u + v,
+            BinOp::Sub => u - v,
+            BinOp::Max => u.max(v),
+            _ => u.min(v),
+        }
+    }
+}
+
+/// Raw `v` at `from` fractional bits as a raw at `to >= from` bits.
+fn align(v: i64, from: i32, to: i32) -> i128 {
+    (v as i128) << (to - from)
+}
+
 impl QOp {
+    /// The elementwise op of a two-input layer.
+    pub fn binary(&self) -> Option<BinOp> {
+        match self {
+            QOp::Add => Some(BinOp::Add),
+            QOp::Sub => Some(BinOp::Sub),
+            QOp::Mul => Some(BinOp::Mul),
+            QOp::Max => Some(BinOp::Max),
+            QOp::Min => Some(BinOp::Min),
+            _ => None,
+        }
+    }
+
     /// Short name for tables and error messages.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -391,6 +481,10 @@ impl QOp {
             QOp::Argmax { .. } => "Argmax",
             QOp::Pool { .. } => "Pool",
             QOp::Add => "Add",
+            QOp::Sub => "Sub",
+            QOp::Mul => "Mul",
+            QOp::Max => "Max",
+            QOp::Min => "Min",
             QOp::Route { .. } => "Route",
             QOp::Requant => "Requant",
         }
@@ -500,6 +594,10 @@ impl QModel {
                 | QOp::Clip { .. }
                 | QOp::Argmax { .. }
                 | QOp::Add
+                | QOp::Sub
+                | QOp::Mul
+                | QOp::Max
+                | QOp::Min
                 | QOp::Route { .. }
                 | QOp::Requant => {}
             }

@@ -296,7 +296,7 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
                     recip_ty,
                 }
             }
-            Op::Add => QOp::Add,
+            Op::Binary(b) => b.qop(),
             Op::Route { src } => {
                 // Wiring keeps its input's type when all inputs agree: no rounding at all.
                 let tys: Vec<FixedType> = l.inputs.iter().map(|&t| ty_of(&layers, t)).collect();

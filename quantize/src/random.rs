@@ -4,7 +4,7 @@
 
 use crate::accum::exact_accumulator;
 use crate::fixed::{FixedType, Overflow, Rounding};
-use crate::qmodel::{PoolKind, QLayer, QModel, QOp, Window, ROUTE_ZERO};
+use crate::qmodel::{BinOp, PoolKind, QLayer, QModel, QOp, Window, ROUTE_ZERO};
 use crate::tables::{function_table, softmax_tables, TableFn};
 use rand::Rng;
 
@@ -24,6 +24,10 @@ pub struct RandomSpec {
     pub modes: bool,
     /// Allow table activations, softmax and argmax.
     pub tables: bool,
+    /// Elementwise ops may read an earlier tensor (a skip connection);
+    /// otherwise they combine the current tensor with itself. The FPGA
+    /// backend's multiplier sharing (reuse > 1) needs a chain of layers.
+    pub skips: bool,
     /// Start with a convolution (1-D to 3-D, possibly grouped, dilated or
     /// transposed) and possibly a pooling stage.
     pub conv: bool,
@@ -37,6 +41,7 @@ impl Default for RandomSpec {
             max_bits: 16,
             modes: true,
             tables: true,
+            skips: true,
             conv: false,
         }
     }
@@ -73,6 +78,7 @@ pub fn random_input(rng: &mut impl Rng, model: &QModel) -> Vec<i64> {
 struct Builder<'a, R: Rng> {
     rng: &'a mut R,
     spec: &'a RandomSpec,
+    input_len: usize,
     layers: Vec<QLayer>,
     cur_ty: FixedType,
     cur_shape: Vec<usize>,
@@ -226,6 +232,33 @@ impl<R: Rng> Builder<'_, R> {
         );
     }
 
+    /// An elementwise op of the current tensor and an earlier one of the
+    /// same length (a skip connection), or of the current tensor with itself.
+    fn binary(&mut self) {
+        let n = self.layers.len();
+        let len: usize = self.cur_shape.iter().product();
+        let same: Vec<usize> = (0..=n)
+            .filter(|&t| {
+                let l = if t == 0 {
+                    self.input_len
+                } else {
+                    self.layers[t - 1].shape.iter().product()
+                };
+                l == len
+            })
+            .collect();
+        let other = if self.spec.skips {
+            same[self.rng.gen_range(0..same.len())]
+        } else {
+            n
+        };
+        let op = BinOp::ALL[self.rng.gen_range(0..BinOp::ALL.len())];
+        let ty = random_type(self.rng, self.spec, true);
+        let shape = self.cur_shape.clone();
+        self.push(op.qop(), shape, ty);
+        self.layers[n].inputs = vec![n, other];
+    }
+
     /// Wiring: each output picks a random input value or a zero (as Slice,
     /// Gather, Pad or Resize do), quantized into a random type.
     fn route(&mut self) {
@@ -342,6 +375,7 @@ pub fn random_model(rng: &mut impl Rng, spec: &RandomSpec) -> QModel {
     let mut b = Builder {
         rng,
         spec,
+        input_len: input_shape.iter().product(),
         layers: Vec::new(),
         cur_ty: input_ty,
         cur_shape: input_shape.clone(),
@@ -362,6 +396,9 @@ pub fn random_model(rng: &mut impl Rng, spec: &RandomSpec) -> QModel {
         b.dense(n_out);
         if i + 1 < n_layers || b.rng.gen_bool(0.5) {
             b.activation();
+        }
+        if b.rng.gen_bool(0.3) {
+            b.binary();
         }
     }
     if spec.tables {

@@ -149,7 +149,7 @@ pub fn validate(m: &QModel) -> Result<(), String> {
                         && recip.len() > ksz
                 })
             }
-            QOp::Add => {
+            QOp::Add | QOp::Sub | QOp::Mul | QOp::Max | QOp::Min => {
                 l.inputs.len() == 2 && m.tensor_len(l.inputs[1]) == in_len && out_len == in_len
             }
             QOp::Route { src } => {

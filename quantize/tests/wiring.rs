@@ -202,7 +202,7 @@ fn wiring_ops_match_tract() {
         assert!(
             g.layers
                 .iter()
-                .all(|l| matches!(l.op, Op::Route { .. } | Op::Add)),
+                .all(|l| matches!(l.op, Op::Route { .. } | Op::Binary(_))),
             "{}: {:?}",
             c.name,
             g.layers.iter().map(|l| l.op.kind()).collect::<Vec<_>>()

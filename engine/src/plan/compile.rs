@@ -227,12 +227,12 @@ fn op_kernel(cx: &LayerCx, sizes: &mut Sizes) -> Result<Kernel, PlanError> {
             recip,
             recip_ty,
         } => pool(cx, *kind, window, recip, *recip_ty)?,
-        QOp::Add => {
+        QOp::Add | QOp::Sub | QOp::Mul | QOp::Max | QOp::Min => {
             let tb = cx.model.ty(cx.input(1)?);
-            Kernel::Add {
+            Kernel::Binary {
+                op: cx.layer.op.binary().expect("a binary op"),
                 fa: in_ty.frac_bits(),
                 fb: tb.frac_bits(),
-                f: in_ty.frac_bits().max(tb.frac_bits()),
                 out_ty,
             }
         }

@@ -9,8 +9,6 @@ use crate::dense::MULTI;
 use crate::isa::Isa;
 use crate::rq::Rq;
 use crate::scalar::{argmax, softmax64};
-use quantize::accum::round_to_lsb;
-use quantize::fixed::Rounding;
 use quantize::qmodel::{QModel, ROUTE_ZERO};
 
 impl Plan {
@@ -317,13 +315,12 @@ impl Plan {
                         }
                     }
                 }
-                Kernel::Add { fa, fb, f, out_ty } => {
+                Kernel::Binary { op, fa, fb, out_ty } => {
                     let b_off = self.offs[st.inputs[1]];
                     let b = &lo[b_off..b_off + out_len];
+                    let f = op.frac(*fa, *fb);
                     for i in 0..out_len {
-                        let s = round_to_lsb(x[i] as i128, *fa, *f, Rounding::Trn)
-                            + round_to_lsb(b[i] as i128, *fb, *f, Rounding::Trn);
-                        y[i] = out_ty.quantize_raw(s, *f);
+                        y[i] = out_ty.quantize_raw(op.exact(x[i], *fa, b[i], *fb), f);
                     }
                 }
                 Kernel::Route { src, rq } => {

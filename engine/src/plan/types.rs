@@ -8,7 +8,7 @@ use crate::isa::Isa;
 use crate::rq::{FastRq, Rq};
 use quantize::accum::MacLayout;
 use quantize::fixed::FixedType;
-use quantize::qmodel::Table;
+use quantize::qmodel::{BinOp, Table};
 
 /// A zero-padding tap of a Conv gather or Pool window.
 pub(super) const PAD: u32 = u32::MAX;
@@ -153,10 +153,11 @@ pub(super) enum Kernel {
         frac: i32,
         out_ty: FixedType,
     },
-    Add {
+    /// An elementwise op on two tensors (`quantize::qmodel::BinOp::exact`).
+    Binary {
+        op: BinOp,
         fa: i32,
         fb: i32,
-        f: i32,
         out_ty: FixedType,
     },
     Route {

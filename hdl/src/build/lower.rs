@@ -4,7 +4,7 @@
 
 use quantize::accum::MacLayout;
 use quantize::fixed::{FixedType, Rounding};
-use quantize::qmodel::{PoolKind, QModel, QOp, Table, Window, ROUTE_ZERO};
+use quantize::qmodel::{BinOp, PoolKind, QModel, QOp, Table, Window, ROUTE_ZERO};
 
 use super::arith::{Builder, Term};
 use crate::kernel::BuildError;
@@ -102,7 +102,9 @@ pub(super) fn layer(
             recip,
             recip_ty,
         } => pool(b, &l, *kind, window, recip, *recip_ty),
-        QOp::Add => add(b, &l),
+        QOp::Add | QOp::Sub | QOp::Mul | QOp::Max | QOp::Min => {
+            binary(b, &l, layer.op.binary().expect("a binary op"))
+        }
         QOp::Route { src } => src
             .iter()
             .map(|&(k, j)| {
@@ -391,16 +393,34 @@ fn pool(
     y
 }
 
-/// Add: both operands brought to the finer LSB (exact), summed, quantized.
-fn add(b: &mut Builder, l: &Layer) -> Vec<NodeId> {
+/// An elementwise op on two tensors, as [`BinOp::exact`] defines it:
+/// operands aligned to the finer LSB (Mul: the exact product), combined,
+/// then quantized into the result type.
+fn binary(b: &mut Builder, l: &Layer, op: BinOp) -> Vec<NodeId> {
     let ((x, tx), (y, ty)) = (l.arg(0), l.arg(1));
-    let f = tx.frac_bits().max(ty.frac_bits());
+    let (fa, fb) = (tx.frac_bits(), ty.frac_bits());
+    let f = op.frac(fa, fb);
     (0..l.out_len)
         .map(|i| {
-            let u = b.round_lsb(x[i], tx.frac_bits(), f, Rounding::Trn);
-            let v = b.round_lsb(y[i], ty.frac_bits(), f, Rounding::Trn);
-            let s = b.net.add(u, v);
-            b.quantize(s, f, l.ty)
+            let r = if op == BinOp::Mul {
+                b.net.mul(x[i], y[i])
+            } else {
+                let u = b.round_lsb(x[i], fa, f, Rounding::Trn);
+                let v = b.round_lsb(y[i], fb, f, Rounding::Trn);
+                match op {
+                    BinOp::Add => b.net.add(u, v),
+                    BinOp::Sub => b.net.sub(u, v),
+                    BinOp::Max => {
+                        let below = b.net.lt(u, v);
+                        b.net.mux(below, v, u)
+                    }
+                    _ => {
+                        let below = b.net.lt(u, v);
+                        b.net.mux(below, u, v)
+                    }
+                }
+            };
+            b.quantize(r, f, l.ty)
         })
         .collect()
 }

@@ -35,24 +35,36 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 
 /// Values of `c` broadcast to `shape` (row-major), or `None` if incompatible.
 pub fn broadcast_to(c: &Const, shape: &[usize]) -> Option<Vec<f64>> {
-    if broadcast_shape(shape, &c.shape)? != shape {
+    Some(
+        broadcast_map(&c.shape, shape)?
+            .into_iter()
+            .map(|i| c.data[i])
+            .collect(),
+    )
+}
+
+/// For each flat index of `shape`, the flat index of the value of a tensor
+/// of shape `from` that numpy broadcasting puts there; `None` unless `from`
+/// broadcasts to exactly `shape`.
+pub fn broadcast_map(from: &[usize], shape: &[usize]) -> Option<Vec<usize>> {
+    if broadcast_shape(shape, from)? != shape {
         return None;
     }
     let r = shape.len();
     let n: usize = shape.iter().product();
     let cs: Vec<usize> = (0..r)
         .map(|i| {
-            if i + c.shape.len() >= r {
-                c.shape[i + c.shape.len() - r]
+            if i + from.len() >= r {
+                from[i + from.len() - r]
             } else {
                 1
             }
         })
         .collect();
+    let mut parts = vec![0usize; r];
     let mut out = Vec::with_capacity(n);
     for flat in 0..n {
         let (mut rem, mut idx, mut stride) = (flat, 0usize, 1usize);
-        let mut parts = vec![0usize; r];
         for d in (0..r).rev() {
             parts[d] = rem % shape[d];
             rem /= shape[d];
@@ -62,7 +74,7 @@ pub fn broadcast_to(c: &Const, shape: &[usize]) -> Option<Vec<f64>> {
             idx += coord * stride;
             stride *= cs[d];
         }
-        out.push(c.data[idx]);
+        out.push(idx);
     }
     Some(out)
 }

@@ -6,9 +6,12 @@
 use crate::ir::Op;
 use crate::onnx::builder::Builder;
 use crate::onnx::decode::Node;
-use crate::onnx::shape::{broadcast_to, explicit_pads, onnx_axis, per_dim, split_pads, window};
+use crate::onnx::shape::{
+    broadcast_map, broadcast_shape, broadcast_to, explicit_pads, onnx_axis, per_dim, split_pads,
+    window,
+};
 use crate::onnx::value::{Act, Value};
-use crate::qmodel::{PoolKind, Window};
+use crate::qmodel::{BinOp, PoolKind, Window};
 
 /// MatMul and Gemm: a Dense layer, weights stored `[n_out][n_in]`, Gemm's
 /// `alpha`/`beta` multiplied in (which drops an exact quantizer type).
@@ -85,26 +88,138 @@ pub fn dense(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     Ok(Value::Act(b.push(n.name.into(), op, vec![x.id], vec![m])))
 }
 
-/// Add, Sub, Mul, Div: two activations add into an Add layer; with a
-/// constant they are an elementwise affine.
+/// `x` as the broadcast `shape` (non-batch): itself when it has that
+/// shape, else a Route that repeats its values.
+fn broadcast_act(b: &mut Builder, name: &str, x: &Act, shape: &[usize]) -> Result<Act, String> {
+    if x.shape == shape {
+        return Ok(x.clone());
+    }
+    let full = |s: &[usize]| {
+        std::iter::once(1)
+            .chain(s.iter().copied())
+            .collect::<Vec<_>>()
+    };
+    let map = broadcast_map(&full(&x.shape), &full(shape))
+        .ok_or_else(|| format!("shape {:?} does not broadcast to {shape:?}", x.shape))?;
+    let src = map.into_iter().map(|j| (0u16, j as u32)).collect();
+    Ok(b.push(
+        format!("{name}.broadcast"),
+        Op::Route { src },
+        vec![x.id],
+        shape.to_vec(),
+    ))
+}
+
+/// An elementwise op on activations, numpy-broadcast (each operand whose
+/// shape differs from the result's is repeated by a Route first): a chain
+/// of [`Op::Binary`] layers for the variadic forms.
+fn binary_acts(b: &mut Builder, n: &Node, op: BinOp, acts: &[&Act]) -> Result<Value, String> {
+    let full = |s: &[usize]| {
+        std::iter::once(1)
+            .chain(s.iter().copied())
+            .collect::<Vec<_>>()
+    };
+    let mut shape = full(&acts[0].shape);
+    for a in &acts[1..] {
+        shape = broadcast_shape(&shape, &full(&a.shape)).ok_or_else(|| {
+            format!(
+                "{} of shapes {:?} and {:?}: they do not broadcast",
+                op.name(),
+                acts[0].shape,
+                a.shape
+            )
+        })?;
+    }
+    if shape[0] != 1 {
+        return Err("broadcasting into the batch axis is not supported".into());
+    }
+    let shape = shape[1..].to_vec();
+    let mut acc = broadcast_act(b, n.name, acts[0], &shape)?;
+    for (k, a) in acts[1..].iter().enumerate() {
+        let a = broadcast_act(b, n.name, a, &shape)?;
+        let name = if k + 2 == acts.len() {
+            n.name.to_string()
+        } else {
+            format!("{}.{k}", n.name)
+        };
+        acc = b.push(name, Op::Binary(op), vec![acc.id, a.id], shape.clone());
+    }
+    Ok(Value::Act(acc))
+}
+
+/// Max, Min, Sum and Mean over any number of activations (elementwise,
+/// broadcast): a chain of binary layers; Mean scales the sum. Max or Min of
+/// an activation and one constant number is a Clip.
+pub fn variadic(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
+    if let [Some(Value::Act(_)), Some(Value::Const(c))]
+    | [Some(Value::Const(c)), Some(Value::Act(_))] = n.inputs
+    {
+        let v = c.data.first().copied().unwrap_or(f64::NAN);
+        if c.data.iter().any(|&u| u != v) || v.is_nan() || !matches!(n.op(), "Max" | "Min") {
+            return Err(format!(
+                "{} of an activation and a constant of shape {:?} is not supported (only one number, in Max or Min)",
+                n.op(),
+                c.shape
+            ));
+        }
+        let (lo, hi) = if n.op() == "Max" {
+            (v, f64::MAX)
+        } else {
+            (f64::MIN, v)
+        };
+        return Ok(b.unary(n.name, x, Op::Clip(lo, hi)));
+    }
+    let acts: Vec<&Act> = n
+        .inputs
+        .iter()
+        .map(|v| match v {
+            Some(Value::Act(a)) => Ok(a),
+            _ => Err(format!(
+                "{} of constants and activations is not supported",
+                n.op()
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    let op = match n.op() {
+        "Max" => BinOp::Max,
+        "Min" => BinOp::Min,
+        _ => BinOp::Add,
+    };
+    let v = if acts.len() == 1 {
+        Value::Act(acts[0].clone())
+    } else {
+        binary_acts(b, n, op, &acts)?
+    };
+    match (n.op(), v) {
+        ("Mean", Value::Act(s)) if acts.len() > 1 => {
+            let len: usize = s.shape.iter().product();
+            let k = 1.0 / acts.len() as f64;
+            Ok(Value::Act(b.affine(n, &s, vec![k; len], vec![0.0; len])))
+        }
+        (_, v) => Ok(v),
+    }
+}
+
+/// Neg: an elementwise affine with scale -1 (folded into the layer before
+/// when it can be).
+pub fn neg(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
+    let len: usize = x.shape.iter().product();
+    Ok(Value::Act(b.affine(n, x, vec![-1.0; len], vec![0.0; len])))
+}
+
+/// Add, Sub, Mul, Div: of two activations an elementwise layer (Div
+/// refused); with a constant an elementwise affine.
 pub fn arith(b: &mut Builder, n: &Node, _x: &Act) -> Result<Value, String> {
     let op = n.op();
     match (&n.inputs[0], n.inputs.get(1).and_then(|v| v.as_ref())) {
         (Some(Value::Act(a)), Some(Value::Act(c))) => {
-            if op != "Add" {
-                return Err(format!(
-                    "{op} of two activations is not supported (only Add is)"
-                ));
-            }
-            if a.shape != c.shape {
-                return Err(format!("Add of shapes {:?} and {:?}: broadcasting between activations is not supported", a.shape, c.shape));
-            }
-            Ok(Value::Act(b.push(
-                n.name.into(),
-                Op::Add,
-                vec![a.id, c.id],
-                a.shape.clone(),
-            )))
+            let bop = match op {
+                "Add" => BinOp::Add,
+                "Sub" => BinOp::Sub,
+                "Mul" => BinOp::Mul,
+                _ => return Err(format!("{op} of two activations is not supported")),
+            };
+            binary_acts(b, n, bop, &[a, c])
         }
         (Some(Value::Act(a)), Some(Value::Const(c)))
         | (Some(Value::Const(c)), Some(Value::Act(a))) => {

@@ -89,10 +89,20 @@ const fn folds(name: &'static str, fold: FoldFn) -> OpDef {
 pub const OPS: &[OpDef] = &[
     maps("MatMul", layers::dense).note("Dense: constant weights as the second operand, a flat input"),
     maps("Gemm", layers::dense).note("Dense; `transA`, `transB`, `alpha`, `beta`"),
-    both("Add", layers::arith, |n| fold::binary(n, |a, b| a + b)),
-    both("Sub", layers::arith, |n| fold::binary(n, |a, b| a - b)),
-    both("Mul", layers::arith, |n| fold::binary(n, |a, b| a * b)),
-    both("Div", layers::arith, |n| fold::binary(n, |a, b| a / b)),
+    both("Add", layers::arith, |n| fold::binary(n, |a, b| a + b))
+        .note("of activations: elementwise, broadcast; with a constant: an affine"),
+    both("Sub", layers::arith, |n| fold::binary(n, |a, b| a - b))
+        .note("of activations: elementwise, broadcast; with a constant: an affine"),
+    both("Mul", layers::arith, |n| fold::binary(n, |a, b| a * b))
+        .note("of activations: elementwise, exact product, broadcast; with a constant: an affine"),
+    both("Div", layers::arith, |n| fold::binary(n, |a, b| a / b))
+        .note("by a constant only (an affine)"),
+    both("Max", layers::variadic, |n| fold::binary(n, f64::max))
+        .note("of activations, broadcast; with one constant number: a Clip"),
+    both("Min", layers::variadic, |n| fold::binary(n, f64::min))
+        .note("of activations, broadcast; with one constant number: a Clip"),
+    maps("Sum", layers::variadic).note("of activations, broadcast"),
+    maps("Mean", layers::variadic).note("of activations, broadcast: the sum, scaled"),
     unary("Relu", |_| Op::Relu),
     unary("LeakyRelu", |n| Op::LeakyRelu(n.attr_f("alpha", 0.01))),
     unary("Elu", |n| Op::Func(TableFn::Elu(n.attr_f("alpha", 1.0)))),
@@ -177,7 +187,7 @@ pub const OPS: &[OpDef] = &[
         fold::unary(n, f64::sqrt)
     })
     .note("by table; negative inputs give 0 (ONNX: NaN)"),
-    folds("Neg", |n| fold::unary(n, |v| -v)),
+    both("Neg", layers::neg, |n| fold::unary(n, |v| -v)).note("an affine (scale -1)"),
     both("Quant", qonnx::map_quant, qonnx::fold_quant),
     both("IntQuant", qonnx::map_quant, qonnx::fold_quant),
     both("BipolarQuant", qonnx::map_quant, qonnx::fold_quant),
@@ -307,12 +317,12 @@ mod tests {
             id: 0,
             shape: vec![4],
         });
-        let e = eval_op("Neg", act).expect_err("Neg only folds");
+        let e = eval_op("Pow", act).expect_err("Pow only folds");
         assert!(
             e.contains("folds constants only") && e.contains("Relu"),
             "{e}"
         );
-        assert!(!e.contains("Neg,") && !e.contains("Constant"), "{e}");
+        assert!(!e.contains("Pow,") && !e.contains("Constant"), "{e}");
         let e = eval_op("Relu", Value::Const(Const::scalar(1.0))).expect_err("Relu does not fold");
         assert!(e.contains("Neg") && !e.contains("Relu,"), "{e}");
     }

@@ -70,7 +70,7 @@ impl Pick {
 
 /// The Route layer (or, for an identity map, the unchanged activation) that
 /// applies `p` to `x`; the batch axis must stay as it is.
-fn on_act(b: &mut Builder, n: &Node, x: &Act, p: Pick) -> Result<Value, String> {
+fn on_act(b: &mut Builder, name: &str, x: &Act, p: Pick) -> Result<Value, String> {
     if p.batch || p.shape.first() != Some(&1) {
         return Err("selecting along the batch axis is not supported".into());
     }
@@ -94,7 +94,7 @@ fn on_act(b: &mut Builder, n: &Node, x: &Act, p: Pick) -> Result<Value, String> 
         })
         .collect();
     Ok(Value::Act(b.push(
-        n.name.into(),
+        name.into(),
         Op::Route { src },
         vec![x.id],
         shape,
@@ -125,7 +125,7 @@ fn full_shape(n: &Node) -> Result<Vec<usize>, String> {
 macro_rules! faces {
     ($map:ident, $fold:ident, $pick:ident) => {
         pub fn $map(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
-            on_act(b, n, x, $pick(n)?)
+            on_act(b, n.name, x, $pick(n)?)
         }
         pub fn $fold(n: &Node) -> Result<Const, String> {
             Ok(on_const(n.konst(0)?, $pick(n)?))
@@ -266,7 +266,7 @@ pub fn split(b: &mut Builder, n: &Node, x: &Act) -> Result<Vec<Value>, String> {
             batch: axis == 0,
             ..Pick::per_axis(&shape, &maps, 0.0)?
         };
-        out.push(on_act(b, n, x, p)?);
+        out.push(on_act(b, &format!("{}:{}", n.name, out.len()), x, p)?);
     }
     Ok(out)
 }
