@@ -14,16 +14,39 @@ fn normal(rng: &mut SmallRng) -> f32 {
     ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
 }
 
-#[test]
-fn peer_models_bit_exact() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
+/// The `.onnx` files of `models/<sub>`, sorted.
+fn onnx_files(sub: &str) -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(sub);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
         .collect();
     files.sort();
+    files
+}
+
+#[test]
+fn peer_models_bit_exact() {
+    let files = onnx_files("");
     assert_eq!(files.len(), 7, "{files:?}");
+    assert_eq!(bit_exact_on_every_isa(&files), 7);
+}
+
+/// The operator test models (transposed convolutions, a four-layer
+/// generator among them) through the same check.
+#[test]
+fn operator_models_bit_exact() {
+    let files = onnx_files("ops");
+    assert_eq!(bit_exact_on_every_isa(&files), files.len());
+    assert!(files.len() >= 5, "{files:?}");
+}
+
+/// Every model in `files` at two precisions on every available ISA, bit
+/// for bit against the golden model; returns how many models were checked.
+fn bit_exact_on_every_isa(files: &[PathBuf]) -> usize {
     let cfgs = [
         ("fixed<16,6>", Config::default()),
         (
@@ -33,7 +56,7 @@ fn peer_models_bit_exact() {
     ];
     let isas: Vec<Isa> = Isa::ALL.iter().copied().filter(|i| i.available()).collect();
     let mut checked = 0;
-    for f in &files {
+    for f in files {
         let g = quantize::onnx::import_path(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         for (name, cfg) in &cfgs {
             let model = quantize::quantizer::quantize_graph(&g, cfg)
@@ -66,5 +89,6 @@ fn peer_models_bit_exact() {
             }
         }
     }
-    assert_eq!(checked, 7 * 2 * isas.len());
+    assert_eq!(checked, files.len() * 2 * isas.len());
+    files.len()
 }

@@ -128,6 +128,18 @@ fn verilator_conv_models() {
     }
 }
 
+/// A calorimeter-image-shaped generator: four ConvTranspose layers (ROOT's
+/// `ConvTrans2dModel_B1`), run as convolutions over dilated inputs.
+#[test]
+fn verilator_transposed_conv_generator() {
+    if !have("verilator") {
+        return;
+    }
+    verilator_model("ops/ConvTrans2dModel_B1.onnx", Strategy::ShiftAdd, |m| {
+        assert!(!is_mlp(m), "four transposed convolutions")
+    });
+}
+
 /// The jet tagger with every Dense layer's multipliers shared 4 times (II 4),
 /// exported and co-simulated under Verilator on 100,000 events.
 #[test]
