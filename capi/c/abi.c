@@ -28,9 +28,13 @@ int main(int argc, char **argv) {
     /* last_error: set by a failure, reset by a success */
     CHECK(bxflow_engine_open("/nonexistent.bxq") == NULL);
     CHECK(strstr(bxflow_last_error(), "nonexistent") != NULL);
+    CHECK(bxflow_last_error_code() == BXFLOW_ERR_IO);
+    CHECK(bxflow_engine_open(NULL) == NULL);
+    CHECK(bxflow_last_error_code() == BXFLOW_ERR_NULL);
     bxflow_engine *e = bxflow_engine_open(argv[1]);
     CHECK(e != NULL);
     CHECK(strcmp(bxflow_last_error(), "no error") == 0);
+    CHECK(bxflow_last_error_code() == BXFLOW_OK);
 
     /* Introspection */
     size_t in = bxflow_engine_input_len(e), out = bxflow_engine_output_len(e);
@@ -173,6 +177,7 @@ int main(int argc, char **argv) {
     o.workers = BXFLOW_MAX_WORKERS + 1;
     CHECK(bxflow_pipeline_create_opts(e, &o) == NULL);
     CHECK(strstr(bxflow_last_error(), "workers") != NULL);
+    CHECK(bxflow_last_error_code() == BXFLOW_ERR_LIMIT);
     bxflow_pipeline_options_init(&o);
     o.batch = (size_t)1 << 34;
     CHECK(bxflow_pipeline_create_opts(e, &o) == NULL);

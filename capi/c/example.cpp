@@ -37,6 +37,14 @@ int main(int argc, char **argv) {
         } catch (const bxflow::Error &err) {
             if (err.code() != BXFLOW_ERR_IO) throw;
         }
+        try {
+            auto big = bxflow::pipeline_options();
+            big.workers = BXFLOW_MAX_WORKERS + 1;
+            bxflow::Pipeline q(e, big);
+            throw std::runtime_error("started a pipeline over its limits");
+        } catch (const bxflow::Error &err) {
+            if (err.code() != BXFLOW_ERR_LIMIT) throw;
+        }
         std::printf("C++ example OK (bxflow %s): %llu delivered, %llu dropped\n", bxflow_version(),
                     (unsigned long long)st.delivered, (unsigned long long)st.dropped);
     } catch (const std::exception &ex) {

@@ -112,6 +112,9 @@ const char *bxflow_strerror(int code); /* static storage */
 /* The calling thread's last error message (never NULL); valid until the
  * next bxflow call on this thread. */
 const char *bxflow_last_error(void);
+/* The code of that error (BXFLOW_OK after a success): why a call that
+ * returns a pointer returned NULL. */
+int bxflow_last_error_code(void);
 
 /* Model: a .bxq path (see above for .onnx); NULL on error. */
 bxflow_engine *bxflow_engine_open(const char *path);

@@ -43,7 +43,7 @@ struct Result {
 class Engine {
 public:
     explicit Engine(const std::string &path) : e_(bxflow_engine_open(path.c_str())) {
-        if (!e_) throw Error(BXFLOW_ERR_IO, bxflow_last_error());
+        if (!e_) throw Error(bxflow_last_error_code(), bxflow_last_error());
     }
     Engine(Engine &&o) noexcept : e_(std::exchange(o.e_, nullptr)) {}
     Engine &operator=(Engine &&o) noexcept {
@@ -100,7 +100,7 @@ class Pipeline {
 public:
     Pipeline(const Engine &e, const bxflow_pipeline_options &o)
         : p_(bxflow_pipeline_create_opts(e.get(), &o)), out_len_(e.output_len()) {
-        if (!p_) throw Error(BXFLOW_ERR_LIMIT, bxflow_last_error());
+        if (!p_) throw Error(bxflow_last_error_code(), bxflow_last_error());
     }
     explicit Pipeline(const Engine &e) : Pipeline(e, pipeline_options()) {}
     Pipeline(Pipeline &&o) noexcept

@@ -33,14 +33,15 @@ pub const BXFLOW_ERR_TIMEOUT: c_int = -9;
 pub const BXFLOW_ABI_VERSION: c_int = 2;
 
 thread_local! {
-    /// The calling thread's last error message, and whether it is set (so
-    /// that a success clears it with one flag test, not a string write).
-    static LAST: RefCell<(CString, bool)> = RefCell::new((CString::new("no error").unwrap(), false));
+    /// The calling thread's last error message and code (`BXFLOW_OK` when
+    /// none is set, so that a success clears it with one test, not a
+    /// string write).
+    static LAST: RefCell<(CString, c_int)> = RefCell::new((CString::new("no error").unwrap(), BXFLOW_OK));
 }
 
 fn set_err(code: c_int, msg: impl std::fmt::Display) -> c_int {
     let s = CString::new(msg.to_string().replace('\0', " ")).unwrap_or_default();
-    LAST.with(|l| *l.borrow_mut() = (s, true));
+    LAST.with(|l| *l.borrow_mut() = (s, code));
     code
 }
 
@@ -54,8 +55,8 @@ fn guard(f: impl FnOnce() -> c_int) -> c_int {
     if code >= 0 {
         LAST.with(|l| {
             if let Ok(mut l) = l.try_borrow_mut() {
-                if l.1 {
-                    *l = (CString::new("no error").unwrap_or_default(), false);
+                if l.1 != BXFLOW_OK {
+                    *l = (CString::new("no error").unwrap_or_default(), BXFLOW_OK);
                 }
             }
         });
@@ -140,6 +141,14 @@ pub struct BxflowStats {
 #[no_mangle]
 pub extern "C" fn bxflow_last_error() -> *const c_char {
     LAST.with(|l| l.borrow().0.as_ptr())
+}
+
+/// The code of the calling thread's last error (`BXFLOW_OK` after a
+/// success): what a call that returns a pointer failed with, which its
+/// `NULL` alone cannot say.
+#[no_mangle]
+pub extern "C" fn bxflow_last_error_code() -> c_int {
+    LAST.with(|l| l.borrow().1)
 }
 
 /// The library's version, "MAJOR.MINOR.PATCH" (static storage).
