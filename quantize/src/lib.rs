@@ -21,5 +21,6 @@ pub mod report;
 pub mod tables;
 pub mod taps;
 pub mod validate;
+pub mod work;
 
 pub use load::{load_model, LoadError};
