@@ -222,10 +222,7 @@ fn eval_layer(l: &Layer, taps: Option<&Taps>, t: &[Vec<f64>]) -> Vec<f64> {
                     for k in 0..ksz {
                         let wk = w[ic * ksz + k];
                         for r in taps.runs(k) {
-                            let xs = xc[r.q..].iter().step_by(r.step);
-                            for (s, &v) in yc[r.p..r.p + r.len].iter_mut().zip(xs) {
-                                *s += wk * v;
-                            }
+                            r.accumulate(yc, xc, wk);
                         }
                     }
                 }

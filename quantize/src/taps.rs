@@ -9,6 +9,7 @@
 //! from this table instead, in the order the window gives them.
 
 use crate::qmodel::Window;
+use std::ops::{AddAssign, Mul};
 
 /// For every kernel offset `k` and output position `p`, the input spatial
 /// position `q` that the tap reads, or `None` for padding. A convolution's
@@ -36,6 +37,27 @@ pub struct Run {
     pub q: usize,
     pub len: usize,
     pub step: usize,
+}
+
+impl Run {
+    /// `out[p] += w * x[q]` over the run, positions in order: the inner loop
+    /// of both evaluators. A contiguous run is a plain slice loop, which
+    /// the compiler vectorizes.
+    pub fn accumulate<T>(&self, out: &mut [T], x: &[T], w: T)
+    where
+        T: Copy + Mul<Output = T> + AddAssign,
+    {
+        let out = &mut out[self.p..self.p + self.len];
+        if self.step == 1 {
+            for (s, &v) in out.iter_mut().zip(&x[self.q..self.q + self.len]) {
+                *s += w * v;
+            }
+        } else {
+            for (s, &v) in out.iter_mut().zip(x[self.q..].iter().step_by(self.step)) {
+                *s += w * v;
+            }
+        }
+    }
 }
 
 impl Taps {
