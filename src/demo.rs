@@ -55,15 +55,20 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
         .with_context(|| format!("importing {}", a.model.display()))?;
     step("auto precision search");
     let calib = quantize::calibrate::default_events(&g, 10_000, 1);
-    let auto = quantize::auto::auto_precision(&g, &calib, &quantize::auto::AutoOptions::default())?;
+    let auto = quantize::auto::auto_precision(
+        &g,
+        &calib,
+        &quantize::auto::AutoOptions::default(),
+        &quantize::work::Work::default(),
+    )?;
     let m = auto.model.clone();
     let bxq_path = a.out.join("model.bxq");
     quantize::bxq::save(&m, &bxq_path)?;
     // Accuracy on events not used by the search.
     let test_ev = quantize::calibrate::default_events(&g, 5_000, 2);
     let acc = quantize::calibrate::compare(
-        &quantize::calibrate::float_outputs(&g, &test_ev),
-        &quantize::calibrate::fixed_outputs(&m, &test_ev),
+        &quantize::calibrate::float_outputs(&g, &test_ev, &quantize::work::Work::default()),
+        &quantize::calibrate::fixed_outputs(&m, &test_ev, &quantize::work::Work::default()),
     );
     let name = model_name(&a.model, &m);
 

@@ -3,13 +3,16 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use quantize::auto::{auto_precision, AutoOptions, Budget};
-use quantize::calibrate::default_events;
+use quantize::calibrate::{default_events, fixed_outputs, float_outputs};
 use quantize::config::Config;
 use quantize::fixed::{FixedType, Overflow, Rounding};
 use quantize::ir::Graph;
 use quantize::qmodel::{QModel, QOp};
-use quantize::{bxq, golden, npy, onnx, quantizer, report};
+use quantize::work::Work;
+use quantize::{bxq, npy, onnx, quantizer, report};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use testbench::progress::progress_bar;
 
 #[derive(Args)]
 pub struct InspectArgs {
@@ -63,6 +66,9 @@ pub struct QuantizeArgs {
     /// Write the configuration that was used (useful after --auto) as TOML here.
     #[arg(long)]
     pub save_config: Option<PathBuf>,
+    /// Threads evaluating events (0: every core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 #[derive(Args)]
@@ -76,6 +82,50 @@ pub struct EvalArgs {
     /// Output file (.npy, float64 [events, outputs]).
     #[arg(long)]
     pub output: PathBuf,
+    /// Threads evaluating events (0: every core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// Progress of the quantize crate's long phases on stderr: one bar per
+/// phase, replaced when the next phase starts, cleared at the end. Drawn
+/// only when stderr is a terminal, so scripted output stays clean.
+#[derive(Default)]
+struct Bars {
+    current: Mutex<Option<(String, indicatif::ProgressBar)>>,
+}
+
+impl Bars {
+    fn report(&self, phase: &str, done: usize, total: usize) {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if cur.as_ref().is_none_or(|(p, _)| p != phase) {
+            if let Some((_, pb)) = cur.take() {
+                pb.finish_and_clear();
+            }
+            *cur = progress_bar(true, total as u64, phase).map(|pb| (phase.to_string(), pb));
+        }
+        if let Some((_, pb)) = cur.as_ref() {
+            pb.set_length(total as u64);
+            pb.set_position(done as u64);
+        }
+    }
+}
+
+/// `--threads`: 0 is every core.
+fn threads(n: usize) -> usize {
+    if n == 0 {
+        Work::default().threads
+    } else {
+        n
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        if let Some((_, pb)) = self.current.get_mut().ok().and_then(Option::take) {
+            pb.finish_and_clear();
+        }
+    }
 }
 
 /// `--precision` text: ap_fixed or hls4ml syntax; modes default to RND, SAT.
@@ -221,6 +271,12 @@ fn load_events(path: Option<&Path>, g: &Graph, n: usize) -> Result<Vec<f32>> {
 }
 
 pub fn quantize(a: QuantizeArgs) -> Result<()> {
+    let bars = Bars::default();
+    let progress = |phase: &str, done, total| bars.report(phase, done, total);
+    let work = Work {
+        threads: threads(a.threads),
+        progress: &progress,
+    };
     let g = import(&a.model)?;
     let events = load_events(a.calib.as_deref(), &g, a.events)?;
     let labels = a.labels.as_deref().map(npy::read_labels).transpose()?;
@@ -240,7 +296,7 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
             "auto precision: searching types on {} events ...",
             events.len() / g.input_len()
         );
-        let r = auto_precision(&g, &events, &opts)?;
+        let r = auto_precision(&g, &events, &opts, &work)?;
         eprintln!("auto precision: {} evaluations", r.evaluations);
         for n in &r.notes {
             eprintln!("auto precision: note: {n}");
@@ -254,7 +310,8 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
         (quantizer::quantize_graph(&g, &cfg)?, cfg)
     };
     bxq::save(&model, &a.output)?;
-    let rep = report::build(&g, &model, &events, labels.as_deref())?;
+    let rep = report::build(&g, &model, &events, labels.as_deref(), &work)?;
+    drop(bars);
     print!("{rep}");
     println!(
         "wrote {} ({} layers, {} MACs per event)",
@@ -275,26 +332,25 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
+    let bars = Bars::default();
+    let progress = |phase: &str, done, total| bars.report(phase, done, total);
+    let work = Work {
+        threads: threads(a.threads),
+        progress: &progress,
+    };
     let ev = npy::read_events(&a.input)?;
     let ext = a.model.extension().and_then(|e| e.to_str()).unwrap_or("");
     let (outputs, width): (Vec<f64>, usize) = match ext {
         "bxq" => {
             let q = bxq::load(&a.model)?;
             ev.check_event_shape(&a.input.display().to_string(), &q.input_shape)?;
-            let mut out = Vec::with_capacity(ev.count() * q.output_len());
-            for i in 0..ev.count() {
-                let raw = golden::evaluate(&q, &golden::quantize_input(&q, ev.event(i)))?;
-                out.extend(golden::dequantize_output(&q, &raw));
-            }
+            let out = fixed_outputs(&q, &ev.data, &work).concat();
             (out, q.output_len())
         }
         "onnx" => {
             let g = import(&a.model)?;
             ev.check_event_shape(&a.input.display().to_string(), &g.input_shape)?;
-            let mut out = Vec::with_capacity(ev.count() * g.output_len());
-            for i in 0..ev.count() {
-                out.extend(g.evaluate(&ev.event(i).iter().map(|&v| v as f64).collect::<Vec<_>>()));
-            }
+            let out = float_outputs(&g, &ev.data, &work).concat();
             (out, g.output_len())
         }
         _ => bail!(
@@ -302,6 +358,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             a.model.display()
         ),
     };
+    drop(bars);
     npy::write_f64(&a.output, ev.count(), width, &outputs)?;
     eprintln!(
         "{} events -> {} ([{}, {}] float64)",

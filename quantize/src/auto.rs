@@ -10,12 +10,14 @@
 //!    within the budget (argmax agreement and maximum output error against
 //!    float, measured with the golden model).
 
-use crate::calibrate::{compare, fixed_outputs, float_outputs, profile, Accuracy};
+use crate::calibrate::{compare, fixed_outputs, float_run, same_class, Accuracy, FloatRun};
 use crate::config::{Config, LayerSettings};
 use crate::fixed::{FixedType, Overflow, Rounding};
+use crate::golden::{self, Arithmetic, Golden};
 use crate::ir::{Graph, Op};
 use crate::qmodel::QModel;
 use crate::quantizer::{feeds_quant_only, quantize_graph, QuantizeError};
+use crate::work::Work;
 use serde::{Deserialize, Serialize};
 
 /// The accuracy a quantized model must keep against float.
@@ -96,26 +98,79 @@ struct Search<'a> {
     max_err: f64,
     budget: Budget,
     evaluations: usize,
+    work: Work<'a>,
 }
 
+/// Blocks a check evaluates its events in: it stops after the first block
+/// that already decides a failure.
+const CHECK_BLOCKS: usize = 8;
+
 impl Search<'_> {
+    /// Accuracy of `q` on the search events, all of them (for reports).
+    fn accuracy(&self, q: &QModel) -> Accuracy {
+        compare(&self.float, &fixed_outputs(q, &self.events, &self.work))
+    }
+
+    /// Does `cfg` keep the budget? Most checks of a binary search fail, and
+    /// a failure is usually clear after a fraction of the events (one output
+    /// beyond the error budget, or more disagreements than the budget
+    /// allows), so the events are evaluated in blocks and the check stops
+    /// at the first block that decides a failure. Both criteria only get
+    /// worse with more events, so the answer is the one all events give.
     fn check(&mut self, cfg: &Config) -> Result<Option<(QModel, Accuracy)>, QuantizeError> {
         self.evaluations += 1;
         let q = quantize_graph(self.g, cfg)?;
-        let acc = compare(&self.float, &fixed_outputs(&q, &self.events));
+        let golden = Golden::new(&q, Arithmetic::Fast);
+        let (n, len) = (self.float.len(), q.input_len().max(1));
+        let block = n.div_ceil(CHECK_BLOCKS).max(1);
+        let mut fixed = Vec::with_capacity(n);
+        let mut disagree = 0usize;
+        while fixed.len() < n {
+            let start = fixed.len();
+            let end = (start + block).min(n);
+            let out = self.work.map("golden evaluation", end - start, |i| {
+                let e = start + i;
+                let raw = golden
+                    .evaluate(&golden::quantize_input(
+                        &q,
+                        &self.events[e * len..(e + 1) * len],
+                    ))
+                    .expect("inputs quantized with the model's own type always fit");
+                golden::dequantize_output(&q, &raw)
+            });
+            for (f, y) in self.float[start..end].iter().zip(&out) {
+                disagree += !same_class(f, y) as usize;
+                let err = f.iter().zip(y).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+                if err > self.max_err {
+                    return Ok(None);
+                }
+            }
+            if ((n - disagree) as f64 / n as f64) < self.budget.min_agreement {
+                return Ok(None);
+            }
+            fixed.extend(out);
+        }
+        let acc = compare(&self.float, &fixed);
         let ok =
             acc.argmax_agreement >= self.budget.min_agreement && acc.max_abs_error <= self.max_err;
         Ok(ok.then_some((q, acc)))
     }
 }
 
-/// Chooses per-layer types for `g` on calibration `events` (flat, `g.input_len()` per event).
+/// Chooses per-layer types for `g` on calibration `events` (flat,
+/// `g.input_len()` per event). Progress: the float evaluation of the
+/// events, then one step per searched tensor ("auto search").
 pub fn auto_precision(
     g: &Graph,
     events: &[f32],
     opts: &AutoOptions,
+    work: &Work,
 ) -> Result<AutoResult, QuantizeError> {
-    let prof = profile(g, events);
+    let FloatRun {
+        profile: prof,
+        outputs: mut float,
+        ..
+    } = float_run(g, events, &[], work);
     // Evaluate on a subset sized so one check costs about the same on every model.
     let macs: usize = g
         .layers
@@ -127,7 +182,7 @@ pub fn auto_precision(
         .clamp(300, 3000)
         .min(events.len() / g.input_len().max(1));
     let ev: Vec<f32> = events[..n_eval * g.input_len()].to_vec();
-    let float = float_outputs(g, &ev);
+    float.truncate(n_eval);
     let out_mag = float.iter().flatten().fold(0f64, |a, v| a.max(v.abs()));
     let mut s = Search {
         g,
@@ -136,6 +191,7 @@ pub fn auto_precision(
         max_err: opts.budget.max_rel_error * out_mag.max(1e-9),
         budget: opts.budget,
         evaluations: 0,
+        work: work.quiet(),
     };
     let absmax = |t: usize| prof.min[t].abs().max(prof.max[t].abs());
     let mut cfg = Config::uniform(make_type(
@@ -205,8 +261,7 @@ pub fn auto_precision(
     let mut notes = Vec::new();
     let mut best = s.check(&cfg)?;
     if best.is_none() {
-        let q = quantize_graph(g, &cfg)?;
-        let acc = compare(&s.float, &fixed_outputs(&q, &s.events));
+        let acc = s.accuracy(&quantize_graph(g, &cfg)?);
         if acc.argmax_agreement >= opts.budget.min_agreement {
             // The model's own quantizers (QONNX Quant steps) make its output jump for
             // inputs near a step, whatever bxflow's types: that jump is the error floor.
@@ -220,8 +275,7 @@ pub fn auto_precision(
     }
     if best.is_none() {
         // Even the generous start misses the budget: report it with its accuracy.
-        let q = quantize_graph(g, &cfg)?;
-        let acc = compare(&s.float, &fixed_outputs(&q, &s.events));
+        let acc = s.accuracy(&quantize_graph(g, &cfg)?);
         return Err(QuantizeError::Layer {
             layer: g.name.clone(),
             kind: "auto",
@@ -232,6 +286,16 @@ pub fn auto_precision(
         });
     }
     // Input first, then each layer's result and weights, fewest bits that pass.
+    let searches = 1 + slots
+        .iter()
+        .map(|sl| sl.free as usize + sl.weight_int.is_some() as usize)
+        .sum::<usize>();
+    let mut searched = 0;
+    let tell = |searched: &mut usize| {
+        (work.progress)("auto search", *searched, searches);
+        *searched += 1;
+    };
+    tell(&mut searched);
     let mut lo = -in_int;
     let mut hi = opts.start_frac;
     while lo < hi {
@@ -246,6 +310,7 @@ pub fn auto_precision(
             lo = mid + 1;
         }
     }
+    tell(&mut searched);
     for k in 0..slots.len() {
         for which in [0, 1] {
             if (which == 0 && !slots[k].free) || (which == 1 && slots[k].weight_int.is_none()) {
@@ -271,6 +336,7 @@ pub fn auto_precision(
                     lo = mid + 1;
                 }
             }
+            tell(&mut searched);
         }
     }
     let (model, accuracy) = best.expect("the starting point passed");

@@ -2,9 +2,10 @@
 //! quantized model against its float graph: what `auto` precision and the
 //! quantization report are made of.
 
-use crate::golden;
-use crate::ir::Graph;
+use crate::golden::{self, Arithmetic, Golden};
+use crate::ir::{Evaluator, Graph};
 use crate::qmodel::QModel;
+use crate::work::Work;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -34,22 +35,64 @@ pub struct Profile {
     pub max: Vec<f64>,
 }
 
-pub fn profile(g: &Graph, events: &[f32]) -> Profile {
-    let n = g.layers.len() + 1;
-    let mut p = Profile {
-        min: vec![f64::INFINITY; n],
-        max: vec![f64::NEG_INFINITY; n],
+/// What one float evaluation of every calibration event shows: each
+/// tensor's range, how many of its values fell outside given limits, and the
+/// output of every event. One pass, because on an image model the float
+/// evaluation is as costly as the golden one.
+pub struct FloatRun {
+    pub profile: Profile,
+    /// Per tensor, the values (over all events) outside its `limits`.
+    pub outside: Vec<usize>,
+    /// The output of every event, in event order.
+    pub outputs: Vec<Vec<f64>>,
+}
+
+/// Evaluates `g` on every event (flat, `g.input_len()` per event). `limits`
+/// holds an inclusive range per tensor for [`FloatRun::outside`] (empty:
+/// count nothing).
+pub fn float_run(g: &Graph, events: &[f32], limits: &[(f64, f64)], work: &Work) -> FloatRun {
+    let n_t = g.layers.len() + 1;
+    let eval = Evaluator::new(g);
+    let len = g.input_len().max(1);
+    let per_event = work.map("float evaluation", events.len() / len, |e| {
+        let x: Vec<f64> = events[e * len..(e + 1) * len]
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let mut tensors = eval.evaluate_all(&x);
+        let seen: Vec<(f64, f64, usize)> = tensors
+            .iter()
+            .enumerate()
+            .map(|(t, vals)| {
+                let (lo, hi) = limits
+                    .get(t)
+                    .copied()
+                    .unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
+                vals.iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY, 0), |(a, b, c), &v| {
+                        (a.min(v), b.max(v), c + (v < lo || v > hi) as usize)
+                    })
+            })
+            .collect();
+        (seen, tensors.pop().unwrap_or_default())
+    });
+    let mut run = FloatRun {
+        profile: Profile {
+            min: vec![f64::INFINITY; n_t],
+            max: vec![f64::NEG_INFINITY; n_t],
+        },
+        outside: vec![0; n_t],
+        outputs: Vec::with_capacity(per_event.len()),
     };
-    for ev in events.chunks(g.input_len()) {
-        let x: Vec<f64> = ev.iter().map(|&v| v as f64).collect();
-        for (t, vals) in g.evaluate_all(&x).iter().enumerate() {
-            for &v in vals {
-                p.min[t] = p.min[t].min(v);
-                p.max[t] = p.max[t].max(v);
-            }
+    for (seen, out) in per_event {
+        for (t, (lo, hi, c)) in seen.into_iter().enumerate() {
+            run.profile.min[t] = run.profile.min[t].min(lo);
+            run.profile.max[t] = run.profile.max[t].max(hi);
+            run.outside[t] += c;
         }
+        run.outputs.push(out);
     }
-    p
+    run
 }
 
 /// How close the fixed-point model is to the float one on a set of events.
@@ -69,23 +112,30 @@ pub fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
 }
 
 /// Float outputs of every event.
-pub fn float_outputs(g: &Graph, events: &[f32]) -> Vec<Vec<f64>> {
-    events
-        .chunks(g.input_len())
-        .map(|ev| g.evaluate(&ev.iter().map(|&v| v as f64).collect::<Vec<_>>()))
-        .collect()
+pub fn float_outputs(g: &Graph, events: &[f32], work: &Work) -> Vec<Vec<f64>> {
+    float_run(g, events, &[], work).outputs
 }
 
 /// Golden fixed-point outputs of every event, as real numbers.
-pub fn fixed_outputs(q: &QModel, events: &[f32]) -> Vec<Vec<f64>> {
-    events
-        .chunks(q.input_len())
-        .map(|ev| {
-            let raw = golden::evaluate(q, &golden::quantize_input(q, ev))
-                .expect("inputs quantized with the model's own type always fit");
-            golden::dequantize_output(q, &raw)
-        })
-        .collect()
+pub fn fixed_outputs(q: &QModel, events: &[f32], work: &Work) -> Vec<Vec<f64>> {
+    let golden = Golden::new(q, Arithmetic::Fast);
+    let len = q.input_len().max(1);
+    work.map("golden evaluation", events.len() / len, |e| {
+        let raw = golden
+            .evaluate(&golden::quantize_input(q, &events[e * len..(e + 1) * len]))
+            .expect("inputs quantized with the model's own type always fit");
+        golden::dequantize_output(q, &raw)
+    })
+}
+
+/// Do a float and a fixed-point output name the same class? A single output
+/// is a probability: its class is `output >= 0.5`.
+pub fn same_class(float: &[f64], fixed: &[f64]) -> bool {
+    if float.len() == 1 {
+        (float[0] >= 0.5) == (fixed[0] >= 0.5)
+    } else {
+        argmax(float) == argmax(fixed)
+    }
 }
 
 /// Compares fixed-point outputs against float outputs. A one-hot argmax
@@ -94,12 +144,7 @@ pub fn compare(float: &[Vec<f64>], fixed: &[Vec<f64>]) -> Accuracy {
     let n = float.len().min(fixed.len());
     let (mut agree, mut max_e, mut sum_e, mut count) = (0usize, 0f64, 0f64, 0usize);
     for (f, q) in float.iter().zip(fixed) {
-        let same = if f.len() == 1 {
-            (f[0] >= 0.5) == (q[0] >= 0.5)
-        } else {
-            argmax(f) == argmax(q)
-        };
-        agree += same as usize;
+        agree += same_class(f, q) as usize;
         for (a, b) in f.iter().zip(q) {
             let e = (a - b).abs();
             max_e = max_e.max(e);

@@ -7,6 +7,7 @@
 use crate::fixed::FixedType;
 use crate::qmodel::{BinOp, PoolKind, TensorId, Window, ROUTE_ZERO};
 use crate::tables::TableFn;
+use crate::taps::Taps;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -131,11 +132,43 @@ impl Graph {
     }
 
     /// Float evaluation of one event; returns every tensor (input first).
+    /// For many events, make one [`Evaluator`] and use it for all.
     pub fn evaluate_all(&self, input: &[f64]) -> Vec<Vec<f64>> {
-        let mut t: Vec<Vec<f64>> = Vec::with_capacity(self.layers.len() + 1);
+        Evaluator::new(self).evaluate_all(input)
+    }
+
+    /// Float evaluation of one event; returns the output.
+    pub fn evaluate(&self, input: &[f64]) -> Vec<f64> {
+        Evaluator::new(self).evaluate(input)
+    }
+}
+
+/// A graph made ready to evaluate many events: its convolutions' taps
+/// computed once. Shared by reference between threads.
+pub struct Evaluator<'g> {
+    graph: &'g Graph,
+    taps: Vec<Option<Taps>>,
+}
+
+impl<'g> Evaluator<'g> {
+    pub fn new(graph: &'g Graph) -> Self {
+        let taps = graph
+            .layers
+            .iter()
+            .map(|l| match &l.op {
+                Op::Conv { window, .. } => Some(Taps::new(window)),
+                _ => None,
+            })
+            .collect();
+        Evaluator { graph, taps }
+    }
+
+    /// Float evaluation of one event; returns every tensor (input first).
+    pub fn evaluate_all(&self, input: &[f64]) -> Vec<Vec<f64>> {
+        let mut t: Vec<Vec<f64>> = Vec::with_capacity(self.graph.layers.len() + 1);
         t.push(input.to_vec());
-        for l in &self.layers {
-            let y = eval_layer(l, &t);
+        for (l, taps) in self.graph.layers.iter().zip(&self.taps) {
+            let y = eval_layer(l, taps.as_ref(), &t);
             t.push(y);
         }
         t
@@ -147,7 +180,7 @@ impl Graph {
     }
 }
 
-fn eval_layer(l: &Layer, t: &[Vec<f64>]) -> Vec<f64> {
+fn eval_layer(l: &Layer, taps: Option<&Taps>, t: &[Vec<f64>]) -> Vec<f64> {
     let x = &t[l.inputs[0]];
     let elementwise = |f: &dyn Fn(f64) -> f64| x.iter().map(|&v| f(v)).collect::<Vec<_>>();
     match &l.op {
@@ -174,13 +207,30 @@ fn eval_layer(l: &Layer, t: &[Vec<f64>]) -> Vec<f64> {
             bias,
             ..
         } => {
-            let per_oc = window.group_channels() * window.kernel_size();
-            let mut y = Vec::new();
+            // Every output starts at its bias and adds its taps' products in
+            // the order of Window::conv_taps (input channel of its group,
+            // then kernel offset), one weight at a time over all positions.
+            let taps = taps.expect("Evaluator prepares every Conv's taps");
+            let (ksz, inp, gc) = (
+                window.kernel_size(),
+                window.in_positions(),
+                window.group_channels(),
+            );
+            let per_oc = gc * ksz;
+            let mut y = Vec::with_capacity(out_channels * taps.positions());
             for oc in 0..*out_channels {
                 let g = window.group_of(oc, *out_channels);
-                for p in 0..window.out_positions() {
-                    let taps = window.conv_taps(g, p);
-                    y.push(taps.fold(bias[oc], |s, (j, i)| s + weights[oc * per_oc + j] * x[i]));
+                let w = &weights[oc * per_oc..(oc + 1) * per_oc];
+                let start = y.len();
+                y.resize(start + taps.positions(), bias[oc]);
+                let yc = &mut y[start..];
+                for (ic, xc) in x.chunks(inp).skip(g * gc).take(gc).enumerate() {
+                    for k in 0..ksz {
+                        let wk = w[ic * ksz + k];
+                        for r in taps.runs(k) {
+                            r.accumulate(yc, xc, wk);
+                        }
+                    }
                 }
             }
             y

@@ -19,6 +19,8 @@ pub mod quantizer;
 pub mod random;
 pub mod report;
 pub mod tables;
+pub mod taps;
 pub mod validate;
+pub mod work;
 
 pub use load::{load_model, LoadError};

@@ -2,9 +2,10 @@
 //! overflow counts on the calibration data, and accuracy against float. One
 //! struct, printed as a table for people and serialized as JSON for scripts.
 
-use crate::calibrate::{argmax, compare, fixed_outputs, float_outputs, Accuracy};
+use crate::calibrate::{argmax, compare, fixed_outputs, float_run, Accuracy};
 use crate::ir::Graph;
 use crate::qmodel::{QModel, QOp};
+use crate::work::Work;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -95,6 +96,7 @@ pub fn build(
     q: &QModel,
     events: &[f32],
     labels: Option<&[usize]>,
+    work: &Work,
 ) -> Result<Report, ReportError> {
     let n = events.len() / g.input_len().max(1);
     if let Some(lab) = labels.filter(|l| l.len() != n) {
@@ -103,21 +105,14 @@ pub fn build(
             events: n,
         });
     }
-    let mut min = vec![f64::INFINITY; g.layers.len() + 1];
-    let mut max = vec![f64::NEG_INFINITY; g.layers.len() + 1];
-    let mut over = vec![0usize; g.layers.len() + 1];
-    for ev in events.chunks(g.input_len()) {
-        let x: Vec<f64> = ev.iter().map(|&v| v as f64).collect();
-        for (t, vals) in g.evaluate_all(&x).iter().enumerate() {
+    let limits: Vec<(f64, f64)> = (0..=g.layers.len())
+        .map(|t| {
             let ty = q.ty(t);
-            let (lo, hi) = (ty.to_f64(ty.min_raw()), ty.to_f64(ty.max_raw()));
-            for &v in vals {
-                min[t] = min[t].min(v);
-                max[t] = max[t].max(v);
-                over[t] += (v < lo || v > hi) as usize;
-            }
-        }
-    }
+            (ty.to_f64(ty.min_raw()), ty.to_f64(ty.max_raw()))
+        })
+        .collect();
+    let run = float_run(g, events, &limits, work);
+    let (min, max, over) = (&run.profile.min, &run.profile.max, &run.outside);
     let layers = q
         .layers
         .iter()
@@ -153,8 +148,8 @@ pub fn build(
             }
         })
         .collect();
-    let float = float_outputs(g, events);
-    let fixed = fixed_outputs(q, events);
+    let float = run.outputs;
+    let fixed = fixed_outputs(q, events, work);
     let accuracy = compare(&float, &fixed);
     let (mut auc_fixed, mut auc_float, mut acc_fixed, mut acc_float) = (None, None, None, None);
     if let Some(lab) = labels {
@@ -281,11 +276,11 @@ mod tests {
         let g = relu_graph();
         let q = quantize_graph(&g, &Config::default()).unwrap();
         let events = vec![0.5f32; 2 * 5];
-        let e = build(&g, &q, &events, Some(&[0, 1, 0]))
+        let e = build(&g, &q, &events, Some(&[0, 1, 0]), &Work::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains("3 labels") && e.contains("5 events"), "{e}");
-        let r = build(&g, &q, &events, Some(&[0, 1, 0, 1, 1])).unwrap();
+        let r = build(&g, &q, &events, Some(&[0, 1, 0, 1, 1]), &Work::default()).unwrap();
         assert_eq!(r.events, 5);
         assert!(r.label_accuracy_fixed.is_some());
     }

@@ -10,6 +10,7 @@ mod common;
 use common::{int64s, model, node, scattered, tract_outputs, values, with_int, with_ints};
 use quantize::calibrate::{default_events, float_outputs};
 use quantize::onnx::import_bytes;
+use quantize::work::Work;
 use tract_onnx::pb;
 
 /// A named graph: nodes, initializers and the input shape.
@@ -113,7 +114,7 @@ fn elementwise_ops_match_tract() {
         let bytes = model(nodes, inits, x, "y", &[]);
         let g = import_bytes(&bytes, name).unwrap_or_else(|e| panic!("{name}: {e}"));
         let events = default_events(&g, 50, 8);
-        let ours = float_outputs(&g, &events);
+        let ours = float_outputs(&g, &events, &Work::default());
         let theirs = tract_outputs(&bytes, &g.input_shape, &events);
         common::assert_close(name, &ours, &theirs);
     }

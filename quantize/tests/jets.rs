@@ -7,6 +7,7 @@ use quantize::config::Config;
 use quantize::npy::{read_events, read_labels};
 use quantize::onnx::import_path;
 use quantize::quantizer::quantize_graph;
+use quantize::work::Work;
 use std::path::PathBuf;
 
 fn jets(name: &str) -> PathBuf {
@@ -31,7 +32,10 @@ fn default_fixed_point_tagger_stays_within_one_percent_of_float_on_real_jets() {
     for model in ["jet_tagger.onnx", "jet_tagger_qat.onnx"] {
         let g = import_path(&jets(model)).unwrap();
         let q = quantize_graph(&g, &Config::default()).unwrap();
-        let (f, fx) = (float_outputs(&g, &x.data), fixed_outputs(&q, &x.data));
+        let (f, fx) = (
+            float_outputs(&g, &x.data, &Work::default()),
+            fixed_outputs(&q, &x.data, &Work::default()),
+        );
         let (af, aq) = (accuracy(&f, &y), accuracy(&fx, &y));
         eprintln!("{model}: float {af:.4}, fixed {aq:.4}");
         // Trained taggers sit at ~74 %: far above the 20 % of chance.
@@ -49,8 +53,8 @@ fn conv_and_autoencoder_import_and_quantize_on_real_inputs() {
     let q = quantize_graph(&g, &Config::default()).unwrap();
     let n = 2000 * g.input_len();
     let (f, fx) = (
-        float_outputs(&g, &c.data[..n]),
-        fixed_outputs(&q, &c.data[..n]),
+        float_outputs(&g, &c.data[..n], &Work::default()),
+        fixed_outputs(&q, &c.data[..n], &Work::default()),
     );
     let agree = f
         .iter()
@@ -68,8 +72,8 @@ fn conv_and_autoencoder_import_and_quantize_on_real_inputs() {
     let q = quantize_graph(&g, &Config::default()).unwrap();
     let n = 2000 * g.input_len();
     let (f, fx) = (
-        float_outputs(&g, &x.data[..n]),
-        fixed_outputs(&q, &x.data[..n]),
+        float_outputs(&g, &x.data[..n], &Work::default()),
+        fixed_outputs(&q, &x.data[..n], &Work::default()),
     );
     let err = f
         .iter()

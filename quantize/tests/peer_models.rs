@@ -7,6 +7,7 @@ use quantize::calibrate::{compare, default_events, fixed_outputs, float_outputs}
 use quantize::config::Config;
 use quantize::onnx::import_path;
 use quantize::quantizer::quantize_graph;
+use quantize::work::Work;
 use std::path::PathBuf;
 
 const MODELS: [&str; 7] = [
@@ -37,7 +38,7 @@ fn float_ir_matches_tract_on_every_peer_model() {
         let g = import_path(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         // Keras-era files carry channels-last input shapes that tract reads as declared.
         let events = default_events(&g, 200, 7);
-        let ours = float_outputs(&g, &events);
+        let ours = float_outputs(&g, &events, &Work::default());
         let bytes = std::fs::read(&path).unwrap();
         let theirs = common::tract_outputs(&bytes, &g.input_shape, &events);
         common::assert_close(name, &ours, &theirs);
@@ -50,7 +51,10 @@ fn fixed_16_6_keeps_argmax_agreement_on_every_peer_model() {
         let g = import_path(&model_path(name)).unwrap();
         let q = quantize_graph(&g, &Config::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let events = default_events(&g, 10_000, 11);
-        let acc = compare(&float_outputs(&g, &events), &fixed_outputs(&q, &events));
+        let acc = compare(
+            &float_outputs(&g, &events, &Work::default()),
+            &fixed_outputs(&q, &events, &Work::default()),
+        );
         eprintln!("{name}: {acc:?}");
         assert!(
             acc.argmax_agreement >= 0.99,

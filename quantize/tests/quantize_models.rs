@@ -8,6 +8,7 @@ use quantize::golden;
 use quantize::ir::Op;
 use quantize::onnx::import_path;
 use quantize::quantizer::quantize_graph;
+use quantize::work::Work;
 use std::path::PathBuf;
 
 fn path(name: &str) -> PathBuf {
@@ -29,10 +30,13 @@ fn auto_precision_keeps_agreement_on_every_peer_model() {
     ] {
         let g = import_path(&path(name)).unwrap();
         let calib = default_events(&g, 2000, 5);
-        let r = auto_precision(&g, &calib, &AutoOptions::default())
+        let r = auto_precision(&g, &calib, &AutoOptions::default(), &Work::default())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let test = default_events(&g, 10_000, 99);
-        let acc = compare(&float_outputs(&g, &test), &fixed_outputs(&r.model, &test));
+        let acc = compare(
+            &float_outputs(&g, &test, &Work::default()),
+            &fixed_outputs(&r.model, &test, &Work::default()),
+        );
         eprintln!("{name}: auto {acc:?} in {} evaluations", r.evaluations);
         assert!(
             acc.argmax_agreement >= 0.99,

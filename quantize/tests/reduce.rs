@@ -10,6 +10,7 @@ use quantize::fixed::FixedType;
 use quantize::onnx::import_bytes;
 use quantize::qmodel::QOp;
 use quantize::quantizer::quantize_graph;
+use quantize::work::Work;
 use tract_onnx::pb;
 
 /// A named graph: nodes, initializers and the input shape.
@@ -108,7 +109,7 @@ fn reductions_comparisons_and_tables_match_tract() {
         let bytes = model(nodes, inits, x, "y", &[]);
         let g = import_bytes(&bytes, name).unwrap_or_else(|e| panic!("{name}: {e}"));
         let events = default_events(&g, 50, 4);
-        let ours = float_outputs(&g, &events);
+        let ours = float_outputs(&g, &events, &Work::default());
         let theirs = tract_outputs(&bytes, &g.input_shape, &events);
         common::assert_close(name, &ours, &theirs);
     }

@@ -11,6 +11,7 @@ use common::{model, node, scattered, tract_outputs, with_int, with_ints};
 use quantize::calibrate::{default_events, float_outputs};
 use quantize::onnx::import_bytes;
 use quantize::qmodel::Window;
+use quantize::work::Work;
 
 /// One node over `x` with weights `W` (and bias `B` when `bias`), its
 /// attributes set by `attrs`.
@@ -166,7 +167,7 @@ fn windows_match_tract() {
         let bytes = case_model(c);
         let g = import_bytes(&bytes, c.name).unwrap_or_else(|e| panic!("{}: {e}", c.name));
         let events = default_events(&g, 20, 3);
-        let ours = float_outputs(&g, &events);
+        let ours = float_outputs(&g, &events, &Work::default());
         let theirs = tract_outputs(&bytes, &g.input_shape, &events);
         common::assert_close(c.name, &ours, &theirs);
     }
@@ -185,7 +186,7 @@ fn public_conv_transpose_models_match_tract() {
         let bytes = std::fs::read(dir.join(name)).unwrap();
         let g = import_bytes(&bytes, name).unwrap_or_else(|e| panic!("{name}: {e}"));
         let events = default_events(&g, 20, 5);
-        let ours = float_outputs(&g, &events);
+        let ours = float_outputs(&g, &events, &Work::default());
         let theirs = tract_outputs(&bytes, &g.input_shape, &events);
         common::assert_close(name, &ours, &theirs);
     }

@@ -9,6 +9,7 @@ use common::{int64s, model, node, tract_outputs, values, with_int, with_str};
 use quantize::calibrate::{default_events, float_outputs};
 use quantize::ir::Op;
 use quantize::onnx::import_bytes;
+use quantize::work::Work;
 use tract_onnx::pb;
 
 /// A named one-input graph: its nodes, initializers and input shape.
@@ -208,7 +209,7 @@ fn wiring_ops_match_tract() {
             g.layers.iter().map(|l| l.op.kind()).collect::<Vec<_>>()
         );
         let events = default_events(&g, 10, 9);
-        let ours = float_outputs(&g, &events);
+        let ours = float_outputs(&g, &events, &Work::default());
         let theirs = tract_outputs(&bytes, &g.input_shape, &events);
         common::assert_close(c.name, &ours, &theirs);
     }

@@ -20,7 +20,7 @@ pub mod error;
 pub mod fpga;
 pub mod output;
 pub mod plots;
-mod progress;
+pub mod progress;
 pub mod report;
 pub mod stream;
 pub mod verilator;

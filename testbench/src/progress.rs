@@ -1,8 +1,9 @@
-//! The progress bar both targets show on stderr for long runs.
+//! The progress bar long runs show on stderr: both testbench targets, and
+//! the `quantize` and `eval` commands.
 
 /// A progress bar for `len` steps labelled `what`; `None` when `on` is false
 /// (indicatif hides it by itself when stderr is not a terminal).
-pub(crate) fn progress_bar(on: bool, len: u64, what: &str) -> Option<indicatif::ProgressBar> {
+pub fn progress_bar(on: bool, len: u64, what: &str) -> Option<indicatif::ProgressBar> {
     if !on {
         return None;
     }
