@@ -252,3 +252,103 @@ fn layer_slices_chain_to_the_whole_model() {
     assert!(hdl::slice_layers(&m, 2, 1).is_err());
     assert!(hdl::slice_layers(&m, 0, m.layers.len()).is_err());
 }
+
+/// The anomaly-detection trigger of `models/jets` (issue 12: autoencoder,
+/// mean squared error, a threshold, Concat [score, bit]) at the default
+/// configuration: II 1 at 200 MHz (a 40 MHz bunch-crossing rate allows II
+/// 5), co-simulated under Verilator on the 20,000 quantized test jets, then
+/// 20,000 random events with the all-minimum, all-maximum and zero corners,
+/// bit for bit against golden.
+#[test]
+fn verilator_anomaly_trigger() {
+    let name = "jets/jet_anomaly_trigger.onnx";
+    let m = load(name);
+    assert_eq!(m.output_len(), 2, "[score, bit]");
+    let t0 = std::time::Instant::now();
+    let k = build_kernel(&m, &Options::default()).unwrap();
+    eprintln!(
+        "{name}: latency {} cycles, II {} at {} MHz, {} multipliers, built in {:?}",
+        k.latency,
+        k.ii,
+        k.options.clock_mhz,
+        k.stats().multipliers,
+        t0.elapsed()
+    );
+    assert_eq!(k.ii, 1, "{name}: II");
+    assert!(
+        k.options.clock_mhz / k.ii as f64 >= 40.0,
+        "{name}: one event per 25 ns (40 MHz) needs II <= 5 at 200 MHz"
+    );
+    if !have("verilator") {
+        return;
+    }
+    let jets = quantize::npy::read_events(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/jets/test_features.npy"),
+    )
+    .unwrap();
+    assert_eq!(jets.event_len(), m.input_len());
+    let mut ev: Vec<Vec<i64>> = (0..jets.count())
+        .map(|i| quantize::golden::quantize_input(&m, jets.event(i)))
+        .collect();
+    ev.extend(events(&m, 20_000, 7));
+    let dir = tmp_dir("anomaly_trigger");
+    hdl::export::write_export(&dir, &k, &m, &ev).unwrap();
+    let r = run_in(&dir, &k, "verilator");
+    assert!(r.pass, "testbench failed:\n{}", r.log);
+    assert_eq!(
+        (r.events, r.mismatches, r.latency_errors),
+        (ev.len(), 0, 0),
+        "{}",
+        r.log
+    );
+    assert_eq!(r.outputs.len(), ev.len());
+    for (i, e) in ev.iter().enumerate() {
+        let want = quantize::golden::evaluate(&m, e).unwrap();
+        assert_eq!(r.outputs[i], want, "event {i} (dir {})", dir.display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!(
+        "{name}: {} events bit-exact under Verilator in {:?}",
+        ev.len(),
+        t0.elapsed()
+    );
+}
+
+/// The deep ensemble of `models/jets` (five taggers, their mean and std
+/// across members) with its configuration `jet_ensemble.toml`: the kernel
+/// builds at II 1 and its netlist simulates 200 random events bit for bit
+/// against golden. (Not under Verilator: see models/jets/README.md.)
+#[test]
+fn deep_ensemble_kernel_netlist() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/jets");
+    let g = quantize::onnx::import_path(&dir.join("jet_ensemble.onnx")).unwrap();
+    let cfg = Config::load(&dir.join("jet_ensemble.toml")).unwrap();
+    let m = quantize::quantizer::quantize_graph(&g, &cfg).unwrap();
+    let t0 = std::time::Instant::now();
+    let k = build_kernel(&m, &Options::default()).unwrap();
+    let built = t0.elapsed();
+    let st = k.stats();
+    eprintln!(
+        "jet_ensemble: latency {} cycles, II {}, nodes {}, adders {}, mults {}, lut~{}, built in {built:?}",
+        k.latency,
+        k.ii,
+        k.net.nodes.len(),
+        st.adders,
+        st.multipliers,
+        st.lut_estimate
+    );
+    assert_eq!(k.ii, 1);
+    let ev = events(&m, 200, 13);
+    let got = k.simulate(&ev);
+    for (i, e) in ev.iter().enumerate() {
+        assert_eq!(
+            got[i],
+            quantize::golden::evaluate(&m, e).unwrap(),
+            "jet_ensemble event {i}"
+        );
+    }
+    eprintln!(
+        "jet_ensemble: 200 events bit-exact in the netlist simulator ({:?} in all)",
+        t0.elapsed()
+    );
+}
