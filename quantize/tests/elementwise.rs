@@ -7,10 +7,8 @@
 
 mod common;
 
-use common::{int64s, model, node, scattered, tract_outputs, values, with_int, with_ints};
-use quantize::calibrate::{default_events, float_outputs};
+use common::{int64s, model, node, scattered, values, with_int, with_ints};
 use quantize::onnx::import_bytes;
-use quantize::work::Work;
 use tract_onnx::pb;
 
 /// A named graph: nodes, initializers and the input shape.
@@ -111,12 +109,7 @@ fn cases() -> Vec<Case> {
 #[test]
 fn elementwise_ops_match_tract() {
     for (name, nodes, inits, x) in cases() {
-        let bytes = model(nodes, inits, x, "y", &[]);
-        let g = import_bytes(&bytes, name).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let events = default_events(&g, 50, 8);
-        let ours = float_outputs(&g, &events, &Work::default());
-        let theirs = tract_outputs(&bytes, &g.input_shape, &events);
-        common::assert_close(name, &ours, &theirs);
+        common::matches_tract(name, &model(nodes, inits, x, "y", &[]), 50, 8);
     }
 }
 

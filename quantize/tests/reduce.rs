@@ -3,14 +3,12 @@
 
 mod common;
 
-use common::{int64s, model, node, tract_outputs, values, with_int, with_ints};
-use quantize::calibrate::{default_events, float_outputs};
+use common::{int64s, model, node, values, with_int, with_ints};
 use quantize::config::Config;
 use quantize::fixed::FixedType;
 use quantize::onnx::import_bytes;
 use quantize::qmodel::QOp;
 use quantize::quantizer::quantize_graph;
-use quantize::work::Work;
 use tract_onnx::pb;
 
 /// A named graph: nodes, initializers and the input shape.
@@ -106,12 +104,7 @@ fn reductions_comparisons_and_tables_match_tract() {
         ),
     ];
     for (name, nodes, inits, x) in cases {
-        let bytes = model(nodes, inits, x, "y", &[]);
-        let g = import_bytes(&bytes, name).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let events = default_events(&g, 50, 4);
-        let ours = float_outputs(&g, &events, &Work::default());
-        let theirs = tract_outputs(&bytes, &g.input_shape, &events);
-        common::assert_close(name, &ours, &theirs);
+        common::matches_tract(name, &model(nodes, inits, x, "y", &[]), 50, 4);
     }
 }
 

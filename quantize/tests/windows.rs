@@ -7,11 +7,9 @@
 
 mod common;
 
-use common::{model, node, scattered, tract_outputs, with_int, with_ints};
-use quantize::calibrate::{default_events, float_outputs};
+use common::{model, node, scattered, with_int, with_ints};
 use quantize::onnx::import_bytes;
 use quantize::qmodel::Window;
-use quantize::work::Work;
 
 /// One node over `x` with weights `W` (and bias `B` when `bias`), its
 /// attributes set by `attrs`.
@@ -164,12 +162,7 @@ fn case_model(c: &Case) -> Vec<u8> {
 #[test]
 fn windows_match_tract() {
     for c in CASES {
-        let bytes = case_model(c);
-        let g = import_bytes(&bytes, c.name).unwrap_or_else(|e| panic!("{}: {e}", c.name));
-        let events = default_events(&g, 20, 3);
-        let ours = float_outputs(&g, &events, &Work::default());
-        let theirs = tract_outputs(&bytes, &g.input_shape, &events);
-        common::assert_close(c.name, &ours, &theirs);
+        common::matches_tract(c.name, &case_model(c), 20, 3);
     }
 }
 
@@ -183,12 +176,7 @@ fn public_conv_transpose_models_match_tract() {
         "ConvTransposeBias2dBatched.onnx",
         "ConvTrans2dModel_B1.onnx",
     ] {
-        let bytes = std::fs::read(dir.join(name)).unwrap();
-        let g = import_bytes(&bytes, name).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let events = default_events(&g, 20, 5);
-        let ours = float_outputs(&g, &events, &Work::default());
-        let theirs = tract_outputs(&bytes, &g.input_shape, &events);
-        common::assert_close(name, &ours, &theirs);
+        common::matches_tract(name, &std::fs::read(dir.join(name)).unwrap(), 20, 5);
     }
 }
 

@@ -194,3 +194,16 @@ pub fn with_str(mut n: pb::NodeProto, name: &str, v: &str) -> pb::NodeProto {
     });
     n
 }
+
+/// Imports `bytes`, runs `events` N(0,1) events (seed `seed`) through
+/// bxflow's float reference and through tract, and asserts they agree;
+/// returns the imported graph for further checks.
+pub fn matches_tract(name: &str, bytes: &[u8], events: usize, seed: u64) -> quantize::ir::Graph {
+    use quantize::calibrate::{default_events, float_outputs};
+    let g = quantize::onnx::import_bytes(bytes, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let ev = default_events(&g, events, seed);
+    let ours = float_outputs(&g, &ev, &quantize::work::Work::default());
+    let theirs = tract_outputs(bytes, &g.input_shape, &ev);
+    assert_close(name, &ours, &theirs);
+    g
+}
