@@ -5,7 +5,7 @@
 use engine::{Engine, Isa};
 use quantize::config::Config;
 use quantize::fixed::FixedType;
-use quantize::golden::{evaluate, quantize_input};
+use quantize::golden::{quantize_input, Arithmetic, Golden};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use std::path::PathBuf;
 
@@ -65,9 +65,10 @@ fn bit_exact_on_every_isa(files: &[PathBuf]) -> usize {
             let events: Vec<Vec<f32>> = (0..2000)
                 .map(|_| (0..model.input_len()).map(|_| normal(&mut rng)).collect())
                 .collect();
+            let golden = Golden::new(&model, Arithmetic::Fast);
             let want: Vec<Vec<i64>> = events
                 .iter()
-                .map(|x| evaluate(&model, &quantize_input(&model, x)).unwrap())
+                .map(|x| golden.evaluate(&quantize_input(&model, x)).unwrap())
                 .collect();
             for &isa in &isas {
                 let eng = Engine::with_isa(&model, isa).unwrap();

@@ -5,7 +5,7 @@
 
 use engine::{Engine, Isa};
 use quantize::config::Config;
-use quantize::golden::{evaluate, quantize_input};
+use quantize::golden::{quantize_input, Arithmetic, Golden};
 use quantize::qmodel::QModel;
 use std::path::{Path, PathBuf};
 
@@ -26,8 +26,13 @@ fn bit_exact_on_every_isa(name: &str, model: &QModel) -> Vec<Vec<i64>> {
     let ev = quantize::npy::read_events(&jets("test_features.npy")).unwrap();
     assert_eq!(ev.event_len(), model.input_len(), "{name}");
     assert_eq!(ev.count(), 20_000, "{name}");
+    let golden = Golden::new(model, Arithmetic::Fast);
     let want: Vec<Vec<i64>> = (0..ev.count())
-        .map(|i| evaluate(model, &quantize_input(model, ev.event(i))).unwrap())
+        .map(|i| {
+            golden
+                .evaluate(&quantize_input(model, ev.event(i)))
+                .unwrap()
+        })
         .collect();
     let isas: Vec<Isa> = Isa::ALL.iter().copied().filter(|i| i.available()).collect();
     assert!(!isas.is_empty());

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use quantize::golden::GoldenError;
+use quantize::golden::{Arithmetic, Golden, GoldenError};
 use quantize::qmodel::QModel;
 
 use crate::eda::{self, Driver, EdaError};
@@ -191,9 +191,10 @@ pub fn random_events(model: &QModel, n: usize, seed: u64) -> Vec<Vec<i64>> {
 
 /// Golden outputs for events.
 pub fn golden_outputs(model: &QModel, events: &[Vec<i64>]) -> Result<Vec<Vec<i64>>, ExportError> {
+    let golden = Golden::new(model, Arithmetic::Fast);
     events
         .iter()
-        .map(|e| quantize::golden::evaluate(model, e).map_err(ExportError::from))
+        .map(|e| golden.evaluate(e).map_err(ExportError::from))
         .collect()
 }
 

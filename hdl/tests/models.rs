@@ -294,19 +294,7 @@ fn verilator_anomaly_trigger() {
     let dir = tmp_dir("anomaly_trigger");
     hdl::export::write_export(&dir, &k, &m, &ev).unwrap();
     let r = run_in(&dir, &k, "verilator");
-    assert!(r.pass, "testbench failed:\n{}", r.log);
-    assert_eq!(
-        (r.events, r.mismatches, r.latency_errors),
-        (ev.len(), 0, 0),
-        "{}",
-        r.log
-    );
-    assert_eq!(r.outputs.len(), ev.len());
-    for (i, e) in ev.iter().enumerate() {
-        let want = quantize::golden::evaluate(&m, e).unwrap();
-        assert_eq!(r.outputs[i], want, "event {i} (dir {})", dir.display());
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_outputs_bit_exact(&m, &dir, &r, &ev);
     eprintln!(
         "{name}: {} events bit-exact under Verilator in {:?}",
         ev.len(),

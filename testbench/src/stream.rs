@@ -3,8 +3,9 @@
 //! the golden model's output for each, against which every delivered output
 //! is compared bit for bit.
 
-use quantize::golden::{evaluate, quantize_input, GoldenError};
+use quantize::golden::{quantize_input, Arithmetic, Golden};
 use quantize::qmodel::QModel;
+use quantize::work::Work;
 use std::path::Path;
 
 use crate::error::TbError;
@@ -63,32 +64,16 @@ impl EventPool {
     pub fn from_raw(model: &QModel, raw: Vec<i64>, source: String) -> Result<Self, TbError> {
         let in_len: usize = model.input_shape.iter().product();
         let n = raw.len() / in_len;
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(n.max(1));
-        let chunk = n.div_ceil(threads).max(1);
-        let parts: Vec<Result<Vec<Vec<i64>>, GoldenError>> = std::thread::scope(|s| {
-            let hs: Vec<_> = raw
-                .chunks(chunk * in_len)
-                .map(|c| {
-                    s.spawn(move || {
-                        c.chunks(in_len)
-                            .map(|e| evaluate(model, e))
-                            .collect::<Result<Vec<_>, _>>()
-                    })
-                })
-                .collect();
-            hs.into_iter()
-                .map(|h| h.join().expect("golden thread"))
-                .collect()
+        let g = Golden::new(model, Arithmetic::Fast);
+        let parts = Work::default().map("golden", n, |i| {
+            g.evaluate(&raw[i * in_len..(i + 1) * in_len])
         });
         let mut golden = Vec::new();
         let mut out_len = 0;
-        for p in parts {
-            for o in p? {
-                out_len = o.len();
-                golden.extend(o);
-            }
+        for o in parts {
+            let o = o?;
+            out_len = o.len();
+            golden.extend(o);
         }
         Ok(EventPool {
             in_len,

@@ -5,6 +5,7 @@ use hdl::eda::tool_available;
 use hdl::export::{run_iverilog, run_verilator, write_export, TbResult};
 use hdl::{build_kernel, Kernel, Options};
 use quantize::fixed::FixedType;
+use quantize::golden::{Arithmetic, Golden};
 use quantize::qmodel::{QLayer, QModel, QOp};
 use quantize::random::random_input;
 use rand::rngs::SmallRng;
@@ -67,18 +68,26 @@ pub fn run_in(dir: &Path, k: &Kernel, sim: &str) -> TbResult {
     }
 }
 
+/// The testbench run `r` passed on the `n` events of [`events`] (seed 7)
+/// and every output equals the golden model's.
 pub fn assert_bit_exact(model: &QModel, dir: &Path, r: &TbResult, n: usize) {
+    assert_outputs_bit_exact(model, dir, r, &events(model, n, 7));
+}
+
+/// The testbench run `r` passed on the events `ev` and every output equals
+/// the golden model's; removes the run's directory.
+pub fn assert_outputs_bit_exact(model: &QModel, dir: &Path, r: &TbResult, ev: &[Vec<i64>]) {
     assert!(r.pass, "testbench failed:\n{}", r.log);
     assert_eq!(
         (r.events, r.mismatches, r.latency_errors),
-        (n, 0, 0),
+        (ev.len(), 0, 0),
         "{}",
         r.log
     );
-    let ev = events(model, n, 7);
-    assert_eq!(r.outputs.len(), n);
+    assert_eq!(r.outputs.len(), ev.len());
+    let golden = Golden::new(model, Arithmetic::Fast);
     for (i, e) in ev.iter().enumerate() {
-        let want = quantize::golden::evaluate(model, e).unwrap();
+        let want = golden.evaluate(e).unwrap();
         assert_eq!(r.outputs[i], want, "event {i} (dir {})", dir.display());
     }
     let _ = std::fs::remove_dir_all(dir);

@@ -135,11 +135,18 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// Squeeze / Unsqueeze axes: an attribute before opset 13, the second input since.
+    /// Integers from input `k` (a constant) or, before the opset that moved
+    /// them to inputs, from attribute `attr`.
+    pub fn ints(&self, k: usize, attr: &str) -> Option<Vec<i64>> {
+        self.opt_const(k)
+            .map(Const::ints)
+            .or_else(|| self.attr_ints(attr))
+    }
+
+    /// Squeeze / Unsqueeze / Reduce axes: an attribute before opset 13 (18
+    /// for most reductions), the second input since.
     pub fn axes(&self) -> Vec<i64> {
-        self.attr_ints("axes")
-            .or_else(|| self.opt_const(1).map(Const::ints))
-            .unwrap_or_default()
+        self.ints(1, "axes").unwrap_or_default()
     }
 
     pub fn attr(&self, key: &str) -> Option<&'a pb::AttributeProto> {

@@ -270,13 +270,15 @@ pub fn batch_norm(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     Ok(Value::Act(b.affine(n, x, scale, shift)))
 }
 
-/// The `group` attribute, checked against the input and output channels.
-fn groups(n: &Node, in_channels: usize, out_channels: usize) -> Result<usize, String> {
+/// The `group` attribute, checked against the input channels (and, for a
+/// Conv, whose weights name them, the output channels).
+fn groups(n: &Node, in_channels: usize, out_channels: Option<usize>) -> Result<usize, String> {
     let g = n.attr_i("group", 1);
-    if g < 1 || !in_channels.is_multiple_of(g as usize) || !out_channels.is_multiple_of(g as usize)
-    {
+    let divides = |c: usize| g >= 1 && c.is_multiple_of(g as usize);
+    if !divides(in_channels) || !out_channels.is_none_or(divides) {
         return Err(format!(
-            "group {g} does not divide the {in_channels} input and {out_channels} output channels"
+            "group {g} does not divide the {in_channels} input channels{}",
+            out_channels.map_or(String::new(), |o| format!(" and {o} output channels"))
         ));
     }
     Ok(g as usize)
@@ -331,7 +333,7 @@ pub fn conv(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
         ));
     }
     let mut window = window(n, x, w.shape[2..].to_vec())?;
-    window.groups = groups(n, window.in_channels, w.shape[0])?;
+    window.groups = groups(n, window.in_channels, Some(w.shape[0]))?;
     if w.shape[1] != window.group_channels() {
         return Err(format!(
             "weights have {} input channels per group, the input has {} channels in {} groups",
@@ -371,13 +373,7 @@ pub fn conv_transpose(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, Strin
             ));
         }
     }
-    let g = n.attr_i("group", 1);
-    if g < 1 || !cin.is_multiple_of(g as usize) {
-        return Err(format!(
-            "group {g} does not divide the {cin} input channels"
-        ));
-    }
-    let groups = g as usize;
+    let groups = groups(n, cin, None)?;
     let (icg, ocg) = (cin / groups, w.shape[1]);
     let stride = per_dim(n, "strides", sp)?;
     let dilation = per_dim(n, "dilations", sp)?;
@@ -406,26 +402,18 @@ pub fn conv_transpose(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, Strin
                 "output_shape {out:?} is larger than the full output {full:?}"
             ));
         }
-        let split = |d: usize| split_pads(full[d] - out[d], auto == "SAME_UPPER");
-        (
-            (0..sp).map(|d| split(d).0).collect(),
-            (0..sp).map(|d| split(d).1).collect(),
-        )
+        (0..sp)
+            .map(|d| split_pads(full[d] - out[d], auto == "SAME_UPPER"))
+            .unzip()
     } else {
         match auto.as_str() {
             "" | "NOTSET" => explicit_pads(n, sp)?,
             "VALID" => (vec![0; sp], vec![0; sp]),
             "SAME_UPPER" | "SAME_LOWER" => {
-                let split = |d: usize| {
-                    split_pads(
-                        full[d] - (stride[d] * x.shape[d + 1]).min(full[d]),
-                        auto == "SAME_UPPER",
-                    )
-                };
-                (
-                    (0..sp).map(|d| split(d).0).collect(),
-                    (0..sp).map(|d| split(d).1).collect(),
-                )
+                let total = |d: usize| full[d] - (stride[d] * x.shape[d + 1]).min(full[d]);
+                (0..sp)
+                    .map(|d| split_pads(total(d), auto == "SAME_UPPER"))
+                    .unzip()
             }
             other => return Err(format!("auto_pad '{other}' is not supported")),
         }

@@ -10,18 +10,14 @@ use crate::ir::Op;
 use crate::onnx::builder::Builder;
 use crate::onnx::decode::Node;
 use crate::onnx::shape::{onnx_axis, transpose_map};
-use crate::onnx::value::{Act, Const, Value};
+use crate::onnx::value::{Act, Value};
 use crate::qmodel::{PoolKind, Window};
 
 /// The reduced axes (non-batch, 0-based in `x.shape`), from the `axes`
 /// input (ReduceSum since opset 13, every Reduce since 18) or attribute.
 fn reduced_axes(n: &Node, x: &Act) -> Result<Vec<usize>, String> {
     let rank = x.shape.len() + 1;
-    let axes = n
-        .opt_const(1)
-        .map(Const::ints)
-        .or_else(|| n.attr_ints("axes"))
-        .unwrap_or_default();
+    let axes = n.axes();
     if axes.is_empty() {
         if n.attr_i("noop_with_empty_axes", 0) != 0 {
             return Ok(Vec::new());

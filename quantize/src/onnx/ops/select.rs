@@ -140,14 +140,6 @@ faces!(resize, fold_resize, resize_pick);
 faces!(depth_to_space, fold_depth_to_space, depth_to_space_pick);
 faces!(space_to_depth, fold_space_to_depth, space_to_depth_pick);
 
-/// Integers from input `k` (a constant) or, before the opset that moved them
-/// to inputs, from attribute `attr`.
-fn ints_of(n: &Node, k: usize, attr: &str) -> Option<Vec<i64>> {
-    n.opt_const(k)
-        .map(Const::ints)
-        .or_else(|| n.attr_ints(attr))
-}
-
 /// The indices `start, start + step, ...` before `end`, clamped as ONNX
 /// Slice clamps them.
 fn slice_axis(len: usize, start: i64, end: i64, step: i64) -> Vec<Option<usize>> {
@@ -174,9 +166,11 @@ fn identity_maps(shape: &[usize]) -> Vec<Vec<Option<usize>>> {
 fn slice_pick(n: &Node) -> Result<Pick, String> {
     let shape = full_shape(n)?;
     let rank = shape.len();
-    let starts = ints_of(n, 1, "starts").ok_or("missing starts")?;
-    let ends = ints_of(n, 2, "ends").ok_or("missing ends")?;
-    let axes = ints_of(n, 3, "axes").unwrap_or_else(|| (0..starts.len() as i64).collect());
+    let starts = n.ints(1, "starts").ok_or("missing starts")?;
+    let ends = n.ints(2, "ends").ok_or("missing ends")?;
+    let axes = n
+        .ints(3, "axes")
+        .unwrap_or_else(|| (0..starts.len() as i64).collect());
     let steps = n
         .opt_const(4)
         .map(Const::ints)
@@ -240,7 +234,7 @@ pub fn split(b: &mut Builder, n: &Node, x: &Act) -> Result<Vec<Value>, String> {
     let shape = full_shape(n)?;
     let axis = onnx_axis(n.attr_i("axis", 0), shape.len())?;
     let outputs = n.proto.output.len();
-    let sizes: Vec<usize> = match ints_of(n, 1, "split") {
+    let sizes: Vec<usize> = match n.ints(1, "split") {
         Some(s) => s.iter().map(|&v| v.max(0) as usize).collect(),
         None => {
             let parts = n.attr_i("num_outputs", outputs as i64).max(1) as usize;
@@ -274,7 +268,7 @@ pub fn split(b: &mut Builder, n: &Node, x: &Act) -> Result<Vec<Value>, String> {
 fn pad_pick(n: &Node) -> Result<Pick, String> {
     let shape = full_shape(n)?;
     let rank = shape.len();
-    let pads = ints_of(n, 1, "pads").ok_or("missing pads")?;
+    let pads = n.ints(1, "pads").ok_or("missing pads")?;
     let axes: Vec<usize> = match n.opt_const(3) {
         Some(a) => a
             .ints()
