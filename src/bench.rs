@@ -232,30 +232,48 @@ pub fn bench_engine(engine: &Arc<Engine>, o: &BenchOptions) -> Figures {
     }
 }
 
-/// tract-onnx figures for the same model, with a `[1, input_shape...]` input.
+/// tract-onnx figures for the same model, with a `[1, shape...]` tensor for
+/// each input (`input_shapes`, one event shape per input).
 pub fn bench_tract(
     onnx_path: &Path,
-    input_shape: &[usize],
+    input_shapes: &[Vec<usize>],
     o: &BenchOptions,
 ) -> Result<Figures, String> {
     use tract_onnx::prelude::*;
-    let mut shape = vec![1usize];
-    shape.extend_from_slice(input_shape);
-    let il: usize = input_shape.iter().product();
+    let shapes: Vec<Vec<usize>> = input_shapes
+        .iter()
+        .map(|s| std::iter::once(1).chain(s.iter().copied()).collect())
+        .collect();
     let model = tract_onnx::onnx()
         .model_for_path(onnx_path)
-        .and_then(|m| m.with_input_fact(0, f32::fact(&shape).into()))
+        .and_then(|mut m| {
+            for (k, s) in shapes.iter().enumerate() {
+                m = m.with_input_fact(k, f32::fact(s).into())?;
+            }
+            Ok(m)
+        })
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .map_err(|e| format!("tract cannot load {}: {e:#}", onnx_path.display()))?;
     let pool = 256;
-    let feats = gaussian_events(pool, il, SEED);
-    let tensors: Vec<Tensor> = feats
-        .chunks(il.max(1))
-        .map(|x| Tensor::from_shape(&shape, x).unwrap())
+    let events: Vec<TVec<TValue>> = (0..pool)
+        .map(|e| {
+            shapes
+                .iter()
+                .enumerate()
+                .map(|(k, s)| {
+                    let x = gaussian_events(
+                        1,
+                        s.iter().product(),
+                        SEED + (e * shapes.len() + k) as u64,
+                    );
+                    Tensor::from_shape(s, &x).unwrap().into_tvalue()
+                })
+                .collect()
+        })
         .collect();
     let run = |i: usize| {
-        let r = model.run(tvec!(tensors[i].clone().into_tvalue())).unwrap();
+        let r = model.run(events[i].clone()).unwrap();
         std::hint::black_box(r);
     };
     let n = (o.events / 20).max(1000);
@@ -285,7 +303,10 @@ pub fn report(engine: Engine, onnx: Option<&Path>, o: &BenchOptions) -> BenchRep
     let engine = Arc::new(engine);
     let m = engine.model().clone();
     let tract_r = match onnx {
-        Some(p) if !o.no_tract => Some(bench_tract(p, &m.input_shape, o)),
+        Some(p) if !o.no_tract => {
+            let shapes: Vec<Vec<usize>> = m.inputs.iter().map(|i| i.shape.clone()).collect();
+            Some(bench_tract(p, &shapes, o))
+        }
         _ => None,
     };
     let e = bench_engine(&engine, o);
@@ -298,7 +319,12 @@ pub fn report(engine: Engine, onnx: Option<&Path>, o: &BenchOptions) -> BenchRep
         model: m.name.clone(),
         isa: engine.isa().to_string(),
         macs: m.macs(),
-        input_type: m.input_ty.ap_string(),
+        input_type: m
+            .inputs
+            .iter()
+            .map(|i| i.ty.ap_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         kernels: engine
             .kernels()
             .into_iter()

@@ -180,7 +180,11 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     let _ = writeln!(
         p,
         "precision    input {}; {} evaluations of the auto search",
-        m.input_ty.ap_string(),
+        m.inputs
+            .iter()
+            .map(|i| i.ty.ap_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         auto.evaluations
     );
     for l in &m.layers {

@@ -42,7 +42,9 @@ pub struct QuantizeArgs {
     /// Choose types per layer from calibration data and an accuracy budget.
     #[arg(long)]
     pub auto: bool,
-    /// Calibration events (.npy, [events, features...]); N(0,1) features by default.
+    /// Calibration events: .npy [events, features...] for a model of one
+    /// input, else .npz of one such array per input, named after it; N(0,1)
+    /// features by default.
     #[arg(long)]
     pub calib: Option<PathBuf>,
     /// Class labels for the calibration events (.npy), for per-class AUC in the report.
@@ -76,10 +78,12 @@ pub struct EvalArgs {
     /// A .bxq model (golden fixed point; outputs are the fixed-point values as
     /// float64) or an .onnx model (float reference).
     pub model: PathBuf,
-    /// Input events (.npy, [events, features...]).
+    /// Input events: .npy [events, features...] for a model of one input,
+    /// else .npz of one such array per input, named after it (np.savez).
     #[arg(long)]
     pub input: PathBuf,
-    /// Output file (.npy, float64 [events, outputs]).
+    /// Output file: .npy float64 [events, output shape...] for a model of
+    /// one output, else .npz of one array per output, named after it.
     #[arg(long)]
     pub output: PathBuf,
     /// Threads evaluating events (0: every core).
@@ -154,10 +158,23 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&g)?);
         return Ok(());
     }
-    println!(
-        "model {}  input '{}' {:?}  output {:?}",
-        g.name, g.input_name, g.input_shape, g.output_shape
-    );
+    println!("model {}", g.name);
+    for (t, i) in g.inputs.iter().enumerate() {
+        let axis = if i.event_axis {
+            "first ONNX axis is the event axis"
+        } else {
+            "the whole ONNX tensor is one event"
+        };
+        println!("  input  '{}' {:?} (tensor {t}; {axis})", i.name, i.shape);
+    }
+    for o in &g.outputs {
+        println!(
+            "  output '{}' {:?} (tensor {})",
+            o.name,
+            g.shape(o.tensor),
+            o.tensor
+        );
+    }
     println!(
         "{:>3}  {:<40} {:<12} {:<10} {:>14} {:>9}",
         "#", "layer (ONNX node)", "op", "inputs", "shape", "params"
@@ -167,7 +184,7 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
         total += l.op.params();
         println!(
             "{:>3}  {:<40} {:<12} {:<10} {:>14} {:>9}",
-            i + 1,
+            g.layer_tensor(i),
             l.name,
             l.op.kind(),
             format!("{:?}", l.inputs),
@@ -176,9 +193,10 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
         );
     }
     println!(
-        "{} layers, {} parameters (tensor 0 is the input; layer i makes tensor i)",
+        "{} layers, {} parameters (# is the tensor a layer makes; the inputs are tensors 0..{})",
         g.layers.len(),
-        total
+        total,
+        g.inputs.len()
     );
     Ok(())
 }
@@ -187,6 +205,25 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
 /// checks before building firmware from it.
 fn inspect_bxq(a: &InspectArgs) -> Result<()> {
     let m = bxq::load(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let port = |name: &str, t: usize| {
+        serde_json::json!({
+            "name": name,
+            "tensor": t,
+            "shape": m.shape(t),
+            "type": m.ty(t).ap_string(),
+        })
+    };
+    let ports: Vec<(&str, serde_json::Value)> = m
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(t, p)| ("input", port(&p.name, t)))
+        .chain(
+            m.outputs
+                .iter()
+                .map(|o| ("output", port(&o.name, o.tensor))),
+        )
+        .collect();
     let layers: Vec<serde_json::Value> = m
         .layers
         .iter()
@@ -199,7 +236,7 @@ fn inspect_bxq(a: &InspectArgs) -> Result<()> {
                 _ => (None, None),
             };
             serde_json::json!({
-                "layer": i + 1,
+                "layer": m.layer_tensor(i),
                 "name": l.name,
                 "op": l.op.kind(),
                 "inputs": l.inputs,
@@ -207,7 +244,7 @@ fn inspect_bxq(a: &InspectArgs) -> Result<()> {
                 "type": l.ty.ap_string(),
                 "weights": w,
                 "accumulator": acc,
-                "macs": l.op.macs(m.tensor_len(i + 1)),
+                "macs": l.op.macs(m.tensor_len(m.layer_tensor(i))),
                 "reuse": l.reuse,
             })
         })
@@ -215,22 +252,24 @@ fn inspect_bxq(a: &InspectArgs) -> Result<()> {
     if a.json {
         let doc = serde_json::json!({
             "model": m.name,
-            "input_shape": m.input_shape,
-            "input_type": m.input_ty.ap_string(),
+            "inputs": ports.iter().filter(|p| p.0 == "input").map(|p| p.1.clone()).collect::<Vec<_>>(),
+            "outputs": ports.iter().filter(|p| p.0 == "output").map(|p| p.1.clone()).collect::<Vec<_>>(),
             "macs": m.macs(),
             "layers": layers,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    println!(
-        "model {}  input {:?} {}  output {:?} {}",
-        m.name,
-        m.input_shape,
-        m.input_ty.ap_string(),
-        m.shape(m.output()),
-        m.output_ty().ap_string()
-    );
+    println!("model {}", m.name);
+    for (dir, p) in &ports {
+        println!(
+            "  {dir:<6} '{}' {} {} (tensor {})",
+            p["name"].as_str().unwrap_or_default(),
+            p["shape"],
+            p["type"].as_str().unwrap_or_default(),
+            p["tensor"]
+        );
+    }
     println!(
         "{:>3}  {:<40} {:<8} {:<30} {:<44} {:>6} {:>5}",
         "#", "layer", "op", "result type", "weights / accumulator", "MACs", "reuse"
@@ -259,13 +298,20 @@ fn inspect_bxq(a: &InspectArgs) -> Result<()> {
     Ok(())
 }
 
+/// Names and event shapes of a model's outputs.
+type Named = Vec<(String, Vec<usize>)>;
+
+/// `(name, event shape)` of each input of `g`.
+fn graph_inputs(g: &Graph) -> Vec<(&str, &[usize])> {
+    g.inputs
+        .iter()
+        .map(|i| (i.name.as_str(), i.shape.as_slice()))
+        .collect()
+}
+
 fn load_events(path: Option<&Path>, g: &Graph, n: usize) -> Result<Vec<f32>> {
     match path {
-        Some(p) => {
-            let ev = npy::read_events(p)?;
-            ev.check_event_shape(&p.display().to_string(), &g.input_shape)?;
-            Ok(ev.data)
-        }
+        Some(p) => Ok(npy::read_inputs(p, &graph_inputs(g))?.data),
         None => Ok(default_events(g, n, 1)),
     }
 }
@@ -338,20 +384,32 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         threads: threads(a.threads),
         progress: &progress,
     };
-    let ev = npy::read_events(&a.input)?;
     let ext = a.model.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let (outputs, width): (Vec<f64>, usize) = match ext {
+    let (outputs, n, ports): (Vec<f64>, usize, Named) = match ext {
         "bxq" => {
             let q = bxq::load(&a.model)?;
-            ev.check_event_shape(&a.input.display().to_string(), &q.input_shape)?;
+            let ins: Vec<(&str, &[usize])> = q
+                .inputs
+                .iter()
+                .map(|p| (p.name.as_str(), p.shape.as_slice()))
+                .collect();
+            let ev = npy::read_inputs(&a.input, &ins)?;
             let out = fixed_outputs(&q, &ev.data, &work).concat();
-            (out, q.output_len())
+            let outs = q
+                .outputs
+                .iter()
+                .map(|o| (o.name.clone(), q.shape(o.tensor).to_vec()));
+            (out, ev.count(), outs.collect())
         }
         "onnx" => {
             let g = import(&a.model)?;
-            ev.check_event_shape(&a.input.display().to_string(), &g.input_shape)?;
+            let ev = npy::read_inputs(&a.input, &graph_inputs(&g))?;
             let out = float_outputs(&g, &ev.data, &work).concat();
-            (out, g.output_len())
+            let outs = g
+                .outputs
+                .iter()
+                .map(|o| (o.name.clone(), g.shape(o.tensor).to_vec()));
+            (out, ev.count(), outs.collect())
         }
         _ => bail!(
             "'{}': expected a .bxq (fixed point) or .onnx (float) model",
@@ -359,13 +417,19 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         ),
     };
     drop(bars);
-    npy::write_f64(&a.output, ev.count(), width, &outputs)?;
+    let ports: Vec<(&str, &[usize])> = ports
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_slice()))
+        .collect();
+    npy::write_outputs(&a.output, &ports, n, &outputs)?;
+    let what: Vec<String> = ports
+        .iter()
+        .map(|(name, s)| format!("'{name}' {:?}", [&[n][..], s].concat()))
+        .collect();
     eprintln!(
-        "{} events -> {} ([{}, {}] float64)",
-        ev.count(),
+        "{n} events -> {} ({} float64)",
         a.output.display(),
-        ev.count(),
-        width
+        what.join(", ")
     );
     Ok(())
 }

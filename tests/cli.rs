@@ -286,3 +286,98 @@ fn cpu_testbench_runs_the_isa_asked_for() {
     assert!(ok || err.contains("testbench failed"), "{err}");
     assert!(out.contains("engine                   scalar"), "{out}");
 }
+
+#[path = "../quantize/tests/common/mod.rs"]
+mod graphs;
+
+/// A model of two inputs and three outputs: `eval` and `quantize` read an
+/// `.npz` named by the inputs, `eval` writes one named by the outputs, and
+/// an `.npy` for it is an error that says what to give instead.
+#[test]
+fn several_inputs_and_outputs_go_through_npz() {
+    use quantize::npy;
+    let onnx = tmp("two_tower.onnx");
+    std::fs::write(&onnx, graphs::two_tower()).unwrap();
+    let n = 20;
+    let jets: Vec<f64> = (0..n * 6).map(|i| (i as f64 * 0.37).sin()).collect();
+    let muons: Vec<f64> = (0..n * 3).map(|i| (i as f64 * 0.91).cos()).collect();
+    // One event after the other, as the flat input the writer takes.
+    let flat: Vec<f64> = (0..n)
+        .flat_map(|e| {
+            jets[e * 6..e * 6 + 6]
+                .iter()
+                .chain(&muons[e * 3..e * 3 + 3])
+                .copied()
+        })
+        .collect::<Vec<_>>();
+    let input = tmp("two_tower_in.npz");
+    npy::write_outputs(&input, &[("jets", &[6]), ("muons", &[3])], n, &flat).unwrap();
+    let (ok, out, err) = bxflow(&["inspect", onnx.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("input  'muons' [3] (tensor 1"), "{out}");
+    assert!(out.contains("output 'feats' [8]"), "{out}");
+
+    let output = tmp("two_tower_out.npz");
+    let (ok, _, err) = bxflow(&[
+        "eval",
+        onnx.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("'score' [20, 2], 'feats' [20, 8], 'h2' [20, 4]"),
+        "{err}"
+    );
+    let got = npy::read_npz(&output).unwrap();
+    let names: Vec<&str> = got.iter().map(|(n, ..)| n.as_str()).collect();
+    assert_eq!(names, ["score", "feats", "h2"]);
+    let g = quantize::onnx::import_path(&onnx).unwrap();
+    let want = g.evaluate(&flat[..9]);
+    assert_eq!(
+        got[0].1.data[..2],
+        want[..2].iter().map(|&v| v as f32).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(
+        got[2].1.data[..4],
+        want[10..14].iter().map(|&v| v as f32).collect::<Vec<_>>()[..]
+    );
+
+    let bxq = tmp("two_tower.bxq");
+    let (ok, _, err) = bxflow(&[
+        "quantize",
+        onnx.to_str().unwrap(),
+        "-o",
+        bxq.to_str().unwrap(),
+        "--calib",
+        input.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = bxflow(&[
+        "eval",
+        bxq.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+
+    let npy_in = tmp("two_tower_in.npy");
+    npy::write_f64(&npy_in, n, 9, &flat).unwrap();
+    let (ok, _, err) = bxflow(&[
+        "eval",
+        onnx.to_str().unwrap(),
+        "--input",
+        npy_in.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("the model has 2 inputs ('jets', 'muons'): give an .npz"),
+        "{err}"
+    );
+}

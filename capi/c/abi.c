@@ -44,6 +44,19 @@ int main(int argc, char **argv) {
     CHECK(ti.width >= 2 && ti.width <= 64 && to.width >= 2 && to.width <= 64);
     CHECK(bxflow_engine_input_type(e, NULL) == BXFLOW_ERR_NULL);
     CHECK(bxflow_engine_output_type(NULL, &to) == BXFLOW_ERR_NULL);
+    /* Inputs and outputs: the jet tagger has one of each, of those types */
+    bxflow_tensor_info info;
+    CHECK(bxflow_engine_num_inputs(e) == 1 && bxflow_engine_num_outputs(e) == 1);
+    CHECK(bxflow_engine_num_inputs(NULL) == 0 && bxflow_engine_num_outputs(NULL) == 0);
+    CHECK(bxflow_engine_input_info(e, 0, &info) == BXFLOW_OK);
+    CHECK(info.offset == 0 && info.len == in && info.type.width == ti.width && strlen(info.name) > 0);
+    CHECK(bxflow_engine_output_info(e, 0, &info) == BXFLOW_OK);
+    CHECK(info.offset == 0 && info.len == out && info.type.int_bits == to.int_bits);
+    CHECK(bxflow_engine_input_info(e, 1, &info) == BXFLOW_ERR_LIMIT);
+    CHECK(strstr(bxflow_last_error(), "no input 1") != NULL);
+    CHECK(bxflow_engine_output_info(e, SIZE_MAX, &info) == BXFLOW_ERR_LIMIT);
+    CHECK(bxflow_engine_input_info(e, 0, NULL) == BXFLOW_ERR_NULL);
+    CHECK(bxflow_engine_output_info(NULL, 0, &info) == BXFLOW_ERR_NULL);
 
     /* Raw codes of the input type: single, batch and pipeline agree */
     enum { N = 300 };

@@ -35,6 +35,21 @@ int main(int argc, char **argv) {
     bxflow_engine *e = bxflow_engine_open(argv[1]);
     CHECK(e != NULL);
     CHECK(bxflow_engine_input_len(e) == in && bxflow_engine_output_len(e) == out);
+    /* The inputs and outputs tile an event's values, in order */
+    size_t at = 0;
+    for (size_t k = 0; k < bxflow_engine_num_inputs(e); k++) {
+        bxflow_tensor_info t;
+        CHECK(bxflow_engine_input_info(e, k, &t) == BXFLOW_OK && t.offset == at && t.name != NULL);
+        at += t.len;
+    }
+    CHECK(at == in);
+    at = 0;
+    for (size_t k = 0; k < bxflow_engine_num_outputs(e); k++) {
+        bxflow_tensor_info t;
+        CHECK(bxflow_engine_output_info(e, k, &t) == BXFLOW_OK && t.offset == at && t.name != NULL);
+        at += t.len;
+    }
+    CHECK(at == out);
     int64_t *y = (int64_t *)malloc(8 * n * out);
     float *yf = (float *)malloc(4 * n * out);
     size_t bad = 0;

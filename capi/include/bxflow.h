@@ -26,10 +26,11 @@
  *   Pipelines hold their own reference to the engine, so the engine may be
  *   freed before its pipelines.
  * - Raw codes: the *_raw functions take and return the integer codes of the
- *   model's fixed-point types (bxflow_engine_input_type/_output_type):
- *   value = code * 2^-(width - int_bits). The float functions quantize
- *   inputs with the input type and return outputs as float, which rounds
- *   codes wider than 24 bits: use the raw functions for exact results. */
+ *   model's fixed-point types (each input's and output's:
+ *   bxflow_engine_input_info/_output_info): value = code * 2^-(width -
+ *   int_bits). The float functions quantize each input with its type and
+ *   return outputs as float, which rounds codes wider than 24 bits: use the
+ *   raw functions for exact results. */
 #ifndef BXFLOW_H
 #define BXFLOW_H
 
@@ -121,8 +122,25 @@ bxflow_engine *bxflow_engine_open(const char *path);
 void bxflow_engine_free(bxflow_engine *e); /* NULL is ignored */
 size_t bxflow_engine_input_len(const bxflow_engine *e);  /* values per event in; 0 if NULL */
 size_t bxflow_engine_output_len(const bxflow_engine *e); /* values per event out; 0 if NULL */
+/* The type of every input (output); BXFLOW_ERR_LIMIT when the model's
+ * inputs (outputs) have different types: then use the _info calls. */
 int bxflow_engine_input_type(const bxflow_engine *e, bxflow_fixed_type *out);
 int bxflow_engine_output_type(const bxflow_engine *e, bxflow_fixed_type *out);
+
+/* Graph inputs and outputs. An event is every input after the other, in
+ * order (input_len values in all); its result is every output after the
+ * other (output_len values). */
+typedef struct bxflow_tensor_info {
+    const char *name;       /* the ONNX name; valid while the engine lives */
+    size_t offset;          /* first value within an event's input (output) */
+    size_t len;             /* number of values */
+    bxflow_fixed_type type; /* the raw codes' type */
+} bxflow_tensor_info;
+size_t bxflow_engine_num_inputs(const bxflow_engine *e);  /* 0 if NULL */
+size_t bxflow_engine_num_outputs(const bxflow_engine *e); /* 0 if NULL */
+/* Input (output) k, from 0; BXFLOW_ERR_LIMIT if there is none. */
+int bxflow_engine_input_info(const bxflow_engine *e, size_t k, bxflow_tensor_info *out);
+int bxflow_engine_output_info(const bxflow_engine *e, size_t k, bxflow_tensor_info *out);
 
 /* Inference: thread-safe, allocation-free after a thread's first call.
  * Single events: in_len = input_len, out_len = output_len.

@@ -67,6 +67,20 @@ public:
         return t;
     }
 
+    /// The graph inputs and outputs, in the order an event holds them.
+    std::vector<bxflow_tensor_info> inputs() const {
+        std::vector<bxflow_tensor_info> v(bxflow_engine_num_inputs(e_));
+        for (size_t k = 0; k < v.size(); ++k)
+            detail::check(bxflow_engine_input_info(e_, k, &v[k]), "bxflow_engine_input_info");
+        return v;
+    }
+    std::vector<bxflow_tensor_info> outputs() const {
+        std::vector<bxflow_tensor_info> v(bxflow_engine_num_outputs(e_));
+        for (size_t k = 0; k < v.size(); ++k)
+            detail::check(bxflow_engine_output_info(e_, k, &v[k]), "bxflow_engine_output_info");
+        return v;
+    }
+
     /// One event or several back to back (the length says how many).
     std::vector<float> infer(const std::vector<float> &x) const {
         std::vector<float> y(x.size() / nonzero(input_len()) * output_len());

@@ -7,6 +7,7 @@ use engine::pipeline::{
     pipeline, Consumer, Next, Overload, PipelineConfig, PipelineError, Producer,
 };
 use engine::Engine;
+use quantize::fixed::FixedType;
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -88,8 +89,34 @@ fn pipe_err(e: PipelineError) -> c_int {
     set_err(code, e)
 }
 
-/// Opaque engine handle.
-pub struct BxflowEngine(Arc<Engine>);
+/// Opaque engine handle: the engine, and the names of its inputs and
+/// outputs as C strings that live as long as the handle.
+pub struct BxflowEngine(Arc<Engine>, Names);
+
+/// The ONNX names of an engine's inputs and outputs, NUL-terminated.
+struct Names {
+    inputs: Vec<CString>,
+    outputs: Vec<CString>,
+}
+
+impl Names {
+    fn of(e: &Engine) -> Names {
+        let c = |s: &str| CString::new(s.replace('\0', " ")).unwrap_or_default();
+        Names {
+            inputs: e.model().inputs.iter().map(|p| c(&p.name)).collect(),
+            outputs: e.model().outputs.iter().map(|o| c(&o.name)).collect(),
+        }
+    }
+}
+
+/// One graph input or output (see `bxflow_tensor_info` in the header).
+#[repr(C)]
+pub struct BxflowTensorInfo {
+    pub name: *const c_char,
+    pub offset: usize,
+    pub len: usize,
+    pub ty: BxflowFixedType,
+}
 
 /// Opaque pipeline handle.
 pub struct BxflowPipeline {
@@ -205,7 +232,8 @@ pub unsafe extern "C" fn bxflow_engine_open(path: *const c_char) -> *mut BxflowE
         };
         match Engine::load(p) {
             Ok(e) => {
-                out = Box::into_raw(Box::new(BxflowEngine(Arc::new(e))));
+                let names = Names::of(&e);
+                out = Box::into_raw(Box::new(BxflowEngine(Arc::new(e), names)));
                 BXFLOW_OK
             }
             Err(e) => engine_err(e),
@@ -246,13 +274,17 @@ pub unsafe extern "C" fn bxflow_engine_output_len(e: *const BxflowEngine) -> usi
 unsafe fn type_of(
     e: *const BxflowEngine,
     out: *mut BxflowFixedType,
-    pick: fn(&Engine) -> (u32, i32, bool),
+    pick: fn(&Engine) -> Result<FixedType, String>,
 ) -> c_int {
     guard(|| {
         let (Some(e), false) = (e.as_ref(), out.is_null()) else {
             return set_err(BXFLOW_ERR_NULL, "engine or out is NULL");
         };
-        let (width, int_bits, signed) = pick(&e.0);
+        let t = match pick(&e.0) {
+            Ok(t) => t,
+            Err(msg) => return set_err(BXFLOW_ERR_LIMIT, msg),
+        };
+        let (width, int_bits, signed) = (t.width, t.int_bits, t.signed);
         *out = BxflowFixedType {
             width,
             int_bits,
@@ -262,8 +294,19 @@ unsafe fn type_of(
     })
 }
 
-/// The input type (every input of the model has it): the raw entry points
-/// take its codes.
+/// The one type `tys` all have, or `BXFLOW_ERR_LIMIT` naming the call to use.
+fn common_type(tys: impl Iterator<Item = FixedType>, what: &str) -> Result<FixedType, String> {
+    let tys: Vec<FixedType> = tys.collect();
+    match tys.split_first() {
+        Some((t, rest)) if rest.iter().all(|u| u == t) => Ok(*t),
+        _ => Err(format!(
+            "the model's {what}s have different types: use bxflow_engine_{what}_info"
+        )),
+    }
+}
+
+/// The input type, when every input of the model has the same one: the
+/// raw entry points take its codes.
 ///
 /// # Safety
 /// `e` NULL or live; `out` NULL or valid.
@@ -273,12 +316,12 @@ pub unsafe extern "C" fn bxflow_engine_input_type(
     out: *mut BxflowFixedType,
 ) -> c_int {
     type_of(e, out, |e| {
-        let t = e.model().input_ty;
-        (t.width, t.int_bits, t.signed)
+        common_type(e.model().inputs.iter().map(|p| p.ty), "input")
     })
 }
 
-/// The output type: the raw entry points return its codes.
+/// The output type, when every output of the model has the same one: the
+/// raw entry points return its codes.
 ///
 /// # Safety
 /// `e` NULL or live; `out` NULL or valid.
@@ -288,8 +331,99 @@ pub unsafe extern "C" fn bxflow_engine_output_type(
     out: *mut BxflowFixedType,
 ) -> c_int {
     type_of(e, out, |e| {
-        let t = e.model().output_ty();
-        (t.width, t.int_bits, t.signed)
+        let m = e.model();
+        common_type(m.outputs.iter().map(|o| m.ty(o.tensor)), "output")
+    })
+}
+
+/// Number of graph inputs (0 if `e` is NULL).
+///
+/// # Safety
+/// `e` must be NULL or a live engine handle.
+#[no_mangle]
+pub unsafe extern "C" fn bxflow_engine_num_inputs(e: *const BxflowEngine) -> usize {
+    e.as_ref().map_or(0, |e| e.0.model().inputs.len())
+}
+
+/// Number of graph outputs (0 if `e` is NULL).
+///
+/// # Safety
+/// `e` must be NULL or a live engine handle.
+#[no_mangle]
+pub unsafe extern "C" fn bxflow_engine_num_outputs(e: *const BxflowEngine) -> usize {
+    e.as_ref().map_or(0, |e| e.0.model().outputs.len())
+}
+
+/// An input's or output's name, range within the flat event, and type.
+type TensorInfo<'a> = (&'a CStr, std::ops::Range<usize>, FixedType);
+
+/// Input or output `k` of `e`, from `pick`, written to `out`.
+unsafe fn tensor_info(
+    e: *const BxflowEngine,
+    k: usize,
+    out: *mut BxflowTensorInfo,
+    what: &str,
+    pick: fn(&BxflowEngine, usize) -> Option<TensorInfo<'_>>,
+) -> c_int {
+    guard(|| {
+        let (Some(e), false) = (e.as_ref(), out.is_null()) else {
+            return set_err(BXFLOW_ERR_NULL, "engine or out is NULL");
+        };
+        let Some((name, r, t)) = pick(e, k) else {
+            return set_err(
+                BXFLOW_ERR_LIMIT,
+                format!("the model has no {what} {k} (they are numbered from 0)"),
+            );
+        };
+        *out = BxflowTensorInfo {
+            name: name.as_ptr(),
+            offset: r.start,
+            len: r.len(),
+            ty: BxflowFixedType {
+                width: t.width,
+                int_bits: t.int_bits,
+                is_signed: t.signed.into(),
+            },
+        };
+        BXFLOW_OK
+    })
+}
+
+/// Input `k`: its ONNX name (valid while `e` lives), where its values lie
+/// in an event's input, and its type. `BXFLOW_ERR_LIMIT` if there is no
+/// input `k`.
+///
+/// # Safety
+/// `e` NULL or live; `out` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn bxflow_engine_input_info(
+    e: *const BxflowEngine,
+    k: usize,
+    out: *mut BxflowTensorInfo,
+) -> c_int {
+    tensor_info(e, k, out, "input", |e, k| {
+        let m = e.0.model();
+        let p = m.inputs.get(k)?;
+        Some((e.1.inputs[k].as_c_str(), m.input_range(k), p.ty))
+    })
+}
+
+/// Output `k`: its ONNX name (valid while `e` lives), where its values lie
+/// in an event's output, and its type. `BXFLOW_ERR_LIMIT` if there is no
+/// output `k`.
+///
+/// # Safety
+/// `e` NULL or live; `out` NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn bxflow_engine_output_info(
+    e: *const BxflowEngine,
+    k: usize,
+    out: *mut BxflowTensorInfo,
+) -> c_int {
+    tensor_info(e, k, out, "output", |e, k| {
+        let m = e.0.model();
+        let o = m.outputs.get(k)?;
+        Some((e.1.outputs[k].as_c_str(), m.output_range(k), m.ty(o.tensor)))
     })
 }
 
@@ -699,8 +833,8 @@ pub unsafe extern "C" fn bxflow_pipeline_pop_f32(
     timeout_us: i64,
 ) -> c_int {
     pop_one(p, seq, out, out_len, timeout_us, |e, y, raw| {
-        for (d, &r) in y.iter_mut().zip(raw) {
-            *d = e.output_value(r) as f32;
+        for (i, (d, &r)) in y.iter_mut().zip(raw).enumerate() {
+            *d = e.output_value(i % e.output_len().max(1), r) as f32;
         }
     })
 }

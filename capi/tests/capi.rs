@@ -297,7 +297,8 @@ fn golden_cases(
         let y = golden(&quantize::golden::quantize_input(model, x));
         bytes.extend(
             y.iter()
-                .flat_map(|&r| (engine.output_value(r) as f32).to_le_bytes()),
+                .enumerate()
+                .flat_map(|(i, &r)| (engine.output_value(i, r) as f32).to_le_bytes()),
         );
     }
     let bxq = dir.join(format!("{name}.bxq"));
@@ -338,6 +339,21 @@ fn c_api_matches_golden_on_peer_models() {
         checked += 1;
     }
     assert!(checked >= 8, "only {checked} models");
+    // Random models of two inputs and two outputs, each of its own type:
+    // the flat event, every input after the other, through every entry point.
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(12);
+    let mut multi = 0;
+    while multi < 3 {
+        let m = quantize::random::random_model(&mut rng, &quantize::random::RandomSpec::default());
+        if m.inputs.len() < 2 || m.outputs.len() < 2 {
+            continue;
+        }
+        let [bxq, cases] = golden_cases(&m, &dir, &format!("multi{multi}"), 50);
+        let out = build_and_run("cc", "golden.c", Link::Static, &[&bxq, &cases]);
+        assert!(out.contains("golden OK"), "{out}");
+        multi += 1;
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

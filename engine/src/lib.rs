@@ -298,12 +298,24 @@ thread_local! {
 pub struct Engine {
     model: QModel,
     plan: Plan,
-    input_ty: FixedType,
-    in_lo: i64,
-    in_hi: i64,
-    out_scale: OutScale,
+    /// Each graph input: its type and where it lies in an event and in the arena.
+    ports: Vec<InPort>,
+    /// How each value of an event's flat output becomes a number.
+    out_scales: Vec<OutScale>,
     in_len: usize,
     out_len: usize,
+}
+
+/// A graph input as the engine converts it into the arena.
+#[derive(Clone, Debug)]
+struct InPort {
+    ty: FixedType,
+    lo: i64,
+    hi: i64,
+    /// Its values in an event's flat input.
+    event: std::ops::Range<usize>,
+    /// Its tensor in the arena.
+    arena: std::ops::Range<usize>,
 }
 
 impl Engine {
@@ -329,11 +341,22 @@ impl Engine {
             return Err(EngineError::IsaUnavailable(isa));
         }
         let plan = Plan::compile(model, isa, options.fuse)?;
+        let ports = model
+            .inputs
+            .iter()
+            .zip(plan.input_ranges())
+            .enumerate()
+            .map(|(k, (p, arena))| InPort {
+                ty: p.ty,
+                lo: p.ty.min_raw(),
+                hi: p.ty.max_raw(),
+                event: model.input_range(k),
+                arena: arena.clone(),
+            })
+            .collect();
         Ok(Engine {
-            input_ty: model.input_ty,
-            in_lo: model.input_ty.min_raw(),
-            in_hi: model.input_ty.max_raw(),
-            out_scale: OutScale::new(model.output_ty()),
+            ports,
+            out_scales: model.output_types().map(OutScale::new).collect(),
             in_len: model.input_len(),
             out_len: model.output_len(),
             model: model.clone(),
@@ -364,9 +387,9 @@ impl Engine {
     pub fn output_len(&self) -> usize {
         self.out_len
     }
-    /// The real value of a raw output code.
-    pub fn output_value(&self, raw: i64) -> f64 {
-        self.out_scale.to_f64(raw)
+    /// The real value of raw code `raw` at `index` of an event's flat output.
+    pub fn output_value(&self, index: usize, raw: i64) -> f64 {
+        self.out_scales[index].to_f64(raw)
     }
 
     /// Which kernel each layer runs.
@@ -424,20 +447,42 @@ impl Engine {
         input: &[I],
         output: &mut [O],
     ) -> Result<(), EngineError> {
-        let r = self.plan.input_range();
-        self.raw(input, &mut s.arena[r])?;
+        self.raw(input, &mut s.arena)?;
         self.plan.run(s);
-        let r = self.plan.output_range();
-        for (d, &v) in output.iter_mut().zip(&s.arena[r]) {
-            *d = O::from_raw(v, &self.out_scale);
+        self.unpack(&s.arena, output);
+        Ok(())
+    }
+
+    /// One event's raw codes from `src` (its flat input) into an `arena`,
+    /// each input converted with its type and range checked; an error
+    /// names the index within the event.
+    #[inline]
+    fn raw<I: InputValue>(&self, src: &[I], arena: &mut [i64]) -> Result<(), EngineError> {
+        for p in &self.ports {
+            let dst = &mut arena[p.arena.clone()];
+            I::to_raw_slice(&src[p.event.clone()], &p.ty, p.lo, p.hi, dst).map_err(
+                |e| match e {
+                    EngineError::InputRange { index, raw, ty } => EngineError::InputRange {
+                        index: index + p.event.start,
+                        raw,
+                        ty,
+                    },
+                    e => e,
+                },
+            )?;
         }
         Ok(())
     }
 
-    /// Raw codes of the input type from `src` into `dst`, range checked.
+    /// One event's flat output from its `arena`.
     #[inline]
-    fn raw<I: InputValue>(&self, src: &[I], dst: &mut [i64]) -> Result<(), EngineError> {
-        I::to_raw_slice(src, &self.input_ty, self.in_lo, self.in_hi, dst)
+    fn unpack<O: OutputValue>(&self, arena: &[i64], output: &mut [O]) {
+        let mut d = output.iter_mut().zip(&self.out_scales);
+        for r in self.plan.output_ranges() {
+            for (&v, (d, s)) in arena[r.clone()].iter().zip(&mut d) {
+                *d = O::from_raw(v, s);
+            }
+        }
     }
 
     /// Many events: `inputs` holds `n * input_len` values, `outputs` `n * output_len`.
@@ -504,26 +549,26 @@ impl Engine {
         if self.plan.has_chain() && n >= MULTI {
             // MULTI events per pass: fused chains read each weight once per pass.
             s.ensure_multi(&self.plan.sizes);
-            let (a, ir, or) = (
-                self.plan.sizes.arena,
-                self.plan.input_range(),
-                self.plan.output_range(),
-            );
+            let a = self.plan.sizes.arena;
             let (il, ol) = (self.in_len, self.out_len);
             if self.plan.direct_chain().is_some() {
+                // One input and one output: the pass's inputs in one check
+                // and copy, outputs in one copy.
+                let p = &self.ports[0];
+                let s0 = self.out_scales[0];
                 while e0 + MULTI <= n {
-                    // The pass's inputs in one check and copy, outputs in one copy.
                     let src = &inputs[e0 * il..(e0 + MULTI) * il];
-                    if self.raw(src, &mut s.barena).is_err() {
+                    let dst = &mut s.barena[..MULTI * il];
+                    if I::to_raw_slice(src, &p.ty, p.lo, p.hi, dst).is_err() {
                         // The error names the index within the event, as for one event.
                         for x in src.chunks(il) {
-                            self.raw(x, &mut s.barena)?;
+                            I::to_raw_slice(x, &p.ty, p.lo, p.hi, &mut s.barena[..il])?;
                         }
                     }
                     self.plan.run_multi(s);
                     let y = &s.barena[MULTI * il..MULTI * (il + ol)];
                     for (d, &v) in outputs[e0 * ol..(e0 + MULTI) * ol].iter_mut().zip(y) {
-                        *d = O::from_raw(v, &self.out_scale);
+                        *d = O::from_raw(v, &s0);
                     }
                     e0 += MULTI;
                 }
@@ -531,16 +576,12 @@ impl Engine {
                 while e0 + MULTI <= n {
                     for e in 0..MULTI {
                         let src = &inputs[(e0 + e) * il..(e0 + e + 1) * il];
-                        let dst = &mut s.barena[e * a + ir.start..e * a + ir.end];
-                        self.raw(src, dst)?;
+                        self.raw(src, &mut s.barena[e * a..(e + 1) * a])?;
                     }
                     self.plan.run_multi(s);
                     for e in 0..MULTI {
-                        let src = &s.barena[e * a + or.start..e * a + or.end];
                         let dst = &mut outputs[(e0 + e) * ol..(e0 + e + 1) * ol];
-                        for (d, &v) in dst.iter_mut().zip(src) {
-                            *d = O::from_raw(v, &self.out_scale);
-                        }
+                        self.unpack(&s.barena[e * a..(e + 1) * a], dst);
                     }
                     e0 += MULTI;
                 }

@@ -57,6 +57,8 @@ fn random(bits: u32, modes: bool, seed: u64, models: usize) {
             modes,
             tables: rng.gen_bool(0.5),
             skips: true,
+            max_inputs: 2,
+            max_outputs: 2,
             conv: false,
         };
         let model = random_model(&mut rng, &spec);

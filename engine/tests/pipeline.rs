@@ -120,7 +120,7 @@ fn inference_errors_fail_only_their_batch() {
         ..Default::default()
     };
     let (mut prod, mut cons) = pipeline(eng, &cfg).unwrap();
-    let bad = vec![model.input_ty.max_raw() + 1; il];
+    let bad: Vec<i64> = model.input_types().map(|t| t.max_raw() + 1).collect();
     prod.push_raw(&pool[..64 * il]).unwrap(); // 0..64
     prod.push_raw(&bad).unwrap(); // 64, batch 64..80 fails
     prod.push_raw(&pool[65 * il..100 * il]).unwrap();

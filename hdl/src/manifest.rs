@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use quantize::qmodel::QModel;
+use quantize::qmodel::{QModel, TensorId};
 use serde::{Deserialize, Serialize};
 
 use crate::build::layer_reuse;
@@ -24,8 +24,10 @@ pub struct Manifest {
     pub test_vectors: usize,
     pub ports: Vec<Port>,
     pub bus_packing: String,
-    pub input: BusInfo,
-    pub output: OutputInfo,
+    /// Where each graph input lies on `in_data`, in order.
+    pub inputs: Vec<BusInfo>,
+    /// Where each graph output lies on `out_data`, in order.
+    pub outputs: Vec<BusInfo>,
     pub latency_cycles: u32,
     pub ii: u32,
     pub reuse: Vec<LayerReuse>,
@@ -56,29 +58,21 @@ pub struct Port {
     pub note: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FieldInfo {
-    pub index: usize,
-    pub lsb: u32,
-    pub width: u32,
-    pub signed: bool,
-}
-
+/// One graph input or output on its bus: `shape` values of `type`, value
+/// `i` (row-major) at `data[lsb + i*value_bits +: value_bits]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BusInfo {
+    /// The ONNX name of the input or output.
+    pub name: String,
     /// The fixed-point type of every value, as `quantize` prints it.
     #[serde(rename = "type")]
     pub ty: String,
     pub shape: Vec<usize>,
-    pub fields: Vec<FieldInfo>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OutputInfo {
-    #[serde(rename = "type")]
-    pub ty: String,
-    pub names: Vec<String>,
-    pub fields: Vec<FieldInfo>,
+    /// First bit on the bus.
+    pub lsb: u32,
+    pub value_bits: u32,
+    /// Bits in all: `value_bits` times the number of values.
+    pub bits: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -108,17 +102,28 @@ pub enum ManifestError {
 
 const RESET_NOTE: &str = "synchronous, active high; clears the valid pipeline only";
 const IN_READY_NOTE: &str = "an event is taken on a clock edge with in_valid and in_ready high; low for II-1 cycles after each (constant 1 when II = 1)";
-const BUS_PACKING: &str = "value i at data[i*W +: W], raw two's complement code of the fixed-point type (unsigned types: raw unsigned code); value 0 in the LSBs";
+const BUS_PACKING: &str = "graph inputs (outputs) one after the other on in_data (out_data), in the order of `inputs` (`outputs`); value i of one at data[lsb + i*W +: W], W its type's width, the raw two's complement code of the fixed-point type (unsigned types: raw unsigned code); the first value in the LSBs";
 
-fn fields(fields: &[Field]) -> Vec<FieldInfo> {
-    fields
-        .iter()
-        .enumerate()
-        .map(|(index, f)| FieldInfo {
-            index,
-            lsb: f.lsb,
-            width: f.width,
-            signed: f.signed,
+/// The bus records of tensors `(name, tensor)` laid out one after the other on `fields`.
+fn buses<'a>(
+    model: &QModel,
+    tensors: impl Iterator<Item = (&'a str, TensorId)>,
+    fields: &[Field],
+) -> Vec<BusInfo> {
+    let mut first = 0;
+    tensors
+        .map(|(name, t)| {
+            let (ty, n) = (model.ty(t), model.tensor_len(t));
+            let lsb = fields.get(first).map_or(0, |f| f.lsb);
+            first += n;
+            BusInfo {
+                name: name.into(),
+                ty: ty.to_string(),
+                shape: model.shape(t).to_vec(),
+                lsb,
+                value_bits: ty.width,
+                bits: ty.width * n as u32,
+            }
         })
         .collect()
 }
@@ -155,16 +160,20 @@ impl Manifest {
                 port("out_data", "out", k.out_width(), None),
             ],
             bus_packing: BUS_PACKING.into(),
-            input: BusInfo {
-                ty: model.input_ty.to_string(),
-                shape: model.input_shape.clone(),
-                fields: fields(&k.inputs),
-            },
-            output: OutputInfo {
-                ty: model.output_ty().to_string(),
-                names: model.output_names.clone(),
-                fields: fields(&k.outputs),
-            },
+            inputs: buses(
+                model,
+                model
+                    .inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(t, p)| (p.name.as_str(), t)),
+                &k.inputs,
+            ),
+            outputs: buses(
+                model,
+                model.outputs.iter().map(|o| (o.name.as_str(), o.tensor)),
+                &k.outputs,
+            ),
             latency_cycles: k.latency,
             ii: k.ii,
             reuse: layer_reuse(model, k.options.reuse)

@@ -137,7 +137,7 @@ fn folded_random_networks() {
 
 fn dense_model() -> quantize::qmodel::QModel {
     use quantize::fixed::FixedType;
-    use quantize::qmodel::{QLayer, QModel, QOp};
+    use quantize::qmodel::{Output, Port, QLayer, QModel, QOp};
     let x = FixedType::signed(10, 4).unwrap();
     let w = FixedType::signed(12, 2).unwrap();
     let weights: Vec<i64> = (0..12)
@@ -152,8 +152,11 @@ fn dense_model() -> quantize::qmodel::QModel {
     .unwrap();
     QModel {
         name: "mut".into(),
-        input_shape: vec![4],
-        input_ty: x,
+        inputs: vec![Port {
+            name: "x".into(),
+            shape: vec![4],
+            ty: x,
+        }],
         layers: vec![QLayer {
             name: "d".into(),
             inputs: vec![0],
@@ -170,7 +173,10 @@ fn dense_model() -> quantize::qmodel::QModel {
                 acc_ty: acc,
             },
         }],
-        output_names: vec![],
+        outputs: vec![Output {
+            name: "y".into(),
+            tensor: 1,
+        }],
     }
 }
 

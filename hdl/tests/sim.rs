@@ -215,6 +215,7 @@ fn unsupported_reuse_is_an_error() {
     add.reuse = 1;
     add.op = QOp::Add;
     skip.layers.push(add);
+    skip.outputs[0].tensor = 2;
     let e = hdl::build::layer_reuse(&skip, None)
         .and_then(|r| {
             assert_eq!(r, vec![2, 1]);

@@ -8,7 +8,7 @@ use common::*;
 use hdl::{build_kernel, Options, Strategy};
 use proptest::prelude::*;
 use quantize::fixed::{FixedType, Overflow, Rounding};
-use quantize::qmodel::{QLayer, QModel, QOp};
+use quantize::qmodel::{Output, Port, QLayer, QModel, QOp};
 use quantize::random::{random_model, RandomSpec};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -32,8 +32,11 @@ const OVERFLOWS: [Overflow; 4] = [
 fn requant_model(input: FixedType, out: FixedType) -> QModel {
     QModel {
         name: "rq".into(),
-        input_shape: vec![1],
-        input_ty: input,
+        inputs: vec![Port {
+            name: "x".into(),
+            shape: vec![1],
+            ty: input,
+        }],
         layers: vec![QLayer {
             name: "rq".into(),
             inputs: vec![0],
@@ -42,7 +45,10 @@ fn requant_model(input: FixedType, out: FixedType) -> QModel {
             reuse: 1,
             op: QOp::Requant,
         }],
-        output_names: vec![],
+        outputs: vec![Output {
+            name: "y".into(),
+            tensor: 1,
+        }],
     }
 }
 

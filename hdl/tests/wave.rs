@@ -21,7 +21,11 @@ fn int(v: &[Value]) -> i64 {
 #[test]
 fn waveform_shows_handshake_and_golden_outputs() {
     let mut rng = SmallRng::seed_from_u64(9);
-    let mut model = random_model(&mut rng, &RandomSpec::default());
+    let spec = RandomSpec {
+        skips: false,
+        ..RandomSpec::default()
+    };
+    let mut model = random_model(&mut rng, &spec);
     for l in &mut model.layers {
         if matches!(l.op, QOp::Dense { .. }) {
             l.reuse = 3;

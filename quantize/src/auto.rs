@@ -217,7 +217,8 @@ pub fn auto_precision(
     }
     let mut slots: Vec<Slot> = Vec::new();
     for (i, l) in g.layers.iter().enumerate() {
-        let unsigned = matches!(l.op, Op::Relu | Op::Softmax { .. }) && prof.min[i + 1] >= 0.0;
+        let unsigned =
+            matches!(l.op, Op::Relu | Op::Softmax { .. }) && prof.min[g.layer_tensor(i)] >= 0.0;
         let (w_int, b_int) = match &l.op {
             Op::Dense { weights, bias, .. } | Op::Conv { weights, bias, .. } => {
                 let wm = weights.iter().fold(0f64, |a, v| a.max(v.abs()));
@@ -229,11 +230,12 @@ pub fn auto_precision(
             }
             _ => (None, None),
         };
-        let free = !matches!(l.op, Op::Quant(_) | Op::Route { .. }) && !feeds_quant_only(g, i + 1);
+        let free = !matches!(l.op, Op::Quant(_) | Op::Route { .. })
+            && !feeds_quant_only(g, g.layer_tensor(i));
         slots.push(Slot {
             name: l.name.clone(),
             free,
-            result_int: int_bits_for(absmax(i + 1), !unsigned, opts.margin_bits),
+            result_int: int_bits_for(absmax(g.layer_tensor(i)), !unsigned, opts.margin_bits),
             result_signed: !unsigned,
             weight_int: w_int,
             bias_int: b_int,
@@ -340,7 +342,11 @@ pub fn auto_precision(
         }
     }
     let (model, accuracy) = best.expect("the starting point passed");
-    let mut choices = vec![("input".to_string(), "input", model.input_ty)];
+    let mut choices: Vec<_> = model
+        .inputs
+        .iter()
+        .map(|p| (p.name.clone(), "input", p.ty))
+        .collect();
     for l in &model.layers {
         choices.push((l.name.clone(), "result", l.ty));
     }

@@ -51,7 +51,7 @@ pub struct FloatRun {
 /// holds an inclusive range per tensor for [`FloatRun::outside`] (empty:
 /// count nothing).
 pub fn float_run(g: &Graph, events: &[f32], limits: &[(f64, f64)], work: &Work) -> FloatRun {
-    let n_t = g.layers.len() + 1;
+    let n_t = g.inputs.len() + g.layers.len();
     let eval = Evaluator::new(g);
     let len = g.input_len().max(1);
     let per_event = work.map("float evaluation", events.len() / len, |e| {
@@ -59,7 +59,7 @@ pub fn float_run(g: &Graph, events: &[f32], limits: &[(f64, f64)], work: &Work) 
             .iter()
             .map(|&v| v as f64)
             .collect();
-        let mut tensors = eval.evaluate_all(&x);
+        let tensors = eval.evaluate_all(&x);
         let seen: Vec<(f64, f64, usize)> = tensors
             .iter()
             .enumerate()
@@ -74,7 +74,12 @@ pub fn float_run(g: &Graph, events: &[f32], limits: &[(f64, f64)], work: &Work) 
                     })
             })
             .collect();
-        (seen, tensors.pop().unwrap_or_default())
+        let out: Vec<f64> = g
+            .outputs
+            .iter()
+            .flat_map(|o| tensors[o.tensor].iter().copied())
+            .collect();
+        (seen, out)
     });
     let mut run = FloatRun {
         profile: Profile {
@@ -164,12 +169,29 @@ pub fn compare(float: &[Vec<f64>], fixed: &[Vec<f64>]) -> Accuracy {
     }
 }
 
-/// Default calibration events for a graph: N(0,1) features, or uniform [0,1)
-/// for image-like inputs (rank 3, as `[channels, height, width]`) 8-bit pixels.
+/// Default calibration events for a graph (flat, every input of an event
+/// after the other): per input, N(0,1) features, or for image-like inputs
+/// (rank 3, as `[channels, height, width]`) 8-bit pixels scaled to [0, 1].
 pub fn default_events(g: &Graph, n: usize, seed: u64) -> Vec<f32> {
-    if g.input_shape.len() == 3 {
-        pixel_events(n, g.input_len(), seed)
-    } else {
-        gaussian_events(n, g.input_len(), seed)
+    let per_input: Vec<Vec<f32>> = g
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(k, i)| {
+            let (len, seed) = (i.shape.iter().product(), seed.wrapping_add(k as u64));
+            if i.shape.len() == 3 {
+                pixel_events(n, len, seed)
+            } else {
+                gaussian_events(n, len, seed)
+            }
+        })
+        .collect();
+    let mut events = Vec::with_capacity(n * g.input_len());
+    for e in 0..n {
+        for (i, x) in g.inputs.iter().zip(&per_input) {
+            let len: usize = i.shape.iter().product();
+            events.extend_from_slice(&x[e * len..(e + 1) * len]);
+        }
     }
+    events
 }

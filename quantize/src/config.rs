@@ -5,7 +5,7 @@
 //! ```toml
 //! [model]
 //! precision = "fixed<16,6>"     # default for every tensor not set below
-//! input = "fixed<16,6>"         # type of the input features
+//! input = "fixed<16,6>"         # type of every input's features
 //! reuse_factor = 1
 //! table_bits = 10               # address bits of activation tables
 //! softmax = "stable"            # or "argmax"
@@ -17,6 +17,12 @@
 //! result = "fixed<12,4,RND,SAT>"
 //! accum = "fixed<24,8>"         # narrows the exact accumulator
 //! reuse_factor = 4
+//!
+//! [input]                       # per graph input, by ONNX name
+//! "jets" = "fixed<12,4>"
+//!
+//! [output]                      # per graph output, by ONNX name: the result
+//! "score" = "ufixed<16,2,RND,SAT>"  # type of the layer that computes it
 //! ```
 
 use crate::fixed::FixedType;
@@ -122,6 +128,13 @@ pub struct Config {
     pub layer_type: BTreeMap<String, LayerSettings>,
     #[serde(default)]
     pub layer: BTreeMap<String, LayerSettings>,
+    /// Types of graph inputs by ONNX name (else `model.input`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub input: BTreeMap<String, FixedType>,
+    /// Types of graph outputs by ONNX name: the result type of the layer
+    /// that computes the output.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub output: BTreeMap<String, FixedType>,
 }
 
 impl Default for Config {
@@ -145,6 +158,8 @@ impl Config {
             },
             layer_type: BTreeMap::new(),
             layer: BTreeMap::new(),
+            input: BTreeMap::new(),
+            output: BTreeMap::new(),
         }
     }
 
@@ -167,8 +182,13 @@ impl Config {
         toml::to_string_pretty(self).expect("a config always serializes")
     }
 
-    pub fn input_type(&self) -> FixedType {
-        self.model.input.unwrap_or(self.model.precision)
+    /// Type of the graph input named `name`.
+    pub fn input_type(&self, name: &str) -> FixedType {
+        self.input
+            .get(name)
+            .copied()
+            .or(self.model.input)
+            .unwrap_or(self.model.precision)
     }
 
     /// Settings of one layer: by name, then by kind, then the model default.
@@ -190,14 +210,39 @@ impl Config {
         }
     }
 
-    /// Names in `layer` that match no layer of the model: a typo would
-    /// otherwise be silently ignored.
-    pub fn check_names<'a>(&self, names: impl Iterator<Item = &'a str>) -> Result<(), ConfigError> {
-        let known: Vec<&str> = names.collect();
-        for k in self.layer.keys() {
-            if !known.contains(&k.as_str()) {
+    /// Names in `layer`, `input` and `output` that match no layer, input
+    /// or output of the model: a typo would otherwise be silently ignored.
+    pub fn check_names(
+        &self,
+        layers: &[&str],
+        inputs: &[&str],
+        outputs: &[&str],
+    ) -> Result<(), ConfigError> {
+        let tables = [
+            (
+                "[layer.\"{}\"]",
+                self.layer.keys().collect::<Vec<_>>(),
+                layers,
+                "layer",
+            ),
+            (
+                "[input] \"{}\"",
+                self.input.keys().collect(),
+                inputs,
+                "input",
+            ),
+            (
+                "[output] \"{}\"",
+                self.output.keys().collect(),
+                outputs,
+                "output",
+            ),
+        ];
+        for (key, keys, known, what) in tables {
+            if let Some(k) = keys.iter().find(|k| !known.contains(&k.as_str())) {
                 return Err(ConfigError::Invalid(format!(
-                    "[layer.\"{k}\"] names no layer of the model; layers are: {}",
+                    "{} names no {what} of the model; {what}s are: {}",
+                    key.replace("{}", k),
                     known.join(", ")
                 )));
             }

@@ -20,15 +20,17 @@ use crate::taps::Taps;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum GoldenError {
-    #[error("input has {got} values but model '{model}' expects {expected} (shape {shape:?})")]
+    #[error("input has {got} values but model '{model}' expects {expected} ({shapes})")]
     InputLength {
         model: String,
         got: usize,
         expected: usize,
-        shape: Vec<usize>,
+        /// The inputs' names and shapes, as a person reads them.
+        shapes: String,
     },
-    #[error("input value {raw} at index {index} is outside the input type {ty}")]
+    #[error("input value {raw} at index {index} of input '{input}' is outside its type {ty}")]
     InputRange {
+        input: String,
         index: usize,
         raw: i64,
         ty: FixedType,
@@ -110,13 +112,14 @@ impl<'m> Golden<'m> {
         Golden { model, macs, taps }
     }
 
-    /// Evaluates the model on one event of raw input values and returns every
-    /// tensor (index = [`TensorId`]): the input first, then each layer's output.
+    /// Evaluates the model on one event of raw input values (the flat input)
+    /// and returns every tensor (index = [`TensorId`]): the inputs first,
+    /// then each layer's output.
     pub fn evaluate_all(&self, input: &[i64]) -> Result<Vec<Vec<i64>>, GoldenError> {
         let model = self.model;
         check_input(model, input)?;
-        let mut tensors: Vec<Vec<i64>> = Vec::with_capacity(model.layers.len() + 1);
-        tensors.push(input.to_vec());
+        let mut tensors: Vec<Vec<i64>> = Vec::with_capacity(model.tensors());
+        tensors.extend((0..model.inputs.len()).map(|k| input[model.input_range(k)].to_vec()));
         for (i, layer) in model.layers.iter().enumerate() {
             let prep = Prepared {
                 mac: self.macs[i].as_ref(),
@@ -128,36 +131,48 @@ impl<'m> Golden<'m> {
         Ok(tensors)
     }
 
-    /// Evaluates the model on one event and returns the output tensor's raw values.
+    /// Evaluates the model on one event and returns the flat output's raw values.
     pub fn evaluate(&self, input: &[i64]) -> Result<Vec<i64>, GoldenError> {
-        Ok(self.evaluate_all(input)?.pop().unwrap_or_default())
+        Ok(self.model.gather_outputs(&self.evaluate_all(input)?))
     }
 }
 
 /// Evaluates the model on one event of raw input values and returns every
-/// tensor (index = [`TensorId`]): the input first, then each layer's output.
+/// tensor (index = [`TensorId`]): the inputs first, then each layer's output.
 /// For many events, make one [`Golden`] and use it for all.
 pub fn evaluate_all(model: &QModel, input: &[i64]) -> Result<Vec<Vec<i64>>, GoldenError> {
     Golden::new(model, Arithmetic::Fast).evaluate_all(input)
 }
 
-/// Evaluates the model on one event and returns the output tensor's raw values.
+/// Evaluates the model on one event and returns the flat output's raw values.
 pub fn evaluate(model: &QModel, input: &[i64]) -> Result<Vec<i64>, GoldenError> {
     Golden::new(model, Arithmetic::Fast).evaluate(input)
 }
 
-/// Quantizes float features with the model's input type, as every backend does on the way in.
+/// Quantizes one event's float features (the flat input) with each input's
+/// type, as every backend does on the way in.
 pub fn quantize_input(model: &QModel, features: &[f32]) -> Vec<i64> {
     features
         .iter()
-        .map(|&x| model.input_ty.quantize_f64(x as f64))
+        .zip(model.input_types())
+        .map(|(&x, ty)| ty.quantize_f64(x as f64))
         .collect()
 }
 
-/// Output raw values as the real numbers they stand for.
+/// One event's flat input raw values as the real numbers they stand for.
+pub fn dequantize_input(model: &QModel, raw: &[i64]) -> Vec<f64> {
+    raw.iter()
+        .zip(model.input_types())
+        .map(|(&r, ty)| ty.to_f64(r))
+        .collect()
+}
+
+/// One event's flat output raw values as the real numbers they stand for.
 pub fn dequantize_output(model: &QModel, raw: &[i64]) -> Vec<f64> {
-    let ty = model.output_ty();
-    raw.iter().map(|&r| ty.to_f64(r)).collect()
+    raw.iter()
+        .zip(model.output_types())
+        .map(|(&r, ty)| ty.to_f64(r))
+        .collect()
 }
 
 fn check_input(model: &QModel, input: &[i64]) -> Result<(), GoldenError> {
@@ -166,19 +181,28 @@ fn check_input(model: &QModel, input: &[i64]) -> Result<(), GoldenError> {
             model: model.name.clone(),
             got: input.len(),
             expected: model.input_len(),
-            shape: model.input_shape.clone(),
+            shapes: model
+                .inputs
+                .iter()
+                .map(|p| format!("'{}' {:?}", p.name, p.shape))
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     }
-    if let Some((index, &raw)) = input
-        .iter()
-        .enumerate()
-        .find(|(_, &r)| !model.input_ty.contains_raw(r))
-    {
-        return Err(GoldenError::InputRange {
-            index,
-            raw,
-            ty: model.input_ty,
-        });
+    for (k, p) in model.inputs.iter().enumerate() {
+        let r = model.input_range(k);
+        if let Some((index, &raw)) = input[r.clone()]
+            .iter()
+            .enumerate()
+            .find(|(_, &v)| !p.ty.contains_raw(v))
+        {
+            return Err(GoldenError::InputRange {
+                input: p.name.clone(),
+                index,
+                raw,
+                ty: p.ty,
+            });
+        }
     }
     Ok(())
 }

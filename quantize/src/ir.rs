@@ -1,11 +1,11 @@
 //! The float layer IR: what an imported ONNX graph becomes before it is
 //! quantized. It has the same shape as [`crate::qmodel::QModel`] (layers in
-//! order, tensor 0 the input, no batch dimension, channels-first) with real
+//! order, tensors `0..n` the inputs, no batch dimension, channels-first) with real
 //! numbers instead of integers, so quantization is a layer-by-layer map and the
 //! float evaluation here is the reference that accuracy is measured against.
 
 use crate::fixed::FixedType;
-use crate::qmodel::{BinOp, PoolKind, TensorId, Window, ROUTE_ZERO};
+use crate::qmodel::{BinOp, Output, PoolKind, TensorId, Window, ROUTE_ZERO};
 use crate::tables::TableFn;
 use crate::taps::Taps;
 use serde::{Deserialize, Serialize};
@@ -13,12 +13,22 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Graph {
     pub name: String,
-    /// Name of the ONNX graph input.
-    pub input_name: String,
-    pub input_shape: Vec<usize>,
+    /// The ONNX graph inputs, in order: tensor `k` is input `k`.
+    pub inputs: Vec<Input>,
+    /// Layer `i` produces tensor `inputs.len() + i`.
     pub layers: Vec<Layer>,
-    /// Shape of the output as ONNX states it, without the batch dimension.
-    pub output_shape: Vec<usize>,
+    /// The ONNX graph outputs, in order.
+    pub outputs: Vec<Output>,
+}
+
+/// A graph input: its ONNX name and the shape of one event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Input {
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Whether the ONNX tensor's first axis is the event axis (stripped from
+    /// `shape`); when not, the whole ONNX tensor is one event.
+    pub event_axis: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,6 +38,12 @@ pub struct Layer {
     pub inputs: Vec<TensorId>,
     pub shape: Vec<usize>,
     pub op: Op,
+    /// The result keeps every bit (the exact type of the op on its
+    /// inputs' types) instead of the configured type: the inside of one
+    /// ONNX node built from several layers (a MatMul's products before
+    /// their sum), where the node itself rounds nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exact: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,29 +131,46 @@ impl Op {
 }
 
 impl Graph {
+    /// Length of one event's flat input: every input, concatenated.
     pub fn input_len(&self) -> usize {
-        self.input_shape.iter().product()
+        self.inputs
+            .iter()
+            .map(|i| i.shape.iter().product::<usize>())
+            .sum()
+    }
+
+    /// The tensor layer `li` produces.
+    pub fn layer_tensor(&self, li: usize) -> TensorId {
+        self.inputs.len() + li
+    }
+
+    /// The layer that produces tensor `t`, `None` for an input.
+    pub fn layer_of(&self, t: TensorId) -> Option<usize> {
+        t.checked_sub(self.inputs.len())
     }
 
     pub fn shape(&self, t: TensorId) -> &[usize] {
-        if t == 0 {
-            &self.input_shape
-        } else {
-            &self.layers[t - 1].shape
+        match self.layer_of(t) {
+            None => &self.inputs[t].shape,
+            Some(li) => &self.layers[li].shape,
         }
     }
 
+    /// Length of one event's flat output: every output, concatenated.
     pub fn output_len(&self) -> usize {
-        self.shape(self.layers.len()).iter().product()
+        self.outputs
+            .iter()
+            .map(|o| self.shape(o.tensor).iter().product::<usize>())
+            .sum()
     }
 
-    /// Float evaluation of one event; returns every tensor (input first).
-    /// For many events, make one [`Evaluator`] and use it for all.
+    /// Float evaluation of one event (the flat input); returns every tensor
+    /// (inputs first). For many events, make one [`Evaluator`] and use it for all.
     pub fn evaluate_all(&self, input: &[f64]) -> Vec<Vec<f64>> {
         Evaluator::new(self).evaluate_all(input)
     }
 
-    /// Float evaluation of one event; returns the output.
+    /// Float evaluation of one event; returns the flat output.
     pub fn evaluate(&self, input: &[f64]) -> Vec<f64> {
         Evaluator::new(self).evaluate(input)
     }
@@ -163,10 +196,16 @@ impl<'g> Evaluator<'g> {
         Evaluator { graph, taps }
     }
 
-    /// Float evaluation of one event; returns every tensor (input first).
+    /// Float evaluation of one event (the flat input); returns every tensor (inputs first).
     pub fn evaluate_all(&self, input: &[f64]) -> Vec<Vec<f64>> {
-        let mut t: Vec<Vec<f64>> = Vec::with_capacity(self.graph.layers.len() + 1);
-        t.push(input.to_vec());
+        let g = self.graph;
+        let mut t: Vec<Vec<f64>> = Vec::with_capacity(g.inputs.len() + g.layers.len());
+        let mut rest = input;
+        for i in &g.inputs {
+            let (x, r) = rest.split_at(i.shape.iter().product::<usize>().min(rest.len()));
+            t.push(x.to_vec());
+            rest = r;
+        }
         for (l, taps) in self.graph.layers.iter().zip(&self.taps) {
             let y = eval_layer(l, taps.as_ref(), &t);
             t.push(y);
@@ -174,9 +213,14 @@ impl<'g> Evaluator<'g> {
         t
     }
 
-    /// Float evaluation of one event; returns the output.
+    /// Float evaluation of one event; returns the flat output.
     pub fn evaluate(&self, input: &[f64]) -> Vec<f64> {
-        self.evaluate_all(input).pop().unwrap_or_default()
+        let t = self.evaluate_all(input);
+        self.graph
+            .outputs
+            .iter()
+            .flat_map(|o| t[o.tensor].iter().copied())
+            .collect()
     }
 }
 

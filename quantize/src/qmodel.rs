@@ -4,15 +4,20 @@
 //! field here is something a backend needs, and every rule of arithmetic is
 //! written down on the op that uses it.
 //!
-//! Tensors are numbered: tensor 0 is the model input, layer `i` produces
-//! tensor `i + 1`. Layers are in topological order. Shapes carry no batch
-//! dimension. Values are raw integers: `value = raw * 2^-frac_bits` of the
-//! tensor's [`FixedType`].
+//! Tensors are numbered: tensors `0..n` are the model's `n` inputs, layer `i`
+//! produces tensor `n + i`. Layers are in topological order. Shapes carry no
+//! batch dimension. Values are raw integers: `value = raw * 2^-frac_bits` of
+//! the tensor's [`FixedType`].
+//!
+//! An event crosses every boundary (golden model, engine, C API, kernel
+//! buses, files) as one flat vector: its inputs concatenated in order, and its
+//! outputs likewise; [`QModel::input_range`] and [`QModel::output_range`] say
+//! where each one lies. A one-input, one-output model is the plain case.
 
 use crate::fixed::FixedType;
 use serde::{Deserialize, Serialize};
 
-/// Index of a tensor: 0 is the model input, `i + 1` is the output of layer `i`.
+/// Index of a tensor: `k < n` is input `k` of `n`, `n + i` the output of layer `i`.
 pub type TensorId = usize;
 
 /// The input number of a [`QOp::Route`] source that stands for the value 0
@@ -20,16 +25,78 @@ pub type TensorId = usize;
 pub const ROUTE_ZERO: u16 = u16::MAX;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "ModelFile")]
 pub struct QModel {
     pub name: String,
-    /// Shape of one event (no batch dimension).
-    pub input_shape: Vec<usize>,
-    /// Type of the input features: float inputs are quantized with it on the way in.
-    pub input_ty: FixedType,
+    /// The graph inputs, in ONNX order: tensor `k` is input `k`. Float
+    /// features are quantized with each input's type on the way in.
+    pub inputs: Vec<Port>,
     pub layers: Vec<QLayer>,
-    /// Names of the model's output classes or values, when known.
+    /// The graph outputs, in ONNX order.
+    pub outputs: Vec<Output>,
+}
+
+/// A graph input: its ONNX name, the shape of one event and its type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Port {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub ty: FixedType,
+}
+
+impl Port {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A graph output: its ONNX name and the tensor that holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub name: String,
+    pub tensor: TensorId,
+}
+
+/// What a `.bxq` holds: today's fields, or the one input and one output
+/// (the last layer's) of files written before models had several.
+#[derive(Deserialize)]
+struct ModelFile {
+    name: String,
     #[serde(default)]
-    pub output_names: Vec<String>,
+    inputs: Vec<Port>,
+    input_shape: Option<Vec<usize>>,
+    input_ty: Option<FixedType>,
+    layers: Vec<QLayer>,
+    outputs: Option<Vec<Output>>,
+}
+
+impl From<ModelFile> for QModel {
+    fn from(f: ModelFile) -> Self {
+        let mut inputs = f.inputs;
+        if let (Some(shape), Some(ty)) = (f.input_shape, f.input_ty) {
+            inputs.push(Port {
+                name: "input".into(),
+                shape,
+                ty,
+            });
+        }
+        let outputs = f.outputs.unwrap_or_else(|| {
+            vec![Output {
+                name: "output".into(),
+                tensor: f.layers.len(),
+            }]
+        });
+        QModel {
+            name: f.name,
+            inputs,
+            layers: f.layers,
+            outputs,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -427,6 +494,44 @@ impl BinOp {
         }
     }
 
+    /// The narrowest type that holds every result of this op on values of
+    /// types `a` and `b` exactly (no rounding, no overflow), at
+    /// [`BinOp::frac`] fractional bits; an error when that needs over 64 bits.
+    pub fn exact_type(self, a: FixedType, b: FixedType) -> Result<FixedType, String> {
+        let (fa, fb) = (a.frac_bits(), b.frac_bits());
+        let f = self.frac(fa, fb);
+        // Widths of the operands at the result's LSB, and as signed types.
+        let (wa, wb) = match self {
+            BinOp::Mul => (a.width as i64, b.width as i64),
+            _ => (
+                a.width as i64 + (f - fa) as i64,
+                b.width as i64 + (f - fb) as i64,
+            ),
+        };
+        let (sa, sb) = (wa + !a.signed as i64, wb + !b.signed as i64);
+        let unsigned = !a.signed && !b.signed;
+        let (width, signed) = match self {
+            // |a*b| < 2^(wa+wb-1) when either is signed, < 2^(wa+wb) when neither.
+            BinOp::Mul => (wa + wb, !unsigned),
+            BinOp::Add if unsigned => (wa.max(wb) + 1, false),
+            BinOp::Add | BinOp::Sub => (sa.max(sb) + 1, true),
+            BinOp::Max | BinOp::Min if unsigned => (wa.max(wb), false),
+            BinOp::Max | BinOp::Min => (sa.max(sb), true),
+        };
+        if width > 64 {
+            return Err(format!(
+                "the exact {} of {a} and {b} needs {width} bits, over 64: give its inputs narrower types",
+                self.name()
+            ));
+        }
+        let t = if signed {
+            FixedType::signed(width as u32, width as i32 - f)
+        } else {
+            FixedType::unsigned(width as u32, width as i32 - f)
+        };
+        t.map_err(|e| format!("exact {} type: {e}", self.name()))
+    }
+
     /// The exact result of raw `a` (at `fa` fractional bits) op raw `b` (at
     /// `fb`), at [`BinOp::frac`] bits: both operands are first aligned to
     /// the finer LSB (a left shift, exact), except for Mul, whose product
@@ -511,16 +616,52 @@ impl QOp {
 }
 
 impl QModel {
+    /// A model of one input and one output, the last layer's (the input's
+    /// when there are no layers).
+    pub fn single(name: &str, input: Port, layers: Vec<QLayer>) -> Self {
+        let tensor = layers.len();
+        QModel {
+            name: name.into(),
+            inputs: vec![input],
+            layers,
+            outputs: vec![Output {
+                name: "output".into(),
+                tensor,
+            }],
+        }
+    }
+
+    /// The tensor layer `li` produces.
+    pub fn layer_tensor(&self, li: usize) -> TensorId {
+        self.inputs.len() + li
+    }
+
+    /// The layer that produces tensor `t`, `None` for an input.
+    pub fn layer_of(&self, t: TensorId) -> Option<usize> {
+        t.checked_sub(self.inputs.len())
+    }
+
+    /// Number of tensors: inputs and layer outputs.
+    pub fn tensors(&self) -> usize {
+        self.inputs.len() + self.layers.len()
+    }
+
+    /// Length of one event's flat input: every input, concatenated.
     pub fn input_len(&self) -> usize {
-        self.input_shape.iter().product()
+        self.inputs.iter().map(Port::len).sum()
+    }
+
+    /// Where input `k` lies in the flat input.
+    pub fn input_range(&self, k: usize) -> std::ops::Range<usize> {
+        let start: usize = self.inputs[..k].iter().map(Port::len).sum();
+        start..start + self.inputs[k].len()
     }
 
     /// Shape of tensor `t`.
     pub fn shape(&self, t: TensorId) -> &[usize] {
-        if t == 0 {
-            &self.input_shape
-        } else {
-            &self.layers[t - 1].shape
+        match self.layer_of(t) {
+            None => &self.inputs[t].shape,
+            Some(li) => &self.layers[li].shape,
         }
     }
 
@@ -530,24 +671,47 @@ impl QModel {
 
     /// Type of tensor `t`.
     pub fn ty(&self, t: TensorId) -> FixedType {
-        if t == 0 {
-            self.input_ty
-        } else {
-            self.layers[t - 1].ty
+        match self.layer_of(t) {
+            None => self.inputs[t].ty,
+            Some(li) => self.layers[li].ty,
         }
     }
 
-    /// The model output is the last layer's output (the input if there are no layers).
-    pub fn output(&self) -> TensorId {
-        self.layers.len()
+    /// The type of every element of the flat input (an input's type over its range).
+    pub fn input_types(&self) -> impl Iterator<Item = FixedType> + '_ {
+        self.inputs
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(p.ty, p.len()))
     }
 
+    /// Length of one event's flat output: every output, concatenated.
     pub fn output_len(&self) -> usize {
-        self.tensor_len(self.output())
+        self.outputs.iter().map(|o| self.tensor_len(o.tensor)).sum()
     }
 
-    pub fn output_ty(&self) -> FixedType {
-        self.ty(self.output())
+    /// Where output `k` lies in the flat output.
+    pub fn output_range(&self, k: usize) -> std::ops::Range<usize> {
+        let start: usize = self.outputs[..k]
+            .iter()
+            .map(|o| self.tensor_len(o.tensor))
+            .sum();
+        start..start + self.tensor_len(self.outputs[k].tensor)
+    }
+
+    /// The type of every element of the flat output.
+    pub fn output_types(&self) -> impl Iterator<Item = FixedType> + '_ {
+        self.outputs
+            .iter()
+            .flat_map(|o| std::iter::repeat_n(self.ty(o.tensor), self.tensor_len(o.tensor)))
+    }
+
+    /// The flat output of an event from its tensors (indexed by [`TensorId`]).
+    pub fn gather_outputs<T: Copy>(&self, tensors: &[Vec<T>]) -> Vec<T> {
+        let mut out = Vec::with_capacity(self.output_len());
+        for o in &self.outputs {
+            out.extend_from_slice(&tensors[o.tensor]);
+        }
+        out
     }
 
     pub fn macs(&self) -> usize {

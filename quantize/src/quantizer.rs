@@ -7,7 +7,7 @@ use crate::accum::exact_accumulator;
 use crate::config::{Config, ResolvedLayer, SoftmaxMode};
 use crate::fixed::{FixedType, Overflow, Rounding};
 use crate::ir::{Graph, Op};
-use crate::qmodel::{QLayer, QModel, QOp, TensorId};
+use crate::qmodel::{Port, QLayer, QModel, QOp, TensorId};
 use crate::tables::{function_table, softmax_tables};
 
 #[derive(Debug, thiserror::Error)]
@@ -95,8 +95,12 @@ fn fit_int_bits(ty: FixedType, v: &[f64]) -> FixedType {
 
 /// Is tensor `t` read only by QONNX quantizers (possibly through one Relu)?
 /// Then the layer that makes it keeps its exact value, so the quantizer
-/// rounds once, as the QONNX float semantics do.
+/// rounds once, as the QONNX float semantics do. A graph output is never
+/// such a tensor: it has a type of its own.
 pub(crate) fn feeds_quant_only(g: &Graph, t: TensorId) -> bool {
+    if g.outputs.iter().any(|o| o.tensor == t) {
+        return false;
+    }
     let readers: Vec<(usize, &Op)> = g
         .layers
         .iter()
@@ -107,17 +111,42 @@ pub(crate) fn feeds_quant_only(g: &Graph, t: TensorId) -> bool {
     !readers.is_empty()
         && readers.iter().all(|(i, op)| match op {
             Op::Quant(_) => true,
-            Op::Relu => feeds_quant_only(g, i + 1),
+            Op::Relu => feeds_quant_only(g, g.layer_tensor(*i)),
             _ => false,
         })
 }
 
 /// Quantizes the float graph with the given configuration.
 pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> {
-    cfg.check_names(g.layers.iter().map(|l| l.name.as_str()))?;
-    let input_ty = cfg.input_type();
+    cfg.check_names(
+        &g.layers.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+        &g.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+        &g.outputs
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect::<Vec<_>>(),
+    )?;
+    let inputs: Vec<Port> = g
+        .inputs
+        .iter()
+        .map(|i| Port {
+            name: i.name.clone(),
+            shape: i.shape.clone(),
+            ty: cfg.input_type(&i.name),
+        })
+        .collect();
+    // The result type a graph output sets for the layer that computes it.
+    let output_ty = |li: usize| {
+        g.outputs
+            .iter()
+            .filter(|o| g.layer_of(o.tensor) == Some(li))
+            .find_map(|o| cfg.output.get(&o.name).copied())
+    };
     let mut layers: Vec<QLayer> = Vec::with_capacity(g.layers.len());
-    let ty_of = |layers: &[QLayer], t: TensorId| if t == 0 { input_ty } else { layers[t - 1].ty };
+    let ty_of = |layers: &[QLayer], t: TensorId| match g.layer_of(t) {
+        None => inputs[t].ty,
+        Some(li) => layers[li].ty,
+    };
     for (i, l) in g.layers.iter().enumerate() {
         let kind = l.op.kind();
         let err = |msg: String| QuantizeError::Layer {
@@ -125,10 +154,15 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
             kind,
             msg,
         };
-        let s = cfg.resolve(&l.name, kind);
+        let mut s = cfg.resolve(&l.name, kind);
+        let out_set = output_ty(i);
+        if let Some(t) = out_set {
+            s.result = t;
+        }
         let x_ty = ty_of(&layers, l.inputs[0]);
-        let explicit_result = cfg.layer.get(&l.name).and_then(|ls| ls.result).is_some();
-        let exact_out = !explicit_result && feeds_quant_only(g, i + 1);
+        let explicit_result =
+            out_set.is_some() || cfg.layer.get(&l.name).and_then(|ls| ls.result).is_some();
+        let exact_out = !explicit_result && feeds_quant_only(g, g.layer_tensor(i));
         let mut ty = s.result;
         let q =
             |t: FixedType, v: &[f64]| v.iter().map(|&x| t.quantize_f64(x)).collect::<Vec<i64>>();
@@ -296,7 +330,13 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
                     recip_ty,
                 }
             }
-            Op::Binary(b) => b.qop(),
+            Op::Binary(b) => {
+                if l.exact {
+                    let (ta, tb) = (ty_of(&layers, l.inputs[0]), ty_of(&layers, l.inputs[1]));
+                    ty = b.exact_type(ta, tb).map_err(err)?;
+                }
+                b.qop()
+            }
             Op::Route { src } => {
                 // Wiring keeps its input's type when all inputs agree: no rounding at all.
                 let tys: Vec<FixedType> = l.inputs.iter().map(|&t| ty_of(&layers, t)).collect();
@@ -321,10 +361,9 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
     }
     let model = QModel {
         name: g.name.clone(),
-        input_shape: g.input_shape.clone(),
-        input_ty,
+        inputs,
         layers,
-        output_names: Vec::new(),
+        outputs: g.outputs.clone(),
     };
     crate::validate::validate(&model).map_err(|msg| QuantizeError::Layer {
         layer: model.name.clone(),

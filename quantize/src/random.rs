@@ -4,7 +4,9 @@
 
 use crate::accum::exact_accumulator;
 use crate::fixed::{FixedType, Overflow, Rounding};
-use crate::qmodel::{BinOp, PoolKind, QLayer, QModel, QOp, Window, ROUTE_ZERO};
+use crate::qmodel::{
+    BinOp, Output, PoolKind, Port, QLayer, QModel, QOp, TensorId, Window, ROUTE_ZERO,
+};
 use crate::tables::{function_table, softmax_tables, TableFn};
 use rand::Rng;
 
@@ -25,9 +27,17 @@ pub struct RandomSpec {
     /// Allow table activations, softmax and argmax.
     pub tables: bool,
     /// Elementwise ops may read an earlier tensor (a skip connection);
-    /// otherwise they combine the current tensor with itself. The FPGA
-    /// backend's multiplier sharing (reuse > 1) needs a chain of layers.
+    /// otherwise they combine the current tensor with itself, and the model
+    /// has one input and one output whatever `max_inputs` and `max_outputs`
+    /// say. The FPGA backend's multiplier sharing (reuse > 1) needs such a
+    /// chain of layers.
     pub skips: bool,
+    /// Most graph inputs: inputs after the first, flat and of their own
+    /// types, join the network through a wiring layer that mixes them in.
+    pub max_inputs: usize,
+    /// Most graph outputs: outputs after the last layer's are earlier
+    /// layers' tensors, listed in random order.
+    pub max_outputs: usize,
     /// Start with a convolution (1-D to 3-D, possibly grouped, dilated or
     /// transposed) and possibly a pooling stage.
     pub conv: bool,
@@ -42,6 +52,8 @@ impl Default for RandomSpec {
             modes: true,
             tables: true,
             skips: true,
+            max_inputs: 2,
+            max_outputs: 2,
             conv: false,
         }
     }
@@ -70,26 +82,38 @@ fn random_values(rng: &mut impl Rng, ty: FixedType, n: usize) -> Vec<i64> {
         .collect()
 }
 
-/// Random raw input values for `model`, uniformly over its input type.
+/// Random raw input values for one event of `model` (the flat input),
+/// uniformly over each input's type.
 pub fn random_input(rng: &mut impl Rng, model: &QModel) -> Vec<i64> {
-    random_values(rng, model.input_ty, model.input_len())
+    model
+        .input_types()
+        .map(|ty| rng.gen_range(ty.min_raw()..=ty.max_raw()))
+        .collect()
 }
 
 struct Builder<'a, R: Rng> {
     rng: &'a mut R,
     spec: &'a RandomSpec,
-    input_len: usize,
+    inputs: Vec<Port>,
     layers: Vec<QLayer>,
     cur_ty: FixedType,
     cur_shape: Vec<usize>,
 }
 
 impl<R: Rng> Builder<'_, R> {
+    /// The tensor the next layer reads: the last layer's, or input 0.
+    fn cur(&self) -> TensorId {
+        match self.layers.len() {
+            0 => 0,
+            n => self.inputs.len() + n - 1,
+        }
+    }
+
     fn push(&mut self, op: QOp, shape: Vec<usize>, ty: FixedType) {
-        let n = self.layers.len();
+        let (n, cur) = (self.layers.len(), self.cur());
         self.layers.push(QLayer {
             name: format!("{}_{n}", op.kind().to_lowercase()),
-            inputs: vec![n],
+            inputs: vec![cur],
             shape: shape.clone(),
             ty,
             reuse: 1,
@@ -97,6 +121,34 @@ impl<R: Rng> Builder<'_, R> {
         });
         self.cur_ty = ty;
         self.cur_shape = shape;
+    }
+
+    /// Inputs after the first join the current tensor: a wiring layer whose
+    /// values are picked from the current tensor and every other input.
+    fn join_inputs(&mut self) {
+        if self.inputs.len() < 2 {
+            return;
+        }
+        let cur = self.cur();
+        let mut reads = vec![cur];
+        reads.extend(1..self.inputs.len());
+        let lens: Vec<usize> = reads
+            .iter()
+            .map(|&t| match t.checked_sub(self.inputs.len()) {
+                None => self.inputs[t].len(),
+                Some(li) => self.layers[li].shape.iter().product(),
+            })
+            .collect();
+        let len = lens.iter().sum::<usize>().min(self.spec.max_neurons.max(2));
+        let src = (0..len)
+            .map(|_| {
+                let k = self.rng.gen_range(0..reads.len());
+                (k as u16, self.rng.gen_range(0..lens[k]) as u32)
+            })
+            .collect();
+        let ty = random_type(self.rng, self.spec, true);
+        self.push(QOp::Route { src }, vec![len], ty);
+        self.layers.last_mut().expect("just pushed").inputs = reads;
     }
 
     /// Weights, bias and an exact accumulator for `rows` rows of `fan_in`.
@@ -235,14 +287,13 @@ impl<R: Rng> Builder<'_, R> {
     /// An elementwise op of the current tensor and an earlier one of the
     /// same length (a skip connection), or of the current tensor with itself.
     fn binary(&mut self) {
-        let n = self.layers.len();
+        let (n, cur) = (self.layers.len(), self.cur());
         let len: usize = self.cur_shape.iter().product();
-        let same: Vec<usize> = (0..=n)
+        let same: Vec<usize> = (0..=cur)
             .filter(|&t| {
-                let l = if t == 0 {
-                    self.input_len
-                } else {
-                    self.layers[t - 1].shape.iter().product()
+                let l = match t.checked_sub(self.inputs.len()) {
+                    None => self.inputs[t].len(),
+                    Some(li) => self.layers[li].shape.iter().product(),
                 };
                 l == len
             })
@@ -250,13 +301,13 @@ impl<R: Rng> Builder<'_, R> {
         let other = if self.spec.skips {
             same[self.rng.gen_range(0..same.len())]
         } else {
-            n
+            cur
         };
         let op = BinOp::ALL[self.rng.gen_range(0..BinOp::ALL.len())];
         let ty = random_type(self.rng, self.spec, true);
         let shape = self.cur_shape.clone();
         self.push(op.qop(), shape, ty);
-        self.layers[n].inputs = vec![n, other];
+        self.layers[n].inputs = vec![cur, other];
     }
 
     /// Wiring: each output picks a random input value or a zero (as Slice,
@@ -372,13 +423,29 @@ pub fn random_model(rng: &mut impl Rng, spec: &RandomSpec) -> QModel {
     } else {
         vec![rng.gen_range(1..=spec.max_neurons.max(1))]
     };
+    let mut inputs = vec![Port {
+        name: "x0".into(),
+        shape: input_shape.clone(),
+        ty: input_ty,
+    }];
+    let (max_in, max_out) = match spec.skips {
+        true => (spec.max_inputs.max(1), spec.max_outputs.max(1)),
+        false => (1, 1),
+    };
+    for k in 1..rng.gen_range(1..=max_in) {
+        inputs.push(Port {
+            name: format!("x{k}"),
+            shape: vec![rng.gen_range(1..=spec.max_neurons.max(1))],
+            ty: random_type(rng, spec, true),
+        });
+    }
     let mut b = Builder {
         rng,
         spec,
-        input_len: input_shape.iter().product(),
+        inputs,
         layers: Vec::new(),
         cur_ty: input_ty,
-        cur_shape: input_shape.clone(),
+        cur_shape: input_shape,
     };
     if spec.conv {
         b.conv();
@@ -387,6 +454,7 @@ pub fn random_model(rng: &mut impl Rng, spec: &RandomSpec) -> QModel {
             b.pool();
         }
     }
+    b.join_inputs();
     if b.rng.gen_bool(0.3) {
         b.route();
     }
@@ -404,11 +472,24 @@ pub fn random_model(rng: &mut impl Rng, spec: &RandomSpec) -> QModel {
     if spec.tables {
         b.head();
     }
+    let n_out = b.rng.gen_range(1..=max_out).min(b.layers.len());
+    let mut outputs = vec![Output {
+        name: "y0".into(),
+        tensor: b.cur(),
+    }];
+    let n_in = b.inputs.len();
+    let mut earlier: Vec<TensorId> = (n_in..b.cur()).collect();
+    for k in 1..n_out {
+        let t = earlier.swap_remove(b.rng.gen_range(0..earlier.len()));
+        outputs.push(Output {
+            name: format!("y{k}"),
+            tensor: t,
+        });
+    }
     QModel {
         name: "random".into(),
-        input_shape,
-        input_ty,
+        inputs: b.inputs,
         layers: b.layers,
-        output_names: Vec::new(),
+        outputs,
     }
 }

@@ -105,7 +105,7 @@ pub fn build(
             events: n,
         });
     }
-    let limits: Vec<(f64, f64)> = (0..=g.layers.len())
+    let limits: Vec<(f64, f64)> = (0..q.tensors())
         .map(|t| {
             let ty = q.ty(t);
             (ty.to_f64(ty.min_raw()), ty.to_f64(ty.max_raw()))
@@ -138,12 +138,12 @@ pub fn build(
                 params: g.layers[i].op.params(),
                 macs: l.op.macs(len),
                 reuse: l.reuse,
-                min: min[i + 1],
-                max: max[i + 1],
+                min: min[q.layer_tensor(i)],
+                max: max[q.layer_tensor(i)],
                 overflows: if matches!(l.op, QOp::Softmax { .. } | QOp::Argmax { .. }) {
                     0
                 } else {
-                    over[i + 1]
+                    over[q.layer_tensor(i)]
                 },
             }
         })
@@ -164,7 +164,12 @@ pub fn build(
     }
     Ok(Report {
         model: q.name.clone(),
-        input: q.input_ty.to_string(),
+        input: q
+            .inputs
+            .iter()
+            .map(|p| p.ty.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         events: n,
         layers,
         accuracy,
@@ -253,21 +258,29 @@ impl fmt::Display for Report {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::ir::{Layer, Op};
+    use crate::ir::{Input, Layer, Op};
+    use crate::qmodel::Output;
     use crate::quantizer::quantize_graph;
 
     fn relu_graph() -> Graph {
         Graph {
             name: "t".into(),
-            input_name: "x".into(),
-            input_shape: vec![2],
+            inputs: vec![Input {
+                name: "x".into(),
+                shape: vec![2],
+                event_axis: true,
+            }],
             layers: vec![Layer {
                 name: "act".into(),
                 inputs: vec![0],
                 shape: vec![2],
                 op: Op::Relu,
+                exact: false,
             }],
-            output_shape: vec![2],
+            outputs: vec![Output {
+                name: "y".into(),
+                tensor: 1,
+            }],
         }
     }
 

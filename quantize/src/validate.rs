@@ -68,9 +68,30 @@ fn window_sizes(w: &Window) -> Option<(usize, usize, usize)> {
 
 /// Returns a message naming the first inconsistent layer.
 pub fn validate(m: &QModel) -> Result<(), String> {
-    tensor_len(&m.input_shape).map_err(|e| format!("the input: {e}"))?;
-    if m.input_len() == 0 {
-        return Err("the input shape is empty".into());
+    if m.inputs.is_empty() {
+        return Err("the model has no input".into());
+    }
+    for p in &m.inputs {
+        tensor_len(&p.shape).map_err(|e| format!("input '{}': {e}", p.name))?;
+        if p.is_empty() {
+            return Err(format!("input '{}' has an empty shape", p.name));
+        }
+    }
+    if m.outputs.is_empty() {
+        return Err("the model has no output".into());
+    }
+    if let Some(o) = m
+        .outputs
+        .iter()
+        .find(|o| o.tensor >= m.tensors() || m.layer_of(o.tensor).is_none())
+    {
+        return Err(format!(
+            "output '{}' names tensor {}; outputs are layer tensors ({}..{})",
+            o.name,
+            o.tensor,
+            m.inputs.len(),
+            m.tensors()
+        ));
     }
     for (i, l) in m.layers.iter().enumerate() {
         let fail = |msg: String| Err(format!("layer {i} '{}' ({}): {msg}", l.name, l.op.kind()));
@@ -82,9 +103,10 @@ pub fn validate(m: &QModel) -> Result<(), String> {
                 return fail(format!("lower bound {lo} is above the upper bound {hi}"));
             }
         }
-        if l.inputs.is_empty() || l.inputs.iter().any(|&t| t > i) {
+        let own = m.layer_tensor(i);
+        if l.inputs.is_empty() || l.inputs.iter().any(|&t| t >= own) {
             return fail(format!(
-                "inputs {:?} must name earlier tensors (0..={i})",
+                "inputs {:?} must name earlier tensors (0..{own})",
                 l.inputs
             ));
         }

@@ -14,10 +14,14 @@ use quantize::random::{random_input, random_model, RandomSpec};
 use rand::{rngs::SmallRng, SeedableRng};
 
 fn inputs(rng: &mut SmallRng, model: &QModel) -> Vec<Vec<i64>> {
-    let n = model.input_len();
-    let (lo, hi) = (model.input_ty.min_raw(), model.input_ty.max_raw());
+    let extreme =
+        |f: fn(&quantize::fixed::FixedType) -> i64| model.input_types().map(|t| f(&t)).collect();
     let mut v: Vec<Vec<i64>> = (0..6).map(|_| random_input(rng, model)).collect();
-    v.extend([vec![lo; n], vec![hi; n], vec![0; n]]);
+    v.extend([
+        extreme(|t| t.min_raw()),
+        extreme(|t| t.max_raw()),
+        vec![0; model.input_len()],
+    ]);
     v
 }
 

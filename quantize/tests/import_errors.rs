@@ -37,7 +37,7 @@ fn a_valid_tiny_model_imports() {
     );
     let g = import_bytes(&b, "t").unwrap();
     assert_eq!(g.layers.len(), 2);
-    assert_eq!(g.input_shape, vec![4]);
+    assert_eq!(g.inputs[0].shape, vec![4]);
 }
 
 #[test]
@@ -175,7 +175,7 @@ fn pytorch_style_gemm_with_a_fixed_batch_normalisation_and_qdq_imports() {
         &[789444, 4],
     );
     let g = import_bytes(&b, "t").unwrap();
-    assert_eq!(g.input_shape, vec![4]);
+    assert_eq!(g.inputs[0].shape, vec![4]);
     // x = [3, 5, -1, 1] -> xn = [1, 2, -1, 0] -> y = [1, 2.25, 0.5 * 2 - 0.5 = 0.5]
     let out = g.evaluate(&[3.0, 5.0, -1.0, 1.0]);
     assert_eq!(out, vec![1.0, 2.25, 0.5]);

@@ -48,7 +48,7 @@ fn default_fixed_point_tagger_stays_within_one_percent_of_float_on_real_jets() {
 fn conv_and_autoencoder_import_and_quantize_on_real_inputs() {
     let c = read_events(&jets("test_constituents.npy")).unwrap();
     let g = import_path(&jets("jet_conv1d.onnx")).unwrap();
-    c.check_event_shape("test_constituents.npy", &g.input_shape)
+    c.check_event_shape("test_constituents.npy", &g.inputs[0].shape)
         .unwrap();
     let q = quantize_graph(&g, &Config::default()).unwrap();
     let n = 2000 * g.input_len();

@@ -63,7 +63,7 @@ fn qonnx_quantizers_are_reproduced_exactly() {
     for ev in events.chunks(g.input_len()) {
         // Inputs on the input grid, so float and fixed see the same numbers.
         let raw = golden::quantize_input(&q, ev);
-        let x: Vec<f64> = raw.iter().map(|&r| q.input_ty.to_f64(r)).collect();
+        let x = golden::dequantize_input(&q, &raw);
         let fl = g.evaluate_all(&x);
         let fx = golden::evaluate_all(&q, &raw).unwrap();
         for &t in &quant_layers {

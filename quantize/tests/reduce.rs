@@ -131,7 +131,7 @@ fn a_comparison_is_an_exact_one_bit_decision() {
         assert!(matches!(layer.op, QOp::Step { .. }));
         assert_eq!(layer.ty, FixedType::unsigned(1, 1).unwrap());
         // Every input code: the decision is `value > c`.
-        let t = q.input_ty;
+        let t = q.inputs[0].ty;
         for raw in t.min_raw()..=t.max_raw() {
             let out = quantize::golden::evaluate(&q, &[raw]).unwrap();
             let v = t.to_f64(raw);

@@ -45,7 +45,7 @@ impl EventPool {
         features: &[f32],
         source: String,
     ) -> Result<Self, TbError> {
-        let in_len: usize = model.input_shape.iter().product();
+        let in_len = model.input_len();
         if in_len == 0 || !features.len().is_multiple_of(in_len) || features.is_empty() {
             return Err(TbError::EventLength {
                 from: source,
@@ -62,7 +62,7 @@ impl EventPool {
 
     /// Pool from raw input codes; computes the golden outputs (on all cores).
     pub fn from_raw(model: &QModel, raw: Vec<i64>, source: String) -> Result<Self, TbError> {
-        let in_len: usize = model.input_shape.iter().product();
+        let in_len = model.input_len();
         let n = raw.len() / in_len;
         let g = Golden::new(model, Arithmetic::Fast);
         let parts = Work::default().map("golden", n, |i| {
@@ -86,7 +86,7 @@ impl EventPool {
 
     /// `min(events, pool)` generated N(0, 1) events (seeded).
     pub fn generated(model: &QModel, events: u64, pool: usize, seed: u64) -> Result<Self, TbError> {
-        let in_len: usize = model.input_shape.iter().product();
+        let in_len = model.input_len();
         let n = (events as usize).clamp(1, pool.max(1));
         let f = quantize::calibrate::gaussian_events(n, in_len, seed);
         Self::from_features(
@@ -96,18 +96,29 @@ impl EventPool {
         )
     }
 
-    /// Events from an `.npy` file: memory-mapped when it is a little-endian
-    /// f32 C-order array, otherwise read with `quantize::npy`. At most
-    /// `limit` events are taken (the stream cycles through them).
+    /// Events from an `.npy` file (an `.npz` of one array per input for a
+    /// model of several): memory-mapped when it is a little-endian f32
+    /// C-order `.npy`, otherwise read with `quantize::npy`. At most `limit`
+    /// events are taken (the stream cycles through them).
     pub fn from_npy(model: &QModel, path: &Path, limit: usize) -> Result<Self, TbError> {
-        let in_len: usize = model.input_shape.iter().product();
+        let in_len = model.input_len();
         let name = path.display().to_string();
-        if let Some(p) = mmap_f32(path, in_len, limit)? {
-            let n = p.len() / in_len;
-            return Self::from_features(model, &p, format!("{name} ({n} events, memory-mapped)"));
+        if model.inputs.len() == 1 {
+            if let Some(p) = mmap_f32(path, in_len, limit)? {
+                let n = p.len() / in_len;
+                return Self::from_features(
+                    model,
+                    &p,
+                    format!("{name} ({n} events, memory-mapped)"),
+                );
+            }
         }
-        let ev = quantize::npy::read_events(path)?;
-        ev.check_event_shape(&name, &model.input_shape)?;
+        let ports: Vec<(&str, &[usize])> = model
+            .inputs
+            .iter()
+            .map(|p| (p.name.as_str(), p.shape.as_slice()))
+            .collect();
+        let ev = quantize::npy::read_inputs(path, &ports)?;
         let n = ev.count().min(limit.max(1));
         Self::from_features(
             model,

@@ -6,6 +6,7 @@ use super::config::{Overload, PipelineError, Stats};
 use super::inlet::{Front, Inlet, Wait};
 use crate::{copy_check, Engine, EngineError, InputValue};
 use crossbeam::channel::Receiver;
+use quantize::qmodel::Port;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -73,10 +74,11 @@ impl Producer {
         &self.engine
     }
 
-    /// Raw codes of the input type fit i16 storage (a quarter of the bytes).
+    /// Raw codes of every input type fit i16 storage (a quarter of the bytes).
     fn raw_kind(&self) -> Kind {
-        let ty = self.engine.model().input_ty;
-        if ty.min_raw() >= i16::MIN as i64 && ty.max_raw() <= i16::MAX as i64 {
+        let fits =
+            |t: &Port| t.ty.min_raw() >= i16::MIN as i64 && t.ty.max_raw() <= i16::MAX as i64;
+        if self.engine.model().inputs.iter().all(fits) {
             Kind::I16
         } else {
             Kind::I64
@@ -149,13 +151,13 @@ impl Producer {
             }
             .into());
         }
-        let ty = self.engine.model().input_ty;
         let mut codes = std::mem::take(&mut self.codes);
         codes.clear();
         let converted = event
             .iter()
+            .zip(self.engine.model().input_types())
             .enumerate()
-            .try_for_each(|(i, &v)| v.to_raw(&ty, i).map(|r| codes.push(r)));
+            .try_for_each(|(i, (&v, ty))| v.to_raw(&ty, i).map(|r| codes.push(r)));
         let r = match converted {
             Ok(()) => self.push_codes(&codes, wait),
             Err(e) => Err(e.into()),
@@ -172,9 +174,15 @@ impl Producer {
     }
 
     fn push_codes(&mut self, events: &[i64], wait: Wait) -> Result<Pushed, PipelineError> {
+        let model = self.engine.model();
+        // Each input's range within an event and its raw range.
+        let ports: Vec<_> = (0..model.inputs.len())
+            .map(|k| {
+                let ty = model.inputs[k].ty;
+                (model.input_range(k), ty, ty.min_raw(), ty.max_raw())
+            })
+            .collect();
         let il = self.engine.input_len().max(1);
-        let ty = self.engine.model().input_ty;
-        let (lo, hi) = (ty.min_raw(), ty.max_raw());
         self.push_many(events.len(), self.raw_kind(), wait, |b, r| {
             let ev = &events[r];
             match &mut b.input {
@@ -183,20 +191,25 @@ impl Producer {
                     // its whole batch, as the workers' check would.
                     let start = x.len();
                     x.resize(start + ev.len(), 0);
-                    if copy_check(ev, lo, hi, &mut x[start..]) && b.err.is_none() {
-                        let (i, &raw) = ev
-                            .iter()
-                            .enumerate()
-                            .find(|(_, &v)| v < lo || v > hi)
-                            .expect("a bad value");
-                        b.err = Some(
-                            EngineError::InputRange {
-                                index: i % il,
-                                raw,
-                                ty: ty.ap_string(),
+                    for (src, dst) in ev.chunks(il).zip(x[start..].chunks_mut(il)) {
+                        for (range, ty, lo, hi) in &ports {
+                            let (src, dst) = (&src[range.clone()], &mut dst[range.clone()]);
+                            if copy_check(src, *lo, *hi, dst) && b.err.is_none() {
+                                let (i, &raw) = src
+                                    .iter()
+                                    .enumerate()
+                                    .find(|(_, &v)| v < *lo || v > *hi)
+                                    .expect("a bad value");
+                                b.err = Some(
+                                    EngineError::InputRange {
+                                        index: range.start + i,
+                                        raw,
+                                        ty: ty.ap_string(),
+                                    }
+                                    .into(),
+                                );
                             }
-                            .into(),
-                        );
+                        }
                     }
                 }
                 Inputs::I64(x) => x.extend_from_slice(ev),

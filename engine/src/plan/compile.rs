@@ -19,7 +19,7 @@ impl Plan {
     /// elementwise layers into fused chains (off only to compare against
     /// the unfused plan: both are bit-exact).
     pub fn compile(model: &QModel, isa: Isa, fuse_chains: bool) -> Result<Plan, PlanError> {
-        let nt = model.layers.len() + 1;
+        let nt = model.tensors();
         let mut offs = Vec::with_capacity(nt);
         let mut lens = Vec::with_capacity(nt);
         let mut arena = 0usize;
@@ -35,7 +35,7 @@ impl Plan {
         };
         let mut steps = Vec::with_capacity(model.layers.len());
         for (li, layer) in model.layers.iter().enumerate() {
-            if let Some(&tensor) = layer.inputs.iter().find(|&&i| i > li) {
+            if let Some(&tensor) = layer.inputs.iter().find(|&&t| t >= model.layer_tensor(li)) {
                 return Err(PlanError::InputOrder {
                     layer: li,
                     name: layer.name.clone(),
@@ -45,7 +45,7 @@ impl Plan {
             let cx = LayerCx::new(model, li, &lens, isa)?;
             steps.push(Step {
                 inputs: layer.inputs.clone(),
-                out: li + 1,
+                out: model.layer_tensor(li),
                 kernel: op_kernel(&cx, &mut sizes)?,
             });
         }
@@ -55,9 +55,12 @@ impl Plan {
         } else {
             steps
         };
+        let range = |t: usize| offs[t]..offs[t] + lens[t];
         Ok(Plan {
             isa,
             steps,
+            inputs: (0..model.inputs.len()).map(range).collect(),
+            outputs: model.outputs.iter().map(|o| range(o.tensor)).collect(),
             offs,
             lens,
             sizes,
@@ -97,7 +100,7 @@ impl<'a> LayerCx<'a> {
             in_ty: model.ty(t0),
             in_len: lens[t0],
             out_ty: layer.ty,
-            out_len: lens[li + 1],
+            out_len: lens[model.layer_tensor(li)],
         })
     }
 

@@ -34,15 +34,16 @@ impl Plan {
             .collect()
     }
 
+    /// Arena range of each graph input, in order.
     #[inline]
-    pub fn input_range(&self) -> std::ops::Range<usize> {
-        self.offs[0]..self.offs[0] + self.lens[0]
+    pub fn input_ranges(&self) -> &[std::ops::Range<usize>] {
+        &self.inputs
     }
 
+    /// Arena range of each graph output, in order.
     #[inline]
-    pub fn output_range(&self) -> std::ops::Range<usize> {
-        let t = self.offs.len() - 1;
-        self.offs[t]..self.offs[t] + self.lens[t]
+    pub fn output_ranges(&self) -> &[std::ops::Range<usize>] {
+        &self.outputs
     }
 
     /// Runs every layer; the input must already be in the arena.
@@ -126,11 +127,16 @@ impl Plan {
     /// and outputs right after (see [`crate::Engine::infer_batch_with`]).
     #[inline]
     pub(crate) fn direct_chain(&self) -> Option<&Chain> {
-        match self.steps.as_slice() {
-            [st] if st.inputs == [0] && st.out == self.offs.len() - 1 => match &st.kernel {
-                Kernel::Chain(c) => Some(c),
-                _ => None,
-            },
+        let [st] = self.steps.as_slice() else {
+            return None;
+        };
+        let last = self.offs.len() - 1;
+        let whole = self.inputs.len() == 1
+            && st.inputs == [0]
+            && st.out == last
+            && matches!(self.outputs.as_slice(), [o] if o.start == self.offs[last] && o.len() == self.lens[last]);
+        match &st.kernel {
+            Kernel::Chain(c) if whole => Some(c),
             _ => None,
         }
     }

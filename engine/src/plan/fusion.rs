@@ -86,21 +86,24 @@ fn chain_elementwise(st: &Step, lo: i64, hi: i64) -> Option<(Vec<Epi>, i64, i64)
 }
 
 /// Replaces runs of fusable steps by [`Kernel::Chain`] steps. Steps are one
-/// per layer on entry (step `i` computes tensor `i + 1`).
+/// per layer on entry (step `i` computes layer `i`'s tensor). A tensor read
+/// by more than the next layer, or a graph output, ends a chain: it must be
+/// in the arena.
 pub(super) fn fuse(
     model: &QModel,
     steps: Vec<Step>,
     sizes: &mut Sizes,
     descs: &mut [String],
 ) -> Vec<Step> {
-    let nt = model.layers.len() + 1;
-    let mut readers = vec![0usize; nt];
+    let mut readers = vec![0usize; model.tensors()];
     for l in &model.layers {
         for &t in &l.inputs {
             readers[t] += 1;
         }
     }
-    readers[nt - 1] += 1; // the model output
+    for o in &model.outputs {
+        readers[o.tensor] += 1;
+    }
     let mut out = Vec::with_capacity(steps.len());
     let mut it = steps.into_iter().enumerate().peekable();
     while let Some((li, st)) = it.next() {
@@ -113,10 +116,10 @@ pub(super) fn fuse(
         let mut last = li; // last layer covered
         let ty = model.layers[li].ty;
         let (mut lo, mut hi) = (ty.min_raw(), ty.max_raw());
-        // Extend while the current tensor (last + 1) has one reader, the next layer.
+        // Extend while the current tensor (last layer's) has one reader, the next layer.
         while let Some((nli, nst)) = it.peek() {
-            let t = last + 1;
-            if *nli != t || readers[t] != 1 || nst.inputs.as_slice() != [t] {
+            let t = model.layer_tensor(last);
+            if *nli != last + 1 || readers[t] != 1 || nst.inputs.as_slice() != [t] {
                 break;
             }
             if let Some((ops, olo, ohi)) = chain_elementwise(nst, lo, hi) {
@@ -140,8 +143,8 @@ pub(super) fn fuse(
         let mut chain = Chain::new(layers);
         // A Softmax (exact on i64) or Argmax reading only the chain's output.
         if let Some((nli, nst)) = it.peek() {
-            let t = last + 1;
-            if *nli == t && readers[t] == 1 && nst.inputs.as_slice() == [t] {
+            let t = model.layer_tensor(last);
+            if *nli == last + 1 && readers[t] == 1 && nst.inputs.as_slice() == [t] {
                 chain.tail = match &nst.kernel {
                     Kernel::Softmax {
                         n,
@@ -177,7 +180,7 @@ pub(super) fn fuse(
         }
         out.push(Step {
             inputs: vec![first_in],
-            out: last + 1,
+            out: model.layer_tensor(last),
             kernel: Kernel::Chain(Box::new(chain)),
         });
     }

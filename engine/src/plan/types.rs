@@ -180,6 +180,10 @@ pub(super) struct Step {
 pub struct Plan {
     pub isa: Isa,
     pub(super) steps: Vec<Step>,
+    /// Arena range of each graph input, in order.
+    pub(super) inputs: Vec<std::ops::Range<usize>>,
+    /// Arena range of each graph output, in order.
+    pub(super) outputs: Vec<std::ops::Range<usize>>,
     /// Arena offset of each tensor.
     pub(super) offs: Vec<usize>,
     pub(super) lens: Vec<usize>,

@@ -59,7 +59,8 @@ pub fn layer_reuse(model: &QModel, reuse: Option<u32>) -> Result<Vec<u32>, Build
 
 /// Checks that every folded layer cuts the model in two: it reads only the
 /// tensor before it, and no later layer reads a tensor before it (the
-/// folded core holds one vector, not a skip connection).
+/// folded core holds one vector, not a skip connection), in a model of one
+/// input and one output, the last layer's (so tensor `k` is layer `k`'s input).
 fn check_cuts(model: &QModel, reuse: &[u32]) -> Result<(), BuildError> {
     for (k, l) in model.layers.iter().enumerate() {
         if reuse[k] <= 1 {
@@ -70,6 +71,18 @@ fn check_cuts(model: &QModel, reuse: &[u32]) -> Result<(), BuildError> {
             kind: l.op.kind(),
             why,
         };
+        let last = model.layers.len();
+        let io = match (model.inputs.len(), model.outputs.as_slice()) {
+            (1, [o]) if o.tensor == last => None,
+            (1, [o]) => Some(format!("its output is tensor {}, not the last layer's", o.tensor)),
+            (i, o) => Some(format!("it has {i} inputs and {} outputs", o.len())),
+        };
+        if let Some(why) = io {
+            return Err(cut(format!(
+                "reuse factor {} is built for models of one input and one output, the last layer's, but {why}: give its layers reuse_factor = 1",
+                reuse[k]
+            )));
+        }
         if l.inputs != [k] {
             return Err(cut(format!(
                 "reuse factor {} needs the layer to read the tensor just before it (it reads {:?})",
@@ -120,7 +133,9 @@ pub(super) fn build_folded(
     let budget = options.budget_ps();
     let delays = Delays::default();
     let mut top = Netlist::new();
-    let (inputs, mut vals) = input_bus(&mut top, model);
+    let (inputs, x) = input_bus(&mut top, model);
+    // check_cuts: one input.
+    let mut vals = x.concat();
     let mut valid = handshake(&mut top, ii);
     let mut latency = 0;
     // The folded layer whose accumulators the next segment finishes.

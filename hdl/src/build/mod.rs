@@ -28,8 +28,7 @@ pub fn build_comb(
     strategy: Strategy,
 ) -> Result<(Netlist, Vec<Field>, Vec<Field>), BuildError> {
     let mut b = arith::Builder::new(strategy);
-    let (inputs, x) = bus::input_bus(&mut b.net, model);
-    let mut tensors = vec![x];
+    let (inputs, mut tensors) = bus::input_bus(&mut b.net, model);
     for li in 0..model.layers.len() {
         let y = lower::layer(&mut b, model, li, &tensors)?;
         if let Some(e) = b.net.error.take() {
@@ -37,7 +36,7 @@ pub fn build_comb(
         }
         tensors.push(y);
     }
-    let outputs = bus::output_bus(&mut b.net, model, &tensors.pop().unwrap_or_default());
+    let outputs = bus::output_bus(&mut b.net, model, &model.gather_outputs(&tensors));
     Ok((b.net, inputs, outputs))
 }
 

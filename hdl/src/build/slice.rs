@@ -1,7 +1,7 @@
 //! A range of a model's layers as a model of its own, for per-layer export
 //! and synthesis of designs too large to synthesize whole.
 
-use quantize::qmodel::QModel;
+use quantize::qmodel::{Port, QModel};
 
 /// Why a layer range cannot be cut out of a model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,7 +13,9 @@ pub enum SliceError {
         /// Number of layers of the model.
         layers: usize,
     },
-    #[error("layer '{layer}' reads tensor {tensor}, before layer {first}'s input")]
+    #[error(
+        "layer '{layer}' reads tensor {tensor}, from before layer {first} other than its input"
+    )]
     ReadsBefore {
         layer: String,
         tensor: usize,
@@ -21,9 +23,10 @@ pub enum SliceError {
     },
 }
 
-/// Layers `first..=last` of `model` (0-based) as a model of their own, whose
-/// input is the input tensor of layer `first`. Every layer of the range may
-/// only read tensors from inside it (or its input).
+/// Layers `first..=last` of `model` (0-based) as a model of their own, of
+/// one input (the input tensor of layer `first`) and one output (layer
+/// `last`'s). Every layer of the range may only read tensors from inside it
+/// (or that input).
 pub fn slice_layers(model: &QModel, first: usize, last: usize) -> Result<QModel, SliceError> {
     if first > last || last >= model.layers.len() {
         return Err(SliceError::Range {
@@ -32,35 +35,34 @@ pub fn slice_layers(model: &QModel, first: usize, last: usize) -> Result<QModel,
             layers: model.layers.len(),
         });
     }
-    let input_shape = if first == 0 {
-        model.input_shape.clone()
-    } else {
-        model.layers[first - 1].shape.clone()
-    };
+    let input = model.layers[first].inputs[0];
     let mut layers = Vec::new();
     for l in &model.layers[first..=last] {
         let mut l = l.clone();
         for t in &mut l.inputs {
-            if *t < first {
-                return Err(SliceError::ReadsBefore {
-                    layer: l.name.clone(),
-                    tensor: *t,
-                    first,
-                });
-            }
-            *t -= first;
+            // The slice's tensor 0 is `input`, layer `first + i` its tensor `i + 1`.
+            *t = match model.layer_of(*t) {
+                _ if *t == input => 0,
+                Some(li) if li >= first => li - first + 1,
+                _ => {
+                    return Err(SliceError::ReadsBefore {
+                        layer: l.name.clone(),
+                        tensor: *t,
+                        first,
+                    })
+                }
+            };
         }
         layers.push(l);
     }
-    Ok(QModel {
-        name: format!("{}_l{first}_{last}", model.name),
-        input_shape,
-        input_ty: model.ty(first),
+    let port = Port {
+        name: "input".into(),
+        shape: model.shape(input).to_vec(),
+        ty: model.ty(input),
+    };
+    Ok(QModel::single(
+        &format!("{}_l{first}_{last}", model.name),
+        port,
         layers,
-        output_names: if last + 1 == model.layers.len() {
-            model.output_names.clone()
-        } else {
-            vec![]
-        },
-    })
+    ))
 }

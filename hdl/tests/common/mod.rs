@@ -6,7 +6,7 @@ use hdl::export::{run_iverilog, run_verilator, write_export, TbResult};
 use hdl::{build_kernel, Kernel, Options};
 use quantize::fixed::FixedType;
 use quantize::golden::{Arithmetic, Golden};
-use quantize::qmodel::{QLayer, QModel, QOp};
+use quantize::qmodel::{Output, Port, QLayer, QModel, QOp};
 use quantize::random::random_input;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -35,10 +35,10 @@ pub fn events(model: &QModel, n: usize, seed: u64) -> Vec<Vec<i64>> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut ev: Vec<Vec<i64>> = (0..n).map(|_| random_input(&mut rng, model)).collect();
     // Corner events: all minimum, all maximum, all zero.
-    let ty = model.input_ty;
-    for (i, v) in [ty.min_raw(), ty.max_raw(), 0].into_iter().enumerate() {
+    let corners: [fn(FixedType) -> i64; 3] = [|t| t.min_raw(), |t| t.max_raw(), |_| 0];
+    for (i, f) in corners.into_iter().enumerate() {
         if i < ev.len() {
-            ev[i] = vec![v; model.input_len()];
+            ev[i] = model.input_types().map(f).collect();
         }
     }
     ev
@@ -106,8 +106,11 @@ pub fn dense(x: FixedType, w: FixedType, weights: Vec<i64>, n_in: usize) -> QMod
     .unwrap();
     QModel {
         name: "wide".into(),
-        input_shape: vec![n_in],
-        input_ty: x,
+        inputs: vec![Port {
+            name: "x".into(),
+            shape: vec![n_in],
+            ty: x,
+        }],
         layers: vec![QLayer {
             name: "d".into(),
             inputs: vec![0],
@@ -124,7 +127,10 @@ pub fn dense(x: FixedType, w: FixedType, weights: Vec<i64>, n_in: usize) -> QMod
                 acc_ty: acc,
             },
         }],
-        output_names: vec![],
+        outputs: vec![Output {
+            name: "y".into(),
+            tensor: 1,
+        }],
     }
 }
 

@@ -14,20 +14,23 @@ pub struct Builder {
     pub opset: i64,
     /// How many nodes (and graph outputs) read each tensor name.
     pub uses: HashMap<String, usize>,
+    /// Number of graph inputs: layer `i` produces tensor `n_inputs + i`.
+    pub n_inputs: usize,
     pub layers: Vec<Layer>,
 }
 
 impl Builder {
-    /// Appends a layer; its output is tensor `layers.len()` (0 is the input).
+    /// Appends a layer; its output is tensor `n_inputs + layers.len() - 1`.
     pub fn push(&mut self, name: String, op: Op, inputs: Vec<TensorId>, shape: Vec<usize>) -> Act {
         self.layers.push(Layer {
             name,
             inputs,
             shape: shape.clone(),
             op,
+            exact: false,
         });
         Act {
-            id: self.layers.len(),
+            id: self.n_inputs + self.layers.len() - 1,
             shape,
         }
     }
@@ -48,8 +51,8 @@ impl Builder {
     /// that layer is a Dense, Conv or Scale read only here, else a Scale layer.
     pub fn affine(&mut self, n: &Node, x: &Act, scale: Vec<f64>, shift: Vec<f64>) -> Act {
         let name = n.name;
-        if x.id > 0 && self.single_use(n) {
-            let prev = &mut self.layers[x.id - 1];
+        if x.id >= self.n_inputs && self.single_use(n) {
+            let prev = &mut self.layers[x.id - self.n_inputs];
             let per_out = |len: usize| -> Option<(Vec<f64>, Vec<f64>)> {
                 // Constant over each output channel?
                 let per = scale.len() / len;

@@ -18,7 +18,8 @@ mod value;
 
 pub use ops::markdown_table as supported_ops_table;
 
-use crate::ir::{Graph, Op};
+use crate::ir::{Graph, Input, Op};
+use crate::qmodel::Output;
 use builder::Builder;
 use decode::Node;
 use std::collections::HashMap;
@@ -86,8 +87,45 @@ struct Importer {
     builder: Builder,
     graph_outputs: Vec<String>,
     name: String,
-    input_name: String,
-    input_shape: Vec<usize>,
+    inputs: Vec<Input>,
+}
+
+/// The shape of one event of a graph input: its ONNX shape without the
+/// first (event) axis, which may be symbolic or any static size (a batch
+/// size baked into an export); every other axis must be static.
+fn event_shape(input: &pb::ValueInfoProto) -> Result<Vec<usize>, ImportError> {
+    let dims: Vec<i64> = match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(pb::type_proto::Value::TensorType(t)) => t
+            .shape
+            .as_ref()
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match d.value {
+                        Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) => v,
+                        _ => -1,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => vec![],
+    };
+    if dims.len() < 2 {
+        return Err(ImportError::Graph(format!(
+            "input '{}' has shape {dims:?}; expected an event axis and at least one feature dimension",
+            input.name
+        )));
+    }
+    if let Some(d) = dims[1..].iter().find(|&&d| d <= 0) {
+        return Err(ImportError::Graph(format!(
+            "input '{}' has a non-fixed feature dimension ({d}) in shape {dims:?}; bxflow needs static event shapes",
+            input.name
+        )));
+    }
+    let shape: Vec<usize> = dims[1..].iter().map(|&d| d as usize).collect();
+    crate::validate::tensor_len(&shape)
+        .map_err(|e| ImportError::Graph(format!("input '{}': {e}", input.name)))?;
+    Ok(shape)
 }
 
 impl Importer {
@@ -98,58 +136,33 @@ impl Importer {
                 .map_err(|m| ImportError::Graph(format!("initializer '{}': {m}", t.name)))?;
             values.insert(t.name.clone(), Value::Const(c));
         }
-        // Keras-era exports list initializers among the inputs: the real input is the one without data.
+        // Keras-era exports list initializers among the inputs: the real inputs are those without data.
         let real: Vec<&pb::ValueInfoProto> = g
             .input
             .iter()
             .filter(|i| !values.contains_key(&i.name))
             .collect();
-        if real.len() != 1 {
-            return Err(ImportError::Graph(format!(
-                "the graph has {} data inputs ({}); bxflow handles networks with exactly one input tensor",
-                real.len(),
-                real.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
-            )));
+        if real.is_empty() {
+            return Err(ImportError::Graph(
+                "the graph has no data input (every input has an initializer)".into(),
+            ));
         }
-        let input = real[0];
-        let dims: Vec<i64> = match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-            Some(pb::type_proto::Value::TensorType(t)) => t
-                .shape
-                .as_ref()
-                .map(|s| {
-                    s.dim
-                        .iter()
-                        .map(|d| match d.value {
-                            Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) => v,
-                            _ => -1,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            _ => vec![],
-        };
-        if dims.len() < 2 {
-            return Err(ImportError::Graph(format!(
-                "input '{}' has shape {dims:?}; expected a batch dimension and at least one feature dimension",
-                input.name
-            )));
+        let mut inputs = Vec::with_capacity(real.len());
+        for (k, input) in real.iter().enumerate() {
+            let shape = event_shape(input)?;
+            values.insert(
+                input.name.clone(),
+                Value::Act(Act {
+                    id: k,
+                    shape: shape.clone(),
+                }),
+            );
+            inputs.push(Input {
+                name: input.name.clone(),
+                shape,
+                event_axis: true,
+            });
         }
-        if let Some(d) = dims[1..].iter().find(|&&d| d <= 0) {
-            return Err(ImportError::Graph(format!(
-                "input '{}' has a non-fixed feature dimension ({d}) in shape {dims:?}; bxflow needs static event shapes",
-                input.name
-            )));
-        }
-        let input_shape: Vec<usize> = dims[1..].iter().map(|&d| d as usize).collect();
-        crate::validate::tensor_len(&input_shape)
-            .map_err(|e| ImportError::Graph(format!("input '{}': {e}", input.name)))?;
-        values.insert(
-            input.name.clone(),
-            Value::Act(Act {
-                id: 0,
-                shape: input_shape.clone(),
-            }),
-        );
         let mut uses = HashMap::new();
         for n in &g.node {
             for i in n.input.iter().filter(|i| !i.is_empty()) {
@@ -164,12 +177,12 @@ impl Importer {
             builder: Builder {
                 opset,
                 uses,
+                n_inputs: inputs.len(),
                 layers: Vec::new(),
             },
             graph_outputs: g.output.iter().map(|o| o.name.clone()).collect(),
             name: name.into(),
-            input_name: input.name.clone(),
-            input_shape,
+            inputs,
         })
     }
 
@@ -213,44 +226,67 @@ impl Importer {
             }
             pending = rest;
         }
-        let out_name = self
-            .graph_outputs
-            .first()
-            .cloned()
-            .ok_or_else(|| ImportError::Graph("the graph declares no output".into()))?;
-        let act = match self.values.get(&out_name) {
-            Some(Value::Act(a)) => a.clone(),
-            Some(Value::Const(_)) => {
-                return Err(ImportError::Graph(format!(
-                    "output '{out_name}' does not depend on the input"
-                )))
-            }
-            None => {
-                return Err(ImportError::Graph(format!(
-                    "output '{out_name}' is produced by no node"
-                )))
-            }
-        };
-        if act.id != self.builder.layers.len() {
-            // The output is an earlier tensor (trailing no-op nodes): keep it last with an identity route.
-            let n: usize = act.shape.iter().product();
-            self.builder.push(
-                "output".into(),
-                Op::Route {
-                    src: (0..n as u32).map(|j| (0, j)).collect(),
-                },
-                vec![act.id],
-                act.shape.clone(),
-            );
-        } else if let Some(l) = self.builder.layers.last_mut() {
-            l.shape = act.shape.clone();
+        if self.graph_outputs.is_empty() {
+            return Err(ImportError::Graph("the graph declares no output".into()));
+        }
+        let mut outputs: Vec<Output> = Vec::with_capacity(self.graph_outputs.len());
+        for out_name in std::mem::take(&mut self.graph_outputs) {
+            let act = match self.values.get(&out_name) {
+                Some(Value::Act(a)) => a.clone(),
+                Some(Value::Const(_)) => {
+                    return Err(ImportError::Graph(format!(
+                        "output '{out_name}' does not depend on any input"
+                    )))
+                }
+                None => {
+                    return Err(ImportError::Graph(format!(
+                        "output '{out_name}' is produced by no node"
+                    )))
+                }
+            };
+            let n_in = self.inputs.len();
+            let read = self
+                .builder
+                .layers
+                .iter()
+                .any(|l| l.inputs.contains(&act.id));
+            let own_layer = act.id >= n_in && outputs.iter().all(|o| o.tensor != act.id) && {
+                // A layer read by no other takes the output's ONNX shape (a
+                // trailing Flatten or Reshape is no layer of its own).
+                let l = &mut self.builder.layers[act.id - n_in];
+                if !read && l.shape.iter().product::<usize>() == act.shape.iter().product::<usize>()
+                {
+                    l.shape = act.shape.clone();
+                }
+                l.shape == act.shape
+            };
+            let tensor = if own_layer {
+                act.id
+            } else {
+                // An input, a reshaped tensor or one listed twice: an identity
+                // route gives the output its own tensor and its ONNX shape.
+                let n: usize = act.shape.iter().product();
+                self.builder
+                    .push(
+                        out_name.clone(),
+                        Op::Route {
+                            src: (0..n as u32).map(|j| (0, j)).collect(),
+                        },
+                        vec![act.id],
+                        act.shape.clone(),
+                    )
+                    .id
+            };
+            outputs.push(Output {
+                name: out_name,
+                tensor,
+            });
         }
         Ok(Graph {
             name: self.name,
-            input_name: self.input_name,
-            input_shape: self.input_shape,
+            inputs: self.inputs,
             layers: self.builder.layers,
-            output_shape: act.shape,
+            outputs,
         })
     }
 

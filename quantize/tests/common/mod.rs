@@ -1,5 +1,5 @@
-//! ONNX models written in tests: nodes, attributes, initializers and a
-//! one-input graph, as protobuf bytes the importer and tract both read; and
+//! ONNX models written in tests: nodes, attributes, initializers and graphs
+//! of one or several inputs and outputs, as protobuf bytes the importer and tract both read; and
 //! tract's outputs on them, the float reference.
 
 #![allow(dead_code)] // each test crate uses part of these
@@ -107,6 +107,17 @@ pub fn model(
     output: &str,
     out_dims: &[i64],
 ) -> Vec<u8> {
+    graph_model(nodes, inits, &[("x", input)], &[(output, out_dims)])
+}
+
+/// A graph of several inputs and outputs, `(name, dims)` each (output
+/// shapes unstated when empty), opset 13.
+pub fn graph_model(
+    nodes: Vec<pb::NodeProto>,
+    inits: Vec<pb::TensorProto>,
+    inputs: &[(&str, &[i64])],
+    outputs: &[(&str, &[i64])],
+) -> Vec<u8> {
     pb::ModelProto {
         ir_version: 7,
         opset_import: vec![pb::OperatorSetIdProto {
@@ -117,8 +128,8 @@ pub fn model(
             node: nodes,
             name: "g".into(),
             initializer: inits,
-            input: vec![value_info("x", input)],
-            output: vec![value_info(output, out_dims)],
+            input: inputs.iter().map(|(n, d)| value_info(n, d)).collect(),
+            output: outputs.iter().map(|(n, d)| value_info(n, d)).collect(),
             ..Default::default()
         }),
         ..Default::default()
@@ -126,35 +137,52 @@ pub fn model(
     .encode_to_vec()
 }
 
-/// tract's float outputs for `events` (flat, `shape` per event), one event
-/// per run with a leading batch axis of 1, whatever batch the file declares.
-pub fn tract_outputs(model: &[u8], shape: &[usize], events: &[f32]) -> Vec<Vec<f64>> {
+/// tract's float outputs for `events` (flat, every input of an event after
+/// the other, `shapes` per input), one event per run with a leading batch
+/// axis of 1 on every input, whatever batch the file declares; the outputs
+/// of an event concatenated.
+pub fn tract_outputs(model: &[u8], shapes: &[Vec<usize>], events: &[f32]) -> Vec<Vec<f64>> {
     use tract_onnx::prelude::*;
-    let mut full = vec![1usize];
-    full.extend(shape);
-    let plan = tract_onnx::onnx()
-        .model_for_read(&mut &model[..])
-        .unwrap()
-        .with_input_fact(0, f32::fact(&full).into())
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
-    let len: usize = shape.iter().product();
+    let full: Vec<Vec<usize>> = shapes
+        .iter()
+        .map(|s| std::iter::once(1).chain(s.iter().copied()).collect())
+        .collect();
+    let mut m = tract_onnx::onnx().model_for_read(&mut &model[..]).unwrap();
+    for (k, f) in full.iter().enumerate() {
+        m = m.with_input_fact(k, f32::fact(f).into()).unwrap();
+    }
+    let plan = m.into_optimized().unwrap().into_runnable().unwrap();
+    let len: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
     events
         .chunks(len)
-        .map(|ev| {
-            let t = tract_ndarray::Array::from_shape_vec(full.clone(), ev.to_vec()).unwrap();
-            let out = plan.run(tvec!(Tensor::from(t).into())).unwrap();
-            out[0]
-                .to_plain_array_view::<f32>()
+        .map(|mut ev| {
+            let inputs: TVec<TValue> = full
+                .iter()
+                .map(|f| {
+                    let (x, rest) = ev.split_at(f.iter().product());
+                    ev = rest;
+                    let t = tract_ndarray::Array::from_shape_vec(f.clone(), x.to_vec()).unwrap();
+                    Tensor::from(t).into()
+                })
+                .collect();
+            plan.run(inputs)
                 .unwrap()
                 .iter()
-                .map(|&v| v as f64)
+                .flat_map(|o| {
+                    o.to_plain_array_view::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|&v| v as f64)
+                        .collect::<Vec<_>>()
+                })
                 .collect()
         })
         .collect()
+}
+
+/// The event shape of every input of `g`.
+pub fn input_shapes(g: &quantize::ir::Graph) -> Vec<Vec<usize>> {
+    g.inputs.iter().map(|i| i.shape.clone()).collect()
 }
 
 /// Asserts bxflow's f64 float reference agrees with tract's f32 outputs.
@@ -203,7 +231,61 @@ pub fn matches_tract(name: &str, bytes: &[u8], events: usize, seed: u64) -> quan
     let g = quantize::onnx::import_bytes(bytes, name).unwrap_or_else(|e| panic!("{name}: {e}"));
     let ev = default_events(&g, events, seed);
     let ours = float_outputs(&g, &ev, &quantize::work::Work::default());
-    let theirs = tract_outputs(bytes, &g.input_shape, &ev);
+    let theirs = tract_outputs(bytes, &input_shapes(&g), &ev);
     assert_close(name, &ours, &theirs);
     g
+}
+
+/// Two inputs (jet features and muon features), a merge, and three outputs:
+/// a score, a feature vector built by a Concat, and an intermediate tensor
+/// that other layers also read.
+pub fn two_tower() -> Vec<u8> {
+    let gemm = |name: &str, x: &str, w: &str, b: &str, y: &str| {
+        with_int(node("Gemm", name, &[x, w, b], &[y]), "transB", 1)
+    };
+    graph_model(
+        vec![
+            gemm("jet_fc", "jets", "w1", "b1", "h1"),
+            gemm("muon_fc", "muons", "w2", "b2", "h2"),
+            node("Add", "merge", &["h1", "h2"], &["s"]),
+            node("Relu", "act", &["s"], &["r"]),
+            gemm("head", "r", "w3", "b3", "score"),
+            with_int(node("Concat", "cat", &["h2", "r"], &["feats"]), "axis", 1),
+        ],
+        vec![
+            scattered("w1", &[4, 6], 1),
+            scattered("b1", &[4], 2),
+            scattered("w2", &[4, 3], 3),
+            scattered("b2", &[4], 4),
+            scattered("w3", &[2, 4], 5),
+            scattered("b3", &[2], 6),
+        ],
+        &[("jets", &[-1, 6]), ("muons", &[-1, 3])],
+        &[("score", &[]), ("feats", &[]), ("h2", &[])],
+    )
+}
+
+/// Attention-like products: a per-particle Dense (MatMul of `[N, P, K]` by a
+/// constant), then the particles' pairwise products (MatMul of two
+/// activations, one transposed), and a MatMul of two graph inputs.
+pub fn products() -> Vec<u8> {
+    graph_model(
+        vec![
+            node("MatMul", "embed", &["parts", "w"], &["h"]),
+            with_ints(
+                node("Transpose", "ht", &["h"], &["h_t"]),
+                "perm",
+                &[0, 2, 1],
+            ),
+            node("MatMul", "pairs", &["h", "h_t"], &["scores"]),
+            node("MatMul", "qk", &["q", "k"], &["qk_out"]),
+        ],
+        vec![scattered("w", &[4, 3], 11)],
+        &[
+            ("parts", &[-1, 6, 4]),
+            ("q", &[-1, 2, 4, 3]),
+            ("k", &[-1, 2, 3, 5]),
+        ],
+        &[("scores", &[]), ("qk_out", &[]), ("h", &[])],
+    )
 }

@@ -8,24 +8,29 @@ use crate::onnx::builder::Builder;
 use crate::onnx::decode::Node;
 use crate::onnx::shape::{
     broadcast_map, broadcast_shape, broadcast_to, explicit_pads, onnx_axis, per_dim, split_pads,
-    window,
+    transpose_map, window,
 };
 use crate::onnx::value::{Act, Value};
 use crate::qmodel::{BinOp, PoolKind, Window};
 
 /// MatMul and Gemm: a Dense layer, weights stored `[n_out][n_in]`, Gemm's
 /// `alpha`/`beta` multiplied in (which drops an exact quantizer type).
+/// A MatMul of two activations is [`matmul_acts`]; an input of more than
+/// one axis per event is [`rowwise`]: the same Dense on every row.
 pub fn dense(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     if matches!(n.inputs[0], Some(Value::Const(_))) {
         return Err("constant x activation products are not supported; export weights as the second operand".into());
     }
-    if x.shape.len() != 1 {
-        return Err(format!(
-            "input has shape {:?} per event; Dense layers need a flat vector (add a Flatten)",
-            x.shape
-        ));
+    if let Some(Value::Act(y)) = &n.inputs[1] {
+        if n.op() == "MatMul" {
+            return matmul_acts(b, n, x, y);
+        }
+        return Err("Gemm of two activations is not supported; export a MatMul".into());
     }
-    let xlen = x.shape[0];
+    if x.shape.is_empty() {
+        return Err("input has no feature axis per event".into());
+    }
+    let xlen = *x.shape.last().expect("not empty");
     let w = n.konst(1)?;
     if w.shape.len() != 2 {
         return Err(format!(
@@ -85,7 +90,121 @@ pub fn dense(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
         w_quant: w.quant.filter(|_| alpha == 1.0),
         b_quant,
     };
+    if x.shape.len() > 1 {
+        return Ok(Value::Act(rowwise(b, n, x, op)));
+    }
     Ok(Value::Act(b.push(n.name.into(), op, vec![x.id], vec![m])))
+}
+
+/// The Dense `op` on every row (last axis) of `x` (rank 2 or more per
+/// event, as a MatMul of `[N, P, K]` by `[K, M]` is): a convolution of
+/// kernel 1 over the rows, channels first, between two wiring layers that
+/// move the feature axis first and back.
+fn rowwise(b: &mut Builder, n: &Node, x: &Act, op: Op) -> Act {
+    let Op::Dense {
+        n_in,
+        n_out,
+        weights,
+        bias,
+        w_quant,
+        b_quant,
+    } = op
+    else {
+        unreachable!("rowwise takes a Dense")
+    };
+    let rows: usize = x.shape[..x.shape.len() - 1].iter().product();
+    let route = |map: Vec<usize>| Op::Route {
+        src: map.into_iter().map(|j| (0u16, j as u32)).collect(),
+    };
+    let cf = b.push(
+        format!("{}.channels_first", n.name),
+        route(transpose_map(&[rows, n_in], &[1, 0])),
+        vec![x.id],
+        vec![n_in, rows],
+    );
+    let conv = Op::Conv {
+        window: Window::plain(n_in, vec![rows], vec![1], vec![1], vec![0], vec![0]),
+        out_channels: n_out,
+        weights,
+        bias,
+        w_quant,
+        b_quant,
+    };
+    let y = b.push(n.name.into(), conv, vec![cf.id], vec![n_out, rows]);
+    let mut shape = x.shape.clone();
+    *shape.last_mut().expect("rank 2 or more") = n_out;
+    b.push(
+        format!("{}.rows", n.name),
+        route(transpose_map(&[n_out, rows], &[1, 0])),
+        vec![y.id],
+        shape,
+    )
+}
+
+/// MatMul of two activations `a` `[..., M, K]` and `c` `[..., K, P]` (per
+/// event, the same leading axes): every product `a[.., i, k] * c[.., k, j]`
+/// exactly (two wiring layers lay the operands side by side, an exact Mul
+/// multiplies them), then each `(i, j)`'s `K` products summed exactly (a
+/// depthwise convolution of ones) into the result type.
+fn matmul_acts(b: &mut Builder, n: &Node, a: &Act, c: &Act) -> Result<Value, String> {
+    let (ra, rc) = (a.shape.len(), c.shape.len());
+    if ra < 2 || rc < 2 || a.shape[..ra - 2] != c.shape[..rc - 2] {
+        return Err(format!(
+            "MatMul of activations of shapes {:?} and {:?} per event: both need a matrix per event ([..., M, K] by [..., K, P]) with the same leading axes",
+            a.shape, c.shape
+        ));
+    }
+    let (m, k, k2, p) = (
+        a.shape[ra - 2],
+        a.shape[ra - 1],
+        c.shape[rc - 2],
+        c.shape[rc - 1],
+    );
+    if k != k2 {
+        return Err(format!(
+            "inner dimensions differ: {:?} by {:?}",
+            a.shape, c.shape
+        ));
+    }
+    let batch: usize = a.shape[..ra - 2].iter().product();
+    let len = batch * m * p * k;
+    crate::validate::tensor_len(&[len]).map_err(|e| format!("its {len} products: {e}"))?;
+    // Product (t, i, j, kk) at flat ((t * m + i) * p + j) * k + kk.
+    let side = |f: &dyn Fn(usize, usize, usize, usize) -> usize| -> Op {
+        let mut src = Vec::with_capacity(len);
+        for t in 0..batch {
+            for i in 0..m {
+                for j in 0..p {
+                    src.extend((0..k).map(|kk| (0u16, f(t, i, j, kk) as u32)));
+                }
+            }
+        }
+        Op::Route { src }
+    };
+    let shape = vec![batch * m * p, k];
+    let left = b.push(
+        format!("{}.left", n.name),
+        side(&|t, i, _, kk| (t * m + i) * k + kk),
+        vec![a.id],
+        shape.clone(),
+    );
+    let right = b.push(
+        format!("{}.right", n.name),
+        side(&|t, _, j, kk| (t * k + kk) * p + j),
+        vec![c.id],
+        shape.clone(),
+    );
+    let prod = b.push(
+        format!("{}.products", n.name),
+        Op::Binary(BinOp::Mul),
+        vec![left.id, right.id],
+        shape,
+    );
+    b.layers.last_mut().expect("just pushed").exact = true;
+    let sum = super::reduce::row_sums(batch * m * p, k);
+    let mut out = a.shape[..ra - 2].to_vec();
+    out.extend([m, p]);
+    Ok(Value::Act(b.push(n.name.into(), sum, vec![prod.id], out)))
 }
 
 /// `x` as the broadcast `shape` (non-batch): itself when it has that

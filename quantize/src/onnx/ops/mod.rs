@@ -87,7 +87,7 @@ const fn folds(name: &'static str, fold: FoldFn) -> OpDef {
 
 /// Every op the importer knows, in the order error messages list them.
 pub const OPS: &[OpDef] = &[
-    maps("MatMul", layers::dense).note("Dense: constant weights as the second operand, a flat input"),
+    maps("MatMul", layers::dense).note("constant weights as the second operand: Dense, on every row of an input of several axes; of two activations (`[..., M, K]` by `[..., K, P]`): exact products, summed exactly"),
     maps("Gemm", layers::dense).note("Dense; `transA`, `transB`, `alpha`, `beta`"),
     both("Add", layers::arith, |n| fold::binary(n, |a, b| a + b))
         .note("of activations: elementwise, broadcast; with a constant: an affine"),
@@ -283,6 +283,7 @@ mod tests {
         let mut b = Builder {
             opset: 13,
             uses: HashMap::new(),
+            n_inputs: 1,
             layers: Vec::new(),
         };
         let inputs = [Some(input)];

@@ -81,23 +81,26 @@ pub fn reduce(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
             kind: PoolKind::Max,
             window,
         },
-        _ => {
-            // Sum: each row times ones, exactly (a 2-bit weight type holds 1).
-            let one = FixedType::signed(2, 2).expect("valid type");
-            Op::Conv {
-                window: Window {
-                    groups: rows,
-                    ..window
-                },
-                out_channels: rows,
-                weights: vec![1.0; rows * len],
-                bias: vec![0.0; rows],
-                w_quant: Some(one),
-                b_quant: Some(one),
-            }
-        }
+        _ => row_sums(rows, len),
     };
     Ok(Value::Act(b.push(n.name.into(), op, vec![src], shape)))
+}
+
+/// The exact sum of each of `rows` rows of `len` values: a depthwise
+/// convolution of ones (a 2-bit weight type holds 1 exactly).
+pub fn row_sums(rows: usize, len: usize) -> Op {
+    let one = FixedType::signed(2, 2).expect("valid type");
+    Op::Conv {
+        window: Window {
+            groups: rows,
+            ..Window::plain(rows, vec![len], vec![len], vec![1], vec![0], vec![0])
+        },
+        out_channels: rows,
+        weights: vec![1.0; rows * len],
+        bias: vec![0.0; rows],
+        w_quant: Some(one),
+        b_quant: Some(one),
+    }
 }
 
 /// Greater, Less, GreaterOrEqual, LessOrEqual of an activation and a scalar

@@ -1,0 +1,88 @@
+//! Graphs of several inputs and outputs and MatMuls of activations
+//! (`quantize/tests/graphs.rs` writes them): the engine is bit-exact to the
+//! golden model on every available ISA, fused and not, one event at a time
+//! and in batches, and its per-input conversion and per-output scaling
+//! follow each input's and output's own type.
+
+#[path = "../../quantize/tests/common/mod.rs"]
+mod common;
+
+use engine::{Engine, EngineOptions, Isa};
+use quantize::config::Config;
+use quantize::golden::{self, quantize_input, Arithmetic, Golden};
+use quantize::qmodel::QModel;
+
+fn quantized(name: &str, bytes: &[u8], cfg: &str) -> QModel {
+    let g = quantize::onnx::import_bytes(bytes, name).unwrap();
+    let cfg = Config::from_toml(cfg, "t.toml").unwrap();
+    quantize::quantizer::quantize_graph(&g, &cfg).unwrap()
+}
+
+fn check(name: &str, m: &QModel) {
+    let n = 37; // multi-event passes and a remainder
+    let ev = quantize::calibrate::gaussian_events(n, m.input_len(), 3);
+    let golden = Golden::new(m, Arithmetic::Fast);
+    let want: Vec<i64> = ev
+        .chunks(m.input_len())
+        .flat_map(|x| golden.evaluate(&quantize_input(m, x)).unwrap())
+        .collect();
+    for isa in Isa::ALL.iter().copied().filter(|i| i.available()) {
+        for fuse in [true, false] {
+            let e = Engine::with_options(
+                m,
+                &EngineOptions {
+                    isa: Some(isa),
+                    fuse,
+                },
+            )
+            .unwrap();
+            let mut got = vec![0i64; n * e.output_len()];
+            e.infer_batch(&ev, &mut got).unwrap();
+            assert_eq!(got, want, "{name} {isa} fuse {fuse}: batch");
+            let mut one = vec![0i64; e.output_len()];
+            e.infer(&ev[..m.input_len()], &mut one).unwrap();
+            assert_eq!(
+                one,
+                want[..e.output_len()],
+                "{name} {isa} fuse {fuse}: one event"
+            );
+            let mut f = vec![0f64; e.output_len()];
+            e.infer(&ev[..m.input_len()], &mut f).unwrap();
+            assert_eq!(
+                f,
+                golden::dequantize_output(m, &one),
+                "{name} {isa}: values"
+            );
+        }
+    }
+}
+
+#[test]
+fn several_inputs_and_outputs_of_their_own_types_are_bit_exact() {
+    let m = quantized(
+        "two_tower",
+        &common::two_tower(),
+        "[model]\nprecision = \"fixed<16,6>\"\n[input]\n\"muons\" = \"fixed<10,4,RND,SAT>\"\n[output]\n\"score\" = \"ufixed<12,3,RND,SAT>\"\n\"h2\" = \"fixed<24,8>\"\n",
+    );
+    assert_eq!((m.inputs.len(), m.outputs.len()), (2, 3));
+    check("two_tower", &m);
+    // A raw code outside its input's type is named by its index in the event.
+    let e = Engine::new(&m).unwrap();
+    let mut raw = vec![0i64; m.input_len()];
+    raw[7] = 600; // muons[1]: fixed<10,4> holds -512..=511
+    let err = e.infer(&raw, &mut vec![0i64; m.output_len()]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "input value 600 at index 7 is outside the input type ap_fixed<10,4,AP_RND,AP_SAT>"
+    );
+}
+
+#[test]
+fn matmuls_of_activations_are_bit_exact() {
+    let m = quantized(
+        "products",
+        &common::products(),
+        "[model]\nprecision = \"fixed<16,6>\"\n",
+    );
+    check("products", &m);
+}

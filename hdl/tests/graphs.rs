@@ -1,0 +1,106 @@
+//! Graphs of several inputs and outputs and MatMuls of activations
+//! (written by `quantize/tests/common`): one kernel whose `in_data` holds
+//! every input after the other, each value as wide as its own type, and
+//! whose `out_data` holds every output likewise, as the manifest says;
+//! bit-exact to the golden model in the netlist simulator and, when
+//! installed, under Verilator.
+
+#[path = "../../quantize/tests/common/mod.rs"]
+mod common;
+#[path = "common/mod.rs"]
+mod hdl_common;
+
+use hdl::build_kernel;
+use hdl::manifest::Manifest;
+use hdl::Options;
+use hdl_common::{assert_bit_exact, cosim, events, have};
+use quantize::config::Config;
+use quantize::golden::{Arithmetic, Golden};
+use quantize::qmodel::QModel;
+
+fn quantized(name: &str, bytes: &[u8], cfg: &str) -> QModel {
+    let g = quantize::onnx::import_bytes(bytes, name).unwrap();
+    let cfg = Config::from_toml(cfg, "t.toml").unwrap();
+    quantize::quantizer::quantize_graph(&g, &cfg).unwrap()
+}
+
+fn two_tower() -> QModel {
+    quantized(
+        "two_tower",
+        &common::two_tower(),
+        "[model]\nprecision = \"fixed<12,5,RND,SAT>\"\n[input]\n\"muons\" = \"fixed<9,4,RND,SAT>\"\n[output]\n\"score\" = \"ufixed<10,3,RND,SAT>\"\n",
+    )
+}
+
+fn products() -> QModel {
+    quantized(
+        "products",
+        &common::products(),
+        "[model]\nprecision = \"fixed<10,4,RND,SAT>\"\n",
+    )
+}
+
+#[test]
+fn netlist_simulation_is_bit_exact_on_several_inputs_and_outputs() {
+    for m in [two_tower(), products()] {
+        let k = build_kernel(&m, &Options::default()).unwrap();
+        let golden = Golden::new(&m, Arithmetic::Fast);
+        let ev = events(&m, 300, 5);
+        let got = k.simulate(&ev);
+        for (x, y) in ev.iter().zip(&got) {
+            assert_eq!(y, &golden.evaluate(x).unwrap(), "{}", m.name);
+        }
+    }
+}
+
+#[test]
+fn the_manifest_places_each_input_and_output_on_its_bus() {
+    let m = two_tower();
+    let k = build_kernel(&m, &Options::default()).unwrap();
+    let man = Manifest::new(&k, &m, 0);
+    let ins: Vec<(&str, u32, u32, u32)> = man
+        .inputs
+        .iter()
+        .map(|b| (b.name.as_str(), b.lsb, b.value_bits, b.bits))
+        .collect();
+    assert_eq!(ins, [("jets", 0, 12, 72), ("muons", 72, 9, 27)]);
+    assert_eq!(k.in_width(), 99);
+    let outs: Vec<(&str, u32, u32)> = man
+        .outputs
+        .iter()
+        .map(|b| (b.name.as_str(), b.lsb, b.value_bits))
+        .collect();
+    assert_eq!(outs, [("score", 0, 10), ("feats", 20, 12), ("h2", 116, 12)]);
+    assert_eq!(k.out_width(), 164);
+}
+
+#[test]
+fn verilator_several_inputs_and_outputs() {
+    if !have("verilator") {
+        return;
+    }
+    for m in [two_tower(), products()] {
+        let n = 2000;
+        let (_, r, dir) = cosim(&m, &Options::default(), n, "verilator", &m.name.clone());
+        assert_bit_exact(&m, &dir, &r, n);
+    }
+}
+
+/// Multiplier sharing needs one vector flowing through a chain: a model of
+/// several inputs or outputs says so, naming the layer.
+#[test]
+fn a_reuse_factor_on_several_inputs_is_an_error_naming_why() {
+    let m = two_tower();
+    let opts = Options {
+        reuse: Some(2),
+        ..Options::default()
+    };
+    let Err(e) = build_kernel(&m, &opts) else {
+        panic!("built a kernel with reuse 2 for two inputs");
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("layer jet_fc (Dense)") && e.contains("but it has 2 inputs and 3 outputs"),
+        "{e}"
+    );
+}
