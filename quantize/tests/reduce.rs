@@ -63,6 +63,18 @@ fn reductions_comparisons_and_tables_match_tract() {
         ),
         ("reduce sum, two axes", sum_nodes, sum_inits, &[1, 3, 4, 2]),
         (
+            "reduce sum of squares",
+            reduce("ReduceSumSquare", &[2], 1),
+            vec![],
+            &[1, 3, 4],
+        ),
+        (
+            "reduce L2, two axes",
+            reduce("ReduceL2", &[-1, 1], 0),
+            vec![],
+            &[1, 2, 3, 4],
+        ),
+        (
             "greater",
             compare("Greater", false),
             vec![values("c", &[], &[0.25])],

@@ -97,6 +97,33 @@ const CASES: &[Case] = &[
         group: 1,
     },
     Case {
+        name: "max pool, ceil_mode (a last window over the end)",
+        op: "MaxPool",
+        x: &[1, 2, 7, 8],
+        w: None,
+        bias: None,
+        ints: &[
+            ("kernel_shape", &[3, 3]),
+            ("strides", &[2, 3]),
+            ("ceil_mode", &[1]),
+        ],
+        group: 1,
+    },
+    Case {
+        name: "average pool, ceil_mode and pads (a last window in the padding is dropped)",
+        op: "AveragePool",
+        x: &[1, 1, 6, 4],
+        w: None,
+        bias: None,
+        ints: &[
+            ("kernel_shape", &[2, 2]),
+            ("strides", &[2, 2]),
+            ("pads", &[1, 0, 1, 1]),
+            ("ceil_mode", &[1]),
+        ],
+        group: 1,
+    },
+    Case {
         name: "transposed conv 2-D, stride 2, pads, output padding",
         op: "ConvTranspose",
         x: &[1, 2, 3, 3],
@@ -151,7 +178,11 @@ fn case_model(c: &Case) -> Vec<u8> {
     }
     let mut n = node(c.op, c.name, &inputs, &["y"]);
     for (k, v) in c.ints {
-        n = with_ints(n, k, v);
+        // `ceil_mode` is one integer; the others are lists.
+        n = match *k {
+            "ceil_mode" => with_int(n, k, v[0]),
+            _ => with_ints(n, k, v),
+        };
     }
     if c.group != 1 {
         n = with_int(n, "group", c.group);

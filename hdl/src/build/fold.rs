@@ -74,7 +74,10 @@ fn check_cuts(model: &QModel, reuse: &[u32]) -> Result<(), BuildError> {
         let last = model.layers.len();
         let io = match (model.inputs.len(), model.outputs.as_slice()) {
             (1, [o]) if o.tensor == last => None,
-            (1, [o]) => Some(format!("its output is tensor {}, not the last layer's", o.tensor)),
+            (1, [o]) => Some(format!(
+                "its output is tensor {}, not the last layer's",
+                o.tensor
+            )),
             (i, o) => Some(format!("it has {i} inputs and {} outputs", o.len())),
         };
         if let Some(why) = io {

@@ -587,9 +587,6 @@ pub fn pool(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
             .map(|&v| v as usize)
             .collect()
     };
-    if n.attr_i("ceil_mode", 0) != 0 {
-        return Err("ceil_mode=1 is not supported".into());
-    }
     if op == "AveragePool" && n.attr_i("count_include_pad", 0) != 0 {
         return Err("count_include_pad=1 is not supported".into());
     }
@@ -604,7 +601,11 @@ pub fn pool(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
             vec![0; sp],
         )
     } else {
-        window(n, x, kernel)?
+        let mut w = window(n, x, kernel)?;
+        if n.attr_i("ceil_mode", 0) != 0 {
+            ceil_mode(&mut w);
+        }
+        w
     };
     let mut shape = vec![window.in_channels];
     shape.extend(window.out_spatial());
@@ -619,6 +620,22 @@ pub fn pool(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
         vec![x.id],
         shape,
     )))
+}
+
+/// `ceil_mode = 1`: the output size rounds up, so a last window may hang
+/// over the end; it is kept only when it starts inside the input or its
+/// begin padding (ONNX's and PyTorch's rule). The overhang is end padding,
+/// which a pool skips (max) or leaves out of the count (average).
+fn ceil_mode(w: &mut Window) {
+    for d in 0..w.in_spatial.len() {
+        let total = w.in_spatial[d] + w.pad_begin[d] + w.pad_end[d];
+        let (span, s) = (w.span(d), w.stride[d]);
+        let mut out = (total - span).div_ceil(s) + 1;
+        if (out - 1) * s >= w.in_spatial[d] + w.pad_begin[d] {
+            out -= 1;
+        }
+        w.pad_end[d] += ((out - 1) * s + span).saturating_sub(total);
+    }
 }
 
 pub fn prelu(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {

@@ -135,8 +135,8 @@ pub const OPS: &[OpDef] = &[
     maps("BatchNormalization", layers::batch_norm).note("folded into the layer before, or a Scale layer"),
     maps("Conv", layers::conv).note("any number of spatial dims; strides, pads, `auto_pad`, dilations, groups (depthwise); FPGA: reuse factor 1"),
     maps("ConvTranspose", layers::conv_transpose).note("as a Conv over the input dilated by the strides; pads, `output_padding`, `output_shape`, dilations, groups; pads that crop past the kernel are refused"),
-    maps("MaxPool", layers::pool).note("any number of spatial dims; strides, pads, dilations; `ceil_mode` 0"),
-    maps("AveragePool", layers::pool).note("padding not counted (`count_include_pad` 0); `ceil_mode` 0"),
+    maps("MaxPool", layers::pool).note("any number of spatial dims; strides, pads, dilations, `ceil_mode`"),
+    maps("AveragePool", layers::pool).note("padding not counted (`count_include_pad` 0); `ceil_mode`"),
     maps("GlobalAveragePool", layers::pool),
     maps("GlobalMaxPool", layers::pool),
     both("Flatten", layout::flatten, fold::flatten),
@@ -149,6 +149,10 @@ pub const OPS: &[OpDef] = &[
         .note("over non-batch axes; an exact depthwise sum (a Conv of ones)"),
     maps("ReduceMean", reduce::reduce).note("over non-batch axes; an average pool"),
     maps("ReduceMax", reduce::reduce).note("over non-batch axes; a max pool"),
+    maps("ReduceSumSquare", reduce::reduce)
+        .note("over non-batch axes; exact squares, summed exactly"),
+    maps("ReduceL2", reduce::reduce)
+        .note("over non-batch axes; exact squares, summed exactly, then a square-root table"),
     maps("Greater", reduce::compare)
         .note("against one constant: a 1-bit decision (a Step)"),
     maps("GreaterOrEqual", reduce::compare).note("against one constant: a 1-bit decision"),

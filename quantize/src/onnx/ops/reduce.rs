@@ -1,4 +1,5 @@
-//! Reductions over axes (ReduceSum, ReduceMean, ReduceMax) and comparisons
+//! Reductions over axes (ReduceSum, ReduceMean, ReduceMax, ReduceSumSquare,
+//! ReduceL2: the last two on exact squares) and comparisons
 //! against a constant (Greater, Less and their OrEqual forms): both become
 //! layers every backend already runs. A reduction moves its axes last (a
 //! Route, when they are not already), then reduces each row with a pool
@@ -11,7 +12,8 @@ use crate::onnx::builder::Builder;
 use crate::onnx::decode::Node;
 use crate::onnx::shape::{onnx_axis, transpose_map};
 use crate::onnx::value::{Act, Value};
-use crate::qmodel::{PoolKind, Window};
+use crate::qmodel::{BinOp, PoolKind, Window};
+use crate::tables::TableFn;
 
 /// The reduced axes (non-batch, 0-based in `x.shape`), from the `axes`
 /// input (ReduceSum since opset 13, every Reduce since 18) or attribute.
@@ -41,8 +43,31 @@ fn reduced_axes(n: &Node, x: &Act) -> Result<Vec<usize>, String> {
 
 pub fn reduce(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     let axes = reduced_axes(n, x)?;
-    if axes.is_empty() {
+    let squares = matches!(n.op(), "ReduceSumSquare" | "ReduceL2");
+    if axes.is_empty() && !squares {
         return Ok(Value::Act(x.clone()));
+    }
+    // ReduceSumSquare and ReduceL2 sum exact squares.
+    let squared;
+    let x = if squares {
+        squared = b.push(
+            format!("{}.squares", n.name),
+            Op::Binary(BinOp::Mul),
+            vec![x.id, x.id],
+            x.shape.clone(),
+        );
+        b.layers.last_mut().expect("just pushed").exact = true;
+        &squared
+    } else {
+        x
+    };
+    let l2 = n.op() == "ReduceL2";
+    if axes.is_empty() {
+        // Nothing to reduce (noop_with_empty_axes): the squares, or |x|.
+        return Ok(match l2 {
+            true => b.unary(n.name, x, Op::Func(TableFn::Sqrt)),
+            false => Value::Act(x.clone()),
+        });
     }
     let kept: Vec<usize> = (0..x.shape.len()).filter(|d| !axes.contains(d)).collect();
     let rows: usize = kept.iter().map(|&d| x.shape[d]).product();
@@ -83,6 +108,12 @@ pub fn reduce(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
         },
         _ => row_sums(rows, len),
     };
+    if l2 {
+        // The sum takes its configured type (`[layer."NAME.sum"]`), the
+        // square root's table reads it.
+        let sum = b.push(format!("{}.sum", n.name), op, vec![src], shape.clone());
+        return Ok(b.unary(n.name, &sum, Op::Func(TableFn::Sqrt)));
+    }
     Ok(Value::Act(b.push(n.name.into(), op, vec![src], shape)))
 }
 
