@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use quantize::auto::{auto_precision, AutoOptions, Budget};
-use quantize::calibrate::{default_events, fixed_outputs, float_outputs};
+use quantize::calibrate::{default_event_count, default_events, fixed_outputs, float_outputs};
 use quantize::config::Config;
 use quantize::fixed::{FixedType, Overflow, Rounding};
 use quantize::ir::Graph;
@@ -51,8 +51,11 @@ pub struct QuantizeArgs {
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// Number of generated calibration events when --calib is not given.
-    #[arg(long, default_value_t = 5000)]
-    pub events: usize,
+    /// Default: 5,000, fewer for costly models (at least 1,000; 500 with
+    /// --auto) so the report takes about 10^10 multiply-accumulates and each
+    /// of --auto's checks about 10^9.
+    #[arg(long)]
+    pub events: Option<usize>,
     /// --auto: minimum argmax agreement with float.
     #[arg(long, default_value_t = Budget::default().min_agreement)]
     pub min_agreement: f64,
@@ -193,10 +196,13 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
         );
     }
     println!(
-        "{} layers, {} parameters (# is the tensor a layer makes; the inputs are tensors 0..{})",
+        "{} layers, {} parameters (# is the tensor a layer makes; {})",
         g.layers.len(),
         total,
-        g.inputs.len()
+        match g.inputs.len() {
+            1 => "the input is tensor 0".to_string(),
+            n => format!("the inputs are tensors 0 to {}", n - 1),
+        }
     );
     Ok(())
 }
@@ -324,7 +330,16 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
         progress: &progress,
     };
     let g = import(&a.model)?;
-    let events = load_events(a.calib.as_deref(), &g, a.events)?;
+    let n = a
+        .events
+        .unwrap_or_else(|| default_event_count(g.macs(), a.auto));
+    if a.calib.is_none() && a.events.is_none() {
+        eprintln!(
+            "calibration: {n} generated events ({} MACs each; --events to change)",
+            g.macs()
+        );
+    }
+    let events = load_events(a.calib.as_deref(), &g, n)?;
     let labels = a.labels.as_deref().map(npy::read_labels).transpose()?;
     let (model, cfg): (QModel, Config) = if a.auto {
         if a.config.is_some() {

@@ -1168,3 +1168,17 @@ fn regression_onnx_clip_bounds_between_two_values() {
         assert_eq!(clip.0, clip.1, "Clip({lo}, {hi}) quantized to {clip:?}");
     }
 }
+
+/// A MatMul without its second input (which once indexed past the node's
+/// inputs while looking for a second activation).
+#[test]
+fn regression_onnx_matmul_without_its_weights() {
+    let mut m = onnx_model("dense_big_keras.onnx");
+    let k = first(&m, "MatMul");
+    let node = &mut m.graph.as_mut().unwrap().node[k];
+    node.input.truncate(1);
+    let name = node.name.clone();
+    let e = load_error(&m.encode_to_vec(), "r7.onnx");
+    assert!(e.starts_with(&format!("node '{name}' (MatMul): ")), "{e}");
+    assert!(e.contains("input 1"), "{e}");
+}

@@ -169,6 +169,16 @@ pub fn compare(float: &[Vec<f64>], fixed: &[Vec<f64>]) -> Accuracy {
     }
 }
 
+/// How many generated calibration events to use by default for a graph of
+/// `macs` multiply-accumulates per event: 5,000, or fewer for costly models
+/// so that the report's evaluations (every event in float and in fixed
+/// point) stay near 10^10 multiply-accumulates, and each check of
+/// `--auto`'s search near 10^9; never under 1,000 (`--auto`: 500).
+pub fn default_event_count(macs: usize, auto: bool) -> usize {
+    let (budget, least) = if auto { (1e9, 500) } else { (1e10, 1000) };
+    ((budget / macs.max(1) as f64) as usize).clamp(least, 5000)
+}
+
 /// Default calibration events for a graph (flat, every input of an event
 /// after the other): per input, N(0,1) features, or for image-like inputs
 /// (rank 3, as `[channels, height, width]`) 8-bit pixels scaled to [0, 1].

@@ -117,6 +117,18 @@ impl Op {
         }
     }
 
+    /// Multiply-accumulates per event (0 for ops without weights).
+    pub fn macs(&self) -> usize {
+        match self {
+            Op::Dense { weights, .. } => weights.len(),
+            Op::Conv {
+                weights, window, ..
+            } => weights.len() * window.out_positions(),
+            Op::Scale { scale, .. } => scale.len(),
+            _ => 0,
+        }
+    }
+
     /// Number of stored parameters.
     pub fn params(&self) -> usize {
         match self {
@@ -131,6 +143,11 @@ impl Op {
 }
 
 impl Graph {
+    /// Multiply-accumulates per event.
+    pub fn macs(&self) -> usize {
+        self.layers.iter().map(|l| l.op.macs()).sum()
+    }
+
     /// Length of one event's flat input: every input, concatenated.
     pub fn input_len(&self) -> usize {
         self.inputs

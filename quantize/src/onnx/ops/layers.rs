@@ -21,7 +21,7 @@ pub fn dense(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     if matches!(n.inputs[0], Some(Value::Const(_))) {
         return Err("constant x activation products are not supported; export weights as the second operand".into());
     }
-    if let Some(Value::Act(y)) = &n.inputs[1] {
+    if let Some(Some(Value::Act(y))) = n.inputs.get(1) {
         if n.op() == "MatMul" {
             return matmul_acts(b, n, x, y);
         }
