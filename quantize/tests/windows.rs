@@ -124,6 +124,19 @@ const CASES: &[Case] = &[
         group: 1,
     },
     Case {
+        name: "average pool counting the padding",
+        op: "AveragePool",
+        x: &[1, 2, 5, 5],
+        w: None,
+        bias: None,
+        ints: &[
+            ("kernel_shape", &[3, 3]),
+            ("pads", &[1, 1, 1, 1]),
+            ("count_include_pad", &[1]),
+        ],
+        group: 1,
+    },
+    Case {
         name: "transposed conv 2-D, stride 2, pads, output padding",
         op: "ConvTranspose",
         x: &[1, 2, 3, 3],
@@ -178,9 +191,9 @@ fn case_model(c: &Case) -> Vec<u8> {
     }
     let mut n = node(c.op, c.name, &inputs, &["y"]);
     for (k, v) in c.ints {
-        // `ceil_mode` is one integer; the others are lists.
+        // `ceil_mode` and `count_include_pad` are one integer; the others are lists.
         n = match *k {
-            "ceil_mode" => with_int(n, k, v[0]),
+            "ceil_mode" | "count_include_pad" => with_int(n, k, v[0]),
             _ => with_ints(n, k, v),
         };
     }

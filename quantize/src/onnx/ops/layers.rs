@@ -587,8 +587,9 @@ pub fn pool(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
             .map(|&v| v as usize)
             .collect()
     };
-    if op == "AveragePool" && n.attr_i("count_include_pad", 0) != 0 {
-        return Err("count_include_pad=1 is not supported".into());
+    let include_pad = op == "AveragePool" && n.attr_i("count_include_pad", 0) != 0;
+    if include_pad && n.attr_i("ceil_mode", 0) != 0 {
+        return Err("count_include_pad=1 with ceil_mode=1 is not supported".into());
     }
     let window = if global {
         let sp = kernel.len();
@@ -609,6 +610,23 @@ pub fn pool(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     };
     let mut shape = vec![window.in_channels];
     shape.extend(window.out_spatial());
+    if include_pad {
+        // Padding counted as zeros: every window divides by the kernel's
+        // size, a depthwise convolution of weights 1 / size.
+        let (c, k) = (window.in_channels, window.kernel_size());
+        let op = Op::Conv {
+            window: Window {
+                groups: c,
+                ..window
+            },
+            out_channels: c,
+            weights: vec![1.0 / k as f64; c * k],
+            bias: vec![0.0; c],
+            w_quant: None,
+            b_quant: None,
+        };
+        return Ok(Value::Act(b.push(n.name.into(), op, vec![x.id], shape)));
+    }
     let kind = if op.contains("Max") {
         PoolKind::Max
     } else {

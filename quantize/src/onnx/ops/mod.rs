@@ -136,7 +136,7 @@ pub const OPS: &[OpDef] = &[
     maps("Conv", layers::conv).note("any number of spatial dims; strides, pads, `auto_pad`, dilations, groups (depthwise); FPGA: reuse factor 1"),
     maps("ConvTranspose", layers::conv_transpose).note("as a Conv over the input dilated by the strides; pads, `output_padding`, `output_shape`, dilations, groups; pads that crop past the kernel are refused"),
     maps("MaxPool", layers::pool).note("any number of spatial dims; strides, pads, dilations, `ceil_mode`"),
-    maps("AveragePool", layers::pool).note("padding not counted (`count_include_pad` 0); `ceil_mode`"),
+    maps("AveragePool", layers::pool).note("`ceil_mode`; padding not counted, or (`count_include_pad` 1) a depthwise Conv of weights 1/size"),
     maps("GlobalAveragePool", layers::pool),
     maps("GlobalMaxPool", layers::pool),
     both("Flatten", layout::flatten, fold::flatten),
