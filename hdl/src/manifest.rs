@@ -2,6 +2,7 @@
 //! read back by synthesis and the command line, so that the field names
 //! exist once, here.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use quantize::qmodel::{QModel, TensorId};
@@ -64,6 +65,9 @@ pub struct Port {
 pub struct BusInfo {
     /// The ONNX name of the input or output.
     pub name: String,
+    /// Its own port on the `<module>_ports` wrapper (`in_`/`out_` and the
+    /// name made a Verilog identifier).
+    pub port: String,
     /// The fixed-point type of every value, as `quantize` prints it.
     #[serde(rename = "type")]
     pub ty: String,
@@ -104,26 +108,45 @@ const RESET_NOTE: &str = "synchronous, active high; clears the valid pipeline on
 const IN_READY_NOTE: &str = "an event is taken on a clock edge with in_valid and in_ready high; low for II-1 cycles after each (constant 1 when II = 1)";
 const BUS_PACKING: &str = "graph inputs (outputs) one after the other on in_data (out_data), in the order of `inputs` (`outputs`); value i of one at data[lsb + i*W +: W], W its type's width, the raw two's complement code of the fixed-point type (unsigned types: raw unsigned code); the first value in the LSBs";
 
-/// The bus records of tensors `(name, tensor)` laid out one after the other on `fields`.
+/// The bus records of tensors `(name, tensor)` laid out one after the other
+/// on `fields`, with wrapper ports named `prefix` and the name.
 fn buses<'a>(
     model: &QModel,
     tensors: impl Iterator<Item = (&'a str, TensorId)>,
     fields: &[Field],
+    prefix: &str,
 ) -> Vec<BusInfo> {
     let mut first = 0;
+    let mut ports: Vec<String> = Vec::new();
     tensors
         .map(|(name, t)| {
             let (ty, n) = (model.ty(t), model.tensor_len(t));
             let lsb = fields.get(first).map_or(0, |f| f.lsb);
             first += n;
+            let mut port = format!("{prefix}_{}", identifier(name));
+            if ports.contains(&port) {
+                port = format!("{port}_{}", ports.len());
+            }
+            ports.push(port.clone());
             BusInfo {
                 name: name.into(),
+                port,
                 ty: ty.to_string(),
                 shape: model.shape(t).to_vec(),
                 lsb,
                 value_bits: ty.width,
                 bits: ty.width * n as u32,
             }
+        })
+        .collect()
+}
+
+/// `name` as a Verilog identifier: letters, digits and `_`, lower case.
+fn identifier(name: &str) -> String {
+    name.chars()
+        .map(|c| match c.is_ascii_alphanumeric() {
+            true => c.to_ascii_lowercase(),
+            false => '_',
         })
         .collect()
 }
@@ -168,11 +191,13 @@ impl Manifest {
                     .enumerate()
                     .map(|(t, p)| (p.name.as_str(), t)),
                 &k.inputs,
+                "in",
             ),
             outputs: buses(
                 model,
                 model.outputs.iter().map(|o| (o.name.as_str(), o.tensor)),
                 &k.outputs,
+                "out",
             ),
             latency_cycles: k.latency,
             ii: k.ii,
@@ -191,6 +216,44 @@ impl Manifest {
             strategy: k.options.strategy.name().into(),
             resource_estimate: k.stats(),
         }
+    }
+
+    /// Verilog of module `<module>_ports`: the kernel with one port per
+    /// graph input and output instead of the packed `in_data`/`out_data`.
+    pub fn ports_wrapper(&self) -> String {
+        let mut v = format!(
+            "// `{m}` with one port per graph input and output (names from the ONNX graph;\n// see manifest.json); clock, reset and handshake as on `{m}`.\nmodule {m}_ports (\n  input  wire clock,\n  input  wire reset,\n  input  wire in_valid,\n  output wire in_ready,\n",
+            m = self.module
+        );
+        let decl = |dir: &str, b: &BusInfo| {
+            format!(
+                "  {dir} wire [{}:0] {},  // '{}' {:?} {}\n",
+                b.bits.max(1) - 1,
+                b.port,
+                b.name,
+                b.shape,
+                b.ty
+            )
+        };
+        for b in &self.inputs {
+            v.push_str(&decl("input ", b));
+        }
+        for b in &self.outputs {
+            v.push_str(&decl("output", b));
+        }
+        v.push_str("  output wire out_valid\n);\n");
+        let cat = |v: &[BusInfo]| {
+            let parts: Vec<&str> = v.iter().rev().map(|b| b.port.as_str()).collect();
+            format!("{{{}}}", parts.join(", "))
+        };
+        let _ = writeln!(
+            v,
+            "  {m} core (\n    .clock(clock), .reset(reset), .in_valid(in_valid), .in_ready(in_ready),\n    .in_data({}), .out_valid(out_valid), .out_data({})\n  );\nendmodule",
+            cat(&self.inputs),
+            cat(&self.outputs),
+            m = self.module
+        );
+        v
     }
 
     /// Reads the manifest of the export in `dir`.

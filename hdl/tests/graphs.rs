@@ -64,6 +64,8 @@ fn the_manifest_places_each_input_and_output_on_its_bus() {
         .map(|b| (b.name.as_str(), b.lsb, b.value_bits, b.bits))
         .collect();
     assert_eq!(ins, [("jets", 0, 12, 72), ("muons", 72, 9, 27)]);
+    let ports: Vec<&str> = man.inputs.iter().map(|b| b.port.as_str()).collect();
+    assert_eq!(ports, ["in_jets", "in_muons"]);
     assert_eq!(k.in_width(), 99);
     let outs: Vec<(&str, u32, u32)> = man
         .outputs
@@ -81,7 +83,29 @@ fn verilator_several_inputs_and_outputs() {
     }
     for m in [two_tower(), products()] {
         let n = 2000;
-        let (_, r, dir) = cosim(&m, &Options::default(), n, "verilator", &m.name.clone());
+        let (k, r, dir) = cosim(&m, &Options::default(), n, "verilator", &m.name.clone());
+        // The wrapper with one port per input and output elaborates as a top.
+        let v = std::fs::read_to_string(dir.join(format!("{}.v", k.name))).unwrap();
+        let man = Manifest::read(&dir).unwrap();
+        for b in man.inputs.iter().chain(&man.outputs) {
+            assert!(
+                v.contains(&format!("[{}:0] {},", b.bits - 1, b.port)),
+                "{}",
+                b.port
+            );
+        }
+        let lint = std::process::Command::new("verilator")
+            .args(["--lint-only", "-Wno-lint", "-Wno-style", "--top-module"])
+            .arg(format!("{}_ports", k.name))
+            .arg(format!("{}.v", k.name))
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            lint.status.success(),
+            "{}",
+            String::from_utf8_lossy(&lint.stderr)
+        );
         assert_bit_exact(&m, &dir, &r, n);
     }
 }
