@@ -1,4 +1,4 @@
-//! Ops that pick values (Slice, Gather, Split, Pad, Resize nearest,
+//! Ops that pick values (Slice, Gather, Split, Pad, Resize nearest and linear,
 //! DepthToSpace, SpaceToDepth) against tract's float reference, and their
 //! refusals. On activations they are Route layers, which every backend runs
 //! bit-exactly (random models draw Routes with zero sources too).
@@ -19,9 +19,14 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let resize = |name: &'static str, coord: &str, round: &str, scales: &[f32], sizes: &[i64]| {
+    let resize_in = |mode: &str,
+                     name: &'static str,
+                     coord: &str,
+                     round: &str,
+                     scales: &[f32],
+                     sizes: &[i64]| {
         let mut n = node("Resize", name, &["x", "", "scales", "sizes"], &["y"]);
-        n = with_str(n, "mode", "nearest");
+        n = with_str(n, "mode", mode);
         n = with_str(n, "coordinate_transformation_mode", coord);
         n = with_str(n, "nearest_mode", round);
         let mut inits = vec![values("scales", &[scales.len() as i64], scales)];
@@ -38,7 +43,37 @@ fn cases() -> Vec<Case> {
             x: &[1, 2, 3, 4],
         }
     };
+    let resize = |name, coord, round, scales: &[f32], sizes: &[i64]| {
+        resize_in("nearest", name, coord, round, scales, sizes)
+    };
+    let linear = |name, coord, scales: &[f32], sizes: &[i64]| {
+        resize_in("linear", name, coord, "round_prefer_floor", scales, sizes)
+    };
     vec![
+        linear(
+            "linear resize half_pixel, scale 2",
+            "half_pixel",
+            &[1.0, 1.0, 2.0, 2.0],
+            &[],
+        ),
+        linear(
+            "linear resize align_corners to sizes",
+            "align_corners",
+            &[],
+            &[1, 2, 5, 7],
+        ),
+        linear(
+            "linear resize asymmetric, one axis",
+            "asymmetric",
+            &[1.0, 1.0, 1.0, 2.5],
+            &[],
+        ),
+        linear(
+            "linear resize pytorch_half_pixel down",
+            "pytorch_half_pixel",
+            &[1.0, 1.0, 0.67, 0.5],
+            &[],
+        ),
         Case {
             name: "slice with steps and negative starts",
             nodes: vec![node("Slice", "s", &["x", "st", "en", "ax", "sp"], &["y"])],
@@ -198,10 +233,13 @@ fn wiring_ops_match_tract() {
     for c in cases() {
         let bytes = model(c.nodes, c.inits, c.x, "y", &[]);
         let g = common::matches_tract(c.name, &bytes, 10, 9);
+        // Linear resizing weighs neighbours; everything else is wiring.
+        let linear = c.name.starts_with("linear");
         assert!(
-            g.layers
-                .iter()
-                .all(|l| matches!(l.op, Op::Route { .. } | Op::Binary(_))),
+            linear
+                || g.layers
+                    .iter()
+                    .all(|l| matches!(l.op, Op::Route { .. } | Op::Binary(_))),
             "{}: {:?}",
             c.name,
             g.layers.iter().map(|l| l.op.kind()).collect::<Vec<_>>()
@@ -262,10 +300,10 @@ fn wiring_refusals_name_the_problem() {
             with_str(
                 node("Resize", "r", &["x", "", "sc"], &["y"]),
                 "mode",
-                "linear",
+                "cubic",
             ),
             vec![values("sc", &[3], &[1.0, 1.0, 2.0])],
-            "only 'nearest'",
+            "mode 'cubic' is not supported",
         ),
         (
             node("Pad", "p", &["x", "pads", "v"], &["y"]),
@@ -295,5 +333,31 @@ fn wiring_refusals_name_the_problem() {
         let bytes = model(vec![n], inits, &[1, 4], "y", &[]);
         let e = import_bytes(&bytes, "t").expect_err(want).to_string();
         assert!(e.contains(want) && e.contains(&op), "{want}: {e}");
+    }
+}
+
+/// Linear resizing by 2 weighs neighbours by 1/4 and 3/4, exact in fixed
+/// point: with result types wide enough, the quantized model is the float
+/// one on the quantized inputs, to the bit.
+#[test]
+fn a_linear_resize_by_two_is_exact() {
+    let c = cases()
+        .into_iter()
+        .find(|c| c.name == "linear resize half_pixel, scale 2")
+        .unwrap();
+    let bytes = model(c.nodes, c.inits, c.x, "y", &[]);
+    let g = quantize::onnx::import_bytes(&bytes, "linear").unwrap();
+    let cfg = quantize::config::Config::from_toml(
+        "[model]\nprecision = \"fixed<32,10>\"\ninput = \"fixed<10,3>\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let q = quantize::quantizer::quantize_graph(&g, &cfg).unwrap();
+    let events = quantize::calibrate::default_events(&g, 20, 2);
+    for ev in events.chunks(g.input_len()) {
+        let raw = quantize::golden::quantize_input(&q, ev);
+        let fixed = quantize::golden::evaluate(&q, &raw).unwrap();
+        let float = g.evaluate(&quantize::golden::dequantize_input(&q, &raw));
+        assert_eq!(quantize::golden::dequantize_output(&q, &fixed), float);
     }
 }

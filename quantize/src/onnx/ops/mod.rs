@@ -170,9 +170,11 @@ pub const OPS: &[OpDef] = &[
     },
     both("Pad", select::pad, select::fold_pad)
         .note("modes constant (0 on activations), edge, reflect; negative pads crop; wiring"),
-    both("Resize", select::resize, select::fold_resize)
-        .note("mode nearest, every coordinate transformation and rounding rule; wiring"),
-    both("Upsample", select::resize, select::fold_resize).note("mode nearest; wiring"),
+    both("Resize", select::resize_act, select::fold_resize).note(
+        "mode nearest (every coordinate transformation and rounding rule; wiring) or linear (activations: two neighbours weighted per axis)",
+    ),
+    both("Upsample", select::resize_act, select::fold_resize)
+        .note("mode nearest (wiring) or linear"),
     both("DepthToSpace", select::depth_to_space, select::fold_depth_to_space)
         .note("DCR and CRD; wiring"),
     both("SpaceToDepth", select::space_to_depth, select::fold_space_to_depth).note("wiring"),

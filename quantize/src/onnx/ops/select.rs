@@ -325,16 +325,22 @@ fn pad_pick(n: &Node) -> Result<Pick, String> {
 /// Resize (opset 10 on) and Upsample in `nearest` mode: per axis, the input
 /// index nearest to where each output index maps back to, with every ONNX
 /// coordinate transformation and rounding rule.
-fn resize_pick(n: &Node) -> Result<Pick, String> {
+/// A Resize's (or Upsample's) geometry: the input's ONNX shape, the output's,
+/// and each output coordinate's position on the input axis (before any
+/// rounding or clamping), axis by axis.
+struct Resized {
+    shape: Vec<usize>,
+    out: Vec<usize>,
+    coords: Vec<Vec<f64>>,
+}
+
+fn resize_mode(n: &Node) -> String {
+    n.attr_s("mode").unwrap_or_else(|| "nearest".into())
+}
+
+fn resize_geometry(n: &Node) -> Result<Resized, String> {
     let shape = full_shape(n)?;
     let rank = shape.len();
-    let mode = n.attr_s("mode").unwrap_or_else(|| "nearest".into());
-    if mode != "nearest" {
-        return Err(format!(
-            "{} mode '{mode}' is not supported (only 'nearest', which is exact)",
-            n.op()
-        ));
-    }
     let upsample = n.op() == "Upsample";
     // Upsample: scales as attribute (opset 7) or input 1; Resize: roi 1,
     // scales 2, sizes 3 (opset 11 on) or scales 1 (opset 10).
@@ -380,33 +386,55 @@ fn resize_pick(n: &Node) -> Result<Pick, String> {
         n.attr_s("coordinate_transformation_mode")
             .unwrap_or_else(|| "half_pixel".into())
     };
-    let round = if upsample {
-        "floor".to_string()
-    } else {
-        n.attr_s("nearest_mode")
-            .unwrap_or_else(|| "round_prefer_floor".into())
-    };
     tensor_len(&out)?;
-    let mut maps = Vec::with_capacity(rank);
+    let mut coords = Vec::with_capacity(rank);
     for d in 0..rank {
         let (len, s) = (shape[d], scale[d]);
         let axis = (0..out[d])
             .map(|o| {
                 let o = o as f64;
-                let x = match coord.as_str() {
+                Ok(match coord.as_str() {
                     "half_pixel" => (o + 0.5) / s - 0.5,
                     "pytorch_half_pixel" if out[d] > 1 => (o + 0.5) / s - 0.5,
                     "pytorch_half_pixel" => 0.0,
                     "align_corners" if out[d] > 1 => o * (len as f64 - 1.0) / (out[d] as f64 - 1.0),
                     "align_corners" => 0.0,
                     "asymmetric" => o / s,
-                    "tf_half_pixel_for_nn" => (o + 0.5) / s,
+                    "tf_half_pixel_for_nn" if resize_mode(n) == "nearest" => (o + 0.5) / s,
                     other => {
                         return Err(format!(
                             "coordinate_transformation_mode '{other}' is not supported"
                         ))
                     }
-                };
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        coords.push(axis);
+    }
+    Ok(Resized { shape, out, coords })
+}
+
+fn resize_pick(n: &Node) -> Result<Pick, String> {
+    let mode = resize_mode(n);
+    if mode != "nearest" {
+        return Err(format!(
+            "{} mode '{mode}' is not supported here (nearest is; linear on activations only)",
+            n.op()
+        ));
+    }
+    let r = resize_geometry(n)?;
+    let round = if n.op() == "Upsample" {
+        "floor".to_string()
+    } else {
+        n.attr_s("nearest_mode")
+            .unwrap_or_else(|| "round_prefer_floor".into())
+    };
+    let mut maps = Vec::with_capacity(r.shape.len());
+    for (d, xs) in r.coords.iter().enumerate() {
+        let len = r.shape[d];
+        let axis = xs
+            .iter()
+            .map(|&x| {
                 let i = match round.as_str() {
                     "round_prefer_floor" if x.fract() == 0.5 => x.floor(),
                     "round_prefer_ceil" if x.fract() == 0.5 => x.ceil(),
@@ -420,7 +448,92 @@ fn resize_pick(n: &Node) -> Result<Pick, String> {
             .collect::<Result<_, String>>()?;
         maps.push(axis);
     }
-    Pick::per_axis(&shape, &maps, 0.0)
+    Pick::per_axis(&r.shape, &maps, 0.0)
+}
+
+/// Resize and Upsample of an activation: nearest is wiring ([`resize`]);
+/// linear is, axis by axis, each output the weighted sum of its two
+/// neighbours on the input axis (a wiring layer that pairs them, a Scale
+/// by the weights, a sum of each pair), with ONNX's clamping at the edges.
+/// Weights such as 1/4 and 3/4 (scale 2) are exact in fixed point.
+pub fn resize_act(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
+    match resize_mode(n).as_str() {
+        "nearest" => resize(b, n, x),
+        "linear" => resize_linear(b, n, x),
+        other => Err(format!("{} mode '{other}' is not supported", n.op())),
+    }
+}
+
+fn resize_linear(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
+    if n.attr_i("antialias", 0) != 0 {
+        return Err("antialias=1 is not supported".into());
+    }
+    let r = resize_geometry(n)?;
+    if r.out[0] != r.shape[0] {
+        return Err("resizing the batch axis is not supported".into());
+    }
+    let axes: Vec<usize> = (1..r.shape.len())
+        .filter(|&d| {
+            r.out[d] != r.shape[d] || r.coords[d].iter().enumerate().any(|(o, &c)| c != o as f64)
+        })
+        .collect();
+    let mut cur = x.clone();
+    for (k, &d) in axes.iter().enumerate() {
+        let a = d - 1; // the axis in the event shape
+        let len = cur.shape[a];
+        let mut shape = cur.shape.clone();
+        shape[a] = r.out[d];
+        // The two neighbours and their weights for each output coordinate.
+        let taps: Vec<[(usize, f64); 2]> = r.coords[d]
+            .iter()
+            .map(|&c| {
+                let c = c.clamp(0.0, (len - 1) as f64);
+                let i0 = c.floor() as usize;
+                let w1 = c - i0 as f64;
+                [(i0, 1.0 - w1), ((i0 + 1).min(len - 1), w1)]
+            })
+            .collect();
+        let inner: usize = cur.shape[a + 1..].iter().product();
+        let rows: usize = shape.iter().product();
+        let (mut src, mut weights) = (Vec::with_capacity(2 * rows), Vec::with_capacity(2 * rows));
+        for flat in 0..rows {
+            let (outer, rest) = (flat / (r.out[d] * inner), flat % (r.out[d] * inner));
+            let (o, i) = (rest / inner, rest % inner);
+            for (j, w) in taps[o] {
+                src.push((0u16, ((outer * len + j) * inner + i) as u32));
+                weights.push(w);
+            }
+        }
+        let name = |part: &str| format!("{}.{part}{d}", n.name);
+        let pairs = b.push(
+            name("pairs"),
+            Op::Route { src },
+            vec![cur.id],
+            vec![rows, 2],
+        );
+        let scaled = b.push(
+            name("weights"),
+            Op::Scale {
+                shift: vec![0.0; weights.len()],
+                scale: weights,
+            },
+            vec![pairs.id],
+            vec![rows, 2],
+        );
+        let last = k + 1 == axes.len();
+        let sum_name = if last {
+            n.name.to_string()
+        } else {
+            name("axis")
+        };
+        cur = b.push(
+            sum_name,
+            super::reduce::row_sums(rows, 2),
+            vec![scaled.id],
+            shape,
+        );
+    }
+    Ok(Value::Act(cur))
 }
 
 /// The block size and `[N, C, H, W]` of a DepthToSpace or SpaceToDepth.
