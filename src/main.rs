@@ -49,6 +49,14 @@ enum Command {
 }
 
 fn main() {
+    // Output piped into `head` or a pager that quits: end quietly, as
+    // Unix tools do, instead of panicking on the broken pipe (Rust
+    // ignores SIGPIPE by default, so a write fails and `println!` panics).
+    #[cfg(unix)]
+    // SAFETY: called before any thread starts; restores the default action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => modelcmd::inspect(a),
