@@ -86,3 +86,20 @@ fn matmuls_of_activations_are_bit_exact() {
     );
     check("products", &m);
 }
+
+/// A model built in code whose output names no layer tensor is an error
+/// naming the output, not a panic.
+#[test]
+fn an_output_naming_no_tensor_is_an_error() {
+    let mut m = quantized(
+        "products",
+        &common::products(),
+        "[model]\nprecision = \"fixed<16,6>\"\n",
+    );
+    m.outputs[1].tensor = 999;
+    let e = Engine::new(&m).unwrap_err().to_string();
+    assert!(e.contains("output 'qk_out' names tensor 999"), "{e}");
+    m.outputs[1].tensor = 1; // an input
+    let e = Engine::new(&m).unwrap_err().to_string();
+    assert!(e.contains("outputs are layer tensors (3.."), "{e}");
+}

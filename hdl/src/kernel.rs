@@ -96,6 +96,9 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Netlist(#[from] NetlistError),
+    /// The model's inputs or outputs (`quantize::validate::ports`).
+    #[error("{0}")]
+    Ports(String),
 }
 
 /// A field of a bus: one value of a fixed-point type, two's complement raw bits.

@@ -128,3 +128,18 @@ fn a_reuse_factor_on_several_inputs_is_an_error_naming_why() {
         "{e}"
     );
 }
+
+/// A model built in code whose output names no layer tensor is an error
+/// naming the output, not a panic.
+#[test]
+fn an_output_naming_no_tensor_is_an_error() {
+    let mut m = two_tower();
+    m.outputs[2].tensor = 999;
+    let Err(e) = build_kernel(&m, &Options::default()) else {
+        panic!("built a kernel with a dangling output");
+    };
+    assert!(
+        e.to_string().contains("output 'h2' names tensor 999"),
+        "{e}"
+    );
+}

@@ -66,8 +66,10 @@ fn window_sizes(w: &Window) -> Option<(usize, usize, usize)> {
     Some((inp, outp, ksz))
 }
 
-/// Returns a message naming the first inconsistent layer.
-pub fn validate(m: &QModel) -> Result<(), String> {
+/// The model's inputs and outputs: at least one of each, inputs of valid
+/// non-empty shapes, outputs naming layer tensors. Every backend checks
+/// this before it lays out an event.
+pub fn ports(m: &QModel) -> Result<(), String> {
     if m.inputs.is_empty() {
         return Err("the model has no input".into());
     }
@@ -93,6 +95,12 @@ pub fn validate(m: &QModel) -> Result<(), String> {
             m.tensors()
         ));
     }
+    Ok(())
+}
+
+/// Returns a message naming the first inconsistent layer.
+pub fn validate(m: &QModel) -> Result<(), String> {
+    ports(m)?;
     for (i, l) in m.layers.iter().enumerate() {
         let fail = |msg: String| Err(format!("layer {i} '{}' ({}): {msg}", l.name, l.op.kind()));
         if let Err(e) = tensor_len(&l.shape) {

@@ -19,6 +19,7 @@ impl Plan {
     /// elementwise layers into fused chains (off only to compare against
     /// the unfused plan: both are bit-exact).
     pub fn compile(model: &QModel, isa: Isa, fuse_chains: bool) -> Result<Plan, PlanError> {
+        quantize::validate::ports(model).map_err(PlanError::Ports)?;
         let nt = model.tensors();
         let mut offs = Vec::with_capacity(nt);
         let mut lens = Vec::with_capacity(nt);

@@ -1,7 +1,8 @@
 //! Why a model cannot be compiled into a [`super::Plan`]: the layer, and what
 //! about it the engine cannot run.
 
-/// A model the engine cannot compile; every variant names the layer.
+/// A model the engine cannot compile; every variant names the layer, or
+/// the input or output.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum PlanError {
     #[error("layer {layer} '{name}' reads tensor {tensor}, which is not computed before it")]
@@ -23,6 +24,9 @@ pub enum PlanError {
         name: String,
         problem: LayerProblem,
     },
+    /// The model's inputs or outputs (`quantize::validate::ports`).
+    #[error("{0}")]
+    Ports(String),
 }
 
 /// What is wrong with one layer's parameters.

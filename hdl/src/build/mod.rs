@@ -42,6 +42,7 @@ pub fn build_comb(
 
 /// Builds the pipelined kernel of `model`.
 pub fn build_kernel(model: &QModel, options: &Options) -> Result<Kernel, BuildError> {
+    quantize::validate::ports(model).map_err(BuildError::Ports)?;
     let reuse = layer_reuse(model, options.reuse)?;
     if reuse.iter().any(|&r| r > 1) {
         return fold::build_folded(model, options, &reuse);
