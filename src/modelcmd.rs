@@ -116,6 +116,14 @@ impl Bars {
             pb.set_position(done as u64);
         }
     }
+
+    /// Clears the bar on screen, before the results are printed.
+    fn clear(&self) {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, pb)) = cur.take() {
+            pb.finish_and_clear();
+        }
+    }
 }
 
 /// `--threads`: 0 is every core.
@@ -129,9 +137,7 @@ fn threads(n: usize) -> usize {
 
 impl Drop for Bars {
     fn drop(&mut self) {
-        if let Some((_, pb)) = self.current.get_mut().ok().and_then(Option::take) {
-            pb.finish_and_clear();
-        }
+        self.clear();
     }
 }
 
@@ -163,12 +169,10 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
     }
     println!("model {}", g.name);
     for (t, i) in g.inputs.iter().enumerate() {
-        let axis = if i.event_axis {
-            "first ONNX axis is the event axis"
-        } else {
-            "the whole ONNX tensor is one event"
-        };
-        println!("  input  '{}' {:?} (tensor {t}; {axis})", i.name, i.shape);
+        println!(
+            "  input  '{}' {:?} (tensor {t}; the first ONNX axis is the event axis)",
+            i.name, i.shape
+        );
     }
     for o in &g.outputs {
         println!(
@@ -304,20 +308,9 @@ fn inspect_bxq(a: &InspectArgs) -> Result<()> {
     Ok(())
 }
 
-/// Names and event shapes of a model's outputs.
-type Named = Vec<(String, Vec<usize>)>;
-
-/// `(name, event shape)` of each input of `g`.
-fn graph_inputs(g: &Graph) -> Vec<(&str, &[usize])> {
-    g.inputs
-        .iter()
-        .map(|i| (i.name.as_str(), i.shape.as_slice()))
-        .collect()
-}
-
 fn load_events(path: Option<&Path>, g: &Graph, n: usize) -> Result<Vec<f32>> {
     match path {
-        Some(p) => Ok(npy::read_inputs(p, &graph_inputs(g))?.data),
+        Some(p) => Ok(npy::read_inputs(p, &g.input_shapes())?.data),
         None => Ok(default_events(g, n, 1)),
     }
 }
@@ -400,51 +393,44 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         progress: &progress,
     };
     let ext = a.model.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let (outputs, n, ports): (Vec<f64>, usize, Named) = match ext {
+    // Evaluates the events of `a.input` and writes the outputs, named and
+    // shaped by `outs`.
+    let run = |ins: &[(&str, &[usize])],
+               outs: &[(&str, &[usize])],
+               eval: &dyn Fn(&[f32]) -> Vec<Vec<f64>>|
+     -> Result<()> {
+        let ev = npy::read_inputs(&a.input, ins)?;
+        let outputs = eval(&ev.data).concat();
+        bars.clear();
+        let n = ev.count();
+        npy::write_outputs(&a.output, outs, n, &outputs)?;
+        let what: Vec<String> = outs
+            .iter()
+            .map(|(name, s)| format!("'{name}' {:?}", [&[n][..], s].concat()))
+            .collect();
+        eprintln!(
+            "{n} events -> {} ({} float64)",
+            a.output.display(),
+            what.join(", ")
+        );
+        Ok(())
+    };
+    match ext {
         "bxq" => {
             let q = bxq::load(&a.model)?;
-            let ins: Vec<(&str, &[usize])> = q
-                .inputs
-                .iter()
-                .map(|p| (p.name.as_str(), p.shape.as_slice()))
-                .collect();
-            let ev = npy::read_inputs(&a.input, &ins)?;
-            let out = fixed_outputs(&q, &ev.data, &work).concat();
-            let outs = q
-                .outputs
-                .iter()
-                .map(|o| (o.name.clone(), q.shape(o.tensor).to_vec()));
-            (out, ev.count(), outs.collect())
+            run(&q.input_shapes(), &q.output_shapes(), &|x| {
+                fixed_outputs(&q, x, &work)
+            })
         }
         "onnx" => {
             let g = import(&a.model)?;
-            let ev = npy::read_inputs(&a.input, &graph_inputs(&g))?;
-            let out = float_outputs(&g, &ev.data, &work).concat();
-            let outs = g
-                .outputs
-                .iter()
-                .map(|o| (o.name.clone(), g.shape(o.tensor).to_vec()));
-            (out, ev.count(), outs.collect())
+            run(&g.input_shapes(), &g.output_shapes(), &|x| {
+                float_outputs(&g, x, &work)
+            })
         }
         _ => bail!(
             "'{}': expected a .bxq (fixed point) or .onnx (float) model",
             a.model.display()
         ),
-    };
-    drop(bars);
-    let ports: Vec<(&str, &[usize])> = ports
-        .iter()
-        .map(|(n, s)| (n.as_str(), s.as_slice()))
-        .collect();
-    npy::write_outputs(&a.output, &ports, n, &outputs)?;
-    let what: Vec<String> = ports
-        .iter()
-        .map(|(name, s)| format!("'{name}' {:?}", [&[n][..], s].concat()))
-        .collect();
-    eprintln!(
-        "{n} events -> {} ({} float64)",
-        a.output.display(),
-        what.join(", ")
-    );
-    Ok(())
+    }
 }

@@ -834,7 +834,7 @@ pub unsafe extern "C" fn bxflow_pipeline_pop_f32(
 ) -> c_int {
     pop_one(p, seq, out, out_len, timeout_us, |e, y, raw| {
         for (i, (d, &r)) in y.iter_mut().zip(raw).enumerate() {
-            *d = e.output_value(i % e.output_len().max(1), r) as f32;
+            *d = e.output_value(i, r) as f32;
         }
     })
 }

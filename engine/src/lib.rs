@@ -308,12 +308,12 @@ pub struct Engine {
 
 /// A graph input as the engine converts it into the arena.
 #[derive(Clone, Debug)]
-struct InPort {
-    ty: FixedType,
-    lo: i64,
-    hi: i64,
+pub(crate) struct InPort {
+    pub(crate) ty: FixedType,
+    pub(crate) lo: i64,
+    pub(crate) hi: i64,
     /// Its values in an event's flat input.
-    event: std::ops::Range<usize>,
+    pub(crate) event: std::ops::Range<usize>,
     /// Its tensor in the arena.
     arena: std::ops::Range<usize>,
 }
@@ -374,6 +374,10 @@ impl Engine {
 
     pub fn model(&self) -> &QModel {
         &self.model
+    }
+    /// Each graph input: its type, raw range and place in an event.
+    pub(crate) fn ports(&self) -> &[InPort] {
+        &self.ports
     }
     pub fn plan(&self) -> &Plan {
         &self.plan

@@ -74,12 +74,7 @@ pub fn float_run(g: &Graph, events: &[f32], limits: &[(f64, f64)], work: &Work) 
                     })
             })
             .collect();
-        let out: Vec<f64> = g
-            .outputs
-            .iter()
-            .flat_map(|o| tensors[o.tensor].iter().copied())
-            .collect();
-        (seen, out)
+        (seen, crate::qmodel::gather(&g.outputs, &tensors))
     });
     let mut run = FloatRun {
         profile: Profile {

@@ -21,14 +21,12 @@ pub struct Graph {
     pub outputs: Vec<Output>,
 }
 
-/// A graph input: its ONNX name and the shape of one event.
+/// A graph input: its ONNX name and the shape of one event (the ONNX
+/// shape without its first axis, the event axis).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Input {
     pub name: String,
     pub shape: Vec<usize>,
-    /// Whether the ONNX tensor's first axis is the event axis (stripped from
-    /// `shape`); when not, the whole ONNX tensor is one event.
-    pub event_axis: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,6 +159,22 @@ impl Graph {
         self.inputs.len() + li
     }
 
+    /// `(name, event shape)` of each input, in order.
+    pub fn input_shapes(&self) -> Vec<(&str, &[usize])> {
+        self.inputs
+            .iter()
+            .map(|i| (i.name.as_str(), i.shape.as_slice()))
+            .collect()
+    }
+
+    /// `(name, event shape)` of each output, in order.
+    pub fn output_shapes(&self) -> Vec<(&str, &[usize])> {
+        self.outputs
+            .iter()
+            .map(|o| (o.name.as_str(), self.shape(o.tensor)))
+            .collect()
+    }
+
     /// The layer that produces tensor `t`, `None` for an input.
     pub fn layer_of(&self, t: TensorId) -> Option<usize> {
         t.checked_sub(self.inputs.len())
@@ -232,12 +246,7 @@ impl<'g> Evaluator<'g> {
 
     /// Float evaluation of one event; returns the flat output.
     pub fn evaluate(&self, input: &[f64]) -> Vec<f64> {
-        let t = self.evaluate_all(input);
-        self.graph
-            .outputs
-            .iter()
-            .flat_map(|o| t[o.tensor].iter().copied())
-            .collect()
+        crate::qmodel::gather(&self.graph.outputs, &self.evaluate_all(input))
     }
 }
 

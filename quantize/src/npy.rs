@@ -143,9 +143,12 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, Events)>, NpyError> {
 /// the flat events: every input of an event after the other.
 pub fn read_inputs(path: &Path, inputs: &[(&str, &[usize])]) -> Result<Events, NpyError> {
     let p = path.display().to_string();
-    let npz = std::fs::read(path)
-        .map(|b| b.starts_with(b"PK"))
-        .unwrap_or(false);
+    // A zip (an .npz) starts with "PK"; read only those bytes here.
+    let mut magic = [0u8; 2];
+    let npz = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && &magic == b"PK";
     if !npz {
         if let [(_, shape)] = inputs {
             let ev = read_events(path)?;

@@ -74,6 +74,16 @@ struct ModelFile {
     outputs: Option<Vec<Output>>,
 }
 
+/// The flat output of an event: the tensors of `outputs` (of `tensors`,
+/// indexed by [`TensorId`]) one after the other. The float IR's rule too.
+pub fn gather<T: Copy>(outputs: &[Output], tensors: &[Vec<T>]) -> Vec<T> {
+    let mut out = Vec::new();
+    for o in outputs {
+        out.extend_from_slice(&tensors[o.tensor]);
+    }
+    out
+}
+
 impl From<ModelFile> for QModel {
     fn from(f: ModelFile) -> Self {
         let mut inputs = f.inputs;
@@ -651,6 +661,23 @@ impl QModel {
         self.inputs.iter().map(Port::len).sum()
     }
 
+    /// `(name, event shape)` of each input, in order: what files of events
+    /// are read against.
+    pub fn input_shapes(&self) -> Vec<(&str, &[usize])> {
+        self.inputs
+            .iter()
+            .map(|p| (p.name.as_str(), p.shape.as_slice()))
+            .collect()
+    }
+
+    /// `(name, event shape)` of each output, in order.
+    pub fn output_shapes(&self) -> Vec<(&str, &[usize])> {
+        self.outputs
+            .iter()
+            .map(|o| (o.name.as_str(), self.shape(o.tensor)))
+            .collect()
+    }
+
     /// Where input `k` lies in the flat input.
     pub fn input_range(&self, k: usize) -> std::ops::Range<usize> {
         let start: usize = self.inputs[..k].iter().map(Port::len).sum();
@@ -707,11 +734,7 @@ impl QModel {
 
     /// The flat output of an event from its tensors (indexed by [`TensorId`]).
     pub fn gather_outputs<T: Copy>(&self, tensors: &[Vec<T>]) -> Vec<T> {
-        let mut out = Vec::with_capacity(self.output_len());
-        for o in &self.outputs {
-            out.extend_from_slice(&tensors[o.tensor]);
-        }
-        out
+        gather(&self.outputs, tensors)
     }
 
     pub fn macs(&self) -> usize {

@@ -40,7 +40,7 @@ fn float_ir_matches_tract_on_every_peer_model() {
         let events = default_events(&g, 200, 7);
         let ours = float_outputs(&g, &events, &Work::default());
         let bytes = std::fs::read(&path).unwrap();
-        let theirs = common::tract_outputs(&bytes, &common::input_shapes(&g), &events);
+        let theirs = common::tract_outputs(&bytes, &g.input_shapes(), &events);
         common::assert_close(name, &ours, &theirs);
     }
 }

@@ -113,12 +113,7 @@ impl EventPool {
                 );
             }
         }
-        let ports: Vec<(&str, &[usize])> = model
-            .inputs
-            .iter()
-            .map(|p| (p.name.as_str(), p.shape.as_slice()))
-            .collect();
-        let ev = quantize::npy::read_inputs(path, &ports)?;
+        let ev = quantize::npy::read_inputs(path, &model.input_shapes())?;
         let n = ev.count().min(limit.max(1));
         Self::from_features(
             model,

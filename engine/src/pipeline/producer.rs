@@ -4,9 +4,8 @@
 use super::batch::{Batch, Inputs, Shared};
 use super::config::{Overload, PipelineError, Stats};
 use super::inlet::{Front, Inlet, Wait};
-use crate::{copy_check, Engine, EngineError, InputValue};
+use crate::{copy_check, Engine, EngineError, InPort, InputValue};
 use crossbeam::channel::Receiver;
-use quantize::qmodel::Port;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -76,9 +75,8 @@ impl Producer {
 
     /// Raw codes of every input type fit i16 storage (a quarter of the bytes).
     fn raw_kind(&self) -> Kind {
-        let fits =
-            |t: &Port| t.ty.min_raw() >= i16::MIN as i64 && t.ty.max_raw() <= i16::MAX as i64;
-        if self.engine.model().inputs.iter().all(fits) {
+        let fits = |p: &InPort| p.lo >= i16::MIN as i64 && p.hi <= i16::MAX as i64;
+        if self.engine.ports().iter().all(fits) {
             Kind::I16
         } else {
             Kind::I64
@@ -174,14 +172,8 @@ impl Producer {
     }
 
     fn push_codes(&mut self, events: &[i64], wait: Wait) -> Result<Pushed, PipelineError> {
-        let model = self.engine.model();
-        // Each input's range within an event and its raw range.
-        let ports: Vec<_> = (0..model.inputs.len())
-            .map(|k| {
-                let ty = model.inputs[k].ty;
-                (model.input_range(k), ty, ty.min_raw(), ty.max_raw())
-            })
-            .collect();
+        // A handle of its own, so the ports stay borrowed while batches fill.
+        let engine = Arc::clone(&self.engine);
         let il = self.engine.input_len().max(1);
         self.push_many(events.len(), self.raw_kind(), wait, |b, r| {
             let ev = &events[r];
@@ -192,19 +184,20 @@ impl Producer {
                     let start = x.len();
                     x.resize(start + ev.len(), 0);
                     for (src, dst) in ev.chunks(il).zip(x[start..].chunks_mut(il)) {
-                        for (range, ty, lo, hi) in &ports {
-                            let (src, dst) = (&src[range.clone()], &mut dst[range.clone()]);
-                            if copy_check(src, *lo, *hi, dst) && b.err.is_none() {
+                        for p in engine.ports() {
+                            let (lo, hi, r) = (p.lo, p.hi, p.event.clone());
+                            let (src, dst) = (&src[r.clone()], &mut dst[r.clone()]);
+                            if copy_check(src, lo, hi, dst) && b.err.is_none() {
                                 let (i, &raw) = src
                                     .iter()
                                     .enumerate()
-                                    .find(|(_, &v)| v < *lo || v > *hi)
+                                    .find(|(_, &v)| v < lo || v > hi)
                                     .expect("a bad value");
                                 b.err = Some(
                                     EngineError::InputRange {
-                                        index: range.start + i,
+                                        index: r.start + i,
                                         raw,
-                                        ty: ty.ap_string(),
+                                        ty: p.ty.ap_string(),
                                     }
                                     .into(),
                                 );

@@ -160,7 +160,6 @@ impl Importer {
             inputs.push(Input {
                 name: input.name.clone(),
                 shape,
-                event_axis: true,
             });
         }
         let mut uses = HashMap::new();

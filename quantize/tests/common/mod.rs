@@ -138,21 +138,21 @@ pub fn graph_model(
 }
 
 /// tract's float outputs for `events` (flat, every input of an event after
-/// the other, `shapes` per input), one event per run with a leading batch
-/// axis of 1 on every input, whatever batch the file declares; the outputs
-/// of an event concatenated.
-pub fn tract_outputs(model: &[u8], shapes: &[Vec<usize>], events: &[f32]) -> Vec<Vec<f64>> {
+/// the other; `inputs` their names and event shapes), one event per run
+/// with a leading batch axis of 1 on every input, whatever batch the file
+/// declares; the outputs of an event concatenated.
+pub fn tract_outputs(model: &[u8], inputs: &[(&str, &[usize])], events: &[f32]) -> Vec<Vec<f64>> {
     use tract_onnx::prelude::*;
-    let full: Vec<Vec<usize>> = shapes
+    let full: Vec<Vec<usize>> = inputs
         .iter()
-        .map(|s| std::iter::once(1).chain(s.iter().copied()).collect())
+        .map(|(_, s)| std::iter::once(1).chain(s.iter().copied()).collect())
         .collect();
     let mut m = tract_onnx::onnx().model_for_read(&mut &model[..]).unwrap();
     for (k, f) in full.iter().enumerate() {
         m = m.with_input_fact(k, f32::fact(f).into()).unwrap();
     }
     let plan = m.into_optimized().unwrap().into_runnable().unwrap();
-    let len: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
+    let len: usize = full.iter().map(|s| s.iter().product::<usize>()).sum();
     events
         .chunks(len)
         .map(|mut ev| {
@@ -178,11 +178,6 @@ pub fn tract_outputs(model: &[u8], shapes: &[Vec<usize>], events: &[f32]) -> Vec
                 .collect()
         })
         .collect()
-}
-
-/// The event shape of every input of `g`.
-pub fn input_shapes(g: &quantize::ir::Graph) -> Vec<Vec<usize>> {
-    g.inputs.iter().map(|i| i.shape.clone()).collect()
 }
 
 /// Asserts bxflow's f64 float reference agrees with tract's f32 outputs.
@@ -231,7 +226,7 @@ pub fn matches_tract(name: &str, bytes: &[u8], events: usize, seed: u64) -> quan
     let g = quantize::onnx::import_bytes(bytes, name).unwrap_or_else(|e| panic!("{name}: {e}"));
     let ev = default_events(&g, events, seed);
     let ours = float_outputs(&g, &ev, &quantize::work::Work::default());
-    let theirs = tract_outputs(bytes, &input_shapes(&g), &ev);
+    let theirs = tract_outputs(bytes, &g.input_shapes(), &ev);
     assert_close(name, &ours, &theirs);
     g
 }
