@@ -169,10 +169,12 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
     }
     println!("model {}", g.name);
     for (t, i) in g.inputs.iter().enumerate() {
-        println!(
-            "  input  '{}' {:?} (tensor {t}; the first ONNX axis is the event axis)",
-            i.name, i.shape
-        );
+        let axis = if i.event_axis {
+            "the first ONNX axis is the event axis"
+        } else {
+            "the whole static tensor is one event"
+        };
+        println!("  input  '{}' {:?} (tensor {t}; {axis})", i.name, i.shape);
     }
     for o in &g.outputs {
         println!(

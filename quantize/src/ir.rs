@@ -21,12 +21,19 @@ pub struct Graph {
     pub outputs: Vec<Output>,
 }
 
-/// A graph input: its ONNX name and the shape of one event (the ONNX
-/// shape without its first axis, the event axis).
+/// A graph input: its ONNX name and the shape of one event: the ONNX shape
+/// without its first axis, the event axis, or (`event_axis` false) the whole
+/// static ONNX shape, when an op mixes the rows of that first axis.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Input {
     pub name: String,
     pub shape: Vec<usize>,
+    #[serde(default = "yes")]
+    pub event_axis: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

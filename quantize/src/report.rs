@@ -268,6 +268,7 @@ mod tests {
             inputs: vec![Input {
                 name: "x".into(),
                 shape: vec![2],
+                event_axis: true,
             }],
             layers: vec![Layer {
                 name: "act".into(),

@@ -20,7 +20,8 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// Appends a layer; its output is tensor `n_inputs + layers.len() - 1`.
+    /// Appends a layer; its output is tensor `n_inputs + layers.len() - 1`,
+    /// `shape` per event, events on a leading axis (see [`Act::with_batch`]).
     pub fn push(&mut self, name: String, op: Op, inputs: Vec<TensorId>, shape: Vec<usize>) -> Act {
         self.layers.push(Layer {
             name,
@@ -29,15 +30,15 @@ impl Builder {
             op,
             exact: false,
         });
-        Act {
-            id: self.n_inputs + self.layers.len() - 1,
-            shape,
-        }
+        Act::new(self.n_inputs + self.layers.len() - 1, shape)
     }
 
     /// One layer of `op` on `x`, keeping its shape: the activation functions.
     pub fn unary(&mut self, name: &str, x: &Act, op: Op) -> Value {
-        Value::Act(self.push(name.into(), op, vec![x.id], x.shape.clone()))
+        Value::Act(
+            self.push(name.into(), op, vec![x.id], x.shape.clone())
+                .with_batch(x.batch),
+        )
     }
 
     /// True when the node's first input is read by exactly one node and is
@@ -131,5 +132,6 @@ impl Builder {
             vec![x.id],
             x.shape.clone(),
         )
+        .with_batch(x.batch)
     }
 }

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use tract_onnx::pb;
 use tract_onnx::prelude::Framework;
-use value::{Act, Value};
+use value::{Act, Value, MIXES_EVENTS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -78,7 +78,25 @@ pub fn import_bytes(bytes: &[u8], name: &str) -> Result<Graph, ImportError> {
         .max()
         .unwrap_or(9);
     let graph = proto.graph.as_ref().ok_or(ImportError::NoGraph)?;
-    Importer::new(graph, opset, name)?.run(graph)
+    let first = Importer::new(graph, opset, name, false)?.run(graph);
+    // The event axis rule: a static first axis is the event axis unless an
+    // op mixes its rows; then the whole static tensor is one event.
+    match first {
+        Err(e) if e.to_string().contains(MIXES_EVENTS) => {
+            let Ok(whole) = Importer::new(graph, opset, name, true) else {
+                return Err(e);
+            };
+            if !whole.inputs.iter().any(|i| !i.event_axis) {
+                return Err(e);
+            }
+            whole.run(graph).map_err(|e2| {
+                ImportError::Graph(format!(
+                    "{e}; read as one event of its whole static shape, the model fails too: {e2}"
+                ))
+            })
+        }
+        other => other,
+    }
 }
 
 /// The graph walk: what every tensor name stands for so far, and the layers built.
@@ -90,10 +108,12 @@ struct Importer {
     inputs: Vec<Input>,
 }
 
-/// The shape of one event of a graph input: its ONNX shape without the
-/// first (event) axis, which may be symbolic or any static size (a batch
-/// size baked into an export); every other axis must be static.
-fn event_shape(input: &pb::ValueInfoProto) -> Result<Vec<usize>, ImportError> {
+/// The shape of one event of a graph input, and whether its first ONNX axis
+/// is the event axis: its ONNX shape without that axis, which may be
+/// symbolic or any static size (a batch size baked into an export), or with
+/// `whole` and a static first axis the whole static shape. Every other axis
+/// must be static.
+fn event_shape(input: &pb::ValueInfoProto, whole: bool) -> Result<(Vec<usize>, bool), ImportError> {
     let dims: Vec<i64> = match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(pb::type_proto::Value::TensorType(t)) => t
             .shape
@@ -110,6 +130,18 @@ fn event_shape(input: &pb::ValueInfoProto) -> Result<Vec<usize>, ImportError> {
             .unwrap_or_default(),
         _ => vec![],
     };
+    if whole && dims.first().is_some_and(|&d| d > 0) {
+        let shape: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
+        if let Some(d) = dims.iter().find(|&&d| d <= 0) {
+            return Err(ImportError::Graph(format!(
+                "input '{}' has a non-fixed dimension ({d}) in shape {dims:?}; bxflow needs static event shapes",
+                input.name
+            )));
+        }
+        crate::validate::tensor_len(&shape)
+            .map_err(|e| ImportError::Graph(format!("input '{}': {e}", input.name)))?;
+        return Ok((shape, false));
+    }
     if dims.len() < 2 {
         return Err(ImportError::Graph(format!(
             "input '{}' has shape {dims:?}; expected an event axis and at least one feature dimension",
@@ -125,11 +157,13 @@ fn event_shape(input: &pb::ValueInfoProto) -> Result<Vec<usize>, ImportError> {
     let shape: Vec<usize> = dims[1..].iter().map(|&d| d as usize).collect();
     crate::validate::tensor_len(&shape)
         .map_err(|e| ImportError::Graph(format!("input '{}': {e}", input.name)))?;
-    Ok(shape)
+    Ok((shape, true))
 }
 
 impl Importer {
-    fn new(g: &pb::GraphProto, opset: i64, name: &str) -> Result<Self, ImportError> {
+    /// With `whole`, every input whose first axis is static is one event of
+    /// its whole static shape.
+    fn new(g: &pb::GraphProto, opset: i64, name: &str, whole: bool) -> Result<Self, ImportError> {
         let mut values = HashMap::new();
         for t in &g.initializer {
             let c = decode::tensor_from_proto(t)
@@ -149,17 +183,19 @@ impl Importer {
         }
         let mut inputs = Vec::with_capacity(real.len());
         for (k, input) in real.iter().enumerate() {
-            let shape = event_shape(input)?;
+            let (shape, event_axis) = event_shape(input, whole)?;
             values.insert(
                 input.name.clone(),
                 Value::Act(Act {
                     id: k,
                     shape: shape.clone(),
+                    batch: event_axis.then_some(0),
                 }),
             );
             inputs.push(Input {
                 name: input.name.clone(),
                 shape,
+                event_axis,
             });
         }
         let mut uses = HashMap::new();

@@ -219,7 +219,7 @@ pub fn map_quantize_linear(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, 
         vec![q.id],
         x.shape.clone(),
     );
-    Ok(Value::Act(c))
+    Ok(Value::Act(c.with_batch(x.batch)))
 }
 
 /// `QuantizeLinear` / `DequantizeLinear` on a constant, per tensor or per axis.

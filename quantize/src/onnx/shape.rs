@@ -4,7 +4,7 @@
 //! ONNX ones they are read against do.
 
 use super::decode::Node;
-use super::value::{Act, Const};
+use super::value::{mixes_events, Act, Const};
 use crate::qmodel::Window;
 
 /// Numpy broadcasting of two shapes.
@@ -176,9 +176,9 @@ pub fn reshape_target(shape: &[usize], target: &[i64]) -> Result<Vec<usize>, Str
     if !(target[0] == 1 || target[0] == -1 || target[0] == 0) {
         // A fixed batch size (e.g. 789444) baked into the export: one event keeps its own shape.
         if target.len() == 1 {
-            return Err(format!(
-                "target shape {target:?} folds the batch into the features"
-            ));
+            return Err(mixes_events(format!(
+                "a Reshape to {target:?}, folding the batch into the features,"
+            )));
         }
     }
     let full: Vec<usize> = std::iter::once(1).chain(shape.iter().copied()).collect();
@@ -202,6 +202,12 @@ pub fn reshape_target(shape: &[usize], target: &[i64]) -> Result<Vec<usize>, Str
         })
         .collect();
     if out.iter().product::<usize>() != n || rest.iter().filter(|&&d| d == -1).count() > 1 {
+        if target[0] == -1 {
+            // The -1 takes the batch together with some of the event's values.
+            return Err(mixes_events(format!(
+                "a Reshape of an event of shape {shape:?} to {target:?}"
+            )));
+        }
         return Err(format!(
             "cannot reshape an event of shape {shape:?} to {target:?}"
         ));

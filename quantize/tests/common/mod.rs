@@ -19,7 +19,12 @@ pub fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
                     dim: dims
                         .iter()
                         .map(|&d| Dimension {
-                            value: Some(D::DimValue(d)),
+                            // A negative size stands for a symbolic one.
+                            value: Some(if d < 0 {
+                                D::DimParam("N".into())
+                            } else {
+                                D::DimValue(d)
+                            }),
                             ..Default::default()
                         })
                         .collect(),
@@ -142,11 +147,17 @@ pub fn graph_model(
 /// with a leading batch axis of 1 on every input, whatever batch the file
 /// declares; the outputs of an event concatenated.
 pub fn tract_outputs(model: &[u8], inputs: &[(&str, &[usize])], events: &[f32]) -> Vec<Vec<f64>> {
-    use tract_onnx::prelude::*;
     let full: Vec<Vec<usize>> = inputs
         .iter()
         .map(|(_, s)| std::iter::once(1).chain(s.iter().copied()).collect())
         .collect();
+    tract_runs(model, &full, events)
+}
+
+/// tract's float outputs for `events`, each input given its ONNX shape in
+/// `full` (one event per run).
+pub fn tract_runs(model: &[u8], full: &[Vec<usize>], events: &[f32]) -> Vec<Vec<f64>> {
+    use tract_onnx::prelude::*;
     let mut m = tract_onnx::onnx().model_for_read(&mut &model[..]).unwrap();
     for (k, f) in full.iter().enumerate() {
         m = m.with_input_fact(k, f32::fact(f).into()).unwrap();
@@ -226,7 +237,17 @@ pub fn matches_tract(name: &str, bytes: &[u8], events: usize, seed: u64) -> quan
     let g = quantize::onnx::import_bytes(bytes, name).unwrap_or_else(|e| panic!("{name}: {e}"));
     let ev = default_events(&g, events, seed);
     let ours = float_outputs(&g, &ev, &quantize::work::Work::default());
-    let theirs = tract_outputs(bytes, &g.input_shapes(), &ev);
+    // One event per run: a batch of 1 in front, unless the whole static
+    // tensor is the event.
+    let full: Vec<Vec<usize>> = g
+        .inputs
+        .iter()
+        .map(|i| {
+            let lead = i.event_axis.then_some(1);
+            lead.into_iter().chain(i.shape.iter().copied()).collect()
+        })
+        .collect();
+    let theirs = tract_runs(bytes, &full, &ev);
     assert_close(name, &ours, &theirs);
     g
 }

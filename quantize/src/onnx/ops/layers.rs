@@ -7,10 +7,10 @@ use crate::ir::Op;
 use crate::onnx::builder::Builder;
 use crate::onnx::decode::Node;
 use crate::onnx::shape::{
-    broadcast_map, broadcast_shape, broadcast_to, explicit_pads, onnx_axis, per_dim, split_pads,
+    broadcast_map, broadcast_shape, broadcast_to, explicit_pads, per_dim, split_pads,
     transpose_map, window,
 };
-use crate::onnx::value::{Act, Value};
+use crate::onnx::value::{mixes_events, Act, Const, Value};
 use crate::qmodel::{BinOp, PoolKind, Window};
 
 /// MatMul and Gemm: a Dense layer, weights stored `[n_out][n_in]`, Gemm's
@@ -26,6 +26,9 @@ pub fn dense(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
             return matmul_acts(b, n, x, y);
         }
         return Err("Gemm of two activations is not supported; export a MatMul".into());
+    }
+    if x.batch == Some(x.rank() - 1) {
+        return Err(mixes_events("a product over the last axis"));
     }
     if x.shape.is_empty() {
         return Err("input has no feature axis per event".into());
@@ -90,10 +93,16 @@ pub fn dense(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
         w_quant: w.quant.filter(|_| alpha == 1.0),
         b_quant,
     };
-    if x.shape.len() > 1 {
-        return Ok(Value::Act(rowwise(b, n, x, op)));
+    let mut shape = x.shape.clone();
+    *shape.last_mut().expect("not empty") = m;
+    if shape.len() > 1 && shape.iter().product::<usize>() > m {
+        return Ok(Value::Act(rowwise(b, n, x, op).with_batch(x.batch)));
     }
-    Ok(Value::Act(b.push(n.name.into(), op, vec![x.id], vec![m])))
+    // One row: a plain Dense.
+    Ok(Value::Act(
+        b.push(n.name.into(), op, vec![x.id], shape)
+            .with_batch(x.batch),
+    ))
 }
 
 /// The Dense `op` on every row (last axis) of `x` (rank 2 or more per
@@ -148,6 +157,16 @@ fn rowwise(b: &mut Builder, n: &Node, x: &Act, op: Op) -> Act {
 /// depthwise convolution of ones) into the result type.
 fn matmul_acts(b: &mut Builder, n: &Node, a: &Act, c: &Act) -> Result<Value, String> {
     let (ra, rc) = (a.shape.len(), c.shape.len());
+    if a.batch.is_some_and(|p| p + 2 >= a.rank()) || c.batch.is_some_and(|p| p + 2 >= c.rank()) {
+        return Err(mixes_events("a MatMul over the last two axes"));
+    }
+    if a.batch != c.batch {
+        return Err(format!(
+            "MatMul of activations of shapes {:?} and {:?} with their events on different axes",
+            a.view(),
+            c.view()
+        ));
+    }
     if ra < 2 || rc < 2 || a.shape[..ra - 2] != c.shape[..rc - 2] {
         return Err(format!(
             "MatMul of activations of shapes {:?} and {:?} per event: both need a matrix per event ([..., M, K] by [..., K, P]) with the same leading axes",
@@ -204,66 +223,112 @@ fn matmul_acts(b: &mut Builder, n: &Node, a: &Act, c: &Act) -> Result<Value, Str
     let sum = super::reduce::row_sums(batch * m * p, k);
     let mut out = a.shape[..ra - 2].to_vec();
     out.extend([m, p]);
-    Ok(Value::Act(b.push(n.name.into(), sum, vec![prod.id], out)))
+    Ok(Value::Act(
+        b.push(n.name.into(), sum, vec![prod.id], out)
+            .with_batch(a.batch),
+    ))
 }
 
-/// `x` as the broadcast `shape` (non-batch): itself when it has that
-/// shape, else a Route that repeats its values.
-fn broadcast_act(b: &mut Builder, name: &str, x: &Act, shape: &[usize]) -> Result<Act, String> {
-    if x.shape == shape {
-        return Ok(x.clone());
+/// `x` seen as the broadcast view `out` (events at `batch`): itself when
+/// it has that view, else a Route that repeats its values.
+fn broadcast_act(
+    b: &mut Builder,
+    name: &str,
+    x: &Act,
+    out: &[usize],
+    batch: Option<usize>,
+) -> Result<Act, String> {
+    let y = Act::from_view(x.id, out.to_vec(), batch);
+    if x.view() == out {
+        return Ok(y);
     }
-    let full = |s: &[usize]| {
-        std::iter::once(1)
-            .chain(s.iter().copied())
-            .collect::<Vec<_>>()
-    };
-    let map = broadcast_map(&full(&x.shape), &full(shape))
-        .ok_or_else(|| format!("shape {:?} does not broadcast to {shape:?}", x.shape))?;
+    let map = broadcast_map(&x.view(), out)
+        .ok_or_else(|| format!("shape {:?} does not broadcast to {out:?}", x.view()))?;
     let src = map.into_iter().map(|j| (0u16, j as u32)).collect();
     Ok(b.push(
         format!("{name}.broadcast"),
         Op::Route { src },
         vec![x.id],
-        shape.to_vec(),
-    ))
+        y.shape,
+    )
+    .with_batch(batch))
+}
+
+/// The numpy broadcast of the views of `acts` and where its event axis is:
+/// every operand that has one must have it at the same (right-aligned)
+/// place, and broadcasting must not stretch it.
+fn broadcast_views(op: &str, acts: &[&Act]) -> Result<(Vec<usize>, Option<usize>), String> {
+    let mut out = acts[0].view();
+    for a in &acts[1..] {
+        out = broadcast_shape(&out, &a.view()).ok_or_else(|| {
+            format!(
+                "{op} of shapes {:?} and {:?}: they do not broadcast",
+                acts[0].view(),
+                a.view()
+            )
+        })?;
+    }
+    let mut batch = None;
+    for a in acts {
+        if let Some(p) = a.batch {
+            let q = p + out.len() - a.rank();
+            if batch.is_some_and(|b| b != q) {
+                return Err(mixes_events(format!(
+                    "{op} of shapes {:?} and {:?}, their events on different axes,",
+                    acts[0].view(),
+                    a.view()
+                )));
+            }
+            batch = Some(q);
+        }
+    }
+    if let Some(q) = batch.filter(|&q| out[q] != 1) {
+        return Err(mixes_events(format!(
+            "{op} broadcasting to {out:?} along axis {q}"
+        )));
+    }
+    Ok((out, batch))
 }
 
 /// An elementwise op on activations, numpy-broadcast (each operand whose
 /// shape differs from the result's is repeated by a Route first): a chain
 /// of [`Op::Binary`] layers for the variadic forms.
 fn binary_acts(b: &mut Builder, n: &Node, op: BinOp, acts: &[&Act]) -> Result<Value, String> {
-    let full = |s: &[usize]| {
-        std::iter::once(1)
-            .chain(s.iter().copied())
-            .collect::<Vec<_>>()
-    };
-    let mut shape = full(&acts[0].shape);
-    for a in &acts[1..] {
-        shape = broadcast_shape(&shape, &full(&a.shape)).ok_or_else(|| {
-            format!(
-                "{} of shapes {:?} and {:?}: they do not broadcast",
-                op.name(),
-                acts[0].shape,
-                a.shape
-            )
-        })?;
-    }
-    if shape[0] != 1 {
-        return Err("broadcasting into the batch axis is not supported".into());
-    }
-    let shape = shape[1..].to_vec();
-    let mut acc = broadcast_act(b, n.name, acts[0], &shape)?;
+    let (out, batch) = broadcast_views(op.name(), acts)?;
+    let shape = Act::from_view(0, out.clone(), batch).shape;
+    let mut acc = broadcast_act(b, n.name, acts[0], &out, batch)?;
     for (k, a) in acts[1..].iter().enumerate() {
-        let a = broadcast_act(b, n.name, a, &shape)?;
+        let a = broadcast_act(b, n.name, a, &out, batch)?;
         let name = if k + 2 == acts.len() {
             n.name.to_string()
         } else {
             format!("{}.{k}", n.name)
         };
-        acc = b.push(name, Op::Binary(op), vec![acc.id, a.id], shape.clone());
+        acc = b
+            .push(name, Op::Binary(op), vec![acc.id, a.id], shape.clone())
+            .with_batch(batch);
     }
     Ok(Value::Act(acc))
+}
+
+/// The values of constant `c` broadcast to each value of one event of `x`
+/// (numpy broadcasting against the ONNX view); a constant that would
+/// stretch the event axis or add axes before it mixes events.
+fn broadcast_const(c: &Const, x: &Act) -> Result<Vec<f64>, String> {
+    let view = x.view();
+    if let Some(v) = broadcast_to(c, &view) {
+        return Ok(v);
+    }
+    match broadcast_shape(&view, &c.shape) {
+        Some(out) if x.batch.is_some() && out.len() >= view.len() => Err(mixes_events(format!(
+            "a constant of shape {:?} broadcast with an input of shape {view:?}",
+            c.shape
+        ))),
+        _ => Err(format!(
+            "constant of shape {:?} does not broadcast to the input {view:?}",
+            c.shape
+        )),
+    }
 }
 
 /// Max, Min, Sum and Mean over any number of activations (elementwise,
@@ -343,13 +408,7 @@ pub fn arith(b: &mut Builder, n: &Node, _x: &Act) -> Result<Value, String> {
         (Some(Value::Act(a)), Some(Value::Const(c)))
         | (Some(Value::Const(c)), Some(Value::Act(a))) => {
             let act_first = matches!(n.inputs[0], Some(Value::Act(_)));
-            let bshape: Vec<usize> = std::iter::once(1).chain(a.shape.iter().copied()).collect();
-            let v = broadcast_to(c, &bshape).ok_or_else(|| {
-                format!(
-                    "constant of shape {:?} does not broadcast to the input [1, {:?}]",
-                    c.shape, a.shape
-                )
-            })?;
+            let v = broadcast_const(c, a)?;
             let len = v.len();
             let (scale, shift): (Vec<f64>, Vec<f64>) = match (op, act_first) {
                 ("Add", _) => (vec![1.0; len], v),
@@ -370,11 +429,16 @@ pub fn arith(b: &mut Builder, n: &Node, _x: &Act) -> Result<Value, String> {
     }
 }
 
-/// BatchNormalization in inference form: a per-channel affine.
+/// BatchNormalization in inference form: a per-channel affine, channels on
+/// the second ONNX axis.
 pub fn batch_norm(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     let (s, bias, mean, var) = (n.konst(1)?, n.konst(2)?, n.konst(3)?, n.konst(4)?);
     let eps = n.attr_f("epsilon", 1e-5);
-    let c = x.shape.first().copied().unwrap_or(1);
+    let view = x.view();
+    let c = view.get(1).copied().unwrap_or(1);
+    if x.batch == Some(1) && c == 1 && s.data.len() > 1 {
+        return Err(mixes_events("normalising per channel"));
+    }
     if [s, bias, mean, var].iter().any(|p| p.data.len() != c) {
         return Err(format!("parameters must have one value per channel ({c})"));
     }
@@ -383,9 +447,9 @@ pub fn batch_norm(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
         .collect();
     let sh: Vec<f64> = (0..c).map(|i| bias.data[i] - mean.data[i] * a[i]).collect();
     let xlen: usize = x.shape.iter().product();
-    let per = xlen / c.max(1);
-    let scale: Vec<f64> = (0..xlen).map(|j| a[j / per]).collect();
-    let shift: Vec<f64> = (0..xlen).map(|j| sh[j / per]).collect();
+    let per: usize = view.iter().skip(2).product();
+    let scale: Vec<f64> = (0..xlen).map(|j| a[j / per % c]).collect();
+    let shift: Vec<f64> = (0..xlen).map(|j| sh[j / per % c]).collect();
     Ok(Value::Act(b.affine(n, x, scale, shift)))
 }
 
@@ -423,7 +487,7 @@ fn push_conv(
     window: Window,
     weights: Vec<f64>,
     w_quant: Option<crate::fixed::FixedType>,
-) -> Result<Value, String> {
+) -> Result<Act, String> {
     let oc = weights.len() / (window.group_channels() * window.kernel_size()).max(1);
     let bias = conv_bias(n, oc)?;
     let mut shape = vec![oc];
@@ -436,13 +500,14 @@ fn push_conv(
         w_quant,
         b_quant: n.opt_const(2).and_then(|c| c.quant),
     };
-    Ok(Value::Act(b.push(n.name.into(), op, vec![x.id], shape)))
+    Ok(b.push(n.name.into(), op, vec![x.id], shape))
 }
 
 /// Convolutions of any number of spatial dimensions, with strides,
 /// dilations, padding and groups (depthwise when `group` is the number of
 /// channels).
 pub fn conv(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
+    let (outer, x) = (x, &x.leading("Conv")?);
     let w = n.konst(1)?;
     let spatial = x.shape.len().saturating_sub(1);
     if spatial == 0 || w.shape.len() != spatial + 2 {
@@ -459,7 +524,14 @@ pub fn conv(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
             w.shape[1], window.in_channels, window.groups
         ));
     }
-    push_conv(b, n, x, window, w.data.clone(), w.quant)
+    Ok(Value::Act(outer.relead(push_conv(
+        b,
+        n,
+        x,
+        window,
+        w.data.clone(),
+        w.quant,
+    )?)))
 }
 
 /// ConvTranspose as the convolution it equals: stride 1 over the input
@@ -469,6 +541,7 @@ pub fn conv(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
 /// backend then runs it with the Conv it already has, and the taps that fall
 /// on inserted zeros are left out like padding.
 pub fn conv_transpose(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
+    let (outer, x) = (x, &x.leading("ConvTranspose")?);
     let w = n.konst(1)?;
     let sp = x.shape.len().saturating_sub(1);
     if sp == 0 || w.shape.len() != sp + 2 {
@@ -571,12 +644,15 @@ pub fn conv_transpose(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, Strin
             weights.extend((0..ksz).map(|k| w.data[base + ksz - 1 - k]));
         }
     }
-    push_conv(b, n, x, window, weights, w.quant)
+    Ok(Value::Act(
+        outer.relead(push_conv(b, n, x, window, weights, w.quant)?),
+    ))
 }
 
 /// MaxPool, AveragePool and their Global forms (one window over all of each channel).
 pub fn pool(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     let op = n.op();
+    let (outer, x) = (x, &x.leading(op)?);
     let global = op.starts_with("Global");
     let kernel: Vec<usize> = if global {
         x.shape[1..].to_vec()
@@ -625,19 +701,24 @@ pub fn pool(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
             w_quant: None,
             b_quant: None,
         };
-        return Ok(Value::Act(b.push(n.name.into(), op, vec![x.id], shape)));
+        return Ok(Value::Act(outer.relead(b.push(
+            n.name.into(),
+            op,
+            vec![x.id],
+            shape,
+        ))));
     }
     let kind = if op.contains("Max") {
         PoolKind::Max
     } else {
         PoolKind::Average
     };
-    Ok(Value::Act(b.push(
+    Ok(Value::Act(outer.relead(b.push(
         n.name.into(),
         Op::Pool { kind, window },
         vec![x.id],
         shape,
-    )))
+    ))))
 }
 
 /// `ceil_mode = 1`: the output size rounds up, so a last window may hang
@@ -657,8 +738,7 @@ fn ceil_mode(w: &mut Window) {
 }
 
 pub fn prelu(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
-    let slope =
-        broadcast_to(n.konst(1)?, &x.shape).ok_or("slope does not broadcast to the input shape")?;
+    let slope = broadcast_const(n.konst(1)?, x)?;
     Ok(b.unary(n.name, x, Op::PRelu(slope)))
 }
 
@@ -678,16 +758,16 @@ pub fn clip(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
 /// Softmax over groups of `n` consecutive values: before opset 13 over
 /// everything from `axis` on, since over the last axis only.
 pub fn softmax(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
-    let rank = x.shape.len() + 1;
+    let (view, rank) = (x.view(), x.rank());
     let default = if b.opset < 13 { 1 } else { -1 };
-    let axis = onnx_axis(n.attr_i("axis", default), rank)?;
-    if axis == 0 {
-        return Err("softmax over the batch axis is not supported".into());
-    }
+    let axis = x.axis(n.attr_i("axis", default))?;
     let group: usize = if b.opset < 13 {
-        x.shape[axis - 1..].iter().product()
+        // Over everything from `axis` on, flattened.
+        x.not_along(&(axis..rank).collect::<Vec<_>>(), "softmax")?;
+        view[axis..].iter().product()
     } else if axis == rank - 1 {
-        x.shape[axis - 1]
+        x.not_along(&[axis], "softmax")?;
+        view[axis]
     } else {
         return Err(format!(
             "softmax over axis {axis} of a rank-{rank} tensor: only the last axis is supported"

@@ -303,10 +303,7 @@ mod tests {
 
     #[test]
     fn an_unknown_op_lists_every_op_of_the_table() {
-        let act = Value::Act(Act {
-            id: 0,
-            shape: vec![4],
-        });
+        let act = Value::Act(Act::new(0, vec![4]));
         let konst = Value::Const(Const::scalar(1.0));
         for input in [act, konst] {
             let e = eval_op("Einsum", input).expect_err("Einsum is unknown");
@@ -320,10 +317,7 @@ mod tests {
 
     #[test]
     fn an_op_in_the_wrong_mode_lists_the_ops_of_that_mode() {
-        let act = Value::Act(Act {
-            id: 0,
-            shape: vec![4],
-        });
+        let act = Value::Act(Act::new(0, vec![4]));
         let e = eval_op("Pow", act).expect_err("Pow only folds");
         assert!(
             e.contains("folds constants only") && e.contains("Relu"),

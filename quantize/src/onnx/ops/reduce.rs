@@ -10,39 +10,43 @@ use crate::fixed::FixedType;
 use crate::ir::Op;
 use crate::onnx::builder::Builder;
 use crate::onnx::decode::Node;
-use crate::onnx::shape::{onnx_axis, transpose_map};
+use crate::onnx::shape::transpose_map;
 use crate::onnx::value::{Act, Value};
 use crate::qmodel::{BinOp, PoolKind, Window};
 use crate::tables::TableFn;
 
-/// The reduced axes (non-batch, 0-based in `x.shape`), from the `axes`
-/// input (ReduceSum since opset 13, every Reduce since 18) or attribute.
+/// The reduced axes (of the view), from the `axes` input (ReduceSum since
+/// opset 13, every Reduce since 18) or attribute; none of them the event axis.
 fn reduced_axes(n: &Node, x: &Act) -> Result<Vec<usize>, String> {
-    let rank = x.shape.len() + 1;
     let axes = n.axes();
-    if axes.is_empty() {
+    let mut ax = if axes.is_empty() {
         if n.attr_i("noop_with_empty_axes", 0) != 0 {
             return Ok(Vec::new());
         }
-        return Err(
-            "no axes: the reduction would include the batch axis; export it with explicit axes"
-                .into(),
-        );
-    }
-    let mut ax = axes
-        .iter()
-        .map(|&a| onnx_axis(a, rank))
-        .collect::<Result<Vec<_>, _>>()?;
+        (0..x.rank()).collect()
+    } else {
+        axes.iter()
+            .map(|&a| x.axis(a))
+            .collect::<Result<Vec<_>, _>>()?
+    };
     ax.sort_unstable();
     ax.dedup();
-    if ax.first() == Some(&0) {
-        return Err("reducing over the batch axis is not supported".into());
-    }
-    Ok(ax.iter().map(|a| a - 1).collect())
+    x.not_along(&ax, "reducing")?;
+    Ok(ax)
 }
 
 pub fn reduce(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
-    let axes = reduced_axes(n, x)?;
+    let view_axes = reduced_axes(n, x)?;
+    let keepdims = n.attr_i("keepdims", 1) != 0;
+    // Where the event axis is after the reduction.
+    let batch = x.batch.map(|p| {
+        p - if keepdims {
+            0
+        } else {
+            view_axes.iter().filter(|&&a| a < p).count()
+        }
+    });
+    let axes: Vec<usize> = view_axes.iter().map(|&d| x.event_axis(d)).collect();
     let squares = matches!(n.op(), "ReduceSumSquare" | "ReduceL2");
     if axes.is_empty() && !squares {
         return Ok(Value::Act(x.clone()));
@@ -50,12 +54,14 @@ pub fn reduce(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     // ReduceSumSquare and ReduceL2 sum exact squares.
     let squared;
     let x = if squares {
-        squared = b.push(
-            format!("{}.squares", n.name),
-            Op::Binary(BinOp::Mul),
-            vec![x.id, x.id],
-            x.shape.clone(),
-        );
+        squared = b
+            .push(
+                format!("{}.squares", n.name),
+                Op::Binary(BinOp::Mul),
+                vec![x.id, x.id],
+                x.shape.clone(),
+            )
+            .with_batch(x.batch);
         b.layers.last_mut().expect("just pushed").exact = true;
         &squared
     } else {
@@ -72,7 +78,7 @@ pub fn reduce(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     let kept: Vec<usize> = (0..x.shape.len()).filter(|d| !axes.contains(d)).collect();
     let rows: usize = kept.iter().map(|&d| x.shape[d]).product();
     let len: usize = axes.iter().map(|&d| x.shape[d]).product();
-    let shape: Vec<usize> = if n.attr_i("keepdims", 1) != 0 {
+    let shape: Vec<usize> = if keepdims {
         (0..x.shape.len())
             .map(|d| if axes.contains(&d) { 1 } else { x.shape[d] })
             .collect()
@@ -111,10 +117,15 @@ pub fn reduce(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     if l2 {
         // The sum takes its configured type (`[layer."NAME.sum"]`), the
         // square root's table reads it.
-        let sum = b.push(format!("{}.sum", n.name), op, vec![src], shape.clone());
+        let sum = b
+            .push(format!("{}.sum", n.name), op, vec![src], shape.clone())
+            .with_batch(batch);
         return Ok(b.unary(n.name, &sum, Op::Func(TableFn::Sqrt)));
     }
-    Ok(Value::Act(b.push(n.name.into(), op, vec![src], shape)))
+    Ok(Value::Act(
+        b.push(n.name.into(), op, vec![src], shape)
+            .with_batch(batch),
+    ))
 }
 
 /// The exact sum of each of `rows` rows of `len` values: a depthwise

@@ -12,16 +12,19 @@ use crate::onnx::value::{Act, Const, Value};
 use crate::qmodel::ROUTE_ZERO;
 use crate::validate::{tensor_len, MAX_TENSOR_LEN};
 
-/// An index map over full ONNX shapes (batch axis included): `src[i]` is the
-/// flat input index output `i` copies, `None` for the fill value.
+/// An index map over full ONNX shapes (an activation's view, its event
+/// axis as 1): `src[i]` is the flat input index output `i` copies, `None`
+/// for the fill value.
 struct Pick {
     shape: Vec<usize>,
     src: Vec<Option<usize>>,
     fill: f64,
-    /// The op selects along axis 0: on constants an axis like any other, on
-    /// activations the batch axis, whose size the map was computed for (1)
-    /// is not the real one.
-    batch: bool,
+    /// The input axes the op selects along: on constants axes like any
+    /// other; on an activation none may be the event axis, whose size the
+    /// map was computed for (1) is not the real one.
+    along: Vec<usize>,
+    /// Gather's axis and the rank of its indices, which replace that axis.
+    gathered: Option<(usize, usize)>,
 }
 
 impl Pick {
@@ -36,6 +39,12 @@ impl Pick {
     ) -> Result<Pick, String> {
         let shape: Vec<usize> = maps.iter().map(Vec::len).collect();
         tensor_len(&shape)?;
+        let along = (0..maps.len())
+            .filter(|&d| {
+                maps[d].len() != in_shape[d]
+                    || maps[d].iter().enumerate().any(|(i, &j)| j != Some(i))
+            })
+            .collect();
         let mut src = vec![Some(0usize)];
         for (d, m) in maps.iter().enumerate() {
             let stride: usize = in_shape[d + 1..].iter().product();
@@ -51,39 +60,47 @@ impl Pick {
             shape,
             src,
             fill,
-            batch: false,
+            along,
+            gathered: None,
         })
     }
 
     /// A permutation of a reshaped view: the input seen as `view`, its axes
-    /// permuted by `perm`, then seen as `shape`.
-    fn permuted(view: &[usize], perm: &[usize], shape: Vec<usize>) -> Pick {
+    /// permuted by `perm`, then seen as `shape`, moving values along `along`.
+    fn permuted(view: &[usize], perm: &[usize], shape: Vec<usize>, along: Vec<usize>) -> Pick {
         let src = transpose_map(view, perm).into_iter().map(Some).collect();
         Pick {
             shape,
             src,
             fill: 0.0,
-            batch: false,
+            along,
+            gathered: None,
         }
     }
 }
 
 /// The Route layer (or, for an identity map, the unchanged activation) that
-/// applies `p` to `x`; the batch axis must stay as it is.
-fn on_act(b: &mut Builder, name: &str, x: &Act, p: Pick) -> Result<Value, String> {
-    if p.batch || p.shape.first() != Some(&1) {
-        return Err("selecting along the batch axis is not supported".into());
-    }
+/// applies `p` to `x`; the event axis must stay as it is.
+fn on_act(b: &mut Builder, n: &Node, name: &str, x: &Act, p: Pick) -> Result<Value, String> {
+    x.not_along(&p.along, n.op())?;
+    let batch = x.batch.map(|e| match p.gathered {
+        Some((axis, rank)) if e > axis => e + rank - 1,
+        _ => e,
+    });
     if p.fill != 0.0 && p.src.contains(&None) {
         return Err(format!(
             "padding activations with {} is not supported (only with 0)",
             p.fill
         ));
     }
-    let shape = p.shape[1..].to_vec();
+    let shape = Act::from_view(x.id, p.shape, batch).shape;
     let in_len: usize = x.shape.iter().product();
     if p.src.len() == in_len && p.src.iter().enumerate().all(|(i, &s)| s == Some(i)) {
-        return Ok(Value::Act(Act { id: x.id, shape }));
+        return Ok(Value::Act(Act {
+            id: x.id,
+            shape,
+            batch,
+        }));
     }
     let src = p
         .src
@@ -93,12 +110,10 @@ fn on_act(b: &mut Builder, name: &str, x: &Act, p: Pick) -> Result<Value, String
             None => (ROUTE_ZERO, 0),
         })
         .collect();
-    Ok(Value::Act(b.push(
-        name.into(),
-        Op::Route { src },
-        vec![x.id],
-        shape,
-    )))
+    Ok(Value::Act(
+        b.push(name.into(), Op::Route { src }, vec![x.id], shape)
+            .with_batch(batch),
+    ))
 }
 
 fn on_const(c: &Const, p: Pick) -> Const {
@@ -113,9 +128,7 @@ fn on_const(c: &Const, p: Pick) -> Const {
 /// The ONNX shape of the node's first input.
 fn full_shape(n: &Node) -> Result<Vec<usize>, String> {
     match n.inputs.first() {
-        Some(Some(Value::Act(a))) => {
-            Ok(std::iter::once(1).chain(a.shape.iter().copied()).collect())
-        }
+        Some(Some(Value::Act(a))) => Ok(a.view()),
         Some(Some(Value::Const(c))) => Ok(c.shape.clone()),
         _ => Err("missing input".into()),
     }
@@ -125,7 +138,7 @@ fn full_shape(n: &Node) -> Result<Vec<usize>, String> {
 macro_rules! faces {
     ($map:ident, $fold:ident, $pick:ident) => {
         pub fn $map(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
-            on_act(b, n.name, x, $pick(n)?)
+            on_act(b, n, n.name, x, $pick(n)?)
         }
         pub fn $fold(n: &Node) -> Result<Const, String> {
             Ok(on_const(n.konst(0)?, $pick(n)?))
@@ -185,17 +198,19 @@ fn slice_pick(n: &Node) -> Result<Pick, String> {
         ));
     }
     let mut maps = identity_maps(&shape);
-    let mut batch = false;
+    let mut along = Vec::new();
     for k in 0..starts.len() {
         let a = onnx_axis(axes[k], rank)?;
         maps[a] = slice_axis(shape[a], starts[k], ends[k], steps[k]);
-        // All of axis 0, whatever its size: what exporters write for "every event".
-        batch |= a == 0 && !(starts[k] == 0 && steps[k] == 1 && ends[k] >= i32::MAX as i64);
+        // All of an axis, whatever its size, is what exporters write for
+        // "every event"; anything else selects, even on an axis of 1.
+        if !(starts[k] == 0 && steps[k] == 1 && ends[k] >= i32::MAX as i64) {
+            along.push(a);
+        }
     }
-    Ok(Pick {
-        batch,
-        ..Pick::per_axis(&shape, &maps, 0.0)?
-    })
+    let mut p = Pick::per_axis(&shape, &maps, 0.0)?;
+    p.along.extend(along);
+    Ok(p)
 }
 
 fn gather_pick(n: &Node) -> Result<Pick, String> {
@@ -217,7 +232,8 @@ fn gather_pick(n: &Node) -> Result<Pick, String> {
     let mut maps = identity_maps(&shape);
     maps[axis] = picks;
     let mut p = Pick::per_axis(&shape, &maps, 0.0)?;
-    p.batch = axis == 0;
+    p.along.push(axis);
+    p.gathered = Some((axis, idx.shape.len()));
     // The indices' own shape replaces the gathered axis.
     p.shape = shape[..axis]
         .iter()
@@ -256,11 +272,9 @@ pub fn split(b: &mut Builder, n: &Node, x: &Act) -> Result<Vec<Value>, String> {
         let mut maps = identity_maps(&shape);
         maps[axis] = (start..start + size).map(Some).collect();
         start += size;
-        let p = Pick {
-            batch: axis == 0,
-            ..Pick::per_axis(&shape, &maps, 0.0)?
-        };
-        out.push(on_act(b, &format!("{}:{}", n.name, out.len()), x, p)?);
+        let mut p = Pick::per_axis(&shape, &maps, 0.0)?;
+        p.along.push(axis);
+        out.push(on_act(b, n, &format!("{}:{}", n.name, out.len()), x, p)?);
     }
     Ok(out)
 }
@@ -290,7 +304,6 @@ fn pad_pick(n: &Node) -> Result<Pick, String> {
     };
     let mode = n.attr_s("mode").unwrap_or_else(|| "constant".into());
     let mut maps = identity_maps(&shape);
-    let mut batch = false;
     for (k, &a) in axes.iter().enumerate() {
         let (lo, hi, len) = (pads[k], pads[k + axes.len()], shape[a] as i64);
         let out = len + lo + hi;
@@ -302,7 +315,6 @@ fn pad_pick(n: &Node) -> Result<Pick, String> {
                 "pads {lo}, {hi} do not fit an axis of {len} in mode {mode}"
             ));
         }
-        batch |= a == 0 && (lo, hi) != (0, 0);
         maps[a] = (0..out)
             .map(|o| {
                 let i = o - lo;
@@ -316,10 +328,7 @@ fn pad_pick(n: &Node) -> Result<Pick, String> {
             })
             .collect::<Result<_, _>>()?;
     }
-    Ok(Pick {
-        batch,
-        ..Pick::per_axis(&shape, &maps, fill)?
-    })
+    Pick::per_axis(&shape, &maps, fill)
 }
 
 /// Resize (opset 10 on) and Upsample in `nearest` mode: per axis, the input
@@ -469,17 +478,15 @@ fn resize_linear(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
         return Err("antialias=1 is not supported".into());
     }
     let r = resize_geometry(n)?;
-    if r.out[0] != r.shape[0] {
-        return Err("resizing the batch axis is not supported".into());
-    }
-    let axes: Vec<usize> = (1..r.shape.len())
+    let axes: Vec<usize> = (0..r.shape.len())
         .filter(|&d| {
             r.out[d] != r.shape[d] || r.coords[d].iter().enumerate().any(|(o, &c)| c != o as f64)
         })
         .collect();
+    x.not_along(&axes, "resizing")?;
     let mut cur = x.clone();
     for (k, &d) in axes.iter().enumerate() {
-        let a = d - 1; // the axis in the event shape
+        let a = x.event_axis(d);
         let len = cur.shape[a];
         let mut shape = cur.shape.clone();
         shape[a] = r.out[d];
@@ -526,12 +533,14 @@ fn resize_linear(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
         } else {
             name("axis")
         };
-        cur = b.push(
-            sum_name,
-            super::reduce::row_sums(rows, 2),
-            vec![scaled.id],
-            shape,
-        );
+        cur = b
+            .push(
+                sum_name,
+                super::reduce::row_sums(rows, 2),
+                vec![scaled.id],
+                shape,
+            )
+            .with_batch(x.batch);
     }
     Ok(Value::Act(cur))
 }
@@ -556,8 +565,18 @@ fn depth_to_space_pick(n: &Node) -> Result<Pick, String> {
     let co = c / (b * b);
     let out = vec![bn, co, h * b, w * b];
     Ok(match n.attr_s("mode").as_deref().unwrap_or("DCR") {
-        "DCR" => Pick::permuted(&[bn, b, b, co, h, w], &[0, 3, 4, 1, 5, 2], out),
-        "CRD" => Pick::permuted(&[bn, co, b, b, h, w], &[0, 1, 4, 2, 5, 3], out),
+        "DCR" => Pick::permuted(
+            &[bn, b, b, co, h, w],
+            &[0, 3, 4, 1, 5, 2],
+            out,
+            vec![1, 2, 3],
+        ),
+        "CRD" => Pick::permuted(
+            &[bn, co, b, b, h, w],
+            &[0, 1, 4, 2, 5, 3],
+            out,
+            vec![1, 2, 3],
+        ),
         other => return Err(format!("mode '{other}' is not supported")),
     })
 }
@@ -572,5 +591,6 @@ fn space_to_depth_pick(n: &Node) -> Result<Pick, String> {
         &[bn, c, h / b, b, w / b, b],
         &[0, 3, 5, 1, 2, 4],
         out,
+        vec![1, 2, 3],
     ))
 }
