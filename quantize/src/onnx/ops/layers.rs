@@ -93,23 +93,29 @@ pub fn dense(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
         w_quant: w.quant.filter(|_| alpha == 1.0),
         b_quant,
     };
+    Ok(Value::Act(dense_rows(b, n.name, x, op)))
+}
+
+/// The Dense `op` on each row (last axis) of `x`: one Dense layer for one
+/// row, else [`rowwise`].
+pub fn dense_rows(b: &mut Builder, name: &str, x: &Act, op: Op) -> Act {
+    let Op::Dense { n_out, .. } = op else {
+        unreachable!("dense_rows takes a Dense")
+    };
     let mut shape = x.shape.clone();
-    *shape.last_mut().expect("not empty") = m;
-    if shape.len() > 1 && shape.iter().product::<usize>() > m {
-        return Ok(Value::Act(rowwise(b, n, x, op).with_batch(x.batch)));
+    *shape.last_mut().expect("a feature axis") = n_out;
+    if shape.len() > 1 && shape.iter().product::<usize>() > n_out {
+        return rowwise(b, name, x, op).with_batch(x.batch);
     }
-    // One row: a plain Dense.
-    Ok(Value::Act(
-        b.push(n.name.into(), op, vec![x.id], shape)
-            .with_batch(x.batch),
-    ))
+    b.push(name.into(), op, vec![x.id], shape)
+        .with_batch(x.batch)
 }
 
 /// The Dense `op` on every row (last axis) of `x` (rank 2 or more per
 /// event, as a MatMul of `[N, P, K]` by `[K, M]` is): a convolution of
 /// kernel 1 over the rows, channels first, between two wiring layers that
 /// move the feature axis first and back.
-fn rowwise(b: &mut Builder, n: &Node, x: &Act, op: Op) -> Act {
+fn rowwise(b: &mut Builder, name: &str, x: &Act, op: Op) -> Act {
     let Op::Dense {
         n_in,
         n_out,
@@ -126,7 +132,7 @@ fn rowwise(b: &mut Builder, n: &Node, x: &Act, op: Op) -> Act {
         src: map.into_iter().map(|j| (0u16, j as u32)).collect(),
     };
     let cf = b.push(
-        format!("{}.channels_first", n.name),
+        format!("{name}.channels_first"),
         route(transpose_map(&[rows, n_in], &[1, 0])),
         vec![x.id],
         vec![n_in, rows],
@@ -139,11 +145,11 @@ fn rowwise(b: &mut Builder, n: &Node, x: &Act, op: Op) -> Act {
         w_quant,
         b_quant,
     };
-    let y = b.push(n.name.into(), conv, vec![cf.id], vec![n_out, rows]);
+    let y = b.push(name.into(), conv, vec![cf.id], vec![n_out, rows]);
     let mut shape = x.shape.clone();
     *shape.last_mut().expect("rank 2 or more") = n_out;
     b.push(
-        format!("{}.rows", n.name),
+        format!("{name}.rows"),
         route(transpose_map(&[n_out, rows], &[1, 0])),
         vec![y.id],
         shape,

@@ -6,6 +6,7 @@
 
 mod layers;
 mod layout;
+mod recurrent;
 mod reduce;
 mod select;
 
@@ -85,6 +86,8 @@ const fn folds(name: &'static str, fold: FoldFn) -> OpDef {
     }
 }
 
+const RECURRENT: &str = "unrolled over the static sequence (layers `NODE.f3.i`: direction, step, part); directions, layouts, constant `sequence_lens` and initial states, peepholes, `clip`, activation lists";
+
 /// Every op the importer knows, in the order error messages list them.
 pub const OPS: &[OpDef] = &[
     maps("MatMul", layers::dense).note("constant weights as the second operand: Dense, on every row of an input of several axes; of two activations (`[..., M, K]` by `[..., K, P]`): exact products, summed exactly"),
@@ -162,6 +165,24 @@ pub const OPS: &[OpDef] = &[
         .note("constant starts, ends, axes, steps; wiring"),
     both("Gather", select::gather, select::fold_gather)
         .note("constant indices, not along the batch axis; wiring"),
+    OpDef {
+        name: "RNN",
+        on_act: OnAct::Multi(recurrent::recurrent),
+        fold: None,
+        note: RECURRENT,
+    },
+    OpDef {
+        name: "GRU",
+        on_act: OnAct::Multi(recurrent::recurrent),
+        fold: None,
+        note: RECURRENT,
+    },
+    OpDef {
+        name: "LSTM",
+        on_act: OnAct::Multi(recurrent::recurrent),
+        fold: None,
+        note: RECURRENT,
+    },
     OpDef {
         name: "Split",
         on_act: OnAct::Multi(select::split),
