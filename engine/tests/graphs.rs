@@ -1,5 +1,6 @@
 //! Graphs of several inputs and outputs and MatMuls of activations
-//! (`quantize/tests/graphs.rs` writes them): the engine is bit-exact to the
+//! (`quantize/tests/graphs.rs` writes them), and recurrent layers unrolled
+//! over their sequence (ROOT's RNN, GRU and LSTM test models): the engine is bit-exact to the
 //! golden model on every available ISA, fused and not, one event at a time
 //! and in batches, and its per-input conversion and per-output scaling
 //! follow each input's and output's own type.
@@ -102,4 +103,26 @@ fn an_output_naming_no_tensor_is_an_error() {
     m.outputs[1].tensor = 1; // an input
     let e = Engine::new(&m).unwrap_err().to_string();
     assert!(e.contains("outputs are layer tensors (3.."), "{e}");
+}
+
+/// ROOT's recurrent operator test models (`models/ops/`), every one: each
+/// time step's layers run in the engine exactly as in the golden model.
+#[test]
+fn root_recurrent_models_are_bit_exact() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/ops");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if !["RNN", "GRU", "LSTM"].iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        check(
+            &name,
+            &quantized(&name, &bytes, "[model]\nprecision = \"fixed<16,6>\"\n"),
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 17, "ROOT's recurrent models in {}", dir.display());
 }

@@ -3,7 +3,8 @@
 //! every input after the other, each value as wide as its own type, and
 //! whose `out_data` holds every output likewise, as the manifest says;
 //! bit-exact to the golden model in the netlist simulator and, when
-//! installed, under Verilator.
+//! installed, under Verilator. Recurrent layers unrolled over their sequence
+//! (ROOT's RNN, GRU and LSTM test models) are kernels like any other.
 
 #[path = "../../quantize/tests/common/mod.rs"]
 mod common;
@@ -51,6 +52,46 @@ fn netlist_simulation_is_bit_exact_on_several_inputs_and_outputs() {
             assert_eq!(y, &golden.evaluate(x).unwrap(), "{}", m.name);
         }
     }
+}
+
+/// ROOT's recurrent operator test model `name` (`models/ops/`) at `fixed<12,5>`.
+fn recurrent(name: &str) -> QModel {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../models/ops/{name}.onnx"));
+    quantized(
+        name,
+        &std::fs::read(path).unwrap(),
+        "[model]\nprecision = \"fixed<12,5,RND,SAT>\"\n",
+    )
+}
+
+#[test]
+fn netlist_simulation_is_bit_exact_on_unrolled_recurrent_layers() {
+    for name in [
+        "RNNSequence",
+        "GRUBidirectional",
+        "LSTMPeepholes",
+        "LSTMBatchwise",
+    ] {
+        let m = recurrent(name);
+        let k = build_kernel(&m, &Options::default()).unwrap();
+        let golden = Golden::new(&m, Arithmetic::Fast);
+        let ev = events(&m, 200, 6);
+        for (x, y) in ev.iter().zip(&k.simulate(&ev)) {
+            assert_eq!(y, &golden.evaluate(x).unwrap(), "{name}");
+        }
+    }
+}
+
+#[test]
+fn verilator_unrolled_gru() {
+    if !have("verilator") {
+        return;
+    }
+    let m = recurrent("GRUDefaults");
+    let n = 500;
+    let (_, r, dir) = cosim(&m, &Options::default(), n, "verilator", "gru_defaults");
+    assert_bit_exact(&m, &dir, &r, n);
 }
 
 #[test]

@@ -18,6 +18,9 @@
 //! accum = "fixed<24,8>"         # narrows the exact accumulator
 //! reuse_factor = 4
 //!
+//! [layer."lstm.*.cell"]         # `*` matches any text: here the cell state of
+//! result = "fixed<20,8>"        # every step of an unrolled LSTM node "lstm"
+//!
 //! [input]                       # per graph input, by ONNX name
 //! "jets" = "fixed<12,4>"
 //!
@@ -191,12 +194,23 @@ impl Config {
             .unwrap_or(self.model.precision)
     }
 
-    /// Settings of one layer: by name, then by kind, then the model default.
+    /// The `[layer]` entry for the layer `name`: its own, else the most
+    /// specific pattern (most characters besides `*`) that matches it.
+    fn layer_entry(&self, name: &str) -> Option<&LayerSettings> {
+        self.layer.get(name).or_else(|| {
+            self.layer
+                .iter()
+                .filter(|(k, _)| k.contains('*') && matches_pattern(k, name))
+                .max_by_key(|(k, _)| k.len() - k.matches('*').count())
+                .map(|(_, v)| v)
+        })
+    }
+
+    /// Settings of one layer: by name (or pattern), then by kind, then the model default.
     pub fn resolve(&self, name: &str, kind: &str) -> ResolvedLayer {
         let empty = LayerSettings::default();
         let s = self
-            .layer
-            .get(name)
+            .layer_entry(name)
             .unwrap_or(&empty)
             .or(self.layer_type.get(kind).unwrap_or(&empty));
         let p = s.precision.unwrap_or(self.model.precision);
@@ -239,7 +253,12 @@ impl Config {
             ),
         ];
         for (key, keys, known, what) in tables {
-            if let Some(k) = keys.iter().find(|k| !known.contains(&k.as_str())) {
+            // Patterns are for layers (the steps of an unrolled recurrent node).
+            let names = |k: &str| match what {
+                "layer" => known.iter().any(|n| matches_pattern(k, n)),
+                _ => known.contains(&k),
+            };
+            if let Some(k) = keys.iter().find(|k| !names(k)) {
                 return Err(ConfigError::Invalid(format!(
                     "{} names no {what} of the model; {what}s are: {}",
                     key.replace("{}", k),
@@ -249,6 +268,26 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any text.
+fn matches_pattern(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (i, p) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            return rest.ends_with(p);
+        }
+        match rest.find(p) {
+            Some(at) => rest = &rest[at + p.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
 }
 
 /// The types one layer ends up with.

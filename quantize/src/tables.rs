@@ -62,12 +62,20 @@ impl TableFn {
         }
     }
 
-    /// Input interval outside which the function is flat to within the
-    /// precision a trigger cares about; the table spends its entries inside it.
-    fn busy_range(&self) -> Option<(f64, f64)> {
+    /// Input interval outside which the function is flat to within half
+    /// the output's LSB (and at least the interval a 10-bit output needs);
+    /// the table spends its entries inside it.
+    fn busy_range(&self, out_ty: FixedType) -> Option<(f64, f64)> {
+        let half_lsb = (-(out_ty.frac_bits() as f64) - 1.0).exp2().min(0.5);
         match *self {
-            TableFn::Sigmoid => Some((-8.0, 8.0)),
-            TableFn::Tanh => Some((-4.0, 4.0)),
+            TableFn::Sigmoid => {
+                let x = (1.0 / half_lsb - 1.0).ln().max(8.0);
+                Some((-x, x))
+            }
+            TableFn::Tanh => {
+                let x = (1.0 - half_lsb).atanh().max(4.0);
+                Some((-x, x))
+            }
             TableFn::HardSigmoid(a, b) if a != 0.0 => {
                 let (p, q) = ((-b) / a, (1.0 - b) / a);
                 Some((p.min(q), p.max(q)))
@@ -112,7 +120,7 @@ pub fn table_over(
 /// Table for an elementwise activation on inputs of type `in_ty`.
 pub fn function_table(func: TableFn, in_ty: FixedType, bits: u32, out_ty: FixedType) -> Table {
     let (mut lo, mut hi) = (in_ty.min_raw(), in_ty.max_raw());
-    if let Some((a, b)) = func.busy_range() {
+    if let Some((a, b)) = func.busy_range(out_ty) {
         lo = lo.max(in_ty.quantize_f64(a));
         hi = hi.min(in_ty.quantize_f64(b)).max(lo);
     }

@@ -295,6 +295,17 @@ impl Cell<'_> {
         Ok(V::A(a))
     }
 
+    /// Names the layer that computes `v` `part` when this step made it
+    /// (step 0's cell is its write product, no sum): the configuration then
+    /// finds every step's state under one name.
+    fn name_as(&mut self, v: &V, part: &str, step_start: usize) {
+        if let V::A(a) = v {
+            if let Some(i) = a.id.checked_sub(self.b.n_inputs + step_start) {
+                self.b.layers[step_start + i].name = format!("{}.{part}", self.prefix);
+            }
+        }
+    }
+
     /// Row `r` of `new` where `keep[r]` is false, else of `old`: a sequence
     /// that has ended keeps its state.
     fn hold(&mut self, part: &str, new: V, old: &V, keep: &[bool], width: usize) -> V {
@@ -484,6 +495,7 @@ pub fn recurrent(b: &mut Builder, n: &Node, x: &Act) -> Result<Vec<Value>, Strin
                 rows,
                 clip,
             };
+            let step_start = c.b.layers.len();
             let time = |row: usize| if rev { lens[row] - 1 - s } else { s };
             let ended: Vec<bool> = (0..rows).map(|row| s >= lens[row]).collect();
             let src = (0..rows)
@@ -523,6 +535,7 @@ pub fn recurrent(b: &mut Builder, n: &Node, x: &Act) -> Result<Vec<Value>, Strin
                     let keep = c.mul("keep", fg, cs.clone());
                     let write = c.mul("write", i, cand);
                     let c_new = c.add("cell", keep, write);
+                    c.name_as(&c_new, "cell", step_start);
                     let o_pre = if has_peep {
                         let po = c.mul("o_peep", V::C(peep[1].clone()), c_new.clone());
                         c.add("o_in", o_pre, po)
