@@ -126,3 +126,22 @@ fn root_recurrent_models_are_bit_exact() {
     }
     assert_eq!(seen, 17, "ROOT's recurrent models in {}", dir.display());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 32, ..Default::default() })]
+
+    /// Random recurrent cells (`common::random_recurrent`: kind, sizes,
+    /// direction, layout, activation lists, initial states, peepholes,
+    /// clip, sequence lengths) at a random precision: bit-exact on every ISA.
+    #[test]
+    fn random_recurrent_cells_are_bit_exact(
+        seed in proptest::prelude::any::<u64>(),
+        ty in proptest::sample::select(vec![
+            "fixed<16,6>", "fixed<12,5,RND,SAT>", "fixed<10,3,RND_CONV,SAT>", "fixed<20,8,TRN,WRAP>",
+        ]),
+    ) {
+        let (bytes, drawn) = common::random_recurrent(seed);
+        let m = quantized("cell", &bytes, &format!("[model]\nprecision = \"{ty}\"\n"));
+        check(&format!("{drawn} at {ty}"), &m);
+    }
+}

@@ -83,6 +83,27 @@ fn netlist_simulation_is_bit_exact_on_unrolled_recurrent_layers() {
     }
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 12, ..Default::default() })]
+
+    /// Random recurrent cells (`common::random_recurrent`) at a random
+    /// precision: the kernel's netlist simulation is the golden model.
+    #[test]
+    fn random_recurrent_cells_simulate_bit_exact(
+        seed in proptest::prelude::any::<u64>(),
+        ty in proptest::sample::select(vec!["fixed<12,5,RND,SAT>", "fixed<10,3,TRN,WRAP>"]),
+    ) {
+        let (bytes, drawn) = common::random_recurrent(seed);
+        let m = quantized("cell", &bytes, &format!("[model]\nprecision = \"{ty}\"\n"));
+        let k = build_kernel(&m, &Options::default()).unwrap();
+        let golden = Golden::new(&m, Arithmetic::Fast);
+        let ev = events(&m, 60, seed);
+        for (x, y) in ev.iter().zip(&k.simulate(&ev)) {
+            proptest::prop_assert_eq!(y, &golden.evaluate(x).unwrap(), "{} at {}", drawn, ty);
+        }
+    }
+}
+
 #[test]
 fn verilator_unrolled_gru() {
     if !have("verilator") {

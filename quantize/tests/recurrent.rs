@@ -157,3 +157,16 @@ fn layer_patterns_type_every_step_of_a_recurrent_node() {
         "{e}"
     );
 }
+
+/// Random recurrent cells import, and their float reference evaluates to
+/// finite values of the shapes ONNX gives Y and Y_h.
+#[test]
+fn random_recurrent_cells_import() {
+    for seed in 0..64 {
+        let (bytes, drawn) = common::random_recurrent(seed);
+        let g = quantize::onnx::import_bytes(&bytes, "cell")
+            .unwrap_or_else(|e| panic!("seed {seed} ({drawn}): {e}"));
+        let y = g.evaluate(&vec![0.5; g.input_len()]);
+        assert!(y.iter().all(|v| v.is_finite()), "seed {seed} ({drawn})");
+    }
+}

@@ -305,3 +305,173 @@ pub fn products() -> Vec<u8> {
         &[("scores", &[]), ("qk_out", &[]), ("h", &[])],
     )
 }
+
+/// A random ONNX RNN, GRU or LSTM (seeded): sizes, direction, layout (0
+/// with a static batch of 1 or 2 inside one event, or 1 with a symbolic
+/// batch), activation lists with their alphas and betas, biases, initial
+/// states, peepholes, `linear_before_reset`, `clip` and sequence lengths
+/// each drawn or not. Returns the model and a line saying what was drawn.
+pub fn random_recurrent(seed: u64) -> (Vec<u8>, String) {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut pick = |n: usize| -> usize {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 33) % n as u64) as usize
+    };
+    let kind = ["RNN", "GRU", "LSTM"][pick(3)];
+    let (t, i, h) = (1 + pick(4), 1 + pick(3), 1 + pick(4));
+    let direction = ["forward", "reverse", "bidirectional"][pick(3)];
+    let d = if direction == "bidirectional" { 2 } else { 1 };
+    let layout = pick(2) as i64;
+    let rows = if layout == 0 { 1 + pick(2) } else { 1 };
+    let g = match kind {
+        "RNN" => 1,
+        "GRU" => 3,
+        _ => 4,
+    };
+    // Gate functions (f) and the others (g, h), with the alphas and betas
+    // of those that take them, in list order.
+    let gates = ["Sigmoid", "HardSigmoid", "Tanh"];
+    let others = [
+        "Tanh",
+        "Relu",
+        "Softsign",
+        "LeakyRelu",
+        "ScaledTanh",
+        "Affine",
+    ];
+    let per = match kind {
+        "RNN" => vec![false],
+        "GRU" => vec![true, false],
+        _ => vec![true, false, false],
+    };
+    let (mut acts, mut alphas, mut betas) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..d {
+        for &gate in &per {
+            let a = if gate {
+                gates[pick(gates.len())]
+            } else {
+                others[pick(others.len())]
+            };
+            match a {
+                "LeakyRelu" => alphas.push(0.1),
+                "HardSigmoid" => {
+                    alphas.push(0.25);
+                    betas.push(0.5);
+                }
+                "ScaledTanh" => {
+                    alphas.push(0.75);
+                    betas.push(1.5);
+                }
+                "Affine" => {
+                    alphas.push(0.5);
+                    betas.push(0.125);
+                }
+                _ => {}
+            }
+            acts.push(a);
+        }
+    }
+    let mut inits = vec![
+        scattered("W", &[d as i64, (g * h) as i64, i as i64], seed + 1),
+        scattered("R", &[d as i64, (g * h) as i64, h as i64], seed + 2),
+    ];
+    let mut inputs = vec!["x".to_string(), "W".into(), "R".into()];
+    let mut drawn = vec![format!(
+        "{kind} {direction} layout {layout} T {t} rows {rows} I {i} H {h} {acts:?}"
+    )];
+    // Optional input `k`, drawn or left empty.
+    let mut optional =
+        |name: &str, dims: Vec<i64>, k: usize, take: bool| -> Option<pb::TensorProto> {
+            while inputs.len() < k {
+                inputs.push(String::new());
+            }
+            inputs.push(if take { name.into() } else { String::new() });
+            take.then(|| scattered(name, &dims, seed + k as u64 + 10))
+        };
+    let (d64, h64, r64) = (d as i64, h as i64, rows as i64);
+    let state_dims = if layout == 0 {
+        vec![d64, r64, h64]
+    } else {
+        vec![r64, d64, h64]
+    };
+    let lens: Vec<i64> = (0..rows).map(|_| 1 + pick(t) as i64).collect();
+    let draws: Vec<bool> = (0..5).map(|_| pick(2) == 0).collect();
+    let mut opt = Vec::new();
+    opt.push(optional("B", vec![d64, 2 * g as i64 * h64], 3, draws[0]));
+    if draws[1] {
+        drawn.push(format!("lens {lens:?}"));
+    }
+    opt.push(
+        optional("lens", vec![r64], 4, draws[1]).map(|_| pb::TensorProto {
+            name: "lens".into(),
+            dims: vec![r64],
+            data_type: 6,
+            int32_data: lens.iter().map(|&v| v as i32).collect(),
+            ..Default::default()
+        }),
+    );
+    opt.push(optional("initial_h", state_dims.clone(), 5, draws[2]));
+    if kind == "LSTM" {
+        opt.push(optional("initial_c", state_dims, 6, draws[3]));
+        opt.push(optional("P", vec![d64, 3 * h64], 7, draws[4]));
+    }
+    for t in opt.into_iter().flatten() {
+        drawn.push(t.name.clone());
+        inits.push(t);
+    }
+    while inputs.last().is_some_and(|s| s.is_empty()) {
+        inputs.pop();
+    }
+    let outs: Vec<&str> = if kind == "LSTM" {
+        vec!["Y", "Y_h", "Y_c"]
+    } else {
+        vec!["Y", "Y_h"]
+    };
+    let ins: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let mut n = with_int(node(kind, "cell", &ins, &outs), "hidden_size", h64);
+    n = with_str(n, "direction", direction);
+    n = with_int(n, "layout", layout);
+    n.attribute.push(pb::AttributeProto {
+        name: "activations".into(),
+        strings: acts.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        r#type: 8,
+        ..Default::default()
+    });
+    for (name, v) in [("activation_alpha", &alphas), ("activation_beta", &betas)] {
+        if !v.is_empty() {
+            n.attribute.push(pb::AttributeProto {
+                name: name.into(),
+                floats: v.clone(),
+                r#type: 6,
+                ..Default::default()
+            });
+        }
+    }
+    if kind == "GRU" && pick(2) == 0 {
+        n = with_int(n, "linear_before_reset", 1);
+        drawn.push("linear_before_reset".into());
+    }
+    if pick(3) == 0 {
+        n.attribute.push(pb::AttributeProto {
+            name: "clip".into(),
+            f: 1.5,
+            r#type: 1,
+            ..Default::default()
+        });
+        drawn.push("clip 1.5".into());
+    }
+    let x: Vec<i64> = if layout == 0 {
+        vec![t as i64, r64, i as i64]
+    } else {
+        vec![-1, t as i64, i as i64]
+    };
+    let outputs: Vec<(&str, &[i64])> = outs.iter().map(|o| (*o, &[][..])).collect();
+    let mut m = graph_model(vec![n], inits, &[("x", &x)], &outputs);
+    // Recurrent ops in their opset-14 form.
+    let mut proto = pb::ModelProto::decode(&m[..]).expect("just encoded");
+    proto.opset_import[0].version = 14;
+    m = proto.encode_to_vec();
+    (m, drawn.join(", "))
+}
