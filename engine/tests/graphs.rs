@@ -145,3 +145,16 @@ proptest::proptest! {
         check(&format!("{drawn} at {ty}"), &m);
     }
 }
+
+/// The jet GRU tagger (`models/jets/jet_gru.onnx`, 16 unrolled steps behind
+/// a Slice and a Transpose to time-major) at the default precision.
+#[test]
+fn the_jet_gru_tagger_is_bit_exact() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/jets/jet_gru.onnx");
+    let m = quantized(
+        "jet_gru",
+        &std::fs::read(path).unwrap(),
+        "[model]\nprecision = \"fixed<16,6>\"\n",
+    );
+    check("jet_gru", &m);
+}

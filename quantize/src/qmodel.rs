@@ -144,11 +144,13 @@ pub struct Table {
 }
 
 impl Table {
+    #[inline]
     pub fn index(&self, x_raw: i64) -> usize {
         let d = (x_raw as i128 - self.offset as i128) >> self.shift;
         d.clamp(0, self.values.len() as i128 - 1) as usize
     }
 
+    #[inline]
     pub fn lookup(&self, x_raw: i64) -> i64 {
         self.values[self.index(x_raw)]
     }
@@ -546,6 +548,7 @@ impl BinOp {
     /// `fb`), at [`BinOp::frac`] bits: both operands are first aligned to
     /// the finer LSB (a left shift, exact), except for Mul, whose product
     /// is exact as it is.
+    #[inline]
     pub fn exact(self, a: i64, fa: i32, b: i64, fb: i32) -> i128 {
         if self == BinOp::Mul {
             return a as i128 * b as i128;
@@ -562,6 +565,7 @@ impl BinOp {
 }
 
 /// Raw `v` at `from` fractional bits as a raw at `to >= from` bits.
+#[inline]
 fn align(v: i64, from: i32, to: i32) -> i128 {
     (v as i128) << (to - from)
 }

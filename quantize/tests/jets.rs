@@ -83,3 +83,31 @@ fn conv_and_autoencoder_import_and_quantize_on_real_inputs() {
         .fold(0.0, f64::max);
     assert!(err < 0.1, "autoencoder max reconstruction difference {err}");
 }
+
+/// The GRU tagger (issue 14: an ONNX GRU over the leading 16 constituents,
+/// behind a Slice and a Transpose to time-major): the float reference gives
+/// ONNX Runtime's probabilities, and the default fixed point keeps its
+/// accuracy within 1 % (absolute) of float on the whole test split.
+#[test]
+fn default_fixed_point_gru_tagger_stays_within_one_percent_of_float() {
+    let c = read_events(&jets("test_constituents.npy")).unwrap();
+    let y = read_labels(&jets("test_labels.npy")).unwrap();
+    let ort = read_events(&jets("test_pred_gru_float.npy")).unwrap();
+    let g = import_path(&jets("jet_gru.onnx")).unwrap();
+    assert!(g.inputs[0].event_axis);
+    let q = quantize_graph(&g, &Config::default()).unwrap();
+    let (f, fx) = (
+        float_outputs(&g, &c.data, &Work::default()),
+        fixed_outputs(&q, &c.data, &Work::default()),
+    );
+    for (ours, theirs) in f.iter().zip(ort.data.chunks(5)) {
+        for (a, &b) in ours.iter().zip(theirs) {
+            assert!((a - b as f64).abs() < 1e-4, "float {a} vs ONNX Runtime {b}");
+        }
+    }
+    let (af, aq) = (accuracy(&f, &y), accuracy(&fx, &y));
+    eprintln!("jet_gru: float {af:.4}, fixed {aq:.4}");
+    // Five classes: chance is 20 %; the GRU sits near the Conv1D tagger's 61 %.
+    assert!(af > 0.58, "float accuracy {af}");
+    assert!((af - aq).abs() <= 0.01, "float {af} vs fixed {aq}");
+}

@@ -233,11 +233,25 @@ fn op_kernel(cx: &LayerCx, sizes: &mut Sizes) -> Result<Kernel, PlanError> {
         } => pool(cx, *kind, window, recip, *recip_ty)?,
         QOp::Add | QOp::Sub | QOp::Mul | QOp::Max | QOp::Min => {
             let tb = cx.model.ty(cx.input(1)?);
+            let op = cx.layer.op.binary().expect("a binary op");
+            let (fa, fb) = (in_ty.frac_bits(), tb.frac_bits());
+            // Every op here is monotone or bilinear: its exact results lie
+            // between those at the corners of the operands' ranges.
+            let corners: Vec<i128> = [in_ty.min_raw(), in_ty.max_raw()]
+                .iter()
+                .flat_map(|&a| [tb.min_raw(), tb.max_raw()].map(|b| op.exact(a, fa, b, fb)))
+                .collect();
+            let (lo, hi) = (corners.iter().min(), corners.iter().max());
             Kernel::Binary {
-                op: cx.layer.op.binary().expect("a binary op"),
-                fa: in_ty.frac_bits(),
-                fb: tb.frac_bits(),
-                out_ty,
+                op,
+                fa,
+                fb,
+                rq: Rq::new(
+                    op.frac(fa, fb),
+                    out_ty,
+                    *lo.expect("four corners"),
+                    *hi.expect("four corners"),
+                ),
             }
         }
         QOp::Route { src } => route(cx, src)?,
@@ -411,12 +425,14 @@ fn pool(
 }
 
 fn route(cx: &LayerCx, src: &[(u16, u32)]) -> Result<Kernel, PlanError> {
-    let rq = cx
-        .layer
-        .inputs
-        .iter()
-        .map(|&t| Rq::from_type(cx.model.ty(t), cx.out_ty))
-        .collect();
+    let same = cx.layer.inputs.iter().all(|&t| cx.model.ty(t) == cx.out_ty);
+    let rq = (!same).then(|| {
+        cx.layer
+            .inputs
+            .iter()
+            .map(|&t| Rq::from_type(cx.model.ty(t), cx.out_ty))
+            .collect()
+    });
     for &(k, j) in src.iter().filter(|s| s.0 != ROUTE_ZERO) {
         let t = cx.input(k as usize)?;
         if j as usize >= cx.lens[t] {

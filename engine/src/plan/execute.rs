@@ -321,12 +321,21 @@ impl Plan {
                         }
                     }
                 }
-                Kernel::Binary { op, fa, fb, out_ty } => {
+                Kernel::Binary { op, fa, fb, rq } => {
                     let b_off = self.offs[st.inputs[1]];
                     let b = &lo[b_off..b_off + out_len];
-                    let f = op.frac(*fa, *fb);
-                    for i in 0..out_len {
-                        y[i] = out_ty.quantize_raw(op.exact(x[i], *fa, b[i], *fb), f);
+                    match rq {
+                        // The range proof behind `Fast` keeps results in i64.
+                        Rq::Fast(f) => {
+                            for i in 0..out_len {
+                                y[i] = f.apply(op.exact(x[i], *fa, b[i], *fb) as i64);
+                            }
+                        }
+                        Rq::Slow { ty, from } => {
+                            for i in 0..out_len {
+                                y[i] = ty.quantize_raw(op.exact(x[i], *fa, b[i], *fb), *from);
+                            }
+                        }
                     }
                 }
                 Kernel::Route { src, rq } => {
@@ -334,8 +343,11 @@ impl Plan {
                         *d = if k == ROUTE_ZERO {
                             0
                         } else {
-                            let t = st.inputs[k as usize];
-                            rq[k as usize].apply(lo[self.offs[t] + j as usize])
+                            let v = lo[self.offs[st.inputs[k as usize]] + j as usize];
+                            match rq {
+                                Some(rq) => rq[k as usize].apply(v),
+                                None => v,
+                            }
                         };
                     }
                 }

@@ -153,16 +153,19 @@ pub(super) enum Kernel {
         frac: i32,
         out_ty: FixedType,
     },
-    /// An elementwise op on two tensors (`quantize::qmodel::BinOp::exact`).
+    /// An elementwise op on two tensors (`quantize::qmodel::BinOp::exact`),
+    /// requantized by `rq`, built for the range of exact results.
     Binary {
         op: BinOp,
         fa: i32,
         fb: i32,
-        out_ty: FixedType,
+        rq: Rq,
     },
+    /// Copies (input, index) pairs; `rq` per input, or none when every
+    /// input has the output's type (a plain gather).
     Route {
         src: Vec<(u16, u32)>,
-        rq: Vec<Rq>,
+        rq: Option<Vec<Rq>>,
     },
     /// Fused Dense + elementwise run ([`crate::chain`]).
     Chain(Box<Chain>),
