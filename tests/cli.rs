@@ -40,6 +40,25 @@ fn inspect_lists_layers_with_onnx_names() {
     );
 }
 
+/// inspect says how it reads each input (the event axis rule) and lists an
+/// unrolled recurrent node's step layers under their configurable names.
+#[test]
+fn inspect_prints_the_event_axis_reading_and_recurrent_steps() {
+    let (ok, out, err) = bxflow(&["inspect", &model("ops/RNNDefaults.onnx")]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("input  'X' [3, 1, 3] (tensor 0; the whole static tensor is one event)")
+            && out.contains("RNN_0.f2.h"),
+        "{out}"
+    );
+    let (ok, out, err) = bxflow(&["inspect", &model("ops/RNNBatchwise.onnx")]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("input  'X' [1, 2] (tensor 0; the first ONNX axis is the event axis)"),
+        "{out}"
+    );
+}
+
 #[test]
 fn quantize_then_eval_matches_the_report_and_checks_shapes() {
     let bxq = tmp("tagger.bxq");

@@ -76,6 +76,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import evaluate  # noqa: E402
+from train_ensemble import ort_run  # noqa: E402
 
 OPSET = 14
 HIDDEN = 16
@@ -190,13 +191,6 @@ def export_gru(p, steps, path):
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, path)
     return model
-
-
-def ort_run(path, x):
-    import onnxruntime as ort
-
-    s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return s.run(None, {"input": x})[0]
 
 
 # --------------------------------------------------------------------------- main

@@ -267,6 +267,9 @@ pub fn eval(b: &mut Builder, n: &Node) -> Result<Vec<Value>, String> {
         Value::Const(_) => None,
     });
     match (def, x) {
+        (None, _) if matches!(op, "Loop" | "Scan") => Err(format!(
+            "op '{op}' (a subgraph run in a loop) is not supported; recurrent layers import as ONNX RNN, GRU and LSTM nodes, which PyTorch and tf2onnx write for their recurrent layers"
+        )),
         (None, None) => Err(format!(
             "op '{op}' on constants is not supported; supported: {}",
             names(|_| true)
@@ -347,6 +350,19 @@ mod tests {
         assert!(!e.contains("Pow,") && !e.contains("Constant"), "{e}");
         let e = eval_op("Relu", Value::Const(Const::scalar(1.0))).expect_err("Relu does not fold");
         assert!(e.contains("Neg") && !e.contains("Relu,"), "{e}");
+    }
+
+    #[test]
+    fn loop_and_scan_are_refused_pointing_to_the_recurrent_ops() {
+        for op in ["Loop", "Scan"] {
+            let e = eval_op(op, Value::Act(Act::new(0, vec![4]))).expect_err(op);
+            assert!(
+                e.contains(&format!(
+                    "op '{op}' (a subgraph run in a loop) is not supported"
+                )) && e.contains("RNN, GRU and LSTM"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
