@@ -128,7 +128,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True,
-                    choices=["tagger", "conv1d", "tagger_qat", "autoencoder"])
+                    choices=["tagger", "conv1d", "tagger_qat", "gru", "autoencoder"])
     ap.add_argument("--pred", required=True, help=".npy model output")
     ap.add_argument("--labels", required=True, help="test_labels.npy")
     ap.add_argument("--features", help="test_features.npy (autoencoder input)")

@@ -16,6 +16,7 @@ echo "|---|---|---|---|---|---|---|" >> "$summary"
 for spec in "tagger jet_tagger test_features.npy calib_features.npy" \
             "tagger_qat jet_tagger_qat test_features.npy calib_features.npy" \
             "conv1d jet_conv1d test_constituents.npy calib_constituents.npy" \
+            "gru jet_gru test_constituents.npy calib_constituents.npy" \
             "autoencoder jet_autoencoder test_features.npy calib_features.npy"; do
   set -- $spec
   kind=$1; model=$2; test=$3; calib=$4
