@@ -131,13 +131,13 @@ fn event_shape(input: &pb::ValueInfoProto, whole: bool) -> Result<(Vec<usize>, b
         _ => vec![],
     };
     if whole && dims.first().is_some_and(|&d| d > 0) {
-        let shape: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
         if let Some(d) = dims.iter().find(|&&d| d <= 0) {
             return Err(ImportError::Graph(format!(
                 "input '{}' has a non-fixed dimension ({d}) in shape {dims:?}; bxflow needs static event shapes",
                 input.name
             )));
         }
+        let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
         crate::validate::tensor_len(&shape)
             .map_err(|e| ImportError::Graph(format!("input '{}': {e}", input.name)))?;
         return Ok((shape, false));

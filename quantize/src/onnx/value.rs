@@ -122,10 +122,6 @@ impl Act {
         d - usize::from(self.batch.is_some_and(|p| p < d))
     }
 
-    /// The activation with its events on a leading axis, as convolutions,
-    /// pools and the like need (`[C, spatial...]` per event): itself, or a
-    /// whole-tensor event whose first axis is 1 seen without it (and the
-    /// result seen with it again, [`Act::relead`]).
     /// `y`, computed from [`Act::leading`] of this activation, seen as this
     /// one is: with the first axis of 1 back for a whole-tensor event.
     pub fn relead(&self, y: Act) -> Act {
@@ -139,6 +135,10 @@ impl Act {
         }
     }
 
+    /// The activation with its events on a leading axis, as convolutions,
+    /// pools and the like need (`[C, spatial...]` per event): itself, or a
+    /// whole-tensor event whose first axis is 1 seen without it (and the
+    /// result seen with it again, [`Act::relead`]).
     pub fn leading(&self, op: &str) -> Result<Act, String> {
         match (self.batch, self.shape.first()) {
             (Some(0), _) => Ok(self.clone()),

@@ -181,8 +181,8 @@ pub fn concat(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     let d = x.axis(axis)?;
     x.not_along(&[d], "concatenation")?;
     let view = x.view();
-    for a in &acts {
-        let v = a.view();
+    let views: Vec<Vec<usize>> = acts.iter().map(|a| a.view()).collect();
+    for (a, v) in acts.iter().zip(&views) {
         if a.batch != x.batch
             || v.len() != view.len()
             || v.iter().enumerate().any(|(i, &s)| i != d && s != view[i])
@@ -193,16 +193,17 @@ pub fn concat(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
             ));
         }
     }
+    // Each input's block from the concatenated axis on.
+    let inner: Vec<usize> = views.iter().map(|v| v[d..].iter().product()).collect();
     let outer: usize = view[..d].iter().product();
     let mut src = Vec::new();
     for o in 0..outer {
-        for (k, a) in acts.iter().enumerate() {
-            let inner: usize = a.view()[d..].iter().product();
+        for (k, &inner) in inner.iter().enumerate() {
             src.extend((0..inner).map(|j| (k as u16, (o * inner + j) as u32)));
         }
     }
     let mut out = view;
-    out[d] = acts.iter().map(|a| a.view()[d]).sum();
+    out[d] = views.iter().map(|v| v[d]).sum();
     let y = Act::from_view(x.id, out, x.batch);
     let ids = acts.iter().map(|a| a.id).collect();
     Ok(Value::Act(

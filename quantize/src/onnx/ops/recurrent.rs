@@ -299,10 +299,11 @@ impl Cell<'_> {
     /// (step 0's cell is its write product, no sum): the configuration then
     /// finds every step's state under one name.
     fn name_as(&mut self, v: &V, part: &str, step_start: usize) {
-        if let V::A(a) = v {
-            if let Some(i) = a.id.checked_sub(self.b.n_inputs + step_start) {
-                self.b.layers[step_start + i].name = format!("{}.{part}", self.prefix);
-            }
+        let V::A(a) = v else { return };
+        // The layer that makes tensor `a.id` (inputs come first).
+        match a.id.checked_sub(self.b.n_inputs) {
+            Some(l) if l >= step_start => self.b.layers[l].name = format!("{}.{part}", self.prefix),
+            _ => {}
         }
     }
 
