@@ -7,7 +7,7 @@ use quantize::calibrate::{default_event_count, default_events, fixed_outputs, fl
 use quantize::config::Config;
 use quantize::fixed::{FixedType, Overflow, Rounding};
 use quantize::ir::Graph;
-use quantize::qmodel::{QModel, QOp};
+use quantize::qmodel::{step_sets, QModel, QOp};
 use quantize::work::Work;
 use quantize::{bxq, npy, onnx, quantizer, report};
 use std::path::{Path, PathBuf};
@@ -247,6 +247,18 @@ fn inspect_bxq(a: &InspectArgs) -> Result<()> {
                 }
                 _ => (None, None),
             };
+            // The output quantizer: the result type, or integer thresholds
+            // (how many per element, and how many distinct sets).
+            let stairs = match &l.op {
+                QOp::Step { thresholds, values } => {
+                    let sets = step_sets(thresholds, values);
+                    Some(serde_json::json!({
+                        "per_element": thresholds.len() / sets.max(1),
+                        "sets": sets,
+                    }))
+                }
+                _ => None,
+            };
             serde_json::json!({
                 "layer": m.layer_tensor(i),
                 "name": l.name,
@@ -256,6 +268,7 @@ fn inspect_bxq(a: &InspectArgs) -> Result<()> {
                 "type": l.ty.ap_string(),
                 "weights": w,
                 "accumulator": acc,
+                "thresholds": stairs,
                 "macs": l.op.macs(m.tensor_len(m.layer_tensor(i))),
                 "reuse": l.reuse,
             })
@@ -289,7 +302,13 @@ fn inspect_bxq(a: &InspectArgs) -> Result<()> {
     for l in &layers {
         let wa = match (l["weights"].as_str(), l["accumulator"].as_str()) {
             (Some(w), Some(a)) => format!("{w} / {a}"),
-            _ => String::new(),
+            _ => match l["thresholds"].as_object() {
+                Some(t) => format!(
+                    "{} thresholds per element, {} sets",
+                    t["per_element"], t["sets"]
+                ),
+                None => String::new(),
+            },
         };
         let (text, num) = (
             |k: &str| l[k].as_str().unwrap_or_default().to_string(),

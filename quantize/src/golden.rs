@@ -15,7 +15,7 @@
 
 use crate::accum::MacLayout;
 use crate::fixed::FixedType;
-use crate::qmodel::{PoolKind, QLayer, QModel, QOp, TensorId, ROUTE_ZERO};
+use crate::qmodel::{step_apply, PoolKind, QLayer, QModel, QOp, TensorId, ROUTE_ZERO};
 use crate::taps::Taps;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -449,7 +449,8 @@ fn eval_layer(model: &QModel, layer: &QLayer, prep: Prepared, tensors: &[Vec<i64
         QOp::Step { thresholds, values } => arg(0)
             .0
             .iter()
-            .map(|&v| values[thresholds.iter().filter(|&&t| v >= t).count()])
+            .enumerate()
+            .map(|(i, &v)| step_apply(thresholds, values, i, v))
             .collect(),
         QOp::Softmax {
             n,

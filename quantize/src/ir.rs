@@ -81,9 +81,23 @@ pub enum Op {
     ThresholdedRelu(f64),
     Clip(f64, f64),
     Func(TableFn),
+    /// A staircase: `values[count of k with y >= thresholds[k]]` (`y >
+    /// thresholds[k]` where `strict[k]`: a tie that rounds down), with
+    /// `y = x` or, when a per-element affine map is folded in (the
+    /// BatchNormalization or constant scaling before a quantizer), `y = a x + b`.
+    /// The quantizer turns each element's thresholds into integer ones on
+    /// its input's codes, exactly, so the affine map is never rounded.
     Step {
         thresholds: Vec<f64>,
         values: Vec<f64>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        strict: Vec<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        affine: Option<Affine>,
+        /// The exact type of the values (a QONNX quantizer's); `None`: the
+        /// configured result type.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        out: Option<FixedType>,
     },
     Softmax {
         n: usize,
@@ -101,7 +115,25 @@ pub enum Op {
     Quant(FixedType),
 }
 
+/// `y = a[i] x[i] + b[i]` per element, folded into a [`Op::Step`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Affine {
+    pub a: Vec<f64>,
+    pub b: Vec<f64>,
+}
+
 impl Op {
+    /// A plain staircase on `x`: `values[count of k with x >= thresholds[k]]`.
+    pub fn step(thresholds: Vec<f64>, values: Vec<f64>) -> Op {
+        Op::Step {
+            thresholds,
+            values,
+            strict: Vec::new(),
+            affine: None,
+            out: None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Op::Dense { .. } => "Dense",
@@ -113,6 +145,10 @@ impl Op {
             Op::ThresholdedRelu(_) => "ThresholdedRelu",
             Op::Clip(..) => "Clip",
             Op::Func(f) => f.name(),
+            // A quantizer after an affine map: FINN's multi-thresholds.
+            Op::Step {
+                affine: Some(_), ..
+            } => "Thresholds",
             Op::Step { .. } => "Step",
             Op::Softmax { .. } => "Softmax",
             Op::Pool { .. } => "Pool",
@@ -141,6 +177,9 @@ impl Op {
                 weights.len() + bias.len()
             }
             Op::Scale { scale, shift } => scale.len() + shift.len(),
+            Op::Step {
+                thresholds, affine, ..
+            } => thresholds.len() + affine.as_ref().map_or(0, |f| f.a.len() + f.b.len()),
             Op::PRelu(a) => a.len(),
             _ => 0,
         }
@@ -327,9 +366,31 @@ fn eval_layer(l: &Layer, taps: Option<&Taps>, t: &[Vec<f64>]) -> Vec<f64> {
         Op::ThresholdedRelu(th) => elementwise(&|v| if v > *th { v } else { 0.0 }),
         Op::Clip(lo, hi) => elementwise(&|v| v.clamp(*lo, *hi)),
         Op::Func(f) => elementwise(&|v| f.eval(v)),
-        Op::Step { thresholds, values } => {
-            elementwise(&|v| values[thresholds.iter().filter(|&&th| v >= th).count()])
-        }
+        Op::Step {
+            thresholds,
+            values,
+            strict,
+            affine,
+            ..
+        } => x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let y = affine.as_ref().map_or(v, |f| f.a[i] * v + f.b[i]);
+                let reached = thresholds
+                    .iter()
+                    .enumerate()
+                    .filter(|&(k, &t)| {
+                        if strict.get(k) == Some(&true) {
+                            y > t
+                        } else {
+                            y >= t
+                        }
+                    })
+                    .count();
+                values[reached]
+            })
+            .collect(),
         Op::Softmax { n } => {
             let mut y = Vec::with_capacity(x.len());
             for g in x.chunks(*n) {

@@ -20,6 +20,7 @@ pub mod random;
 pub mod report;
 pub mod tables;
 pub mod taps;
+pub mod thresholds;
 pub mod validate;
 pub mod work;
 

@@ -410,8 +410,12 @@ pub enum QOp {
     /// A staircase: `y = values[count of k with x >= thresholds[k]]`,
     /// thresholds ascending raw values of the input type (the last may be one
     /// past its largest code: a step never taken), `values` raw values
-    /// of the result type (`thresholds.len() + 1` of them). This is how a
-    /// QONNX `Quant` with a non-power-of-two scale is kept exact on its input.
+    /// of the result type (`thresholds.len() + 1` of them). There may be
+    /// several such sets, one after another ([`step_sets`]): element `i`
+    /// uses set `i % sets`, so a quantizer after a per-channel
+    /// BatchNormalization is one set per element (integer thresholds, as
+    /// FINN's streamlining makes them). This is how a quantizer after
+    /// affine ops is kept exact on the integer accumulator before them.
     Step {
         thresholds: Vec<i64>,
         values: Vec<i64>,
@@ -568,6 +572,23 @@ impl BinOp {
 #[inline]
 fn align(v: i64, from: i32, to: i32) -> i128 {
     (v as i128) << (to - from)
+}
+
+/// Number of threshold sets of a Step: each has `k` thresholds and `k + 1`
+/// values, so the value count exceeds the threshold count by the set count.
+pub fn step_sets(thresholds: &[i64], values: &[i64]) -> usize {
+    values.len().saturating_sub(thresholds.len())
+}
+
+/// A Step's output for element `i` of value `v` (sets as [`step_sets`] says;
+/// the layer's lengths are checked by validation first).
+#[inline]
+pub fn step_apply(thresholds: &[i64], values: &[i64], i: usize, v: i64) -> i64 {
+    let sets = step_sets(thresholds, values);
+    let k = thresholds.len() / sets;
+    let s = i % sets;
+    let th = &thresholds[s * k..(s + 1) * k];
+    values[s * (k + 1) + th.iter().filter(|&&t| v >= t).count()]
 }
 
 impl QOp {

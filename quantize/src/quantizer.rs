@@ -6,9 +6,10 @@
 use crate::accum::exact_accumulator;
 use crate::config::{Config, ResolvedLayer, SoftmaxMode};
 use crate::fixed::{FixedType, Overflow, Rounding};
-use crate::ir::{Graph, Op};
+use crate::ir::{Affine, Graph, Op};
 use crate::qmodel::{Port, QLayer, QModel, QOp, TensorId};
 use crate::tables::{function_table, softmax_tables};
+use crate::thresholds::{stairs, Stairs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuantizeError {
@@ -33,16 +34,47 @@ fn ceil_raw(ty: FixedType, v: f64) -> i64 {
     }
 }
 
-/// The raw threshold of a Step (`x >= t`) on inputs of type `ty`: the
-/// ceiling, or one past the largest code when `t` is above every value of
-/// the type, so that the step is never taken (a saturated threshold would
-/// fire on the largest code).
-fn threshold_raw(ty: FixedType, t: f64) -> i64 {
-    if t > ty.to_f64(ty.max_raw()) {
-        ty.max_raw().saturating_add(1)
-    } else {
-        ceil_raw(ty, t)
-    }
+/// The integer thresholds and values of a Step on `len` inputs of type
+/// `ty` ([`QOp::Step`]): one set, or with an affine map folded in, one set
+/// per element (one in all when every element's set is the same). A
+/// threshold above every code is one past the largest (never reached).
+fn step_sets(
+    ty: FixedType,
+    len: usize,
+    thresholds: &[f64],
+    strict: &[bool],
+    affine: &Option<Affine>,
+    values: &[i64],
+) -> Result<(Vec<i64>, Vec<i64>), String> {
+    let one = |a: f64, b: f64| -> Result<Stairs, String> { stairs(ty, a, b, thresholds, strict) };
+    let sets = match affine {
+        None => vec![one(1.0, 0.0)?],
+        Some(f) => {
+            if f.a.len() != len || f.b.len() != len {
+                return Err(format!(
+                    "the affine map has {} and {} coefficients for {len} elements",
+                    f.a.len(),
+                    f.b.len()
+                ));
+            }
+            let sets = (0..len)
+                .map(|i| one(f.a[i], f.b[i]))
+                .collect::<Result<Vec<_>, _>>()?;
+            if sets.iter().all(|s| *s == sets[0]) {
+                sets[..1.min(len)].to_vec()
+            } else {
+                sets
+            }
+        }
+    };
+    Ok((
+        sets.iter()
+            .flat_map(|s| s.thresholds.iter().copied())
+            .collect(),
+        sets.iter()
+            .flat_map(|s| s.pick.iter().map(|&k| values[k]))
+            .collect(),
+    ))
 }
 
 /// Raw value `r` with `r * 2^-f <= v` largest (floor), saturated to `ty`'s range.
@@ -93,7 +125,8 @@ fn fit_int_bits(ty: FixedType, v: &[f64]) -> FixedType {
     FixedType { int_bits, ..ty }
 }
 
-/// Is tensor `t` read only by QONNX quantizers (possibly through one Relu)?
+/// Is tensor `t` read only by QONNX quantizers (a Quant, or a staircase
+/// with the affine map before a quantizer folded in), possibly through one Relu?
 /// Then the layer that makes it keeps its exact value, so the quantizer
 /// rounds once, as the QONNX float semantics do. A graph output is never
 /// such a tensor: it has a type of its own.
@@ -110,7 +143,10 @@ pub(crate) fn feeds_quant_only(g: &Graph, t: TensorId) -> bool {
         .collect();
     !readers.is_empty()
         && readers.iter().all(|(i, op)| match op {
-            Op::Quant(_) => true,
+            Op::Quant(_)
+            | Op::Step {
+                affine: Some(_), ..
+            } => true,
             Op::Relu => feeds_quant_only(g, g.layer_tensor(*i)),
             _ => false,
         })
@@ -162,6 +198,10 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
         let x_ty = ty_of(&layers, l.inputs[0]);
         let explicit_result =
             out_set.is_some() || cfg.layer.get(&l.name).and_then(|ls| ls.result).is_some();
+        // A layer feeding quantizers keeps every bit, so that they round
+        // once, as the model does; so does a Dense or Conv with QONNX-typed
+        // weights (a quantization-aware model's integer accumulator is its
+        // result, code for code: the logits of a QAT classifier, say).
         let exact_out = !explicit_result && feeds_quant_only(g, g.layer_tensor(i));
         let mut ty = s.result;
         let q =
@@ -177,7 +217,7 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
             } => {
                 let (w, w_ty, b, b_ty, acc_ty) =
                     mac_operands(x_ty, &s, weights, bias, *w_quant, *b_quant).map_err(err)?;
-                if exact_out {
+                if exact_out || (w_quant.is_some() && !explicit_result) {
                     ty = acc_ty;
                 }
                 QOp::Dense {
@@ -200,7 +240,7 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
             } => {
                 let (w, w_ty, b, b_ty, acc_ty) =
                     mac_operands(x_ty, &s, weights, bias, *w_quant, *b_quant).map_err(err)?;
-                if exact_out {
+                if exact_out || (w_quant.is_some() && !explicit_result) {
                     ty = acc_ty;
                 }
                 QOp::Conv {
@@ -281,16 +321,30 @@ pub fn quantize_graph(g: &Graph, cfg: &Config) -> Result<QModel, QuantizeError> 
                 func: f.name().into(),
                 table: function_table(*f, x_ty, s.table_bits, ty),
             },
-            // x >= t  <=>  x_raw >= ceil(t * 2^f)
-            Op::Step { thresholds, values } => {
-                // A decision (a comparison's 0 or 1) is one unsigned bit.
-                if !explicit_result && values.iter().all(|&v| v == 0.0 || v == 1.0) {
+            Op::Step {
+                thresholds,
+                values,
+                strict,
+                affine,
+                out,
+            } => {
+                if let Some(t) = out {
+                    // A QONNX quantizer's own type: its values exactly.
+                    ty = *t;
+                } else if !explicit_result && values.iter().all(|&v| v == 0.0 || v == 1.0) {
+                    // A decision (a comparison's 0 or 1) is one unsigned bit.
                     ty = FixedType::unsigned(1, 1).expect("valid type");
                 }
-                QOp::Step {
-                    thresholds: thresholds.iter().map(|&t| threshold_raw(x_ty, t)).collect(),
-                    values: q(ty, values),
-                }
+                let (thresholds, values) = step_sets(
+                    x_ty,
+                    l.shape.iter().product(),
+                    thresholds,
+                    strict,
+                    affine,
+                    &q(ty, values),
+                )
+                .map_err(err)?;
+                QOp::Step { thresholds, values }
             }
             Op::Softmax { n } => match cfg.model.softmax {
                 SoftmaxMode::Stable => {

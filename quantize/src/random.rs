@@ -361,17 +361,26 @@ impl<R: Rng> Builder<'_, R> {
                 }
             }
             _ => {
-                let thresholds = {
-                    let count = self.rng.gen_range(1..=4);
+                // One staircase for all, or one per element (the thresholds
+                // of a quantizer after a per-channel BatchNormalization).
+                let sets = if self.rng.gen_bool(0.5) {
+                    1
+                } else {
+                    self.cur_shape.iter().product()
+                };
+                let count = self.rng.gen_range(1..=4);
+                let never = self.rng.gen_bool(0.2);
+                let (mut thresholds, mut values) = (Vec::new(), Vec::new());
+                for _ in 0..sets {
                     let mut t = random_values(self.rng, self.cur_ty, count);
-                    if self.rng.gen_bool(0.2) {
+                    if never {
                         // A threshold above every input: the step is never taken.
                         t.push(self.cur_ty.max_raw().saturating_add(1));
                     }
                     t.sort_unstable();
-                    t
-                };
-                let values = random_values(self.rng, ty, thresholds.len() + 1);
+                    values.extend(random_values(self.rng, ty, t.len() + 1));
+                    thresholds.extend(t);
+                }
                 QOp::Step { thresholds, values }
             }
         };

@@ -156,7 +156,13 @@ pub fn validate(m: &QModel) -> Result<(), String> {
             QOp::PRelu { alpha, .. } => alpha.len() == out_len && in_len == out_len,
             QOp::Table { table, .. } => table_ok(table) && in_len == out_len,
             QOp::Step { thresholds, values } => {
-                values.len() == thresholds.len() + 1 && in_len == out_len
+                let sets = crate::qmodel::step_sets(thresholds, values);
+                let k = thresholds.len() / sets.max(1);
+                sets >= 1
+                    && thresholds.len() == sets * k
+                    && out_len.is_multiple_of(sets)
+                    && thresholds.chunks(k.max(1)).all(|t| t.is_sorted())
+                    && in_len == out_len
             }
             QOp::Softmax {
                 n,

@@ -12,7 +12,7 @@ use crate::rq::Rq;
 use crate::scalar::softmax_fast;
 use quantize::accum::MacLayout;
 use quantize::fixed::FixedType;
-use quantize::qmodel::{PoolKind, QLayer, QModel, QOp, Table, Window, ROUTE_ZERO};
+use quantize::qmodel::{step_sets, PoolKind, QLayer, QModel, QOp, Table, Window, ROUTE_ZERO};
 
 impl Plan {
     /// Compiles `model` for `isa`. `fuse_chains` folds runs of Dense and
@@ -204,7 +204,11 @@ fn op_kernel(cx: &LayerCx, sizes: &mut Sizes) -> Result<Kernel, PlanError> {
             Kernel::Table(table.clone())
         }
         QOp::Step { thresholds, values } => {
-            if values.len() != thresholds.len() + 1 {
+            let sets = step_sets(thresholds, values);
+            if sets == 0
+                || !thresholds.len().is_multiple_of(sets)
+                || !cx.out_len.is_multiple_of(sets)
+            {
                 return Err(cx.fail(LayerProblem::StepValues));
             }
             Kernel::Step(thresholds.clone(), values.clone())

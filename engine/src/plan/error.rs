@@ -39,7 +39,9 @@ pub enum LayerProblem {
     PreluSlopes,
     #[error("empty table")]
     EmptyTable,
-    #[error("Step needs thresholds + 1 values")]
+    #[error(
+        "Step needs k thresholds and k + 1 values per set, and a whole number of sets per output"
+    )]
     StepValues,
     #[error("bad Softmax")]
     Softmax,

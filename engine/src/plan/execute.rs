@@ -9,7 +9,7 @@ use crate::dense::MULTI;
 use crate::isa::Isa;
 use crate::rq::Rq;
 use crate::scalar::{argmax, softmax64};
-use quantize::qmodel::{QModel, ROUTE_ZERO};
+use quantize::qmodel::{step_apply, QModel, ROUTE_ZERO};
 
 impl Plan {
     /// Whether some layers run as a fused chain (and batches go [`MULTI`] events at a time).
@@ -256,8 +256,8 @@ impl Plan {
                     }
                 }
                 Kernel::Step(th, vals) => {
-                    for (d, &v) in y.iter_mut().zip(x) {
-                        *d = vals[th.iter().filter(|&&t| v >= t).count()];
+                    for (i, (d, &v)) in y.iter_mut().zip(x).enumerate() {
+                        *d = step_apply(th, vals, i, v);
                     }
                 }
                 Kernel::Softmax {

@@ -4,7 +4,7 @@
 
 use quantize::accum::MacLayout;
 use quantize::fixed::{FixedType, Rounding};
-use quantize::qmodel::{BinOp, PoolKind, QModel, QOp, Table, Window, ROUTE_ZERO};
+use quantize::qmodel::{step_sets, BinOp, PoolKind, QModel, QOp, Table, Window, ROUTE_ZERO};
 
 use super::arith::{Builder, Term};
 use crate::kernel::BuildError;
@@ -272,11 +272,20 @@ fn clip(b: &mut Builder, l: &Layer, lo: i64, hi: i64) -> Vec<NodeId> {
         .collect()
 }
 
-/// Step: a chain of comparisons against the ascending thresholds.
+/// Step: a chain of comparisons against the ascending thresholds of each
+/// element's set (comparators on the accumulator, no requantizer).
 fn step(b: &mut Builder, l: &Layer, thresholds: &[i64], values: &[i64]) -> Vec<NodeId> {
     let (x, _) = l.arg(0);
+    let sets = step_sets(thresholds, values);
+    let k = thresholds.len() / sets;
     x.iter()
-        .map(|&v| {
+        .enumerate()
+        .map(|(i, &v)| {
+            let s = i % sets;
+            let (thresholds, values) = (
+                &thresholds[s * k..(s + 1) * k],
+                &values[s * (k + 1)..(s + 1) * (k + 1)],
+            );
             let net = &mut b.net;
             let mut r = net.konst(values[0] as i128);
             for (k, &th) in thresholds.iter().enumerate() {

@@ -48,6 +48,17 @@ impl Builder {
         self.uses.get(&n.proto.input[0]).copied() == Some(1)
     }
 
+    /// The Scale layer that made `x`, when node `n` alone reads it: a
+    /// quantizer after an affine map (a BatchNormalization, a constant
+    /// scaling) takes that layer's place, as one staircase on its input.
+    pub fn scale_before(&mut self, n: &Node, x: &Act) -> Option<&mut Layer> {
+        if x.id < self.n_inputs || !self.single_use(n) {
+            return None;
+        }
+        let l = &mut self.layers[x.id - self.n_inputs];
+        matches!(l.op, Op::Scale { .. }).then_some(l)
+    }
+
     /// Elementwise affine on `x`: folded into the layer that produced `x` when
     /// that layer is a Dense, Conv or Scale read only here, else a Scale layer.
     pub fn affine(&mut self, n: &Node, x: &Act, scale: Vec<f64>, shift: Vec<f64>) -> Act {

@@ -10,7 +10,7 @@ use super::decode::Node;
 use super::shape::broadcast_to;
 use super::value::{Act, Const, Value};
 use crate::fixed::{FixedType, Overflow, Rounding};
-use crate::ir::Op;
+use crate::ir::{Affine, Op};
 
 /// A quantizer's bit width: a whole number from 1 to 64.
 fn check_bits(bits: f64) -> Result<(), String> {
@@ -58,11 +58,13 @@ fn qonnx_rounding(mode: &str) -> Result<Rounding, String> {
     match mode.to_ascii_uppercase().as_str() {
         "ROUND" | "HALF_EVEN" => Ok(Rounding::RndConv),
         "FLOOR" => Ok(Rounding::Trn),
-        "ROUND_TO_ZERO" => Ok(Rounding::TrnZero),
-        "HALF_UP" => Ok(Rounding::Rnd),
-        "HALF_DOWN" => Ok(Rounding::RndMinInf),
+        // qonnx: DOWN is np.fix; HALF_UP is sign(x) floor(|x| + 0.5), ties
+        // away from zero; HALF_DOWN is sign(x) ceil(|x| - 0.5), ties toward zero.
+        "ROUND_TO_ZERO" | "DOWN" => Ok(Rounding::TrnZero),
+        "HALF_UP" => Ok(Rounding::RndInf),
+        "HALF_DOWN" => Ok(Rounding::RndZero),
         other => Err(format!(
-            "rounding mode '{other}' has no ap_fixed equivalent (ROUND, HALF_EVEN, FLOOR, ROUND_TO_ZERO, HALF_UP, HALF_DOWN are supported)"
+            "rounding mode '{other}' has no ap_fixed equivalent (ROUND, HALF_EVEN, FLOOR, ROUND_TO_ZERO, DOWN, HALF_UP, HALF_DOWN are supported)"
         )),
     }
 }
@@ -121,18 +123,79 @@ fn quant_type(n: &Node) -> Result<QuantKind, String> {
     }
 }
 
-/// A QONNX quantizer on an activation: a Quant layer, or a sign step.
+/// Most codes a quantizer after an affine map may have to become a
+/// staircase (FINN's thresholds): an 8-bit quantizer's 255 thresholds per
+/// element. A wider one stays an affine layer and a quantizer.
+const MAX_STAIR_CODES: i64 = 256;
+
+/// Thresholds on `y`, which of them a tie does not reach, and the values,
+/// of the quantizer `y -> t.quantize(y)` of a saturating type with at most
+/// [`MAX_STAIR_CODES`] codes: code `m` is reached where rounding `y / lsb`
+/// gives at least `m`, as the type's rounding mode says.
+fn staircase(t: FixedType) -> Option<(Vec<f64>, Vec<bool>, Vec<f64>)> {
+    let lo = match t.overflow {
+        Overflow::Sat => t.min_raw(),
+        Overflow::SatSym if t.signed => -t.max_raw(),
+        Overflow::SatSym => t.min_raw(),
+        _ => return None,
+    };
+    let hi = t.max_raw();
+    if hi - lo >= MAX_STAIR_CODES {
+        return None;
+    }
+    let lsb = t.to_f64(1);
+    let (mut th, mut strict) = (Vec::new(), Vec::new());
+    for m in lo + 1..=hi {
+        let up = m >= 1;
+        // (threshold on y / lsb, whether a value equal to it falls short)
+        let (u, s) = match t.rounding {
+            Rounding::Trn => (m as f64, false),
+            Rounding::TrnZero if up => (m as f64, false),
+            Rounding::TrnZero => ((m - 1) as f64, true),
+            Rounding::Rnd => (m as f64 - 0.5, false),
+            Rounding::RndMinInf => (m as f64 - 0.5, true),
+            Rounding::RndConv => (m as f64 - 0.5, m % 2 != 0),
+            Rounding::RndZero => (m as f64 - 0.5, up),
+            Rounding::RndInf => (m as f64 - 0.5, !up),
+        };
+        th.push(u * lsb);
+        strict.push(s);
+    }
+    let values = (lo..=hi).map(|m| t.to_f64(m)).collect();
+    Some((th, strict, values))
+}
+
+/// A QONNX quantizer on an activation: a Quant layer, or a sign step. After
+/// an affine map (a Scale layer only it reads) it is one staircase in that
+/// layer's place, exact on the codes before the map.
 pub fn map_quant(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
-    Ok(match quant_type(n)? {
+    let kind = quant_type(n)?;
+    let stairs = match &kind {
+        QuantKind::Fixed(t) => staircase(*t).map(|(th, st, v)| (th, st, v, Some(*t))),
+        QuantKind::Bipolar(s) => Some((vec![0.0], vec![false], vec![-s, *s], None)),
+    };
+    if let Some((thresholds, strict, values, out)) = stairs {
+        if let Some(l) = b.scale_before(n, x) {
+            let Op::Scale { scale, shift } = &l.op else {
+                unreachable!("scale_before finds Scale layers");
+            };
+            l.op = Op::Step {
+                thresholds,
+                values,
+                strict,
+                affine: Some(Affine {
+                    a: scale.clone(),
+                    b: shift.clone(),
+                }),
+                out,
+            };
+            l.name = format!("{}+{}", l.name, n.name);
+            return Ok(Value::Act(x.clone()));
+        }
+    }
+    Ok(match kind {
         QuantKind::Fixed(t) => b.unary(n.name, x, Op::Quant(t)),
-        QuantKind::Bipolar(s) => b.unary(
-            n.name,
-            x,
-            Op::Step {
-                thresholds: vec![0.0],
-                values: vec![-s, s],
-            },
-        ),
+        QuantKind::Bipolar(s) => b.unary(n.name, x, Op::step(vec![0.0], vec![-s, s])),
     })
 }
 
@@ -151,13 +214,19 @@ pub fn fold_quant(n: &Node) -> Result<Const, String> {
             quant: Some(t),
             dtype: 0,
         }),
-        Ok(QuantKind::Bipolar(s)) => Ok(Const::computed(
-            a.shape.clone(),
-            a.data
-                .iter()
-                .map(|&v| if v >= 0.0 { s } else { -s })
-                .collect(),
-        )),
+        Ok(QuantKind::Bipolar(s)) => Ok(Const {
+            // +-s with a power-of-two s: two codes of a signed 2-bit type,
+            // so the weights stay exact and a BatchNormalization after them
+            // becomes thresholds instead of being folded into them.
+            quant: pow2_type(s, 2.0, true, true, Rounding::RndConv).ok(),
+            ..Const::computed(
+                a.shape.clone(),
+                a.data
+                    .iter()
+                    .map(|&v| if v >= 0.0 { s } else { -s })
+                    .collect(),
+            )
+        }),
         // Per-channel or non-power-of-two weight quantizers: the quantized
         // values are still exact constants, just without one fixed-point type.
         Err(_) if n.op() == "Quant" => fold_quant_scaled(n, a),

@@ -175,12 +175,5 @@ pub fn compare(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
         "Less" => (v, vec![1.0, 0.0]),
         _ => (v.next_up(), vec![1.0, 0.0]),
     };
-    Ok(b.unary(
-        n.name,
-        x,
-        Op::Step {
-            thresholds: vec![threshold],
-            values,
-        },
-    ))
+    Ok(b.unary(n.name, x, Op::step(vec![threshold], values)))
 }

@@ -1,0 +1,187 @@
+//! Quantizers after affine maps become integer thresholds on the accumulator
+//! before them (FINN's streamlining): exact against a rational reference on
+//! random chains, and against qonnx's own executor on the public QAT models.
+
+mod common;
+
+use common::{graph_model, node, values, with_int, with_str};
+use num_bigint::BigInt;
+use proptest::prelude::*;
+use quantize::config::Config;
+use quantize::golden;
+use quantize::onnx::import_bytes;
+use quantize::qmodel::QOp;
+use quantize::quantizer::quantize_graph;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// `v` (finite) as `m * 2^e`.
+fn dyadic(v: f64) -> (BigInt, i32) {
+    if v == 0.0 {
+        return (BigInt::from(0), 0);
+    }
+    let (mut m, mut e) = (v.abs(), 0i32);
+    while m.fract() != 0.0 {
+        m *= 2.0;
+        e -= 1;
+    }
+    let m = BigInt::from(m as u64);
+    (if v < 0.0 { -m } else { m }, e)
+}
+
+/// `round(u)` for `u = n * 2^-k` exactly, as the QONNX rounding mode says.
+fn round_mode(n: &BigInt, k: u32, mode: &str) -> BigInt {
+    let floor = n >> k as usize;
+    let rem2 = (n - (&floor << k as usize)) * 2; // in [0, 2^(k+1))
+    let one = BigInt::from(1) << k as usize;
+    let (half, above) = (rem2 == one, rem2 > one);
+    let exact = rem2 == BigInt::from(0);
+    let up = &floor + 1;
+    let positive = floor >= BigInt::from(0);
+    match mode {
+        "FLOOR" => floor,
+        "ROUND" => {
+            if above || (half && (&floor % 2) != BigInt::from(0)) {
+                up
+            } else {
+                floor
+            }
+        }
+        // Half away from zero.
+        "HALF_UP" => {
+            if above || (half && positive) {
+                up
+            } else {
+                floor
+            }
+        }
+        // Toward zero.
+        "ROUND_TO_ZERO" => {
+            if !exact && !positive {
+                up
+            } else {
+                floor
+            }
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// A random chain `Quant(x) -> MatMul(Quant(W)) -> Mul(c) -> Add(d) ->
+/// Quant`, with the golden model's output codes checked against exact
+/// rational arithmetic on the f32 constants as stored.
+fn check_chain(seed: u64) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let (n_in, n_out) = (rng.gen_range(1..=6usize), rng.gen_range(1..=5usize));
+    let (fi, bi) = (rng.gen_range(0..=4i32), rng.gen_range(2..=6u32));
+    let (fw, bw) = (rng.gen_range(0..=3i32), rng.gen_range(2..=4u32));
+    let (fo, bo) = (rng.gen_range(-2..=4i32), rng.gen_range(1..=8u32));
+    let in_signed = rng.gen_bool(0.5);
+    let out_signed = bo > 1 && rng.gen_bool(0.6);
+    let narrow = out_signed && rng.gen_bool(0.3);
+    let mode = ["ROUND", "FLOOR", "HALF_UP", "ROUND_TO_ZERO"][rng.gen_range(0..4)];
+    let wq: Vec<i64> = (0..n_in * n_out)
+        .map(|_| rng.gen_range(-(1 << (bw - 1)) + 1..(1 << (bw - 1))))
+        .collect();
+    // Coefficients: most are arbitrary f32s (no power of two), some are
+    // zero or negative, some dyadic so that exact ties happen.
+    let coef = |rng: &mut SmallRng| -> f32 {
+        match rng.gen_range(0..6) {
+            0 => 0.0,
+            1 => (rng.gen_range(-8..=8) as f32) * 0.125,
+            _ => rng.gen_range(-3.0f32..3.0),
+        }
+    };
+    let c: Vec<f32> = (0..n_out).map(|_| coef(&mut rng)).collect();
+    let d: Vec<f32> = (0..n_out).map(|_| coef(&mut rng) * 4.0).collect();
+    let scalar = |name: &str, v: f32| values(name, &[], &[v]);
+    let quant = |name: &str, x: &str, s: &str, z: &str, b: &str, signed: bool, narrow: bool| {
+        let n = node("Quant", name, &[x, s, z, b], &[&format!("{name}_y")]);
+        let n = with_int(n, "signed", signed as i64);
+        let n = with_int(n, "narrow", narrow as i64);
+        with_str(n, "rounding_mode", mode)
+    };
+    let nodes = vec![
+        quant("qx", "x", "sx", "zero", "bx", in_signed, false),
+        quant("qw", "w", "sw", "zero", "bw", true, false),
+        node("MatMul", "mm", &["qx_y", "qw_y"], &["acc"]),
+        node("Mul", "mul", &["acc", "c"], &["scaled"]),
+        node("Add", "add", &["scaled", "d"], &["shifted"]),
+        quant("qy", "shifted", "sy", "zero", "by", out_signed, narrow),
+    ];
+    let w: Vec<f32> = wq.iter().map(|&q| q as f32 * (-fw as f32).exp2()).collect();
+    let inits = vec![
+        scalar("sx", (-fi as f32).exp2()),
+        scalar("sw", (-fw as f32).exp2()),
+        scalar("sy", (-fo as f32).exp2()),
+        scalar("zero", 0.0),
+        scalar("bx", bi as f32),
+        scalar("bw", bw as f32),
+        scalar("by", bo as f32),
+        values("w", &[n_in as i64, n_out as i64], &w),
+        values("c", &[n_out as i64], &c),
+        values("d", &[n_out as i64], &d),
+    ];
+    let bytes = graph_model(
+        nodes,
+        inits,
+        &[("x", &[1, n_in as i64])],
+        &[("qy_y", &[1, n_out as i64])],
+    );
+    let g = import_bytes(&bytes, "chain").unwrap();
+    let q = quantize_graph(&g, &Config::default()).unwrap();
+    let last = q.layers.last().unwrap();
+    assert!(
+        matches!(last.op, QOp::Step { .. }),
+        "the quantizer after Mul and Add is thresholds: {:?}",
+        last.op.kind()
+    );
+    let (qmin, qmax) = match (out_signed, narrow) {
+        (true, false) => (-(1i64 << (bo - 1)), (1i64 << (bo - 1)) - 1),
+        (true, true) => (-(1i64 << (bo - 1)) + 1, (1i64 << (bo - 1)) - 1),
+        _ => (0, (1i64 << bo) - 1),
+    };
+    let (xlo, xhi) = if in_signed {
+        (-(1i64 << (bi - 1)), (1i64 << (bi - 1)) - 1)
+    } else {
+        (0, (1i64 << bi) - 1)
+    };
+    let out_ty = last.ty;
+    for _ in 0..300 {
+        let codes: Vec<i64> = (0..n_in).map(|_| rng.gen_range(xlo..=xhi)).collect();
+        let x: Vec<f32> = codes
+            .iter()
+            .map(|&v| v as f32 * (-fi as f32).exp2())
+            .collect();
+        let raw = golden::quantize_input(&q, &x);
+        let got = golden::evaluate(&q, &raw).unwrap();
+        for o in 0..n_out {
+            let acc: i64 = (0..n_in).map(|i| codes[i] * wq[i * n_out + o]).sum();
+            // u = (c * acc * 2^-(fi+fw) + d) * 2^fo, as n * 2^-k.
+            let (cm, ce) = dyadic(c[o] as f64);
+            let (dm, de) = dyadic(d[o] as f64);
+            let terms = [(cm * acc, ce - fi - fw + fo), (dm, de + fo)];
+            let low = terms.iter().map(|t| t.1).min().unwrap().min(0);
+            let n: BigInt = terms.iter().map(|(m, e)| m << (e - low) as usize).sum();
+            let code = round_mode(&n, (-low) as u32, mode);
+            let want = code.clamp(BigInt::from(qmin), BigInt::from(qmax));
+            let want: i64 = want.try_into().unwrap();
+            // The output type's raw code of `want * 2^-fo`.
+            let want_raw = out_ty.quantize_f64(want as f64 * (-fo as f64).exp2());
+            assert_eq!(
+                got[o], want_raw,
+                "seed {seed} output {o}: acc {acc}, c {} d {}, mode {mode}, codes {codes:?}",
+                c[o], d[o]
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn random_threshold_chains_are_exact(seed in any::<u64>()) {
+        check_chain(seed);
+    }
+}
