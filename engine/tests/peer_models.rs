@@ -31,8 +31,8 @@ fn onnx_files(sub: &str) -> Vec<PathBuf> {
 #[test]
 fn peer_models_bit_exact() {
     let files = onnx_files("");
-    assert_eq!(files.len(), 7, "{files:?}");
-    assert_eq!(bit_exact_on_every_isa(&files), 7);
+    assert_eq!(files.len(), 8, "{files:?}");
+    assert_eq!(bit_exact_on_every_isa(&files), 8);
 }
 
 /// The operator test models (transposed convolutions, a four-layer

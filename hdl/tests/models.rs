@@ -18,12 +18,14 @@ pub fn load(name: &str) -> QModel {
     quantize::quantizer::quantize_graph(&g, &Config::default()).unwrap()
 }
 
-const MLPS: [(&str, Strategy); 5] = [
+/// The TFC models' hidden layers are integer thresholds after each MatMul.
+const MLPS: [(&str, Strategy); 6] = [
     ("two_layer_keras.onnx", Strategy::ShiftAdd),
     ("three_layer_keras.onnx", Strategy::Dsp),
     ("dense_big_keras.onnx", Strategy::ShiftAdd),
     ("qkeras_jettagging.onnx", Strategy::ShiftAdd),
     ("TFC_2W2A.onnx", Strategy::ShiftAdd),
+    ("TFC_1W2A.onnx", Strategy::Dsp),
 ];
 
 fn is_mlp(m: &QModel) -> bool {

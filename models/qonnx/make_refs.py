@@ -16,6 +16,7 @@ transformation of ours can hide a disagreement.
 
 import argparse
 import importlib.metadata
+import json
 import multiprocessing
 import os
 import sys
@@ -223,13 +224,17 @@ def main():
     report("jet", refs["jet_logits"], refs["jet_out"])
     print(f"  qkeras_jettagging.onnx: {time.time() - t:.1f} s (finest logit grid 1/{finest})")
 
-    refs["versions"] = np.array([
-        f"qonnx {importlib.metadata.version('qonnx')}",
-        f"onnxruntime {importlib.metadata.version('onnxruntime')}",
-        f"numpy {np.__version__}",
-        f"python {sys.version.split()[0]}",
-    ])
+    # Numbers only in the .npz (bxflow's reader takes numeric arrays); the
+    # versions that made them go beside it.
     np.savez_compressed(args.o, **refs)
+    versions = {
+        "qonnx": importlib.metadata.version("qonnx"),
+        "onnxruntime": importlib.metadata.version("onnxruntime"),
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+    }
+    with open(os.path.splitext(args.o)[0] + "_versions.json", "w") as f:
+        json.dump(versions, f, indent=1)
     for k, v in refs.items():
         print(f"  {k}: {v.dtype} {list(v.shape)}")
     print(f"wrote {args.o}: {os.path.getsize(args.o)} bytes, total {time.time() - t0:.1f} s")

@@ -10,7 +10,7 @@ use quantize::quantizer::quantize_graph;
 use quantize::work::Work;
 use std::path::PathBuf;
 
-const MODELS: [&str; 7] = [
+const MODELS: [&str; 8] = [
     "three_layer_keras.onnx",
     "two_layer_keras.onnx",
     "dense_big_keras.onnx",
@@ -18,6 +18,7 @@ const MODELS: [&str; 7] = [
     "conv2d_small_keras.onnx",
     "qkeras_jettagging.onnx",
     "TFC_2W2A.onnx",
+    "TFC_1W2A.onnx",
 ];
 
 fn model_path(name: &str) -> PathBuf {
