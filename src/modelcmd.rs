@@ -304,8 +304,10 @@ fn inspect_bxq(a: &InspectArgs) -> Result<()> {
             (Some(w), Some(a)) => format!("{w} / {a}"),
             _ => match l["thresholds"].as_object() {
                 Some(t) => format!(
-                    "{} thresholds per element, {} sets",
-                    t["per_element"], t["sets"]
+                    "{} thresholds per element, {} set{}",
+                    t["per_element"],
+                    t["sets"],
+                    if t["sets"] == 1 { "" } else { "s" }
                 ),
                 None => String::new(),
             },

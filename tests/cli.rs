@@ -59,6 +59,40 @@ fn inspect_prints_the_event_axis_reading_and_recurrent_steps() {
     );
 }
 
+/// inspect says which layers quantize by thresholds, and how many: the
+/// BatchNormalization + Quant pairs of a Brevitas model, one set per channel.
+#[test]
+fn inspect_shows_threshold_quantizers() {
+    let bxq = tmp("tfc.bxq");
+    let (ok, _, err) = bxflow(&[
+        "quantize",
+        &model("TFC_2W2A.onnx"),
+        "-o",
+        bxq.to_str().unwrap(),
+        "--events",
+        "1000",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = bxflow(&["inspect", bxq.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("BatchNormalization_21+Quant_25")
+            && out.contains("2 thresholds per element, 64 sets")
+            && out.contains("2 thresholds per element, 1 set "),
+        "{out}"
+    );
+    let (ok, out, err) = bxflow(&["inspect", bxq.to_str().unwrap(), "--json"]);
+    assert!(ok, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bn = &j["layers"][2];
+    assert_eq!(
+        (&bn["thresholds"]["per_element"], &bn["thresholds"]["sets"]),
+        (&serde_json::json!(2), &serde_json::json!(64)),
+        "{bn}"
+    );
+    assert!(j["layers"][1]["thresholds"].is_null());
+}
+
 #[test]
 fn quantize_then_eval_matches_the_report_and_checks_shapes() {
     let bxq = tmp("tagger.bxq");

@@ -110,7 +110,9 @@ fn verilator_every_mlp_in_models() {
     if !have("verilator") {
         return;
     }
-    for (name, st) in MLPS {
+    // TFC_1W2A has TFC_2W2A's topology and thresholds, and takes four
+    // minutes under Verilator on 2 cores: the netlist simulator checks it.
+    for (name, st) in MLPS.into_iter().filter(|(n, _)| *n != "TFC_1W2A.onnx") {
         verilator_model(name, st, |m| assert!(is_mlp(m), "{name}"));
     }
 }
