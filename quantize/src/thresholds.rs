@@ -8,11 +8,8 @@ use crate::fixed::FixedType;
 use num_bigint::BigInt;
 use std::cmp::Ordering;
 
-/// `v` as `m * 2^e` exactly (`v` finite).
-fn dyadic(v: f64) -> (BigInt, i32) {
-    if v == 0.0 {
-        return (BigInt::from(0), 0);
-    }
+/// `v` (finite, not 0) as `m * 2^e` exactly, `m` odd and signed.
+pub fn odd_dyadic(v: f64) -> (i64, i32) {
     let bits = v.to_bits();
     let exp = ((bits >> 52) & 0x7ff) as i32;
     let frac = bits & ((1u64 << 52) - 1);
@@ -22,8 +19,18 @@ fn dyadic(v: f64) -> (BigInt, i32) {
     } else {
         (frac | (1u64 << 52), exp - 1075)
     };
-    let m = BigInt::from(m);
-    (if v < 0.0 { -m } else { m }, e)
+    let z = m.trailing_zeros();
+    let m = (m >> z) as i64;
+    (if v < 0.0 { -m } else { m }, e + z as i32)
+}
+
+/// `v` as `m * 2^e` exactly (`v` finite).
+fn dyadic(v: f64) -> (BigInt, i32) {
+    if v == 0.0 {
+        return (BigInt::from(0), 0);
+    }
+    let (m, e) = odd_dyadic(v);
+    (BigInt::from(m), e)
 }
 
 /// The sign of `a * r * 2^-f + b - t`, exactly.

@@ -6,6 +6,7 @@ mod common;
 
 use common::{graph_model, node, values, with_int, with_str};
 use num_bigint::BigInt;
+use num_rational::BigRational;
 use proptest::prelude::*;
 use quantize::config::Config;
 use quantize::fixed::FixedType;
@@ -185,11 +186,270 @@ fn check_chain(seed: u64) {
     }
 }
 
+/// `v` (finite) as an exact rational.
+fn rational(v: f64) -> BigRational {
+    BigRational::from_float(v).expect("finite")
+}
+
+/// `round(u)` as the QONNX rounding mode says, exactly.
+fn round_rational(u: &BigRational, mode: &str) -> BigInt {
+    let floor = u.floor();
+    let frac = u - &floor;
+    let half = BigRational::new(BigInt::from(1), BigInt::from(2));
+    let f = floor.to_integer();
+    let up = &f + 1;
+    let positive = u >= &BigRational::from_integer(BigInt::from(0));
+    let exact = frac == BigRational::from_integer(BigInt::from(0));
+    match mode {
+        "FLOOR" => f,
+        "ROUND" => {
+            if frac > half || (frac == half && (&f % 2) != BigInt::from(0)) {
+                up
+            } else {
+                f
+            }
+        }
+        "HALF_UP" => {
+            if frac > half || (frac == half && positive) {
+                up
+            } else {
+                f
+            }
+        }
+        "ROUND_TO_ZERO" => {
+            if !exact && !positive {
+                up
+            } else {
+                f
+            }
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// A Brevitas-style chain with float scales and zero points:
+/// `Quant(x; s_x, z_x) -> MatMul(Quant(W; s_w per output)) -> Add(bias) ->
+/// Mul(c) -> Add(d) -> Quant(s_y, z_y)`. The last quantizer's integer codes
+/// are checked against exact rational arithmetic on the constants.
+fn check_float_chain(seed: u64) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let (n_in, n_out) = (rng.gen_range(1..=6usize), rng.gen_range(1..=5usize));
+    let mode = ["ROUND", "FLOOR", "HALF_UP", "ROUND_TO_ZERO"][rng.gen_range(0..4)];
+    let f32s = |rng: &mut SmallRng, lo: f32, hi: f32| rng.gen_range(lo..hi);
+    let (sx, bx) = (f32s(&mut rng, 0.01, 0.5), rng.gen_range(2..=6u32));
+    let x_signed = rng.gen_bool(0.5);
+    let zx = if rng.gen_bool(0.5) {
+        0
+    } else {
+        rng.gen_range(-3..=3i64)
+    };
+    let bw = rng.gen_range(2..=5u32);
+    let sw: Vec<f32> = (0..n_out).map(|_| f32s(&mut rng, 0.01, 0.3)).collect();
+    let wmax = (1i64 << (bw - 1)) - 1;
+    let wq: Vec<i64> = (0..n_in * n_out)
+        .map(|_| rng.gen_range(-wmax..=wmax))
+        .collect();
+    let bias: Vec<f32> = (0..n_out).map(|_| f32s(&mut rng, -1.0, 1.0)).collect();
+    let c: Vec<f32> = (0..n_out)
+        .map(|_| match rng.gen_range(0..5) {
+            0 => -f32s(&mut rng, 0.1, 2.0),
+            _ => f32s(&mut rng, 0.1, 2.0),
+        })
+        .collect();
+    let d: Vec<f32> = (0..n_out).map(|_| f32s(&mut rng, -1.0, 1.0)).collect();
+    let (sy, by) = (f32s(&mut rng, 0.01, 0.5), rng.gen_range(2..=8u32));
+    let y_signed = rng.gen_bool(0.5);
+    let y_narrow = rng.gen_bool(0.3);
+    let zy = if rng.gen_bool(0.5) {
+        0
+    } else {
+        rng.gen_range(-3..=3i64)
+    };
+    let scalar = |name: &str, v: f32| values(name, &[], &[v]);
+    let quant = |name: &str, x: &str, s: &str, z: &str, b: &str, signed: bool, narrow: bool| {
+        let n = node("Quant", name, &[x, s, z, b], &[&format!("{name}_y")]);
+        let n = with_int(n, "signed", signed as i64);
+        let n = with_int(n, "narrow", narrow as i64);
+        with_str(n, "rounding_mode", mode)
+    };
+    // W[i][o] = code * s_w[o], as the f32 an exporter stores.
+    let w: Vec<f32> = (0..n_in * n_out)
+        .map(|k| wq[k] as f32 * sw[k % n_out])
+        .collect();
+    let nodes = vec![
+        quant("qx", "x", "sx", "zx", "bx", x_signed, false),
+        quant("qw", "w", "sw", "zero", "bw", true, false),
+        node("MatMul", "mm", &["qx_y", "qw_y"], &["acc"]),
+        node("Add", "bias", &["acc", "b"], &["biased"]),
+        node("Mul", "mul", &["biased", "c"], &["scaled"]),
+        node("Add", "add", &["scaled", "d"], &["shifted"]),
+        quant("qy", "shifted", "sy", "zy", "by", y_signed, y_narrow),
+    ];
+    let inits = vec![
+        scalar("sx", sx),
+        scalar("zx", zx as f32),
+        scalar("bx", bx as f32),
+        values("sw", &[1, n_out as i64], &sw),
+        scalar("zero", 0.0),
+        scalar("bw", bw as f32),
+        scalar("sy", sy),
+        scalar("zy", zy as f32),
+        scalar("by", by as f32),
+        values("w", &[n_in as i64, n_out as i64], &w),
+        values("b", &[n_out as i64], &bias),
+        values("c", &[n_out as i64], &c),
+        values("d", &[n_out as i64], &d),
+    ];
+    let bytes = graph_model(
+        nodes,
+        inits,
+        &[("x", &[1, n_in as i64])],
+        &[("qy_y", &[1, n_out as i64])],
+    );
+    let g = import_bytes(&bytes, "float_chain").unwrap();
+    let mut cfg = Config::default();
+    cfg.input
+        .insert("x".into(), FixedType::signed(24, 12).unwrap());
+    let q = quantize_graph(&g, &cfg).unwrap();
+    let steps: Vec<usize> = (0..q.layers.len())
+        .filter(|&i| matches!(q.layers[i].op, QOp::Step { .. }))
+        .collect();
+    assert_eq!(
+        steps.len(),
+        2,
+        "two quantizers as thresholds: {:?}",
+        q.layers
+    );
+    assert!(
+        q.layers.iter().all(|l| l.op.kind() != "Requant"),
+        "no float scale rounded"
+    );
+    let codes_l = q.layer_tensor(steps[1]);
+    let code_range = |bits: u32, signed: bool, narrow: bool| match (signed, narrow) {
+        (true, false) => (-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1),
+        (true, true) => (-(1i64 << (bits - 1)) + 1, (1i64 << (bits - 1)) - 1),
+        (false, false) => (0, (1i64 << bits) - 1),
+        (false, true) => (0, (1i64 << bits) - 2),
+    };
+    let (xlo, xhi) = code_range(bx, x_signed, false);
+    let (ylo, yhi) = code_range(by, y_signed, y_narrow);
+    let r = |v: f32| rational(v as f64);
+    for _ in 0..300 {
+        // Inputs on a 2^-8 grid around the quantizer's range.
+        let x: Vec<f32> = (0..n_in)
+            .map(|_| {
+                let span = (xhi - xlo + 2) as f32 * sx;
+                let v = (xlo - zx - 1) as f32 * sx + rng.gen_range(0.0..span);
+                (v * 256.0).round() / 256.0
+            })
+            .collect();
+        let all = golden::evaluate_all(&q, &golden::quantize_input(&q, &x)).unwrap();
+        let xc: Vec<BigInt> = x
+            .iter()
+            .map(|&v| {
+                let u = r(v) / r(sx) + BigRational::from_integer(zx.into());
+                round_rational(&u, mode).clamp(xlo.into(), xhi.into())
+            })
+            .collect();
+        for o in 0..n_out {
+            let mut acc = BigRational::from_integer(0.into());
+            for i in 0..n_in {
+                let xv = BigRational::from_integer(&xc[i] - zx) * r(sx);
+                let wv = BigRational::from_integer(wq[i * n_out + o].into()) * r(sw[o]);
+                acc += xv * wv;
+            }
+            let y = (acc + r(bias[o])) * r(c[o]) + r(d[o]);
+            let u = y / r(sy) + BigRational::from_integer(zy.into());
+            let want = round_rational(&u, mode).clamp(ylo.into(), yhi.into());
+            let want: i64 = want.try_into().unwrap();
+            assert_eq!(
+                all[codes_l][o], want,
+                "seed {seed} output {o}: mode {mode}, x {x:?}, input codes {xc:?}"
+            );
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn random_threshold_chains_are_exact(seed in any::<u64>()) {
         check_chain(seed);
+    }
+
+    #[test]
+    fn float_scale_chains_are_exact(seed in any::<u64>()) {
+        check_float_chain(seed);
+    }
+}
+
+/// A float-scaled quantizer before a Conv with per-channel float weight
+/// scales: the Conv runs on the integer codes and the quantizer after it is
+/// thresholds; the codes equal the float graph's (f64) on every input.
+#[test]
+fn a_conv_takes_a_float_scaled_input_in() {
+    let (cin, cout, len) = (2usize, 3usize, 7usize);
+    let mut rng = SmallRng::seed_from_u64(5);
+    let sw: Vec<f32> = (0..cout).map(|_| rng.gen_range(0.01f32..0.3)).collect();
+    let wq: Vec<i64> = (0..cout * cin * 3).map(|_| rng.gen_range(-7..=7)).collect();
+    let w: Vec<f32> = wq
+        .iter()
+        .enumerate()
+        .map(|(k, &q)| q as f32 * sw[k / (cin * 3)])
+        .collect();
+    let scalar = |name: &str, v: f32| values(name, &[], &[v]);
+    let quant = |name: &str, x: &str, s: &str, b: &str, signed: bool| {
+        let n = node("Quant", name, &[x, s, "zero", b], &[&format!("{name}_y")]);
+        let n = with_int(n, "signed", signed as i64);
+        with_int(n, "narrow", 0)
+    };
+    let conv = common::with_ints(
+        node("Conv", "conv", &["qx_y", "qw_y", "cb"], &["acc"]),
+        "pads",
+        &[1, 1],
+    );
+    let nodes = vec![
+        quant("qx", "x", "sx", "b4", false),
+        quant("qw", "w", "sw", "b4", true),
+        conv,
+        quant("qy", "acc", "sy", "b4", true),
+    ];
+    let inits = vec![
+        scalar("sx", 0.173),
+        scalar("sy", 0.311),
+        scalar("zero", 0.0),
+        scalar("b4", 4.0),
+        values("sw", &[cout as i64, 1, 1], &sw),
+        values("w", &[cout as i64, cin as i64, 3], &w),
+        values("cb", &[cout as i64], &[0.25, -0.4, 0.1]),
+    ];
+    let bytes = graph_model(
+        nodes,
+        inits,
+        &[("x", &[1, cin as i64, len as i64])],
+        &[("qy_y", &[1, cout as i64, len as i64])],
+    );
+    let g = import_bytes(&bytes, "conv").unwrap();
+    let kinds: Vec<&str> = g.layers.iter().map(|l| l.op.kind()).collect();
+    assert_eq!(
+        kinds,
+        ["Thresholds", "Conv", "Thresholds", "Scale"],
+        "codes, the Conv on them, thresholds, the output's worth"
+    );
+    let mut cfg = Config::default();
+    cfg.input
+        .insert("x".into(), FixedType::signed(24, 12).unwrap());
+    let q = quantize_graph(&g, &cfg).unwrap();
+    let codes = q.layer_tensor(2);
+    for _ in 0..2000 {
+        let x: Vec<f32> = (0..cin * len)
+            .map(|_| (rng.gen_range(-0.5f32..3.0) * 256.0).round() / 256.0)
+            .collect();
+        let fixed = golden::evaluate_all(&q, &golden::quantize_input(&q, &x)).unwrap();
+        let xf: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let float = g.evaluate_all(&xf);
+        let want: Vec<i64> = float[codes].iter().map(|&v| v as i64).collect();
+        assert_eq!(fixed[codes], want, "x {x:?}");
     }
 }

@@ -74,6 +74,26 @@ enum QuantKind {
     Fixed(FixedType),
     /// `BipolarQuant`: the sign, times this scale.
     Bipolar(f64),
+    /// Any other scale or a zero point: integer codes `lo..=hi` of
+    /// `round(x / scale + zp)`, worth `(code - zp) * scale`.
+    Codes {
+        scale: f64,
+        zp: f64,
+        lo: i64,
+        hi: i64,
+        rounding: Rounding,
+    },
+}
+
+/// The codes of a `bits`-bit QONNX quantizer (qonnx's min_int/max_int).
+fn code_range(bits: f64, signed: bool, narrow: bool) -> (i64, i64) {
+    let b = bits as u32;
+    match (signed, narrow) {
+        (true, false) => (-(1i64 << (b - 1)), (1i64 << (b - 1)) - 1),
+        (true, true) => (-(1i64 << (b - 1)) + 1, (1i64 << (b - 1)) - 1),
+        (false, false) => (0, (1i64 << b) - 1),
+        (false, true) => (0, (1i64 << b) - 2),
+    }
 }
 
 /// The per-tensor quantizer a QONNX node describes.
@@ -104,21 +124,30 @@ fn quant_type(n: &Node) -> Result<QuantKind, String> {
         }
         _ => {
             let (scale, zp, bits) = (c(1)?, c(2)?, c(3)?);
-            if zp != 0.0 {
-                return Err(format!(
-                    "zero point {zp}: only zero-offset quantizers map onto fixed point"
-                ));
-            }
             let signed = n.attr_i("signed", 1) != 0;
             let narrow = n.attr_i("narrow", 0) != 0;
             let mode = n.attr_s("rounding_mode").unwrap_or_else(|| "ROUND".into());
-            Ok(QuantKind::Fixed(pow2_type(
+            let rounding = qonnx_rounding(&mode)?;
+            check_bits(bits)?;
+            if zp == 0.0 {
+                if let Ok(t) = pow2_type(scale, bits, signed, narrow, rounding) {
+                    return Ok(QuantKind::Fixed(t));
+                }
+            }
+            if !(scale.is_finite() && scale > 0.0) {
+                return Err(format!("scale {scale} must be positive"));
+            }
+            if zp.fract() != 0.0 || !zp.is_finite() {
+                return Err(format!("zero point {zp} is not a whole number"));
+            }
+            let (lo, hi) = code_range(bits, signed, narrow);
+            Ok(QuantKind::Codes {
                 scale,
-                bits,
-                signed,
-                narrow,
-                qonnx_rounding(&mode)?,
-            )?))
+                zp,
+                lo,
+                hi,
+                rounding,
+            })
         }
     }
 }
@@ -128,27 +157,26 @@ fn quant_type(n: &Node) -> Result<QuantKind, String> {
 /// element. A wider one stays an affine layer and a quantizer.
 const MAX_STAIR_CODES: i64 = 256;
 
-/// Thresholds on `y`, which of them a tie does not reach, and the values,
-/// of the quantizer `y -> t.quantize(y)` of a saturating type with at most
-/// [`MAX_STAIR_CODES`] codes: code `m` is reached where rounding `y / lsb`
-/// gives at least `m`, as the type's rounding mode says.
-fn staircase(t: FixedType) -> Option<(Vec<f64>, Vec<bool>, Vec<f64>)> {
-    let lo = match t.overflow {
-        Overflow::Sat => t.min_raw(),
-        Overflow::SatSym if t.signed => -t.max_raw(),
-        Overflow::SatSym => t.min_raw(),
-        _ => return None,
-    };
-    let hi = t.max_raw();
+/// Thresholds on `y`, which of them a tie does not reach, and for each
+/// code `lo..=hi` its index, of `code = round(y / scale + zp)` clipped to
+/// the codes, at most [`MAX_STAIR_CODES`] of them: code `m` is reached where
+/// the rounding of `y / scale + zp` gives at least `m`, as `rounding` says.
+/// `(m - zp - 1/2) * scale` is exact in `f64` for an `f32` scale.
+fn staircase(
+    scale: f64,
+    zp: f64,
+    lo: i64,
+    hi: i64,
+    rounding: Rounding,
+) -> Option<(Vec<f64>, Vec<bool>)> {
     if hi - lo >= MAX_STAIR_CODES {
         return None;
     }
-    let lsb = t.to_f64(1);
     let (mut th, mut strict) = (Vec::new(), Vec::new());
     for m in lo + 1..=hi {
         let up = m >= 1;
-        // (threshold on y / lsb, whether a value equal to it falls short)
-        let (u, s) = match t.rounding {
+        // (threshold on y / scale + zp, whether a value equal to it falls short)
+        let (u, s) = match rounding {
             Rounding::Trn => (m as f64, false),
             Rounding::TrnZero if up => (m as f64, false),
             Rounding::TrnZero => ((m - 1) as f64, true),
@@ -158,22 +186,77 @@ fn staircase(t: FixedType) -> Option<(Vec<f64>, Vec<bool>, Vec<f64>)> {
             Rounding::RndZero => (m as f64 - 0.5, up),
             Rounding::RndInf => (m as f64 - 0.5, !up),
         };
-        th.push(u * lsb);
+        th.push((u - zp) * scale);
         strict.push(s);
     }
-    let values = (lo..=hi).map(|m| t.to_f64(m)).collect();
-    Some((th, strict, values))
+    Some((th, strict))
+}
+
+/// The codes of a saturating fixed-point type (`None` for one that wraps).
+fn fixed_codes(t: FixedType) -> Option<(i64, i64)> {
+    let lo = match t.overflow {
+        Overflow::Sat => t.min_raw(),
+        Overflow::SatSym if t.signed => -t.max_raw(),
+        Overflow::SatSym => t.min_raw(),
+        _ => return None,
+    };
+    Some((lo, t.max_raw()))
+}
+
+/// The narrowest integer type holding `lo..=hi`, saturating.
+pub(crate) fn code_type(lo: i64, hi: i64) -> Result<FixedType, String> {
+    let signed = lo < 0;
+    let mag = if signed { hi.max(-lo - 1) } else { hi };
+    let bits = (64 - (mag as u64).leading_zeros()).max(1) + signed as u32;
+    let t = if signed {
+        FixedType::signed(bits, bits as i32)
+    } else {
+        FixedType::unsigned(bits, bits as i32)
+    };
+    t.map(|t| t.with_overflow(Overflow::Sat))
+        .map_err(|e| e.to_string())
 }
 
 /// A QONNX quantizer on an activation: a Quant layer, or a sign step. After
 /// an affine map (a Scale layer only it reads) it is one staircase in that
-/// layer's place, exact on the codes before the map.
+/// layer's place, exact on the codes before the map. A quantizer of any
+/// other scale or zero point is a staircase to its integer codes followed by
+/// a Scale layer worth `(code - zp) * scale`, which the next MatMul takes
+/// in (see `layers::dense`), so that no float scale is ever rounded.
 pub fn map_quant(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     let kind = quant_type(n)?;
-    let stairs = match &kind {
-        QuantKind::Fixed(t) => staircase(*t).map(|(th, st, v)| (th, st, v, Some(*t))),
-        QuantKind::Bipolar(s) => Some((vec![0.0], vec![false], vec![-s, *s], None)),
+    let (stairs, codes) = match &kind {
+        QuantKind::Fixed(t) => (
+            fixed_codes(*t).and_then(|(lo, hi)| {
+                staircase(t.to_f64(1), 0.0, lo, hi, t.rounding).map(|(th, st)| {
+                    let v = (lo..=hi).map(|m| t.to_f64(m)).collect();
+                    (th, st, v, Some(*t))
+                })
+            }),
+            None,
+        ),
+        QuantKind::Bipolar(s) => (Some((vec![0.0], vec![false], vec![-s, *s], None)), None),
+        QuantKind::Codes {
+            scale,
+            zp,
+            lo,
+            hi,
+            rounding,
+        } => {
+            let (th, st) = staircase(*scale, *zp, *lo, *hi, *rounding).ok_or_else(|| {
+                format!(
+                    "a quantizer of {} codes with scale {scale}: at most {MAX_STAIR_CODES} codes (8 bits) are supported when the scale is not a power of two or the zero point is not 0",
+                    hi - lo + 1
+                )
+            })?;
+            let v = (*lo..=*hi).map(|m| m as f64).collect();
+            (
+                Some((th, st, v, Some(code_type(*lo, *hi)?))),
+                Some((*scale, *zp)),
+            )
+        }
     };
+    let mut y = None;
     if let Some((thresholds, strict, values, out)) = stairs {
         if let Some(l) = b.scale_before(n, x) {
             let Op::Scale { scale, shift } = &l.op else {
@@ -190,13 +273,51 @@ pub fn map_quant(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
                 out,
             };
             l.name = format!("{}+{}", l.name, n.name);
-            return Ok(Value::Act(x.clone()));
+            y = Some(x.clone());
+        } else if codes.is_some() {
+            // The identity map: thresholds on the exact input itself.
+            let len: usize = x.shape.iter().product();
+            let op = Op::Step {
+                thresholds,
+                values,
+                strict,
+                affine: Some(Affine {
+                    a: vec![1.0; len],
+                    b: vec![0.0; len],
+                }),
+                out,
+            };
+            y = Some(
+                b.push(n.name.into(), op, vec![x.id], x.shape.clone())
+                    .with_batch(x.batch),
+            );
         }
     }
-    Ok(match kind {
-        QuantKind::Fixed(t) => b.unary(n.name, x, Op::Quant(t)),
-        QuantKind::Bipolar(s) => b.unary(n.name, x, Op::step(vec![0.0], vec![-s, s])),
-    })
+    let y = match (y, kind) {
+        (Some(y), _) => y,
+        (None, QuantKind::Fixed(t)) => return Ok(b.unary(n.name, x, Op::Quant(t))),
+        (None, QuantKind::Bipolar(s)) => {
+            return Ok(b.unary(n.name, x, Op::step(vec![0.0], vec![-s, s])))
+        }
+        (None, QuantKind::Codes { .. }) => unreachable!("codes always have stairs"),
+    };
+    Ok(Value::Act(match codes {
+        // The codes' worth, for the layers after.
+        Some((scale, zp)) => {
+            let len: usize = y.shape.iter().product();
+            b.push(
+                format!("{}.dequant", n.name),
+                Op::Scale {
+                    scale: vec![scale; len],
+                    shift: vec![-zp * scale; len],
+                },
+                vec![y.id],
+                y.shape.clone(),
+            )
+            .with_batch(y.batch)
+        }
+        None => y,
+    }))
 }
 
 /// A QONNX quantizer on a constant (weights, biases): the quantized values,
@@ -229,6 +350,7 @@ pub fn fold_quant(n: &Node) -> Result<Const, String> {
         }),
         // Per-channel or non-power-of-two weight quantizers: the quantized
         // values are still exact constants, just without one fixed-point type.
+        Ok(QuantKind::Codes { .. }) => fold_quant_scaled(n, a),
         Err(_) if n.op() == "Quant" => fold_quant_scaled(n, a),
         Err(e) => Err(e),
     }

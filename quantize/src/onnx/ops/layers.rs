@@ -3,15 +3,18 @@
 //! elementwise affines (BatchNormalization, Add/Sub/Mul/Div with a constant)
 //! that fold into the layer before them.
 
+use crate::fixed::FixedType;
 use crate::ir::Op;
 use crate::onnx::builder::Builder;
 use crate::onnx::decode::Node;
+use crate::onnx::qonnx::code_type;
 use crate::onnx::shape::{
     broadcast_map, broadcast_shape, broadcast_to, explicit_pads, per_dim, split_pads,
     transpose_map, window,
 };
 use crate::onnx::value::{mixes_events, Act, Const, Value};
 use crate::qmodel::{BinOp, PoolKind, Window};
+use crate::thresholds::odd_dyadic;
 
 /// MatMul and Gemm: a Dense layer, weights stored `[n_out][n_in]`, Gemm's
 /// `alpha`/`beta` multiplied in (which drops an exact quantizer type).
@@ -93,7 +96,142 @@ pub fn dense(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
         w_quant: w.quant.filter(|_| alpha == 1.0),
         b_quant,
     };
+    if let Op::Dense {
+        n_in,
+        n_out,
+        weights,
+        bias,
+        ..
+    } = &op
+    {
+        let (n_in, n_out) = (*n_in, *n_out);
+        let taken = if x.shape.len() == 1 {
+            take_scale(b, n, x, weights, n_in, true, |ints, ty| {
+                let op = Op::Dense {
+                    n_in,
+                    n_out,
+                    weights: ints,
+                    bias: vec![0.0; n_out],
+                    w_quant: Some(ty),
+                    b_quant: None,
+                };
+                (op, vec![n_out])
+            })?
+        } else {
+            None
+        };
+        if let Some(Taken { id, factors, s, t }) = taken {
+            // bias + W (s c + t) = s (W c) + bias + t sum(row)
+            let scale = factors.iter().map(|f| f * s).collect();
+            let shift = (0..n_out)
+                .map(|j| bias[j] + t * weights[j * n_in..(j + 1) * n_in].iter().sum::<f64>())
+                .collect();
+            let y = b.push(
+                format!("{}.scale", n.name),
+                Op::Scale { scale, shift },
+                vec![id],
+                vec![n_out],
+            );
+            return Ok(Value::Act(y.with_batch(x.batch)));
+        }
+    }
     Ok(Value::Act(dense_rows(b, n.name, x, op)))
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Each row of `weights` (`n_in` per row) as a factor times integers of at
+/// most 16 bits, exactly: quantized weights are, whatever their per-channel
+/// float scale. `None` for weights that are not (float weights).
+fn integer_rows(weights: &[f64], n_in: usize) -> Option<(Vec<f64>, Vec<f64>)> {
+    let (mut factors, mut ints) = (Vec::new(), Vec::with_capacity(weights.len()));
+    for row in weights.chunks(n_in.max(1)) {
+        let parts: Vec<(u64, i32)> = row
+            .iter()
+            .filter(|v| **v != 0.0 && v.is_finite())
+            .map(|&v| {
+                let (m, e) = odd_dyadic(v);
+                (m.unsigned_abs(), e)
+            })
+            .collect();
+        if parts.len() != row.iter().filter(|v| **v != 0.0).count() {
+            return None;
+        }
+        let g = parts.iter().fold(0, |g, p| gcd(g, p.0)).max(1);
+        let e = parts.iter().map(|p| p.1).min().unwrap_or(0);
+        let factor = g as f64 * (e as f64).exp2();
+        for &v in row {
+            let q = v / factor;
+            if q.fract() != 0.0 || q.abs() >= 32768.0 {
+                return None;
+            }
+            ints.push(q);
+        }
+        factors.push(factor);
+    }
+    Some((factors, ints))
+}
+
+/// A layer of constant `weights` (rows of `per_row`, one per output
+/// channel) on a per-tensor affine map of its input (the Scale layer that
+/// dequantizes a float-scaled quantizer's codes, `x = s c + t`) takes the
+/// map in: that Scale layer becomes `make(integer weights, their type)` on
+/// `c`, and the caller puts a Scale after it with `s` times each row's
+/// factor (returned, with `s` and `t`). The layer then adds integers
+/// exactly and no float scale is rounded; a quantizer after the new Scale
+/// makes it thresholds. `None` (nothing changed) when the input is no such
+/// map, when `t` is not 0 and `offset` is false (padding would see a code
+/// 0 where the model sees 0), or when the weights are not integers times a
+/// factor per row.
+fn take_scale(
+    b: &mut Builder,
+    n: &Node,
+    x: &Act,
+    weights: &[f64],
+    per_row: usize,
+    offset: bool,
+    make: impl FnOnce(Vec<f64>, FixedType) -> (Op, Vec<usize>),
+) -> Result<Option<Taken>, String> {
+    let Some((factors, ints)) = integer_rows(weights, per_row) else {
+        return Ok(None);
+    };
+    let Some(l) = b.scale_before(n, x) else {
+        return Ok(None);
+    };
+    let Op::Scale { scale, shift } = &l.op else {
+        unreachable!("scale_before finds Scale layers");
+    };
+    let (s, t) = (scale[0], shift[0]);
+    if scale.iter().any(|&v| v != s) || shift.iter().any(|&v| v != t) || (t != 0.0 && !offset) {
+        return Ok(None);
+    }
+    let lo = ints.iter().fold(0f64, |a, &v| a.min(v)) as i64;
+    let hi = ints.iter().fold(0f64, |a, &v| a.max(v)) as i64;
+    let (op, shape) = make(ints, code_type(lo, hi.max(1))?);
+    l.op = op;
+    l.shape = shape;
+    l.name = n.name.into();
+    Ok(Some(Taken {
+        id: x.id,
+        factors,
+        s,
+        t,
+    }))
+}
+
+/// What [`take_scale`] did: tensor `id` is now the integer layer; each
+/// row's `factors` times `s` and the offset `t` remain to apply.
+struct Taken {
+    id: usize,
+    factors: Vec<f64>,
+    s: f64,
+    t: f64,
 }
 
 /// The Dense `op` on each row (last axis) of `x`: one Dense layer for one
@@ -494,10 +632,36 @@ fn push_conv(
     weights: Vec<f64>,
     w_quant: Option<crate::fixed::FixedType>,
 ) -> Result<Act, String> {
-    let oc = weights.len() / (window.group_channels() * window.kernel_size()).max(1);
+    let per_oc = (window.group_channels() * window.kernel_size()).max(1);
+    let oc = weights.len() / per_oc;
     let bias = conv_bias(n, oc)?;
     let mut shape = vec![oc];
     shape.extend(window.out_spatial());
+    let positions = window.out_positions();
+    let (w, sh) = (window.clone(), shape.clone());
+    let taken = take_scale(b, n, x, &weights, per_oc, false, |ints, ty| {
+        let op = Op::Conv {
+            window: w,
+            out_channels: oc,
+            weights: ints,
+            bias: vec![0.0; oc],
+            w_quant: Some(ty),
+            b_quant: None,
+        };
+        (op, sh)
+    })?;
+    if let Some(Taken { id, factors, s, .. }) = taken {
+        // bias + W (s c) = s (W c) + bias, per output channel.
+        let len = oc * positions;
+        let scale = (0..len).map(|j| factors[j / positions] * s).collect();
+        let shift = (0..len).map(|j| bias[j / positions]).collect();
+        return Ok(b.push(
+            format!("{}.scale", n.name),
+            Op::Scale { scale, shift },
+            vec![id],
+            shape,
+        ));
+    }
     let op = Op::Conv {
         window,
         out_channels: oc,
