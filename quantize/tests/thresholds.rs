@@ -229,7 +229,7 @@ fn round_rational(u: &BigRational, mode: &str) -> BigInt {
 
 /// A Brevitas-style chain with float scales and zero points:
 /// `Quant(x; s_x, z_x) -> MatMul(Quant(W; s_w per output)) -> Add(bias) ->
-/// Mul(c) -> Add(d) -> Quant(s_y, z_y)`. The last quantizer's integer codes
+/// Mul(c) -> Add(d) -> [Relu] -> Quant(s_y, z_y)`. The last quantizer's integer codes
 /// are checked against exact rational arithmetic on the constants.
 fn check_float_chain(seed: u64) {
     let mut rng = SmallRng::seed_from_u64(seed);
@@ -265,6 +265,8 @@ fn check_float_chain(seed: u64) {
     } else {
         rng.gen_range(-3..=3i64)
     };
+    // Brevitas' QuantReLU: a Relu before the quantizer.
+    let relu = rng.gen_bool(0.5);
     let scalar = |name: &str, v: f32| values(name, &[], &[v]);
     let quant = |name: &str, x: &str, s: &str, z: &str, b: &str, signed: bool, narrow: bool| {
         let n = node("Quant", name, &[x, s, z, b], &[&format!("{name}_y")]);
@@ -283,7 +285,12 @@ fn check_float_chain(seed: u64) {
         node("Add", "bias", &["acc", "b"], &["biased"]),
         node("Mul", "mul", &["biased", "c"], &["scaled"]),
         node("Add", "add", &["scaled", "d"], &["shifted"]),
-        quant("qy", "shifted", "sy", "zy", "by", y_signed, y_narrow),
+        if relu {
+            node("Relu", "relu", &["shifted"], &["active"])
+        } else {
+            node("Identity", "id", &["shifted"], &["active"])
+        },
+        quant("qy", "active", "sy", "zy", "by", y_signed, y_narrow),
     ];
     let inits = vec![
         scalar("sx", sx),
@@ -321,8 +328,11 @@ fn check_float_chain(seed: u64) {
         q.layers
     );
     assert!(
-        q.layers.iter().all(|l| l.op.kind() != "Requant"),
-        "no float scale rounded"
+        q.layers
+            .iter()
+            .all(|l| !matches!(l.op.kind(), "Requant" | "Relu")),
+        "no float scale rounded, the Relu taken in: {:?}",
+        q.layers
     );
     let codes_l = q.layer_tensor(steps[1]);
     let code_range = |bits: u32, signed: bool, narrow: bool| match (signed, narrow) {
@@ -358,7 +368,10 @@ fn check_float_chain(seed: u64) {
                 let wv = BigRational::from_integer(wq[i * n_out + o].into()) * r(sw[o]);
                 acc += xv * wv;
             }
-            let y = (acc + r(bias[o])) * r(c[o]) + r(d[o]);
+            let mut y = (acc + r(bias[o])) * r(c[o]) + r(d[o]);
+            if relu && y < BigRational::from_integer(0.into()) {
+                y = BigRational::from_integer(0.into());
+            }
             let u = y / r(sy) + BigRational::from_integer(zy.into());
             let want = round_rational(&u, mode).clamp(ylo.into(), yhi.into());
             let want: i64 = want.try_into().unwrap();

@@ -14,6 +14,9 @@ pub struct Builder {
     pub opset: i64,
     /// How many nodes (and graph outputs) read each tensor name.
     pub uses: HashMap<String, usize>,
+    /// The ONNX names each tensor goes by (an op that passes its input on,
+    /// such as a Reshape, gives it another).
+    pub names: HashMap<TensorId, Vec<String>>,
     /// Number of graph inputs: layer `i` produces tensor `n_inputs + i`.
     pub n_inputs: usize,
     pub layers: Vec<Layer>,
@@ -46,6 +49,70 @@ impl Builder {
     /// that made that input.
     fn single_use(&self, n: &Node) -> bool {
         self.uses.get(&n.proto.input[0]).copied() == Some(1)
+    }
+
+    /// True when one node in all reads tensor `t` and it is no graph
+    /// output. Each name after the first came from a node that read the
+    /// tensor under an earlier name and passed it on (a Reshape, an affine
+    /// map folded into the layer): that read is no reader of its own.
+    fn read_once(&self, t: TensorId) -> bool {
+        self.names.get(&t).is_some_and(|names| {
+            let reads: usize = names
+                .iter()
+                .map(|n| self.uses.get(n).copied().unwrap_or(0))
+                .sum();
+            reads == names.len()
+        })
+    }
+
+    /// The Relu layer that made `x` and the Scale layer before it, when node
+    /// `n` alone reads the Relu and the Relu alone the Scale: a quantizer
+    /// after `Scale -> Relu` (Brevitas' QuantReLU after a BatchNormalization)
+    /// takes both places. Returns the Scale layer's index.
+    pub fn relu_scale_before(&self, n: &Node, x: &Act) -> Option<usize> {
+        if x.id < self.n_inputs || !self.single_use(n) {
+            return None;
+        }
+        let relu = &self.layers[x.id - self.n_inputs];
+        let z = *relu.inputs.first()?;
+        (matches!(relu.op, Op::Relu)
+            && z >= self.n_inputs
+            && self.read_once(z)
+            && matches!(self.layers[z - self.n_inputs].op, Op::Scale { .. }))
+        .then_some(z - self.n_inputs)
+    }
+
+    /// Drops the layers that nothing reads, no layer and no graph output:
+    /// what rewrites that fold one layer into another leave behind. Tensor
+    /// numbers close up.
+    pub fn prune(&mut self, outputs: &mut [crate::qmodel::Output]) {
+        let n_in = self.n_inputs;
+        let mut live = vec![false; n_in + self.layers.len()];
+        for o in outputs.iter() {
+            live[o.tensor] = true;
+        }
+        for i in (0..self.layers.len()).rev() {
+            if live[n_in + i] {
+                for &t in &self.layers[i].inputs {
+                    live[t] = true;
+                }
+            }
+        }
+        let mut id: Vec<usize> = (0..n_in).collect();
+        let mut kept = Vec::with_capacity(self.layers.len());
+        for (i, mut l) in std::mem::take(&mut self.layers).into_iter().enumerate() {
+            if live[n_in + i] {
+                l.inputs.iter_mut().for_each(|t| *t = id[*t]);
+                kept.push(l);
+                id.push(n_in + kept.len() - 1);
+            } else {
+                id.push(usize::MAX); // read by nothing live
+            }
+        }
+        for o in outputs.iter_mut() {
+            o.tensor = id[o.tensor];
+        }
+        self.layers = kept;
     }
 
     /// The Scale layer that made `x`, when node `n` alone reads it: a

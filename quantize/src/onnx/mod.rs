@@ -212,6 +212,11 @@ impl Importer {
             builder: Builder {
                 opset,
                 uses,
+                names: real
+                    .iter()
+                    .enumerate()
+                    .map(|(k, i)| (k, vec![i.name.clone()]))
+                    .collect(),
                 n_inputs: inputs.len(),
                 layers: Vec::new(),
             },
@@ -317,6 +322,7 @@ impl Importer {
                 tensor,
             });
         }
+        self.builder.prune(&mut outputs);
         Ok(Graph {
             name: self.name,
             inputs: self.inputs,
@@ -353,6 +359,7 @@ impl Importer {
             if let Value::Act(a) = &out {
                 crate::validate::tensor_len(&a.shape)
                     .map_err(|e| err(format!("output '{o}': {e}")))?;
+                self.builder.names.entry(a.id).or_default().push(o.clone());
             }
             self.values.insert(o.clone(), out);
         }

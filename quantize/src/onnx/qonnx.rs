@@ -258,7 +258,35 @@ pub fn map_quant(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     };
     let mut y = None;
     if let Some((thresholds, strict, values, out)) = stairs {
-        if let Some(l) = b.scale_before(n, x) {
+        if let Some(si) = b.relu_scale_before(n, x) {
+            // Q(max(y, 0)): the thresholds that y = 0 reaches are always
+            // reached, and below 0 the code is that of 0.
+            let k0 = thresholds
+                .iter()
+                .zip(&strict)
+                .take_while(|(t, s)| **t < 0.0 || (**t == 0.0 && !**s))
+                .count();
+            let relu = b.layers[x.id - b.n_inputs].name.clone();
+            let l = &mut b.layers[si];
+            let Op::Scale { scale, shift } = &l.op else {
+                unreachable!("relu_scale_before finds Scale layers");
+            };
+            l.op = Op::Step {
+                thresholds: thresholds[k0..].to_vec(),
+                values: values[k0..].to_vec(),
+                strict: strict[k0..].to_vec(),
+                affine: Some(Affine {
+                    a: scale.clone(),
+                    b: shift.clone(),
+                }),
+                out,
+            };
+            l.name = format!("{}+{relu}+{}", l.name, n.name);
+            y = Some(Act {
+                id: b.n_inputs + si,
+                ..x.clone()
+            });
+        } else if let Some(l) = b.scale_before(n, x) {
             let Op::Scale { scale, shift } = &l.op else {
                 unreachable!("scale_before finds Scale layers");
             };

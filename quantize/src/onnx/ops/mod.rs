@@ -313,6 +313,7 @@ mod tests {
         let mut b = Builder {
             opset: 13,
             uses: HashMap::new(),
+            names: HashMap::new(),
             n_inputs: 1,
             layers: Vec::new(),
         };
