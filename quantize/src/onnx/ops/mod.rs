@@ -135,7 +135,7 @@ pub const OPS: &[OpDef] = &[
     .note("by table"),
     unary("Softsign", |_| Op::Func(TableFn::Softsign)),
     maps("Clip", layers::clip),
-    maps("BatchNormalization", layers::batch_norm).note("folded into the layer before, or a Scale layer"),
+    maps("BatchNormalization", layers::batch_norm).note("folded into the layer before, or a Scale layer; before a QONNX quantizer: integer thresholds"),
     maps("Conv", layers::conv).note("any number of spatial dims; strides, pads, `auto_pad`, dilations, groups (depthwise); FPGA: reuse factor 1"),
     maps("ConvTranspose", layers::conv_transpose).note("as a Conv over the input dilated by the strides; pads, `output_padding`, `output_shape`, dilations, groups; pads that crop past the kernel are refused"),
     maps("MaxPool", layers::pool).note("any number of spatial dims; strides, pads, dilations, `ceil_mode`"),
@@ -215,9 +215,9 @@ pub const OPS: &[OpDef] = &[
     })
     .note("by table; negative inputs give 0 (ONNX: NaN)"),
     both("Neg", layers::neg, |n| fold::unary(n, |v| -v)).note("an affine (scale -1)"),
-    both("Quant", qonnx::map_quant, qonnx::fold_quant),
-    both("IntQuant", qonnx::map_quant, qonnx::fold_quant),
-    both("BipolarQuant", qonnx::map_quant, qonnx::fold_quant),
+    both("Quant", qonnx::map_quant, qonnx::fold_quant).note("power-of-two scale: a fixed-point type; after an affine map (and a Relu): integer thresholds; any other scale or zero point (up to 8 bits): thresholds to its codes, the scale taken into the next MatMul or Conv"),
+    both("IntQuant", qonnx::map_quant, qonnx::fold_quant).note("as Quant"),
+    both("BipolarQuant", qonnx::map_quant, qonnx::fold_quant).note("a sign step; after an affine map: integer thresholds"),
     both("Trunc", qonnx::map_quant, qonnx::fold_quant),
     both(
         "QuantizeLinear",
