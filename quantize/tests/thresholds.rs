@@ -466,3 +466,97 @@ fn a_conv_takes_a_float_scaled_input_in() {
         assert_eq!(fixed[codes], want, "x {x:?}");
     }
 }
+
+/// An int8/uint8 tensor initializer (ONNX element type 3 or 2).
+fn ints(name: &str, dims: &[i64], v: &[i64], signed: bool) -> tract_onnx::pb::TensorProto {
+    tract_onnx::pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: if signed { 3 } else { 2 },
+        int32_data: v.iter().map(|&x| x as i32).collect(),
+        ..Default::default()
+    }
+}
+
+/// ONNX Runtime's static quantization: `QuantizeLinear -> DequantizeLinear`
+/// pairs with float scales and uint8 zero points on activations, int8
+/// weights with a per-channel scale. The output codes equal exact rational
+/// arithmetic on the constants.
+#[test]
+fn qdq_chains_with_float_scales_are_exact() {
+    for seed in 0..40u64 {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let (n_in, n_out) = (rng.gen_range(1..=6usize), rng.gen_range(1..=4usize));
+        let (sx, zx) = (rng.gen_range(0.005f32..0.05), rng.gen_range(0..=255i64));
+        let (sy, zy) = (rng.gen_range(0.005f32..0.05), rng.gen_range(0..=255i64));
+        let sw: Vec<f32> = (0..n_out).map(|_| rng.gen_range(0.001f32..0.02)).collect();
+        let wq: Vec<i64> = (0..n_in * n_out)
+            .map(|_| rng.gen_range(-127..=127))
+            .collect();
+        let bias: Vec<f32> = (0..n_out).map(|_| rng.gen_range(-0.5f32..0.5)).collect();
+        let dq_w = common::with_int(
+            node("DequantizeLinear", "dqw", &["wq", "sw", "zw"], &["w"]),
+            "axis",
+            1,
+        );
+        let nodes = vec![
+            node("QuantizeLinear", "qx", &["x", "sx", "zx"], &["xq"]),
+            node("DequantizeLinear", "dqx", &["xq", "sx", "zx"], &["xd"]),
+            dq_w,
+            node("MatMul", "mm", &["xd", "w"], &["acc"]),
+            node("Add", "bias", &["acc", "b"], &["y"]),
+            node("QuantizeLinear", "qy", &["y", "sy", "zy"], &["yq"]),
+            node("DequantizeLinear", "dqy", &["yq", "sy", "zy"], &["out"]),
+        ];
+        let inits = vec![
+            values("sx", &[], &[sx]),
+            ints("zx", &[], &[zx], false),
+            values("sy", &[], &[sy]),
+            ints("zy", &[], &[zy], false),
+            values("sw", &[n_out as i64], &sw),
+            ints("zw", &[n_out as i64], &vec![0; n_out], true),
+            ints("wq", &[n_in as i64, n_out as i64], &wq, true),
+            values("b", &[n_out as i64], &bias),
+        ];
+        let bytes = graph_model(
+            nodes,
+            inits,
+            &[("x", &[1, n_in as i64])],
+            &[("out", &[1, n_out as i64])],
+        );
+        let g = import_bytes(&bytes, "qdq").unwrap();
+        let mut cfg = Config::default();
+        cfg.input
+            .insert("x".into(), FixedType::signed(24, 12).unwrap());
+        let q = quantize_graph(&g, &cfg).unwrap();
+        let steps: Vec<usize> = (0..q.layers.len())
+            .filter(|&i| matches!(q.layers[i].op, QOp::Step { .. }))
+            .collect();
+        assert_eq!(steps.len(), 2, "{:?}", q.layers);
+        let codes = q.layer_tensor(steps[1]);
+        let r = |v: f32| rational(v as f64);
+        let int = |v: i64| BigRational::from_integer(v.into());
+        for _ in 0..200 {
+            let x: Vec<f32> = (0..n_in)
+                .map(|_| (rng.gen_range(-4.0f32..4.0) * 1024.0).round() / 1024.0)
+                .collect();
+            let all = golden::evaluate_all(&q, &golden::quantize_input(&q, &x)).unwrap();
+            let xc: Vec<i64> = x
+                .iter()
+                .map(|&v| {
+                    let c = round_rational(&(r(v) / r(sx)), "ROUND") + zx;
+                    i64::try_from(c).unwrap().clamp(0, 255)
+                })
+                .collect();
+            for o in 0..n_out {
+                let mut acc = r(bias[o]);
+                for i in 0..n_in {
+                    acc += int(xc[i] - zx) * r(sx) * int(wq[i * n_out + o]) * r(sw[o]);
+                }
+                let c = round_rational(&(acc / r(sy)), "ROUND") + zy;
+                let want = i64::try_from(c).unwrap().clamp(0, 255);
+                assert_eq!(all[codes][o], want, "seed {seed} output {o}: x {x:?}");
+            }
+        }
+    }
+}

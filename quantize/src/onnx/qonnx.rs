@@ -224,7 +224,11 @@ pub(crate) fn code_type(lo: i64, hi: i64) -> Result<FixedType, String> {
 /// a Scale layer worth `(code - zp) * scale`, which the next MatMul takes
 /// in (see `layers::dense`), so that no float scale is ever rounded.
 pub fn map_quant(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
-    let kind = quant_type(n)?;
+    map_quantizer(b, n, x, quant_type(n)?)
+}
+
+/// The quantizer `kind` of node `n` on `x` (see [`map_quant`]).
+fn map_quantizer(b: &mut Builder, n: &Node, x: &Act, kind: QuantKind) -> Result<Value, String> {
     let (stairs, codes) = match &kind {
         QuantKind::Fixed(t) => (
             fixed_codes(*t).and_then(|(lo, hi)| {
@@ -413,32 +417,36 @@ fn fold_quant_scaled(n: &Node, a: &Const) -> Result<Const, String> {
 }
 
 /// `QuantizeLinear` on an activation, only as the first half of a QDQ pair
-/// (the `DequantizeLinear` after it passes the value on): an exact
-/// power-of-two quantizer wide enough for the offset range, then clipped to it.
+/// (the `DequantizeLinear` after it passes the value on): the code
+/// `round(x / scale) + zero_point`, saturated to int8 or uint8 (the zero
+/// point's element type; uint8 when absent), is worth `(code - zero_point) *
+/// scale`. A power-of-two
+/// scale without zero point is a fixed-point type; any other is integer
+/// codes whose scale the next MatMul or Conv takes in, as for QONNX.
 pub fn map_quantize_linear(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     let (s, zp) = (n.konst(1)?, n.opt_const(2));
-    if s.data.len() != 1 {
+    if s.data.len() != 1 || zp.is_some_and(|z| z.data.len() != 1) {
         return Err("per-axis QuantizeLinear on activations is not supported".into());
     }
+    let scale = s.data[0];
     let zp_v = zp.map(|c| c.data[0]).unwrap_or(0.0);
-    // The zero point's element type says int8 or uint8 (uint8 when absent).
     let signed = zp.is_some_and(|c| c.dtype == 3);
-    let bits = 8.0;
-    let (qmin, qmax) = if signed {
-        (-128.0, 127.0)
-    } else {
-        (0.0, 255.0)
+    let (lo, hi) = if signed { (-128, 127) } else { (0, 255) };
+    let pow2 = (zp_v == 0.0)
+        .then(|| pow2_type(scale, 8.0, signed, false, Rounding::RndConv).ok())
+        .flatten();
+    let kind = match pow2 {
+        Some(t) => QuantKind::Fixed(t),
+        None if scale.is_finite() && scale > 0.0 && zp_v.fract() == 0.0 => QuantKind::Codes {
+            scale,
+            zp: zp_v,
+            lo,
+            hi,
+            rounding: Rounding::RndConv,
+        },
+        None => return Err(format!("scale {scale} and zero point {zp_v}: the scale must be positive and the zero point whole")),
     };
-    let (lo, hi) = ((qmin - zp_v) * s.data[0], (qmax - zp_v) * s.data[0]);
-    let t = pow2_type(s.data[0], bits + 1.0, true, false, Rounding::RndConv)?;
-    let q = b.push(n.name.into(), Op::Quant(t), vec![x.id], x.shape.clone());
-    let c = b.push(
-        format!("{}_range", n.name),
-        Op::Clip(lo, hi),
-        vec![q.id],
-        x.shape.clone(),
-    );
-    Ok(Value::Act(c.with_batch(x.batch)))
+    map_quantizer(b, n, x, kind)
 }
 
 /// `QuantizeLinear` / `DequantizeLinear` on a constant, per tensor or per axis.
