@@ -85,6 +85,9 @@ pub enum Op {
     /// thresholds[k]` where `strict[k]`: a tie that rounds down), with
     /// `y = x` or, when a per-element affine map is folded in (the
     /// BatchNormalization or constant scaling before a quantizer), `y = a x + b`.
+    /// `thresholds` (and `strict`) hold `values.len() - 1` entries shared by
+    /// every element, or that many per element, one element after another
+    /// (FINN's per-channel MultiThreshold).
     /// The quantizer turns each element's thresholds into integer ones on
     /// its input's codes, exactly, so the affine map is never rounded.
     Step {
@@ -113,6 +116,22 @@ pub enum Op {
     },
     /// A QONNX/QDQ quantizer with an exact fixed-point type.
     Quant(FixedType),
+}
+
+/// Element `i`'s thresholds and strict flags of a [`Op::Step`] with `k`
+/// thresholds per element: the shared ones, or its own.
+pub fn step_of<'a>(
+    thresholds: &'a [f64],
+    strict: &'a [bool],
+    k: usize,
+    i: usize,
+) -> (&'a [f64], &'a [bool]) {
+    if thresholds.len() == k {
+        (thresholds, strict)
+    } else {
+        let own = |v: &'a [bool]| v.get(i * k..(i + 1) * k).unwrap_or(&[]);
+        (&thresholds[i * k..(i + 1) * k], own(strict))
+    }
 }
 
 /// `y = a[i] x[i] + b[i]` per element, folded into a [`Op::Step`].
@@ -377,11 +396,12 @@ fn eval_layer(l: &Layer, taps: Option<&Taps>, t: &[Vec<f64>]) -> Vec<f64> {
             .enumerate()
             .map(|(i, &v)| {
                 let y = affine.as_ref().map_or(v, |f| f.a[i] * v + f.b[i]);
-                let reached = thresholds
+                let (th, st) = step_of(thresholds, strict, values.len() - 1, i);
+                let reached = th
                     .iter()
                     .enumerate()
                     .filter(|&(k, &t)| {
-                        if strict.get(k) == Some(&true) {
+                        if st.get(k) == Some(&true) {
                             y > t
                         } else {
                             y >= t

@@ -6,7 +6,7 @@
 use crate::accum::exact_accumulator;
 use crate::config::{Config, ResolvedLayer, SoftmaxMode};
 use crate::fixed::{FixedType, Overflow, Rounding};
-use crate::ir::{Affine, Graph, Op};
+use crate::ir::{step_of, Affine, Graph, Op};
 use crate::qmodel::{Port, QLayer, QModel, QOp, TensorId};
 use crate::tables::{function_table, softmax_tables};
 use crate::thresholds::{stairs, Stairs};
@@ -46,9 +46,30 @@ fn step_sets(
     affine: &Option<Affine>,
     values: &[i64],
 ) -> Result<(Vec<i64>, Vec<i64>), String> {
-    let one = |a: f64, b: f64| -> Result<Stairs, String> { stairs(ty, a, b, thresholds, strict) };
+    let k = values.len() - 1;
+    let per_element = thresholds.len() != k;
+    if per_element && thresholds.len() != k * len {
+        return Err(format!(
+            "{} thresholds for {len} elements of {k} each",
+            thresholds.len()
+        ));
+    }
+    let one = |i: usize, a: f64, b: f64| -> Result<Stairs, String> {
+        let (t, st) = step_of(thresholds, strict, k, i);
+        stairs(ty, a, b, t, st)
+    };
     let sets = match affine {
-        None => vec![one(1.0, 0.0)?],
+        None if !per_element => vec![one(0, 1.0, 0.0)?],
+        None => {
+            let sets = (0..len)
+                .map(|i| one(i, 1.0, 0.0))
+                .collect::<Result<Vec<_>, _>>()?;
+            if sets.iter().all(|s| *s == sets[0]) {
+                sets[..1].to_vec()
+            } else {
+                sets
+            }
+        }
         Some(f) => {
             if f.a.len() != len || f.b.len() != len {
                 return Err(format!(
@@ -58,7 +79,7 @@ fn step_sets(
                 ));
             }
             let sets = (0..len)
-                .map(|i| one(f.a[i], f.b[i]))
+                .map(|i| one(i, f.a[i], f.b[i]))
                 .collect::<Result<Vec<_>, _>>()?;
             if sets.iter().all(|s| *s == sets[0]) {
                 sets[..1.min(len)].to_vec()

@@ -102,10 +102,12 @@ pub fn stairs(ty: FixedType, a: f64, b: f64, t: &[f64], strict: &[bool]) -> Resu
         // of "not reached" thresholds at or below the code.
         (0..n).map(|k| first(&|r| !reached(r, k))).collect()
     };
+    // The count reached does not depend on the order: ascending, as every
+    // backend's comparator chain wants it.
+    thresholds.sort_unstable();
     let pick = if a > 0.0 {
         (0..=n).collect()
     } else {
-        thresholds.sort_unstable();
         (0..=n).map(|j| n - j).collect()
     };
     Ok(Stairs { thresholds, pick })

@@ -560,3 +560,75 @@ fn qdq_chains_with_float_scales_are_exact() {
         }
     }
 }
+
+/// FINN's MultiThreshold after an integer MatMul, per channel, with the
+/// thresholds unsorted, on the accumulator's grid (ties) and off it, and an
+/// `out_bias`: the counts are the golden model's codes.
+#[test]
+fn finn_multithreshold_counts_exactly() {
+    let mut rng = SmallRng::seed_from_u64(9);
+    let (n_in, n_out, k) = (5usize, 4usize, 6usize);
+    let wq: Vec<i64> = (0..n_in * n_out).map(|_| rng.gen_range(-3..=3)).collect();
+    let w: Vec<f32> = wq.iter().map(|&q| q as f32).collect();
+    // Accumulators are multiples of 1/8 within about +-60.
+    let t: Vec<f32> = (0..n_out * k)
+        .map(|_| match rng.gen_range(0..3) {
+            0 => rng.gen_range(-160..160) as f32 / 8.0,
+            _ => rng.gen_range(-20.0f32..20.0),
+        })
+        .collect();
+    let mt = node("MultiThreshold", "mt", &["acc", "t"], &["y"]);
+    let mt = common::with_float(mt, "out_bias", -3.0);
+    let nodes = vec![
+        common::with_int(
+            node("Quant", "qx", &["x", "s", "zero", "bits"], &["xq"]),
+            "signed",
+            1,
+        ),
+        node("MatMul", "mm", &["xq", "w"], &["acc"]),
+        mt,
+    ];
+    let inits = vec![
+        values("s", &[], &[0.125]),
+        values("zero", &[], &[0.0]),
+        values("bits", &[], &[6.0]),
+        values("w", &[n_in as i64, n_out as i64], &w),
+        values("t", &[n_out as i64, k as i64], &t),
+    ];
+    let bytes = graph_model(
+        nodes,
+        inits,
+        &[("x", &[1, n_in as i64])],
+        &[("y", &[1, n_out as i64])],
+    );
+    let g = import_bytes(&bytes, "mt").unwrap();
+    let q = quantize_graph(&g, &Config::default()).unwrap();
+    let codes = q.layer_tensor(
+        (0..q.layers.len())
+            .find(|&i| matches!(q.layers[i].op, QOp::Step { .. }))
+            .unwrap(),
+    );
+    for _ in 0..3000 {
+        let xc: Vec<i64> = (0..n_in).map(|_| rng.gen_range(-32..32)).collect();
+        let x: Vec<f32> = xc.iter().map(|&c| c as f32 / 8.0).collect();
+        let all = golden::evaluate_all(&q, &golden::quantize_input(&q, &x)).unwrap();
+        let out = golden::evaluate(&q, &golden::quantize_input(&q, &x)).unwrap();
+        for o in 0..n_out {
+            let acc: f64 = (0..n_in)
+                .map(|i| xc[i] as f64 / 8.0 * wq[i * n_out + o] as f64)
+                .sum();
+            let count = t[o * k..(o + 1) * k]
+                .iter()
+                .filter(|&&th| acc >= th as f64)
+                .count() as i64;
+            assert_eq!(
+                all[codes][o],
+                count,
+                "acc {acc} thresholds {:?}",
+                &t[o * k..(o + 1) * k]
+            );
+            let ty = q.ty(q.outputs[0].tensor);
+            assert_eq!(ty.to_f64(out[o]), count as f64 - 3.0);
+        }
+    }
+}

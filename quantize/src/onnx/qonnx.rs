@@ -352,6 +352,81 @@ fn map_quantizer(b: &mut Builder, n: &Node, x: &Act, kind: QuantKind) -> Result<
     }))
 }
 
+/// FINN's `MultiThreshold(x, thresholds)`: `out_scale * (count of t with
+/// x >= t) + out_bias`, thresholds `[channels, steps]` (or `[1, steps]` for
+/// every channel), channels on the first axis of an event (`data_layout`
+/// NCHW, the default) or the last (NHWC). The counts are integer codes; an
+/// `out_scale`/`out_bias` other than 1 and 0 follows as a Scale layer, which
+/// the next MatMul or Conv takes in.
+pub fn map_multithreshold(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
+    let t = n.konst(1)?;
+    let [tc, k] = t.shape[..] else {
+        return Err(format!(
+            "thresholds of shape {:?}; expected [channels, steps]",
+            t.shape
+        ));
+    };
+    if x.batch != Some(0) || x.shape.is_empty() {
+        return Err("the events must be on the first axis, with channels after them".into());
+    }
+    let len: usize = x.shape.iter().product();
+    let layout = n.attr_s("data_layout").unwrap_or_else(|| "NCHW".into());
+    let (c, inner) = match layout.as_str() {
+        "NCHW" | "NCW" | "NC" => (x.shape[0], len / x.shape[0].max(1)),
+        "NHWC" | "NWC" => (*x.shape.last().expect("not empty"), 1),
+        other => {
+            return Err(format!(
+                "data_layout '{other}' (NCHW, NHWC, NCW, NWC or NC)"
+            ))
+        }
+    };
+    if tc != 1 && tc != c {
+        return Err(format!(
+            "{tc} rows of thresholds for {c} channels (one row per channel, or one for all)"
+        ));
+    }
+    let thresholds: Vec<f64> = if tc == 1 {
+        t.data.clone()
+    } else {
+        (0..len)
+            .flat_map(|i| {
+                let row = (i / inner) % c;
+                t.data[row * k..(row + 1) * k].iter().copied()
+            })
+            .collect()
+    };
+    let op = Op::Step {
+        thresholds,
+        values: (0..=k).map(|m| m as f64).collect(),
+        strict: Vec::new(),
+        // The identity: thresholds on the exact input, as for a quantizer.
+        affine: Some(Affine {
+            a: vec![1.0; len],
+            b: vec![0.0; len],
+        }),
+        out: Some(code_type(0, k as i64)?),
+    };
+    let y = b
+        .push(n.name.into(), op, vec![x.id], x.shape.clone())
+        .with_batch(x.batch);
+    let (scale, bias) = (n.attr_f("out_scale", 1.0), n.attr_f("out_bias", 0.0));
+    if (scale, bias) == (1.0, 0.0) {
+        return Ok(Value::Act(y));
+    }
+    Ok(Value::Act(
+        b.push(
+            format!("{}.out", n.name),
+            Op::Scale {
+                scale: vec![scale; len],
+                shift: vec![bias; len],
+            },
+            vec![y.id],
+            x.shape.clone(),
+        )
+        .with_batch(x.batch),
+    ))
+}
+
 /// A QONNX quantizer on a constant (weights, biases): the quantized values,
 /// with their fixed-point type when there is one.
 pub fn fold_quant(n: &Node) -> Result<Const, String> {

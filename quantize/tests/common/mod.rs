@@ -475,3 +475,14 @@ pub fn random_recurrent(seed: u64) -> (Vec<u8>, String) {
     m = proto.encode_to_vec();
     (m, drawn.join(", "))
 }
+
+/// `node` with a float attribute added.
+pub fn with_float(mut n: pb::NodeProto, name: &str, v: f32) -> pb::NodeProto {
+    n.attribute.push(pb::AttributeProto {
+        name: name.into(),
+        f: v,
+        r#type: 1,
+        ..Default::default()
+    });
+    n
+}

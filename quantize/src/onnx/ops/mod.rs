@@ -219,6 +219,7 @@ pub const OPS: &[OpDef] = &[
     both("IntQuant", qonnx::map_quant, qonnx::fold_quant).note("as Quant"),
     both("BipolarQuant", qonnx::map_quant, qonnx::fold_quant).note("a sign step; after an affine map: integer thresholds"),
     both("Trunc", qonnx::map_quant, qonnx::fold_quant),
+    maps("MultiThreshold", qonnx::map_multithreshold).note("FINN's: thresholds per channel or for all, NCHW or NHWC; the counts are integer codes, `out_scale`/`out_bias` taken into the next MatMul or Conv"),
     both(
         "QuantizeLinear",
         qonnx::map_quantize_linear,
