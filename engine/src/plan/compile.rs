@@ -211,7 +211,11 @@ fn op_kernel(cx: &LayerCx, sizes: &mut Sizes) -> Result<Kernel, PlanError> {
             {
                 return Err(cx.fail(LayerProblem::StepValues));
             }
-            Kernel::Step(thresholds.clone(), values.clone())
+            Kernel::Step {
+                th: thresholds.clone(),
+                vals: values.clone(),
+                k: thresholds.len() / sets,
+            }
         }
         QOp::Softmax {
             n,

@@ -9,7 +9,7 @@ use crate::dense::MULTI;
 use crate::isa::Isa;
 use crate::rq::Rq;
 use crate::scalar::{argmax, softmax64};
-use quantize::qmodel::{step_apply, QModel, ROUTE_ZERO};
+use quantize::qmodel::{QModel, ROUTE_ZERO};
 
 impl Plan {
     /// Whether some layers run as a fused chain (and batches go [`MULTI`] events at a time).
@@ -255,9 +255,27 @@ impl Plan {
                         *d = t.lookup(v);
                     }
                 }
-                Kernel::Step(th, vals) => {
-                    for (i, (d, &v)) in y.iter_mut().zip(x).enumerate() {
-                        *d = step_apply(th, vals, i, v);
+                // A compare-and-count per element, the sets walked in step
+                // with the elements (no division per element).
+                Kernel::Step { th, vals, k } => {
+                    let (k, sets) = (*k, vals.len() - th.len());
+                    let count =
+                        |t: &[i64], v: i64| t.iter().map(|&t| (v >= t) as usize).sum::<usize>();
+                    if k == 0 {
+                        for (i, d) in y.iter_mut().enumerate() {
+                            *d = vals[i % sets];
+                        }
+                    } else if sets == 1 {
+                        for (d, &v) in y.iter_mut().zip(x) {
+                            *d = vals[count(th, v)];
+                        }
+                    } else {
+                        for (run, xr) in y.chunks_mut(sets).zip(x.chunks(sets)) {
+                            let sets = th.chunks(k).zip(vals.chunks(k + 1));
+                            for ((d, &v), (t, vs)) in run.iter_mut().zip(xr).zip(sets) {
+                                *d = vs[count(t, v)];
+                            }
+                        }
                     }
                 }
                 Kernel::Softmax {

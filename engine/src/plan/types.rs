@@ -129,7 +129,12 @@ pub(super) enum Kernel {
         neg_wide: bool,
     },
     Table(Table),
-    Step(Vec<i64>, Vec<i64>),
+    /// Thresholds and values, `k` thresholds per set (`quantize::qmodel::step_sets`).
+    Step {
+        th: Vec<i64>,
+        vals: Vec<i64>,
+        k: usize,
+    },
     Softmax {
         n: usize,
         exp_table: Table,
