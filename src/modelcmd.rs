@@ -78,8 +78,9 @@ pub struct QuantizeArgs {
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// A .bxq model (golden fixed point; outputs are the fixed-point values as
-    /// float64) or an .onnx model (float reference).
+    /// A .bxq model (fixed point, by the CPU engine or with --golden the
+    /// golden model; outputs are the fixed-point values as float64) or an
+    /// .onnx model (float reference).
     pub model: PathBuf,
     /// Input events: .npy [events, features...] for a model of one input,
     /// else .npz of one such array per input, named after it (np.savez).
@@ -92,6 +93,55 @@ pub struct EvalArgs {
     /// Threads evaluating events (0: every core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Evaluate a .bxq with the golden model (the reference, one event at a
+    /// time) instead of the CPU engine. The engine is bit-exact to it and
+    /// many times faster; eval checks the first events against the golden
+    /// model either way.
+    #[arg(long)]
+    pub golden: bool,
+}
+
+/// Events eval checks against the golden model when the engine runs.
+const GOLDEN_SAMPLE: usize = 256;
+
+/// The engine's outputs (dequantized) for `x` (flat events), on `threads`
+/// threads, each with its own scratch; the first [`GOLDEN_SAMPLE`] events
+/// are checked against the golden model, bit for bit.
+fn engine_outputs(q: &QModel, x: &[f32], threads: usize, work: &Work) -> Result<Vec<f64>> {
+    let engine = engine::Engine::new(q)?;
+    let (il, ol) = (engine.input_len().max(1), engine.output_len());
+    let n = x.len() / il;
+    let mut out = vec![0f64; n * ol];
+    // Whole passes of 64 events per thread, so every thread runs its fused chains full.
+    let per = n.div_ceil(threads.max(1)).next_multiple_of(64).max(64);
+    std::thread::scope(|scope| -> Result<()> {
+        let jobs: Vec<_> = x
+            .chunks(per * il)
+            .zip(out.chunks_mut(per * ol))
+            .map(|(xs, ys)| {
+                let engine = &engine;
+                scope.spawn(move || engine.infer_batch_with(&mut engine.scratch(), xs, ys))
+            })
+            .collect();
+        for j in jobs {
+            j.join()
+                .map_err(|_| anyhow::anyhow!("an engine thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    let k = n.min(GOLDEN_SAMPLE);
+    let golden = fixed_outputs(q, &x[..k * il], work).concat();
+    if let Some(i) = (0..k * ol).find(|&i| golden[i].to_bits() != out[i].to_bits()) {
+        bail!(
+            "the CPU engine ({}) and the golden model disagree on event {}, output {}: {} against {} (a bug in bxflow; --golden evaluates with the reference)",
+            engine.isa().name(),
+            i / ol.max(1),
+            i % ol.max(1),
+            out[i],
+            golden[i]
+        );
+    }
+    Ok(out)
 }
 
 /// Progress of the quantize crate's long phases on stderr: one bar per
@@ -420,10 +470,10 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     // shaped by `outs`.
     let run = |ins: &[(&str, &[usize])],
                outs: &[(&str, &[usize])],
-               eval: &dyn Fn(&[f32]) -> Vec<Vec<f64>>|
+               eval: &dyn Fn(&[f32]) -> Result<Vec<f64>>|
      -> Result<()> {
         let ev = npy::read_inputs(&a.input, ins)?;
-        let outputs = eval(&ev.data).concat();
+        let outputs = eval(&ev.data)?;
         bars.clear();
         let n = ev.count();
         npy::write_outputs(&a.output, outs, n, &outputs)?;
@@ -442,13 +492,17 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         "bxq" => {
             let q = bxq::load(&a.model)?;
             run(&q.input_shapes(), &q.output_shapes(), &|x| {
-                fixed_outputs(&q, x, &work)
+                if a.golden {
+                    Ok(fixed_outputs(&q, x, &work).concat())
+                } else {
+                    engine_outputs(&q, x, work.threads, &work)
+                }
             })
         }
         "onnx" => {
             let g = import(&a.model)?;
             run(&g.input_shapes(), &g.output_shapes(), &|x| {
-                float_outputs(&g, x, &work)
+                Ok(float_outputs(&g, x, &work).concat())
             })
         }
         _ => bail!(

@@ -465,3 +465,47 @@ fn a_closed_pipe_ends_quietly() {
         "{status:?}"
     );
 }
+
+/// eval runs a .bxq on the CPU engine by default and on the golden model
+/// with --golden: the two files are the same, byte for byte (the jet
+/// tagger, and TFC_2W2A's thresholds).
+#[test]
+fn eval_on_the_engine_equals_the_golden_model() {
+    for (name, features) in [("jets/jet_tagger.onnx", 16), ("TFC_2W2A.onnx", 784)] {
+        let bxq = tmp(&format!("eval_{features}.bxq"));
+        let (ok, _, err) = bxflow(&[
+            "quantize",
+            &model(name),
+            "-o",
+            bxq.to_str().unwrap(),
+            "--events",
+            "1000",
+        ]);
+        assert!(ok, "{err}");
+        let n = 1000;
+        let x: Vec<f32> = (0..n * features)
+            .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 1.5)
+            .collect();
+        let input = tmp(&format!("eval_{features}_x.npy"));
+        quantize::npy::write_f32(&input, &[n, features], &x).unwrap();
+        let mut files = Vec::new();
+        for golden in [false, true] {
+            let out = tmp(&format!("eval_{features}_{golden}.npy"));
+            let mut args = vec![
+                "eval",
+                bxq.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ];
+            if golden {
+                args.push("--golden");
+            }
+            let (ok, _, err) = bxflow(&args);
+            assert!(ok, "{err}");
+            files.push(std::fs::read(&out).unwrap());
+        }
+        assert!(files[0] == files[1], "{name}: engine and golden differ");
+    }
+}
