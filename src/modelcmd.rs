@@ -101,13 +101,16 @@ pub struct EvalArgs {
     pub golden: bool,
 }
 
-/// Events eval checks against the golden model when the engine runs.
-const GOLDEN_SAMPLE: usize = 256;
-
 /// The engine's outputs (dequantized) for `x` (flat events), on `threads`
-/// threads, each with its own scratch; the first [`GOLDEN_SAMPLE`] events
-/// are checked against the golden model, bit for bit.
-fn engine_outputs(q: &QModel, x: &[f32], threads: usize, work: &Work) -> Result<Vec<f64>> {
+/// threads, each with its own scratch; the first `sample` events are
+/// checked against the golden model (on `work`), bit for bit.
+fn engine_outputs(
+    q: &QModel,
+    x: &[f32],
+    threads: usize,
+    work: &Work,
+    sample: usize,
+) -> Result<Vec<f64>> {
     let engine = engine::Engine::new(q)?;
     let (il, ol) = (engine.input_len().max(1), engine.output_len());
     let n = x.len() / il;
@@ -129,7 +132,7 @@ fn engine_outputs(q: &QModel, x: &[f32], threads: usize, work: &Work) -> Result<
         }
         Ok(())
     })?;
-    let k = n.min(GOLDEN_SAMPLE);
+    let k = n.min(sample);
     let golden = fixed_outputs(q, &x[..k * il], work).concat();
     if let Some(i) = (0..k * ol).find(|&i| golden[i].to_bits() != out[i].to_bits()) {
         bail!(
@@ -391,9 +394,29 @@ fn load_events(path: Option<&Path>, g: &Graph, n: usize) -> Result<Vec<f32>> {
 pub fn quantize(a: QuantizeArgs) -> Result<()> {
     let bars = Bars::default();
     let progress = |phase: &str, done, total| bars.report(phase, done, total);
-    let work = Work {
+    let golden_work = Work {
         threads: threads(a.threads),
         progress: &progress,
+        fixed: None,
+    };
+    // Outputs (accuracy, --auto's checks) on the engine; a failure to build
+    // it falls back to the golden model, and says so.
+    let on_engine = |q: &QModel, x: &[f32]| match engine_outputs(
+        q,
+        x,
+        golden_work.threads,
+        &golden_work.quiet(),
+        32,
+    ) {
+        Ok(y) => Some(y),
+        Err(e) => {
+            eprintln!("warning: {e:#}; evaluating with the golden model");
+            None
+        }
+    };
+    let work = Work {
+        fixed: Some(&on_engine),
+        ..golden_work
     };
     let g = import(&a.model)?;
     let n = a
@@ -464,6 +487,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let work = Work {
         threads: threads(a.threads),
         progress: &progress,
+        fixed: None,
     };
     let ext = a.model.extension().and_then(|e| e.to_str()).unwrap_or("");
     // Evaluates the events of `a.input` and writes the outputs, named and
@@ -495,7 +519,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 if a.golden {
                     Ok(fixed_outputs(&q, x, &work).concat())
                 } else {
-                    engine_outputs(&q, x, work.threads, &work)
+                    engine_outputs(&q, x, work.threads, &work, 256)
                 }
             })
         }

@@ -6,11 +6,18 @@
 //! The library takes these settings as an argument (no environment
 //! variables, no terminal): the command line draws the progress bar.
 
+use crate::qmodel::QModel;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Told `(phase, done, total)` as work advances: which long step is running
 /// and how far it got. Called from worker threads, so it must be `Sync`.
 pub type Progress<'a> = &'a (dyn Fn(&str, usize, usize) + Sync);
+
+/// A faster evaluator of a quantized model's outputs, bit-exact to the
+/// golden model: the CPU engine, which the command line passes in (this
+/// crate sits before it in the flow and cannot call it). Gives the flat
+/// dequantized outputs of the events, or `None` to use the golden model.
+pub type FixedEval<'a> = &'a (dyn Fn(&QModel, &[f32]) -> Option<Vec<f64>> + Sync);
 
 /// How to run work over many events.
 #[derive(Clone, Copy)]
@@ -19,6 +26,9 @@ pub struct Work<'a> {
     pub threads: usize,
     /// Where progress goes.
     pub progress: Progress<'a>,
+    /// Evaluates quantized models' outputs instead of the golden model
+    /// (accuracy in reports, `auto`'s checks); `None`: the golden model.
+    pub fixed: Option<FixedEval<'a>>,
 }
 
 /// Progress that goes nowhere.
@@ -30,6 +40,7 @@ impl Default for Work<'_> {
         Work {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             progress: &silent,
+            fixed: None,
         }
     }
 }
@@ -97,6 +108,7 @@ mod tests {
                 let work = Work {
                     threads,
                     progress: &progress,
+                    fixed: None,
                 };
                 let squares: Vec<usize> = (0..101).map(|i| i * i).collect();
                 assert_eq!(work.map("sq", 101, |i| i * i), squares);
