@@ -69,6 +69,58 @@ fn round_mode(n: &BigInt, k: u32, mode: &str) -> BigInt {
     }
 }
 
+/// A QONNX `Quant` node `name` on `inputs` (x, scale, zero point, bits),
+/// its output `{name}_y`.
+fn quant(
+    name: &str,
+    inputs: [&str; 4],
+    signed: bool,
+    narrow: bool,
+    mode: &str,
+) -> tract_onnx::pb::NodeProto {
+    let n = node("Quant", name, &inputs, &[&format!("{name}_y")]);
+    let n = with_int(n, "signed", signed as i64);
+    let n = with_int(n, "narrow", narrow as i64);
+    with_str(n, "rounding_mode", mode)
+}
+
+/// The codes of a `bits`-bit QONNX quantizer.
+fn code_range(bits: u32, signed: bool, narrow: bool) -> (i64, i64) {
+    match (signed, narrow) {
+        (true, false) => (-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1),
+        (true, true) => (-(1i64 << (bits - 1)) + 1, (1i64 << (bits - 1)) - 1),
+        (false, false) => (0, (1i64 << bits) - 1),
+        (false, true) => (0, (1i64 << bits) - 2),
+    }
+}
+
+/// The graph of `nodes` and `inits` from input `x` of `input` dims to
+/// output `out`, imported and quantized at the default precision with an
+/// input type that holds every input code (the default fixed<16,6>
+/// saturates at 32).
+fn import_wide(
+    nodes: Vec<tract_onnx::pb::NodeProto>,
+    inits: Vec<tract_onnx::pb::TensorProto>,
+    input: &[i64],
+    out: (&str, &[i64]),
+) -> (quantize::ir::Graph, quantize::qmodel::QModel) {
+    let bytes = graph_model(nodes, inits, &[("x", input)], &[out]);
+    let g = import_bytes(&bytes, "chain").unwrap();
+    let mut cfg = Config::default();
+    cfg.input
+        .insert("x".into(), FixedType::signed(24, 12).unwrap());
+    let q = quantize_graph(&g, &cfg).unwrap();
+    (g, q)
+}
+
+/// The tensors of `q`'s Step layers, in order.
+fn step_tensors(q: &quantize::qmodel::QModel) -> Vec<usize> {
+    (0..q.layers.len())
+        .filter(|&i| matches!(q.layers[i].op, QOp::Step { .. }))
+        .map(|i| q.layer_tensor(i))
+        .collect()
+}
+
 /// A random chain `Quant(x) -> MatMul(Quant(W)) -> Mul(c) -> Add(d) ->
 /// Quant`, with the golden model's output codes checked against exact
 /// rational arithmetic on the f32 constants as stored.
@@ -97,12 +149,7 @@ fn check_chain(seed: u64) {
     let c: Vec<f32> = (0..n_out).map(|_| coef(&mut rng)).collect();
     let d: Vec<f32> = (0..n_out).map(|_| coef(&mut rng) * 4.0).collect();
     let scalar = |name: &str, v: f32| values(name, &[], &[v]);
-    let quant = |name: &str, x: &str, s: &str, z: &str, b: &str, signed: bool, narrow: bool| {
-        let n = node("Quant", name, &[x, s, z, b], &[&format!("{name}_y")]);
-        let n = with_int(n, "signed", signed as i64);
-        let n = with_int(n, "narrow", narrow as i64);
-        with_str(n, "rounding_mode", mode)
-    };
+    let quant = |name, x, s, z, b, signed, narrow| quant(name, [x, s, z, b], signed, narrow, mode);
     let nodes = vec![
         quant("qx", "x", "sx", "zero", "bx", in_signed, false),
         quant("qw", "w", "sw", "zero", "bw", true, false),
@@ -124,19 +171,12 @@ fn check_chain(seed: u64) {
         values("c", &[n_out as i64], &c),
         values("d", &[n_out as i64], &d),
     ];
-    let bytes = graph_model(
+    let (_, q) = import_wide(
         nodes,
         inits,
-        &[("x", &[1, n_in as i64])],
-        &[("qy_y", &[1, n_out as i64])],
+        &[1, n_in as i64],
+        ("qy_y", &[1, n_out as i64]),
     );
-    let g = import_bytes(&bytes, "chain").unwrap();
-    // An input type that holds every input code (the default fixed<16,6>
-    // saturates at 32).
-    let mut cfg = Config::default();
-    cfg.input
-        .insert("x".into(), FixedType::signed(24, 12).unwrap());
-    let q = quantize_graph(&g, &cfg).unwrap();
     let last = q.layers.last().unwrap();
     // Thresholds, or (when every Mul is by 1, so that the Add folds into
     // the MatMul's bias) a plain requantization of the exact accumulator.
@@ -145,11 +185,7 @@ fn check_chain(seed: u64) {
         "the quantizer after Mul and Add: {:?}",
         last.op.kind()
     );
-    let (qmin, qmax) = match (out_signed, narrow) {
-        (true, false) => (-(1i64 << (bo - 1)), (1i64 << (bo - 1)) - 1),
-        (true, true) => (-(1i64 << (bo - 1)) + 1, (1i64 << (bo - 1)) - 1),
-        _ => (0, (1i64 << bo) - 1),
-    };
+    let (qmin, qmax) = code_range(bo, out_signed, narrow);
     let (xlo, xhi) = if in_signed {
         (-(1i64 << (bi - 1)), (1i64 << (bi - 1)) - 1)
     } else {
@@ -268,12 +304,7 @@ fn check_float_chain(seed: u64) {
     // Brevitas' QuantReLU: a Relu before the quantizer.
     let relu = rng.gen_bool(0.5);
     let scalar = |name: &str, v: f32| values(name, &[], &[v]);
-    let quant = |name: &str, x: &str, s: &str, z: &str, b: &str, signed: bool, narrow: bool| {
-        let n = node("Quant", name, &[x, s, z, b], &[&format!("{name}_y")]);
-        let n = with_int(n, "signed", signed as i64);
-        let n = with_int(n, "narrow", narrow as i64);
-        with_str(n, "rounding_mode", mode)
-    };
+    let quant = |name, x, s, z, b, signed, narrow| quant(name, [x, s, z, b], signed, narrow, mode);
     // W[i][o] = code * s_w[o], as the f32 an exporter stores.
     let w: Vec<f32> = (0..n_in * n_out)
         .map(|k| wq[k] as f32 * sw[k % n_out])
@@ -307,20 +338,13 @@ fn check_float_chain(seed: u64) {
         values("c", &[n_out as i64], &c),
         values("d", &[n_out as i64], &d),
     ];
-    let bytes = graph_model(
+    let (_, q) = import_wide(
         nodes,
         inits,
-        &[("x", &[1, n_in as i64])],
-        &[("qy_y", &[1, n_out as i64])],
+        &[1, n_in as i64],
+        ("qy_y", &[1, n_out as i64]),
     );
-    let g = import_bytes(&bytes, "float_chain").unwrap();
-    let mut cfg = Config::default();
-    cfg.input
-        .insert("x".into(), FixedType::signed(24, 12).unwrap());
-    let q = quantize_graph(&g, &cfg).unwrap();
-    let steps: Vec<usize> = (0..q.layers.len())
-        .filter(|&i| matches!(q.layers[i].op, QOp::Step { .. }))
-        .collect();
+    let steps = step_tensors(&q);
     assert_eq!(
         steps.len(),
         2,
@@ -334,13 +358,7 @@ fn check_float_chain(seed: u64) {
         "no float scale rounded, the Relu taken in: {:?}",
         q.layers
     );
-    let codes_l = q.layer_tensor(steps[1]);
-    let code_range = |bits: u32, signed: bool, narrow: bool| match (signed, narrow) {
-        (true, false) => (-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1),
-        (true, true) => (-(1i64 << (bits - 1)) + 1, (1i64 << (bits - 1)) - 1),
-        (false, false) => (0, (1i64 << bits) - 1),
-        (false, true) => (0, (1i64 << bits) - 2),
-    };
+    let codes_l = steps[1];
     let (xlo, xhi) = code_range(bx, x_signed, false);
     let (ylo, yhi) = code_range(by, y_signed, y_narrow);
     let r = |v: f32| rational(v as f64);
@@ -437,23 +455,18 @@ fn a_conv_takes_a_float_scaled_input_in() {
         values("w", &[cout as i64, cin as i64, 3], &w),
         values("cb", &[cout as i64], &[0.25, -0.4, 0.1]),
     ];
-    let bytes = graph_model(
+    let (g, q) = import_wide(
         nodes,
         inits,
-        &[("x", &[1, cin as i64, len as i64])],
-        &[("qy_y", &[1, cout as i64, len as i64])],
+        &[1, cin as i64, len as i64],
+        ("qy_y", &[1, cout as i64, len as i64]),
     );
-    let g = import_bytes(&bytes, "conv").unwrap();
     let kinds: Vec<&str> = g.layers.iter().map(|l| l.op.kind()).collect();
     assert_eq!(
         kinds,
         ["Thresholds", "Conv", "Thresholds", "Scale"],
         "codes, the Conv on them, thresholds, the output's worth"
     );
-    let mut cfg = Config::default();
-    cfg.input
-        .insert("x".into(), FixedType::signed(24, 12).unwrap());
-    let q = quantize_graph(&g, &cfg).unwrap();
     let codes = q.layer_tensor(2);
     for _ in 0..2000 {
         let x: Vec<f32> = (0..cin * len)
@@ -518,22 +531,10 @@ fn qdq_chains_with_float_scales_are_exact() {
             ints("wq", &[n_in as i64, n_out as i64], &wq, true),
             values("b", &[n_out as i64], &bias),
         ];
-        let bytes = graph_model(
-            nodes,
-            inits,
-            &[("x", &[1, n_in as i64])],
-            &[("out", &[1, n_out as i64])],
-        );
-        let g = import_bytes(&bytes, "qdq").unwrap();
-        let mut cfg = Config::default();
-        cfg.input
-            .insert("x".into(), FixedType::signed(24, 12).unwrap());
-        let q = quantize_graph(&g, &cfg).unwrap();
-        let steps: Vec<usize> = (0..q.layers.len())
-            .filter(|&i| matches!(q.layers[i].op, QOp::Step { .. }))
-            .collect();
+        let (_, q) = import_wide(nodes, inits, &[1, n_in as i64], ("out", &[1, n_out as i64]));
+        let steps = step_tensors(&q);
         assert_eq!(steps.len(), 2, "{:?}", q.layers);
-        let codes = q.layer_tensor(steps[1]);
+        let codes = steps[1];
         let r = |v: f32| rational(v as f64);
         let int = |v: i64| BigRational::from_integer(v.into());
         for _ in 0..200 {
