@@ -183,3 +183,60 @@ fn pytorch_style_gemm_with_a_fixed_batch_normalisation_and_qdq_imports() {
     let big = g.evaluate(&[201.0, 1.0, 1.0, 1.0]);
     assert_eq!(big[0], 127.0 * 0.0625);
 }
+
+/// Quantizers and thresholds bxflow cannot keep exact are refused with a
+/// message that names the node and says why.
+#[test]
+fn inexact_quantizers_and_bad_thresholds_are_named() {
+    let quant = |bits: f32, scale: f32, zp: f32| {
+        model(
+            vec![node("Quant", "q16", &["x", "s", "z", "b"], &["y"])],
+            vec![
+                values("s", &[], &[scale]),
+                values("z", &[], &[zp]),
+                values("b", &[], &[bits]),
+            ],
+            "y",
+        )
+    };
+    let e = err(&quant(16.0, 0.3, 0.0));
+    assert!(
+        e.contains("q16")
+            && e.contains("65536 codes with scale 0.3")
+            && e.contains("at most 256 codes (8 bits)"),
+        "{e}"
+    );
+    let e = err(&quant(4.0, 0.3, 0.5));
+    assert!(e.contains("zero point 0.5 is not a whole number"), "{e}");
+    let e = err(&quant(4.0, -0.3, 0.0));
+    assert!(
+        e.contains("scale -0.3") && e.contains("must be positive"),
+        "{e}"
+    );
+    // A 4-bit quantizer of any scale and zero point is fine.
+    assert!(import_bytes(&quant(4.0, 0.3, 2.0), "t").is_ok());
+
+    let mt = |t_dims: &[i64], layout: &str| {
+        let n = common::with_str(
+            node("MultiThreshold", "mt", &["x", "t"], &["y"]),
+            "data_layout",
+            layout,
+        );
+        let len: i64 = t_dims.iter().product();
+        model(
+            vec![n],
+            vec![values("t", t_dims, &vec![0.0; len as usize])],
+            "y",
+        )
+    };
+    let e = err(&mt(&[3, 2], "NCHW"));
+    assert!(
+        e.contains("mt") && e.contains("3 rows of thresholds for 4 channels"),
+        "{e}"
+    );
+    let e = err(&mt(&[4, 2, 1], "NCHW"));
+    assert!(e.contains("expected [channels, steps]"), "{e}");
+    let e = err(&mt(&[4, 2], "CHWN"));
+    assert!(e.contains("data_layout 'CHWN'"), "{e}");
+    assert!(import_bytes(&mt(&[4, 2], "NCHW"), "t").is_ok());
+}
