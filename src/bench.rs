@@ -114,6 +114,11 @@ pub struct BenchReport {
     pub speedup_p99: Option<f64>,
     pub speedup_batch: Option<f64>,
     pub tract_error: Option<String>,
+    /// The machine's own i16 multiply-accumulate peak on one core for the
+    /// engine's ISA (`engine::peak`), MACs per second.
+    pub peak_macs_per_s: Option<f64>,
+    /// The single-core batch rate's MACs per second over that peak.
+    pub peak_fraction_batch: Option<f64>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -310,6 +315,7 @@ pub fn report(engine: Engine, onnx: Option<&Path>, o: &BenchOptions) -> BenchRep
         _ => None,
     };
     let e = bench_engine(&engine, o);
+    let peak = engine::peak::i16_macs_per_second(engine.isa());
     let (tract, tract_error) = match tract_r {
         Some(Ok(t)) => (Some(t), None),
         Some(Err(err)) => (None, Some(err)),
@@ -337,6 +343,8 @@ pub fn report(engine: Engine, onnx: Option<&Path>, o: &BenchOptions) -> BenchRep
         speedup_batch: tract
             .as_ref()
             .map(|t| e.batch_events_per_s / t.batch_events_per_s),
+        peak_fraction_batch: peak.map(|p| m.macs() as f64 * e.batch_events_per_s / p),
+        peak_macs_per_s: peak,
         engine: e,
         tract,
         tract_error,
@@ -406,6 +414,14 @@ pub fn format_report(r: &BenchReport) -> String {
             e.stream_latency_p99_ns.unwrap_or(0),
             e.stream_latency_p999_ns.unwrap_or(0),
             e.stream_latency_max_ns.unwrap_or(0)
+        );
+    }
+    if let (Some(p), Some(f)) = (r.peak_macs_per_s, r.peak_fraction_batch) {
+        s += &format!(
+            "machine peak ({} i16 multiply-adds, 1 core) {:.1} G MAC/s; batch at {:.1} % of it\n",
+            r.isa,
+            p / 1e9,
+            100.0 * f
         );
     }
     if let Some(err) = &r.tract_error {

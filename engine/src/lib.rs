@@ -21,6 +21,7 @@ mod epi;
 pub mod events;
 pub mod hist;
 pub mod isa;
+pub mod peak;
 pub mod pipeline;
 pub mod plan;
 pub mod rq;
