@@ -115,8 +115,12 @@ fn engine_outputs(
     let (il, ol) = (engine.input_len().max(1), engine.output_len());
     let n = x.len() / il;
     let mut out = vec![0f64; n * ol];
-    // Whole passes of 64 events per thread, so every thread runs its fused chains full.
-    let per = n.div_ceil(threads.max(1)).next_multiple_of(64).max(64);
+    // Whole passes of the fused chains' events per thread.
+    let multi = engine::dense::MULTI;
+    let per = n
+        .div_ceil(threads.max(1))
+        .next_multiple_of(multi)
+        .max(multi);
     std::thread::scope(|scope| -> Result<()> {
         let jobs: Vec<_> = x
             .chunks(per * il)

@@ -59,20 +59,27 @@ fn inspect_prints_the_event_axis_reading_and_recurrent_steps() {
     );
 }
 
-/// inspect says which layers quantize by thresholds, and how many: the
-/// BatchNormalization + Quant pairs of a Brevitas model, one set per channel.
-#[test]
-fn inspect_shows_threshold_quantizers() {
-    let bxq = tmp("tfc.bxq");
+/// `models/NAME` quantized at the default precision on 1,000 generated
+/// events, written to the temporary file `out`.
+fn quantized(name: &str, out: &str) -> PathBuf {
+    let bxq = tmp(out);
     let (ok, _, err) = bxflow(&[
         "quantize",
-        &model("TFC_2W2A.onnx"),
+        &model(name),
         "-o",
         bxq.to_str().unwrap(),
         "--events",
         "1000",
     ]);
     assert!(ok, "{err}");
+    bxq
+}
+
+/// inspect says which layers quantize by thresholds, and how many: the
+/// BatchNormalization + Quant pairs of a Brevitas model, one set per channel.
+#[test]
+fn inspect_shows_threshold_quantizers() {
+    let bxq = quantized("TFC_2W2A.onnx", "tfc.bxq");
     let (ok, out, err) = bxflow(&["inspect", bxq.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(
@@ -472,16 +479,7 @@ fn a_closed_pipe_ends_quietly() {
 #[test]
 fn eval_on_the_engine_equals_the_golden_model() {
     for (name, features) in [("jets/jet_tagger.onnx", 16), ("TFC_2W2A.onnx", 784)] {
-        let bxq = tmp(&format!("eval_{features}.bxq"));
-        let (ok, _, err) = bxflow(&[
-            "quantize",
-            &model(name),
-            "-o",
-            bxq.to_str().unwrap(),
-            "--events",
-            "1000",
-        ]);
-        assert!(ok, "{err}");
+        let bxq = quantized(name, &format!("eval_{features}.bxq"));
         let n = 1000;
         let x: Vec<f32> = (0..n * features)
             .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 1.5)

@@ -141,6 +141,17 @@ pub struct Affine {
     pub b: Vec<f64>,
 }
 
+impl Affine {
+    /// `y = x` on `len` elements: thresholds on the input itself, marked as
+    /// a quantizer's (so the layer before keeps its exact value).
+    pub fn identity(len: usize) -> Affine {
+        Affine {
+            a: vec![1.0; len],
+            b: vec![0.0; len],
+        }
+    }
+}
+
 impl Op {
     /// A plain staircase on `x`: `values[count of k with x >= thresholds[k]]`.
     pub fn step(thresholds: Vec<f64>, values: Vec<f64>) -> Op {

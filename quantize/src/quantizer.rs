@@ -54,40 +54,31 @@ fn step_sets(
             thresholds.len()
         ));
     }
-    let one = |i: usize, a: f64, b: f64| -> Result<Stairs, String> {
-        let (t, st) = step_of(thresholds, strict, k, i);
-        stairs(ty, a, b, t, st)
-    };
-    let sets = match affine {
-        None if !per_element => vec![one(0, 1.0, 0.0)?],
-        None => {
-            let sets = (0..len)
-                .map(|i| one(i, 1.0, 0.0))
-                .collect::<Result<Vec<_>, _>>()?;
-            if sets.iter().all(|s| *s == sets[0]) {
-                sets[..1].to_vec()
-            } else {
-                sets
-            }
+    if let Some(f) = affine {
+        if f.a.len() != len || f.b.len() != len {
+            return Err(format!(
+                "the affine map has {} and {} coefficients for {len} elements",
+                f.a.len(),
+                f.b.len()
+            ));
         }
-        Some(f) => {
-            if f.a.len() != len || f.b.len() != len {
-                return Err(format!(
-                    "the affine map has {} and {} coefficients for {len} elements",
-                    f.a.len(),
-                    f.b.len()
-                ));
-            }
-            let sets = (0..len)
-                .map(|i| one(i, f.a[i], f.b[i]))
-                .collect::<Result<Vec<_>, _>>()?;
-            if sets.iter().all(|s| *s == sets[0]) {
-                sets[..1.min(len)].to_vec()
-            } else {
-                sets
-            }
-        }
+    }
+    // One set for all, unless the thresholds or the map differ by element.
+    let count = if affine.is_none() && !per_element {
+        1
+    } else {
+        len
     };
+    let mut sets = (0..count)
+        .map(|i| {
+            let (a, b) = affine.as_ref().map_or((1.0, 0.0), |f| (f.a[i], f.b[i]));
+            let (t, st) = step_of(thresholds, strict, k, i);
+            stairs(ty, a, b, t, st)
+        })
+        .collect::<Result<Vec<Stairs>, _>>()?;
+    if sets.iter().all(|s| *s == sets[0]) {
+        sets.truncate(1);
+    }
     Ok((
         sets.iter()
             .flat_map(|s| s.thresholds.iter().copied())

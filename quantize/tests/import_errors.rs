@@ -206,6 +206,9 @@ fn inexact_quantizers_and_bad_thresholds_are_named() {
             && e.contains("at most 256 codes (8 bits)"),
         "{e}"
     );
+    // 64 bits: the code count itself is past i64.
+    let e = err(&quant(64.0, 0.3, 0.0));
+    assert!(e.contains("18446744073709551616 codes"), "{e}");
     let e = err(&quant(4.0, 0.3, 0.5));
     assert!(e.contains("zero point 0.5 is not a whole number"), "{e}");
     let e = err(&quant(4.0, -0.3, 0.0));

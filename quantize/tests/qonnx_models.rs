@@ -69,9 +69,18 @@ fn last(q: &QModel, kind: &str) -> usize {
     q.layers.iter().rposition(|l| l.op.kind() == kind).unwrap()
 }
 
-fn values(q: &QModel, all: &[Vec<i64>], li: usize) -> Vec<f64> {
-    let t = q.layer_tensor(li);
+/// Tensor `t`'s values in `all`, the golden model's raw tensors.
+fn tensor_values(q: &QModel, all: &[Vec<i64>], t: usize) -> Vec<f64> {
     all[t].iter().map(|&r| q.ty(t).to_f64(r)).collect()
+}
+
+fn values(q: &QModel, all: &[Vec<i64>], li: usize) -> Vec<f64> {
+    tensor_values(q, all, q.layer_tensor(li))
+}
+
+/// One event of a reference array as f64.
+fn as_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
 }
 
 #[test]
@@ -101,17 +110,13 @@ fn brevitas_mnist_models_give_qonnx_codes() {
                 .zip(&bias)
                 .map(|(v, b)| v - b)
                 .collect();
-            let want: Vec<f64> = want_logits.event(i).iter().map(|&v| v as f64).collect();
+            let want: Vec<f64> = as_f64(want_logits.event(i));
             logit_diffs += (logits != want) as usize;
             let hidden = values(&q, &all, hidden_l);
-            let want_h: Vec<f64> = want_hidden.event(i).iter().map(|&v| v as f64).collect();
+            let want_h: Vec<f64> = as_f64(want_hidden.event(i));
             hidden_diffs += (hidden != want_h) as usize;
-            let out = &all[q.outputs[0].tensor];
-            let out: Vec<f64> = out
-                .iter()
-                .map(|&r| q.ty(q.outputs[0].tensor).to_f64(r))
-                .collect();
-            let want_o: Vec<f64> = want_out.event(i).iter().map(|&v| v as f64).collect();
+            let out = tensor_values(&q, &all, q.outputs[0].tensor);
+            let want_o: Vec<f64> = as_f64(want_out.event(i));
             class_diffs += (argmax(&out) != argmax(&want_o)) as usize;
             for (a, b) in out.iter().zip(&want_o) {
                 max_dy = max_dy.max((a - b).abs());
@@ -150,15 +155,15 @@ fn qkeras_jet_tagger_gives_qonnx_codes() {
             .iter()
             .map(|v| v * 2048.0)
             .collect();
-        let want: Vec<f64> = want_logits.event(i).iter().map(|&v| v as f64).collect();
+        let want: Vec<f64> = as_f64(want_logits.event(i));
         logit_diffs += (logits != want) as usize;
         let hidden: Vec<f64> = values(&q, &all, hidden_l)
             .iter()
             .map(|v| v * 64.0)
             .collect();
-        let want_h: Vec<f64> = want_hidden.event(i).iter().map(|&v| v as f64).collect();
+        let want_h: Vec<f64> = as_f64(want_hidden.event(i));
         hidden_diffs += (hidden != want_h) as usize;
-        let want_o: Vec<f64> = want_out.event(i).iter().map(|&v| v as f64).collect();
+        let want_o: Vec<f64> = as_f64(want_out.event(i));
         class_diffs += (argmax(&logits) != argmax(&want_o)) as usize;
         let out = values(&q, &all, q.layers.len() - 1);
         softmax_diffs += (argmax(&out) != argmax(&want_o)) as usize;

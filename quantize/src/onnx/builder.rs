@@ -115,15 +115,39 @@ impl Builder {
         self.layers = kept;
     }
 
-    /// The Scale layer that made `x`, when node `n` alone reads it: a
-    /// quantizer after an affine map (a BatchNormalization, a constant
-    /// scaling) takes that layer's place, as one staircase on its input.
-    pub fn scale_before(&mut self, n: &Node, x: &Act) -> Option<&mut Layer> {
-        if x.id < self.n_inputs || !self.single_use(n) {
-            return None;
+    /// The index of the Scale layer that made `x`, when node `n` alone
+    /// reads it: a quantizer after an affine map (a BatchNormalization, a
+    /// constant scaling), or a MatMul after a dequantization, takes that
+    /// layer's place ([`Builder::replace_scale`]).
+    pub fn scale_before(&self, n: &Node, x: &Act) -> Option<usize> {
+        let si = x.id.checked_sub(self.n_inputs)?;
+        (self.single_use(n) && matches!(self.layers[si].op, Op::Scale { .. })).then_some(si)
+    }
+
+    /// The coefficients of Scale layer `si`.
+    pub fn scale_of(&self, si: usize) -> (&[f64], &[f64]) {
+        match &self.layers[si].op {
+            Op::Scale { scale, shift } => (scale, shift),
+            _ => unreachable!("layer {si} is a Scale layer"),
         }
-        let l = &mut self.layers[x.id - self.n_inputs];
-        matches!(l.op, Op::Scale { .. }).then_some(l)
+    }
+
+    /// Puts `op(scale, shift)` in the place of Scale layer `si` (the layer
+    /// that takes its affine map in), named `name`, of shape `shape`.
+    pub fn replace_scale(
+        &mut self,
+        si: usize,
+        name: String,
+        shape: Vec<usize>,
+        op: impl FnOnce(Vec<f64>, Vec<f64>) -> Op,
+    ) {
+        let l = &mut self.layers[si];
+        let Op::Scale { scale, shift } = std::mem::replace(&mut l.op, Op::Relu) else {
+            unreachable!("layer {si} is a Scale layer");
+        };
+        l.op = op(scale, shift);
+        l.name = name;
+        l.shape = shape;
     }
 
     /// Elementwise affine on `x`: folded into the layer that produced `x` when

@@ -70,6 +70,7 @@ fn qonnx_rounding(mode: &str) -> Result<Rounding, String> {
 }
 
 /// What a per-tensor QONNX quantizer node is in bxflow's terms.
+#[derive(Clone, Copy)]
 enum QuantKind {
     Fixed(FixedType),
     /// `BipolarQuant`: the sign, times this scale.
@@ -85,14 +86,15 @@ enum QuantKind {
     },
 }
 
-/// The codes of a `bits`-bit QONNX quantizer (qonnx's min_int/max_int).
-fn code_range(bits: f64, signed: bool, narrow: bool) -> (i64, i64) {
+/// The codes of a `bits`-bit QONNX quantizer (qonnx's min_int/max_int),
+/// `bits` from 1 to 64 ([`check_bits`]).
+fn code_range(bits: f64, signed: bool, narrow: bool) -> (i128, i128) {
     let b = bits as u32;
     match (signed, narrow) {
-        (true, false) => (-(1i64 << (b - 1)), (1i64 << (b - 1)) - 1),
-        (true, true) => (-(1i64 << (b - 1)) + 1, (1i64 << (b - 1)) - 1),
-        (false, false) => (0, (1i64 << b) - 1),
-        (false, true) => (0, (1i64 << b) - 2),
+        (true, false) => (-(1i128 << (b - 1)), (1i128 << (b - 1)) - 1),
+        (true, true) => (-(1i128 << (b - 1)) + 1, (1i128 << (b - 1)) - 1),
+        (false, false) => (0, (1i128 << b) - 1),
+        (false, true) => (0, (1i128 << b) - 2),
     }
 }
 
@@ -141,11 +143,17 @@ fn quant_type(n: &Node) -> Result<QuantKind, String> {
                 return Err(format!("zero point {zp} is not a whole number"));
             }
             let (lo, hi) = code_range(bits, signed, narrow);
+            if hi - lo >= MAX_STAIR_CODES as i128 {
+                return Err(format!(
+                    "a quantizer of {} codes with scale {scale}: at most {MAX_STAIR_CODES} codes (8 bits) are supported when the scale is not a power of two or the zero point is not 0",
+                    hi - lo + 1
+                ));
+            }
             Ok(QuantKind::Codes {
                 scale,
                 zp,
-                lo,
-                hi,
+                lo: lo as i64,
+                hi: hi as i64,
                 rounding,
             })
         }
@@ -229,17 +237,26 @@ pub fn map_quant(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
 
 /// The quantizer `kind` of node `n` on `x` (see [`map_quant`]).
 fn map_quantizer(b: &mut Builder, n: &Node, x: &Act, kind: QuantKind) -> Result<Value, String> {
-    let (stairs, codes) = match &kind {
-        QuantKind::Fixed(t) => (
-            fixed_codes(*t).and_then(|(lo, hi)| {
-                staircase(t.to_f64(1), 0.0, lo, hi, t.rounding).map(|(th, st)| {
-                    let v = (lo..=hi).map(|m| t.to_f64(m)).collect();
-                    (th, st, v, Some(*t))
-                })
-            }),
-            None,
-        ),
-        QuantKind::Bipolar(s) => (Some((vec![0.0], vec![false], vec![-s, *s], None)), None),
+    // The Scale layer the staircase takes the place of, and whether a Relu
+    // stands between it and the quantizer.
+    let fused = match b.relu_scale_before(n, x) {
+        Some(si) => Some((si, true)),
+        None => b.scale_before(n, x).map(|si| (si, false)),
+    };
+    let codes = match kind {
+        QuantKind::Codes { scale, zp, .. } => Some((scale, zp)),
+        _ => None,
+    };
+    // (thresholds on y, strict flags, values, the values' type)
+    let stairs = match kind {
+        _ if fused.is_none() && codes.is_none() => None,
+        QuantKind::Fixed(t) => fixed_codes(t).and_then(|(lo, hi)| {
+            staircase(t.to_f64(1), 0.0, lo, hi, t.rounding).map(|(th, st)| {
+                let v = (lo..=hi).map(|m| t.to_f64(m)).collect();
+                (th, st, v, Some(t))
+            })
+        }),
+        QuantKind::Bipolar(s) => Some((vec![0.0], vec![false], vec![-s, s], None)),
         QuantKind::Codes {
             scale,
             zp,
@@ -247,109 +264,91 @@ fn map_quantizer(b: &mut Builder, n: &Node, x: &Act, kind: QuantKind) -> Result<
             hi,
             rounding,
         } => {
-            let (th, st) = staircase(*scale, *zp, *lo, *hi, *rounding).ok_or_else(|| {
-                format!(
-                    "a quantizer of {} codes with scale {scale}: at most {MAX_STAIR_CODES} codes (8 bits) are supported when the scale is not a power of two or the zero point is not 0",
-                    hi - lo + 1
-                )
-            })?;
-            let v = (*lo..=*hi).map(|m| m as f64).collect();
-            (
-                Some((th, st, v, Some(code_type(*lo, *hi)?))),
-                Some((*scale, *zp)),
-            )
+            let (th, st) =
+                staircase(scale, zp, lo, hi, rounding).expect("quant_type bounds the codes");
+            let v = (lo..=hi).map(|m| m as f64).collect();
+            Some((th, st, v, Some(code_type(lo, hi)?)))
         }
     };
-    let mut y = None;
-    if let Some((thresholds, strict, values, out)) = stairs {
-        if let Some(si) = b.relu_scale_before(n, x) {
+    let Some((thresholds, strict, values, out)) = stairs else {
+        return Ok(match kind {
+            QuantKind::Fixed(t) => b.unary(n.name, x, Op::Quant(t)),
+            QuantKind::Bipolar(s) => b.unary(n.name, x, Op::step(vec![0.0], vec![-s, s])),
+            QuantKind::Codes { .. } => unreachable!("codes always have stairs"),
+        });
+    };
+    let step = |thresholds: Vec<f64>, strict: Vec<bool>, values: Vec<f64>, affine| Op::Step {
+        thresholds,
+        values,
+        strict,
+        affine: Some(affine),
+        out,
+    };
+    let y = match fused {
+        Some((si, relu)) => {
             // Q(max(y, 0)): the thresholds that y = 0 reaches are always
             // reached, and below 0 the code is that of 0.
-            let k0 = thresholds
-                .iter()
-                .zip(&strict)
-                .take_while(|(t, s)| **t < 0.0 || (**t == 0.0 && !**s))
-                .count();
-            let relu = b.layers[x.id - b.n_inputs].name.clone();
-            let l = &mut b.layers[si];
-            let Op::Scale { scale, shift } = &l.op else {
-                unreachable!("relu_scale_before finds Scale layers");
+            let k0 = if relu {
+                thresholds
+                    .iter()
+                    .zip(&strict)
+                    .take_while(|(t, s)| **t < 0.0 || (**t == 0.0 && !**s))
+                    .count()
+            } else {
+                0
             };
-            l.op = Op::Step {
-                thresholds: thresholds[k0..].to_vec(),
-                values: values[k0..].to_vec(),
-                strict: strict[k0..].to_vec(),
-                affine: Some(Affine {
-                    a: scale.clone(),
-                    b: shift.clone(),
-                }),
-                out,
-            };
-            l.name = format!("{}+{relu}+{}", l.name, n.name);
-            y = Some(Act {
+            let mut name = b.layers[si].name.clone();
+            if relu {
+                name = format!("{name}+{}", b.layers[x.id - b.n_inputs].name);
+            }
+            b.replace_scale(
+                si,
+                format!("{name}+{}", n.name),
+                x.shape.clone(),
+                |a, sh| {
+                    step(
+                        thresholds[k0..].to_vec(),
+                        strict[k0..].to_vec(),
+                        values[k0..].to_vec(),
+                        Affine { a, b: sh },
+                    )
+                },
+            );
+            Act {
                 id: b.n_inputs + si,
                 ..x.clone()
-            });
-        } else if let Some(l) = b.scale_before(n, x) {
-            let Op::Scale { scale, shift } = &l.op else {
-                unreachable!("scale_before finds Scale layers");
-            };
-            l.op = Op::Step {
-                thresholds,
-                values,
-                strict,
-                affine: Some(Affine {
-                    a: scale.clone(),
-                    b: shift.clone(),
-                }),
-                out,
-            };
-            l.name = format!("{}+{}", l.name, n.name);
-            y = Some(x.clone());
-        } else if codes.is_some() {
-            // The identity map: thresholds on the exact input itself.
-            let len: usize = x.shape.iter().product();
-            let op = Op::Step {
-                thresholds,
-                values,
-                strict,
-                affine: Some(Affine {
-                    a: vec![1.0; len],
-                    b: vec![0.0; len],
-                }),
-                out,
-            };
-            y = Some(
-                b.push(n.name.into(), op, vec![x.id], x.shape.clone())
-                    .with_batch(x.batch),
-            );
+            }
         }
-    }
-    let y = match (y, kind) {
-        (Some(y), _) => y,
-        (None, QuantKind::Fixed(t)) => return Ok(b.unary(n.name, x, Op::Quant(t))),
-        (None, QuantKind::Bipolar(s)) => {
-            return Ok(b.unary(n.name, x, Op::step(vec![0.0], vec![-s, s])))
+        // Codes without an affine map before: thresholds on the exact input.
+        None => {
+            let op = step(thresholds, strict, values, Affine::identity(x.elements()));
+            b.push(n.name.into(), op, vec![x.id], x.shape.clone())
+                .with_batch(x.batch)
         }
-        (None, QuantKind::Codes { .. }) => unreachable!("codes always have stairs"),
     };
     Ok(Value::Act(match codes {
         // The codes' worth, for the layers after.
         Some((scale, zp)) => {
-            let len: usize = y.shape.iter().product();
-            b.push(
-                format!("{}.dequant", n.name),
-                Op::Scale {
-                    scale: vec![scale; len],
-                    shift: vec![-zp * scale; len],
-                },
-                vec![y.id],
-                y.shape.clone(),
-            )
-            .with_batch(y.batch)
+            per_tensor_scale(b, format!("{}.dequant", n.name), &y, scale, -zp * scale)
         }
         None => y,
     }))
+}
+
+/// A Scale layer `name` after `y`, the same `scale` and `shift` for every
+/// element: what integer codes are worth.
+fn per_tensor_scale(b: &mut Builder, name: String, y: &Act, scale: f64, shift: f64) -> Act {
+    let len = y.elements();
+    b.push(
+        name,
+        Op::Scale {
+            scale: vec![scale; len],
+            shift: vec![shift; len],
+        },
+        vec![y.id],
+        y.shape.clone(),
+    )
+    .with_batch(y.batch)
 }
 
 /// FINN's `MultiThreshold(x, thresholds)`: `out_scale * (count of t with
@@ -369,7 +368,7 @@ pub fn map_multithreshold(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, S
     if x.batch != Some(0) || x.shape.is_empty() {
         return Err("the events must be on the first axis, with channels after them".into());
     }
-    let len: usize = x.shape.iter().product();
+    let len = x.elements();
     let layout = n.attr_s("data_layout").unwrap_or_else(|| "NCHW".into());
     let (c, inner) = match layout.as_str() {
         "NCHW" | "NCW" | "NC" => (x.shape[0], len / x.shape[0].max(1)),
@@ -400,10 +399,7 @@ pub fn map_multithreshold(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, S
         values: (0..=k).map(|m| m as f64).collect(),
         strict: Vec::new(),
         // The identity: thresholds on the exact input, as for a quantizer.
-        affine: Some(Affine {
-            a: vec![1.0; len],
-            b: vec![0.0; len],
-        }),
+        affine: Some(Affine::identity(len)),
         out: Some(code_type(0, k as i64)?),
     };
     let y = b
@@ -413,18 +409,13 @@ pub fn map_multithreshold(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, S
     if (scale, bias) == (1.0, 0.0) {
         return Ok(Value::Act(y));
     }
-    Ok(Value::Act(
-        b.push(
-            format!("{}.out", n.name),
-            Op::Scale {
-                scale: vec![scale; len],
-                shift: vec![bias; len],
-            },
-            vec![y.id],
-            x.shape.clone(),
-        )
-        .with_batch(x.batch),
-    ))
+    Ok(Value::Act(per_tensor_scale(
+        b,
+        format!("{}.out", n.name),
+        &y,
+        scale,
+        bias,
+    )))
 }
 
 /// A QONNX quantizer on a constant (weights, biases): the quantized values,
@@ -473,12 +464,8 @@ fn fold_quant_scaled(n: &Node, a: &Const) -> Result<Const, String> {
         .first()
         .ok_or("the bit width is an empty tensor")?;
     check_bits(b)?;
-    let (qmin, qmax) = match (signed, narrow) {
-        (true, false) => (-(b - 1.0).exp2(), (b - 1.0).exp2() - 1.0),
-        (true, true) => (-(b - 1.0).exp2() + 1.0, (b - 1.0).exp2() - 1.0),
-        (false, false) => (0.0, b.exp2() - 1.0),
-        (false, true) => (0.0, b.exp2() - 2.0),
-    };
+    let (qmin, qmax) = code_range(b, signed, narrow);
+    let (qmin, qmax) = (qmin as f64, qmax as f64);
     let s = broadcast_to(scale, &a.shape).ok_or("scale does not broadcast to the weights")?;
     let z = broadcast_to(zp, &a.shape).ok_or("zero point does not broadcast to the weights")?;
     Ok(Const::computed(

@@ -64,6 +64,11 @@ pub struct Act {
 }
 
 impl Act {
+    /// Values in one event.
+    pub fn elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+
     /// An activation with its events on a leading axis.
     pub fn new(id: TensorId, shape: Vec<usize>) -> Act {
         Act {

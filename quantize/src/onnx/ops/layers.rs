@@ -15,6 +15,7 @@ use crate::onnx::shape::{
 use crate::onnx::value::{mixes_events, Act, Const, Value};
 use crate::qmodel::{BinOp, PoolKind, Window};
 use crate::thresholds::odd_dyadic;
+use num_integer::Integer;
 
 /// MatMul and Gemm: a Dense layer, weights stored `[n_out][n_in]`, Gemm's
 /// `alpha`/`beta` multiplied in (which drops an exact quantizer type).
@@ -138,14 +139,6 @@ pub fn dense(b: &mut Builder, n: &Node, x: &Act) -> Result<Value, String> {
     Ok(Value::Act(dense_rows(b, n.name, x, op)))
 }
 
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
 /// Each row of `weights` (`n_in` per row) as a factor times integers of at
 /// most 16 bits, exactly: quantized weights are, whatever their per-channel
 /// float scale. `None` for weights that are not (float weights).
@@ -163,7 +156,7 @@ fn integer_rows(weights: &[f64], n_in: usize) -> Option<(Vec<f64>, Vec<f64>)> {
         if parts.len() != row.iter().filter(|v| **v != 0.0).count() {
             return None;
         }
-        let g = parts.iter().fold(0, |g, p| gcd(g, p.0)).max(1);
+        let g = parts.iter().fold(0u64, |g, p| g.gcd(&p.0)).max(1);
         let e = parts.iter().map(|p| p.1).min().unwrap_or(0);
         let factor = g as f64 * (e as f64).exp2();
         for &v in row {
@@ -201,12 +194,10 @@ fn take_scale(
     let Some((factors, ints)) = integer_rows(weights, per_row) else {
         return Ok(None);
     };
-    let Some(l) = b.scale_before(n, x) else {
+    let Some(si) = b.scale_before(n, x) else {
         return Ok(None);
     };
-    let Op::Scale { scale, shift } = &l.op else {
-        unreachable!("scale_before finds Scale layers");
-    };
+    let (scale, shift) = b.scale_of(si);
     let (s, t) = (scale[0], shift[0]);
     if scale.iter().any(|&v| v != s) || shift.iter().any(|&v| v != t) || (t != 0.0 && !offset) {
         return Ok(None);
@@ -214,9 +205,7 @@ fn take_scale(
     let lo = ints.iter().fold(0f64, |a, &v| a.min(v)) as i64;
     let hi = ints.iter().fold(0f64, |a, &v| a.max(v)) as i64;
     let (op, shape) = make(ints, code_type(lo, hi.max(1))?);
-    l.op = op;
-    l.shape = shape;
-    l.name = n.name.into();
+    b.replace_scale(si, n.name.into(), shape, |_, _| op);
     Ok(Some(Taken {
         id: x.id,
         factors,
