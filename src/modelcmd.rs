@@ -99,19 +99,29 @@ pub struct EvalArgs {
     /// model either way.
     #[arg(long)]
     pub golden: bool,
+    /// Force the engine's kernel family (as `bxflow bench --isa`); the best
+    /// this CPU has by default.
+    #[arg(long, conflicts_with = "golden")]
+    pub isa: Option<engine::Isa>,
 }
 
-/// The engine's outputs (dequantized) for `x` (flat events), on `threads`
+/// The engine's outputs (dequantized) for `x` (flat events), on `isa` or
+/// the best family this CPU has, on `threads`
 /// threads, each with its own scratch; the first `sample` events are
 /// checked against the golden model (on `work`), bit for bit.
 fn engine_outputs(
     q: &QModel,
+    isa: Option<engine::Isa>,
     x: &[f32],
     threads: usize,
     work: &Work,
     sample: usize,
 ) -> Result<Vec<f64>> {
-    let engine = engine::Engine::new(q)?;
+    let options = engine::EngineOptions {
+        isa,
+        ..engine::EngineOptions::default()
+    };
+    let engine = engine::Engine::with_options(q, &options)?;
     let (il, ol) = (engine.input_len().max(1), engine.output_len());
     let n = x.len() / il;
     let mut out = vec![0f64; n * ol];
@@ -407,6 +417,7 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
     // it falls back to the golden model, and says so.
     let on_engine = |q: &QModel, x: &[f32]| match engine_outputs(
         q,
+        None,
         x,
         golden_work.threads,
         &golden_work.quiet(),
@@ -523,7 +534,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 if a.golden {
                     Ok(fixed_outputs(&q, x, &work).concat())
                 } else {
-                    engine_outputs(&q, x, work.threads, &work, 256)
+                    engine_outputs(&q, a.isa, x, work.threads, &work, 256)
                 }
             })
         }

@@ -473,9 +473,9 @@ fn a_closed_pipe_ends_quietly() {
     );
 }
 
-/// eval runs a .bxq on the CPU engine by default and on the golden model
-/// with --golden: the two files are the same, byte for byte (the jet
-/// tagger, and TFC_2W2A's thresholds).
+/// eval runs a .bxq on the CPU engine by default (its best ISA, or one
+/// forced with --isa) and on the golden model with --golden: the files are
+/// the same, byte for byte (the jet tagger, and TFC_2W2A's thresholds).
 #[test]
 fn eval_on_the_engine_equals_the_golden_model() {
     for (name, features) in [("jets/jet_tagger.onnx", 16), ("TFC_2W2A.onnx", 784)] {
@@ -487,8 +487,11 @@ fn eval_on_the_engine_equals_the_golden_model() {
         let input = tmp(&format!("eval_{features}_x.npy"));
         quantize::npy::write_f32(&input, &[n, features], &x).unwrap();
         let mut files = Vec::new();
-        for golden in [false, true] {
-            let out = tmp(&format!("eval_{features}_{golden}.npy"));
+        for (k, flags) in [&[][..], &["--isa", "scalar"], &["--golden"]]
+            .iter()
+            .enumerate()
+        {
+            let out = tmp(&format!("eval_{features}_{k}.npy"));
             let mut args = vec![
                 "eval",
                 bxq.to_str().unwrap(),
@@ -497,13 +500,14 @@ fn eval_on_the_engine_equals_the_golden_model() {
                 "--output",
                 out.to_str().unwrap(),
             ];
-            if golden {
-                args.push("--golden");
-            }
+            args.extend_from_slice(flags);
             let (ok, _, err) = bxflow(&args);
             assert!(ok, "{err}");
             files.push(std::fs::read(&out).unwrap());
         }
-        assert!(files[0] == files[1], "{name}: engine and golden differ");
+        assert!(
+            files[0] == files[2] && files[1] == files[2],
+            "{name}: engine (best ISA, scalar) and golden differ"
+        );
     }
 }
