@@ -1,6 +1,7 @@
 //! Graphs of several inputs and outputs and MatMuls of activations
-//! (`quantize/tests/graphs.rs` writes them), and recurrent layers unrolled
-//! over their sequence (ROOT's RNN, GRU and LSTM test models): the engine is bit-exact to the
+//! (`quantize/tests/graphs.rs` writes them), recurrent layers unrolled
+//! over their sequence (ROOT's RNN, GRU and LSTM test models) and
+//! quantization-aware chains (thresholds): the engine is bit-exact to the
 //! golden model on every available ISA, fused and not, one event at a time
 //! and in batches, and its per-input conversion and per-output scaling
 //! follow each input's and output's own type.
@@ -127,6 +128,10 @@ fn root_recurrent_models_are_bit_exact() {
     assert_eq!(seen, 17, "ROOT's recurrent models in {}", dir.display());
 }
 
+/// The default precision, and an input type that holds every code of the
+/// chains' input quantizer.
+const QAT_CONFIG: &str = "[model]\nprecision = \"fixed<16,6>\"\n[input]\nx = \"fixed<24,12>\"\n";
+
 proptest::proptest! {
     #![proptest_config(proptest::test_runner::Config { cases: 32, ..Default::default() })]
 
@@ -143,6 +148,16 @@ proptest::proptest! {
         let (bytes, drawn) = common::random_recurrent(seed);
         let m = quantized("cell", &bytes, &format!("[model]\nprecision = \"{ty}\"\n"));
         check(&format!("{drawn} at {ty}"), &m);
+    }
+
+    /// Random quantization-aware chains with float scales, zero points and
+    /// Relus (`common::qat_chain`): their threshold sets, integer MatMul
+    /// and dequantizing Scale layers, bit-exact on every ISA.
+    #[test]
+    fn random_qat_chains_are_bit_exact(seed in proptest::prelude::any::<u64>()) {
+        let chain = common::qat_chain(seed);
+        let m = quantized("qat", &chain.bytes, QAT_CONFIG);
+        check(&format!("qat chain {seed}"), &m);
     }
 }
 

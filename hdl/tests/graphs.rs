@@ -83,6 +83,10 @@ fn netlist_simulation_is_bit_exact_on_unrolled_recurrent_layers() {
     }
 }
 
+/// The default precision, and an input type that holds every code of the
+/// chains' input quantizer.
+const QAT_CONFIG: &str = "[model]\nprecision = \"fixed<16,6>\"\n[input]\nx = \"fixed<24,12>\"\n";
+
 proptest::proptest! {
     #![proptest_config(proptest::test_runner::Config { cases: 12, ..Default::default() })]
 
@@ -100,6 +104,19 @@ proptest::proptest! {
         let ev = events(&m, 60, seed);
         for (x, y) in ev.iter().zip(&k.simulate(&ev)) {
             proptest::prop_assert_eq!(y, &golden.evaluate(x).unwrap(), "{} at {}", drawn, ty);
+        }
+    }
+
+    /// Random quantization-aware chains (`common::qat_chain`): comparators
+    /// on the accumulator, per element, are the golden model's thresholds.
+    #[test]
+    fn random_qat_chains_simulate_bit_exact(seed in proptest::prelude::any::<u64>()) {
+        let m = quantized("qat", &common::qat_chain(seed).bytes, QAT_CONFIG);
+        let k = build_kernel(&m, &Options::default()).unwrap();
+        let golden = Golden::new(&m, Arithmetic::Fast);
+        let ev = events(&m, 60, seed);
+        for (x, y) in ev.iter().zip(&k.simulate(&ev)) {
+            proptest::prop_assert_eq!(y, &golden.evaluate(x).unwrap(), "qat chain {}", seed);
         }
     }
 }

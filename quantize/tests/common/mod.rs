@@ -486,3 +486,147 @@ pub fn with_float(mut n: pb::NodeProto, name: &str, v: f32) -> pb::NodeProto {
     });
     n
 }
+
+/// A QONNX `Quant` node `name` on `inputs` (x, scale, zero point, bits),
+/// its output `{name}_y`.
+pub fn quant(
+    name: &str,
+    inputs: [&str; 4],
+    signed: bool,
+    narrow: bool,
+    mode: &str,
+) -> pb::NodeProto {
+    let n = node("Quant", name, &inputs, &[&format!("{name}_y")]);
+    let n = with_int(n, "signed", signed as i64);
+    let n = with_int(n, "narrow", narrow as i64);
+    with_str(n, "rounding_mode", mode)
+}
+
+/// A random Brevitas-style chain with float scales and zero points, and
+/// what it was drawn with: `Quant(x; s_x, z_x) -> MatMul(Quant(W; s_w per
+/// output)) -> Add(bias) -> Mul(c) -> Add(d) -> [Relu] -> Quant(s_y, z_y)`,
+/// input `x` of `[1, n_in]`, output `qy_y`.
+pub struct QatChain {
+    pub bytes: Vec<u8>,
+    pub n_in: usize,
+    pub n_out: usize,
+    pub mode: &'static str,
+    pub sx: f32,
+    pub bx: u32,
+    pub x_signed: bool,
+    pub zx: i64,
+    pub sw: Vec<f32>,
+    /// The weights' integer codes, `[n_in][n_out]`.
+    pub wq: Vec<i64>,
+    pub bias: Vec<f32>,
+    pub c: Vec<f32>,
+    pub d: Vec<f32>,
+    pub sy: f32,
+    pub by: u32,
+    pub y_signed: bool,
+    pub y_narrow: bool,
+    pub zy: i64,
+    pub relu: bool,
+}
+
+pub fn qat_chain(seed: u64) -> QatChain {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let (n_in, n_out) = (rng.gen_range(1..=6usize), rng.gen_range(1..=5usize));
+    let mode = ["ROUND", "FLOOR", "HALF_UP", "ROUND_TO_ZERO"][rng.gen_range(0..4)];
+    let f32s = |rng: &mut SmallRng, lo: f32, hi: f32| rng.gen_range(lo..hi);
+    let (sx, bx) = (f32s(&mut rng, 0.01, 0.5), rng.gen_range(2..=6u32));
+    let x_signed = rng.gen_bool(0.5);
+    let zx = if rng.gen_bool(0.5) {
+        0
+    } else {
+        rng.gen_range(-3..=3i64)
+    };
+    let bw = rng.gen_range(2..=5u32);
+    let sw: Vec<f32> = (0..n_out).map(|_| f32s(&mut rng, 0.01, 0.3)).collect();
+    let wmax = (1i64 << (bw - 1)) - 1;
+    let wq: Vec<i64> = (0..n_in * n_out)
+        .map(|_| rng.gen_range(-wmax..=wmax))
+        .collect();
+    let bias: Vec<f32> = (0..n_out).map(|_| f32s(&mut rng, -1.0, 1.0)).collect();
+    let c: Vec<f32> = (0..n_out)
+        .map(|_| match rng.gen_range(0..5) {
+            0 => -f32s(&mut rng, 0.1, 2.0),
+            _ => f32s(&mut rng, 0.1, 2.0),
+        })
+        .collect();
+    let d: Vec<f32> = (0..n_out).map(|_| f32s(&mut rng, -1.0, 1.0)).collect();
+    let (sy, by) = (f32s(&mut rng, 0.01, 0.5), rng.gen_range(2..=8u32));
+    let y_signed = rng.gen_bool(0.5);
+    let y_narrow = rng.gen_bool(0.3);
+    let zy = if rng.gen_bool(0.5) {
+        0
+    } else {
+        rng.gen_range(-3..=3i64)
+    };
+    // Brevitas' QuantReLU: a Relu before the quantizer.
+    let relu = rng.gen_bool(0.5);
+    let scalar = |name: &str, v: f32| values(name, &[], &[v]);
+    let quant = |name, x, s, z, b, signed, narrow| quant(name, [x, s, z, b], signed, narrow, mode);
+    // W[i][o] = code * s_w[o], as the f32 an exporter stores.
+    let w: Vec<f32> = (0..n_in * n_out)
+        .map(|k| wq[k] as f32 * sw[k % n_out])
+        .collect();
+    let nodes = vec![
+        quant("qx", "x", "sx", "zx", "bx", x_signed, false),
+        quant("qw", "w", "sw", "zero", "bw", true, false),
+        node("MatMul", "mm", &["qx_y", "qw_y"], &["acc"]),
+        node("Add", "bias", &["acc", "b"], &["biased"]),
+        node("Mul", "mul", &["biased", "c"], &["scaled"]),
+        node("Add", "add", &["scaled", "d"], &["shifted"]),
+        if relu {
+            node("Relu", "relu", &["shifted"], &["active"])
+        } else {
+            node("Identity", "id", &["shifted"], &["active"])
+        },
+        quant("qy", "active", "sy", "zy", "by", y_signed, y_narrow),
+    ];
+    let inits = vec![
+        scalar("sx", sx),
+        scalar("zx", zx as f32),
+        scalar("bx", bx as f32),
+        values("sw", &[1, n_out as i64], &sw),
+        scalar("zero", 0.0),
+        scalar("bw", bw as f32),
+        scalar("sy", sy),
+        scalar("zy", zy as f32),
+        scalar("by", by as f32),
+        values("w", &[n_in as i64, n_out as i64], &w),
+        values("b", &[n_out as i64], &bias),
+        values("c", &[n_out as i64], &c),
+        values("d", &[n_out as i64], &d),
+    ];
+    let bytes = graph_model(
+        nodes,
+        inits,
+        &[("x", &[1, n_in as i64])],
+        &[("qy_y", &[1, n_out as i64])],
+    );
+    QatChain {
+        bytes,
+        n_in,
+        n_out,
+        mode,
+        sx,
+        bx,
+        x_signed,
+        zx,
+        sw,
+        wq,
+        bias,
+        c,
+        d,
+        sy,
+        by,
+        y_signed,
+        y_narrow,
+        zy,
+        relu,
+    }
+}
