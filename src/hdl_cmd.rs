@@ -29,6 +29,12 @@ pub struct HdlArgs {
     /// configuration (1 unless set). Conv layers support 1 only.
     #[arg(long)]
     pub reuse: Option<u32>,
+    /// Recurrent layers (RNN, GRU, LSTM): unrolled, every time step its own
+    /// hardware (II 1); or reused, one cell per layer that each sequence
+    /// goes round once per step (a new sequence every T cycles for T steps,
+    /// about 1/T of the area). The manifest's `cells` gives each loop.
+    #[arg(long, value_enum, default_value_t = hdl::Recurrent::Unrolled)]
+    pub recurrent: hdl::Recurrent,
     /// Pipeline stages hold this many 16-bit adder levels (0.5 ns each) instead
     /// of what the --clock period allows (default).
     #[arg(long)]
@@ -91,6 +97,7 @@ pub fn run_hdl(a: HdlArgs) -> Result<()> {
         clock_mhz: a.clock.0,
         levels: a.levels,
         reuse: a.reuse,
+        recurrent: a.recurrent,
     };
     let k = build_kernel(&model, &opts)?;
     let events = hdl::export::random_events(&model, a.vectors, 1);

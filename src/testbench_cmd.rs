@@ -56,6 +56,11 @@ pub struct TestbenchArgs {
     /// N cycles); default: the model's configuration.
     #[arg(long)]
     pub reuse: Option<u32>,
+    /// FPGA kernel: recurrent layers unrolled (II 1) or reused, one cell
+    /// per layer that each sequence goes round once per time step (see
+    /// `bxflow hdl --help`).
+    #[arg(long, value_enum, default_value_t = hdl::Recurrent::Unrolled)]
+    pub recurrent: hdl::Recurrent,
     /// FPGA: also write a VCD waveform of the first K events (ports and
     /// every input and output field) to the --report directory, or here.
     #[arg(long, default_value_t = 0, value_name = "K")]
@@ -184,6 +189,7 @@ pub fn run_testbench(a: TestbenchArgs) -> Result<()> {
                 strategy: a.strategy,
                 clock_mhz: cfg.clock_mhz,
                 reuse: a.reuse,
+                recurrent: a.recurrent,
                 ..hdl::Options::default()
             };
             let k = hdl::build_kernel(&m, &opts).context("building the FPGA kernel")?;

@@ -49,6 +49,19 @@ impl std::str::FromStr for Strategy {
     }
 }
 
+/// How the time steps of a recurrent layer (RNN, GRU, LSTM, unrolled at
+/// import) are built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Recurrent {
+    /// Every step its own hardware: II 1, the most area.
+    #[default]
+    Unrolled,
+    /// One cell for all the steps of a layer, in a loop: a new sequence
+    /// every T cycles (T steps), about 1/T of the multipliers.
+    Reused,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Options {
     pub strategy: Strategy,
@@ -61,6 +74,8 @@ pub struct Options {
     /// Reuse factor of every Dense layer (II = R); `None`: each layer's own
     /// from the model's configuration.
     pub reuse: Option<u32>,
+    /// Recurrent layers unrolled or as a reused cell.
+    pub recurrent: Recurrent,
 }
 
 impl Default for Options {
@@ -70,6 +85,7 @@ impl Default for Options {
             clock_mhz: 200.0,
             levels: None,
             reuse: None,
+            recurrent: Recurrent::Unrolled,
         }
     }
 }
@@ -99,6 +115,9 @@ pub enum BuildError {
     /// The model's inputs or outputs (`quantize::validate::ports`).
     #[error("{0}")]
     Ports(String),
+    /// A reused recurrent cell that cannot be built.
+    #[error("{0}")]
+    Recurrent(String),
 }
 
 /// A field of a bus: one value of a fixed-point type, two's complement raw bits.
@@ -133,6 +152,8 @@ pub struct Kernel {
     pub inputs: Vec<Field>,
     pub outputs: Vec<Field>,
     pub options: Options,
+    /// The recurrent cells built as loops (empty when unrolled).
+    pub cells: Vec<crate::build::CellInfo>,
 }
 
 impl Kernel {

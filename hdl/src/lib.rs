@@ -14,5 +14,5 @@ pub mod pipeline;
 pub mod synth;
 pub mod wave;
 
-pub use build::{build_kernel, slice_layers, SliceError};
-pub use kernel::{BuildError, Kernel, Options, Strategy};
+pub use build::{build_kernel, find_cells, slice_layers, SliceError};
+pub use kernel::{BuildError, Kernel, Options, Recurrent, Strategy};

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use quantize::qmodel::{QModel, TensorId};
 use serde::{Deserialize, Serialize};
 
-use crate::build::layer_reuse;
+use crate::build::{layer_reuse, CellInfo};
 use crate::kernel::{Field, Kernel, Stats};
 
 /// File name of the manifest inside an export directory.
@@ -32,6 +32,10 @@ pub struct Manifest {
     pub latency_cycles: u32,
     pub ii: u32,
     pub reuse: Vec<LayerReuse>,
+    /// Recurrent cells reused across time steps (`--recurrent reused`): each
+    /// a loop that a sequence goes round once per step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cells: Vec<CellInfo>,
     pub clock_mhz: f64,
     pub levels_option: Option<u32>,
     pub logic_budget_ps_per_stage: u32,
@@ -106,6 +110,7 @@ pub enum ManifestError {
 
 const RESET_NOTE: &str = "synchronous, active high; clears the valid pipeline only";
 const IN_READY_NOTE: &str = "an event is taken on a clock edge with in_valid and in_ready high; low for II-1 cycles after each (constant 1 when II = 1)";
+const CELL_READY_NOTE: &str = "an event is taken on a clock edge with in_valid and in_ready high; low on the cycles when the event would meet a sequence coming round a reused cell's loop (see `cells`): events II cycles apart are always taken, bursts of up to a loop's period_cycles events too";
 const BUS_PACKING: &str = "graph inputs (outputs) one after the other on in_data (out_data), in the order of `inputs` (`outputs`); value i of one at data[lsb + i*W +: W], W its type's width, the raw two's complement code of the fixed-point type (unsigned types: raw unsigned code); the first value in the LSBs";
 
 /// The bus records of tensors `(name, tensor)` laid out one after the other
@@ -177,7 +182,16 @@ impl Manifest {
                 port("clock", "in", 1, None),
                 port("reset", "in", 1, Some(RESET_NOTE)),
                 port("in_valid", "in", 1, None),
-                port("in_ready", "out", 1, Some(IN_READY_NOTE)),
+                port(
+                    "in_ready",
+                    "out",
+                    1,
+                    Some(if k.cells.is_empty() {
+                        IN_READY_NOTE
+                    } else {
+                        CELL_READY_NOTE
+                    }),
+                ),
                 port("in_data", "in", k.in_width(), None),
                 port("out_valid", "out", 1, None),
                 port("out_data", "out", k.out_width(), None),
@@ -210,6 +224,7 @@ impl Manifest {
                     reuse,
                 })
                 .collect(),
+            cells: k.cells.clone(),
             clock_mhz: k.options.clock_mhz,
             levels_option: k.options.levels,
             logic_budget_ps_per_stage: k.options.budget_ps(),

@@ -106,7 +106,7 @@ fn check_cuts(model: &QModel, reuse: &[u32]) -> Result<(), BuildError> {
 
 /// Signed input fields of a segment netlist for the values `vals` of `top`,
 /// each declared with the range its source guarantees.
-fn segment_inputs(
+pub(super) fn segment_inputs(
     seg: &mut Netlist,
     top: &Netlist,
     vals: &[NodeId],
@@ -193,6 +193,7 @@ pub(super) fn build_folded(
         inputs,
         outputs,
         options: options.clone(),
+        cells: Vec::new(),
     })
 }
 
@@ -286,7 +287,7 @@ struct Core {
 
 /// `v` at the leaves `cnt = 0, 1, ...` of a multiplexer tree on the bits
 /// of `cnt` (missing leaves are 0).
-fn select(net: &mut Netlist, cnt: NodeId, leaves: &[Option<NodeId>]) -> Option<NodeId> {
+pub(super) fn select(net: &mut Netlist, cnt: NodeId, leaves: &[Option<NodeId>]) -> Option<NodeId> {
     let mut level: Vec<Option<NodeId>> = leaves.to_vec();
     let mut bit = 0;
     while level.len() > 1 {

@@ -6,6 +6,7 @@
 
 mod arith;
 mod bus;
+pub mod cell;
 pub mod fold;
 mod lower;
 mod select;
@@ -13,12 +14,13 @@ mod slice;
 
 use quantize::qmodel::QModel;
 
-use crate::kernel::{BuildError, Field, Kernel, Options, Strategy};
+use crate::kernel::{BuildError, Field, Kernel, Options, Recurrent, Strategy};
 use crate::netlist::Netlist;
 use crate::pipeline::{pipeline, Delays};
 
 pub use arith::csd;
 pub use bus::module_name;
+pub use cell::{find_cells, Cell, CellInfo};
 pub use fold::layer_reuse;
 pub use slice::{slice_layers, SliceError};
 
@@ -44,6 +46,23 @@ pub fn build_comb(
 pub fn build_kernel(model: &QModel, options: &Options) -> Result<Kernel, BuildError> {
     quantize::validate::ports(model).map_err(BuildError::Ports)?;
     let reuse = layer_reuse(model, options.reuse)?;
+    if options.recurrent == Recurrent::Reused {
+        let cells = find_cells(model);
+        let refuse = |why: String| BuildError::Recurrent(why);
+        if cells.is_empty() {
+            return Err(refuse(format!(
+                "model '{}' has no recurrent cell to reuse: no run of identical time steps with a state and a matrix product (build it unrolled)",
+                model.name
+            )));
+        }
+        if let Some(k) = reuse.iter().position(|&r| r > 1) {
+            return Err(refuse(format!(
+                "layer '{}' has reuse factor {}, and a reuse factor together with a reused cell is not built: give every layer reuse_factor = 1 or build the cell unrolled",
+                model.layers[k].name, reuse[k]
+            )));
+        }
+        return cell::build_reused(model, options, &cells);
+    }
     if reuse.iter().any(|&r| r > 1) {
         return fold::build_folded(model, options, &reuse);
     }
@@ -57,5 +76,6 @@ pub fn build_kernel(model: &QModel, options: &Options) -> Result<Kernel, BuildEr
         inputs,
         outputs,
         options: options.clone(),
+        cells: Vec::new(),
     })
 }
