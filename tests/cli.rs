@@ -260,6 +260,52 @@ fn hdl_reuse_export_and_its_errors() {
     assert!(note.contains("holds `in_ready` low for 3 cycles"), "{note}");
 }
 
+/// `bxflow hdl --recurrent reused`: the manifest lists the loop (steps,
+/// period) and the interval; the integration note explains `in_ready`;
+/// a model of one time step is refused with the reason.
+#[test]
+fn hdl_reused_recurrent_cell_export() {
+    let dir = tmp("hdl_cell");
+    let lstm = model("ops/LSTMDefaults.onnx");
+    let (ok, out, err) = bxflow(&[
+        "hdl",
+        &lstm,
+        "-o",
+        dir.to_str().unwrap(),
+        "--recurrent",
+        "reused",
+        "--vectors",
+        "10",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("II 2"), "{out}");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["ii"], 2);
+    let cell = &m["cells"][0];
+    assert_eq!(cell["steps"], 2);
+    assert_eq!(cell["layers_per_step"], 16);
+    let period = cell["period_cycles"].as_u64().unwrap();
+    assert_eq!(cell["cycles_in_loop"].as_u64(), Some(2 * period));
+    let note = std::fs::read_to_string(dir.join("INTEGRATION.md")).unwrap();
+    assert!(
+        note.contains("recurrent cells are reused across time steps"),
+        "{note}"
+    );
+    let (ok, _, err) = bxflow(&[
+        "hdl",
+        &model("ops/GRUDefaults.onnx"),
+        "-o",
+        dir.to_str().unwrap(),
+        "--recurrent",
+        "reused",
+    ]);
+    assert!(
+        !ok && err.contains("has no recurrent cell to reuse"),
+        "{err}"
+    );
+}
+
 /// `--precision` means the same to every command: `bxflow hdl` on the ONNX
 /// builds the very kernel that `bxflow hdl` builds from the `.bxq` that
 /// `bxflow quantize` wrote with that precision (no modes: RND and SAT).

@@ -203,3 +203,25 @@ fn trap_rust_hdl_most_negative_value() {
         check_golden(&m, &k, &ev, &format!("most negative {st:?}"));
     }
 }
+
+/// A recurrent cell reused across time steps (a loop through `state`
+/// registers and the occupancy ring) in rust-hdl's simulator.
+#[test]
+fn rust_hdl_simulation_of_a_reused_recurrent_cell() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/ops/LSTMDefaults.onnx");
+    let g = quantize::onnx::import_bytes(&std::fs::read(path).unwrap(), "lstm").unwrap();
+    let cfg = quantize::config::Config::from_toml(
+        "[model]\nprecision = \"fixed<12,5,RND,SAT>\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let model = quantize::quantizer::quantize_graph(&g, &cfg).unwrap();
+    let opts = Options {
+        recurrent: hdl::Recurrent::Reused,
+        ..Options::default()
+    };
+    let k = build_kernel(&model, &opts).unwrap();
+    assert_eq!(k.cells.len(), 1);
+    check_golden(&model, &k, &events(&model, 40, 9), "reused LSTM cell");
+}

@@ -9,6 +9,10 @@
 //!    fractional bits of the result and of the weights that keep the model
 //!    within the budget (argmax agreement and maximum output error against
 //!    float, measured with the golden model).
+//! 4. Activation and softmax tables start with generous address bits too,
+//!    and each gets the fewest that keep the budget, in the same pass: in an
+//!    unrolled recurrent layer a table's step errors add up over the time
+//!    steps, so tables matter as much as types there.
 
 use crate::calibrate::{compare, fixed_outputs, float_run, same_class, Accuracy, FloatRun};
 use crate::config::{Config, LayerSettings};
@@ -48,7 +52,12 @@ pub struct AutoOptions {
     pub max_width: u32,
     /// Starting fractional bits of every tensor.
     pub start_frac: i32,
+    /// Starting address bits of every activation and softmax table.
+    pub start_table_bits: u32,
 }
+
+/// The fewest table address bits the search tries.
+const MIN_TABLE_BITS: u32 = 4;
 
 impl Default for AutoOptions {
     fn default() -> Self {
@@ -57,6 +66,7 @@ impl Default for AutoOptions {
             margin_bits: 1,
             max_width: 24,
             start_frac: 14,
+            start_table_bits: 14,
         }
     }
 }
@@ -80,6 +90,21 @@ fn int_bits_for(max_abs: f64, signed: bool, margin: i32) -> i32 {
         0
     };
     m + signed as i32 + margin
+}
+
+/// `NODE.*.PART` for a layer named `NODE.f3.PART` or `NODE.r3.PART` (step 3
+/// of a recurrent layer's forward or reverse direction, as the importer
+/// names them): the steps share their types, as one cell does in hardware.
+fn step_part(name: &str) -> Option<String> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let k = parts.iter().position(|p| {
+        p.len() > 1
+            && matches!(p.as_bytes()[0], b'f' | b'r')
+            && p[1..].bytes().all(|b| b.is_ascii_digit())
+    })?;
+    let mut key: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
+    key[k] = format!("{}*", &parts[k][..1]);
+    Some(key.join("."))
 }
 
 fn make_type(int_bits: i32, frac: i32, signed: bool, max_width: u32) -> FixedType {
@@ -203,9 +228,12 @@ pub fn auto_precision(
     let in_int = int_bits_for(absmax(0), true, opts.margin_bits);
     cfg.model.input = Some(make_type(in_int, opts.start_frac, true, opts.max_width));
 
-    // Per-layer integer bits, fractional bits to be searched.
+    // Per-layer integer bits, fractional bits to be searched; the steps of
+    // an unrolled recurrent layer share one slot per part.
     struct Slot {
-        name: String,
+        names: Vec<String>,
+        /// The part of a recurrent layer's every step (`step_part`).
+        part: Option<String>,
         /// The result type is the search's (false: fixed by a quantizer or by wiring).
         free: bool,
         result_int: i32,
@@ -214,6 +242,8 @@ pub fn auto_precision(
         bias_int: Option<i32>,
         frac: i32,
         wfrac: i32,
+        /// Address bits of the layer's tables, if it has any.
+        table_bits: Option<u32>,
     }
     let mut slots: Vec<Slot> = Vec::new();
     for (i, l) in g.layers.iter().enumerate() {
@@ -232,8 +262,9 @@ pub fn auto_precision(
         };
         let free = !matches!(l.op, Op::Quant(_) | Op::Route { .. })
             && !feeds_quant_only(g, g.layer_tensor(i));
-        slots.push(Slot {
-            name: l.name.clone(),
+        let slot = Slot {
+            names: vec![l.name.clone()],
+            part: step_part(&l.name),
             free,
             result_int: int_bits_for(absmax(g.layer_tensor(i)), !unsigned, opts.margin_bits),
             result_signed: !unsigned,
@@ -241,7 +272,26 @@ pub fn auto_precision(
             bias_int: b_int,
             frac: opts.start_frac,
             wfrac: opts.start_frac,
+            table_bits: matches!(l.op, Op::Func(_) | Op::Softmax { .. })
+                .then_some(opts.start_table_bits),
+        };
+        let same = slots.iter_mut().find(|s| {
+            s.part.is_some()
+                && s.part == slot.part
+                && s.free == slot.free
+                && s.weight_int.is_some() == slot.weight_int.is_some()
+                && s.table_bits.is_some() == slot.table_bits.is_some()
         });
+        match same {
+            Some(s) => {
+                s.names.push(l.name.clone());
+                s.result_int = s.result_int.max(slot.result_int);
+                s.result_signed |= slot.result_signed;
+                s.weight_int = s.weight_int.max(slot.weight_int);
+                s.bias_int = s.bias_int.max(slot.bias_int);
+            }
+            None => slots.push(slot),
+        }
     }
     let apply = |cfg: &mut Config, slots: &[Slot]| {
         cfg.layer.clear();
@@ -250,13 +300,16 @@ pub fn auto_precision(
                 result: sl
                     .free
                     .then(|| make_type(sl.result_int, sl.frac, sl.result_signed, opts.max_width)),
+                table_bits: sl.table_bits,
                 ..LayerSettings::default()
             };
             if let (Some(wi), Some(bi)) = (sl.weight_int, sl.bias_int) {
                 ls.weight = Some(make_type(wi, sl.wfrac, true, opts.max_width));
                 ls.bias = Some(make_type(bi, sl.wfrac.max(sl.frac), true, opts.max_width));
             }
-            cfg.layer.insert(sl.name.clone(), ls);
+            for name in &sl.names {
+                cfg.layer.insert(name.clone(), ls.clone());
+            }
         }
     };
     apply(&mut cfg, &slots);
@@ -287,10 +340,12 @@ pub fn auto_precision(
             ),
         });
     }
-    // Input first, then each layer's result and weights, fewest bits that pass.
+    // Input first, then each layer's result, weights and tables, fewest bits that pass.
     let searches = 1 + slots
         .iter()
-        .map(|sl| sl.free as usize + sl.weight_int.is_some() as usize)
+        .map(|sl| {
+            sl.free as usize + sl.weight_int.is_some() as usize + sl.table_bits.is_some() as usize
+        })
         .sum::<usize>();
     let mut searched = 0;
     let tell = |searched: &mut usize| {
@@ -314,18 +369,25 @@ pub fn auto_precision(
     }
     tell(&mut searched);
     for k in 0..slots.len() {
-        for which in [0, 1] {
-            if (which == 0 && !slots[k].free) || (which == 1 && slots[k].weight_int.is_none()) {
-                continue;
-            }
-            let (mut lo, mut hi) = (-slots[k].result_int.min(8), opts.start_frac);
+        for which in [0, 1, 2] {
+            let (mut lo, mut hi) = match which {
+                0 if slots[k].free => (-slots[k].result_int.min(8), opts.start_frac),
+                1 if slots[k].weight_int.is_some() => {
+                    (-slots[k].result_int.min(8), opts.start_frac)
+                }
+                2 => match slots[k].table_bits {
+                    Some(b) => (MIN_TABLE_BITS.min(b) as i32, b as i32),
+                    None => continue,
+                },
+                _ => continue,
+            };
             while lo < hi {
                 let mid = lo + (hi - lo) / 2;
-                let saved = (slots[k].frac, slots[k].wfrac);
-                if which == 0 {
-                    slots[k].frac = mid;
-                } else {
-                    slots[k].wfrac = mid;
+                let saved = (slots[k].frac, slots[k].wfrac, slots[k].table_bits);
+                match which {
+                    0 => slots[k].frac = mid,
+                    1 => slots[k].wfrac = mid,
+                    _ => slots[k].table_bits = Some(mid as u32),
                 }
                 let mut c = cfg.clone();
                 apply(&mut c, &slots);
@@ -334,7 +396,7 @@ pub fn auto_precision(
                     cfg = c;
                     best = Some(r);
                 } else {
-                    (slots[k].frac, slots[k].wfrac) = saved;
+                    (slots[k].frac, slots[k].wfrac, slots[k].table_bits) = saved;
                     lo = mid + 1;
                 }
             }

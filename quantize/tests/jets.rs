@@ -111,3 +111,31 @@ fn default_fixed_point_gru_tagger_stays_within_one_percent_of_float() {
     assert!(af > 0.58, "float accuracy {af}");
     assert!((af - aq).abs() <= 0.01, "float {af} vs fixed {aq}");
 }
+
+/// `--auto` on the GRU tagger meets the default budget (99.5 % argmax
+/// agreement with float), which the model's 10-bit gate tables made
+/// impossible before tables were searched; every step of a part gets one
+/// type and one table size (the steps tied, as one cell in hardware).
+#[test]
+fn auto_precision_on_the_gru_tagger_ties_its_steps_and_meets_the_budget() {
+    use quantize::auto::{auto_precision, AutoOptions};
+    let c = read_events(&jets("calib_constituents.npy")).unwrap();
+    let g = import_path(&jets("jet_gru.onnx")).unwrap();
+    let n = 1500.min(c.count()) * g.input_len();
+    let r = auto_precision(&g, &c.data[..n], &AutoOptions::default(), &Work::default()).unwrap();
+    assert!(r.accuracy.argmax_agreement >= 0.995, "{:?}", r.accuracy);
+    let setting = |name: &str| r.config.layer[name].clone();
+    for part in ["z", "r", "cand", "h", "rec", "h_rec"] {
+        let first = setting(&format!("gru.r1.{part}"));
+        for t in 2..16 {
+            assert_eq!(
+                setting(&format!("gru.r{t}.{part}")),
+                first,
+                "step {t} of {part}"
+            );
+        }
+    }
+    let z = setting("gru.r3.z");
+    assert!(z.table_bits.is_some_and(|b| (4..=14).contains(&b)), "{z:?}");
+    assert!(r.evaluations < 200, "{} checks", r.evaluations);
+}

@@ -103,24 +103,75 @@ pub struct Schedule {
     pub depth_sum: u64,
 }
 
+/// When the kernel takes an event: `spacing` cycles after the last one,
+/// and, for a kernel with reused recurrent cells, never on a cycle where
+/// the event would meet a sequence coming round a loop (an event taken at
+/// cycle `c` comes round a loop of `steps` steps and period `P` at
+/// `c + m P`, `1 <= m < steps`, each at the same offset from its taking).
+pub struct Acceptance {
+    spacing: u64,
+    /// Per loop: (steps, period) and the cycles a sequence comes round.
+    loops: Vec<((u64, u64), std::collections::HashSet<u64>)>,
+}
+
+impl Acceptance {
+    /// An event every `ii` cycles at most, as a kernel without loops takes them.
+    pub fn interval(ii: u32) -> Self {
+        Acceptance {
+            spacing: ii.max(1) as u64,
+            loops: Vec::new(),
+        }
+    }
+
+    /// The acceptance of `kernel`, with at least `spacing` cycles between
+    /// events (its II when it has no loops).
+    pub fn of(kernel: &Kernel, spacing: u32) -> Self {
+        let mut a = Acceptance::interval(spacing);
+        a.loops = kernel
+            .cells
+            .iter()
+            .map(|c| ((c.steps as u64, c.period_cycles as u64), Default::default()))
+            .collect();
+        a
+    }
+
+    fn free(&self, t: u64) -> bool {
+        self.loops.iter().all(|(_, busy)| !busy.contains(&t))
+    }
+
+    /// The first cycle from `t` on when the kernel takes an event.
+    fn next(&self, t: u64) -> u64 {
+        (t..)
+            .find(|&c| self.free(c))
+            .expect("a loop is free within its period")
+    }
+
+    fn take(&mut self, t: u64) {
+        for ((steps, period), busy) in &mut self.loops {
+            busy.remove(&t);
+            busy.extend((1..*steps).map(|m| t + m * *period));
+        }
+    }
+}
+
 /// Plays the FIFO: arrivals on a cycle are written first, then the head
-/// enters the kernel if `ii` cycles have passed since the last one.
-pub fn schedule(arrival: Vec<u64>, depth: usize, ii: u32) -> Schedule {
-    let ii = ii.max(1) as u64;
+/// enters the kernel when `accept` says it takes it.
+pub fn schedule(arrival: Vec<u64>, depth: usize, mut accept: Acceptance) -> Schedule {
     let mut q: VecDeque<u64> = VecDeque::with_capacity(depth + 1);
     let mut issued = Vec::with_capacity(arrival.len());
     let mut lost = Vec::new();
     let mut next_free = 0u64;
     let (mut depth_max, mut depth_sum) = (0usize, 0u64);
-    let drain_before =
+    let mut drain_before =
         |q: &mut VecDeque<u64>, next_free: &mut u64, issued: &mut Vec<(u64, u64)>, limit: u64| {
             while let Some(&h) = q.front() {
-                let t = (*next_free).max(arrival[h as usize]);
+                let t = accept.next((*next_free).max(arrival[h as usize]));
                 if t >= limit {
                     break;
                 }
                 issued.push((h, t));
-                *next_free = t + ii;
+                accept.take(t);
+                *next_free = t + accept.spacing;
                 q.pop_front();
             }
         };
@@ -233,7 +284,13 @@ pub fn run_fpga(
     let arrival: Vec<u64> = ArrivalGen::new(cfg.arrivals, period, cfg.seed)
         .take(cfg.events as usize)
         .collect();
-    let sch = schedule(arrival, cfg.fifo_depth, ii);
+    // A kernel with loops takes bursts: only `--ii` spaces its events.
+    let spacing = if kernel.cells.is_empty() {
+        ii
+    } else {
+        cfg.ii.unwrap_or(1)
+    };
+    let sch = schedule(arrival, cfg.fifo_depth, Acceptance::of(kernel, spacing));
     let verilator = use_verilator(cfg, cfg.events)?;
     let simulator = match (verilator, cfg.sim) {
         (true, _) => "verilator",
@@ -318,7 +375,7 @@ pub fn run_fpga(
             let arr: Vec<u64> = ArrivalGen::new(cfg.arrivals, cfg.clock_mhz / rate, cfg.seed + 1)
                 .take(n as usize)
                 .collect();
-            let s = schedule(arr, cfg.fifo_depth, ii);
+            let s = schedule(arr, cfg.fifo_depth, Acceptance::of(kernel, spacing));
             let o = simulate(kernel, pool, &s.issued, cfg, v, false)?;
             let la = s.arrival.last().copied().unwrap_or(0).max(1) as f64;
             let lo = o.last().map_or(1, |x| x.0).max(1) as f64;
@@ -393,18 +450,33 @@ mod tests {
     #[test]
     fn fifo_and_ii() {
         // Every 5 cycles, II 1: no queueing.
-        let s = schedule((0..10).map(|i| i * 5).collect(), 4, 1);
+        let s = schedule((0..10).map(|i| i * 5).collect(), 4, Acceptance::interval(1));
         assert!(s.lost.is_empty());
         assert!(s.issued.iter().all(|&(e, c)| c == e * 5));
         // II 7 > spacing 5: the FIFO fills and events are lost.
-        let s = schedule((0..1000).map(|i| i * 5).collect(), 4, 7);
+        let s = schedule(
+            (0..1000).map(|i| i * 5).collect(),
+            4,
+            Acceptance::interval(7),
+        );
         assert!(!s.lost.is_empty());
         assert_eq!(s.issued.len() + s.lost.len(), 1000);
         assert!(s.issued.windows(2).all(|w| w[1].1 - w[0].1 >= 7));
         // Two on one cycle: both queued, one per cycle.
-        let s = schedule(vec![0, 0, 0], 4, 1);
+        let s = schedule(vec![0, 0, 0], 4, Acceptance::interval(1));
         assert_eq!(s.issued, vec![(0, 0), (1, 1), (2, 2)]);
-        let s = schedule(vec![0, 0, 0], 2, 1);
+        let s = schedule(vec![0, 0, 0], 2, Acceptance::interval(1));
         assert_eq!(s.lost, vec![2]);
+    }
+
+    /// A loop of 3 steps and period 2: events taken at 0 and 1 come round
+    /// at 2, 4 and 3, 5, so a third waits for cycle 6; a fourth arriving
+    /// at 7 is taken at once (its rounds, 9 and 11, meet nobody's).
+    #[test]
+    fn loops_take_bursts_and_refuse_their_rounds() {
+        let mut a = Acceptance::interval(1);
+        a.loops = vec![((3, 2), Default::default())];
+        let s = schedule(vec![0, 0, 0, 7], 4, a);
+        assert_eq!(s.issued, vec![(0, 0), (1, 1), (2, 6), (3, 7)]);
     }
 }
