@@ -5,9 +5,9 @@ use clap::Args;
 use quantize::auto::{auto_precision, AutoOptions, Budget};
 use quantize::calibrate::{default_event_count, default_events, fixed_outputs, float_outputs};
 use quantize::config::Config;
-use quantize::fixed::{FixedType, Overflow, Rounding};
+use quantize::fixed::FixedType;
 use quantize::ir::Graph;
-use quantize::qmodel::{step_sets, QModel, QOp};
+use quantize::qmodel::QModel;
 use quantize::work::Work;
 use quantize::{bxq, npy, onnx, quantizer, report};
 use std::path::{Path, PathBuf};
@@ -114,7 +114,6 @@ fn engine_outputs(
     isa: Option<engine::Isa>,
     x: &[f32],
     threads: usize,
-    work: &Work,
     sample: usize,
 ) -> Result<Vec<f64>> {
     let options = engine::EngineOptions {
@@ -122,43 +121,7 @@ fn engine_outputs(
         ..engine::EngineOptions::default()
     };
     let engine = engine::Engine::with_options(q, &options)?;
-    let (il, ol) = (engine.input_len().max(1), engine.output_len());
-    let n = x.len() / il;
-    let mut out = vec![0f64; n * ol];
-    // Whole passes of the fused chains' events per thread.
-    let multi = engine::dense::MULTI;
-    let per = n
-        .div_ceil(threads.max(1))
-        .next_multiple_of(multi)
-        .max(multi);
-    std::thread::scope(|scope| -> Result<()> {
-        let jobs: Vec<_> = x
-            .chunks(per * il)
-            .zip(out.chunks_mut(per * ol))
-            .map(|(xs, ys)| {
-                let engine = &engine;
-                scope.spawn(move || engine.infer_batch_with(&mut engine.scratch(), xs, ys))
-            })
-            .collect();
-        for j in jobs {
-            j.join()
-                .map_err(|_| anyhow::anyhow!("an engine thread panicked"))??;
-        }
-        Ok(())
-    })?;
-    let k = n.min(sample);
-    let golden = fixed_outputs(q, &x[..k * il], work).concat();
-    if let Some(i) = (0..k * ol).find(|&i| golden[i].to_bits() != out[i].to_bits()) {
-        bail!(
-            "the CPU engine ({}) and the golden model disagree on event {}, output {}: {} against {} (a bug in bxflow; --golden evaluates with the reference)",
-            engine.isa().name(),
-            i / ol.max(1),
-            i % ol.max(1),
-            out[i],
-            golden[i]
-        );
-    }
-    Ok(out)
+    Ok(engine.outputs_checked(x, threads, sample)?)
 }
 
 /// Progress of the quantize crate's long phases on stderr: one bar per
@@ -210,15 +173,7 @@ impl Drop for Bars {
 
 /// `--precision` text: ap_fixed or hls4ml syntax; modes default to RND, SAT.
 pub fn parse_precision(text: &str) -> Result<FixedType> {
-    let t: FixedType = text
-        .parse()
-        .with_context(|| format!("--precision '{text}'"))?;
-    let has_modes = text.contains(',') && text.split(',').count() > 2;
-    Ok(if has_modes {
-        t
-    } else {
-        t.with_rounding(Rounding::Rnd).with_overflow(Overflow::Sat)
-    })
+    FixedType::parse_precision(text).with_context(|| format!("--precision '{text}'"))
 }
 
 pub fn import(path: &Path) -> Result<Graph> {
@@ -284,74 +239,22 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
 /// checks before building firmware from it.
 fn inspect_bxq(a: &InspectArgs) -> Result<()> {
     let m = bxq::load(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
-    let port = |name: &str, t: usize| {
-        serde_json::json!({
-            "name": name,
-            "tensor": t,
-            "shape": m.shape(t),
-            "type": m.ty(t).ap_string(),
-        })
-    };
-    let ports: Vec<(&str, serde_json::Value)> = m
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(t, p)| ("input", port(&p.name, t)))
-        .chain(
-            m.outputs
-                .iter()
-                .map(|o| ("output", port(&o.name, o.tensor))),
-        )
-        .collect();
-    let layers: Vec<serde_json::Value> = m
-        .layers
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let (w, acc) = match &l.op {
-                QOp::Dense { w_ty, acc_ty, .. } | QOp::Conv { w_ty, acc_ty, .. } => {
-                    (Some(w_ty.ap_string()), Some(acc_ty.ap_string()))
-                }
-                _ => (None, None),
-            };
-            // The output quantizer: the result type, or integer thresholds
-            // (how many per element, and how many distinct sets).
-            let stairs = match &l.op {
-                QOp::Step { thresholds, values } => {
-                    let sets = step_sets(thresholds, values);
-                    Some(serde_json::json!({
-                        "per_element": thresholds.len() / sets.max(1),
-                        "sets": sets,
-                    }))
-                }
-                _ => None,
-            };
-            serde_json::json!({
-                "layer": m.layer_tensor(i),
-                "name": l.name,
-                "op": l.op.kind(),
-                "inputs": l.inputs,
-                "shape": l.shape,
-                "type": l.ty.ap_string(),
-                "weights": w,
-                "accumulator": acc,
-                "thresholds": stairs,
-                "macs": l.op.macs(m.tensor_len(m.layer_tensor(i))),
-                "reuse": l.reuse,
-            })
-        })
-        .collect();
+    let doc = quantize::report::contract(&m);
     if a.json {
-        let doc = serde_json::json!({
-            "model": m.name,
-            "inputs": ports.iter().filter(|p| p.0 == "input").map(|p| p.1.clone()).collect::<Vec<_>>(),
-            "outputs": ports.iter().filter(|p| p.0 == "output").map(|p| p.1.clone()).collect::<Vec<_>>(),
-            "macs": m.macs(),
-            "layers": layers,
-        });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
+    let ports: Vec<(&str, &serde_json::Value)> = ["input", "output"]
+        .into_iter()
+        .flat_map(|dir| {
+            doc[format!("{dir}s")]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |p| (dir, p))
+        })
+        .collect();
+    let layers = doc["layers"].as_array().cloned().unwrap_or_default();
     println!("model {}", m.name);
     for (dir, p) in &ports {
         println!(
@@ -415,20 +318,14 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
     };
     // Outputs (accuracy, --auto's checks) on the engine; a failure to build
     // it falls back to the golden model, and says so.
-    let on_engine = |q: &QModel, x: &[f32]| match engine_outputs(
-        q,
-        None,
-        x,
-        golden_work.threads,
-        &golden_work.quiet(),
-        32,
-    ) {
-        Ok(y) => Some(y),
-        Err(e) => {
-            eprintln!("warning: {e:#}; evaluating with the golden model");
-            None
-        }
-    };
+    let on_engine =
+        |q: &QModel, x: &[f32]| match engine_outputs(q, None, x, golden_work.threads, 32) {
+            Ok(y) => Some(y),
+            Err(e) => {
+                eprintln!("warning: {e:#}; evaluating with the golden model");
+                None
+            }
+        };
     let work = Work {
         fixed: Some(&on_engine),
         ..golden_work
@@ -534,7 +431,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 if a.golden {
                     Ok(fixed_outputs(&q, x, &work).concat())
                 } else {
-                    engine_outputs(&q, a.isa, x, work.threads, &work, 256)
+                    engine_outputs(&q, a.isa, x, work.threads, 256)
                 }
             })
         }

@@ -51,6 +51,16 @@ pub enum EngineError {
     Model(#[from] PlanError),
     #[error("cannot load the model: {0}")]
     Load(#[from] quantize::LoadError),
+    #[error("the CPU engine ({isa}) and the golden model disagree on event {event}, output {output}: {engine} against {golden} (a bug in bxflow; evaluate with the golden model instead)")]
+    Disagrees {
+        isa: Isa,
+        event: usize,
+        output: usize,
+        engine: f64,
+        golden: f64,
+    },
+    #[error("an engine thread panicked")]
+    Panicked,
 }
 
 /// How [`Engine::with_options`] compiles a model.
@@ -400,6 +410,56 @@ impl Engine {
     /// Which kernel each layer runs.
     pub fn kernels(&self) -> Vec<LayerKernel> {
         self.plan.describe(&self.model)
+    }
+
+    /// The dequantized outputs of every event of `x` (flat, `input_len()`
+    /// values per event), split over `threads` threads in whole passes of
+    /// the fused chains; then the first `sample` events again with the
+    /// golden model, which must give the same bits: what evaluates data
+    /// sets (`bxflow eval`, reports, `--auto`, Python's `predict`) runs at
+    /// engine speed and still checks itself against the reference.
+    pub fn outputs_checked(
+        &self,
+        x: &[f32],
+        threads: usize,
+        sample: usize,
+    ) -> Result<Vec<f64>, EngineError> {
+        let (il, ol) = (self.input_len().max(1), self.output_len());
+        let n = x.len() / il;
+        let mut out = vec![0f64; n * ol];
+        let per = n
+            .div_ceil(threads.max(1))
+            .next_multiple_of(MULTI)
+            .max(MULTI);
+        std::thread::scope(|scope| -> Result<(), EngineError> {
+            let jobs: Vec<_> = x
+                .chunks(per * il)
+                .zip(out.chunks_mut(per * ol))
+                .map(|(xs, ys)| {
+                    scope.spawn(move || self.infer_batch_with(&mut self.scratch(), xs, ys))
+                })
+                .collect();
+            for j in jobs {
+                j.join().map_err(|_| EngineError::Panicked)??;
+            }
+            Ok(())
+        })?;
+        let k = n.min(sample);
+        let one = quantize::work::Work {
+            threads: 1,
+            ..Default::default()
+        };
+        let golden = quantize::calibrate::fixed_outputs(&self.model, &x[..k * il], &one).concat();
+        if let Some(i) = (0..k * ol).find(|&i| golden[i].to_bits() != out[i].to_bits()) {
+            return Err(EngineError::Disagrees {
+                isa: self.isa(),
+                event: i / ol.max(1),
+                output: i % ol.max(1),
+                engine: out[i],
+                golden: golden[i],
+            });
+        }
+        Ok(out)
     }
 
     /// A scratch sized for this engine (for [`Engine::infer_with`]).

@@ -4,7 +4,7 @@
 
 use crate::calibrate::{argmax, compare, fixed_outputs, float_run, Accuracy};
 use crate::ir::Graph;
-use crate::qmodel::{QModel, QOp};
+use crate::qmodel::{step_sets, QModel, QOp};
 use crate::work::Work;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -252,6 +252,73 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// A quantized model's numerical contract as data: its inputs and outputs
+/// (name, tensor, shape, type) and each layer's result, weight and
+/// accumulator types, thresholds, MACs and reuse factor. `bxflow inspect
+/// M.bxq` prints it (as a table, or as this JSON with `--json`), and the
+/// Python package returns it.
+pub fn contract(m: &QModel) -> serde_json::Value {
+    let port = |name: &str, t: usize| {
+        serde_json::json!({
+            "name": name,
+            "tensor": t,
+            "shape": m.shape(t),
+            "type": m.ty(t).ap_string(),
+        })
+    };
+    let inputs: Vec<serde_json::Value> = (m.inputs.iter().enumerate())
+        .map(|(t, p)| port(&p.name, t))
+        .collect();
+    let outputs: Vec<serde_json::Value> = (m.outputs.iter())
+        .map(|o| port(&o.name, o.tensor))
+        .collect();
+    let layers: Vec<serde_json::Value> = m
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let (w, acc) = match &l.op {
+                QOp::Dense { w_ty, acc_ty, .. } | QOp::Conv { w_ty, acc_ty, .. } => {
+                    (Some(w_ty.ap_string()), Some(acc_ty.ap_string()))
+                }
+                _ => (None, None),
+            };
+            // The output quantizer: the result type, or integer thresholds
+            // (how many per element, and how many distinct sets).
+            let stairs = match &l.op {
+                QOp::Step { thresholds, values } => {
+                    let sets = step_sets(thresholds, values);
+                    Some(serde_json::json!({
+                        "per_element": thresholds.len() / sets.max(1),
+                        "sets": sets,
+                    }))
+                }
+                _ => None,
+            };
+            serde_json::json!({
+                "layer": m.layer_tensor(i),
+                "name": l.name,
+                "op": l.op.kind(),
+                "inputs": l.inputs,
+                "shape": l.shape,
+                "type": l.ty.ap_string(),
+                "weights": w,
+                "accumulator": acc,
+                "thresholds": stairs,
+                "macs": l.op.macs(m.tensor_len(m.layer_tensor(i))),
+                "reuse": l.reuse,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "model": m.name,
+        "inputs": inputs,
+        "outputs": outputs,
+        "macs": m.macs(),
+        "layers": layers,
+    })
 }
 
 #[cfg(test)]

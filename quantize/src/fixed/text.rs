@@ -134,6 +134,22 @@ impl FromStr for Overflow {
     }
 }
 
+impl FixedType {
+    /// A precision as a user writes it (`--precision`, Python's
+    /// `precision=`): the type, and without rounding and overflow modes
+    /// RND and SAT, the modes a trigger network wants, not ap_fixed's
+    /// TRN and WRAP defaults.
+    pub fn parse_precision(text: &str) -> Result<FixedType, FixedError> {
+        let t: FixedType = text.parse()?;
+        let has_modes = text.contains(',') && text.split(',').count() > 2;
+        Ok(if has_modes {
+            t
+        } else {
+            t.with_rounding(Rounding::Rnd).with_overflow(Overflow::Sat)
+        })
+    }
+}
+
 /// Parses `ap_fixed<W,I>`, `ap_fixed<W,I,Q>`, `ap_fixed<W,I,Q,O>`,
 /// `ap_fixed<W,I,Q,O,0>`, the same for `ap_ufixed`, hls4ml's `fixed<...>` /
 /// `ufixed<...>`, and `ap_int<W>`, `ap_uint<W>`, `int<W>`, `uint<W>` (as
