@@ -35,6 +35,12 @@ pub struct HdlArgs {
     /// about 1/T of the area). The manifest's `cells` gives each loop.
     #[arg(long, value_enum, default_value_t = hdl::Recurrent::Unrolled)]
     pub recurrent: hdl::Recurrent,
+    /// Verilog module name. Default: the model's name, with a suffix for
+    /// each option that changes the hardware (`_r4` for --reuse 4, `_dsp`,
+    /// `_cell`, `_250mhz`, `_l3`), so that two exports of one model can
+    /// live in one design.
+    #[arg(long)]
+    pub module: Option<String>,
     /// Pipeline stages hold this many 16-bit adder levels (0.5 ns each) instead
     /// of what the --clock period allows (default).
     #[arg(long)]
@@ -98,6 +104,7 @@ pub fn run_hdl(a: HdlArgs) -> Result<()> {
         levels: a.levels,
         reuse: a.reuse,
         recurrent: a.recurrent,
+        module: a.module.clone(),
     };
     let k = build_kernel(&model, &opts)?;
     let events = hdl::export::random_events(&model, a.vectors, 1);

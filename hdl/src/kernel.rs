@@ -76,6 +76,9 @@ pub struct Options {
     pub reuse: Option<u32>,
     /// Recurrent layers unrolled or as a reused cell.
     pub recurrent: Recurrent,
+    /// Verilog module name; `None`: derived from the model and these
+    /// options ([`Options::module_name`]).
+    pub module: Option<String>,
 }
 
 impl Default for Options {
@@ -86,11 +89,102 @@ impl Default for Options {
             levels: None,
             reuse: None,
             recurrent: Recurrent::Unrolled,
+            module: None,
         }
     }
 }
 
+/// Words Verilog reserves that a module may not be named.
+const VERILOG_KEYWORDS: &[&str] = &[
+    "always",
+    "and",
+    "assign",
+    "begin",
+    "buf",
+    "case",
+    "casex",
+    "casez",
+    "default",
+    "defparam",
+    "disable",
+    "else",
+    "end",
+    "endcase",
+    "endfunction",
+    "endmodule",
+    "endtask",
+    "for",
+    "forever",
+    "function",
+    "generate",
+    "if",
+    "initial",
+    "inout",
+    "input",
+    "integer",
+    "localparam",
+    "module",
+    "nand",
+    "negedge",
+    "nor",
+    "not",
+    "or",
+    "output",
+    "parameter",
+    "posedge",
+    "real",
+    "reg",
+    "repeat",
+    "signed",
+    "task",
+    "time",
+    "wait",
+    "while",
+    "wire",
+    "xor",
+];
+
 impl Options {
+    /// The Verilog module name of a kernel of model `model` built with these
+    /// options: `module` when given, else the model's name made an
+    /// identifier with a suffix for each option that changes the hardware
+    /// from the default (`_r4` reuse 4, `_dsp`, `_cell` reused recurrent
+    /// cells, `_250mhz` another clock, `_l3` levels), so that two builds of
+    /// one model can live in one design.
+    pub fn module_name(&self, model: &str) -> Result<String, BuildError> {
+        if let Some(m) = &self.module {
+            let ident = m
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ident || VERILOG_KEYWORDS.contains(&m.as_str()) {
+                return Err(BuildError::Module(format!(
+                    "module name '{m}' is not a Verilog identifier: a letter or _ first, then letters, digits or _, and not a keyword"
+                )));
+            }
+            return Ok(m.clone());
+        }
+        let mut name = crate::build::module_name(model);
+        if let Some(r) = self.reuse.filter(|&r| r > 1) {
+            name += &format!("_r{r}");
+        }
+        if self.strategy == Strategy::Dsp {
+            name += "_dsp";
+        }
+        if self.recurrent == Recurrent::Reused {
+            name += "_cell";
+        }
+        match self.levels {
+            Some(l) => name += &format!("_l{l}"),
+            None if self.clock_mhz != Options::default().clock_mhz => {
+                name += &format!("_{}mhz", self.clock_mhz.round() as u64)
+            }
+            None => {}
+        }
+        Ok(name)
+    }
+
     /// Estimated logic delay allowed between pipeline registers, in ps:
     /// `levels` 16-bit adders when given, else what the clock leaves after
     /// the clock uncertainty and the register overhead (4175 ps at 200 MHz).
@@ -118,6 +212,9 @@ pub enum BuildError {
     /// A reused recurrent cell that cannot be built.
     #[error("{0}")]
     Recurrent(String),
+    /// `--module` is not a Verilog identifier.
+    #[error("{0}")]
+    Module(String),
 }
 
 /// A field of a bus: one value of a fixed-point type, two's complement raw bits.

@@ -108,7 +108,7 @@ pub enum ManifestError {
     },
 }
 
-const RESET_NOTE: &str = "synchronous, active high; clears the valid pipeline only";
+const RESET_NOTE: &str = "synchronous, active high; clears the valid pipeline and the handshake counters (the data path has no reset); not needed at power-up, every register has a power-up value; an event offered during reset is dropped";
 const IN_READY_NOTE: &str = "an event is taken on a clock edge with in_valid and in_ready high; low for II-1 cycles after each (constant 1 when II = 1)";
 const CELL_READY_NOTE: &str = "an event is taken on a clock edge with in_valid and in_ready high; low on the cycles when the event would meet a sequence coming round a reused cell's loop (see `cells`): events II cycles apart are always taken, bursts of up to a loop's period_cycles events too";
 const BUS_PACKING: &str = "graph inputs (outputs) one after the other on in_data (out_data), in the order of `inputs` (`outputs`); value i of one at data[lsb + i*W +: W], W its type's width, the raw two's complement code of the fixed-point type (unsigned types: raw unsigned code); the first value in the LSBs";
@@ -237,7 +237,7 @@ impl Manifest {
     /// graph input and output instead of the packed `in_data`/`out_data`.
     pub fn ports_wrapper(&self) -> String {
         let mut v = format!(
-            "// `{m}` with one port per graph input and output (names from the ONNX graph;\n// see manifest.json); clock, reset and handshake as on `{m}`.\nmodule {m}_ports (\n  input  wire clock,\n  input  wire reset,\n  input  wire in_valid,\n  output wire in_ready,\n",
+            "// `{m}` with one port per graph input and output (names from the ONNX graph;\n// see manifest.json); clock, reset and handshake as on `{m}`. It shares the\n// kernel's file, whose name is the kernel's.\n/* verilator lint_off DECLFILENAME */\nmodule {m}_ports (\n  input  wire clock,\n  input  wire reset,\n  input  wire in_valid,\n  output wire in_ready,\n",
             m = self.module
         );
         let decl = |dir: &str, b: &BusInfo| {
@@ -263,7 +263,7 @@ impl Manifest {
         };
         let _ = writeln!(
             v,
-            "  {m} core (\n    .clock(clock), .reset(reset), .in_valid(in_valid), .in_ready(in_ready),\n    .in_data({}), .out_valid(out_valid), .out_data({})\n  );\nendmodule",
+            "  {m} core (\n    .clock(clock), .reset(reset), .in_valid(in_valid), .in_ready(in_ready),\n    .in_data({}), .out_valid(out_valid), .out_data({})\n  );\nendmodule\n/* verilator lint_on DECLFILENAME */",
             cat(&self.inputs),
             cat(&self.outputs),
             m = self.module

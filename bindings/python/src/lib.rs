@@ -184,7 +184,7 @@ impl Model {
 
     /// Writes the FPGA kernel's export to `out_dir` (`bxflow hdl`) and
     /// returns its manifest as JSON.
-    #[pyo3(signature = (out_dir, clock_mhz=200.0, strategy="shift-add", reuse=None, recurrent="unrolled", levels=None, vectors=1000))]
+    #[pyo3(signature = (out_dir, clock_mhz=200.0, strategy="shift-add", reuse=None, recurrent="unrolled", levels=None, vectors=1000, module=None))]
     #[allow(clippy::too_many_arguments)]
     fn hdl(
         &self,
@@ -196,8 +196,12 @@ impl Model {
         recurrent: &str,
         levels: Option<u32>,
         vectors: usize,
+        module: Option<String>,
     ) -> PyResult<String> {
-        let opts = hdl_options(clock_mhz, strategy, reuse, recurrent, levels)?;
+        let opts = hdl::Options {
+            module,
+            ..hdl_options(clock_mhz, strategy, reuse, recurrent, levels)?
+        };
         let q = &self.q;
         py.allow_threads(|| -> anyhow::Result<String> {
             let k = hdl::build_kernel(q, &opts)?;
@@ -313,6 +317,7 @@ fn hdl_options(
         levels,
         reuse,
         recurrent: hdl::Recurrent::from_str(recurrent, true).map_err(Error::new_err)?,
+        module: None,
     })
 }
 

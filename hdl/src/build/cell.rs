@@ -36,7 +36,7 @@ use quantize::qmodel::{Port, QLayer, QModel, QOp, TensorId};
 use serde::{Deserialize, Serialize};
 
 use super::arith::Builder;
-use super::bus::{input_bus, module_name, output_bus};
+use super::bus::{input_bus, output_bus};
 use super::fold::{segment_inputs, select};
 use super::lower;
 use crate::kernel::{BuildError, Kernel, Options, Strategy};
@@ -341,7 +341,7 @@ pub(super) fn build_reused(
     let outputs = output_bus(&mut top, model, &model.gather_outputs(&tensors));
     top.out_valid = Some(valid);
     Ok(Kernel {
-        name: module_name(&model.name),
+        name: options.module_name(&model.name)?,
         net: top,
         latency,
         ii: interval(&periods),

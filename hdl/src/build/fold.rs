@@ -22,7 +22,7 @@ use quantize::accum::MacLayout;
 use quantize::qmodel::{QModel, QOp};
 
 use super::arith::{Builder, Term};
-use super::bus::{input_bus, module_name, output_bus};
+use super::bus::{input_bus, output_bus};
 use super::lower;
 use crate::kernel::{BuildError, Kernel, Options, Strategy};
 use crate::netlist::{Netlist, NodeId, OutField};
@@ -186,7 +186,7 @@ pub(super) fn build_folded(
     let outputs = output_bus(&mut top, model, &vals);
     top.out_valid = Some(valid);
     Ok(Kernel {
-        name: module_name(&model.name),
+        name: options.module_name(&model.name)?,
         net: top,
         latency,
         ii,

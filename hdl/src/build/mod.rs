@@ -69,7 +69,7 @@ pub fn build_kernel(model: &QModel, options: &Options) -> Result<Kernel, BuildEr
     let (comb, inputs, outputs) = build_comb(model, options.strategy)?;
     let (net, latency) = pipeline(&comb, options.budget_ps(), &Delays::default());
     Ok(Kernel {
-        name: module_name(&model.name),
+        name: options.module_name(&model.name)?,
         net,
         latency,
         ii: 1,

@@ -1,9 +1,10 @@
 //! The Verilog printer: one declared signed wire per node, every expression
 //! fully parenthesized (see the module docs of [`crate::netlist`]).
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use super::ir::{signed_width, Netlist, NodeId, Op};
+use super::ir::{Netlist, NodeId, Op};
 
 fn hex_const(v: i128, width: u32) -> String {
     let bits = (v as u128)
@@ -33,6 +34,34 @@ impl Netlist {
         }
     }
 
+    /// Node `a` as a `w`-bit signed wire: its own, or one declared (once)
+    /// in `s` that holds it sign-extended (a boolean zero-extended) or cut to
+    /// its low `w` bits. Every operand of `+`, `-`, `*`, `?:` and a register
+    /// is brought to the width of the wire it feeds, so no operator widens
+    /// or truncates implicitly (`verilator -Wall` reports no WIDTH warnings)
+    /// and operands stay plain wires. Cutting is exact where it is used: the
+    /// result fits `w` bits (its range says so), and the low `w` bits of a
+    /// sum or product depend only on the low `w` bits of its operands.
+    fn fit(&self, s: &mut String, made: &mut HashSet<(NodeId, u32)>, a: NodeId, w: u32) -> String {
+        let wa = self.width(a);
+        let boolean = self.nodes[a].boolean;
+        if (boolean && w == 1) || (!boolean && wa == w) {
+            return format!("n{a}");
+        }
+        let name = format!("n{a}_{w}");
+        if made.insert((a, w)) {
+            let expr = if boolean {
+                format!("$signed({{{}'b0, n{a}}})", w - 1)
+            } else if wa < w {
+                format!("$signed({{{{{}{{n{a}[{}]}}}}, n{a}}})", w - wa, wa - 1)
+            } else {
+                format!("$signed(n{a}[{}:0])", w - 1)
+            };
+            let _ = writeln!(s, "  wire signed [{}:0] {name} = {expr};", w - 1);
+        }
+        name
+    }
+
     /// Verilog-2001 text of the netlist as module `name`.
     pub fn verilog(&self, name: &str) -> String {
         let mut s = String::new();
@@ -44,7 +73,15 @@ impl Netlist {
             iw - 1,
             ow - 1
         );
+        // Rounding shifts and wrap-arounds drop low or high bits of their
+        // operands by design; `verilator -Wall` would list each one.
+        let _ = writeln!(
+            s,
+            "  // Bits that rounding and overflow drop are unused by design.\n  /* verilator lint_off UNUSEDSIGNAL */"
+        );
         let n = |i: NodeId| format!("n{i}");
+        let mut made = HashSet::new();
+        let mut fit = |s: &mut String, a: NodeId, w: u32| self.fit(s, &mut made, a, w);
         let mut regs = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
             let w = node.width;
@@ -69,15 +106,38 @@ impl Netlist {
                         hex_const(*v, w)
                     }
                 }
-                Op::Add(a, b) => format!("({} + {})", n(*a), n(*b)),
-                Op::Sub(a, b) => format!("({} - {})", n(*a), n(*b)),
-                Op::Shl(a, k) => format!("$signed({{{}, {}'b0}})", n(*a), k),
-                Op::Shr(a, k) => format!("$signed({}[{}:{}])", n(*a), self.width(*a) - 1, k),
-                Op::MulConst(a, c) => {
-                    let cw = signed_width(*c, *c);
-                    format!("({} * {})", n(*a), hex_const(*c, cw))
+                Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => {
+                    let op = match node.op {
+                        Op::Add(..) => "+",
+                        Op::Sub(..) => "-",
+                        _ => "*",
+                    };
+                    let (x, y) = (fit(&mut s, *a, w), fit(&mut s, *b, w));
+                    format!("({x} {op} {y})")
                 }
-                Op::Mul(a, b) => format!("({} * {})", n(*a), n(*b)),
+                // Wiring whose natural width (`a`'s plus `k`, or less `k`)
+                // may differ from the node's: through a wire of that width.
+                Op::Shl(a, k) | Op::Shr(a, k) => {
+                    let wa = self.width(*a);
+                    let (raw, nat) = match node.op {
+                        Op::Shl(..) => (format!("$signed({{{}, {k}'b0}})", n(*a)), wa + k),
+                        _ => (format!("$signed({}[{}:{k}])", n(*a), wa - 1), wa - k),
+                    };
+                    if nat == w {
+                        raw
+                    } else {
+                        let _ = writeln!(s, "  wire signed [{}:0] n{i}_w = {raw};", nat - 1);
+                        match nat.cmp(&w) {
+                            std::cmp::Ordering::Less => format!(
+                                "$signed({{{{{}{{n{i}_w[{}]}}}}, n{i}_w}})",
+                                w - nat,
+                                nat - 1
+                            ),
+                            _ => format!("$signed(n{i}_w[{}:0])", w - 1),
+                        }
+                    }
+                }
+                Op::MulConst(a, c) => format!("({} * {})", fit(&mut s, *a, w), hex_const(*c, w)),
                 Op::Wrap { a, width, signed } => {
                     let low = self.low_bits(*a, *width);
                     if *signed {
@@ -86,25 +146,38 @@ impl Netlist {
                         format!("$signed({{1'b0, {low}}})")
                     }
                 }
-                Op::Lt(a, b) => format!("({} < {})", n(*a), n(*b)),
-                Op::Eq(a, b) => format!("({} == {})", n(*a), n(*b)),
+                Op::Lt(a, b) | Op::Eq(a, b) => {
+                    // Compared at the wider operand's width, never cut.
+                    let m = self.width(*a).max(self.width(*b));
+                    let op = if matches!(node.op, Op::Lt(..)) {
+                        "<"
+                    } else {
+                        "=="
+                    };
+                    let (x, y) = (fit(&mut s, *a, m), fit(&mut s, *b, m));
+                    format!("({x} {op} {y})")
+                }
                 Op::Bit(a, k) => format!("{}[{}]", n(*a), k),
                 Op::Any(a, l, h) => format!("(|{}[{}:{}])", n(*a), h - 1, l),
                 Op::Not(a) => format!("(~{})", n(*a)),
                 Op::And(a, b) => format!("({} & {})", n(*a), n(*b)),
                 Op::Or(a, b) => format!("({} | {})", n(*a), n(*b)),
                 Op::BoolToInt(a) => format!("$signed({{1'b0, {}}})", n(*a)),
-                Op::Mux(c, a, b) => format!("({} ? {} : {})", n(*c), n(*a), n(*b)),
+                Op::Mux(c, a, b) => {
+                    let (x, y) = (fit(&mut s, *a, w), fit(&mut s, *b, w));
+                    format!("({} ? {x} : {y})", n(*c))
+                }
                 Op::Rom { idx, values } => {
                     let reg_decl = decl.replace("wire", "reg");
                     let _ = writeln!(s, "  {reg_decl} n{i};");
                     let _ = writeln!(s, "  always @(*) begin\n    case ($unsigned({}))", n(*idx));
                     let last = values.len() - 1;
+                    let wi = self.width(*idx);
                     for (k, v) in values.iter().enumerate() {
                         if k == last {
                             let _ = writeln!(s, "      default: n{i} = {};", hex_const(*v, w));
                         } else {
-                            let _ = writeln!(s, "      {k}: n{i} = {};", hex_const(*v, w));
+                            let _ = writeln!(s, "      {wi}'d{k}: n{i} = {};", hex_const(*v, w));
                         }
                     }
                     let _ = writeln!(s, "    endcase\n  end");
@@ -134,13 +207,30 @@ impl Netlist {
                 }
             }
         }
+        // Each register's next value as a wire of its width, declared
+        // before the block that assigns the registers.
+        let nexts: Vec<String> = regs
+            .iter()
+            .map(|&(i, a, _)| {
+                if self.nodes[i].boolean {
+                    format!("n{a}")
+                } else {
+                    fit(&mut s, a, self.width(i))
+                }
+            })
+            .collect();
         if !regs.is_empty() {
             let _ = writeln!(s, "  always @(posedge clock) begin");
-            for (i, a, reset) in &regs {
-                if *reset {
-                    let _ = writeln!(s, "    n{i} <= reset ? 1'b0 : n{a};");
+            for (&(i, _, reset), next) in regs.iter().zip(&nexts) {
+                if reset {
+                    let zero = if self.nodes[i].boolean {
+                        "1'b0".to_string()
+                    } else {
+                        hex_const(0, self.width(i))
+                    };
+                    let _ = writeln!(s, "    n{i} <= reset ? {zero} : {next};");
                 } else {
-                    let _ = writeln!(s, "    n{i} <= n{a};");
+                    let _ = writeln!(s, "    n{i} <= {next};");
                 }
             }
             let _ = writeln!(s, "  end");
@@ -175,7 +265,7 @@ impl Netlist {
         if self.outputs.is_empty() {
             let _ = writeln!(s, "  assign out_data = 1'b0;");
         }
-        let _ = writeln!(s, "endmodule");
+        let _ = writeln!(s, "  /* verilator lint_on UNUSEDSIGNAL */\nendmodule");
         s
     }
 }

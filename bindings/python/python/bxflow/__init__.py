@@ -138,10 +138,13 @@ class Model:
         recurrent: str = "unrolled",
         levels: Optional[int] = None,
         vectors: int = 1000,
+        module: Optional[str] = None,
     ) -> Dict[str, Any]:
         """Writes the FPGA kernel (Verilog, testbench, test vectors,
         ``manifest.json``, ``INTEGRATION.md``) to ``out_dir``, as ``bxflow
-        hdl`` does, and returns the manifest."""
+        hdl`` does, and returns the manifest. ``module`` names the Verilog
+        module (default: the model's name with a suffix per non-default
+        option, e.g. ``_r4``)."""
         text = self._m.hdl(
             os.fspath(out_dir),
             clock_mhz=_mhz(clock, "clock"),
@@ -150,6 +153,7 @@ class Model:
             recurrent=recurrent,
             levels=levels,
             vectors=vectors,
+            module=module,
         )
         return json.loads(text)
 

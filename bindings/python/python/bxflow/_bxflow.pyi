@@ -43,6 +43,7 @@ class Model:
         recurrent: str = "unrolled",
         levels: Optional[int] = None,
         vectors: int = 1000,
+        module: Optional[str] = None,
     ) -> str: ...
     def testbench(
         self,
