@@ -52,6 +52,12 @@ def main():
     rows.append(("bxflow m.predict (golden)", rate(m.predict, x, a.runs)))
     e = m.engine()
     rows.append((f"bxflow m.engine().predict ({e.isa})", rate(e.predict, x, a.runs)))
+    if e.isa != "avx2":
+        try:
+            e2 = m.engine(isa="avx2")
+            rows.append(("bxflow m.engine(isa='avx2').predict", rate(e2.predict, x, a.runs)))
+        except bxflow.Error as err:
+            print(f"AVX2 engine: {err}")
 
     try:
         import onnx
