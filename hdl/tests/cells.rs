@@ -12,7 +12,7 @@ mod hdl_common;
 
 use hdl::netlist::Sim;
 use hdl::{build_kernel, find_cells, Kernel, Options, Recurrent};
-use hdl_common::{assert_bit_exact, cosim, events, have};
+use hdl_common::{assert_bit_exact, cosim, events, have, model_at};
 use quantize::config::Config;
 use quantize::golden::{Arithmetic, Golden};
 use quantize::qmodel::QModel;
@@ -24,12 +24,6 @@ fn quantized(name: &str, bytes: &[u8], precision: &str) -> QModel {
     let cfg = format!("[model]\nprecision = \"{precision}\"\n");
     let cfg = Config::from_toml(&cfg, "t.toml").unwrap();
     quantize::quantizer::quantize_graph(&g, &cfg).unwrap()
-}
-
-fn model_file(path: &str, precision: &str) -> QModel {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    let name = p.file_stem().unwrap().to_string_lossy().to_string();
-    quantized(&name, &std::fs::read(&p).unwrap(), precision)
 }
 
 fn reused() -> Options {
@@ -100,7 +94,7 @@ fn assert_arrivals_bit_exact(m: &QModel, k: &Kernel, n: usize, p: f64, seed: u64
 #[test]
 fn cells_are_found_in_every_direction() {
     let found = |name: &str| -> Vec<(usize, usize, usize)> {
-        let m = model_file(&format!("../models/ops/{name}.onnx"), "fixed<12,5>");
+        let m = model_at(&format!("../models/ops/{name}.onnx"), "fixed<12,5>");
         find_cells(&m)
             .iter()
             .map(|c| (c.first, c.len, c.steps))
@@ -122,7 +116,7 @@ fn ops_models_reuse_their_cells_bit_exact() {
         "LSTMDefaults",
         "LSTMInitialBias",
     ] {
-        let m = model_file(&format!("../models/ops/{name}.onnx"), "fixed<12,5,RND,SAT>");
+        let m = model_at(&format!("../models/ops/{name}.onnx"), "fixed<12,5,RND,SAT>");
         let k = build_kernel(&m, &reused()).unwrap();
         assert_eq!(k.cells.len(), find_cells(&m).len(), "{name}");
         assert_eq!(k.ii, 2, "{name}: two steps in each loop");
@@ -135,7 +129,7 @@ fn ops_models_reuse_their_cells_bit_exact() {
 /// taking a jet every 15 cycles with a fraction of the unrolled area.
 #[test]
 fn jet_gru_cell_is_bit_exact_at_its_interval_and_under_bursts() {
-    let m = model_file("../models/jets/jet_gru.onnx", "fixed<16,6,RND,SAT>");
+    let m = model_at("../models/jets/jet_gru.onnx", "fixed<16,6,RND,SAT>");
     let k = build_kernel(&m, &reused()).unwrap();
     let [cell] = k.cells.as_slice() else {
         panic!("one cell expected: {:?}", k.cells)
@@ -161,13 +155,13 @@ fn jet_gru_cell_is_bit_exact_at_its_interval_and_under_bursts() {
 
 #[test]
 fn a_model_without_a_cell_or_with_a_reuse_factor_is_refused_with_the_reason() {
-    let m = model_file("../models/ops/GRUDefaults.onnx", "fixed<12,5>");
+    let m = model_at("../models/ops/GRUDefaults.onnx", "fixed<12,5>");
     let e = build_kernel(&m, &reused()).err().unwrap().to_string();
     assert!(
         e.contains("'GRUDefaults' has no recurrent cell to reuse") && e.contains("unrolled"),
         "{e}"
     );
-    let m = model_file("../models/jets/jet_gru.onnx", "fixed<16,6>");
+    let m = model_at("../models/jets/jet_gru.onnx", "fixed<16,6>");
     let o = Options {
         reuse: Some(2),
         ..reused()
@@ -207,7 +201,7 @@ fn verilator_reused_lstm_cell() {
     if !have("verilator") {
         return;
     }
-    let m = model_file("../models/ops/LSTMDefaults.onnx", "fixed<12,5,RND,SAT>");
+    let m = model_at("../models/ops/LSTMDefaults.onnx", "fixed<12,5,RND,SAT>");
     let n = 400;
     let (k, r, dir) = cosim(&m, &reused(), n, "verilator", "reused_lstm");
     assert_eq!(k.cells.len(), 1);

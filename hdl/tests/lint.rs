@@ -13,15 +13,11 @@ mod hdl_common;
 
 use hdl::export::write_export;
 use hdl::{build_kernel, Options, Recurrent};
-use hdl_common::{events, have, tmp_dir};
-use quantize::config::Config;
+use hdl_common::{events, have, model_at, tmp_dir};
 use quantize::qmodel::QModel;
 
 fn model(path: &str) -> QModel {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    let cfg =
-        Config::from_toml("[model]\nprecision = \"fixed<12,5,RND,SAT>\"\n", "t.toml").unwrap();
-    quantize::load_model(&p, Some(&cfg)).unwrap()
+    model_at(path, "fixed<12,5,RND,SAT>")
 }
 
 #[test]

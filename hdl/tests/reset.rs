@@ -9,16 +9,12 @@ mod hdl_common;
 
 use hdl::netlist::Sim;
 use hdl::{build_kernel, Kernel, Options, Recurrent};
-use hdl_common::events;
-use quantize::config::Config;
+use hdl_common::{events, model_at};
 use quantize::golden::{Arithmetic, Golden};
 use quantize::qmodel::QModel;
 
 fn model(path: &str) -> QModel {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    let cfg =
-        Config::from_toml("[model]\nprecision = \"fixed<12,5,RND,SAT>\"\n", "t.toml").unwrap();
-    quantize::load_model(&p, Some(&cfg)).unwrap()
+    model_at(path, "fixed<12,5,RND,SAT>")
 }
 
 /// Offers `ev[0]`, then resets for two edges while offering `ev[1]`, then

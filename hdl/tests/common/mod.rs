@@ -31,6 +31,15 @@ pub fn tmp_dir(name: &str) -> PathBuf {
     d
 }
 
+/// The model at `path` (relative to this crate, `.onnx` or `.bxq`) quantized
+/// at one `precision` for every layer (`.onnx` only).
+pub fn model_at(path: &str, precision: &str) -> QModel {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let cfg = format!("[model]\nprecision = \"{precision}\"\n");
+    let cfg = quantize::config::Config::from_toml(&cfg, "t.toml").unwrap();
+    quantize::load_model(&p, Some(&cfg)).unwrap()
+}
+
 pub fn events(model: &QModel, n: usize, seed: u64) -> Vec<Vec<i64>> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut ev: Vec<Vec<i64>> = (0..n).map(|_| random_input(&mut rng, model)).collect();
