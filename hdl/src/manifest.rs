@@ -51,6 +51,10 @@ pub struct Files {
     pub testbench: String,
     pub inputs: String,
     pub expected: String,
+    /// VHDL package declaring the kernel and its per-port wrapper as
+    /// components, for VHDL top levels (absent in exports before it).
+    #[serde(default)]
+    pub vhdl_components: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -176,6 +180,7 @@ impl Manifest {
                 testbench: format!("{}_tb.v", k.name),
                 inputs: "inputs.hex".into(),
                 expected: "expected.hex".into(),
+                vhdl_components: format!("{}_pkg.vhd", k.name),
             },
             test_vectors: vectors,
             ports: vec![
@@ -268,6 +273,52 @@ impl Manifest {
             cat(&self.outputs),
             m = self.module
         );
+        v
+    }
+
+    /// A VHDL package (`<module>_pkg`) with the component declarations of
+    /// the kernel and of `<module>_ports`, so that a VHDL top level
+    /// instantiates the Verilog as the vendor tools' mixed-language flow
+    /// expects. Ports and widths are the manifest's.
+    pub fn vhdl_components(&self) -> String {
+        let m = &self.module;
+        let vector = |bits: u32| format!("std_logic_vector({} downto 0)", bits.max(1) - 1);
+        let mut v = format!(
+            "-- Component declarations of the Verilog modules `{m}` and `{m}_ports`\n-- (see manifest.json and INTEGRATION.md), for VHDL top levels.\nlibrary ieee;\nuse ieee.std_logic_1164.all;\n\npackage {m}_pkg is\n  component {m} is\n    port (\n"
+        );
+        let packed: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| {
+                let ty = if p.width == 1 && !p.name.ends_with("_data") {
+                    "std_logic".to_string()
+                } else {
+                    vector(p.width)
+                };
+                format!("      {:<10} : {:<3} {ty}", p.name, p.dir)
+            })
+            .collect();
+        v.push_str(&packed.join(";\n"));
+        let _ = write!(
+            v,
+            "\n    );\n  end component;\n\n  component {m}_ports is\n    port (\n"
+        );
+        let mut split: Vec<String> = ["clock", "reset", "in_valid"]
+            .iter()
+            .map(|p| format!("      {p:<10} : in  std_logic"))
+            .collect();
+        split.push(format!("      {:<10} : out std_logic", "in_ready"));
+        for (b, dir) in self
+            .inputs
+            .iter()
+            .map(|b| (b, "in "))
+            .chain(self.outputs.iter().map(|b| (b, "out")))
+        {
+            split.push(format!("      {:<10} : {dir} {}", b.port, vector(b.bits)));
+        }
+        split.push(format!("      {:<10} : out std_logic", "out_valid"));
+        v.push_str(&split.join(";\n"));
+        let _ = write!(v, "\n    );\n  end component;\nend package {m}_pkg;\n");
         v
     }
 

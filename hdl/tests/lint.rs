@@ -4,7 +4,9 @@
 //! rounding and overflow drop are marked as unused by design, and the
 //! per-port wrapper that shares the kernel's file says so. Kernels of every
 //! builder: II 1, a reuse factor, a convolution, several inputs and
-//! outputs, an unrolled and a reused recurrent cell.
+//! outputs, an unrolled and a reused recurrent cell. The VHDL package of
+//! component declarations beside it analyzes under GHDL and declares the
+//! manifest's ports.
 
 #[path = "../../quantize/tests/common/mod.rs"]
 mod common;
@@ -59,7 +61,47 @@ fn exported_verilog_is_lint_clean_under_verilator_wall() {
             k.name,
             text.lines().take(12).collect::<Vec<_>>().join("\n")
         );
+        vhdl_declares_the_manifest_ports(&dir);
         std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+/// The export's VHDL package analyzes (VHDL-2008) and declares every port
+/// of the manifest with its width, for both components.
+fn vhdl_declares_the_manifest_ports(dir: &std::path::Path) {
+    let m = hdl::manifest::Manifest::read(dir).unwrap();
+    let text = std::fs::read_to_string(dir.join(&m.files.vhdl_components)).unwrap();
+    let declared = |port: &str, bits: u32| {
+        let ty = if bits == 1 && !port.ends_with("_data") {
+            "std_logic;".to_string()
+        } else {
+            format!("std_logic_vector({} downto 0)", bits - 1)
+        };
+        text.lines()
+            .any(|l| l.trim_start().starts_with(&format!("{port} ")) && l.contains(&ty))
+    };
+    for p in &m.ports {
+        assert!(
+            declared(&p.name, p.width),
+            "{} {}:\n{text}",
+            p.name,
+            p.width
+        );
+    }
+    for b in m.inputs.iter().chain(&m.outputs) {
+        assert!(declared(&b.port, b.bits), "{}:\n{text}", b.port);
+    }
+    if have("ghdl") {
+        let out = std::process::Command::new("ghdl")
+            .current_dir(dir)
+            .args(["-a", "--std=08", &m.files.vhdl_components])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ghdl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
