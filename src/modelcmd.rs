@@ -109,21 +109,6 @@ pub struct EvalArgs {
 /// the best family this CPU has, on `threads`
 /// threads, each with its own scratch; the first `sample` events are
 /// checked against the golden model (on `work`), bit for bit.
-fn engine_outputs(
-    q: &QModel,
-    isa: Option<engine::Isa>,
-    x: &[f32],
-    threads: usize,
-    sample: usize,
-) -> Result<Vec<f64>> {
-    let options = engine::EngineOptions {
-        isa,
-        ..engine::EngineOptions::default()
-    };
-    let engine = engine::Engine::with_options(q, &options)?;
-    Ok(engine.outputs_checked(x, threads, sample)?)
-}
-
 /// Progress of the quantize crate's long phases on stderr: one bar per
 /// phase, replaced when the next phase starts, cleared at the end. Drawn
 /// only when stderr is a terminal, so scripted output stays clean.
@@ -318,14 +303,19 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
     };
     // Outputs (accuracy, --auto's checks) on the engine; a failure to build
     // it falls back to the golden model, and says so.
-    let on_engine =
-        |q: &QModel, x: &[f32]| match engine_outputs(q, None, x, golden_work.threads, 32) {
-            Ok(y) => Some(y),
-            Err(e) => {
-                eprintln!("warning: {e:#}; evaluating with the golden model");
-                None
-            }
-        };
+    let on_engine = |q: &QModel, x: &[f32]| match engine::Engine::outputs_of(
+        q,
+        None,
+        x,
+        golden_work.threads,
+        32,
+    ) {
+        Ok(y) => Some(y),
+        Err(e) => {
+            eprintln!("warning: {e:#}; evaluating with the golden model");
+            None
+        }
+    };
     let work = Work {
         fixed: Some(&on_engine),
         ..golden_work
@@ -431,7 +421,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 if a.golden {
                     Ok(fixed_outputs(&q, x, &work).concat())
                 } else {
-                    engine_outputs(&q, a.isa, x, work.threads, 256)
+                    Ok(engine::Engine::outputs_of(&q, a.isa, x, work.threads, 256)?)
                 }
             })
         }

@@ -462,6 +462,22 @@ impl Engine {
         Ok(out)
     }
 
+    /// [`Engine::outputs_checked`] of `model` compiled for `isa` (`None`:
+    /// the best this CPU has): what evaluates data sets in one call.
+    pub fn outputs_of(
+        model: &QModel,
+        isa: Option<Isa>,
+        x: &[f32],
+        threads: usize,
+        sample: usize,
+    ) -> Result<Vec<f64>, EngineError> {
+        let options = EngineOptions {
+            isa,
+            ..EngineOptions::default()
+        };
+        Engine::with_options(model, &options)?.outputs_checked(x, threads, sample)
+    }
+
     /// A scratch sized for this engine (for [`Engine::infer_with`]).
     pub fn scratch(&self) -> Scratch {
         let mut s = Scratch::default();

@@ -116,7 +116,15 @@ impl Model {
             (None, None) => Config::default(),
         };
         py.allow_threads(|| -> anyhow::Result<Model> {
-            let w = work();
+            // Reports and `auto`'s checks on the engine, as the command line
+            // runs them; the golden model where the engine cannot compile.
+            let threads = work().threads;
+            let on_engine =
+                |q: &QModel, x: &[f32]| engine::Engine::outputs_of(q, None, x, threads, 32).ok();
+            let w = Work {
+                fixed: Some(&on_engine),
+                ..work()
+            };
             let q = if auto {
                 let opts = AutoOptions {
                     budget: Budget {
