@@ -10,7 +10,7 @@ use std::time::Instant;
 use testbench::{run_cpu, run_fpga, write_report, CpuConfig, EventPool, FpgaConfig, SimChoice};
 
 use crate::testbench_cmd::{model_name, work_dir};
-use crate::units::{self, Ns};
+use testbench::units::{self, Ns};
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {

@@ -7,7 +7,7 @@ use hdl::export::write_export;
 use hdl::{build_kernel, Options, Strategy};
 use quantize::qmodel::QModel;
 
-use crate::units::{self, Mhz};
+use testbench::units::{self, Mhz};
 
 #[derive(clap::Args)]
 pub struct HdlArgs {

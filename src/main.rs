@@ -6,7 +6,6 @@ mod demo;
 mod hdl_cmd;
 mod modelcmd;
 mod testbench_cmd;
-mod units;
 
 use clap::{Parser, Subcommand};
 

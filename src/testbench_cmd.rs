@@ -13,7 +13,7 @@ use testbench::{
     Target,
 };
 
-use crate::units::{self, Mhz, Ns, Rate};
+use testbench::units::{self, Mhz, Ns, Rate};
 
 #[derive(clap::Args, Debug)]
 pub struct TestbenchArgs {

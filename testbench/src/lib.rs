@@ -23,6 +23,7 @@ pub mod plots;
 pub mod progress;
 pub mod report;
 pub mod stream;
+pub mod units;
 pub mod verilator;
 
 pub use arrivals::Arrivals;

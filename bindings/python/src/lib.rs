@@ -377,6 +377,23 @@ impl Engine {
     }
 }
 
+/// A frequency in MHz from text such as `40MHz`, `750 kHz` or a period
+/// `25ns`: the command line's one parser (`testbench::units`).
+#[pyfunction]
+fn parse_frequency(text: &str) -> PyResult<f64> {
+    testbench::units::parse_frequency(text)
+        .map(|m| m.0)
+        .map_err(Error::new_err)
+}
+
+/// A time in ns from text such as `1us` or `500ns` (`testbench::units`).
+#[pyfunction]
+fn parse_time(text: &str) -> PyResult<f64> {
+    testbench::units::parse_time(text)
+        .map(|t| t.0)
+        .map_err(Error::new_err)
+}
+
 /// The inputs of an ONNX model as imported (name and event shape), as JSON.
 #[pyfunction]
 fn onnx_inputs(path: PathBuf) -> PyResult<String> {
@@ -391,6 +408,8 @@ fn onnx_inputs(path: PathBuf) -> PyResult<String> {
 #[pymodule]
 fn _bxflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(onnx_inputs, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_frequency, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_time, m)?)?;
     m.add("Error", m.py().get_type::<Error>())?;
     m.add_class::<Model>()?;
     m.add_class::<Engine>()?;

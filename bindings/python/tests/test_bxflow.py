@@ -172,6 +172,13 @@ def test_bad_input_raises_the_cli_message(tmp_path):
         m.testbench(target="gpu")
     with pytest.raises(bxflow.Error, match="unknown strategy"):
         m.hdl(tmp_path / "k", strategy="magic")
+    # Frequencies and times are read by the command line's own parser.
+    assert bxflow._bxflow.parse_frequency("25ns") == pytest.approx(40.0)
+    assert bxflow._bxflow.parse_frequency("750 kHz") == pytest.approx(0.75)
+    assert bxflow._bxflow.parse_time("1us") == pytest.approx(1000.0)
+    with pytest.raises(bxflow.Error) as e:
+        m.testbench(rate="fast")
+    assert str(e.value) == "rate: " + cli_error("testbench", good, "--rate", "fast").split("'--rate <RATE>': ")[-1]
     # A float64 array, or a non-contiguous one, is converted, not refused.
     x = np.random.default_rng(0).standard_normal((20, n_in[0] * 2))[:, ::2]
     assert same_bits(m.predict(x), m.predict(np.ascontiguousarray(x, np.float32)))

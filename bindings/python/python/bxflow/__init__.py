@@ -34,33 +34,24 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _mhz(value: Union[float, int, str, None], what: str) -> Optional[float]:
-    """A frequency in MHz from a number (MHz) or a text such as '40MHz',
-    '750kHz', '1GHz' or a period '25ns'."""
+    """A frequency in MHz: a number (MHz), or text as the command line reads
+    it ('40MHz', '750kHz', '1GHz', a period '25ns')."""
     if value is None or isinstance(value, (int, float)):
         return None if value is None else float(value)
-    text = str(value).strip().replace(" ", "")
-    low = text.lower()
-    for unit, scale in (("ghz", 1e3), ("mhz", 1.0), ("khz", 1e-3), ("hz", 1e-6)):
-        if low.endswith(unit):
-            return float(text[: -len(unit)]) * scale
-    for unit, scale in (("ns", 1.0), ("us", 1e3), ("ps", 1e-3)):
-        if low.endswith(unit):
-            return 1e3 / (float(text[: -len(unit)]) * scale)
     try:
-        return float(text)
-    except ValueError:
-        raise Error(f"{what} '{value}': expected a frequency such as 40MHz or a period such as 25ns") from None
+        return _bxflow.parse_frequency(str(value))
+    except Error as e:
+        raise Error(f"{what}: {e}") from None
 
 
 def _ns(value: Union[float, int, str], what: str) -> float:
-    """A time in ns from a number (ns) or a text such as '1us' or '500ns'."""
+    """A time in ns: a number (ns), or text as the command line reads it ('1us', '500ns')."""
     if isinstance(value, (int, float)):
         return float(value)
-    text = str(value).strip().replace(" ", "").lower()
-    for unit, scale in (("ns", 1.0), ("us", 1e3), ("ms", 1e6), ("ps", 1e-3)):
-        if text.endswith(unit):
-            return float(text[: -len(unit)]) * scale
-    raise Error(f"{what} '{value}': expected a time such as 1us or 500ns")
+    try:
+        return _bxflow.parse_time(str(value))
+    except Error as e:
+        raise Error(f"{what}: {e}") from None
 
 
 class Model:

@@ -1,8 +1,9 @@
 //! Frequencies and times as trigger people write them: `200MHz`, `40 kHz`,
-//! `5ns`, `1us`. One parser, plugged into clap as the `value_parser` of every
-//! `--clock`, `--rate` and `--budget`, so each command accepts the same
-//! spellings and rejects the same mistakes with the same words. The library
-//! crates take plain numbers (MHz, ns).
+//! `5ns`, `1us`. One parser: the command line plugs it into clap as the
+//! `value_parser` of every `--clock`, `--rate` and `--budget`, and the
+//! Python package reads `clock=`, `rate=` and `budget=` with it, so both
+//! accept the same spellings and reject the same mistakes with the same
+//! words. The other library functions take plain numbers (MHz, ns).
 
 use std::fmt;
 
