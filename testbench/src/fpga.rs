@@ -110,8 +110,9 @@ pub struct Schedule {
 /// `c + m P`, `1 <= m < steps`, each at the same offset from its taking).
 pub struct Acceptance {
     spacing: u64,
-    /// Per loop: (steps, period) and the cycles a sequence comes round.
-    loops: Vec<((u64, u64), std::collections::HashSet<u64>)>,
+    /// Per loop: (steps, period) and the cycles, from the last event taken
+    /// on, when a sequence comes round.
+    loops: Vec<((u64, u64), std::collections::BTreeSet<u64>)>,
 }
 
 impl Acceptance {
@@ -148,7 +149,9 @@ impl Acceptance {
 
     fn take(&mut self, t: u64) {
         for ((steps, period), busy) in &mut self.loops {
-            busy.remove(&t);
+            // Events are taken in order: rounds before `t` can meet no later
+            // event, so the set holds at most a loop's worth of sequences.
+            *busy = busy.split_off(&t);
             busy.extend((1..*steps).map(|m| t + m * *period));
         }
     }

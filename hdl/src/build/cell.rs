@@ -31,6 +31,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use num_integer::Integer;
+
 use quantize::fixed::FixedType;
 use quantize::qmodel::{Port, QLayer, QModel, QOp, TensorId};
 use serde::{Deserialize, Serialize};
@@ -309,7 +311,6 @@ pub(super) fn build_reused(
     let mut latency = 0;
     let mut pos = 0;
     let mut infos = Vec::with_capacity(cells.len());
-    let mut periods = Vec::with_capacity(cells.len());
     for (cell, &busy) in cells.iter().zip(&busy) {
         if cell.first > pos {
             latency += ctx.segment(&mut top, &mut avail, &mut valid, pos, cell.first)?;
@@ -317,7 +318,6 @@ pub(super) fn build_reused(
         let period = ctx.cell_loop(&mut top, cell, &mut avail, &mut valid)?;
         occupancy(&mut top, accept, busy, cell.steps as u32, period);
         latency += cell.steps as u32 * period;
-        periods.push((cell.steps as u32, period));
         infos.push(CellInfo {
             first_layer: model.layers[cell.first].name.clone(),
             last_layer: model.layers[cell.first + cell.len - 1].name.clone(),
@@ -344,7 +344,7 @@ pub(super) fn build_reused(
         name: options.module_name(&model.name)?,
         net: top,
         latency,
-        ii: interval(&periods),
+        ii: interval(&infos),
         inputs,
         outputs,
         options: options.clone(),
@@ -355,13 +355,18 @@ pub(super) fn build_reused(
 /// The shortest fixed interval at which events never collide in any loop:
 /// sequences `q x ii` cycles apart meet at a loop's entry when that is a
 /// multiple `m x P` for a step `m` in `1..T`.
-fn interval(loops: &[(u32, u32)]) -> u32 {
-    let start = loops.iter().map(|l| l.0).max().unwrap_or(1).max(1);
+fn interval(loops: &[CellInfo]) -> u32 {
+    let start = loops
+        .iter()
+        .map(|l| l.steps as u32)
+        .max()
+        .unwrap_or(1)
+        .max(1);
     (start..)
         .find(|&ii| {
             loops
                 .iter()
-                .all(|&(t, p)| (1..t).all(|m| (m * p) % ii != 0))
+                .all(|l| (1..l.steps as u32).all(|m| (m * l.period_cycles) % ii != 0))
         })
         .expect("an interval above every loop's T x P exists")
 }
@@ -438,10 +443,8 @@ impl Ctx<'_> {
         let ranges: Vec<(i128, i128)> = flat_in.iter().map(|&v| top.range(v)).collect();
         let ins = segment_inputs(&mut b.net, top, &flat_in, &ranges);
         let mut t: Vec<Vec<NodeId>> = vec![vec![]; model.tensors()];
-        let mut at = 0;
-        for (&k, v) in keys.iter().zip(&flat) {
-            t[k] = ins[at..at + v.len()].to_vec();
-            at += v.len();
+        for (&k, v) in keys.iter().zip(split(&ins, flat.iter().map(Vec::len))) {
+            t[k] = v;
         }
         for li in from..to {
             let y = lower::layer(&mut b, model, li, &t)?;
@@ -461,13 +464,11 @@ impl Ctx<'_> {
         }
         let (pseg, lat) = pipeline(&b.net, self.budget, &Delays::default());
         let (vals, v) = top.embed(&pseg, &flat_in, *valid);
-        avail.clear();
-        let mut at = 0;
-        for k in outs {
-            let n = t[k].len();
-            avail.insert(k, vals[at..at + n].to_vec());
-            at += n;
-        }
+        *avail = outs
+            .iter()
+            .copied()
+            .zip(split(&vals, outs.iter().map(|&k| t[k].len())))
+            .collect();
         *valid = v;
         Ok(lat)
     }
@@ -575,12 +576,8 @@ impl Ctx<'_> {
         let mut b = Builder::new(self.strategy);
         let ins = segment_inputs(&mut b.net, top, &ports, &ranges);
         let step = ins[0];
-        let mut groups: Vec<Vec<NodeId>> = Vec::with_capacity(rides.len());
-        let mut at = 1;
-        for ride in &rides {
-            groups.push(ins[at..at + ride.entry.len()].to_vec());
-            at += ride.entry.len();
-        }
+        let lens = || rides.iter().map(|r| r.entry.len());
+        let groups = split(&ins[1..], lens());
         let (n_before, n_carried) = (before.len(), carried.len());
         let port_of: HashMap<TensorId, usize> =
             before.iter().enumerate().map(|(i, &t)| (t, i)).collect();
@@ -679,7 +676,7 @@ impl Ctx<'_> {
         let (mut back, mut back_valid) = top.embed(&pseg, &ports, valid_reg);
         // Pad the loop to a period coprime with the number of steps.
         let mut period = 1 + d;
-        while gcd(period, cell.steps as u32) != 1 {
+        while period.gcd(&(cell.steps as u32)) != 1 {
             for v in back.iter_mut() {
                 *v = top.reg(*v, false);
             }
@@ -713,38 +710,35 @@ impl Ctx<'_> {
             }
         }
 
-        // After the run: the carried tensors, the captures and the last states.
-        let mut at = 1 + before.iter().map(|&x| model.tensor_len(x)).sum::<usize>();
+        // After the run: the carried tensors, the last states and the
+        // captures, each ride's values as they come round the last time.
+        let out = split(&back[1..], lens());
+        let mut out = out.into_iter().skip(n_before);
         avail.clear();
-        for &x in &carried {
-            let n = model.tensor_len(x);
-            avail.insert(x, back[at..at + n].to_vec());
-            at += n;
+        for (&x, v) in carried.iter().zip(out.by_ref()) {
+            avail.insert(x, v);
         }
-        for s in &cell.states {
-            let n = model.tensor_len(s.init);
+        for (s, v) in cell.states.iter().zip(out.by_ref()) {
             let x = model.layer_tensor(block(last, s.from));
             if self.needed(x, cell.end()) {
-                avail.insert(x, back[at..at + n].to_vec());
+                avail.insert(x, v);
             }
-            at += n;
         }
-        for &(k, j) in &captured {
-            let x = model.layer_tensor(block(k, j));
-            let n = model.tensor_len(x);
-            avail.insert(x, back[at..at + n].to_vec());
-            at += n;
+        for (&(k, j), v) in captured.iter().zip(out) {
+            avail.insert(model.layer_tensor(block(k, j)), v);
         }
-        debug_assert_eq!(at, back.len());
         *valid = done;
         Ok(period)
     }
 }
 
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
+/// `flat` cut into consecutive pieces of the given lengths.
+fn split(flat: &[NodeId], lens: impl IntoIterator<Item = usize>) -> Vec<Vec<NodeId>> {
+    let mut at = 0;
+    lens.into_iter()
+        .map(|n| {
+            at += n;
+            flat[at - n..at].to_vec()
+        })
+        .collect()
 }

@@ -16,6 +16,16 @@ fn hex_const(v: i128, width: u32) -> String {
     format!("{width}'sh{bits:x}")
 }
 
+/// Verilog text of the low `width` bits of the `from`-bit signed wire
+/// `src` (sign-extended when it is narrower), as an unsigned vector.
+fn low_bits_of(src: &str, from: u32, width: u32) -> String {
+    if width <= from {
+        format!("{src}[{}:0]", width - 1)
+    } else {
+        format!("{{{{{}{{{src}[{}]}}}}, {src}}}", width - from, from - 1)
+    }
+}
+
 impl Netlist {
     /// Verilog text of the low `width` bits of node `a` (sign-extended when
     /// `a` is narrower), as an unsigned vector.
@@ -27,11 +37,7 @@ impl Netlist {
             }
             return format!("{{{}'b0, n{a}}}", width - 1);
         }
-        if width <= wa {
-            format!("n{a}[{}:0]", width - 1)
-        } else {
-            format!("{{{{{}{{n{a}[{}]}}}}, n{a}}}", width - wa, wa - 1)
-        }
+        low_bits_of(&format!("n{a}"), wa, width)
     }
 
     /// Node `a` as a `w`-bit signed wire: its own, or one declared (once)
@@ -50,14 +56,8 @@ impl Netlist {
         }
         let name = format!("n{a}_{w}");
         if made.insert((a, w)) {
-            let expr = if boolean {
-                format!("$signed({{{}'b0, n{a}}})", w - 1)
-            } else if wa < w {
-                format!("$signed({{{{{}{{n{a}[{}]}}}}, n{a}}})", w - wa, wa - 1)
-            } else {
-                format!("$signed(n{a}[{}:0])", w - 1)
-            };
-            let _ = writeln!(s, "  wire signed [{}:0] {name} = {expr};", w - 1);
+            let low = self.low_bits(a, w);
+            let _ = writeln!(s, "  wire signed [{}:0] {name} = $signed({low});", w - 1);
         }
         name
     }
@@ -127,14 +127,7 @@ impl Netlist {
                         raw
                     } else {
                         let _ = writeln!(s, "  wire signed [{}:0] n{i}_w = {raw};", nat - 1);
-                        match nat.cmp(&w) {
-                            std::cmp::Ordering::Less => format!(
-                                "$signed({{{{{}{{n{i}_w[{}]}}}}, n{i}_w}})",
-                                w - nat,
-                                nat - 1
-                            ),
-                            _ => format!("$signed(n{i}_w[{}:0])", w - 1),
-                        }
+                        format!("$signed({})", low_bits_of(&format!("n{i}_w"), nat, w))
                     }
                 }
                 Op::MulConst(a, c) => format!("({} * {})", fit(&mut s, *a, w), hex_const(*c, w)),
