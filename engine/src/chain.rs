@@ -142,10 +142,7 @@ impl Chain {
     }
 
     fn simd(&self) -> bool {
-        matches!(
-            self.layers[0].k.isa,
-            crate::isa::Isa::Avx512 | crate::isa::Isa::Avx512Vnni
-        )
+        self.layers[0].k.isa != crate::isa::Isa::Scalar
     }
 
     /// One event: `x` the chain's input tensor, `y` its output tensor.
@@ -155,7 +152,7 @@ impl Chain {
         self.layers[0].k.pack(x, cur);
         #[cfg(target_arch = "x86_64")]
         if self.simd() {
-            // SAFETY: AVX-512 was checked available when the plan was built;
+            // SAFETY: the ISA was checked available when the plan was built;
             // buffers are sized by `scratch()` (whole 16-lane blocks).
             unsafe { x86::run::<1, 8>(self, cur, nxt, dot) };
             // The scalar tail: for one event its latency beats the lane
@@ -206,7 +203,14 @@ impl Chain {
             // SAFETY: as in `run`, for MULTI events at strides s and ds.
             unsafe {
                 x86::run::<MULTI, 1>(self, cur, nxt, dot);
-                x86::finish_multi(&self.tail, dot, ds, n, y, ys, y_len);
+                if self.layers[0].k.isa == crate::isa::Isa::Avx2 {
+                    for e in 0..MULTI {
+                        let d = &dot[e * ds..e * ds + n];
+                        finish(&self.tail, d, &mut y[e * ys..e * ys + y_len]);
+                    }
+                } else {
+                    x86::finish_multi(&self.tail, dot, ds, n, y, ys, y_len);
+                }
             }
             return;
         }
@@ -229,12 +233,13 @@ impl Chain {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! The whole chain on AVX-512: for each 16-output block, the dot product
+    //! The whole chain in vector registers (AVX-512, or AVX2 with
+    //! [`Y2`]'s register pairs): for each 16-output block, the dot product
     //! (one weight load feeding `E` events, `J` partial accumulators), then
-    //! the epilogue on the accumulator register and a narrowing store into
+    //! the epilogue on the accumulator registers and a narrowing store into
     //! the next layer's packed input.
     use super::{Chain, Stage, Tail, MAX_LANES_N, MULTI};
-    use crate::dense::x86::{blocks, Sink, DPBUSD, DPWSSD, MADD};
+    use crate::dense::x86::{blocks, count, Lanes, Sink, Y2};
     use crate::dense::Operand;
     use crate::epi::{Op, Program};
     use crate::isa::Isa;
@@ -242,20 +247,10 @@ mod x86 {
     use quantize::qmodel::Table;
     use std::arch::x86_64::*;
 
-    #[inline(always)]
-    unsafe fn set1(v: i32) -> __m512i {
-        _mm512_set1_epi32(v)
-    }
-
-    #[inline(always)]
-    unsafe fn count(k: u32) -> __m128i {
-        _mm_cvtsi32_si128(k as i32)
-    }
-
     /// [`Program::apply`] on block `b` of `E` events, each op's constants
     /// loaded once for all events.
     #[inline(always)]
-    unsafe fn run_prog<const E: usize>(p: &Program, b: usize, v: &mut [__m512i; E]) {
+    unsafe fn run_prog<V: Lanes, const E: usize>(p: &Program, b: usize, v: &mut [V; E]) {
         macro_rules! each {
             (|$x:ident| $e:expr) => {
                 for $x in v.iter_mut() {
@@ -266,48 +261,38 @@ mod x86 {
                 }
             };
         }
+        let bias = || V::load(p.bias.as_ptr().add(b * 16));
         if let Some((k, lo, hi)) = p.shape {
-            let bias = _mm512_loadu_si512(p.bias.as_ptr().add(b * 16) as *const _);
-            let (lo, hi) = (set1(lo), set1(hi));
-            each!(|x| _mm512_min_epi32(
-                _mm512_max_epi32(_mm512_sra_epi32(_mm512_add_epi32(x, bias), count(k)), lo),
-                hi
-            ));
+            let (bias, lo, hi) = (bias(), V::splat(lo), V::splat(hi));
+            each!(|x| x.add(bias).sra(k).max(lo).min(hi));
             return;
         }
         for op in &p.ops {
             match *op {
-                Op::Shl(k) => each!(|x| _mm512_sll_epi32(x, count(k))),
+                Op::Shl(k) => each!(|x| x.shl(k)),
                 Op::AddBias => {
-                    let bias = _mm512_loadu_si512(p.bias.as_ptr().add(b * 16) as *const _);
-                    each!(|x| _mm512_add_epi32(x, bias))
+                    let bias = bias();
+                    each!(|x| x.add(bias))
                 }
-                Op::Add(c) => each!(|x| _mm512_add_epi32(x, set1(c))),
-                Op::RoundTerms { neg, conv, kr } => each!(|x| _mm512_add_epi32(
-                    x,
-                    _mm512_add_epi32(
-                        _mm512_and_si512(_mm512_srai_epi32::<31>(x), set1(neg)),
-                        _mm512_and_si512(_mm512_sra_epi32(x, count(kr)), set1(conv)),
-                    )
+                Op::Add(c) => each!(|x| x.add(V::splat(c))),
+                Op::RoundTerms { neg, conv, kr } => each!(|x| x.add(
+                    x.sign()
+                        .and(V::splat(neg))
+                        .add(x.sra(kr).and(V::splat(conv)))
                 )),
-                Op::Sra(k) => each!(|x| _mm512_sra_epi32(x, count(k))),
-                Op::Max(c) => each!(|x| _mm512_max_epi32(x, set1(c))),
-                Op::Min(c) => each!(|x| _mm512_min_epi32(x, set1(c))),
+                Op::Sra(k) => each!(|x| x.sra(k)),
+                Op::Max(c) => each!(|x| x.max(V::splat(c))),
+                Op::Min(c) => each!(|x| x.min(V::splat(c))),
                 Op::Wrap { shift, signed } => each!(|x| {
-                    let t = _mm512_sll_epi32(x, count(shift));
+                    let t = x.shl(shift);
                     if signed {
-                        _mm512_sra_epi32(t, count(shift))
+                        t.sra(shift)
                     } else {
-                        _mm512_srl_epi32(t, count(shift))
+                        t.srl(shift)
                     }
                 }),
-                Op::SatZero { lo, hi } => each!(|x| _mm512_maskz_mov_epi32(
-                    !(_mm512_cmpgt_epi32_mask(x, set1(hi)) | _mm512_cmplt_epi32_mask(x, set1(lo))),
-                    x
-                )),
-                Op::Thresh(th) => {
-                    each!(|x| _mm512_maskz_mov_epi32(_mm512_cmpgt_epi32_mask(x, set1(th)), x))
-                }
+                Op::SatZero { lo, hi } => each!(|x| x.zero_outside(lo, hi)),
+                Op::Thresh(th) => each!(|x| x.keep_above(th)),
             }
         }
     }
@@ -355,29 +340,28 @@ mod x86 {
         off: i32,
     }
 
-    impl Sink for Epilogue<'_> {
+    impl<V: Lanes> Sink<V> for Epilogue<'_> {
         #[inline(always)]
-        unsafe fn put<const E: usize>(&mut self, b: usize, mut s: [__m512i; E]) {
+        unsafe fn put<const E: usize>(&mut self, b: usize, mut s: [V; E]) {
             run_prog(&self.l.prog, b, &mut s);
-            let off = set1(self.off);
+            let off = V::splat(self.off);
             for (e, &v) in s.iter().enumerate() {
                 let o = self.out.add(e * self.os);
-                let v = if self.off != 0 {
-                    _mm512_add_epi32(v, off)
-                } else {
-                    v
-                };
+                let v = if self.off != 0 { v.add(off) } else { v };
                 match self.kind {
-                    0 => _mm512_storeu_si512(o.add(b * 64) as *mut _, v),
-                    1 => _mm256_storeu_si256(o.add(b * 32) as *mut _, _mm512_cvtepi32_epi16(v)),
-                    _ => _mm_storeu_si128(o.add(b * 16) as *mut _, _mm512_cvtepi32_epi8(v)),
+                    0 => v.store(o.add(b * 64) as *mut i32),
+                    1 => v.store_i16(o.add(b * 32)),
+                    _ => v.store_u8(o.add(b * 16)),
                 }
             }
         }
     }
 
+    /// The chain on `G` groups of `E` events (event `e`'s packed input at
+    /// `cur[e * stride..]`): layer by layer, each layer's weights read once
+    /// per group.
     #[inline(always)]
-    unsafe fn run_impl<'a, const E: usize, const J: usize>(
+    unsafe fn run_impl<'a, V: Lanes, const G: usize, const E: usize, const J: usize>(
         c: &Chain,
         mut cur: &'a mut [u16],
         mut nxt: &'a mut [u16],
@@ -386,7 +370,6 @@ mod x86 {
         let (xs, ds) = (c.stride * 2, c.dstride * 4);
         let last = c.layers.len() - 1;
         for (i, l) in c.layers.iter().enumerate() {
-            let k = &l.k;
             let x = cur.as_ptr() as *const u8;
             let (o, os, kind, off) = if i == last {
                 (dot.as_mut_ptr() as *mut u8, ds, 0, 0)
@@ -395,17 +378,15 @@ mod x86 {
                 let kind = if nk.operand == Operand::U8 { 2 } else { 1 };
                 (nxt.as_mut_ptr() as *mut u8, xs, kind, nk.offset() as i32)
             };
-            let ep = &mut Epilogue {
-                l,
-                out: o,
-                os,
-                kind,
-                off,
-            };
-            match (k.operand, k.isa) {
-                (Operand::U8, _) => blocks::<E, J, DPBUSD>(k, x, xs, ep),
-                (_, Isa::Avx512Vnni) => blocks::<E, J, DPWSSD>(k, x, xs, ep),
-                _ => blocks::<E, J, MADD>(k, x, xs, ep),
+            for g in 0..G {
+                let ep = &mut Epilogue {
+                    l,
+                    out: o.add(g * E * os),
+                    os,
+                    kind,
+                    off,
+                };
+                blocks::<V, E, J>(&l.k, x.add(g * E * xs), xs, ep);
             }
             if i != last {
                 std::mem::swap(&mut cur, &mut nxt);
@@ -420,7 +401,7 @@ mod x86 {
         nxt: &mut [u16],
         dot: &mut [i32],
     ) {
-        run_impl::<E, J>(c, cur, nxt, dot)
+        run_impl::<__m512i, 1, E, J>(c, cur, nxt, dot)
     }
 
     #[target_feature(enable = "avx512f,avx512bw")]
@@ -430,23 +411,42 @@ mod x86 {
         nxt: &mut [u16],
         dot: &mut [i32],
     ) {
-        run_impl::<E, J>(c, cur, nxt, dot)
+        run_impl::<__m512i, 1, E, J>(c, cur, nxt, dot)
     }
 
-    /// `E` events; packed inputs at `cur[e * stride..]`, the last layer's
-    /// i32 outputs at `dot[e * dstride..]`.
+    /// AVX2: at most four events per group (eight accumulator registers
+    /// of sixteen), with four partial sums for a single event.
+    #[target_feature(enable = "avx2")]
+    unsafe fn run_avx2<const E: usize>(
+        c: &Chain,
+        cur: &mut [u16],
+        nxt: &mut [u16],
+        dot: &mut [i32],
+    ) {
+        if E == 1 {
+            run_impl::<Y2, 1, 1, 4>(c, cur, nxt, dot)
+        } else {
+            const _: () = assert!(MULTI.is_multiple_of(4));
+            run_impl::<Y2, { MULTI / 4 }, 4, 1>(c, cur, nxt, dot)
+        }
+    }
+
+    /// `E` events (1 or [`MULTI`]); packed inputs at `cur[e * stride..]`,
+    /// the last layer's i32 outputs at `dot[e * dstride..]`.
     pub(super) unsafe fn run<const E: usize, const J: usize>(
         c: &Chain,
         cur: &mut [u16],
         nxt: &mut [u16],
         dot: &mut [i32],
     ) {
+        assert!(E == 1 || E == MULTI);
         assert!(cur.len() >= E * c.stride && nxt.len() >= E * c.stride);
         assert!(dot.len() >= E * c.dstride);
-        if c.layers[0].k.isa == Isa::Avx512Vnni {
-            run_vnni::<E, J>(c, cur, nxt, dot)
-        } else {
-            run_avx512::<E, J>(c, cur, nxt, dot)
+        match c.layers[0].k.isa {
+            Isa::Avx512Vnni => run_vnni::<E, J>(c, cur, nxt, dot),
+            Isa::Avx512 => run_avx512::<E, J>(c, cur, nxt, dot),
+            Isa::Avx2 => run_avx2::<E>(c, cur, nxt, dot),
+            Isa::Scalar => unreachable!("the scalar chain has no vector kernels"),
         }
     }
 

@@ -8,9 +8,12 @@
 //! however partial sums wrap, the final i32 is the exact dot product.
 //!
 //! Operands must be exact in their lanes: i16 x i16 (weights and inputs fit
-//! i16 after an input offset), or u8 x i8 for VNNI `vpdpbusd` (inputs shifted
-//! by `off` into 0..=255, weights fit i8). The offset is undone by starting
-//! each accumulator at `-off * sum_i w[o][i]` (mod 2^32).
+//! i16 after an input offset), or u8 x i8 (inputs shifted by `off` into
+//! 0..=255, weights fit i8) for VNNI `vpdpbusd`, and for AVX2 `vpmaddubsw`
+//! where no pair of adjacent products can reach its i16 saturation
+//! (checked per row from the weights and the input span; otherwise the
+//! layer runs i16 x i16). The offset is undone by starting each accumulator
+//! at `-off * sum_i w[o][i]` (mod 2^32).
 //!
 //! Weight layout, packed once: blocks of 16 outputs; within a block, for each
 //! pair (i16) or quad (u8) of inputs, 16 lanes of 2 or 4 weights (64 bytes),
@@ -48,6 +51,20 @@ pub struct PackedDense {
 #[repr(C, align(64))]
 pub(crate) struct Line(pub [u8; 64]);
 
+/// Whether `vpmaddubsw` is exact on these weights: for inputs in
+/// `0..=span` (u8 lanes), each adjacent pair of products `x0 * w0 + x1 * w1`
+/// of a row (the pairs the instruction adds, inputs `2k` and `2k + 1`) lies
+/// in i16 for every input, so that its saturation never acts.
+fn pairs_fit_i16(weights: &[i64], n_in: usize, span: i64) -> bool {
+    weights.chunks(n_in.max(1)).all(|row| {
+        row.chunks(2).all(|p| {
+            let pos: i64 = p.iter().map(|&w| w.max(0)).sum();
+            let neg: i64 = p.iter().map(|&w| w.min(0)).sum();
+            span * pos <= i16::MAX as i64 && span * neg >= i16::MIN as i64
+        })
+    })
+}
+
 /// Bytes of packed-input scratch a kernel needs.
 pub fn xpack_len(n_in: usize) -> usize {
     (n_in + 4) * 2
@@ -71,7 +88,11 @@ impl PackedDense {
         let span = xhi as i128 - xlo as i128;
         let (operand, off) = if isa == Isa::Scalar {
             (Operand::I32, 0)
-        } else if isa == Isa::Avx512Vnni && fits(wmin, wmax, -128, 127) && span <= 255 {
+        } else if fits(wmin, wmax, -128, 127)
+            && span <= 255
+            && (isa == Isa::Avx512Vnni
+                || (isa == Isa::Avx2 && pairs_fit_i16(weights, n_in, span as i64)))
+        {
             (Operand::U8, -xlo)
         } else if fits(wmin, wmax, -32768, 32767) && span <= 65535 {
             let off = if fits(xlo, xhi, -32768, 32767) {
@@ -219,7 +240,7 @@ impl PackedDense {
                 }
                 (_, Isa::Avx512Vnni) => x86::vnni::<1, 4>(self, x, 0, d, 0),
                 (_, Isa::Avx512) => x86::avx512::<1, 4>(self, x, 0, d, 0),
-                (_, Isa::Avx2) => x86::i16_avx2(self, x, d),
+                (_, Isa::Avx2) => x86::avx2::<1, 4>(self, x, 0, d, 0),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -239,6 +260,13 @@ impl PackedDense {
             match self.isa {
                 Isa::Avx512Vnni => return x86::vnni::<MULTI, 1>(self, x, xb, d, ds),
                 Isa::Avx512 => return x86::avx512::<MULTI, 1>(self, x, xb, d, ds),
+                Isa::Avx2 => {
+                    // Four events per pass: eight accumulators of the
+                    // sixteen AVX2 registers.
+                    const H: usize = MULTI / 2;
+                    x86::avx2::<H, 1>(self, x, xb, d, ds);
+                    return x86::avx2::<H, 1>(self, x.add(H * xb), xb, d.add(H * ds), ds);
+                }
                 _ => {}
             }
         }
@@ -250,60 +278,306 @@ impl PackedDense {
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
-    //! One AVX-512 dot-product loop ([`blocks`]) serves every multiply
-    //! family, event count and epilogue; AVX2 keeps its own 256-bit loop.
-    use super::{Operand, PackedDense};
+    //! One dot-product loop ([`blocks`]) serves every multiply family,
+    //! event count, epilogue and vector width: its arithmetic goes through
+    //! [`Lanes`], sixteen i32 lanes that are one AVX-512 register or two
+    //! AVX2 registers, so that a 16-output block of packed weights (one
+    //! cache line) means the same on both.
+    use super::{Line, Operand, PackedDense};
+    use crate::isa::Isa;
     use std::arch::x86_64::*;
 
     /// The multiply-accumulate of [`blocks`]: `vpdpwssd` (i16 x i16, VNNI),
-    /// `vpdpbusd` (u8 x i8, VNNI) or `vpmaddwd` + `vpaddd` (AVX-512 BW).
+    /// `vpdpbusd` (u8 x i8, VNNI), `vpmaddwd` + `vpaddd` (AVX-512 BW, AVX2)
+    /// or `vpmaddubsw` + `vpmaddwd` + `vpaddd` (u8 x i8 on AVX2, where the
+    /// plan proved that no pair of products saturates i16).
     pub(crate) const DPWSSD: u8 = 0;
     pub(crate) const DPBUSD: u8 = 1;
     pub(crate) const MADD: u8 = 2;
+    pub(crate) const UBSW: u8 = 3;
 
     #[inline(always)]
-    pub(crate) unsafe fn mac<const OP: u8>(a: __m512i, x: __m512i, w: __m512i) -> __m512i {
-        match OP {
-            DPWSSD => _mm512_dpwssd_epi32(a, x, w),
-            DPBUSD => _mm512_dpbusd_epi32(a, x, w),
-            _ => _mm512_add_epi32(a, _mm512_madd_epi16(x, w)),
+    pub(crate) unsafe fn count(k: u32) -> __m128i {
+        _mm_cvtsi32_si128(k as i32)
+    }
+
+    /// Sixteen i32 lanes and the lane operations the kernels and their
+    /// epilogues use. Methods are `inline(always)` so that they take the
+    /// `target_feature` of the function they are inlined into.
+    pub(crate) trait Lanes: Copy {
+        /// A broadcast input group (a pair of i16 or a quad of u8).
+        type B: Copy;
+        unsafe fn zero() -> Self;
+        unsafe fn splat(v: i32) -> Self;
+        unsafe fn load(p: *const i32) -> Self;
+        unsafe fn store(self, p: *mut i32);
+        /// The lanes narrowed to i16 (values in range), 32 bytes at `p`.
+        unsafe fn store_i16(self, p: *mut u8);
+        /// The lanes narrowed to u8 (values in 0..=255), 16 bytes at `p`.
+        unsafe fn store_u8(self, p: *mut u8);
+        unsafe fn add(self, o: Self) -> Self;
+        unsafe fn and(self, o: Self) -> Self;
+        unsafe fn shl(self, k: u32) -> Self;
+        unsafe fn sra(self, k: u32) -> Self;
+        unsafe fn srl(self, k: u32) -> Self;
+        unsafe fn max(self, o: Self) -> Self;
+        unsafe fn min(self, o: Self) -> Self;
+        /// `v >> 31`: all ones where negative.
+        unsafe fn sign(self) -> Self;
+        /// 0 outside `[lo, hi]`.
+        unsafe fn zero_outside(self, lo: i32, hi: i32) -> Self;
+        /// `v` where `v > th`, else 0.
+        unsafe fn keep_above(self, th: i32) -> Self;
+        unsafe fn bcast(p: *const u8) -> Self::B;
+        /// One cache line of packed weights.
+        unsafe fn weights(p: *const Line) -> Self;
+        /// `self + x * w` by the multiply family `OP`.
+        unsafe fn mac<const OP: u8>(self, x: Self::B, w: Self) -> Self;
+    }
+
+    impl Lanes for __m512i {
+        type B = __m512i;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            _mm512_setzero_si512()
+        }
+        #[inline(always)]
+        unsafe fn splat(v: i32) -> Self {
+            _mm512_set1_epi32(v)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const i32) -> Self {
+            _mm512_loadu_si512(p as *const _)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut i32) {
+            _mm512_storeu_si512(p as *mut _, self)
+        }
+        #[inline(always)]
+        unsafe fn store_i16(self, p: *mut u8) {
+            _mm256_storeu_si256(p as *mut _, _mm512_cvtepi32_epi16(self))
+        }
+        #[inline(always)]
+        unsafe fn store_u8(self, p: *mut u8) {
+            _mm_storeu_si128(p as *mut _, _mm512_cvtepi32_epi8(self))
+        }
+        #[inline(always)]
+        unsafe fn add(self, o: Self) -> Self {
+            _mm512_add_epi32(self, o)
+        }
+        #[inline(always)]
+        unsafe fn and(self, o: Self) -> Self {
+            _mm512_and_si512(self, o)
+        }
+        #[inline(always)]
+        unsafe fn shl(self, k: u32) -> Self {
+            _mm512_sll_epi32(self, count(k))
+        }
+        #[inline(always)]
+        unsafe fn sra(self, k: u32) -> Self {
+            _mm512_sra_epi32(self, count(k))
+        }
+        #[inline(always)]
+        unsafe fn srl(self, k: u32) -> Self {
+            _mm512_srl_epi32(self, count(k))
+        }
+        #[inline(always)]
+        unsafe fn max(self, o: Self) -> Self {
+            _mm512_max_epi32(self, o)
+        }
+        #[inline(always)]
+        unsafe fn min(self, o: Self) -> Self {
+            _mm512_min_epi32(self, o)
+        }
+        #[inline(always)]
+        unsafe fn sign(self) -> Self {
+            _mm512_srai_epi32::<31>(self)
+        }
+        #[inline(always)]
+        unsafe fn zero_outside(self, lo: i32, hi: i32) -> Self {
+            let out = _mm512_cmpgt_epi32_mask(self, Self::splat(hi))
+                | _mm512_cmplt_epi32_mask(self, Self::splat(lo));
+            _mm512_maskz_mov_epi32(!out, self)
+        }
+        #[inline(always)]
+        unsafe fn keep_above(self, th: i32) -> Self {
+            _mm512_maskz_mov_epi32(_mm512_cmpgt_epi32_mask(self, Self::splat(th)), self)
+        }
+        #[inline(always)]
+        unsafe fn bcast(p: *const u8) -> __m512i {
+            _mm512_set1_epi32(std::ptr::read_unaligned(p as *const i32))
+        }
+        #[inline(always)]
+        unsafe fn weights(p: *const Line) -> Self {
+            _mm512_load_si512(p as *const _)
+        }
+        #[inline(always)]
+        unsafe fn mac<const OP: u8>(self, x: __m512i, w: Self) -> Self {
+            match OP {
+                DPWSSD => _mm512_dpwssd_epi32(self, x, w),
+                DPBUSD => _mm512_dpbusd_epi32(self, x, w),
+                UBSW => _mm512_add_epi32(
+                    self,
+                    _mm512_madd_epi16(_mm512_maddubs_epi16(x, w), _mm512_set1_epi16(1)),
+                ),
+                _ => _mm512_add_epi32(self, _mm512_madd_epi16(x, w)),
+            }
         }
     }
 
-    #[inline(always)]
-    unsafe fn bcast(p: *const u8) -> __m512i {
-        _mm512_set1_epi32(std::ptr::read_unaligned(p as *const i32))
+    /// Sixteen i32 lanes in two AVX2 registers (lanes 0..8, 8..16).
+    #[derive(Clone, Copy)]
+    pub(crate) struct Y2(__m256i, __m256i);
+
+    impl Y2 {
+        #[inline(always)]
+        unsafe fn map(self, f: impl Fn(__m256i) -> __m256i) -> Y2 {
+            Y2(f(self.0), f(self.1))
+        }
+        #[inline(always)]
+        unsafe fn zip(self, o: Y2, f: impl Fn(__m256i, __m256i) -> __m256i) -> Y2 {
+            Y2(f(self.0, o.0), f(self.1, o.1))
+        }
+        /// The 16 lanes as i16 in order (`vpackssdw` works per 128-bit
+        /// half, the permute puts the halves back in order).
+        #[inline(always)]
+        unsafe fn packs(self) -> __m256i {
+            _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(self.0, self.1))
+        }
+    }
+
+    impl Lanes for Y2 {
+        type B = __m256i;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Y2(_mm256_setzero_si256(), _mm256_setzero_si256())
+        }
+        #[inline(always)]
+        unsafe fn splat(v: i32) -> Self {
+            let x = _mm256_set1_epi32(v);
+            Y2(x, x)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const i32) -> Self {
+            Y2(
+                _mm256_loadu_si256(p as *const _),
+                _mm256_loadu_si256(p.add(8) as *const _),
+            )
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut i32) {
+            _mm256_storeu_si256(p as *mut _, self.0);
+            _mm256_storeu_si256(p.add(8) as *mut _, self.1);
+        }
+        #[inline(always)]
+        unsafe fn store_i16(self, p: *mut u8) {
+            // Saturating packs: exact, the values are in range.
+            _mm256_storeu_si256(p as *mut _, self.packs())
+        }
+        #[inline(always)]
+        unsafe fn store_u8(self, p: *mut u8) {
+            let w = self.packs();
+            let b = _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256::<1>(w));
+            _mm_storeu_si128(p as *mut _, b)
+        }
+        #[inline(always)]
+        unsafe fn add(self, o: Self) -> Self {
+            self.zip(o, |a, b| _mm256_add_epi32(a, b))
+        }
+        #[inline(always)]
+        unsafe fn and(self, o: Self) -> Self {
+            self.zip(o, |a, b| _mm256_and_si256(a, b))
+        }
+        #[inline(always)]
+        unsafe fn shl(self, k: u32) -> Self {
+            self.map(|a| _mm256_sll_epi32(a, count(k)))
+        }
+        #[inline(always)]
+        unsafe fn sra(self, k: u32) -> Self {
+            self.map(|a| _mm256_sra_epi32(a, count(k)))
+        }
+        #[inline(always)]
+        unsafe fn srl(self, k: u32) -> Self {
+            self.map(|a| _mm256_srl_epi32(a, count(k)))
+        }
+        #[inline(always)]
+        unsafe fn max(self, o: Self) -> Self {
+            self.zip(o, |a, b| _mm256_max_epi32(a, b))
+        }
+        #[inline(always)]
+        unsafe fn min(self, o: Self) -> Self {
+            self.zip(o, |a, b| _mm256_min_epi32(a, b))
+        }
+        #[inline(always)]
+        unsafe fn sign(self) -> Self {
+            self.map(|a| _mm256_srai_epi32::<31>(a))
+        }
+        #[inline(always)]
+        unsafe fn zero_outside(self, lo: i32, hi: i32) -> Self {
+            let (lo, hi) = (_mm256_set1_epi32(lo), _mm256_set1_epi32(hi));
+            self.map(|a| {
+                let out = _mm256_or_si256(_mm256_cmpgt_epi32(a, hi), _mm256_cmpgt_epi32(lo, a));
+                _mm256_andnot_si256(out, a)
+            })
+        }
+        #[inline(always)]
+        unsafe fn keep_above(self, th: i32) -> Self {
+            let th = _mm256_set1_epi32(th);
+            self.map(|a| _mm256_and_si256(_mm256_cmpgt_epi32(a, th), a))
+        }
+        #[inline(always)]
+        unsafe fn bcast(p: *const u8) -> __m256i {
+            _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32))
+        }
+        #[inline(always)]
+        unsafe fn weights(p: *const Line) -> Self {
+            let p = p as *const __m256i;
+            Y2(_mm256_load_si256(p), _mm256_load_si256(p.add(1)))
+        }
+        #[inline(always)]
+        unsafe fn mac<const OP: u8>(self, x: __m256i, w: Self) -> Self {
+            // Only the families PackedDense chooses for Isa::Avx2.
+            debug_assert!(OP == MADD || OP == UBSW);
+            self.zip(w, |a, w| {
+                let p = if OP == UBSW {
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), _mm256_set1_epi16(1))
+                } else {
+                    _mm256_madd_epi16(x, w)
+                };
+                _mm256_add_epi32(a, p)
+            })
+        }
     }
 
     /// What [`blocks`] does with each block's sums. A trait with
     /// `inline(always)` methods rather than a closure: closures are not
-    /// reliably inlined, and out of line their intrinsics lose AVX-512.
-    pub(crate) trait Sink {
-        /// The sums of 16-output block `b`, one register per event: all
+    /// reliably inlined, and out of line their intrinsics lose the ISA.
+    pub(crate) trait Sink<V: Lanes> {
+        /// The sums of 16-output block `b`, one value per event: all
         /// events at once, so that a sink loads its per-block constants once.
-        unsafe fn put<const E: usize>(&mut self, b: usize, s: [__m512i; E]);
+        unsafe fn put<const E: usize>(&mut self, b: usize, s: [V; E]);
     }
 
     /// Stores the sums: event `e`'s block `b` at `dot + e * ds + 16 * b`.
     pub(crate) struct Store(pub *mut i32, pub usize);
 
-    impl Sink for Store {
+    impl<V: Lanes> Sink<V> for Store {
         #[inline(always)]
-        unsafe fn put<const E: usize>(&mut self, b: usize, s: [__m512i; E]) {
+        unsafe fn put<const E: usize>(&mut self, b: usize, s: [V; E]) {
             for (e, &v) in s.iter().enumerate() {
-                _mm512_storeu_si512(self.0.add(e * self.1 + b * 16) as *mut _, v)
+                v.store(self.0.add(e * self.1 + b * 16))
             }
         }
     }
 
     /// The lanewise sum of `J` partial accumulators, as a balanced tree.
     #[inline(always)]
-    unsafe fn sum<const J: usize>(mut a: [__m512i; J]) -> __m512i {
+    unsafe fn sum<V: Lanes, const J: usize>(mut a: [V; J]) -> V {
         let mut n = J;
         while n > 1 {
             let h = n / 2;
             for i in 0..h {
-                a[i] = _mm512_add_epi32(a[i], a[n - 1 - i]);
+                a[i] = a[i].add(a[n - 1 - i]);
             }
             n -= h;
         }
@@ -311,45 +585,45 @@ pub(crate) mod x86 {
     }
 
     /// For each 16-output block: `E` events' dot products (each weight
-    /// vector loaded once for all events, `J` partial accumulators per
-    /// event to shorten the dependency chains), then `sink.put(block, sums)`.
+    /// line loaded once for all events, `J` partial accumulators per event
+    /// to shorten the dependency chains), then `sink.put(block, sums)`.
     /// Event `e`'s packed input is at `x + e * xs` bytes.
     #[inline(always)]
-    pub(crate) unsafe fn blocks<const E: usize, const J: usize, const OP: u8>(
+    unsafe fn blocks_op<V: Lanes, const E: usize, const J: usize, const OP: u8>(
         p: &PackedDense,
         x: *const u8,
         xs: usize,
-        sink: &mut impl Sink,
+        sink: &mut impl Sink<V>,
     ) {
         let g = p.ngroups;
-        let w0 = p.w.as_ptr() as *const __m512i;
+        let w0 = p.w.as_ptr();
         for b in 0..p.nblk {
             let w = w0.add(b * g);
-            let init = _mm512_loadu_si512(p.init.as_ptr().add(b * 16) as *const _);
-            let mut acc = [[_mm512_setzero_si512(); J]; E];
+            let init = V::load(p.init.as_ptr().add(b * 16));
+            let mut acc = [[V::zero(); J]; E];
             for a in acc.iter_mut() {
                 a[0] = init;
             }
             let mut q = 0;
             while q + J <= g {
                 for j in 0..J {
-                    let wv = _mm512_loadu_si512(w.add(q + j) as *const _);
+                    let wv = V::weights(w.add(q + j));
                     for (e, a) in acc.iter_mut().enumerate() {
-                        a[j] = mac::<OP>(a[j], bcast(x.add(e * xs + (q + j) * 4)), wv);
+                        a[j] = a[j].mac::<OP>(V::bcast(x.add(e * xs + (q + j) * 4)), wv);
                     }
                 }
                 q += J;
             }
             while q < g {
-                let wv = _mm512_loadu_si512(w.add(q) as *const _);
+                let wv = V::weights(w.add(q));
                 for (e, a) in acc.iter_mut().enumerate() {
-                    a[0] = mac::<OP>(a[0], bcast(x.add(e * xs + q * 4)), wv);
+                    a[0] = a[0].mac::<OP>(V::bcast(x.add(e * xs + q * 4)), wv);
                 }
                 q += 1;
             }
             // A loop, not `acc.map`: closures may stay out of line, and out
-            // of line their intrinsics lose AVX-512.
-            let mut s = [_mm512_setzero_si512(); E];
+            // of line their intrinsics lose the ISA.
+            let mut s = [V::zero(); E];
             for (d, a) in s.iter_mut().zip(acc) {
                 *d = sum(a);
             }
@@ -357,8 +631,24 @@ pub(crate) mod x86 {
         }
     }
 
-    /// `E` events on AVX-512 VNNI (i16 or u8 operands): packed input `e` at
-    /// `x + e * xs` bytes, its dot products at `dot + e * ds`.
+    /// [`blocks_op`] with the multiply family of the kernel's operands and ISA.
+    #[inline(always)]
+    pub(crate) unsafe fn blocks<V: Lanes, const E: usize, const J: usize>(
+        p: &PackedDense,
+        x: *const u8,
+        xs: usize,
+        sink: &mut impl Sink<V>,
+    ) {
+        match (p.operand, p.isa) {
+            (Operand::U8, Isa::Avx512Vnni) => blocks_op::<V, E, J, DPBUSD>(p, x, xs, sink),
+            (Operand::U8, _) => blocks_op::<V, E, J, UBSW>(p, x, xs, sink),
+            (_, Isa::Avx512Vnni) => blocks_op::<V, E, J, DPWSSD>(p, x, xs, sink),
+            _ => blocks_op::<V, E, J, MADD>(p, x, xs, sink),
+        }
+    }
+
+    /// `E` events on AVX-512 (VNNI or BW, i16 or u8 operands): packed
+    /// input `e` at `x + e * xs` bytes, its dot products at `dot + e * ds`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub unsafe fn vnni<const E: usize, const J: usize>(
         p: &PackedDense,
@@ -367,14 +657,10 @@ pub(crate) mod x86 {
         dot: *mut i32,
         ds: usize,
     ) {
-        if p.operand == Operand::U8 {
-            blocks::<E, J, DPBUSD>(p, x, xs, &mut Store(dot, ds))
-        } else {
-            blocks::<E, J, DPWSSD>(p, x, xs, &mut Store(dot, ds))
-        }
+        blocks::<__m512i, E, J>(p, x, xs, &mut Store(dot, ds))
     }
 
-    /// [`vnni`] for i16 operands on AVX-512 BW.
+    /// [`vnni`] on AVX-512 BW.
     #[target_feature(enable = "avx512f,avx512bw")]
     pub unsafe fn avx512<const E: usize, const J: usize>(
         p: &PackedDense,
@@ -383,38 +669,18 @@ pub(crate) mod x86 {
         dot: *mut i32,
         ds: usize,
     ) {
-        blocks::<E, J, MADD>(p, x, xs, &mut Store(dot, ds))
+        blocks::<__m512i, E, J>(p, x, xs, &mut Store(dot, ds))
     }
 
-    /// One event, i16 operands, on 256-bit vectors (two per 16-output block).
+    /// [`vnni`] on AVX2 (two 256-bit registers per 16-output block).
     #[target_feature(enable = "avx2")]
-    pub unsafe fn i16_avx2(p: &PackedDense, xb: *const u8, dot: *mut i32) {
-        let g = p.ngroups;
-        let bc =
-            |q: usize| _mm256_set1_epi32(std::ptr::read_unaligned(xb.add(q * 4) as *const i32));
-        for b in 0..p.nblk {
-            let w = (p.w.as_ptr() as *const __m256i).add(b * g * 2);
-            let mut l0 = _mm256_loadu_si256(p.init.as_ptr().add(b * 16) as *const _);
-            let mut h0 = _mm256_loadu_si256(p.init.as_ptr().add(b * 16 + 8) as *const _);
-            let (mut l1, mut h1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-            let mac =
-                |a, x, q| _mm256_add_epi32(a, _mm256_madd_epi16(x, _mm256_loadu_si256(w.add(q))));
-            let mut q = 0;
-            while q + 2 <= g {
-                let (x0, x1) = (bc(q), bc(q + 1));
-                l0 = mac(l0, x0, 2 * q);
-                h0 = mac(h0, x0, 2 * q + 1);
-                l1 = mac(l1, x1, 2 * q + 2);
-                h1 = mac(h1, x1, 2 * q + 3);
-                q += 2;
-            }
-            if q < g {
-                let x0 = bc(q);
-                l0 = mac(l0, x0, 2 * q);
-                h0 = mac(h0, x0, 2 * q + 1);
-            }
-            _mm256_storeu_si256(dot.add(b * 16) as *mut _, _mm256_add_epi32(l0, l1));
-            _mm256_storeu_si256(dot.add(b * 16 + 8) as *mut _, _mm256_add_epi32(h0, h1));
-        }
+    pub unsafe fn avx2<const E: usize, const J: usize>(
+        p: &PackedDense,
+        x: *const u8,
+        xs: usize,
+        dot: *mut i32,
+        ds: usize,
+    ) {
+        blocks::<Y2, E, J>(p, x, xs, &mut Store(dot, ds))
     }
 }

@@ -114,6 +114,15 @@ fn fused_jet_tagger() {
                 .any(|k| k.op == "Softmax" && k.kernel == "fused"),
             "{prec}: {kinds:?}"
         );
+        // At 8 bits, AVX2 runs the Dense layers on its u8 x i8 path.
+        if prec.starts_with("fixed<8") && Isa::Avx2.available() {
+            let kinds = Engine::with_isa(&model, Isa::Avx2).unwrap().kernels();
+            let u8s = kinds
+                .iter()
+                .filter(|k| k.kernel.contains("avx2 u8xi8"))
+                .count();
+            assert_eq!(u8s, 3, "{prec}: {kinds:?}");
+        }
     }
 }
 

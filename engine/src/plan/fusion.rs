@@ -35,7 +35,7 @@ fn chain_dense(st: &Step) -> Option<ChainLayer> {
     if !l32(drange.0 << sl) || !l32(drange.1 << sl) {
         return None;
     }
-    // Padded to whole 16-lane blocks for the AVX-512 epilogue.
+    // Padded to whole 16-lane blocks for the vector epilogue.
     let mut bias = vec![0i32; k.dot_len()];
     for (d, &b) in bias.iter_mut().zip(bias_al) {
         *d = i32::try_from(b).ok()?;
