@@ -97,6 +97,57 @@ pub struct Figures {
     pub stream_latency_p99_ns: Option<u64>,
     pub stream_latency_p999_ns: Option<u64>,
     pub stream_latency_max_ns: Option<u64>,
+    /// Engine only: the machine's peak beside each batch run ([`Peak`]).
+    #[serde(skip)]
+    pub peaks: Vec<Peak>,
+}
+
+/// The machine's multiply-accumulate peak on one core for the engine's ISA
+/// (`engine::peak`), measured beside a batch run so that a change of clock
+/// between runs moves both.
+#[derive(Clone, Copy, Debug)]
+pub struct Peak {
+    /// i16 x i16 MACs per second.
+    pub i16: f64,
+    /// u8 x i8 MACs per second, where a layer runs on u8 lanes.
+    pub u8: Option<f64>,
+    /// The batch rate over the peak: events per second times the seconds
+    /// one event's MACs take at the peak of each layer's lanes.
+    pub fraction: f64,
+}
+
+/// [`Peak`] of `engine`'s ISA for a batch rate `rate`: each MAC layer's MACs
+/// at the peak of its lanes (u8 layers at the u8 peak, every other at the
+/// i16 peak). `None` when the CPU lacks the family.
+fn peak_beside(engine: &Engine, rate: f64) -> Option<Peak> {
+    use engine::dense::Operand;
+    let isa = engine.isa();
+    let i16 = engine::peak::macs_per_second(isa, Operand::I16)?;
+    let m = engine.model();
+    let kernels = engine.kernels();
+    let u8s = kernels.iter().any(|k| k.operand == Some(Operand::U8));
+    let u8 = if u8s {
+        Some(engine::peak::macs_per_second(isa, Operand::U8)?)
+    } else {
+        None
+    };
+    let secs: f64 = m
+        .layers
+        .iter()
+        .zip(&kernels)
+        .map(|(l, k)| {
+            let macs = l.op.macs(l.shape.iter().product()) as f64;
+            match (k.operand, u8) {
+                (Some(Operand::U8), Some(p)) => macs / p,
+                _ => macs / i16,
+            }
+        })
+        .sum();
+    Some(Peak {
+        i16,
+        u8,
+        fraction: rate * secs,
+    })
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -115,9 +166,13 @@ pub struct BenchReport {
     pub speedup_batch: Option<f64>,
     pub tract_error: Option<String>,
     /// The machine's own i16 multiply-accumulate peak on one core for the
-    /// engine's ISA (`engine::peak`), MACs per second.
+    /// engine's ISA (`engine::peak`), MACs per second (median over runs).
     pub peak_macs_per_s: Option<f64>,
-    /// The single-core batch rate's MACs per second over that peak.
+    /// The same for u8 x i8, where a layer runs on u8 lanes.
+    pub peak_u8_macs_per_s: Option<f64>,
+    /// The single-core batch rate over the peak of the model's kernels
+    /// ([`Peak::fraction`]), the median over runs, each run against the
+    /// peak measured beside it.
     pub peak_fraction_batch: Option<f64>,
 }
 
@@ -173,6 +228,7 @@ pub fn bench_engine(engine: &Arc<Engine>, o: &BenchOptions) -> Figures {
     let mut out = vec![0i64; ol];
     let mut s = engine.scratch();
     let (mut p50, mut p99, mut thr, mut st) = (vec![], vec![], vec![], vec![]);
+    let mut peaks = vec![];
     let mut last = None;
     for _ in 0..o.runs.max(1) {
         let (a, b) = latency(o.events, POOL, |i| {
@@ -189,7 +245,9 @@ pub fn bench_engine(engine: &Arc<Engine>, o: &BenchOptions) -> Figures {
         for _ in 0..reps {
             engine.infer_batch_with(&mut s, &raw, &mut outs).unwrap();
         }
-        thr.push((reps * POOL) as f64 / t.elapsed().as_secs_f64());
+        let rate = (reps * POOL) as f64 / t.elapsed().as_secs_f64();
+        thr.push(rate);
+        peaks.extend(peak_beside(engine, rate));
         // Streaming, all workers.
         if o.stream_events > 0 {
             let cfg = PipelineConfig {
@@ -234,6 +292,7 @@ pub fn bench_engine(engine: &Arc<Engine>, o: &BenchOptions) -> Figures {
         stream_latency_p99_ns: l.map(|l| l.p99),
         stream_latency_p999_ns: l.map(|l| l.p999),
         stream_latency_max_ns: l.map(|l| l.max),
+        peaks,
     }
 }
 
@@ -315,7 +374,11 @@ pub fn report(engine: Engine, onnx: Option<&Path>, o: &BenchOptions) -> BenchRep
         _ => None,
     };
     let e = bench_engine(&engine, o);
-    let peak = engine::peak::i16_macs_per_second(engine.isa());
+    let pk = &e.peaks;
+    let of = |f: fn(&Peak) -> Option<f64>| {
+        let v: Vec<f64> = pk.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| median(v))
+    };
     let (tract, tract_error) = match tract_r {
         Some(Ok(t)) => (Some(t), None),
         Some(Err(err)) => (None, Some(err)),
@@ -343,8 +406,9 @@ pub fn report(engine: Engine, onnx: Option<&Path>, o: &BenchOptions) -> BenchRep
         speedup_batch: tract
             .as_ref()
             .map(|t| e.batch_events_per_s / t.batch_events_per_s),
-        peak_fraction_batch: peak.map(|p| m.macs() as f64 * e.batch_events_per_s / p),
-        peak_macs_per_s: peak,
+        peak_macs_per_s: of(|p| Some(p.i16)),
+        peak_u8_macs_per_s: of(|p| p.u8),
+        peak_fraction_batch: of(|p| Some(p.fraction)),
         engine: e,
         tract,
         tract_error,
@@ -417,8 +481,11 @@ pub fn format_report(r: &BenchReport) -> String {
         );
     }
     if let (Some(p), Some(f)) = (r.peak_macs_per_s, r.peak_fraction_batch) {
+        let u8 = r.peak_u8_macs_per_s.map_or(String::new(), |u| {
+            format!(", u8 x i8 {:.1} G MAC/s", u / 1e9)
+        });
         s += &format!(
-            "machine peak ({} i16 multiply-adds, 1 core) {:.1} G MAC/s; batch at {:.1} % of it\n",
+            "machine peak ({}, 1 core): i16 x i16 {:.1} G MAC/s{u8}; batch at {:.1} % of the peak of the model's kernels\n",
             r.isa,
             p / 1e9,
             100.0 * f

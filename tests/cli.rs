@@ -557,3 +557,47 @@ fn eval_on_the_engine_equals_the_golden_model() {
         );
     }
 }
+
+/// `bench` reports the machine's peak for the engine's ISA and the batch
+/// rate's fraction of it: at 8 bits with AVX2 forced, the Dense layers run
+/// on u8 lanes and the u8 peak is measured too; at 16 bits it is not.
+#[test]
+fn bench_reports_the_peak_of_the_kernels_it_runs() {
+    if !engine::Isa::Avx2.available() {
+        eprintln!("AVX2 not available: bench's AVX2 peak is NOT tested here");
+        return;
+    }
+    for (prec, u8s) in [("fixed<8,3>", true), ("fixed<16,6>", false)] {
+        let q = tmp(&format!("bench_{}.bxq", prec.len()));
+        let (ok, _, err) = bxflow(&[
+            "quantize",
+            &model("three_layer_keras.onnx"),
+            "--precision",
+            prec,
+            "-o",
+            q.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+        let (ok, out, err) = bxflow(&[
+            "bench",
+            q.to_str().unwrap(),
+            "--isa",
+            "avx2",
+            "--json",
+            "--runs",
+            "1",
+            "--events",
+            "2000",
+            "--stream-events",
+            "0",
+        ]);
+        assert!(ok, "{err}");
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let kernels = r["kernels"].to_string();
+        assert_eq!(kernels.contains("avx2 u8xi8"), u8s, "{prec}: {kernels}");
+        let i16 = r["peak_macs_per_s"].as_f64().unwrap();
+        let f = r["peak_fraction_batch"].as_f64().unwrap();
+        assert!(i16 > 0.0 && f > 0.0 && f.is_finite(), "{prec}: {out}");
+        assert_eq!(r["peak_u8_macs_per_s"].as_f64().is_some(), u8s, "{out}");
+    }
+}

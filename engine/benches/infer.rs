@@ -1,11 +1,12 @@
 //! Criterion benches of the engine on the jet tagger (`models/three_layer_keras.onnx`
 //! quantized at `fixed<16,6>` and `fixed<8,3,RND,SAT>`): one event, and a
-//! batch of 4096 events on one core. The default run is short (about 1 s
+//! batch of 4096 events on one core, with the CPU's best kernel family and
+//! with AVX2 forced (named in each bench's id). The default run is short (about 1 s
 //! per bench); pass criterion's own flags for longer runs, e.g.
 //! `cargo bench -p bxflow-engine --bench infer -- --measurement-time 10`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use engine::Engine;
+use engine::{Engine, Isa};
 use quantize::golden::quantize_input;
 use std::hint::black_box;
 use std::path::Path;
@@ -29,9 +30,15 @@ fn events(m: &quantize::qmodel::QModel, n: usize) -> Vec<i64> {
 
 fn bench(c: &mut Criterion) {
     const N: usize = 4096;
-    for (name, prec) in [("16bit", "fixed<16,6>"), ("8bit", "fixed<8,3,RND,SAT>")] {
+    // The best family here, and AVX2 forced (the ISA of most farm nodes).
+    let mut isas = vec![Isa::detect()];
+    if Isa::Avx2.available() && Isa::detect() != Isa::Avx2 {
+        isas.push(Isa::Avx2);
+    }
+    let runs = [("16bit", "fixed<16,6>"), ("8bit", "fixed<8,3,RND,SAT>")];
+    for ((name, prec), &isa) in runs.iter().flat_map(|r| isas.iter().map(move |i| (r, i))) {
         let m = model(prec);
-        let eng = Engine::new(&m).unwrap();
+        let eng = Engine::with_isa(&m, isa).unwrap();
         let (il, ol) = (eng.input_len(), eng.output_len());
         let raw = events(&m, N);
         let mut s = eng.scratch();

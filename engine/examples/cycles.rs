@@ -1,6 +1,6 @@
 //! Steady-state loop for `perf stat` (cycles and instructions per event are
 //! far less noisy than wall time on a shared machine):
-//! `perf stat -e cycles:u,instructions:u target/release/examples/cycles M.bxq single|batch N`.
+//! `perf stat -e cycles:u,instructions:u target/release/examples/cycles M.bxq single|batch N [ISA]`.
 
 use engine::Engine;
 use quantize::golden::quantize_input;
@@ -11,7 +11,10 @@ fn main() {
     let m = quantize::bxq::load(std::path::Path::new(&a[1])).unwrap();
     let mode = a.get(2).map_or("single", |s| s.as_str());
     let n: usize = a.get(3).map_or(10_000_000, |s| s.parse().unwrap());
-    let eng = Engine::new(&m).unwrap();
+    let eng = match a.get(4) {
+        Some(isa) => Engine::with_isa(&m, isa.parse().unwrap()).unwrap(),
+        None => Engine::new(&m).unwrap(),
+    };
     let (il, ol) = (eng.input_len(), eng.output_len());
     const P: usize = 4096;
     let mut s = 0x9E3779B97F4A7C15u64;

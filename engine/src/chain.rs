@@ -56,7 +56,7 @@ pub(crate) enum Tail {
         inv_table: Table,
         rq: FastRq,
         /// One group of at most [`MAX_LANES_N`] values, and table values
-        /// that fit i32: the multi-event AVX-512 path (events in i64
+        /// that fit i32: the multi-event vector path (events in i64
         /// lanes, `vpmuldq` products) applies.
         lanes: bool,
     },
@@ -197,20 +197,12 @@ impl Chain {
     ) {
         let (s, ds) = (self.stride, self.dstride);
         let (mut cur, mut nxt) = cx[..2 * MULTI * s].split_at_mut(MULTI * s);
-        let n = self.layers.last().unwrap().k.n_out;
         #[cfg(target_arch = "x86_64")]
         if self.simd() {
             // SAFETY: as in `run`, for MULTI events at strides s and ds.
             unsafe {
                 x86::run::<MULTI, 1>(self, cur, nxt, dot);
-                if self.layers[0].k.isa == crate::isa::Isa::Avx2 {
-                    for e in 0..MULTI {
-                        let d = &dot[e * ds..e * ds + n];
-                        finish(&self.tail, d, &mut y[e * ys..e * ys + y_len]);
-                    }
-                } else {
-                    x86::finish_multi(&self.tail, dot, ds, n, y, ys, y_len);
-                }
+                x86::finish_multi(self, dot, y, ys, y_len);
             }
             return;
         }
@@ -294,38 +286,6 @@ mod x86 {
                 Op::SatZero { lo, hi } => each!(|x| x.zero_outside(lo, hi)),
                 Op::Thresh(th) => each!(|x| x.keep_above(th)),
             }
-        }
-    }
-
-    /// [`crate::rq::FastRq`] on 8 i64 lanes, step for step as its scalar `apply`.
-    #[inline(always)]
-    unsafe fn rq64(r: &FastRq, a: __m512i) -> __m512i {
-        let kr = count(r.kr);
-        let kl = count(r.kl);
-        let set = _mm512_set1_epi64;
-        let add = _mm512_add_epi64(
-            set(r.base),
-            _mm512_add_epi64(
-                _mm512_and_si512(_mm512_srai_epi64::<63>(a), set(r.neg)),
-                _mm512_and_si512(_mm512_sra_epi64(a, kr), set(r.conv)),
-            ),
-        );
-        let v = _mm512_sll_epi64(_mm512_sra_epi64(_mm512_add_epi64(a, add), kr), kl);
-        match r.mode {
-            0 => {
-                let ws = count(r.wrap_shift);
-                let t = _mm512_sll_epi64(v, ws);
-                if r.signed {
-                    _mm512_sra_epi64(t, ws)
-                } else {
-                    _mm512_srl_epi64(t, ws)
-                }
-            }
-            1 => _mm512_max_epi64(_mm512_min_epi64(v, set(r.hi)), set(r.clo)),
-            _ => _mm512_maskz_mov_epi64(
-                !(_mm512_cmpgt_epi64_mask(v, set(r.hi)) | _mm512_cmplt_epi64_mask(v, set(r.lo))),
-                v,
-            ),
         }
     }
 
@@ -450,21 +410,209 @@ mod x86 {
         }
     }
 
-    /// `Table::lookup` on 8 i64 lanes (as `scalar::lookup64`), under `mask`.
+    /// Eight i64 lanes (one AVX-512 register or two AVX2 registers) and
+    /// the operations of the softmax tail with events in lanes.
+    trait Q8: Copy {
+        unsafe fn splat(v: i64) -> Self;
+        /// Lanes from eight i32 (sign-extended).
+        unsafe fn from_i32(v: __m256i) -> Self;
+        unsafe fn store(self, p: *mut i64);
+        unsafe fn add(self, o: Self) -> Self;
+        unsafe fn sub(self, o: Self) -> Self;
+        unsafe fn and(self, o: Self) -> Self;
+        unsafe fn max(self, o: Self) -> Self;
+        unsafe fn min(self, o: Self) -> Self;
+        unsafe fn sll(self, k: u32) -> Self;
+        unsafe fn srl(self, k: u32) -> Self;
+        /// Arithmetic shift right by `k` (0..=63).
+        unsafe fn sra(self, k: u32) -> Self;
+        /// 0 outside `[lo, hi]`.
+        unsafe fn zero_outside(self, lo: i64, hi: i64) -> Self;
+        /// Products of the lanes' low 32 bits as signed i32 (`vpmuldq`).
+        unsafe fn mul32(self, o: Self) -> Self;
+        /// `t[i]` for each lane's index `i` (in range).
+        unsafe fn gather(t: *const i64, i: Self) -> Self;
+    }
+
+    impl Q8 for __m512i {
+        #[inline(always)]
+        unsafe fn splat(v: i64) -> Self {
+            _mm512_set1_epi64(v)
+        }
+        #[inline(always)]
+        unsafe fn from_i32(v: __m256i) -> Self {
+            _mm512_cvtepi32_epi64(v)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut i64) {
+            _mm512_storeu_si512(p as *mut _, self)
+        }
+        #[inline(always)]
+        unsafe fn add(self, o: Self) -> Self {
+            _mm512_add_epi64(self, o)
+        }
+        #[inline(always)]
+        unsafe fn sub(self, o: Self) -> Self {
+            _mm512_sub_epi64(self, o)
+        }
+        #[inline(always)]
+        unsafe fn and(self, o: Self) -> Self {
+            _mm512_and_si512(self, o)
+        }
+        #[inline(always)]
+        unsafe fn max(self, o: Self) -> Self {
+            _mm512_max_epi64(self, o)
+        }
+        #[inline(always)]
+        unsafe fn min(self, o: Self) -> Self {
+            _mm512_min_epi64(self, o)
+        }
+        #[inline(always)]
+        unsafe fn sll(self, k: u32) -> Self {
+            _mm512_sll_epi64(self, count(k))
+        }
+        #[inline(always)]
+        unsafe fn srl(self, k: u32) -> Self {
+            _mm512_srl_epi64(self, count(k))
+        }
+        #[inline(always)]
+        unsafe fn sra(self, k: u32) -> Self {
+            _mm512_sra_epi64(self, count(k))
+        }
+        #[inline(always)]
+        unsafe fn zero_outside(self, lo: i64, hi: i64) -> Self {
+            let out = _mm512_cmpgt_epi64_mask(self, _mm512_set1_epi64(hi))
+                | _mm512_cmplt_epi64_mask(self, _mm512_set1_epi64(lo));
+            _mm512_maskz_mov_epi64(!out, self)
+        }
+        #[inline(always)]
+        unsafe fn mul32(self, o: Self) -> Self {
+            _mm512_mul_epi32(self, o)
+        }
+        #[inline(always)]
+        unsafe fn gather(t: *const i64, i: Self) -> Self {
+            _mm512_i64gather_epi64::<8>(i, t as *const _)
+        }
+    }
+
+    /// Eight i64 lanes in two AVX2 registers (lanes 0..4, 4..8). AVX2 has
+    /// no 64-bit arithmetic shift, minimum or maximum: they are built from
+    /// logical shifts and compares.
+    #[derive(Clone, Copy)]
+    struct Y64(__m256i, __m256i);
+
+    impl Y64 {
+        #[inline(always)]
+        unsafe fn zip(self, o: Y64, f: impl Fn(__m256i, __m256i) -> __m256i) -> Y64 {
+            Y64(f(self.0, o.0), f(self.1, o.1))
+        }
+        #[inline(always)]
+        unsafe fn map(self, f: impl Fn(__m256i) -> __m256i) -> Y64 {
+            Y64(f(self.0), f(self.1))
+        }
+    }
+
+    impl Q8 for Y64 {
+        #[inline(always)]
+        unsafe fn splat(v: i64) -> Self {
+            let x = _mm256_set1_epi64x(v);
+            Y64(x, x)
+        }
+        #[inline(always)]
+        unsafe fn from_i32(v: __m256i) -> Self {
+            Y64(
+                _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v)),
+                _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(v)),
+            )
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut i64) {
+            _mm256_storeu_si256(p as *mut _, self.0);
+            _mm256_storeu_si256(p.add(4) as *mut _, self.1);
+        }
+        #[inline(always)]
+        unsafe fn add(self, o: Self) -> Self {
+            self.zip(o, |a, b| _mm256_add_epi64(a, b))
+        }
+        #[inline(always)]
+        unsafe fn sub(self, o: Self) -> Self {
+            self.zip(o, |a, b| _mm256_sub_epi64(a, b))
+        }
+        #[inline(always)]
+        unsafe fn and(self, o: Self) -> Self {
+            self.zip(o, |a, b| _mm256_and_si256(a, b))
+        }
+        #[inline(always)]
+        unsafe fn max(self, o: Self) -> Self {
+            self.zip(o, |a, b| _mm256_blendv_epi8(a, b, _mm256_cmpgt_epi64(b, a)))
+        }
+        #[inline(always)]
+        unsafe fn min(self, o: Self) -> Self {
+            self.zip(o, |a, b| _mm256_blendv_epi8(a, b, _mm256_cmpgt_epi64(a, b)))
+        }
+        #[inline(always)]
+        unsafe fn sll(self, k: u32) -> Self {
+            self.map(|a| _mm256_sll_epi64(a, count(k)))
+        }
+        #[inline(always)]
+        unsafe fn srl(self, k: u32) -> Self {
+            self.map(|a| _mm256_srl_epi64(a, count(k)))
+        }
+        #[inline(always)]
+        unsafe fn sra(self, k: u32) -> Self {
+            // floor(x / 2^k) = !((!x) >>> k) for negative x.
+            self.map(|a| {
+                let s = _mm256_cmpgt_epi64(_mm256_setzero_si256(), a);
+                _mm256_xor_si256(_mm256_srl_epi64(_mm256_xor_si256(a, s), count(k)), s)
+            })
+        }
+        #[inline(always)]
+        unsafe fn zero_outside(self, lo: i64, hi: i64) -> Self {
+            let (lo, hi) = (_mm256_set1_epi64x(lo), _mm256_set1_epi64x(hi));
+            self.map(|a| {
+                let out = _mm256_or_si256(_mm256_cmpgt_epi64(a, hi), _mm256_cmpgt_epi64(lo, a));
+                _mm256_andnot_si256(out, a)
+            })
+        }
+        #[inline(always)]
+        unsafe fn mul32(self, o: Self) -> Self {
+            self.zip(o, |a, b| _mm256_mul_epi32(a, b))
+        }
+        #[inline(always)]
+        unsafe fn gather(t: *const i64, i: Self) -> Self {
+            i.map(|i| _mm256_i64gather_epi64::<8>(t as *const _, i))
+        }
+    }
+
+    /// [`crate::rq::FastRq`] on 8 i64 lanes, step for step as its scalar `apply`.
     #[inline(always)]
-    unsafe fn lookup8(t: &Table, x: __m512i, mask: __mmask8) -> __m512i {
-        let d = _mm512_sra_epi64(
-            _mm512_sub_epi64(x, _mm512_set1_epi64(t.offset)),
-            _mm_cvtsi32_si128(t.shift.min(63) as i32),
+    unsafe fn rq64<Q: Q8>(r: &FastRq, a: Q) -> Q {
+        let add = Q::splat(r.base).add(
+            a.sra(63)
+                .and(Q::splat(r.neg))
+                .add(a.sra(r.kr).and(Q::splat(r.conv))),
         );
-        let last = _mm512_set1_epi64(t.values.len() as i64 - 1);
-        let i = _mm512_min_epi64(_mm512_max_epi64(d, _mm512_setzero_si512()), last);
-        _mm512_mask_i64gather_epi64::<8>(
-            _mm512_setzero_si512(),
-            mask,
-            i,
-            t.values.as_ptr() as *const _,
-        )
+        let v = a.add(add).sra(r.kr).sll(r.kl);
+        match r.mode {
+            0 => {
+                let t = v.sll(r.wrap_shift);
+                if r.signed {
+                    t.sra(r.wrap_shift)
+                } else {
+                    t.srl(r.wrap_shift)
+                }
+            }
+            1 => v.min(Q::splat(r.hi)).max(Q::splat(r.clo)),
+            _ => v.zero_outside(r.lo, r.hi),
+        }
+    }
+
+    /// `Table::lookup` on 8 i64 lanes (as `scalar::lookup64`).
+    #[inline(always)]
+    unsafe fn lookup8<Q: Q8>(t: &Table, x: Q) -> Q {
+        let d = x.sub(Q::splat(t.offset)).sra(t.shift.min(63));
+        let i = d.max(Q::splat(0)).min(Q::splat(t.values.len() as i64 - 1));
+        Q::gather(t.values.as_ptr(), i)
     }
 
     /// The transpose of an 8 x 8 matrix of i32 (row `e` in `r[e]`): column
@@ -507,16 +655,10 @@ mod x86 {
     /// reductions), one table gather per class and one for the reciprocal,
     /// and `vpmuldq` products (exact: the table values fit i32). Other
     /// tails run per event.
-    #[target_feature(enable = "avx512f,avx2")]
-    pub(super) unsafe fn finish_multi(
-        tail: &Option<Tail>,
-        dot: &[i32],
-        ds: usize,
-        n_out: usize,
-        y: &mut [i64],
-        ys: usize,
-        y_len: usize,
-    ) {
+    #[inline(always)]
+    unsafe fn finish_lanes<Q: Q8>(c: &Chain, dot: &[i32], y: &mut [i64], ys: usize, y_len: usize) {
+        let (tail, ds) = (&c.tail, c.dstride);
+        let n_out = c.layers.last().unwrap().k.n_out;
         const _: () = assert!(MULTI == 8);
         let Some(Tail::Softmax {
             n,
@@ -540,27 +682,49 @@ mod x86 {
             *r = _mm256_loadu_si256(dot.as_ptr().add(e * ds) as *const _);
         }
         let cols = transpose8(rows);
-        let mut c = [_mm512_setzero_si512(); MAX_LANES_N];
-        let mut m = _mm512_set1_epi64(i64::MIN);
+        let mut c = [Q::splat(0); MAX_LANES_N];
+        let mut m = Q::splat(i64::MIN);
         for (cj, col) in c.iter_mut().zip(cols).take(n) {
-            *cj = _mm512_cvtepi32_epi64(col);
-            m = _mm512_max_epi64(m, *cj);
+            *cj = Q::from_i32(col);
+            m = m.max(*cj);
         }
-        let mut sum = _mm512_setzero_si512();
+        let mut sum = Q::splat(0);
         for cj in c.iter_mut().take(n) {
-            *cj = lookup8(exp_table, _mm512_sub_epi64(*cj, m), !0);
-            sum = _mm512_add_epi64(sum, *cj);
+            *cj = lookup8(exp_table, cj.sub(m));
+            sum = sum.add(*cj);
         }
-        let r = lookup8(inv_table, sum, !0);
+        let r = lookup8(inv_table, sum);
         let mut out = [[0i64; MULTI]; MAX_LANES_N];
         for (o, cj) in out.iter_mut().zip(&c).take(n) {
-            let y = rq64(rq, _mm512_mul_epi32(*cj, r));
-            _mm512_storeu_si512(o.as_mut_ptr() as *mut _, y);
+            rq64(rq, cj.mul32(r)).store(o.as_mut_ptr());
         }
         for e in 0..MULTI {
             for (j, d) in y[e * ys..e * ys + n].iter_mut().enumerate() {
                 *d = out[j][e];
             }
+        }
+    }
+
+    /// [`finish_lanes`] on AVX-512 or AVX2, by the chain's ISA.
+    pub(super) unsafe fn finish_multi(
+        c: &Chain,
+        dot: &[i32],
+        y: &mut [i64],
+        ys: usize,
+        y_len: usize,
+    ) {
+        #[target_feature(enable = "avx512f,avx2")]
+        unsafe fn avx512(c: &Chain, d: &[i32], y: &mut [i64], ys: usize, yl: usize) {
+            finish_lanes::<__m512i>(c, d, y, ys, yl)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(c: &Chain, d: &[i32], y: &mut [i64], ys: usize, yl: usize) {
+            finish_lanes::<Y64>(c, d, y, ys, yl)
+        }
+        match c.layers[0].k.isa {
+            Isa::Avx2 => avx2(c, dot, y, ys, y_len),
+            Isa::Avx512 | Isa::Avx512Vnni => avx512(c, dot, y, ys, y_len),
+            Isa::Scalar => unreachable!("the scalar chain has no vector kernels"),
         }
     }
 }

@@ -1,6 +1,6 @@
-//! The machine's own multiply-accumulate peak for a kernel family: a short
-//! loop of independent i16 x i16 -> i32 multiply-adds on registers (no
-//! memory traffic), timed. `bxflow bench` reports the engine's speed as a
+//! The machine's own multiply-accumulate peak for a kernel family and its
+//! lanes (i16 or u8): a short loop of independent multiply-adds into i32 on
+//! registers (no memory traffic), timed. `bxflow bench` reports the engine's speed as a
 //! fraction of it, a figure that carries from one machine to another where
 //! events per second do not.
 //!
@@ -9,6 +9,7 @@
 //! the loop, and 12 chains in flight cover the instruction's latency at two
 //! per cycle. The values wrap; only the time matters.
 
+use crate::dense::Operand;
 use crate::isa::Isa;
 use std::hint::black_box;
 use std::time::Instant;
@@ -16,24 +17,31 @@ use std::time::Instant;
 /// Accumulator chains in flight.
 const CHAINS: usize = 12;
 
-/// i16 multiply-accumulates per second that `isa`'s widest multiply-add
-/// reaches on one core: `vpmaddwd` + `vpaddd` (AVX2 on 256 bits, AVX-512 on
-/// 512), `vpdpwssd` (AVX-512 VNNI), or i32 multiply-adds (scalar). The
-/// median of 5 runs of about 10 ms. `None` when the CPU lacks the family.
-pub fn i16_macs_per_second(isa: Isa) -> Option<f64> {
-    if !isa.available() {
+/// Multiply-accumulates per second that `isa`'s multiply-add for `operand`
+/// lanes reaches on one core, the median of 5 runs of about 10 ms:
+/// - i16 x i16: `vpmaddwd` + `vpaddd` (AVX2 on 256 bits, AVX-512 on 512),
+///   `vpdpwssd` (AVX-512 VNNI), i32 multiply-adds (scalar, and `I32`);
+/// - u8 x i8: `vpmaddubsw` + `vpmaddwd` + `vpaddd` (AVX2, AVX-512 BW),
+///   `vpdpbusd` (AVX-512 VNNI); none on scalar.
+///
+/// `None` when the CPU lacks the family.
+pub fn macs_per_second(isa: Isa, operand: Operand) -> Option<f64> {
+    let u8s = operand == Operand::U8;
+    if !isa.available() || (u8s && isa == Isa::Scalar) {
         return None;
     }
     // Iterations of the loop and the MACs one iteration does.
-    let (iters, per_iter) = match isa {
-        Isa::Scalar => (2_000_000, CHAINS),
-        Isa::Avx2 => (1_000_000, CHAINS * 16),
-        Isa::Avx512 | Isa::Avx512Vnni => (500_000, CHAINS * 32),
+    let (iters, per_iter) = match (isa, u8s) {
+        (Isa::Scalar, _) => (2_000_000, CHAINS),
+        (Isa::Avx2, false) => (1_000_000, CHAINS * 16),
+        (Isa::Avx2, true) => (500_000, CHAINS * 32),
+        (_, false) => (500_000, CHAINS * 32),
+        (_, true) => (250_000, CHAINS * 64),
     };
     let mut rates: Vec<f64> = (0..5)
         .map(|_| {
             let t = Instant::now();
-            black_box(run(isa, black_box(iters)));
+            black_box(run(isa, u8s, black_box(iters)));
             (iters * per_iter) as f64 / t.elapsed().as_secs_f64()
         })
         .collect();
@@ -41,17 +49,23 @@ pub fn i16_macs_per_second(isa: Isa) -> Option<f64> {
     Some(rates[2])
 }
 
-/// `iters` iterations of `isa`'s loop; returns a value of the accumulators.
-fn run(isa: Isa, iters: usize) -> i64 {
-    match isa {
-        Isa::Scalar => scalar(iters),
-        // SAFETY: i16_macs_per_second checked that the CPU has the family.
+/// `iters` iterations of the loop; returns a value of the accumulators.
+fn run(isa: Isa, u8s: bool, iters: usize) -> i64 {
+    match (isa, u8s) {
+        (Isa::Scalar, _) => scalar(iters),
+        // SAFETY: macs_per_second checked that the CPU has the family.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { x86::avx2(iters) },
+        (Isa::Avx2, false) => unsafe { x86::avx2(iters) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::avx512(iters) },
+        (Isa::Avx2, true) => unsafe { x86::avx2_u8(iters) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => unsafe { x86::vnni(iters) },
+        (Isa::Avx512, false) => unsafe { x86::avx512(iters) },
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, true) => unsafe { x86::avx512_u8(iters) },
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512Vnni, false) => unsafe { x86::vnni(iters) },
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512Vnni, true) => unsafe { x86::vnni_u8(iters) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => scalar(iters),
     }
@@ -86,6 +100,51 @@ mod x86 {
         acc.iter()
             .map(|&a| _mm256_extract_epi32::<0>(a) as i64)
             .sum()
+    }
+
+    /// The u8 loops multiply the accumulator's bytes by constant bytes:
+    /// `vpmaddubsw` (pairs into saturating i16), `vpmaddwd` by ones (into
+    /// i32), `vpaddd`, as the engine's AVX2 8-bit path does.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn avx2_u8(iters: usize) -> i64 {
+        let k = _mm256_set1_epi8(black_box(3));
+        let one = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_set1_epi32(1); CHAINS];
+        for _ in 0..iters {
+            for a in &mut acc {
+                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(*a, k), one);
+                *a = _mm256_add_epi32(*a, p);
+            }
+        }
+        acc.iter()
+            .map(|&a| _mm256_extract_epi32::<0>(a) as i64)
+            .sum()
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn avx512_u8(iters: usize) -> i64 {
+        let k = _mm512_set1_epi8(black_box(3));
+        let one = _mm512_set1_epi16(1);
+        let mut acc = [_mm512_set1_epi32(1); CHAINS];
+        for _ in 0..iters {
+            for a in &mut acc {
+                let p = _mm512_madd_epi16(_mm512_maddubs_epi16(*a, k), one);
+                *a = _mm512_add_epi32(*a, p);
+            }
+        }
+        acc.iter().map(|&a| _mm512_reduce_add_epi32(a) as i64).sum()
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn vnni_u8(iters: usize) -> i64 {
+        let k = _mm512_set1_epi8(black_box(3));
+        let mut acc = [_mm512_set1_epi32(1); CHAINS];
+        for _ in 0..iters {
+            for a in &mut acc {
+                *a = _mm512_dpbusd_epi32(*a, *a, k);
+            }
+        }
+        acc.iter().map(|&a| _mm512_reduce_add_epi32(a) as i64).sum()
     }
 
     #[target_feature(enable = "avx512f,avx512bw")]
@@ -123,9 +182,12 @@ mod tests {
     #[test]
     fn each_available_family_measures_a_rate() {
         for isa in Isa::ALL {
-            match i16_macs_per_second(isa) {
-                Some(r) => assert!(isa.available() && r.is_finite() && r > 0.0, "{isa}: {r}"),
-                None => assert!(!isa.available(), "{isa}"),
+            for op in [Operand::I16, Operand::U8] {
+                let has = isa.available() && !(isa == Isa::Scalar && op == Operand::U8);
+                match macs_per_second(isa, op) {
+                    Some(r) => assert!(has && r.is_finite() && r > 0.0, "{isa} {op:?}: {r}"),
+                    None => assert!(!has, "{isa} {op:?}"),
+                }
             }
         }
     }

@@ -51,6 +51,7 @@ impl Plan {
             });
         }
         let mut descs: Vec<String> = steps.iter().map(|s| describe_kernel(isa, s)).collect();
+        let operands = steps.iter().map(step_operand).collect();
         let steps = if fuse_chains {
             fuse(model, steps, &mut sizes, &mut descs)
         } else {
@@ -66,6 +67,7 @@ impl Plan {
             lens,
             sizes,
             descs,
+            operands,
         })
     }
 }
@@ -461,6 +463,19 @@ fn describe_kernel(isa: Isa, s: &Step) -> String {
             .first()
             .map_or("empty".into(), |m| describe_mac(isa, m)),
         _ => "scalar".into(),
+    }
+}
+
+/// The operands of a step's SIMD dot product, if it has one.
+fn step_operand(s: &Step) -> Option<Operand> {
+    let m = match &s.kernel {
+        Kernel::Mac(m) => m,
+        Kernel::Conv(groups) => groups.first()?,
+        _ => return None,
+    };
+    match &m.path {
+        MacPath::Fast { k, .. } => Some(k.operand),
+        MacPath::General { .. } => None,
     }
 }
 

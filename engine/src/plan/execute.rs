@@ -25,11 +25,13 @@ impl Plan {
     pub fn describe(&self, model: &QModel) -> Vec<LayerKernel> {
         self.descs
             .iter()
+            .zip(&self.operands)
             .zip(&model.layers)
-            .map(|(d, l)| LayerKernel {
+            .map(|((d, &operand), l)| LayerKernel {
                 layer: l.name.clone(),
                 op: l.op.kind(),
                 kernel: d.clone(),
+                operand,
             })
             .collect()
     }

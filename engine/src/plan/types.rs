@@ -3,7 +3,7 @@
 //! share these types without importing each other.
 
 use crate::chain::Chain;
-use crate::dense::{PackedDense, MULTI};
+use crate::dense::{Operand, PackedDense, MULTI};
 use crate::isa::Isa;
 use crate::rq::{FastRq, Rq};
 use quantize::accum::MacLayout;
@@ -198,6 +198,8 @@ pub struct Plan {
     pub(crate) sizes: Sizes,
     /// Kernel description of each model layer.
     pub(super) descs: Vec<String>,
+    /// The SIMD operands of each MAC layer on the i32 dot-product path.
+    pub(super) operands: Vec<Option<Operand>>,
 }
 
 /// How each MAC layer was compiled, for reports and tests.
@@ -206,4 +208,7 @@ pub struct LayerKernel {
     pub layer: String,
     pub op: &'static str,
     pub kernel: String,
+    /// The lanes of a MAC layer's SIMD dot product (`None`: not a MAC
+    /// layer, or on the general path), for peak-fraction reports.
+    pub operand: Option<Operand>,
 }
