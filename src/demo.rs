@@ -7,10 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use testbench::{run_cpu, run_fpga, write_report, CpuConfig, EventPool, FpgaConfig, SimChoice};
+use testbench::{
+    run_cpu, run_fpga, write_report, Arrivals, BudgetAt, CpuConfig, EventPool, FpgaConfig,
+    SimChoice,
+};
 
 use crate::testbench_cmd::{model_name, work_dir};
-use testbench::units::{self, Ns};
+use testbench::units::{self, Mhz, Ns};
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -24,9 +27,16 @@ pub struct DemoArgs {
     /// rust-hdl's simulator when Verilator is not installed).
     #[arg(long, default_value_t = 200_000)]
     pub events: u64,
-    /// Latency budget (e.g. 1us, 500ns).
+    /// The FPGA kernel's latency budget, every event (e.g. 1us, 500ns).
     #[arg(long, default_value = "1us", value_parser = units::parse_time)]
     pub budget: Ns,
+    /// The CPU stage's stated use: its event rate (default: the HL-LHC
+    /// Level-1 accept rate, Poisson arrivals) ...
+    #[arg(long, default_value = "750kHz", value_parser = units::parse_frequency)]
+    pub cpu_rate: Mhz,
+    /// ... and its latency budget, held at the 99th percentile.
+    #[arg(long, default_value = "10us", value_parser = units::parse_time)]
+    pub cpu_budget: Ns,
     /// Skip tract in the CPU benchmark.
     #[arg(long)]
     pub no_tract: bool,
@@ -42,6 +52,15 @@ pub struct DemoArgs {
     /// Yosys (run in the background) is stopped when the demo has run this long, s.
     #[arg(long, default_value_t = 110)]
     pub synth_deadline: u64,
+}
+
+/// `0.75` as `750 kHz`, `40` as `40 MHz`.
+fn rate_text(mhz: f64) -> String {
+    if mhz < 1.0 {
+        format!("{} kHz", mhz * 1e3)
+    } else {
+        format!("{mhz} MHz")
+    }
 }
 
 pub fn run_demo(a: DemoArgs) -> Result<()> {
@@ -99,22 +118,34 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     )?;
 
     // CPU first, while the machine is quiet.
-    step("CPU testbench: 1,000,000 events at 40 MHz, then the rate sweep");
+    let cpu_rate = a.cpu_rate.0;
+    step(&format!(
+        "CPU testbench: the stated use ({} Poisson, p99 <= {:.1} us), the rate search, 40 MHz capacity",
+        rate_text(cpu_rate),
+        a.cpu_budget.0 / 1e3
+    ));
     let ccfg = CpuConfig {
+        rate_mhz: Some(cpu_rate),
         events: 1_000_000,
-        budget_ns: budget_ns.max(1.0),
+        arrivals: Arrivals::Poisson,
+        budget_ns: a.cpu_budget.0.max(1.0),
+        budget_at: BudgetAt::P99,
+        // A software stage's settings for a few-microsecond budget: small
+        // batches sent within 3 us, a deep front buffer (a DAQ node's), and
+        // workers and driver that poll gaps shorter than 20 us.
+        batch: 8,
+        max_wait_ns: 3_000,
+        queue: 1024,
         sweep_events: 200_000,
         progress: true,
         ..CpuConfig::default()
     };
     let rep_dir = a.out.join("reports");
-    let mut cr = run_cpu(
-        &name,
-        &pool,
-        Arc::new(engine::Engine::with_options(&m, &eopts)?),
-        &ccfg,
-    )?;
+    let cpu_engine = Arc::new(engine::Engine::with_options(&m, &eopts)?);
+    let mut cr = run_cpu(&name, &pool, cpu_engine.clone(), &ccfg)?;
     write_report(&mut cr, &rep_dir)?;
+    // The 40 MHz attempt, as a capacity figure: what one paced run keeps up with.
+    let at40 = testbench::cpu::stream(&pool, &cpu_engine, &ccfg, Some(40.0), 1_000_000, false)?;
 
     // Yosys runs beside the Verilator build and the FPGA run, and is stopped
     // if it has not finished by the demo's deadline.
@@ -227,19 +258,43 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     let c = cr.cpu.as_ref().unwrap();
     let _ = writeln!(
         p,
-        "CPU @40MHz   {} | {} of {} events delivered, {} dropped | latency p50 {:.0} ns, p99 {:.0} ns, p99.9 {:.0} ns, max {:.0} ns | sustained {:.2} MHz | no drops up to {} | bit-exact {}/{}",
+        "CPU stage    {} | {} Poisson, {} events, {} worker cores: {} lost, latency p50 {:.1} us, p99 {:.1} us (budget {:.1} us), p99.9 {:.1} us, max {:.1} us | bit-exact {}/{}",
         if cr.pass { "PASS" } else { "FAIL" },
-        cr.delivered,
+        rate_text(cpu_rate),
         cr.events,
+        c.workers,
         cr.lost,
-        cr.latency_ns.p50,
-        cr.latency_ns.p99,
-        cr.latency_ns.p999,
-        cr.latency_ns.max,
-        cr.throughput_mhz,
-        c.max_rate_without_drops_mhz.map(|x| format!("{x:.2} MHz")).unwrap_or("-".into()),
+        cr.latency_ns.p50 / 1e3,
+        cr.latency_ns.p99 / 1e3,
+        cr.budget_ns / 1e3,
+        cr.latency_ns.p999 / 1e3,
+        cr.latency_ns.max / 1e3,
         cr.checked - cr.mismatches,
         cr.checked
+    );
+    if let Some(s) = &c.search {
+        let _ = writeln!(p, "  highest    {}", s.summary());
+    }
+    if let Some(s) = &c.stalls {
+        let _ = writeln!(p, "  machine    {}", s.summary());
+    }
+    let lost40 = at40.dropped + at40.failed;
+    let dur_us = at40.last_delivery_ns.max(at40.last_arrival_ns).max(1) as f64 / 1e3;
+    let sustained = at40.delivered as f64 / dur_us;
+    let _ = writeln!(
+        p,
+        "CPU @40MHz   capacity | backpressure {:.2} MHz on {} worker cores; paced at 40 MHz it sustained {:.2} MHz ({:.1} % of 1,000,000 events lost){}",
+        c.max_throughput_mhz.unwrap_or(0.0),
+        c.workers,
+        sustained,
+        100.0 * lost40 as f64 / at40.events.max(1) as f64,
+        c.max_throughput_mhz
+            .filter(|&t| t > 0.0)
+            .map(|t| format!(
+                "; 40 MHz needs about {} worker cores at this rate per core",
+                (40.0 / (t / c.workers as f64)).ceil()
+            ))
+            .unwrap_or_default()
     );
     let lc = fr.latency_cycles.clone().unwrap_or_default();
     let _ = writeln!(

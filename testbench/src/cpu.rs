@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use crate::arrivals::{ArrivalGen, Arrivals};
 use crate::error::TbError;
 use crate::progress::progress_bar;
-use crate::report::{CpuInfo, Dist, Mismatch, Report, Series, SweepPoint, Target};
+use crate::report::{
+    BudgetAt, CpuInfo, Dist, Mismatch, RateSearch, Report, SearchPoint, Series, Stalls, SweepPoint,
+    Target,
+};
 use crate::stream::EventPool;
 
 #[derive(Clone, Debug)]
@@ -22,6 +25,8 @@ pub struct CpuConfig {
     pub events: u64,
     pub arrivals: Arrivals,
     pub budget_ns: f64,
+    /// Which latency the budget bounds.
+    pub budget_at: BudgetAt,
     /// Worker threads (0 = one per core but one, left to the producer and consumer).
     pub workers: usize,
     pub batch: usize,
@@ -31,14 +36,19 @@ pub struct CpuConfig {
     /// Paced runs: an arrived event waits at most this long before it is
     /// handed to the pipeline and sent (a partial batch too), ns.
     pub max_wait_ns: u64,
-    /// How long an idle pipeline worker polls before it sleeps, ns.
+    /// How long an idle pipeline worker polls before it sleeps, and the
+    /// longest gap to the next arrival the paced driver waits out polling
+    /// rather than asleep, ns.
     pub spin_ns: u64,
     pub seed: u64,
     pub progress: bool,
-    /// Also measure throughput against offered rate and the highest rate without drops.
+    /// Also measure throughput as fast as possible and against a ladder of
+    /// offered rates, and search the highest rate that holds the budget.
     pub sweep: bool,
-    /// Events per sweep point.
+    /// Events per sweep point, and at most per run of the rate search.
     pub sweep_events: u64,
+    /// Runs per rate of the search (every one must pass).
+    pub search_repeats: usize,
 }
 
 impl Default for CpuConfig {
@@ -48,6 +58,7 @@ impl Default for CpuConfig {
             events: 1_000_000,
             arrivals: Arrivals::Fixed,
             budget_ns: 1000.0,
+            budget_at: BudgetAt::Max,
             workers: 0,
             batch: 64,
             queue: 64,
@@ -57,6 +68,7 @@ impl Default for CpuConfig {
             progress: false,
             sweep: true,
             sweep_events: 200_000,
+            search_repeats: 3,
         }
     }
 }
@@ -178,8 +190,8 @@ impl Collector<'_> {
     }
 }
 
-/// Gaps shorter than this are waited out polling: a sleep and its wake-up
-/// cost about this much.
+/// Gaps shorter than this (or than `spin_ns`) are waited out polling: a
+/// sleep and its wake-up cost about this much.
 const SLEEP_MIN_NS: u64 = 3_000;
 
 /// Runs a few batches of events through a fresh pipeline, one at a time,
@@ -215,8 +227,10 @@ fn warm_up(
 /// batch is full or `max_wait` after its last hand-over, and sleeps in
 /// between: at low rates every event goes in on arrival, at high rates one
 /// wake-up serves many, and no event waits more than `max_wait` before it
-/// enters. An output's delivery time is when the pipeline had it ready in
-/// order, so this thread's own sleep does not count. With workers that
+/// enters; gaps up to `spin_ns` it waits out polling, since a sleeping
+/// thread wakes tens of microseconds late. An output's delivery time is
+/// when the pipeline had it ready in order, so this thread's own sleep
+/// does not count. With workers that
 /// sleep when idle too, a paced run holds the cores its rate needs, not
 /// one polling thread per core, which on a machine shared with other work
 /// makes the scheduler preempt the pipeline for whole time slices
@@ -383,7 +397,7 @@ pub fn stream(
                 let full = sched[((pushed + batch).min(n) - 1) as usize];
                 let wake = first.max(last_push + hold).min(full);
                 let now = t0.elapsed().as_nanos() as u64;
-                if wake > now + SLEEP_MIN_NS {
+                if wake > now + SLEEP_MIN_NS.max(cfg.spin_ns) {
                     std::thread::sleep(Duration::from_nanos(wake - now));
                 } else {
                     std::hint::spin_loop();
@@ -402,9 +416,120 @@ pub fn stream(
     Ok(run)
 }
 
+/// Reads the clock in a loop for `d` and measures the gaps ([`Stalls`]).
+pub fn machine_stalls(d: Duration) -> Stalls {
+    let t0 = Instant::now();
+    let mut prev = 0u64;
+    let (mut n5, mut n10, mut stalled, mut longest) = (0u64, 0u64, 0u64, 0u64);
+    loop {
+        let t = t0.elapsed().as_nanos() as u64;
+        let gap = t - prev;
+        prev = t;
+        if gap > 5_000 {
+            n5 += 1;
+            stalled += gap;
+            n10 += (gap > 10_000) as u64;
+            longest = longest.max(gap);
+        }
+        if t >= d.as_nanos() as u64 {
+            break;
+        }
+    }
+    let secs = prev as f64 / 1e9;
+    Stalls {
+        seconds: secs,
+        over_5us_per_s: n5 as f64 / secs,
+        over_10us_per_s: n10 as f64 / secs,
+        stalled_fraction: stalled as f64 / prev.max(1) as f64,
+        longest_us: longest as f64 / 1e3,
+    }
+}
+
+/// Bisection steps of the rate search: the answer to within 1/32 of the
+/// backpressure throughput once a rate has passed.
+const SEARCH_STEPS: usize = 7;
+
+/// Events of a run of the search, at least (at 0.1 % a p99.9 needs 1,000).
+const SEARCH_MIN_EVENTS: u64 = 2_000;
+
+/// A run of the search spans at least this long (events at the rate tried),
+/// so that it sees the machine's slower hiccups too.
+const SEARCH_RUN_NS: f64 = 0.25e9;
+
+/// The highest offered rate that holds `cfg`'s budget ([`RateSearch`]):
+/// bisection on (0, `tp`], where `tp` is the backpressure throughput
+/// (above it the pipeline must drop). Each rate runs `search_repeats`
+/// times, for [`SEARCH_RUN_NS`] of events but at least
+/// [`SEARCH_MIN_EVENTS`] and at most `sweep_events`; a rate passes when every run loses nothing, is
+/// bit-exact and holds the budget. Until a rate passes, the next tried is
+/// a quarter of the last, so a machine far below its throughput is found
+/// in a few steps.
+pub fn search_rate(
+    pool: &EventPool,
+    engine: &Arc<Engine>,
+    cfg: &CpuConfig,
+    tp: f64,
+) -> Result<RateSearch, TbError> {
+    let repeats = cfg.search_repeats.max(1);
+    let (mut lo, mut hi) = (None::<f64>, None::<f64>);
+    let mut points = Vec::new();
+    let mut r = tp;
+    for _ in 0..SEARCH_STEPS {
+        let n = ((r * 1e6 * SEARCH_RUN_NS / 1e9) as u64)
+            .clamp(SEARCH_MIN_EVENTS, cfg.sweep_events.max(SEARCH_MIN_EVENTS));
+        let mut p = SearchPoint {
+            offered_mhz: r,
+            pass: true,
+            events: n,
+            lost: vec![],
+            latency_ns: vec![],
+        };
+        for _ in 0..repeats {
+            let run = stream(pool, engine, cfg, Some(r), n, false)?;
+            let held = cfg.budget_at.of(&Dist::of(&run.latency_ns));
+            let lost = run.dropped + run.failed;
+            p.pass &= lost == 0 && run.mismatches == 0 && held <= cfg.budget_ns;
+            p.lost.push(lost);
+            p.latency_ns.push(held);
+            if !p.pass {
+                break; // one failed run decides the rate
+            }
+        }
+        if p.pass {
+            lo = Some(r);
+        } else {
+            hi = Some(r);
+        }
+        points.push(p);
+        r = match (lo, hi) {
+            (Some(l), Some(h)) => (l + h) / 2.0,
+            (None, Some(h)) => h / 4.0,
+            // The throughput itself passed: nothing higher can.
+            (Some(_), None) => break,
+            (None, None) => unreachable!("every step decides a rate"),
+        };
+    }
+    let workers = workers_for(cfg);
+    let per_core_mhz = lo.map(|l| l / workers as f64);
+    Ok(RateSearch {
+        budget_ns: cfg.budget_ns,
+        budget_at: cfg.budget_at,
+        repeats,
+        highest_mhz: lo,
+        lowest_failed_mhz: hi,
+        workers,
+        per_core_mhz,
+        cores_for_rate: cfg
+            .rate_mhz
+            .zip(per_core_mhz)
+            .map(|(want, per)| (want / per).ceil() as u64),
+        points,
+    })
+}
+
 /// The CPU testbench: the main run at the configured rate, then (with
 /// `sweep`) throughput as fast as possible and against a ladder of offered
-/// rates, and the highest rate measured without drops.
+/// rates, and the rate search ([`search_rate`]).
 pub fn run_cpu(
     model_name: &str,
     pool: &EventPool,
@@ -412,12 +537,13 @@ pub fn run_cpu(
     cfg: &CpuConfig,
 ) -> Result<Report, TbError> {
     let t0 = Instant::now();
+    let stalls = machine_stalls(Duration::from_millis(500));
     let run = stream(pool, &engine, cfg, cfg.rate_mhz, cfg.events, true)?;
     let workers = workers_for(cfg);
 
     let mut sweep = Vec::new();
     let mut max_tp = None;
-    let mut max_ok = None;
+    let mut search = None;
     if cfg.sweep {
         let ns = cfg.sweep_events.max(1000);
         let fast = stream(pool, &engine, cfg, None, ns, false)?;
@@ -441,9 +567,6 @@ pub fn run_cpu(
                 events: p.events,
                 lost,
             });
-            if lost == 0 && p.mismatches == 0 {
-                max_ok = Some(sweep.last().unwrap().offered_mhz);
-            }
         }
         // The main run is a point too.
         if let Some(_r) = cfg.rate_mhz {
@@ -455,10 +578,8 @@ pub fn run_cpu(
                 events: run.events,
                 lost: run.dropped + run.failed,
             });
-            if run.dropped + run.failed == 0 && max_ok.is_none_or(|m| offered > m) {
-                max_ok = Some(offered);
-            }
         }
+        search = Some(search_rate(pool, &engine, cfg, tp)?);
     }
 
     let dur_us = run.last_delivery_ns.max(1) as f64 / 1000.0;
@@ -474,6 +595,7 @@ pub fn run_cpu(
         rate_mhz: cfg.rate_mhz,
         clock_mhz: None,
         budget_ns: cfg.budget_ns,
+        budget_at: cfg.budget_at,
         events: run.events,
         accepted: run.events - run.dropped,
         lost: run.dropped,
@@ -504,7 +626,8 @@ pub fn run_cpu(
             }
             .into(),
             max_throughput_mhz: max_tp,
-            max_rate_without_drops_mhz: max_ok,
+            search,
+            stalls: Some(stalls),
         }),
         sweep,
         pass: false,

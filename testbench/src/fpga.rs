@@ -400,6 +400,8 @@ pub fn run_fpga(
         rate_mhz: Some(cfg.rate_mhz),
         clock_mhz: Some(cfg.clock_mhz),
         budget_ns: cfg.budget_ns,
+        // A hardware pipeline's latency is its design: every event counts.
+        budget_at: crate::report::BudgetAt::Max,
         events: cfg.events,
         accepted: sch.issued.len() as u64,
         lost: sch.lost.len() as u64,

@@ -31,5 +31,5 @@ pub use cpu::{run_cpu, CpuConfig};
 pub use error::TbError;
 pub use fpga::{run_fpga, FpgaConfig, SimChoice};
 pub use output::write_report;
-pub use report::{Report, Target};
+pub use report::{BudgetAt, Report, Target};
 pub use stream::EventPool;

@@ -27,6 +27,47 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// Which latency a budget bounds. A hardware pipeline's worst case is its
+/// design (`max`); a CPU process on a general-purpose OS meets its budget
+/// statistically (a page fault or a preemption in a million events is not a
+/// lost trigger), so CPU stages state a quantile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum BudgetAt {
+    /// The 99th percentile.
+    #[serde(rename = "p99")]
+    #[cfg_attr(feature = "clap", value(name = "p99"))]
+    P99,
+    /// The 99.9th percentile.
+    #[serde(rename = "p99.9")]
+    #[cfg_attr(feature = "clap", value(name = "p99.9"))]
+    P999,
+    /// Every event.
+    #[default]
+    #[serde(rename = "max")]
+    #[cfg_attr(feature = "clap", value(name = "max"))]
+    Max,
+}
+
+impl BudgetAt {
+    /// The bounded latency of `d`.
+    pub fn of(self, d: &Dist) -> f64 {
+        match self {
+            BudgetAt::P99 => d.p99,
+            BudgetAt::P999 => d.p999,
+            BudgetAt::Max => d.max,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BudgetAt::P99 => "p99",
+            BudgetAt::P999 => "p99.9",
+            BudgetAt::Max => "max",
+        }
+    }
+}
+
 /// Distribution of a measured quantity (exact order statistics).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Dist {
@@ -118,8 +159,78 @@ pub struct CpuInfo {
     pub overload: String,
     /// Throughput as fast as possible (backpressure, nothing dropped), MHz.
     pub max_throughput_mhz: Option<f64>,
-    /// Highest offered rate measured without a drop, MHz.
-    pub max_rate_without_drops_mhz: Option<f64>,
+    /// The highest rate that holds the budget ([`RateSearch`]), when searched.
+    pub search: Option<RateSearch>,
+    /// How often this machine stops a polling thread ([`Stalls`]), measured
+    /// before the runs: the floor under any latency quantile here.
+    pub stalls: Option<Stalls>,
+}
+
+/// Stalls of a thread that only reads the clock in a loop: the time the
+/// OS, the hypervisor or interrupts took from it. A latency quantile cannot
+/// be held below the stalls that hit that fraction of the time, whatever the
+/// engine does.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Stalls {
+    /// How long the probe ran, s.
+    pub seconds: f64,
+    /// Gaps longer than 5 us and than 10 us between consecutive clock
+    /// readings, per second.
+    pub over_5us_per_s: f64,
+    pub over_10us_per_s: f64,
+    /// The fraction of the time spent in gaps longer than 5 us.
+    pub stalled_fraction: f64,
+    /// The longest gap, us.
+    pub longest_us: f64,
+}
+
+impl Stalls {
+    pub fn summary(&self) -> String {
+        format!(
+            "a polling thread stalled > 5 us {:.0} times/s, > 10 us {:.0} times/s ({:.2} % of the time; longest {:.0} us)",
+            self.over_5us_per_s,
+            self.over_10us_per_s,
+            100.0 * self.stalled_fraction,
+            self.longest_us
+        )
+    }
+}
+
+/// The highest offered rate this machine sustains with no event lost, every
+/// output bit-exact and the latency budget held, found by bisection between
+/// nothing and the backpressure throughput. A rate passes only if every one
+/// of `repeats` runs at it passes, so that one lucky run does not set it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RateSearch {
+    pub budget_ns: f64,
+    pub budget_at: BudgetAt,
+    /// Runs per rate tried.
+    pub repeats: usize,
+    /// The highest rate that passed, MHz (`None`: none tried passed).
+    pub highest_mhz: Option<f64>,
+    /// The lowest rate that failed, MHz: the answer lies between the two.
+    pub lowest_failed_mhz: Option<f64>,
+    /// Worker threads (one core each) the pipeline ran.
+    pub workers: usize,
+    /// `highest_mhz` per worker core.
+    pub per_core_mhz: Option<f64>,
+    /// Worker cores the run's offered rate would need at `per_core_mhz`
+    /// (assuming linear scaling, which `bxflow bench` measures).
+    pub cores_for_rate: Option<u64>,
+    /// Every rate tried, in order.
+    pub points: Vec<SearchPoint>,
+}
+
+/// One rate of a [`RateSearch`]: each run's figures.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SearchPoint {
+    pub offered_mhz: f64,
+    pub pass: bool,
+    pub events: u64,
+    /// Events lost, per run.
+    pub lost: Vec<u64>,
+    /// The budgeted latency (`budget_at`) of each run, ns.
+    pub latency_ns: Vec<f64>,
 }
 
 /// Plot data kept out of the JSON.
@@ -159,6 +270,9 @@ pub struct Report {
     pub rate_mhz: Option<f64>,
     pub clock_mhz: Option<f64>,
     pub budget_ns: f64,
+    /// Which latency the budget bounds.
+    #[serde(default)]
+    pub budget_at: BudgetAt,
     pub events: u64,
     pub accepted: u64,
     /// Events lost at the input (full FIFO / dropped batches).
@@ -188,6 +302,56 @@ pub struct Report {
     pub plots: Vec<String>,
     #[serde(skip)]
     pub series: Series,
+}
+
+impl RateSearch {
+    /// One line: the rate, its margin, per core and the cores the run's
+    /// rate needs.
+    pub fn summary(&self) -> String {
+        let mut s = match self.highest_mhz {
+            Some(h) => format!("{h:.3} MHz"),
+            None => "none".into(),
+        };
+        let _ = write!(
+            s,
+            " with no loss, bit-exact, {} latency <= {:.1} us ({} rates tried, {} runs each until one fails",
+            self.budget_at.name(),
+            self.budget_ns / 1000.0,
+            self.points.len(),
+            self.repeats,
+        );
+        let at = |r: Option<f64>| self.points.iter().find(|p| Some(p.offered_mhz) == r);
+        if let Some(p) = at(self.highest_mhz) {
+            let (lo, hi) = p
+                .latency_ns
+                .iter()
+                .fold((f64::MAX, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
+            let _ = write!(
+                s,
+                "; there {} {:.1}-{:.1} us over {} runs of {} events",
+                self.budget_at.name(),
+                lo / 1e3,
+                hi / 1e3,
+                p.latency_ns.len(),
+                p.events
+            );
+        }
+        if let Some(p) = at(self.lowest_failed_mhz) {
+            let why = match (p.lost.last(), p.latency_ns.last()) {
+                (Some(&l), _) if l > 0 => format!("{l} lost"),
+                (_, Some(&v)) if v > self.budget_ns => {
+                    format!("{} {:.1} us", self.budget_at.name(), v / 1e3)
+                }
+                _ => "outputs differ from the golden model".into(),
+            };
+            let _ = write!(s, "; {:.3} MHz failed: {why}", p.offered_mhz);
+        }
+        s += ")";
+        if let Some(p) = self.per_core_mhz {
+            let _ = write!(s, "; {p:.3} MHz per worker core ({} workers)", self.workers);
+        }
+        s
+    }
 }
 
 impl Report {
@@ -232,10 +396,12 @@ impl Report {
                 self.events, self.delivered, self.lost, self.failed
             ));
         }
-        if self.latency_ns.count > 0 && self.latency_ns.max > self.budget_ns {
+        let held = self.budget_at.of(&self.latency_ns);
+        if self.latency_ns.count > 0 && held > self.budget_ns {
             f.push(format!(
-                "max latency {:.1} ns exceeds the budget of {:.1} ns",
-                self.latency_ns.max, self.budget_ns
+                "{} latency {held:.1} ns exceeds the budget of {:.1} ns",
+                self.budget_at.name(),
+                self.budget_ns
             ));
         }
         self.pass = f.is_empty();
@@ -366,8 +532,11 @@ impl Report {
                     format!("{m:.3} MHz (backpressure)"),
                 );
             }
-            if let Some(m) = c.max_rate_without_drops_mhz {
-                row(&mut s, "max rate, no drops", format!("{m:.3} MHz"));
+            if let Some(r) = &c.search {
+                row(&mut s, "rate search", r.summary());
+            }
+            if let Some(st) = &c.stalls {
+                row(&mut s, "machine", st.summary());
             }
         }
         row(&mut s, "wall time", format!("{:.2} s", self.wall_s));

@@ -439,3 +439,95 @@ fn reused_recurrent_cells_take_bursts_bit_exact() {
         );
     }
 }
+
+/// The rate search: with a budget any run holds, the highest passing rate
+/// is found below the backpressure throughput, every passing rate passed
+/// each of its runs, a failing one failed its last, and the bisection
+/// brackets the answer; with a budget no run can hold (1 ns at p99), no
+/// rate passes and the failure names the latency.
+#[test]
+fn rate_search_brackets_the_highest_rate_that_holds_the_budget() {
+    let _together = together();
+    let m = jets();
+    let eng = Arc::new(Engine::new(&m).unwrap());
+    let pool = EventPool::generated(&m, 4096, 4096, 3).unwrap();
+    let cfg = CpuConfig {
+        rate_mhz: Some(40.0),
+        budget_ns: 1e9,
+        budget_at: BudgetAt::P99,
+        sweep_events: 20_000,
+        search_repeats: 2,
+        queue: 4096,
+        ..CpuConfig::default()
+    };
+    let tp = 2.0;
+    let s = testbench::cpu::search_rate(&pool, &eng, &cfg, tp).unwrap();
+    eprintln!("{}", s.summary());
+    assert!(!s.points.is_empty() && s.points.len() <= 7);
+    for p in &s.points {
+        assert!(p.offered_mhz > 0.0 && p.offered_mhz <= tp, "{p:?}");
+        if p.pass {
+            assert_eq!(p.lost.len(), 2, "{p:?}");
+            assert!(p.lost.iter().all(|&l| l == 0), "{p:?}");
+            assert!(p.latency_ns.iter().all(|&l| l <= cfg.budget_ns), "{p:?}");
+        } else {
+            assert!(p.lost.last().unwrap() > &0 || p.latency_ns.last().unwrap() > &cfg.budget_ns);
+        }
+    }
+    let best = s.points.iter().filter(|p| p.pass).map(|p| p.offered_mhz);
+    assert_eq!(s.highest_mhz, best.clone().reduce(f64::max));
+    let h = s.highest_mhz.expect("a 1 s budget holds at some rate");
+    if let Some(f) = s.lowest_failed_mhz {
+        assert!(h < f, "{}", s.summary());
+    }
+    let per = s.per_core_mhz.unwrap();
+    assert!((per * s.workers as f64 - h).abs() < 1e-9);
+    assert_eq!(s.cores_for_rate, Some((40.0 / per).ceil() as u64));
+
+    let tight = CpuConfig {
+        budget_ns: 1.0,
+        search_repeats: 1,
+        sweep_events: 2_000,
+        ..cfg
+    };
+    let s = testbench::cpu::search_rate(&pool, &eng, &tight, tp).unwrap();
+    assert_eq!(s.highest_mhz, None, "{}", s.summary());
+    assert!(s.points.iter().all(|p| !p.pass));
+    let summary = s.summary();
+    assert!(
+        summary.starts_with("none with no loss, bit-exact, p99 latency <= 0.0 us")
+            && summary.contains("MHz failed: p99 "),
+        "{summary}"
+    );
+}
+
+/// A CPU run judged at p99 names the quantile it failed, and the machine
+/// probe reports fractions of the time it ran.
+#[test]
+fn a_budget_at_p99_is_judged_and_named() {
+    let _together = together();
+    let m = jets();
+    let eng = Arc::new(Engine::new(&m).unwrap());
+    let pool = EventPool::generated(&m, 1024, 1024, 4).unwrap();
+    let cfg = CpuConfig {
+        rate_mhz: Some(0.1),
+        events: 2_000,
+        budget_ns: 1.0,
+        budget_at: BudgetAt::P99,
+        sweep: false,
+        ..CpuConfig::default()
+    };
+    let r = run_cpu(&m.name, &pool, eng, &cfg).unwrap();
+    assert!(!r.pass);
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.starts_with("p99 latency ") && f.ends_with("exceeds the budget of 1.0 ns")),
+        "{:?}",
+        r.failures
+    );
+    let st = r.cpu.unwrap().stalls.unwrap();
+    assert!((0.45..5.0).contains(&st.seconds), "{st:?}");
+    assert!((0.0..=1.0).contains(&st.stalled_fraction), "{st:?}");
+    assert!(st.over_10us_per_s <= st.over_5us_per_s, "{st:?}");
+}

@@ -221,7 +221,7 @@ impl Model {
     }
 
     /// Runs the testbench (`bxflow testbench`) and returns its report as JSON.
-    #[pyo3(signature = (target="fpga", rate_mhz=Some(40.0), events=10_000, arrivals="fixed", clock_mhz=200.0, budget_ns=1000.0, sim="auto", reuse=None, recurrent="unrolled", strategy="shift-add", fifo=16, isa=None, workers=0, batch=64, seed=1, sweep=false, report_dir=None))]
+    #[pyo3(signature = (target="fpga", rate_mhz=Some(40.0), events=10_000, arrivals="fixed", clock_mhz=200.0, budget_ns=1000.0, budget_at="max", sim="auto", reuse=None, recurrent="unrolled", strategy="shift-add", fifo=16, isa=None, workers=0, batch=64, seed=1, sweep=false, report_dir=None))]
     #[allow(clippy::too_many_arguments)]
     fn testbench(
         &self,
@@ -232,6 +232,7 @@ impl Model {
         arrivals: &str,
         clock_mhz: f64,
         budget_ns: f64,
+        budget_at: &str,
         sim: &str,
         reuse: Option<u32>,
         recurrent: &str,
@@ -246,6 +247,8 @@ impl Model {
     ) -> PyResult<String> {
         use clap::ValueEnum;
         let arrivals = testbench::Arrivals::from_str(arrivals, true).map_err(Error::new_err)?;
+        let budget_at = testbench::BudgetAt::from_str(budget_at, true)
+            .map_err(|e| Error::new_err(format!("budget_at: {e}")))?;
         let q = Arc::clone(&self.q);
         let pool = testbench::EventPool::generated(&q, events, 4096, seed).map_err(err)?;
         let name = q.name.clone();
@@ -288,6 +291,7 @@ impl Model {
                     events,
                     arrivals,
                     budget_ns,
+                    budget_at,
                     workers,
                     batch: batch.max(1),
                     seed,

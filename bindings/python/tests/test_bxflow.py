@@ -212,3 +212,12 @@ def test_testbench_returns_the_cli_report(tmp_path):
     assert ours["pass"] and ours["mismatches"] == 0
     cpu = m.testbench(target="cpu", rate=None, events=20000)
     assert cpu["lost"] == 0 and cpu["mismatches"] == 0 and cpu["delivered"] == 20000
+
+
+def test_cpu_testbench_budget_at_a_quantile(tmp_path):
+    m = bxflow.load(ROOT / "models" / "three_layer_keras.onnx")
+    r = m.testbench(target="cpu", rate="100kHz", events=2000, budget="1ns", budget_at="p99")
+    assert r["budget_at"] == "p99" and not r["pass"]
+    assert any(f.startswith("p99 latency ") for f in r["failures"]), r["failures"]
+    with pytest.raises(bxflow.Error, match="budget_at"):
+        m.testbench(target="cpu", rate="100kHz", events=100, budget_at="p50")

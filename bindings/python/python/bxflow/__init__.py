@@ -156,6 +156,7 @@ class Model:
         arrivals: str = "fixed",
         clock: Union[str, float] = "200MHz",
         budget: Union[str, float] = "1us",
+        budget_at: str = "max",
         sim: str = "auto",
         reuse: Optional[int] = None,
         recurrent: str = "unrolled",
@@ -170,8 +171,11 @@ class Model:
     ) -> Dict[str, Any]:
         """Runs the rate-driven testbench (``bxflow testbench``) and returns
         its report (``pass``, losses, latencies, bit-exactness). ``rate=None``
-        on the CPU target streams as fast as the engine goes; ``report_dir``
-        also writes the JSON report and the plots there."""
+        on the CPU target streams as fast as the engine goes; ``budget_at``
+        (``"max"``, ``"p99"``, ``"p99.9"``) is the CPU latency the budget
+        bounds (the FPGA holds every event's); ``sweep=True`` on the CPU also
+        searches the highest rate that holds the budget (``cpu.search``);
+        ``report_dir`` also writes the JSON report and the plots there."""
         text = self._m.testbench(
             target=target,
             rate_mhz=_mhz(rate, "rate"),
@@ -179,6 +183,7 @@ class Model:
             arrivals=arrivals,
             clock_mhz=_mhz(clock, "clock"),
             budget_ns=_ns(budget, "budget"),
+            budget_at=budget_at,
             sim=sim,
             reuse=reuse,
             recurrent=recurrent,

@@ -55,6 +55,7 @@ class Model:
         arrivals: str = "fixed",
         clock_mhz: float = 200.0,
         budget_ns: float = 1000.0,
+        budget_at: str = "max",
         sim: str = "auto",
         reuse: Optional[int] = None,
         recurrent: str = "unrolled",
