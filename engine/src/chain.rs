@@ -17,13 +17,13 @@
 //! for its input type's full range. Every i32 step then equals the golden
 //! i128 computation.
 
-use crate::dense::{PackedDense, MULTI};
+use crate::dense::{Operand, PackedDense, Seg, MULTI};
 use crate::epi::{Epi, Program};
 use crate::rq::{FastRq, FastRq32};
 use crate::scalar::{argmax, softmax64};
 use quantize::qmodel::Table;
 
-/// A Dense layer of a chain as the plan fuses it: the kernel, then
+/// A Dense or Conv layer of a chain as the plan fuses it: the kernel, then
 /// `bias + (dot << sl)` (exact range `arange`), its requantizer and the
 /// elementwise steps after it.
 #[derive(Clone, Debug)]
@@ -32,15 +32,136 @@ pub(crate) struct ChainLayer {
     pub bias: Vec<i32>,
     pub sl: u32,
     pub arange: (i64, i64),
+    /// The accumulator's overflow (wrap or saturation), when its type
+    /// cannot hold `arange`.
+    pub acc: Option<FastRq32>,
     pub rq: FastRq32,
     pub epi: Vec<Epi>,
+    pub conv: Option<ConvShape>,
 }
 
-/// A Dense layer of a built chain: the kernel and its compiled epilogue.
+/// A layer of a built chain: the kernel, its compiled epilogue, and for a
+/// convolution where its inputs and outputs lie.
 #[derive(Clone, Debug)]
 pub(crate) struct Stage {
     pub k: PackedDense,
     pub prog: Program,
+    pub conv: Option<ConvShape>,
+}
+
+/// A convolution in a chain, run as one dot product per output position
+/// with no im2col: its input is a grid of `in_rows` rows (spatial
+/// positions) of `cpad_in` lanes (its channels, padded to a multiple of 4
+/// with lanes whose weights are 0), plus one more row that holds 0 (the
+/// value of every zero-padding tap). The kernel's weights are packed in
+/// `[tap][channel]` order, so that a stretch of taps reading adjacent rows
+/// is one contiguous run of input groups ([`Seg`]). Its outputs are a grid
+/// of `out_rows` rows of `cpad_out` lanes (the output channels rounded up
+/// to whole 16-lane blocks), which the next convolution reads as its input
+/// grid and a Dense reads flat (its weight columns permuted to match).
+#[derive(Clone, Debug)]
+pub(crate) struct ConvShape {
+    pub channels_in: usize,
+    pub in_rows: usize,
+    pub cpad_in: usize,
+    pub out_rows: usize,
+    pub cpad_out: usize,
+    /// Position `p`'s runs are `segs[starts[p]..starts[p + 1]]`.
+    pub segs: Vec<Seg>,
+    pub starts: Vec<usize>,
+}
+
+impl ConvShape {
+    /// The shape of a convolution of `channels_in` channels at `in_rows`
+    /// positions whose output position `p` reads, for tap `t`, input
+    /// position `taps[p][t]` (`None`: zero padding), packed as `k`.
+    pub fn new(
+        k: &PackedDense,
+        channels_in: usize,
+        in_rows: usize,
+        cpad_in: usize,
+        taps: &[Vec<Option<usize>>],
+    ) -> ConvShape {
+        let bytes = if k.operand == Operand::U8 { 1 } else { 2 };
+        // Input groups (pairs or quads, 4 bytes) per row.
+        let gpr = cpad_in * bytes / 4;
+        let (mut segs, mut starts) = (Vec::new(), vec![0]);
+        for row in taps {
+            let mut t = 0;
+            while t < row.len() {
+                let q = row[t].unwrap_or(in_rows);
+                // Extend while the next tap reads the next row.
+                let mut n = 1;
+                while t + n < row.len() && row[t + n].is_some() && row[t + n] == Some(q + n) {
+                    n += 1;
+                }
+                segs.push(Seg {
+                    w: t * gpr,
+                    x: q * gpr * 4,
+                    n: n * gpr,
+                });
+                t += n;
+            }
+            starts.push(segs.len());
+        }
+        ConvShape {
+            channels_in,
+            in_rows,
+            cpad_in,
+            out_rows: taps.len(),
+            cpad_out: k.dot_len(),
+            segs,
+            starts,
+        }
+    }
+
+    /// Input lanes, the zero row included.
+    fn in_lanes(&self) -> usize {
+        (self.in_rows + 1) * self.cpad_in
+    }
+
+    /// Packs `x` (`[channel][position]`, the model's layout) into the input
+    /// grid: `x + off` in `k`'s lanes, the padding lanes and the zero row
+    /// at `off` (the value 0).
+    fn pack<T: Copy + Into<i64>>(&self, k: &PackedDense, x: &[T], xp: &mut [u16]) {
+        let off = k.offset();
+        let at = |q: usize, c: usize| {
+            if q < self.in_rows && c < self.channels_in {
+                x[c * self.in_rows + q].into() + off
+            } else {
+                off
+            }
+        };
+        let n = self.in_lanes();
+        if k.operand == Operand::U8 {
+            // SAFETY: a byte view of the same u16 buffer.
+            let b =
+                unsafe { std::slice::from_raw_parts_mut(xp.as_mut_ptr() as *mut u8, xp.len() * 2) };
+            for (i, d) in b[..n].iter_mut().enumerate() {
+                *d = at(i / self.cpad_in, i % self.cpad_in) as u8;
+            }
+        } else {
+            for (i, d) in xp[..n].iter_mut().enumerate() {
+                *d = at(i / self.cpad_in, i % self.cpad_in) as i16 as u16;
+            }
+        }
+    }
+
+    /// Writes the zero row (`off`, the value 0) of an input grid the
+    /// previous layer's epilogue filled.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn zero_row(&self, k: &PackedDense, xp: *mut u8) {
+        let off = k.offset();
+        let r = self.in_rows * self.cpad_in;
+        if k.operand == Operand::U8 {
+            std::ptr::write_bytes(xp.add(r), off as u8, self.cpad_in);
+        } else {
+            let p = xp as *mut i16;
+            for c in 0..self.cpad_in {
+                p.add(r + c).write_unaligned(off as i16);
+            }
+        }
+    }
 }
 
 /// Classes of the largest softmax run with events in lanes (one vector per class).
@@ -115,7 +236,12 @@ impl Chain {
         // A layer's epilogue writes whole 16-lane blocks into the next buffer.
         let stride = layers
             .iter()
-            .map(|l| l.k.packed_words().max(l.k.dot_len()))
+            .map(|l| {
+                let grid = l.conv.as_ref().map_or(0, |c| {
+                    c.in_lanes().max(c.out_rows * c.cpad_out + c.cpad_out)
+                });
+                l.k.packed_words().max(l.k.dot_len()).max(grid)
+            })
             .max()
             .unwrap_or(0)
             .div_ceil(32)
@@ -124,8 +250,9 @@ impl Chain {
         let layers = layers
             .into_iter()
             .map(|l| Stage {
-                prog: crate::epi::compile(&l.bias, l.sl, l.arange, &l.rq, &l.epi),
+                prog: crate::epi::compile(&l.bias, l.sl, l.arange, l.acc.as_ref(), &l.rq, &l.epi),
                 k: l.k,
+                conv: l.conv,
             })
             .collect();
         Chain {
@@ -149,7 +276,7 @@ impl Chain {
     #[inline(always)]
     pub fn run(&self, x: &[i64], y: &mut [i64], cx: &mut [u16], dot: &mut [i32]) {
         let (mut cur, mut nxt) = cx[..2 * self.stride].split_at_mut(self.stride);
-        self.layers[0].k.pack(x, cur);
+        self.pack_input(x, cur);
         #[cfg(target_arch = "x86_64")]
         if self.simd() {
             // SAFETY: the ISA was checked available when the plan was built;
@@ -178,9 +305,19 @@ impl Chain {
     /// the first layer's lane format in `cx` (for [`Chain::run_packed_multi`]).
     #[inline(always)]
     pub fn pack_multi<T: Copy + Into<i64>>(&self, x: &[T], xs: usize, cx: &mut [u16]) {
-        let (k, s) = (&self.layers[0].k, self.stride);
+        let s = self.stride;
         for e in 0..MULTI {
-            k.pack(&x[e * xs..e * xs + k.n_in], &mut cx[e * s..(e + 1) * s]);
+            self.pack_input(&x[e * xs..], &mut cx[e * s..(e + 1) * s]);
+        }
+    }
+
+    /// Packs one event's input tensor into the first layer's lanes.
+    #[inline(always)]
+    fn pack_input<T: Copy + Into<i64>>(&self, x: &[T], xp: &mut [u16]) {
+        let l = &self.layers[0];
+        match &l.conv {
+            None => l.k.pack(&x[..l.k.n_in], xp),
+            Some(c) => c.pack(&l.k, x, xp),
         }
     }
 
@@ -233,6 +370,7 @@ mod x86 {
     use super::{Chain, Stage, Tail, MAX_LANES_N, MULTI};
     use crate::dense::x86::{blocks, count, Lanes, Sink, Y2};
     use crate::dense::Operand;
+    use crate::dense::Seg;
     use crate::epi::{Op, Program};
     use crate::isa::Isa;
     use crate::rq::FastRq;
@@ -339,16 +477,45 @@ mod x86 {
                 (nxt.as_mut_ptr() as *mut u8, xs, kind, nk.offset() as i32)
             };
             for g in 0..G {
-                let ep = &mut Epilogue {
-                    l,
-                    out: o.add(g * E * os),
-                    os,
-                    kind,
-                    off,
-                };
-                blocks::<V, E, J>(&l.k, x.add(g * E * xs), xs, ep);
+                let (x, o) = (x.add(g * E * xs), o.add(g * E * os));
+                match &l.conv {
+                    None => {
+                        let ep = &mut Epilogue {
+                            l,
+                            out: o,
+                            os,
+                            kind,
+                            off,
+                        };
+                        blocks::<V, E, J>(&l.k, x, xs, &Seg::all(&l.k), ep);
+                    }
+                    Some(cv) => {
+                        // Output row p in the next layer's lanes (a chain
+                        // never ends with a convolution: kind is 1 or 2).
+                        let row = cv.cpad_out * if kind == 2 { 1 } else { 2 };
+                        for p in 0..cv.out_rows {
+                            let ep = &mut Epilogue {
+                                l,
+                                out: o.add(p * row),
+                                os,
+                                kind,
+                                off,
+                            };
+                            let segs = &cv.segs[cv.starts[p]..cv.starts[p + 1]];
+                            blocks::<V, E, J>(&l.k, x, xs, segs, ep);
+                        }
+                    }
+                }
             }
             if i != last {
+                if let Some(nc) = &c.layers[i + 1].conv {
+                    for e in 0..G * E {
+                        nc.zero_row(
+                            &c.layers[i + 1].k,
+                            (nxt.as_mut_ptr() as *mut u8).add(e * xs),
+                        );
+                    }
+                }
                 std::mem::swap(&mut cur, &mut nxt);
             }
         }

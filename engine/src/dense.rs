@@ -202,6 +202,28 @@ impl PackedDense {
     }
 }
 
+/// A run of input groups a dot product reads: weight groups `w..w + n`
+/// against the packed input's groups at byte `x` onwards. A Dense layer
+/// reads one run (all its groups); a convolution, per output position,
+/// one run per stretch of taps that are adjacent in its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Seg {
+    pub w: usize,
+    pub x: usize,
+    pub n: usize,
+}
+
+impl Seg {
+    /// Every group of `p`, from the start of the input.
+    pub(crate) fn all(p: &PackedDense) -> [Seg; 1] {
+        [Seg {
+            w: 0,
+            x: 0,
+            n: p.ngroups,
+        }]
+    }
+}
+
 /// Events per pass of the multi-event kernels ([`PackedDense::run_packed_multi`]).
 pub const MULTI: usize = 8;
 
@@ -283,7 +305,7 @@ pub(crate) mod x86 {
     //! [`Lanes`], sixteen i32 lanes that are one AVX-512 register or two
     //! AVX2 registers, so that a 16-output block of packed weights (one
     //! cache line) means the same on both.
-    use super::{Line, Operand, PackedDense};
+    use super::{Line, Operand, PackedDense, Seg};
     use crate::isa::Isa;
     use std::arch::x86_64::*;
 
@@ -584,42 +606,45 @@ pub(crate) mod x86 {
         a[0]
     }
 
-    /// For each 16-output block: `E` events' dot products (each weight
-    /// line loaded once for all events, `J` partial accumulators per event
-    /// to shorten the dependency chains), then `sink.put(block, sums)`.
-    /// Event `e`'s packed input is at `x + e * xs` bytes.
+    /// For each 16-output block: `E` events' dot products over the runs
+    /// `segs` (each weight line loaded once for all events, `J` partial
+    /// accumulators per event to shorten the dependency chains), then
+    /// `sink.put(block, sums)`. Event `e`'s packed input is at `x + e * xs` bytes.
     #[inline(always)]
     unsafe fn blocks_op<V: Lanes, const E: usize, const J: usize, const OP: u8>(
         p: &PackedDense,
         x: *const u8,
         xs: usize,
+        segs: &[Seg],
         sink: &mut impl Sink<V>,
     ) {
         let g = p.ngroups;
         let w0 = p.w.as_ptr();
         for b in 0..p.nblk {
-            let w = w0.add(b * g);
             let init = V::load(p.init.as_ptr().add(b * 16));
             let mut acc = [[V::zero(); J]; E];
             for a in acc.iter_mut() {
                 a[0] = init;
             }
-            let mut q = 0;
-            while q + J <= g {
-                for j in 0..J {
-                    let wv = V::weights(w.add(q + j));
-                    for (e, a) in acc.iter_mut().enumerate() {
-                        a[j] = a[j].mac::<OP>(V::bcast(x.add(e * xs + (q + j) * 4)), wv);
+            for s in segs {
+                let (w, x, n) = (w0.add(b * g + s.w), x.add(s.x), s.n);
+                let mut q = 0;
+                while q + J <= n {
+                    for j in 0..J {
+                        let wv = V::weights(w.add(q + j));
+                        for (e, a) in acc.iter_mut().enumerate() {
+                            a[j] = a[j].mac::<OP>(V::bcast(x.add(e * xs + (q + j) * 4)), wv);
+                        }
                     }
+                    q += J;
                 }
-                q += J;
-            }
-            while q < g {
-                let wv = V::weights(w.add(q));
-                for (e, a) in acc.iter_mut().enumerate() {
-                    a[0] = a[0].mac::<OP>(V::bcast(x.add(e * xs + q * 4)), wv);
+                while q < n {
+                    let wv = V::weights(w.add(q));
+                    for (e, a) in acc.iter_mut().enumerate() {
+                        a[0] = a[0].mac::<OP>(V::bcast(x.add(e * xs + q * 4)), wv);
+                    }
+                    q += 1;
                 }
-                q += 1;
             }
             // A loop, not `acc.map`: closures may stay out of line, and out
             // of line their intrinsics lose the ISA.
@@ -637,13 +662,14 @@ pub(crate) mod x86 {
         p: &PackedDense,
         x: *const u8,
         xs: usize,
+        segs: &[Seg],
         sink: &mut impl Sink<V>,
     ) {
         match (p.operand, p.isa) {
-            (Operand::U8, Isa::Avx512Vnni) => blocks_op::<V, E, J, DPBUSD>(p, x, xs, sink),
-            (Operand::U8, _) => blocks_op::<V, E, J, UBSW>(p, x, xs, sink),
-            (_, Isa::Avx512Vnni) => blocks_op::<V, E, J, DPWSSD>(p, x, xs, sink),
-            _ => blocks_op::<V, E, J, MADD>(p, x, xs, sink),
+            (Operand::U8, Isa::Avx512Vnni) => blocks_op::<V, E, J, DPBUSD>(p, x, xs, segs, sink),
+            (Operand::U8, _) => blocks_op::<V, E, J, UBSW>(p, x, xs, segs, sink),
+            (_, Isa::Avx512Vnni) => blocks_op::<V, E, J, DPWSSD>(p, x, xs, segs, sink),
+            _ => blocks_op::<V, E, J, MADD>(p, x, xs, segs, sink),
         }
     }
 
@@ -657,7 +683,7 @@ pub(crate) mod x86 {
         dot: *mut i32,
         ds: usize,
     ) {
-        blocks::<__m512i, E, J>(p, x, xs, &mut Store(dot, ds))
+        blocks::<__m512i, E, J>(p, x, xs, &Seg::all(p), &mut Store(dot, ds))
     }
 
     /// [`vnni`] on AVX-512 BW.
@@ -669,7 +695,7 @@ pub(crate) mod x86 {
         dot: *mut i32,
         ds: usize,
     ) {
-        blocks::<__m512i, E, J>(p, x, xs, &mut Store(dot, ds))
+        blocks::<__m512i, E, J>(p, x, xs, &Seg::all(p), &mut Store(dot, ds))
     }
 
     /// [`vnni`] on AVX2 (two 256-bit registers per 16-output block).
@@ -681,6 +707,6 @@ pub(crate) mod x86 {
         dot: *mut i32,
         ds: usize,
     ) {
-        blocks::<Y2, E, J>(p, x, xs, &mut Store(dot, ds))
+        blocks::<Y2, E, J>(p, x, xs, &Seg::all(p), &mut Store(dot, ds))
     }
 }

@@ -252,13 +252,15 @@ impl Builder {
     }
 }
 
-/// Compiles `bias + (dot << sl)`, the layer's requantizer `rq` and the
-/// fused elementwise steps `epi`. `arange` is the exact range of
+/// Compiles `bias + (dot << sl)`, the accumulator's overflow `acc` (if it
+/// can overflow), the layer's requantizer `rq` and the fused elementwise
+/// steps `epi`. `arange` is the exact range of
 /// `bias + (dot << sl)`, from which the plan proved every step fits i32.
 pub(crate) fn compile(
     bias: &[i32],
     sl: u32,
     arange: (i64, i64),
+    acc: Option<&FastRq32>,
     rq: &FastRq32,
     epi: &[Epi],
 ) -> Program {
@@ -267,6 +269,9 @@ pub(crate) fn compile(
         r: arange,
         pending: 0,
     };
+    if let Some(a) = acc {
+        b.rq(a);
+    }
     b.rq(rq);
     for e in epi {
         b.epi(e);
@@ -422,7 +427,7 @@ mod tests {
                 continue;
             }
             let arange = (bias as i64 + (dlo << sl), bias as i64 + (dhi << sl));
-            let p = compile(&[bias], sl, arange, &rq, &epi);
+            let p = compile(&[bias], sl, arange, None, &rq, &epi);
             tried += 1;
             let mut dots: Vec<i64> = (0..16).map(|_| rng.gen_range(dlo..=dhi)).collect();
             dots.extend([dlo, dhi, dlo + 1, dhi - 1, 0]);
@@ -467,7 +472,14 @@ mod tests {
         let r2 = Rq::from_type(out.with_overflow(Overflow::Sat), relu)
             .to_i32(0, out.max_raw() as i128)
             .unwrap();
-        let p = compile(&[5, -3], 0, (alo, ahi), &rq, &[Epi::Max0, Epi::Rq(r2)]);
+        let p = compile(
+            &[5, -3],
+            0,
+            (alo, ahi),
+            None,
+            &rq,
+            &[Epi::Max0, Epi::Rq(r2)],
+        );
         assert_eq!(
             p.ops,
             vec![Op::AddBias, Op::Sra(7), Op::Max(0), Op::Min(511)]

@@ -259,14 +259,19 @@ impl Rq {
     pub fn to_i32(&self, vlo: i128, vhi: i128) -> Option<FastRq32> {
         let Rq::Fast(f) = self else { return None };
         let width = 64 - f.wrap_shift;
-        let lim = 1i128 << 30;
         if width > 32 || f.kr > 30 || f.kl > 30 {
             return None;
         }
-        if (vlo << f.kl) < -lim || (vhi << f.kl) > lim || vlo - 2 < -lim {
-            return None;
-        }
-        if vhi + (1i128 << f.kr) > lim {
+        // Every partial sum of `v` and the rounding terms (each added or
+        // not), then the shifts, stays inside i32; 2 below its minimum is
+        // kept free for the epilogue's threshold compares (`lo - 1`).
+        let terms = [f.base, f.neg, f.conv].map(|t| t as i128);
+        let up: i128 = terms.iter().map(|&t| t.max(0)).sum();
+        let down: i128 = terms.iter().map(|&t| t.min(0)).sum();
+        let (lo32, hi32) = (i32::MIN as i128 + 2, i32::MAX as i128);
+        let (slo, shi) = (vlo + down, vhi + up);
+        if slo < lo32 || shi > hi32 || (slo >> f.kr) << f.kl < lo32 || (shi >> f.kr) << f.kl > hi32
+        {
             return None;
         }
         let c = |v: i64| -> Option<i32> { i32::try_from(v).ok() };

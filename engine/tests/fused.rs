@@ -147,3 +147,43 @@ fn batch_input_error_names_the_index_within_the_event() {
         "input value 1000 at index 3 is outside the input type ap_fixed<8,3>"
     );
 }
+
+/// Convolutions fused into chains (grids of channels in lanes, no im2col):
+/// random 1-D to 3-D convolutions (dilated, with input dilation, padded)
+/// then Dense layers, 4..16-bit types, on every ISA, single events and
+/// batches against the golden model. Pools, channel groups and routes
+/// after the Conv keep it out of a chain in most draws; one in eight must fuse.
+#[test]
+fn fused_random_conv() {
+    let mut rng = SmallRng::seed_from_u64(107);
+    let (mut convs, mut fused) = (0, 0);
+    for m in 0..150 {
+        let spec = RandomSpec {
+            max_bits: [8, 16][m % 2],
+            max_neurons: 24,
+            max_layers: 3,
+            modes: true,
+            tables: false,
+            skips: false,
+            max_inputs: 1,
+            max_outputs: 1,
+            conv: true,
+        };
+        let model = random_model(&mut rng, &spec);
+        let n = rng.gen_range(1..=20);
+        let inputs: Vec<Vec<i64>> = (0..n).map(|_| random_input(&mut rng, &model)).collect();
+        check(&model, &inputs, &format!("conv model {m}"));
+        for isa in isas().into_iter().filter(|&i| i != Isa::Scalar) {
+            let k = Engine::with_isa(&model, isa).unwrap().kernels();
+            convs += 1;
+            fused +=
+                k.iter()
+                    .any(|k| k.op == "Conv" && k.kernel.contains("fused")) as usize;
+        }
+    }
+    eprintln!("{fused} of {convs} convolutions fused");
+    assert!(
+        fused * 8 > convs,
+        "too few fused convolutions: {fused} of {convs}"
+    );
+}
