@@ -57,8 +57,11 @@ pub(crate) struct Stage {
 /// `[tap][channel]` order, so that a stretch of taps reading adjacent rows
 /// is one contiguous run of input groups ([`Seg`]). Its outputs are a grid
 /// of `out_rows` rows of `cpad_out` lanes (the output channels rounded up
-/// to whole 16-lane blocks), which the next convolution reads as its input
-/// grid and a Dense reads flat (its weight columns permuted to match).
+/// to 4), which the next convolution reads as its input grid and a Dense
+/// reads flat (its weight columns permuted to match). The epilogue stores
+/// whole 16-lane blocks: a row's last block spills into the next row,
+/// which is written after it (rows go in order), and the last row's into
+/// the zero row and beyond, which is rewritten after the layer.
 #[derive(Clone, Debug)]
 pub(crate) struct ConvShape {
     pub channels_in: usize,
@@ -109,7 +112,7 @@ impl ConvShape {
             in_rows,
             cpad_in,
             out_rows: taps.len(),
-            cpad_out: k.dot_len(),
+            cpad_out: k.n_out.div_ceil(4) * 4,
             segs,
             starts,
         }
@@ -125,25 +128,29 @@ impl ConvShape {
     /// at `off` (the value 0).
     fn pack<T: Copy + Into<i64>>(&self, k: &PackedDense, x: &[T], xp: &mut [u16]) {
         let off = k.offset();
-        let at = |q: usize, c: usize| {
-            if q < self.in_rows && c < self.channels_in {
-                x[c * self.in_rows + q].into() + off
-            } else {
-                off
-            }
-        };
-        let n = self.in_lanes();
+        let (rows, cp, ch) = (self.in_rows, self.cpad_in, self.channels_in);
+        // Every lane at 0 (`off`), then each channel's values in place.
+        macro_rules! fill {
+            ($buf:expr, $t:ty) => {{
+                let b = &mut $buf[..self.in_lanes()];
+                b.fill(off as $t);
+                for (c, xc) in x[..ch * rows].chunks_exact(rows).enumerate() {
+                    for (d, &v) in b[c..].iter_mut().step_by(cp).zip(xc) {
+                        *d = (v.into() + off) as $t;
+                    }
+                }
+            }};
+        }
         if k.operand == Operand::U8 {
             // SAFETY: a byte view of the same u16 buffer.
             let b =
                 unsafe { std::slice::from_raw_parts_mut(xp.as_mut_ptr() as *mut u8, xp.len() * 2) };
-            for (i, d) in b[..n].iter_mut().enumerate() {
-                *d = at(i / self.cpad_in, i % self.cpad_in) as u8;
-            }
+            fill!(b, u8);
         } else {
-            for (i, d) in xp[..n].iter_mut().enumerate() {
-                *d = at(i / self.cpad_in, i % self.cpad_in) as i16 as u16;
-            }
+            // SAFETY: an i16 view of the same u16 buffer.
+            let b =
+                unsafe { std::slice::from_raw_parts_mut(xp.as_mut_ptr() as *mut i16, xp.len()) };
+            fill!(b, i16);
         }
     }
 
@@ -238,7 +245,7 @@ impl Chain {
             .iter()
             .map(|l| {
                 let grid = l.conv.as_ref().map_or(0, |c| {
-                    c.in_lanes().max(c.out_rows * c.cpad_out + c.cpad_out)
+                    c.in_lanes().max(c.out_rows * c.cpad_out + l.k.dot_len())
                 });
                 l.k.packed_words().max(l.k.dot_len()).max(grid)
             })
@@ -455,9 +462,52 @@ mod x86 {
         }
     }
 
+    /// One layer for `E` events (event `e`'s packed input at `x + e * xs`),
+    /// its epilogue storing `kind` at `o + e * os` with `off`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn layer<V: Lanes, const E: usize, const J: usize>(
+        l: &Stage,
+        x: *const u8,
+        xs: usize,
+        o: *mut u8,
+        os: usize,
+        kind: u8,
+        off: i32,
+    ) {
+        match &l.conv {
+            None => {
+                let ep = &mut Epilogue {
+                    l,
+                    out: o,
+                    os,
+                    kind,
+                    off,
+                };
+                blocks::<V, E, J>(&l.k, x, xs, &Seg::all(&l.k), ep);
+            }
+            Some(cv) => {
+                // Output row p in the next layer's lanes (a chain never
+                // ends with a convolution: kind is 1 or 2).
+                let row = cv.cpad_out * if kind == 2 { 1 } else { 2 };
+                for p in 0..cv.out_rows {
+                    let ep = &mut Epilogue {
+                        l,
+                        out: o.add(p * row),
+                        os,
+                        kind,
+                        off,
+                    };
+                    let segs = &cv.segs[cv.starts[p]..cv.starts[p + 1]];
+                    blocks::<V, E, J>(&l.k, x, xs, segs, ep);
+                }
+            }
+        }
+    }
+
     /// The chain on `G` groups of `E` events (event `e`'s packed input at
     /// `cur[e * stride..]`): layer by layer, each layer's weights read once
-    /// per group.
+    /// per group, layers of at most 8 outputs on `V::Half` lanes.
     #[inline(always)]
     unsafe fn run_impl<'a, V: Lanes, const G: usize, const E: usize, const J: usize>(
         c: &Chain,
@@ -478,33 +528,10 @@ mod x86 {
             };
             for g in 0..G {
                 let (x, o) = (x.add(g * E * xs), o.add(g * E * os));
-                match &l.conv {
-                    None => {
-                        let ep = &mut Epilogue {
-                            l,
-                            out: o,
-                            os,
-                            kind,
-                            off,
-                        };
-                        blocks::<V, E, J>(&l.k, x, xs, &Seg::all(&l.k), ep);
-                    }
-                    Some(cv) => {
-                        // Output row p in the next layer's lanes (a chain
-                        // never ends with a convolution: kind is 1 or 2).
-                        let row = cv.cpad_out * if kind == 2 { 1 } else { 2 };
-                        for p in 0..cv.out_rows {
-                            let ep = &mut Epilogue {
-                                l,
-                                out: o.add(p * row),
-                                os,
-                                kind,
-                                off,
-                            };
-                            let segs = &cv.segs[cv.starts[p]..cv.starts[p + 1]];
-                            blocks::<V, E, J>(&l.k, x, xs, segs, ep);
-                        }
-                    }
+                if V::HALVES && l.k.n_out <= 8 {
+                    layer::<V::Half, E, J>(l, x, xs, o, os, kind, off);
+                } else {
+                    layer::<V, E, J>(l, x, xs, o, os, kind, off);
                 }
             }
             if i != last {

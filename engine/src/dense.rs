@@ -323,12 +323,18 @@ pub(crate) mod x86 {
         _mm_cvtsi32_si128(k as i32)
     }
 
-    /// Sixteen i32 lanes and the lane operations the kernels and their
+    /// The i32 lanes of one 16-output block (or, for [`Lanes::Half`], of
+    /// its first 8 outputs) and the lane operations the kernels and their
     /// epilogues use. Methods are `inline(always)` so that they take the
     /// `target_feature` of the function they are inlined into.
     pub(crate) trait Lanes: Copy {
         /// A broadcast input group (a pair of i16 or a quad of u8).
         type B: Copy;
+        /// The type for layers of at most 8 outputs (whose block's upper
+        /// half is padding): 8 lanes where that saves work, else `Self`.
+        type Half: Lanes;
+        /// Whether `Half` is narrower than `Self`.
+        const HALVES: bool;
         unsafe fn zero() -> Self;
         unsafe fn splat(v: i32) -> Self;
         unsafe fn load(p: *const i32) -> Self;
@@ -359,6 +365,8 @@ pub(crate) mod x86 {
 
     impl Lanes for __m512i {
         type B = __m512i;
+        type Half = __m512i;
+        const HALVES: bool = false;
         #[inline(always)]
         unsafe fn zero() -> Self {
             _mm512_setzero_si512()
@@ -470,6 +478,8 @@ pub(crate) mod x86 {
 
     impl Lanes for Y2 {
         type B = __m256i;
+        type Half = Y1;
+        const HALVES: bool = true;
         #[inline(always)]
         unsafe fn zero() -> Self {
             Y2(_mm256_setzero_si256(), _mm256_setzero_si256())
@@ -568,6 +578,111 @@ pub(crate) mod x86 {
                 };
                 _mm256_add_epi32(a, p)
             })
+        }
+    }
+
+    /// The first 8 lanes of a 16-output block in one AVX2 register, for
+    /// layers of at most 8 outputs: half the multiplies of [`Y2`].
+    #[derive(Clone, Copy)]
+    pub(crate) struct Y1(__m256i);
+
+    impl Lanes for Y1 {
+        type B = __m256i;
+        type Half = Y1;
+        const HALVES: bool = false;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Y1(_mm256_setzero_si256())
+        }
+        #[inline(always)]
+        unsafe fn splat(v: i32) -> Self {
+            Y1(_mm256_set1_epi32(v))
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const i32) -> Self {
+            Y1(_mm256_loadu_si256(p as *const _))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut i32) {
+            _mm256_storeu_si256(p as *mut _, self.0)
+        }
+        #[inline(always)]
+        unsafe fn store_i16(self, p: *mut u8) {
+            let w = _mm256_packs_epi32(self.0, self.0);
+            let w = _mm256_permute4x64_epi64::<0xD8>(w);
+            _mm_storeu_si128(p as *mut _, _mm256_castsi256_si128(w))
+        }
+        #[inline(always)]
+        unsafe fn store_u8(self, p: *mut u8) {
+            let w = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(self.0, self.0));
+            let w = _mm256_castsi256_si128(w);
+            _mm_storel_epi64(p as *mut _, _mm_packus_epi16(w, w))
+        }
+        #[inline(always)]
+        unsafe fn add(self, o: Self) -> Self {
+            Y1(_mm256_add_epi32(self.0, o.0))
+        }
+        #[inline(always)]
+        unsafe fn and(self, o: Self) -> Self {
+            Y1(_mm256_and_si256(self.0, o.0))
+        }
+        #[inline(always)]
+        unsafe fn shl(self, k: u32) -> Self {
+            Y1(_mm256_sll_epi32(self.0, count(k)))
+        }
+        #[inline(always)]
+        unsafe fn sra(self, k: u32) -> Self {
+            Y1(_mm256_sra_epi32(self.0, count(k)))
+        }
+        #[inline(always)]
+        unsafe fn srl(self, k: u32) -> Self {
+            Y1(_mm256_srl_epi32(self.0, count(k)))
+        }
+        #[inline(always)]
+        unsafe fn max(self, o: Self) -> Self {
+            Y1(_mm256_max_epi32(self.0, o.0))
+        }
+        #[inline(always)]
+        unsafe fn min(self, o: Self) -> Self {
+            Y1(_mm256_min_epi32(self.0, o.0))
+        }
+        #[inline(always)]
+        unsafe fn sign(self) -> Self {
+            Y1(_mm256_srai_epi32::<31>(self.0))
+        }
+        #[inline(always)]
+        unsafe fn zero_outside(self, lo: i32, hi: i32) -> Self {
+            let (lo, hi) = (_mm256_set1_epi32(lo), _mm256_set1_epi32(hi));
+            let out = _mm256_or_si256(
+                _mm256_cmpgt_epi32(self.0, hi),
+                _mm256_cmpgt_epi32(lo, self.0),
+            );
+            Y1(_mm256_andnot_si256(out, self.0))
+        }
+        #[inline(always)]
+        unsafe fn keep_above(self, th: i32) -> Self {
+            Y1(_mm256_and_si256(
+                _mm256_cmpgt_epi32(self.0, _mm256_set1_epi32(th)),
+                self.0,
+            ))
+        }
+        #[inline(always)]
+        unsafe fn bcast(p: *const u8) -> __m256i {
+            _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32))
+        }
+        #[inline(always)]
+        unsafe fn weights(p: *const Line) -> Self {
+            Y1(_mm256_load_si256(p as *const __m256i))
+        }
+        #[inline(always)]
+        unsafe fn mac<const OP: u8>(self, x: __m256i, w: Self) -> Self {
+            debug_assert!(OP == MADD || OP == UBSW);
+            let p = if OP == UBSW {
+                _mm256_madd_epi16(_mm256_maddubs_epi16(x, w.0), _mm256_set1_epi16(1))
+            } else {
+                _mm256_madd_epi16(x, w.0)
+            };
+            Y1(_mm256_add_epi32(self.0, p))
         }
     }
 
@@ -707,6 +822,10 @@ pub(crate) mod x86 {
         dot: *mut i32,
         ds: usize,
     ) {
-        blocks::<Y2, E, J>(p, x, xs, &Seg::all(p), &mut Store(dot, ds))
+        if p.n_out <= 8 {
+            blocks::<Y1, E, J>(p, x, xs, &Seg::all(p), &mut Store(dot, ds))
+        } else {
+            blocks::<Y2, E, J>(p, x, xs, &Seg::all(p), &mut Store(dot, ds))
+        }
     }
 }
