@@ -103,8 +103,8 @@ pub struct Figures {
 }
 
 /// The machine's multiply-accumulate peak on one core for the engine's ISA
-/// (`engine::peak`), measured beside a batch run so that a change of clock
-/// between runs moves both.
+/// (`engine::peak`), measured in slices interleaved with a batch run so
+/// that a change of clock or of neighbours moves both.
 #[derive(Clone, Copy, Debug)]
 pub struct Peak {
     /// i16 x i16 MACs per second.
@@ -116,38 +116,67 @@ pub struct Peak {
     pub fraction: f64,
 }
 
-/// [`Peak`] of `engine`'s ISA for a batch rate `rate`: each MAC layer's MACs
-/// at the peak of its lanes (u8 layers at the u8 peak, every other at the
-/// i16 peak). `None` when the CPU lacks the family.
-fn peak_beside(engine: &Engine, rate: f64) -> Option<Peak> {
+/// A batch run interleaved with slices of the machine's peak loop
+/// ([`engine::peak::slice`]) for each lane type the model's MAC layers use:
+/// `batches` timed calls of `batch`, each followed by a peak slice of about
+/// its length, so that each batch and its slice see the same clock and
+/// neighbours. Returns the batch rate (events/s) and the [`Peak`]: the
+/// median peaks and the median of the per-batch fractions.
+fn batch_beside_peak(
+    engine: &Engine,
+    batches: usize,
+    events_per_batch: usize,
+    mut batch: impl FnMut(),
+) -> (f64, Option<Peak>) {
     use engine::dense::Operand;
-    let isa = engine.isa();
-    let i16 = engine::peak::macs_per_second(isa, Operand::I16)?;
-    let m = engine.model();
-    let kernels = engine.kernels();
-    let u8s = kernels.iter().any(|k| k.operand == Some(Operand::U8));
-    let u8 = if u8s {
-        Some(engine::peak::macs_per_second(isa, Operand::U8)?)
-    } else {
-        None
+    let (isa, m, kernels) = (engine.isa(), engine.model(), engine.kernels());
+    let lanes = |k: &engine::LayerKernel| match k.operand {
+        Some(Operand::U8) => Operand::U8,
+        _ => Operand::I16,
     };
-    let secs: f64 = m
-        .layers
-        .iter()
-        .zip(&kernels)
-        .map(|(l, k)| {
-            let macs = l.op.macs(l.shape.iter().product()) as f64;
-            match (k.operand, u8) {
-                (Some(Operand::U8), Some(p)) => macs / p,
-                _ => macs / i16,
+    let mut ops = vec![Operand::I16];
+    if kernels.iter().any(|k| lanes(k) == Operand::U8) {
+        ops.push(Operand::U8);
+    }
+    // Seconds of one event's MACs at a peak of each lane type.
+    let per_event = |peaks: &[f64]| -> f64 {
+        m.layers
+            .iter()
+            .zip(&kernels)
+            .map(|(l, k)| {
+                let i = ops.iter().position(|&o| o == lanes(k)).unwrap_or(0);
+                l.op.macs(l.shape.iter().product()) as f64 / peaks[i]
+            })
+            .sum()
+    };
+    // Per batch: its seconds, the peaks of the slice after it, the fraction.
+    let (mut secs, mut peaks, mut fractions) = (0.0, vec![vec![]; ops.len()], vec![]);
+    for _ in 0..batches {
+        let t = Instant::now();
+        batch();
+        let dt = t.elapsed().as_secs_f64();
+        secs += dt;
+        let p: Option<Vec<f64>> = ops
+            .iter()
+            .map(|&op| engine::peak::slice(isa, op, dt * 1e3).map(|(m, s)| m / s))
+            .collect();
+        if let Some(p) = p {
+            fractions.push(events_per_batch as f64 / dt * per_event(&p));
+            for (v, x) in peaks.iter_mut().zip(p) {
+                v.push(x);
             }
-        })
-        .sum();
-    Some(Peak {
-        i16,
-        u8,
-        fraction: rate * secs,
-    })
+        }
+    }
+    let rate = (batches * events_per_batch) as f64 / secs;
+    let peak = (!fractions.is_empty()).then(|| {
+        let mut p = peaks.into_iter().map(median);
+        Peak {
+            i16: p.next().unwrap_or(0.0),
+            u8: p.next(),
+            fraction: median(fractions),
+        }
+    });
+    (rate, peak)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -241,13 +270,11 @@ pub fn bench_engine(engine: &Arc<Engine>, o: &BenchOptions) -> Figures {
         // Batch throughput, one thread.
         let mut outs = vec![0i64; POOL * ol];
         let reps = (o.events / POOL).max(1);
-        let t = Instant::now();
-        for _ in 0..reps {
+        let (rate, peak) = batch_beside_peak(engine, reps, POOL, || {
             engine.infer_batch_with(&mut s, &raw, &mut outs).unwrap();
-        }
-        let rate = (reps * POOL) as f64 / t.elapsed().as_secs_f64();
+        });
         thr.push(rate);
-        peaks.extend(peak_beside(engine, rate));
+        peaks.extend(peak);
         // Streaming, all workers.
         if o.stream_events > 0 {
             let cfg = PipelineConfig {

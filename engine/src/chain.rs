@@ -65,6 +65,10 @@ pub(crate) struct Stage {
 #[derive(Clone, Debug)]
 pub(crate) struct ConvShape {
     pub channels_in: usize,
+    /// A gather the head convolution's input goes through first (a Route
+    /// folded into the chain): input lane `c * in_rows + q` is the chain
+    /// input's element `gather[..]`, `u32::MAX` for 0.
+    pub gather: Option<Vec<u32>>,
     pub in_rows: usize,
     pub cpad_in: usize,
     pub out_rows: usize,
@@ -109,6 +113,7 @@ impl ConvShape {
         }
         ConvShape {
             channels_in,
+            gather: None,
             in_rows,
             cpad_in,
             out_rows: taps.len(),
@@ -134,9 +139,22 @@ impl ConvShape {
             ($buf:expr, $t:ty) => {{
                 let b = &mut $buf[..self.in_lanes()];
                 b.fill(off as $t);
-                for (c, xc) in x[..ch * rows].chunks_exact(rows).enumerate() {
-                    for (d, &v) in b[c..].iter_mut().step_by(cp).zip(xc) {
-                        *d = (v.into() + off) as $t;
+                match &self.gather {
+                    None => {
+                        for (c, xc) in x[..ch * rows].chunks_exact(rows).enumerate() {
+                            for (d, &v) in b[c..].iter_mut().step_by(cp).zip(xc) {
+                                *d = (v.into() + off) as $t;
+                            }
+                        }
+                    }
+                    Some(g) => {
+                        for (c, gc) in g.chunks_exact(rows).enumerate() {
+                            for (d, &i) in b[c..].iter_mut().step_by(cp).zip(gc) {
+                                if i != u32::MAX {
+                                    *d = (x[i as usize].into() + off) as $t;
+                                }
+                            }
+                        }
                     }
                 }
             }};

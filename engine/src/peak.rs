@@ -26,27 +26,35 @@ const CHAINS: usize = 12;
 ///
 /// `None` when the CPU lacks the family.
 pub fn macs_per_second(isa: Isa, operand: Operand) -> Option<f64> {
+    let mut rates: Vec<f64> = (0..5)
+        .map(|_| slice(isa, operand, 10.0).map(|(m, s)| m / s))
+        .collect::<Option<_>>()?;
+    rates.sort_by(f64::total_cmp);
+    Some(rates[2])
+}
+
+/// One timed run of [`macs_per_second`]'s loop lasting about `ms`
+/// milliseconds (at a 3 GHz clock): the MACs it did and the seconds it
+/// took. Short slices interleaved with a measured workload see the same
+/// clock and the same neighbours as the workload does, which a peak
+/// measured before or after it on a shared machine does not.
+pub fn slice(isa: Isa, operand: Operand, ms: f64) -> Option<(f64, f64)> {
     let u8s = operand == Operand::U8;
     if !isa.available() || (u8s && isa == Isa::Scalar) {
         return None;
     }
-    // Iterations of the loop and the MACs one iteration does.
-    let (iters, per_iter) = match (isa, u8s) {
+    // Iterations per 10 ms at 3 GHz, and the MACs one iteration does.
+    let (per_10ms, per_iter) = match (isa, u8s) {
         (Isa::Scalar, _) => (2_000_000, CHAINS),
         (Isa::Avx2, false) => (1_000_000, CHAINS * 16),
         (Isa::Avx2, true) => (500_000, CHAINS * 32),
         (_, false) => (500_000, CHAINS * 32),
         (_, true) => (250_000, CHAINS * 64),
     };
-    let mut rates: Vec<f64> = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            black_box(run(isa, u8s, black_box(iters)));
-            (iters * per_iter) as f64 / t.elapsed().as_secs_f64()
-        })
-        .collect();
-    rates.sort_by(f64::total_cmp);
-    Some(rates[2])
+    let iters = ((per_10ms as f64 * ms / 10.0) as usize).max(1);
+    let t = Instant::now();
+    black_box(run(isa, u8s, black_box(iters)));
+    Some(((iters * per_iter) as f64, t.elapsed().as_secs_f64()))
 }
 
 /// `iters` iterations of the loop; returns a value of the accumulators.

@@ -10,7 +10,7 @@ use crate::chain::{Chain, ChainLayer, ConvShape, Tail};
 use crate::dense::{Operand, PackedDense};
 use crate::epi::Epi;
 use crate::rq::Rq;
-use quantize::qmodel::{QModel, QOp};
+use quantize::qmodel::{QModel, QOp, ROUTE_ZERO};
 
 /// A Dense step as the head of a fused chain layer, if it qualifies.
 fn chain_dense(st: &Step) -> Option<ChainLayer> {
@@ -216,9 +216,29 @@ pub(super) fn fuse(
             continue;
         };
         let mut layers = vec![head];
-        let first_in = st.inputs[0];
-        // The steps the chain replaces, put back if it cannot be made.
+        let mut first_in = st.inputs[0];
+        let mut first = li; // first layer covered
+                            // The steps the chain replaces, put back if it cannot be made.
         let mut taken = vec![st];
+        // A plain gather of one tensor read only by a head convolution:
+        // the convolution's packing does it.
+        if let (Some(cv), Some(prev)) = (&mut layers[0].conv, out.last()) {
+            if let Kernel::Route { src, rq: None } = &prev.kernel {
+                let one =
+                    prev.inputs.len() == 1 && src.iter().all(|s| s.0 == 0 || s.0 == ROUTE_ZERO);
+                let before = li > 0 && model.layer_tensor(li - 1) == first_in;
+                if one && before && prev.out == first_in && readers[first_in] == 1 {
+                    cv.gather = Some(
+                        src.iter()
+                            .map(|&(k, j)| if k == ROUTE_ZERO { u32::MAX } else { j })
+                            .collect(),
+                    );
+                    first_in = prev.inputs[0];
+                    first = li - 1;
+                    taken.insert(0, out.pop().expect("the Route step"));
+                }
+            }
+        }
         let mut last = li; // last layer covered
         let ty = model.layers[li].ty;
         let (mut lo, mut hi) = (ty.min_raw(), ty.max_raw());
@@ -294,7 +314,7 @@ pub(super) fn fuse(
         let (cx, cd) = chain.scratch();
         sizes.cx = sizes.cx.max(cx);
         sizes.cdot = sizes.cdot.max(cd);
-        for d in &mut descs[li..=last] {
+        for d in &mut descs[first..=last] {
             *d = if d == "scalar" {
                 "fused".into()
             } else {
