@@ -97,9 +97,61 @@ pub struct Figures {
     pub stream_latency_p99_ns: Option<u64>,
     pub stream_latency_p999_ns: Option<u64>,
     pub stream_latency_max_ns: Option<u64>,
+    /// Engine only: streaming with 1, 2, 4, ... workers up to the CPUs.
+    pub stream_scaling: Vec<ScalePoint>,
     /// Engine only: the machine's peak beside each batch run ([`Peak`]).
     #[serde(skip)]
     pub peaks: Vec<Peak>,
+}
+
+/// Streaming throughput with a number of worker threads.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ScalePoint {
+    pub workers: usize,
+    pub events_per_s: f64,
+    pub per_worker: f64,
+}
+
+/// One streaming run of `o.stream_events` events of `raw` through the
+/// pipeline (Block policy) with `workers` threads (0: all CPUs): events per
+/// second from the first push to the last in-order delivery, and the
+/// pipeline's latency summary.
+fn stream_once(
+    engine: &Arc<Engine>,
+    raw: &[i64],
+    workers: usize,
+    o: &BenchOptions,
+) -> (f64, engine::hist::Summary) {
+    let (il, ol) = (engine.input_len(), engine.output_len());
+    let cfg = PipelineConfig {
+        workers,
+        pin: o.pin,
+        batch: o.batch,
+        queue: 8,
+        overload: Overload::Block,
+        ..Default::default()
+    };
+    let (mut prod, mut cons) = pipeline(engine.clone(), &cfg).unwrap();
+    let total = o.stream_events;
+    let t = Instant::now();
+    let consumer = std::thread::spawn(move || {
+        let mut n = 0usize;
+        while cons
+            .next_batch(|_, outs| n += outs.len() / ol.max(1))
+            .unwrap()
+        {}
+        (n, cons.stats())
+    });
+    let mut pushed = 0;
+    while pushed < total {
+        let k = POOL.min(total - pushed);
+        prod.push_raw(&raw[..k * il]).unwrap();
+        pushed += k;
+    }
+    prod.close().unwrap();
+    let (n, stats) = consumer.join().unwrap();
+    assert_eq!(n, total);
+    (total as f64 / t.elapsed().as_secs_f64(), stats.latency)
 }
 
 /// The machine's multiply-accumulate peak on one core for the engine's ISA
@@ -277,36 +329,28 @@ pub fn bench_engine(engine: &Arc<Engine>, o: &BenchOptions) -> Figures {
         peaks.extend(peak);
         // Streaming, all workers.
         if o.stream_events > 0 {
-            let cfg = PipelineConfig {
-                workers: o.workers,
-                pin: o.pin,
-                batch: o.batch,
-                queue: 8,
-                overload: Overload::Block,
-                ..Default::default()
-            };
-            let (mut prod, mut cons) = pipeline(engine.clone(), &cfg).unwrap();
-            let total = o.stream_events;
-            let t = Instant::now();
-            let consumer = std::thread::spawn(move || {
-                let mut n = 0usize;
-                while cons
-                    .next_batch(|_, outs| n += outs.len() / ol.max(1))
-                    .unwrap()
-                {}
-                (n, cons.stats())
+            let (rate, lat) = stream_once(engine, &raw, o.workers, o);
+            st.push(rate);
+            last = Some(lat); // latency summary of the last run
+        }
+    }
+    // Scaling: one run for each worker count up to the machine's CPUs.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut scaling = Vec::new();
+    if o.stream_events > 0 {
+        let mut w = 1;
+        while w <= cpus {
+            let (rate, _) = stream_once(engine, &raw, w, o);
+            scaling.push(ScalePoint {
+                workers: w,
+                events_per_s: rate,
+                per_worker: rate / w as f64,
             });
-            let mut pushed = 0;
-            while pushed < total {
-                let k = POOL.min(total - pushed);
-                prod.push_raw(&raw[..k * il]).unwrap();
-                pushed += k;
-            }
-            prod.close().unwrap();
-            let (n, stats) = consumer.join().unwrap();
-            assert_eq!(n, total);
-            st.push(total as f64 / t.elapsed().as_secs_f64());
-            last = Some(stats.latency); // latency summary of the last run
+            w = if w * 2 > cpus && w < cpus {
+                cpus
+            } else {
+                w * 2
+            };
         }
     }
     let l = last;
@@ -319,6 +363,7 @@ pub fn bench_engine(engine: &Arc<Engine>, o: &BenchOptions) -> Figures {
         stream_latency_p99_ns: l.map(|l| l.p99),
         stream_latency_p999_ns: l.map(|l| l.p999),
         stream_latency_max_ns: l.map(|l| l.max),
+        stream_scaling: scaling,
         peaks,
     }
 }
@@ -506,6 +551,22 @@ pub fn format_report(r: &BenchReport) -> String {
             e.stream_latency_p999_ns.unwrap_or(0),
             e.stream_latency_max_ns.unwrap_or(0)
         );
+        if !e.stream_scaling.is_empty() {
+            let pts: Vec<String> = e
+                .stream_scaling
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} worker{} {} ({} per worker)",
+                        p.workers,
+                        if p.workers == 1 { "" } else { "s" },
+                        rate(p.events_per_s),
+                        rate(p.per_worker)
+                    )
+                })
+                .collect();
+            s += &format!("streaming by workers: {}\n", pts.join(", "));
+        }
     }
     if let (Some(p), Some(f)) = (r.peak_macs_per_s, r.peak_fraction_batch) {
         let u8 = r.peak_u8_macs_per_s.map_or(String::new(), |u| {

@@ -601,3 +601,34 @@ fn bench_reports_the_peak_of_the_kernels_it_runs() {
         assert_eq!(r["peak_u8_macs_per_s"].as_f64().is_some(), u8s, "{out}");
     }
 }
+
+/// `bench` streams with 1, 2, 4, ... workers up to the CPUs and reports
+/// the rate per worker.
+#[test]
+fn bench_reports_streaming_by_workers() {
+    let (ok, out, err) = bxflow(&[
+        "bench",
+        &model("three_layer_keras.onnx"),
+        "--json",
+        "--runs",
+        "1",
+        "--events",
+        "2000",
+        "--stream-events",
+        "20000",
+    ]);
+    assert!(ok, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let pts = r["engine"]["stream_scaling"].as_array().unwrap().clone();
+    let cpus = r["cpus"].as_u64().unwrap();
+    let workers: Vec<u64> = pts.iter().map(|p| p["workers"].as_u64().unwrap()).collect();
+    assert_eq!(workers.first(), Some(&1), "{out}");
+    assert_eq!(workers.last(), Some(&cpus), "{out}");
+    for p in &pts {
+        let (e, w) = (
+            p["events_per_s"].as_f64().unwrap(),
+            p["workers"].as_f64().unwrap(),
+        );
+        assert!(e > 0.0 && (p["per_worker"].as_f64().unwrap() - e / w).abs() < 1e-6 * e);
+    }
+}
