@@ -65,10 +65,10 @@ pub(crate) struct Stage {
 #[derive(Clone, Debug)]
 pub(crate) struct ConvShape {
     pub channels_in: usize,
-    /// A gather the head convolution's input goes through first (a Route
-    /// folded into the chain): input lane `c * in_rows + q` is the chain
-    /// input's element `gather[..]`, `u32::MAX` for 0.
-    pub gather: Option<Vec<u32>>,
+    /// For a head convolution, the chain input's element each input lane
+    /// holds (`u32::MAX`: 0): the model's `[channel][position]` tensor, or
+    /// through a gather folded into the chain ([`ConvShape::gather`]).
+    pub src: Vec<u32>,
     pub in_rows: usize,
     pub cpad_in: usize,
     pub out_rows: usize,
@@ -111,16 +111,34 @@ impl ConvShape {
             }
             starts.push(segs.len());
         }
-        ConvShape {
+        let mut cv = ConvShape {
             channels_in,
-            gather: None,
+            src: Vec::new(),
             in_rows,
             cpad_in,
             out_rows: taps.len(),
             cpad_out: k.n_out.div_ceil(4) * 4,
             segs,
             starts,
-        }
+        };
+        cv.gather(|i| Some(i as u32));
+        cv
+    }
+
+    /// Reads the head's model tensor element `i` from the chain input's
+    /// element `at(i)` (`None`: 0), e.g. through a Route folded into it.
+    pub fn gather(&mut self, at: impl Fn(usize) -> Option<u32>) {
+        let (rows, cp, ch) = (self.in_rows, self.cpad_in, self.channels_in);
+        self.src = (0..self.in_lanes())
+            .map(|l| {
+                let (q, c) = (l / cp, l % cp);
+                if q < rows && c < ch {
+                    at(c * rows + q).unwrap_or(u32::MAX)
+                } else {
+                    u32::MAX
+                }
+            })
+            .collect();
     }
 
     /// Input lanes, the zero row included.
@@ -128,47 +146,29 @@ impl ConvShape {
         (self.in_rows + 1) * self.cpad_in
     }
 
-    /// Packs `x` (`[channel][position]`, the model's layout) into the input
-    /// grid: `x + off` in `k`'s lanes, the padding lanes and the zero row
-    /// at `off` (the value 0).
+    /// Packs the chain's input `x` into the input grid through `src`:
+    /// `x + off` in `k`'s lanes, the padding lanes and the zero row at
+    /// `off` (the value 0).
     fn pack<T: Copy + Into<i64>>(&self, k: &PackedDense, x: &[T], xp: &mut [u16]) {
         let off = k.offset();
-        let (rows, cp, ch) = (self.in_rows, self.cpad_in, self.channels_in);
-        // Every lane at 0 (`off`), then each channel's values in place.
-        macro_rules! fill {
-            ($buf:expr, $t:ty) => {{
-                let b = &mut $buf[..self.in_lanes()];
-                b.fill(off as $t);
-                match &self.gather {
-                    None => {
-                        for (c, xc) in x[..ch * rows].chunks_exact(rows).enumerate() {
-                            for (d, &v) in b[c..].iter_mut().step_by(cp).zip(xc) {
-                                *d = (v.into() + off) as $t;
-                            }
-                        }
-                    }
-                    Some(g) => {
-                        for (c, gc) in g.chunks_exact(rows).enumerate() {
-                            for (d, &i) in b[c..].iter_mut().step_by(cp).zip(gc) {
-                                if i != u32::MAX {
-                                    *d = (x[i as usize].into() + off) as $t;
-                                }
-                            }
-                        }
-                    }
-                }
-            }};
-        }
+        let v = |i: u32| {
+            if i == u32::MAX {
+                off
+            } else {
+                x[i as usize].into() + off
+            }
+        };
         if k.operand == Operand::U8 {
             // SAFETY: a byte view of the same u16 buffer.
             let b =
                 unsafe { std::slice::from_raw_parts_mut(xp.as_mut_ptr() as *mut u8, xp.len() * 2) };
-            fill!(b, u8);
+            for (d, &i) in b.iter_mut().zip(&self.src) {
+                *d = v(i) as u8;
+            }
         } else {
-            // SAFETY: an i16 view of the same u16 buffer.
-            let b =
-                unsafe { std::slice::from_raw_parts_mut(xp.as_mut_ptr() as *mut i16, xp.len()) };
-            fill!(b, i16);
+            for (d, &i) in xp.iter_mut().zip(&self.src) {
+                *d = v(i) as i16 as u16;
+            }
         }
     }
 

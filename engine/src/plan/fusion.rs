@@ -228,11 +228,7 @@ pub(super) fn fuse(
                     prev.inputs.len() == 1 && src.iter().all(|s| s.0 == 0 || s.0 == ROUTE_ZERO);
                 let before = li > 0 && model.layer_tensor(li - 1) == first_in;
                 if one && before && prev.out == first_in && readers[first_in] == 1 {
-                    cv.gather = Some(
-                        src.iter()
-                            .map(|&(k, j)| if k == ROUTE_ZERO { u32::MAX } else { j })
-                            .collect(),
-                    );
+                    cv.gather(|i| (src[i].0 != ROUTE_ZERO).then_some(src[i].1));
                     first_in = prev.inputs[0];
                     first = li - 1;
                     taken.insert(0, out.pop().expect("the Route step"));
