@@ -54,6 +54,11 @@ pub struct DemoArgs {
     pub synth_deadline: u64,
 }
 
+/// `1 worker core`, `2 worker cores`.
+fn workers_text(n: usize) -> String {
+    format!("{n} worker core{}", if n == 1 { "" } else { "s" })
+}
+
 /// `0.75` as `750 kHz`, `40` as `40 MHz`.
 fn rate_text(mhz: f64) -> String {
     if mhz < 1.0 {
@@ -258,11 +263,11 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     let c = cr.cpu.as_ref().unwrap();
     let _ = writeln!(
         p,
-        "CPU stage    {} | {} Poisson, {} events, {} worker cores: {} lost, latency p50 {:.1} us, p99 {:.1} us (budget {:.1} us), p99.9 {:.1} us, max {:.1} us | bit-exact {}/{}",
+        "CPU stage    {} | {} Poisson, {} events, {}: {} lost, latency p50 {:.1} us, p99 {:.1} us (budget {:.1} us), p99.9 {:.1} us, max {:.1} us | bit-exact {}/{}",
         if cr.pass { "PASS" } else { "FAIL" },
         rate_text(cpu_rate),
         cr.events,
-        c.workers,
+        workers_text(c.workers),
         cr.lost,
         cr.latency_ns.p50 / 1e3,
         cr.latency_ns.p99 / 1e3,
@@ -283,9 +288,9 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     let sustained = at40.delivered as f64 / dur_us;
     let _ = writeln!(
         p,
-        "CPU @40MHz   capacity | backpressure {:.2} MHz on {} worker cores; paced at 40 MHz it sustained {:.2} MHz ({:.1} % of 1,000,000 events lost){}",
+        "CPU @40MHz   capacity | backpressure {:.2} MHz on {}; paced at 40 MHz it sustained {:.2} MHz ({:.1} % of 1,000,000 events lost){}",
         c.max_throughput_mhz.unwrap_or(0.0),
-        c.workers,
+        workers_text(c.workers),
         sustained,
         100.0 * lost40 as f64 / at40.events.max(1) as f64,
         c.max_throughput_mhz
