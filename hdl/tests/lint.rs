@@ -137,3 +137,81 @@ fn module_names_follow_the_options() {
         );
     }
 }
+
+/// The Vivado files beside the export: the XDC constrains port `clock` to
+/// the kernel's target period, and the batch script, run under `tclsh` with
+/// Vivado's commands stubbed (each records its call; the timing path's
+/// slack is given), reads the export's files, runs synthesis, placement
+/// and routing out of context for the part asked for, writes both reports,
+/// and exits 0 on met timing and 1 on negative slack with a message.
+#[test]
+fn vivado_files_constrain_the_clock_and_check_timing() {
+    let m = model("../models/three_layer_keras.onnx");
+    let opts = Options {
+        clock_mhz: 250.0,
+        ..Options::default()
+    };
+    let k = build_kernel(&m, &opts).unwrap();
+    let dir = tmp_dir("vivado");
+    write_export(&dir, &k, &m, &events(&m, 2, 1)).unwrap();
+    let man = hdl::manifest::Manifest::read(&dir).unwrap();
+    let xdc = std::fs::read_to_string(dir.join(&man.files.xdc)).unwrap();
+    assert!(
+        xdc.contains("create_clock -period 4.000 -name clock [get_ports clock]"),
+        "{xdc}"
+    );
+    let note = std::fs::read_to_string(dir.join("INTEGRATION.md")).unwrap();
+    assert!(note.contains(&man.files.vivado_tcl) && note.contains(&man.files.xdc));
+    if !have("tclsh") {
+        return;
+    }
+    let stubs = r#"
+set calls {}
+foreach cmd {read_verilog read_xdc synth_design opt_design place_design route_design report_timing_summary report_utilization} {
+    proc $cmd {args} "lappend ::calls \"$cmd \$args\""
+}
+proc get_timing_paths {args} { return path }
+proc get_property {name obj} { return $::slack }
+rename exit real_exit
+proc exit {code} { puts "CALLS [join $::calls |]"; real_exit $code }
+set slack [lindex $argv 0]
+set argv [lrange $argv 1 end]
+set argc [llength $argv]
+source [lindex $argv end]
+"#;
+    std::fs::write(dir.join("stubs.tcl"), stubs).unwrap();
+    let script = dir.join(&man.files.vivado_tcl);
+    let run = |slack: &str| {
+        std::process::Command::new("tclsh")
+            .current_dir(&dir)
+            .args(["stubs.tcl", slack, "xcvu9p-flga2104-2-e"])
+            .arg(&script)
+            .output()
+            .unwrap()
+    };
+    let ok = run("0.123");
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let name = &man.module;
+    for want in [
+        format!("read_verilog {name}.v"),
+        format!("read_xdc -mode out_of_context {name}.xdc"),
+        format!("synth_design -top {name} -part xcvu9p-flga2104-2-e -mode out_of_context"),
+        "route_design".to_string(),
+        format!("report_timing_summary -file {name}_timing.rpt"),
+        format!("report_utilization -file {name}_utilization.rpt"),
+        "bxflow: TIMING MET".to_string(),
+        format!("worst setup slack 0.123 ns at 250 MHz on xcvu9p-flga2104-2-e"),
+    ] {
+        assert!(out.contains(&want), "missing '{want}' in\n{out}");
+    }
+    let bad = run("-0.050");
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{out}");
+    assert!(out.contains("bxflow: TIMING FAILED"), "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
