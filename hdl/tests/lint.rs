@@ -205,7 +205,7 @@ source [lindex $argv end]
         format!("report_timing_summary -file {name}_timing.rpt"),
         format!("report_utilization -file {name}_utilization.rpt"),
         "bxflow: TIMING MET".to_string(),
-        format!("worst setup slack 0.123 ns at 250 MHz on xcvu9p-flga2104-2-e"),
+        "worst setup slack 0.123 ns at 250 MHz on xcvu9p-flga2104-2-e".to_string(),
     ] {
         assert!(out.contains(&want), "missing '{want}' in\n{out}");
     }
