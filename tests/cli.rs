@@ -558,6 +558,15 @@ fn eval_on_the_engine_equals_the_golden_model() {
     }
 }
 
+/// `bxflow bench MODEL --json --runs 1 --events 2000 ARGS`: the report and its text.
+fn bench_json(model: &str, args: &[&str]) -> (serde_json::Value, String) {
+    let mut a = vec!["bench", model, "--json", "--runs", "1", "--events", "2000"];
+    a.extend_from_slice(args);
+    let (ok, out, err) = bxflow(&a);
+    assert!(ok, "{err}");
+    (serde_json::from_str(&out).unwrap(), out)
+}
+
 /// `bench` reports the machine's peak for the engine's ISA and the batch
 /// rate's fraction of it: at 8 bits with AVX2 forced, the Dense layers run
 /// on u8 lanes and the u8 peak is measured too; at 16 bits it is not.
@@ -578,21 +587,10 @@ fn bench_reports_the_peak_of_the_kernels_it_runs() {
             q.to_str().unwrap(),
         ]);
         assert!(ok, "{err}");
-        let (ok, out, err) = bxflow(&[
-            "bench",
+        let (r, out) = bench_json(
             q.to_str().unwrap(),
-            "--isa",
-            "avx2",
-            "--json",
-            "--runs",
-            "1",
-            "--events",
-            "2000",
-            "--stream-events",
-            "0",
-        ]);
-        assert!(ok, "{err}");
-        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+            &["--isa", "avx2", "--stream-events", "0"],
+        );
         let kernels = r["kernels"].to_string();
         assert_eq!(kernels.contains("avx2 u8xi8"), u8s, "{prec}: {kernels}");
         let i16 = r["peak_macs_per_s"].as_f64().unwrap();
@@ -606,19 +604,10 @@ fn bench_reports_the_peak_of_the_kernels_it_runs() {
 /// the rate per worker.
 #[test]
 fn bench_reports_streaming_by_workers() {
-    let (ok, out, err) = bxflow(&[
-        "bench",
+    let (r, out) = bench_json(
         &model("three_layer_keras.onnx"),
-        "--json",
-        "--runs",
-        "1",
-        "--events",
-        "2000",
-        "--stream-events",
-        "20000",
-    ]);
-    assert!(ok, "{err}");
-    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        &["--stream-events", "20000"],
+    );
     let pts = r["engine"]["stream_scaling"].as_array().unwrap().clone();
     let cpus = r["cpus"].as_u64().unwrap();
     let workers: Vec<u64> = pts.iter().map(|p| p["workers"].as_u64().unwrap()).collect();
