@@ -37,7 +37,8 @@ enum Command {
     Eval(modelcmd::EvalArgs),
     /// Benchmark the CPU engine against tract-onnx on the same model.
     Bench(bench::BenchArgs),
-    /// Generate the FPGA kernel: Verilog, self-checking testbench, manifest, integration note.
+    /// Generate the FPGA kernel: Verilog, VHDL component package, Vivado constraints and
+    /// batch script, self-checking testbench, manifest, integration note.
     Hdl(hdl_cmd::HdlArgs),
     /// Run Yosys on an exported kernel and report LUT, FF, DSP, BRAM and logic levels.
     Synth(hdl_cmd::SynthArgs),
