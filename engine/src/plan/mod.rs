@@ -8,8 +8,9 @@
 //! the general path evaluates the golden rules in i128. All other ops are
 //! small scalar loops that follow `quantize::golden` rule for rule.
 //!
-//! After compiling one kernel per layer, runs of SIMD Dense layers and the
-//! elementwise ops between them are fused ([`crate::chain`]): activations
+//! After compiling one kernel per layer, runs of SIMD Dense layers (after
+//! convolutions, if the run starts with some) and the elementwise ops
+//! between them are fused ([`crate::chain`]): activations
 //! stay in i16/u8 lanes, bias + requant + Relu/Clip run on i32 lanes in the
 //! dot kernel's epilogue, a final Softmax (when its i64 path is exact) or
 //! Argmax runs on the last layer's i32 outputs, and only the run's last
