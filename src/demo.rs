@@ -283,16 +283,14 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     if let Some(s) = &c.stalls {
         let _ = writeln!(p, "  machine    {}", s.summary());
     }
-    let lost40 = at40.dropped + at40.failed;
-    let dur_us = at40.last_delivery_ns.max(at40.last_arrival_ns).max(1) as f64 / 1e3;
-    let sustained = at40.delivered as f64 / dur_us;
+    let at40 = at40.point();
     let _ = writeln!(
         p,
         "CPU @40MHz   capacity | backpressure {:.2} MHz on {}; paced at 40 MHz it sustained {:.2} MHz ({:.1} % of 1,000,000 events lost){}",
         c.max_throughput_mhz.unwrap_or(0.0),
         workers_text(c.workers),
-        sustained,
-        100.0 * lost40 as f64 / at40.events.max(1) as f64,
+        at40.achieved_mhz,
+        100.0 * at40.lost as f64 / at40.events.max(1) as f64,
         c.max_throughput_mhz
             .filter(|&t| t > 0.0)
             .map(|t| format!(

@@ -65,9 +65,9 @@ pub(crate) struct Stage {
 #[derive(Clone, Debug)]
 pub(crate) struct ConvShape {
     pub channels_in: usize,
-    /// For a head convolution, the chain input's element each input lane
-    /// holds (`u32::MAX`: 0): the model's `[channel][position]` tensor, or
-    /// through a gather folded into the chain ([`ConvShape::gather`]).
+    /// For the chain's head, the chain input's element each input lane
+    /// holds (`u32::MAX`: 0), set by [`ConvShape::gather`]; empty for a
+    /// convolution whose grid the previous layer writes.
     pub src: Vec<u32>,
     pub in_rows: usize,
     pub cpad_in: usize,
@@ -111,7 +111,7 @@ impl ConvShape {
             }
             starts.push(segs.len());
         }
-        let mut cv = ConvShape {
+        ConvShape {
             channels_in,
             src: Vec::new(),
             in_rows,
@@ -120,9 +120,7 @@ impl ConvShape {
             cpad_out: k.n_out.div_ceil(4) * 4,
             segs,
             starts,
-        };
-        cv.gather(|i| Some(i as u32));
-        cv
+        }
     }
 
     /// Reads the head's model tensor element `i` from the chain input's
@@ -293,37 +291,36 @@ impl Chain {
         (2 * MULTI * self.stride, MULTI * self.dstride)
     }
 
-    fn simd(&self) -> bool {
-        self.layers[0].k.isa != crate::isa::Isa::Scalar
+    /// The layers on the vector kernels for `E` events (1 or [`MULTI`]).
+    /// Chains are formed only for i16 or u8 operands, which only the x86
+    /// SIMD families have.
+    #[inline(always)]
+    fn layers_simd<const E: usize, const J: usize>(
+        &self,
+        cur: &mut [u16],
+        nxt: &mut [u16],
+        dot: &mut [i32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the ISA was checked available when the plan was built;
+        // buffers are sized by `scratch()` (whole 16-lane blocks).
+        unsafe {
+            x86::run::<E, J>(self, cur, nxt, dot)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("fused chains exist only for x86_64 SIMD kernels ({cur:?}, {nxt:?}, {dot:?})")
     }
 
     /// One event: `x` the chain's input tensor, `y` its output tensor.
     #[inline(always)]
     pub fn run(&self, x: &[i64], y: &mut [i64], cx: &mut [u16], dot: &mut [i32]) {
-        let (mut cur, mut nxt) = cx[..2 * self.stride].split_at_mut(self.stride);
+        let (cur, nxt) = cx[..2 * self.stride].split_at_mut(self.stride);
         self.pack_input(x, cur);
-        #[cfg(target_arch = "x86_64")]
-        if self.simd() {
-            // SAFETY: the ISA was checked available when the plan was built;
-            // buffers are sized by `scratch()` (whole 16-lane blocks).
-            unsafe { x86::run::<1, 8>(self, cur, nxt, dot) };
-            // The scalar tail: for one event its latency beats the lane
-            // path's gather (which pays off across a multi-event pass).
-            let n = self.layers.last().unwrap().k.n_out;
-            return finish(&self.tail, &dot[..n], y);
-        }
-        let last = self.layers.len() - 1;
-        for (i, l) in self.layers.iter().enumerate() {
-            l.k.run_packed(cur, dot);
-            let a = &mut dot[..l.k.n_out];
-            l.prog.apply(a);
-            if i == last {
-                finish(&self.tail, a, y);
-            } else {
-                self.layers[i + 1].k.pack(a, nxt);
-                std::mem::swap(&mut cur, &mut nxt);
-            }
-        }
+        self.layers_simd::<1, 8>(cur, nxt, dot);
+        // The scalar tail: for one event its latency beats the lane path's
+        // gather (which pays off across a multi-event pass).
+        let n = self.layers.last().unwrap().k.n_out;
+        finish(&self.tail, &dot[..n], y)
     }
 
     /// Packs [`MULTI`] events' inputs, event `e`'s at `x[e * xs..]`, into
@@ -357,31 +354,17 @@ impl Chain {
         cx: &mut [u16],
         dot: &mut [i32],
     ) {
-        let (s, ds) = (self.stride, self.dstride);
-        let (mut cur, mut nxt) = cx[..2 * MULTI * s].split_at_mut(MULTI * s);
+        let s = self.stride;
+        let (cur, nxt) = cx[..2 * MULTI * s].split_at_mut(MULTI * s);
+        self.layers_simd::<MULTI, 1>(cur, nxt, dot);
         #[cfg(target_arch = "x86_64")]
-        if self.simd() {
-            // SAFETY: as in `run`, for MULTI events at strides s and ds.
-            unsafe {
-                x86::run::<MULTI, 1>(self, cur, nxt, dot);
-                x86::finish_multi(self, dot, y, ys, y_len);
-            }
-            return;
-        }
-        let last = self.layers.len() - 1;
-        for (i, l) in self.layers.iter().enumerate() {
-            l.k.run_packed_multi(cur, s, dot, ds);
-            for e in 0..MULTI {
-                let a = &mut dot[e * ds..e * ds + l.k.n_out];
-                l.prog.apply(a);
-                if i == last {
-                    finish(&self.tail, a, &mut y[e * ys..e * ys + y_len]);
-                } else {
-                    self.layers[i + 1].k.pack(a, &mut nxt[e * s..(e + 1) * s]);
-                }
-            }
-            std::mem::swap(&mut cur, &mut nxt);
-        }
+        // SAFETY: as in `layers_simd`; the last layer's outputs are at
+        // strides `dstride` in `dot`.
+        unsafe {
+            x86::finish_multi(self, dot, y, ys, y_len)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (y, ys, y_len);
     }
 }
 

@@ -224,7 +224,7 @@ impl Seg {
     }
 }
 
-/// Events per pass of the multi-event kernels ([`PackedDense::run_packed_multi`]).
+/// Events per pass of a fused chain's multi-event kernels (`crate::chain`).
 pub const MULTI: usize = 8;
 
 impl PackedDense {
@@ -260,41 +260,13 @@ impl PackedDense {
                 (Operand::I32, _) | (_, Isa::Scalar) => {
                     unreachable!("packed kernels need x86_64 SIMD")
                 }
-                (_, Isa::Avx512Vnni) => x86::vnni::<1, 4>(self, x, 0, d, 0),
-                (_, Isa::Avx512) => x86::avx512::<1, 4>(self, x, 0, d, 0),
-                (_, Isa::Avx2) => x86::avx2::<1, 4>(self, x, 0, d, 0),
+                (_, Isa::Avx512Vnni) => x86::vnni(self, x, d),
+                (_, Isa::Avx512) => x86::avx512(self, x, d),
+                (_, Isa::Avx2) => x86::avx2(self, x, d),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("packed kernels need x86_64 SIMD")
-    }
-
-    /// [`MULTI`] events in one pass over the weights: packed input `e` at
-    /// `xp[e * xs..]` (words), its `dot` at `dot[e * ds..]`.
-    #[inline(always)]
-    pub fn run_packed_multi(&self, xp: &[u16], xs: usize, dot: &mut [i32], ds: usize) {
-        assert!(xp.len() >= (MULTI - 1) * xs + self.packed_words());
-        assert!(dot.len() >= (MULTI - 1) * ds + self.dot_len());
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: ISA checked at plan time; bounds asserted above.
-        unsafe {
-            let (x, d, xb) = (xp.as_ptr() as *const u8, dot.as_mut_ptr(), xs * 2);
-            match self.isa {
-                Isa::Avx512Vnni => return x86::vnni::<MULTI, 1>(self, x, xb, d, ds),
-                Isa::Avx512 => return x86::avx512::<MULTI, 1>(self, x, xb, d, ds),
-                Isa::Avx2 => {
-                    // Four events per pass: eight accumulators of the
-                    // sixteen AVX2 registers.
-                    const H: usize = MULTI / 2;
-                    x86::avx2::<H, 1>(self, x, xb, d, ds);
-                    return x86::avx2::<H, 1>(self, x.add(H * xb), xb, d.add(H * ds), ds);
-                }
-                _ => {}
-            }
-        }
-        for e in 0..MULTI {
-            self.run_packed(&xp[e * xs..], &mut dot[e * ds..]);
-        }
     }
 }
 
@@ -313,10 +285,10 @@ pub(crate) mod x86 {
     /// `vpdpbusd` (u8 x i8, VNNI), `vpmaddwd` + `vpaddd` (AVX-512 BW, AVX2)
     /// or `vpmaddubsw` + `vpmaddwd` + `vpaddd` (u8 x i8 on AVX2, where the
     /// plan proved that no pair of products saturates i16).
-    pub(crate) const DPWSSD: u8 = 0;
-    pub(crate) const DPBUSD: u8 = 1;
-    pub(crate) const MADD: u8 = 2;
-    pub(crate) const UBSW: u8 = 3;
+    const DPWSSD: u8 = 0;
+    const DPBUSD: u8 = 1;
+    const MADD: u8 = 2;
+    const UBSW: u8 = 3;
 
     #[inline(always)]
     pub(crate) unsafe fn count(k: u32) -> __m128i {
@@ -788,44 +760,27 @@ pub(crate) mod x86 {
         }
     }
 
-    /// `E` events on AVX-512 (VNNI or BW, i16 or u8 operands): packed
-    /// input `e` at `x + e * xs` bytes, its dot products at `dot + e * ds`.
+    /// One event's dot products on AVX-512 VNNI (i16 or u8 operands),
+    /// four partial sums per block: packed input at `x`, sums at `dot`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn vnni<const E: usize, const J: usize>(
-        p: &PackedDense,
-        x: *const u8,
-        xs: usize,
-        dot: *mut i32,
-        ds: usize,
-    ) {
-        blocks::<__m512i, E, J>(p, x, xs, &Seg::all(p), &mut Store(dot, ds))
+    pub unsafe fn vnni(p: &PackedDense, x: *const u8, dot: *mut i32) {
+        blocks::<__m512i, 1, 4>(p, x, 0, &Seg::all(p), &mut Store(dot, 0))
     }
 
     /// [`vnni`] on AVX-512 BW.
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub unsafe fn avx512<const E: usize, const J: usize>(
-        p: &PackedDense,
-        x: *const u8,
-        xs: usize,
-        dot: *mut i32,
-        ds: usize,
-    ) {
-        blocks::<__m512i, E, J>(p, x, xs, &Seg::all(p), &mut Store(dot, ds))
+    pub unsafe fn avx512(p: &PackedDense, x: *const u8, dot: *mut i32) {
+        blocks::<__m512i, 1, 4>(p, x, 0, &Seg::all(p), &mut Store(dot, 0))
     }
 
-    /// [`vnni`] on AVX2 (two 256-bit registers per 16-output block).
+    /// [`vnni`] on AVX2 (two 256-bit registers per 16-output block, one
+    /// for at most 8 outputs).
     #[target_feature(enable = "avx2")]
-    pub unsafe fn avx2<const E: usize, const J: usize>(
-        p: &PackedDense,
-        x: *const u8,
-        xs: usize,
-        dot: *mut i32,
-        ds: usize,
-    ) {
+    pub unsafe fn avx2(p: &PackedDense, x: *const u8, dot: *mut i32) {
         if p.n_out <= 8 {
-            blocks::<Y1, E, J>(p, x, xs, &Seg::all(p), &mut Store(dot, ds))
+            blocks::<Y1, 1, 4>(p, x, 0, &Seg::all(p), &mut Store(dot, 0))
         } else {
-            blocks::<Y2, E, J>(p, x, xs, &Seg::all(p), &mut Store(dot, ds))
+            blocks::<Y2, 1, 4>(p, x, 0, &Seg::all(p), &mut Store(dot, 0))
         }
     }
 }

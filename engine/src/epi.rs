@@ -295,8 +295,9 @@ pub(crate) fn compile(
 
 impl Program {
     /// Runs the program on `a` (the dot products of one event, `a.len()`
-    /// at most the bias length): the portable path.
-    #[inline(always)]
+    /// at most the bias length): the portable reference the tests hold the
+    /// compiled program to (the engine runs it in vector registers).
+    #[cfg(test)]
     pub fn apply(&self, a: &mut [i32]) {
         for op in &self.ops {
             match *op {

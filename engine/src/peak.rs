@@ -17,25 +17,15 @@ use std::time::Instant;
 /// Accumulator chains in flight.
 const CHAINS: usize = 12;
 
-/// Multiply-accumulates per second that `isa`'s multiply-add for `operand`
-/// lanes reaches on one core, the median of 5 runs of about 10 ms:
+/// One timed run of the loop of `isa`'s multiply-add for `operand` lanes,
+/// lasting about `ms` milliseconds (at a 3 GHz clock): the MACs it did and
+/// the seconds it took.
 /// - i16 x i16: `vpmaddwd` + `vpaddd` (AVX2 on 256 bits, AVX-512 on 512),
 ///   `vpdpwssd` (AVX-512 VNNI), i32 multiply-adds (scalar, and `I32`);
 /// - u8 x i8: `vpmaddubsw` + `vpmaddwd` + `vpaddd` (AVX2, AVX-512 BW),
 ///   `vpdpbusd` (AVX-512 VNNI); none on scalar.
 ///
-/// `None` when the CPU lacks the family.
-pub fn macs_per_second(isa: Isa, operand: Operand) -> Option<f64> {
-    let mut rates: Vec<f64> = (0..5)
-        .map(|_| slice(isa, operand, 10.0).map(|(m, s)| m / s))
-        .collect::<Option<_>>()?;
-    rates.sort_by(f64::total_cmp);
-    Some(rates[2])
-}
-
-/// One timed run of [`macs_per_second`]'s loop lasting about `ms`
-/// milliseconds (at a 3 GHz clock): the MACs it did and the seconds it
-/// took. Short slices interleaved with a measured workload see the same
+/// `None` when the CPU lacks the family. Short slices interleaved with a measured workload see the same
 /// clock and the same neighbours as the workload does, which a peak
 /// measured before or after it on a shared machine does not.
 pub fn slice(isa: Isa, operand: Operand, ms: f64) -> Option<(f64, f64)> {
@@ -61,7 +51,7 @@ pub fn slice(isa: Isa, operand: Operand, ms: f64) -> Option<(f64, f64)> {
 fn run(isa: Isa, u8s: bool, iters: usize) -> i64 {
     match (isa, u8s) {
         (Isa::Scalar, _) => scalar(iters),
-        // SAFETY: macs_per_second checked that the CPU has the family.
+        // SAFETY: slice checked that the CPU has the family.
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, false) => unsafe { x86::avx2(iters) },
         #[cfg(target_arch = "x86_64")]
@@ -192,8 +182,11 @@ mod tests {
         for isa in Isa::ALL {
             for op in [Operand::I16, Operand::U8] {
                 let has = isa.available() && !(isa == Isa::Scalar && op == Operand::U8);
-                match macs_per_second(isa, op) {
-                    Some(r) => assert!(has && r.is_finite() && r > 0.0, "{isa} {op:?}: {r}"),
+                match slice(isa, op, 10.0) {
+                    Some((m, t)) => {
+                        let r = m / t;
+                        assert!(has && r.is_finite() && r > 0.0, "{isa} {op:?}: {r}")
+                    }
                     None => assert!(!has, "{isa} {op:?}"),
                 }
             }

@@ -94,6 +94,25 @@ pub struct Run {
     pub sequence_ok: bool,
 }
 
+impl Run {
+    /// Events dropped or failed.
+    pub fn lost(&self) -> u64 {
+        self.dropped + self.failed
+    }
+
+    /// The run as a point of throughput against offered rate: offered over
+    /// the arrivals' span, delivered over the whole run's.
+    pub fn point(&self) -> SweepPoint {
+        let dur_us = self.last_delivery_ns.max(self.last_arrival_ns).max(1) as f64 / 1000.0;
+        SweepPoint {
+            offered_mhz: self.events as f64 / (self.last_arrival_ns.max(1) as f64 / 1000.0),
+            achieved_mhz: self.delivered as f64 / dur_us,
+            events: self.events,
+            lost: self.lost(),
+        }
+    }
+}
+
 /// An empty vector with room for `len` elements whose pages are already
 /// mapped: a page fault in the paced driver's loop costs about a
 /// microsecond of its schedule.
@@ -487,7 +506,7 @@ pub fn search_rate(
         for _ in 0..repeats {
             let run = stream(pool, engine, cfg, Some(r), n, false)?;
             let held = cfg.budget_at.of(&Dist::of(&run.latency_ns));
-            let lost = run.dropped + run.failed;
+            let lost = run.lost();
             p.pass &= lost == 0 && run.mismatches == 0 && held <= cfg.budget_ns;
             p.lost.push(lost);
             p.latency_ns.push(held);
@@ -558,26 +577,11 @@ pub fn run_cpu(
         }
         ladder.sort_by(|a, b| a.total_cmp(b));
         for r in ladder {
-            let p = stream(pool, &engine, cfg, Some(r), ns, false)?;
-            let dur_us = p.last_delivery_ns.max(p.last_arrival_ns).max(1) as f64 / 1000.0;
-            let lost = p.dropped + p.failed;
-            sweep.push(SweepPoint {
-                offered_mhz: p.events as f64 / (p.last_arrival_ns.max(1) as f64 / 1000.0),
-                achieved_mhz: p.delivered as f64 / dur_us,
-                events: p.events,
-                lost,
-            });
+            sweep.push(stream(pool, &engine, cfg, Some(r), ns, false)?.point());
         }
         // The main run is a point too.
-        if let Some(_r) = cfg.rate_mhz {
-            let dur_us = run.last_delivery_ns.max(run.last_arrival_ns).max(1) as f64 / 1000.0;
-            let offered = run.events as f64 / (run.last_arrival_ns.max(1) as f64 / 1000.0);
-            sweep.push(SweepPoint {
-                offered_mhz: offered,
-                achieved_mhz: run.delivered as f64 / dur_us,
-                events: run.events,
-                lost: run.dropped + run.failed,
-            });
+        if cfg.rate_mhz.is_some() {
+            sweep.push(run.point());
         }
         search = Some(search_rate(pool, &engine, cfg, tp)?);
     }

@@ -81,7 +81,12 @@ fn chain_conv(model: &QModel, li: usize, st: &Step, cpad_in: Option<usize>) -> O
                 .collect()
         })
         .collect();
-    l.conv = Some(ConvShape::new(&l.k, c, rows, cpad, &taps));
+    let mut shape = ConvShape::new(&l.k, c, rows, cpad, &taps);
+    if cpad_in.is_none() {
+        // The head packs the model's tensor itself.
+        shape.gather(|i| Some(i as u32));
+    }
+    l.conv = Some(shape);
     Some(l)
 }
 
