@@ -156,7 +156,11 @@ pub fn run_demo(a: DemoArgs) -> Result<()> {
     // if it has not finished by the demo's deadline.
     let mut yosys = if a.synth && hdl::eda::tool_available("yosys") {
         step("yosys synth_xilinx started in the background");
-        Some(hdl::synth::SynthRun::start(&vpath, &k.name, "xcup")?)
+        Some(hdl::synth::SynthRun::start(
+            std::slice::from_ref(&vpath),
+            &k.name,
+            hdl::Family::Xcup,
+        )?)
     } else {
         None
     };

@@ -45,6 +45,12 @@ pub struct HdlArgs {
     /// of what the --clock period allows (default).
     #[arg(long)]
     pub levels: Option<u32>,
+    /// FPGA family: its delay model places the pipeline registers for
+    /// --clock, and `bxflow synth` synthesizes (and for ECP5 places and
+    /// routes) for it. xcup: AMD UltraScale+ (LUT6), from data-sheet figures;
+    /// ecp5: Lattice ECP5 (LUT4), calibrated against nextpnr's place and route.
+    #[arg(long, value_enum, default_value_t = hdl::Family::Xcup)]
+    pub family: hdl::Family,
     /// For an ONNX model: uniform precision of every layer (default: the
     /// quantizer's default configuration), e.g. "fixed<16,6>"; as for
     /// `bxflow quantize`, no modes means RND and SAT.
@@ -63,9 +69,23 @@ pub struct HdlArgs {
 pub struct SynthArgs {
     /// Directory written by `bxflow hdl`.
     pub dir: PathBuf,
-    /// FPGA family for `synth_xilinx -family` (xcup: UltraScale+).
-    #[arg(long, default_value = "xcup")]
-    pub family: String,
+    /// FPGA family to synthesize for. Default: the family the export was
+    /// built for (`bxflow hdl --family`).
+    #[arg(long, value_enum)]
+    pub family: Option<hdl::Family>,
+    /// Also place and route (ECP5 exports only) with nextpnr-ecp5 out of
+    /// context, the kernel between registers, and report the Fmax achieved
+    /// against the clock it was built for. Exits with status 1 when the
+    /// clock is not met.
+    #[arg(long)]
+    pub place_route: bool,
+    /// ECP5 device for --place-route. Default: the smallest that holds the
+    /// kernel at 85 % of its LUTs.
+    #[arg(long, value_enum)]
+    pub device: Option<hdl::pnr::Ecp5Device>,
+    /// nextpnr's placement seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     /// Also write the report as JSON here (default: DIR/synth.json).
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -105,19 +125,21 @@ pub fn run_hdl(a: HdlArgs) -> Result<()> {
         reuse: a.reuse,
         recurrent: a.recurrent,
         module: a.module.clone(),
+        family: a.family,
     };
     let k = build_kernel(&model, &opts)?;
     let events = hdl::export::random_events(&model, a.vectors, 1);
     let v = write_export(&a.output, &k, &model, &events)?;
     let st = k.stats();
     println!(
-        "{}: latency {} cycles ({:.1} ns at {} MHz), II {}, {} ps of logic/stage, strategy {}",
+        "{}: latency {} cycles ({:.1} ns at {} MHz), II {}, {} ps of logic/stage ({} delay model), strategy {}",
         v.display(),
         k.latency,
         k.latency as f64 * 1000.0 / opts.clock_mhz,
         opts.clock_mhz,
         k.ii,
         opts.budget_ps(),
+        a.family,
         a.strategy
     );
     println!(
@@ -146,7 +168,10 @@ struct SynthJson<'a> {
 }
 
 pub fn run_synth(a: SynthArgs) -> Result<()> {
-    let (manifest, r) = hdl::synth::synth_export(&a.dir, &a.family)?;
+    if a.place_route {
+        return run_place_route(a);
+    }
+    let (manifest, r) = hdl::synth::synth_export(&a.dir, a.family)?;
     print!("{}", r.table());
     println!(
         "latency {} cycles, II {}, target {} MHz; LUT + 55 x DSP = {}",
@@ -164,5 +189,26 @@ pub fn run_synth(a: SynthArgs) -> Result<()> {
     let out = a.json.unwrap_or_else(|| a.dir.join("synth.json"));
     std::fs::write(&out, serde_json::to_string_pretty(&j)?)?;
     println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// `bxflow synth --place-route`: synthesis in the register harness, nextpnr,
+/// the report as a table and as JSON (DIR/pnr.json unless --json).
+fn run_place_route(a: SynthArgs) -> Result<()> {
+    if let Some(f) = a.family.filter(|&f| f != hdl::Family::Ecp5) {
+        anyhow::bail!("--place-route runs for --family ecp5 only, not {f}");
+    }
+    let r = hdl::pnr::place_route(&a.dir, a.device, a.seed)?;
+    print!("{}", r.table());
+    let out = a.json.unwrap_or_else(|| a.dir.join("pnr.json"));
+    std::fs::write(&out, serde_json::to_string_pretty(&r)?)?;
+    println!("wrote {}", out.display());
+    if !r.met {
+        anyhow::bail!(
+            "timing FAILED: {:.1} MHz achieved, {} MHz targeted; rebuild with a lower --clock (or report the delay model's miss)",
+            r.fmax_mhz,
+            r.target_mhz
+        );
+    }
     Ok(())
 }

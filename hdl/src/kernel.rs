@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::netlist::{Netlist, NetlistError, Op, Sim};
-use crate::pipeline::{budget_for_clock, budget_for_levels};
+use crate::pipeline::{budget_for_clock, budget_for_levels, Delays, Family};
 
 /// How multiplications by constant weights are built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -79,6 +79,8 @@ pub struct Options {
     /// Verilog module name; `None`: derived from the model and these
     /// options ([`Options::module_name`]).
     pub module: Option<String>,
+    /// The FPGA family whose delay model places the pipeline registers.
+    pub family: Family,
 }
 
 impl Default for Options {
@@ -90,6 +92,7 @@ impl Default for Options {
             reuse: None,
             recurrent: Recurrent::Unrolled,
             module: None,
+            family: Family::Xcup,
         }
     }
 }
@@ -149,7 +152,7 @@ impl Options {
     /// options: `module` when given, else the model's name made an
     /// identifier with a suffix for each option that changes the hardware
     /// from the default (`_r4` reuse 4, `_dsp`, `_cell` reused recurrent
-    /// cells, `_250mhz` another clock, `_l3` levels), so that two builds of
+    /// cells, `_ecp5` another family, `_250mhz` another clock, `_l3` levels), so that two builds of
     /// one model can live in one design.
     pub fn module_name(&self, model: &str) -> Result<String, BuildError> {
         if let Some(m) = &self.module {
@@ -175,6 +178,9 @@ impl Options {
         if self.recurrent == Recurrent::Reused {
             name += "_cell";
         }
+        if self.family != Family::default() {
+            name += &format!("_{}", self.family.name());
+        }
         match self.levels {
             Some(l) => name += &format!("_l{l}"),
             None if self.clock_mhz != Options::default().clock_mhz => {
@@ -187,12 +193,18 @@ impl Options {
 
     /// Estimated logic delay allowed between pipeline registers, in ps:
     /// `levels` 16-bit adders when given, else what the clock leaves after
-    /// the clock uncertainty and the register overhead (4175 ps at 200 MHz).
+    /// the clock uncertainty and the family's register overhead (4175 ps at
+    /// 200 MHz on UltraScale+).
     pub fn budget_ps(&self) -> u32 {
         match self.levels {
             Some(l) => budget_for_levels(l),
-            None => budget_for_clock(self.clock_mhz),
+            None => budget_for_clock(self.clock_mhz, &self.delays()),
         }
+    }
+
+    /// The delay model of the target family.
+    pub fn delays(&self) -> Delays {
+        self.family.delays()
     }
 }
 

@@ -11,8 +11,10 @@ pub mod kernel;
 pub mod manifest;
 pub mod netlist;
 pub mod pipeline;
+pub mod pnr;
 pub mod synth;
 pub mod wave;
 
 pub use build::{build_kernel, find_cells, slice_layers, SliceError};
 pub use kernel::{BuildError, Kernel, Options, Recurrent, Strategy};
+pub use pipeline::Family;

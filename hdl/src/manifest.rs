@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::build::{layer_reuse, CellInfo};
 use crate::kernel::{Field, Kernel, Stats};
+use crate::pipeline::Family;
 
 /// File name of the manifest inside an export directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -41,6 +42,14 @@ pub struct Manifest {
     pub logic_budget_ps_per_stage: u32,
     /// `dsp` or `shift-add`.
     pub strategy: String,
+    /// The FPGA family whose delay model placed the registers (`xcup` in
+    /// exports before the option).
+    #[serde(default)]
+    pub family: Family,
+    /// The AXI4-Stream wrapper `<module>_axis` in the kernel's file (absent
+    /// in exports before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub axis: Option<AxisInfo>,
     pub resource_estimate: Stats,
 }
 
@@ -63,6 +72,10 @@ pub struct Files {
     /// and utilization reports, exit status 1 on negative slack.
     #[serde(default)]
     pub vivado_tcl: String,
+    /// Self-checking testbench of the AXI4-Stream wrapper (absent in
+    /// exports before it).
+    #[serde(default)]
+    pub axis_testbench: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -94,6 +107,25 @@ pub struct BusInfo {
     /// Bits in all: `value_bits` times the number of values.
     pub bits: u32,
 }
+
+/// The AXI4-Stream wrapper of a kernel: one event per transfer each way.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AxisInfo {
+    /// Its module name, `<module>_axis`.
+    pub module: String,
+    /// `s_axis_tdata` width: `in_data`'s rounded up to whole bytes, the
+    /// event in the low bits (packed as `bus_packing` says), the rest ignored.
+    pub tdata_in_bits: u32,
+    /// `m_axis_tdata` width: `out_data`'s rounded up to whole bytes, the
+    /// results in the low bits, the rest zero.
+    pub tdata_out_bits: u32,
+    /// Results the output queue holds while `m_axis_tready` is low; more
+    /// events than this are never taken in, so none is lost.
+    pub queue_depth: u32,
+    pub note: String,
+}
+
+const AXIS_NOTE: &str = "one event per transfer: s_axis_tdata holds in_data, m_axis_tdata out_data, both in the low bits; m_axis_tlast is high on every transfer and s_axis_tlast is ignored; results come out in the order events went in; s_axis_tready is low while aresetn is low, while the kernel's in_ready is low, and while queue_depth events are taken but not yet delivered, so m_axis_tready may stall the stream for any time without loss; aresetn (active low, synchronous) resets the kernel and empties the queue";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerReuse {
@@ -191,6 +223,7 @@ impl Manifest {
                 vhdl_components: format!("{}_pkg.vhd", k.name),
                 xdc: format!("{}.xdc", k.name),
                 vivado_tcl: format!("{}_vivado.tcl", k.name),
+                axis_testbench: format!("{}_axis_tb.v", k.name),
             },
             test_vectors: vectors,
             ports: vec![
@@ -244,6 +277,16 @@ impl Manifest {
             levels_option: k.options.levels,
             logic_budget_ps_per_stage: k.options.budget_ps(),
             strategy: k.options.strategy.name().into(),
+            family: k.options.family,
+            axis: Some(AxisInfo {
+                module: format!("{}_axis", k.name),
+                tdata_in_bits: k.in_width().max(1).next_multiple_of(8),
+                tdata_out_bits: k.out_width().max(1).next_multiple_of(8),
+                // Every event in flight (one a cycle at most, for `latency`
+                // cycles) plus one, as a power of two for the pointers.
+                queue_depth: (k.latency + 2).next_power_of_two().max(2),
+                note: AXIS_NOTE.into(),
+            }),
             resource_estimate: k.stats(),
         }
     }
@@ -284,6 +327,98 @@ impl Manifest {
             m = self.module
         );
         v
+    }
+
+    /// Verilog of the AXI4-Stream wrapper `<module>_axis` ([`AxisInfo`]):
+    /// the kernel has no output stall, so its results go into a queue of
+    /// `queue_depth` entries, and an event is taken only while fewer than
+    /// that many are taken and not yet delivered; empty for exports
+    /// without `axis`.
+    pub fn axis_wrapper(&self) -> String {
+        let Some(a) = &self.axis else {
+            return String::new();
+        };
+        let width = |name: &str| {
+            self.ports
+                .iter()
+                .find(|p| p.name == name)
+                .map_or(1, |p| p.width.max(1))
+        };
+        let (iw, ow) = (width("in_data"), width("out_data"));
+        let d = a.queue_depth;
+        let ab = d.trailing_zeros();
+        let pad = if a.tdata_out_bits > ow {
+            format!("{}'d0, ", a.tdata_out_bits - ow)
+        } else {
+            String::new()
+        };
+        format!(
+            r#"// `{m}` as an AXI4-Stream slave (events in) and master (results out); see
+// manifest.json `axis`. Shares the kernel's file, whose name is the kernel's,
+// beside `{m}_ports`: two top levels, of which a design uses one.
+/* verilator lint_off DECLFILENAME */
+/* verilator lint_off MULTITOP */
+/* verilator lint_off UNUSEDSIGNAL */
+module {am} (
+  input  wire aclk,
+  input  wire aresetn,
+  input  wire s_axis_tvalid,
+  output wire s_axis_tready,
+  input  wire [{ib1}:0] s_axis_tdata,
+  input  wire s_axis_tlast,  // ignored: every transfer is one event
+  output wire m_axis_tvalid,
+  input  wire m_axis_tready,
+  output wire [{ob1}:0] m_axis_tdata,
+  output wire m_axis_tlast
+);
+  wire reset = ~aresetn;
+  wire core_ready, core_valid;
+  wire [{ow1}:0] core_data;
+  // Events taken and not yet delivered: in the kernel or in the queue.
+  reg [{ab}:0] owed = {ab1}'d0;
+  // Queue pointers with a wrap bit.
+  reg [{ab}:0] wr = {ab1}'d0;
+  reg [{ab}:0] rd = {ab1}'d0;
+  reg [{ow1}:0] queue [0:{d1}];
+  wire take = s_axis_tvalid & s_axis_tready;
+  wire give = m_axis_tvalid & m_axis_tready;
+  assign s_axis_tready = aresetn & core_ready & (owed != {ab1}'d{d});
+  assign m_axis_tvalid = wr != rd;
+  assign m_axis_tdata = {{{pad}queue[rd[{ab0}:0]]}};
+  assign m_axis_tlast = 1'b1;
+  {m} core (
+    .clock(aclk), .reset(reset), .in_valid(take), .in_ready(core_ready),
+    .in_data(s_axis_tdata[{iw1}:0]), .out_valid(core_valid), .out_data(core_data)
+  );
+  always @(posedge aclk) begin
+    if (reset) begin
+      owed <= {ab1}'d0;
+      wr <= {ab1}'d0;
+      rd <= {ab1}'d0;
+    end else begin
+      owed <= owed + {{{ab}'d0, take}} - {{{ab}'d0, give}};
+      if (core_valid) wr <= wr + {ab1}'d1;
+      if (give) rd <= rd + {ab1}'d1;
+    end
+  end
+  always @(posedge aclk) begin
+    if (core_valid) queue[wr[{ab0}:0]] <= core_data;
+  end
+endmodule
+/* verilator lint_on UNUSEDSIGNAL */
+/* verilator lint_on MULTITOP */
+/* verilator lint_on DECLFILENAME */
+"#,
+            m = self.module,
+            am = a.module,
+            ib1 = a.tdata_in_bits - 1,
+            ob1 = a.tdata_out_bits - 1,
+            ow1 = ow - 1,
+            iw1 = iw - 1,
+            ab1 = ab + 1,
+            ab0 = ab.max(1) - 1,
+            d1 = d - 1,
+        )
     }
 
     /// A VHDL package (`<module>_pkg`) with the component declarations of
@@ -349,7 +484,7 @@ exit 0
         let m = &self.module;
         let vector = |bits: u32| format!("std_logic_vector({} downto 0)", bits.max(1) - 1);
         let mut v = format!(
-            "-- Component declarations of the Verilog modules `{m}` and `{m}_ports`\n-- (see manifest.json and INTEGRATION.md), for VHDL top levels.\nlibrary ieee;\nuse ieee.std_logic_1164.all;\n\npackage {m}_pkg is\n  component {m} is\n    port (\n"
+            "-- Component declarations of the Verilog modules `{m}`, `{m}_ports` and\n-- `{m}_axis` (see manifest.json and INTEGRATION.md), for VHDL top levels.\nlibrary ieee;\nuse ieee.std_logic_1164.all;\n\npackage {m}_pkg is\n  component {m} is\n    port (\n"
         );
         let packed: Vec<String> = self
             .ports
@@ -383,7 +518,34 @@ exit 0
         }
         split.push(format!("      {:<10} : out std_logic", "out_valid"));
         v.push_str(&split.join(";\n"));
-        let _ = write!(v, "\n    );\n  end component;\nend package {m}_pkg;\n");
+        let _ = write!(v, "\n    );\n  end component;\n");
+        if let Some(a) = &self.axis {
+            let _ = write!(v, "\n  component {} is\n    port (\n", a.module);
+            let bit = |n: &str, d: &str| format!("      {n:<13} : {d} std_logic");
+            let axis = [
+                bit("aclk", "in "),
+                bit("aresetn", "in "),
+                bit("s_axis_tvalid", "in "),
+                bit("s_axis_tready", "out"),
+                format!(
+                    "      {:<13} : in  {}",
+                    "s_axis_tdata",
+                    vector(a.tdata_in_bits)
+                ),
+                bit("s_axis_tlast", "in "),
+                bit("m_axis_tvalid", "out"),
+                bit("m_axis_tready", "in "),
+                format!(
+                    "      {:<13} : out {}",
+                    "m_axis_tdata",
+                    vector(a.tdata_out_bits)
+                ),
+                bit("m_axis_tlast", "out"),
+            ];
+            v.push_str(&axis.join(";\n"));
+            let _ = write!(v, "\n    );\n  end component;\n");
+        }
+        let _ = writeln!(v, "end package {m}_pkg;");
         v
     }
 

@@ -2,10 +2,11 @@
 //! longer than a delay budget, and reports the latency.
 //!
 //! The delay of each node is estimated from its kind and width with a simple
-//! UltraScale+ model ([`Delays`]): a carry-chain adder or comparator of N bits
-//! costs `carry_entry + N/8 * carry8` (LUT, routing and the CARRY8 chain), a
-//! level of LUT logic (multiplexer, gate, ROM slice) `lut`, wiring nothing,
-//! a multiplier that fits one DSP48E2 `dsp`, a wider one a whole stage. Two refinements keep the
+//! model of the target [`Family`] ([`Delays`]): a carry-chain adder or
+//! comparator of N bits costs `carry_entry + N/8 * carry8` (LUT, routing and
+//! the carry chain), a level of LUT logic (multiplexer, gate, ROM slice)
+//! `lut`, wiring nothing, a multiplier that fits one DSP block `dsp`, a
+//! wider one a whole stage. Two refinements keep the
 //! estimate close to what synthesis produces:
 //!
 //! * **Carry overlap.** Every value carries two arrival times, of its lowest
@@ -28,12 +29,84 @@ use std::collections::HashMap;
 
 use crate::netlist::{map_inputs, op_inputs, Netlist, NodeId, Op};
 
-/// Delay model in picoseconds (UltraScale+, speed grade -2, rough).
+/// The FPGA family a kernel is built for: it sets the delay model
+/// ([`Delays`]) that places the pipeline registers, and the synthesis flow
+/// of `bxflow synth` (Yosys `synth_xilinx` or `synth_ecp5`, and for ECP5
+/// open place and route with nextpnr).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// AMD/Xilinx UltraScale+ (LUT6, CARRY8, DSP48E2), speed grade -2. No
+    /// open place and route exists: the model comes from data-sheet figures
+    /// and Yosys level counts; the Vivado script beside the export checks it.
+    #[default]
+    Xcup,
+    /// Lattice ECP5 (LUT4, CCU2C carry, MULT18X18D), speed grade 6:
+    /// calibrated against nextpnr-ecp5's place and route.
+    Ecp5,
+}
+
+impl Family {
+    /// The name on the command line and in the manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Xcup => "xcup",
+            Family::Ecp5 => "ecp5",
+        }
+    }
+
+    /// The family's delay model.
+    pub fn delays(self) -> Delays {
+        match self {
+            Family::Xcup => Delays {
+                carry_entry: 400,
+                carry8: 50,
+                lut: 500,
+                lut_inputs: 6,
+                adder_lut_inputs: 4,
+                wide_mux: 100,
+                dsp: 2500,
+                dsp_a: 27,
+                dsp_b: 18,
+                register: 200,
+            },
+            // Calibrated against nextpnr-ecp5 (speed 6) after place and
+            // route of the shipped MLPs, where routing is most of every
+            // path: a hop between cells costs 0.1 to 2.8 ns, and a carry
+            // chain split across rows costs a hop. Entering a CCU2C chain
+            // (routing, its LUT, the sum out) about 3.3 ns with that margin,
+            // each further 8 bits (4 CCU2C) 0.4 ns, a LUT4 level with its
+            // routing 1.5 ns; PFUMX/L6MUX widen a LUT4 by an input. The
+            // register is clock-to-out (0.53 ns) and setup.
+            Family::Ecp5 => Delays {
+                carry_entry: 3300,
+                carry8: 400,
+                lut: 1500,
+                lut_inputs: 4,
+                adder_lut_inputs: 2,
+                wide_mux: 300,
+                dsp: 4500,
+                dsp_a: 18,
+                dsp_b: 18,
+                register: 700,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Delay model in picoseconds of one [`Family`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Delays {
-    /// LUT plus routing into a carry chain plus the first CARRY8.
+    /// LUT plus routing into a carry chain plus its first 8 bits.
     pub carry_entry: u32,
-    /// Each further CARRY8 (8 bits) of a chain.
+    /// Each further 8 bits of a carry chain.
     pub carry8: u32,
     /// One level of LUT logic including routing.
     pub lut: u32,
@@ -41,37 +114,35 @@ pub struct Delays {
     pub lut_inputs: u32,
     /// Inputs a carry-chain LUT has left for logic in front of an adder.
     pub adder_lut_inputs: u32,
-    /// A multiplication that fits one DSP48E2 (27 x 18 bits) without its
-    /// internal registers, input and output routing included. Wider
-    /// products (cascaded DSPs) take a whole stage.
+    /// Each wide-function multiplexer level (MUXF7/F8, PFUMX/L6MUX) that
+    /// widens a LUT by one input.
+    pub wide_mux: u32,
+    /// A multiplication that fits one DSP block (`dsp_a` x `dsp_b` bits)
+    /// without its internal registers, input and output routing included.
+    /// Wider products (cascaded DSPs) take a whole stage.
     pub dsp: u32,
+    pub dsp_a: u32,
+    pub dsp_b: u32,
+    /// Register overhead per stage: clock-to-out plus setup.
+    pub register: u32,
 }
 
 impl Default for Delays {
     fn default() -> Self {
-        Delays {
-            carry_entry: 400,
-            carry8: 50,
-            lut: 500,
-            lut_inputs: 6,
-            adder_lut_inputs: 4,
-            dsp: 2500,
-        }
+        Family::default().delays()
     }
 }
-
-/// Register overhead per stage: clock-to-out plus setup (ps).
-pub const REGISTER_PS: u32 = 200;
 
 /// Delay of one "adder level" of the `--levels` option: a 16-bit adder.
 pub const ADDER_LEVEL_PS: u32 = 500;
 
-/// The logic delay available per stage at `clock_mhz`: the period less
-/// hls4ml's default clock uncertainty (12.5 %) and the register overhead.
-pub fn budget_for_clock(clock_mhz: f64) -> u32 {
+/// The logic delay available per stage at `clock_mhz` on a family with
+/// `delays`: the period less hls4ml's default clock uncertainty (12.5 %)
+/// and the register overhead.
+pub fn budget_for_clock(clock_mhz: f64, delays: &Delays) -> u32 {
     let period = 1.0e6 / clock_mhz;
     ((period * 0.875) as u32)
-        .saturating_sub(REGISTER_PS)
+        .saturating_sub(delays.register)
         .max(ADDER_LEVEL_PS)
 }
 
@@ -98,9 +169,9 @@ struct Arrival0 {
     hi: u32,
 }
 
-/// A signed product one DSP48E2 computes (27 x 18 bits).
-fn fits_dsp(wa: u32, wb: u32) -> bool {
-    (wa <= 27 && wb <= 18) || (wa <= 18 && wb <= 27)
+/// A signed product one DSP block computes.
+fn fits_dsp(d: &Delays, wa: u32, wb: u32) -> bool {
+    (wa <= d.dsp_a && wb <= d.dsp_b) || (wa <= d.dsp_b && wb <= d.dsp_a)
 }
 
 fn carry(d: &Delays, bits: u32) -> u32 {
@@ -182,14 +253,14 @@ fn arrive(op: &Op, w: u32, ins: &[Option<Arrival>], d: &Delays, widths: &[u32]) 
         }
         Op::MulConst(a, c) => {
             let (wa, wc) = (widths[*a], crate::netlist::signed_width(*c, *c));
-            if fits_dsp(wa, wc) {
+            if fits_dsp(d, wa, wc) {
                 (plain(max_hi + d.dsp, max_hi + d.dsp), false)
             } else {
                 (plain(0, 0), true)
             }
         }
         Op::Mul(a, b) => {
-            if fits_dsp(widths[*a], widths[*b]) {
+            if fits_dsp(d, widths[*a], widths[*b]) {
                 (plain(max_hi + d.dsp, max_hi + d.dsp), false)
             } else {
                 (plain(0, 0), true)
@@ -249,13 +320,15 @@ fn arrive(op: &Op, w: u32, ins: &[Option<Arrival>], d: &Delays, widths: &[u32]) 
         Op::Rom { idx, values } => {
             let bits = widths[*idx].min(64);
             debug_assert!(!values.is_empty());
-            // LUT6, then MUXF7/F8 for 7-8 address bits, then LUT levels.
+            // A LUT, then two wide multiplexer levels, then LUT levels.
             let t = if bits <= d.lut_inputs {
                 d.lut
             } else if bits <= d.lut_inputs + 2 {
-                d.lut + 100 * (bits - d.lut_inputs)
+                d.lut + d.wide_mux * (bits - d.lut_inputs)
             } else {
-                d.lut + 200 + d.lut * (bits - d.lut_inputs - 2).div_ceil(d.lut_inputs - 1)
+                d.lut
+                    + 2 * d.wide_mux
+                    + d.lut * (bits - d.lut_inputs - 2).div_ceil(d.lut_inputs - 1)
             };
             (plain(max_hi + t, max_hi + t), false)
         }

@@ -1,10 +1,12 @@
-//! Yosys synthesis of an export (`synth_xilinx`): LUT, FF, DSP, BRAM counts
-//! and the longest register-to-register path in cells (`ltp` over every cell
-//! but the flip-flops, DSPs and RAMs, so paths end at registers, DSPs and
-//! memories; LUTs and CARRY8 stages both count as one level). DSPs and RAMs
-//! are cut because synthesis moves registers into them (A/B/P registers, a
-//! table ROM's registered read), so a path through such a cell may hold a
+//! Yosys synthesis of an export for its [`Family`] (`synth_xilinx` or
+//! `synth_ecp5`): LUT, FF, DSP, BRAM counts and the longest
+//! register-to-register path in cells (`ltp` over every cell but the
+//! flip-flops, DSPs and RAMs, so paths end at registers, DSPs and memories;
+//! LUTs and carry cells both count as one level). DSPs and RAMs are cut
+//! because synthesis moves registers into them (A/B/P registers, a table
+//! ROM's registered read), so a path through such a cell may hold a
 //! register; their own delay is in the delay model of `pipeline.rs`.
+//! Timing after place and route is [`crate::pnr`]'s.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,6 +15,7 @@ use serde::Serialize;
 
 use crate::eda::{EdaError, Yosys};
 use crate::manifest::{Manifest, ManifestError};
+use crate::pipeline::Family;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SynthReport {
@@ -24,6 +27,9 @@ pub struct SynthReport {
     pub bram: u64,
     pub carry: u64,
     pub lutram: u64,
+    /// Wide-function multiplexers (MUXF7/F8/F9; ECP5 PFUMX/L6MUX21), each
+    /// widening a LUT by one input.
+    pub wide_mux: u64,
     /// Longest topological path between registers, in cells.
     pub logic_levels: Option<u64>,
     pub seconds: f64,
@@ -32,7 +38,7 @@ pub struct SynthReport {
 impl SynthReport {
     pub fn table(&self) -> String {
         format!(
-            "| module | family | LUT | FF | DSP | BRAM | CARRY8 | logic levels | yosys s |\n|---|---|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |\n",
+            "| module | family | LUT | FF | DSP | BRAM | carry | wide mux | logic levels | yosys s |\n|---|---|---|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |\n",
             self.module,
             self.family,
             self.lut,
@@ -40,17 +46,20 @@ impl SynthReport {
             self.dsp,
             self.bram,
             self.carry,
+            self.wide_mux,
             self.logic_levels.map(|l| l.to_string()).unwrap_or("?".into()),
             self.seconds
         )
     }
 }
 
-/// Parses Yosys' `stat` cell list and `ltp` line.
-pub fn parse_yosys_log(log: &str, module: &str, family: &str) -> SynthReport {
+/// Parses Yosys' `stat` cell list and `ltp` line. Xilinx LUTs are LUT1 to
+/// LUT6 (counted as LUT6 sites would be, one each), ECP5's are LUT4; an
+/// ECP5 DP16KD block RAM counts as one 18 kb BRAM.
+pub fn parse_yosys_log(log: &str, module: &str, family: Family) -> SynthReport {
     let mut r = SynthReport {
         module: module.into(),
-        family: family.into(),
+        family: family.name().into(),
         ..Default::default()
     };
     // The last `stat` printout is the flattened top.
@@ -64,21 +73,30 @@ pub fn parse_yosys_log(log: &str, module: &str, family: &str) -> SynthReport {
         if it.next().is_some() {
             continue;
         }
-        if cell.starts_with("LUT") && cell.len() == 4 {
-            r.lut += n;
-        } else if cell.starts_with("FD") {
-            r.ff += n;
-        } else if cell.starts_with("DSP48") {
-            r.dsp += n;
-        } else if cell.starts_with("RAMB36") {
-            r.bram += 2 * n;
-        } else if cell.starts_with("RAMB18") {
-            r.bram += n;
-        } else if cell.starts_with("CARRY") {
-            r.carry += n;
-        } else if cell.starts_with("RAM") && (cell.contains('M') || cell.contains('X')) {
-            r.lutram += n;
-        }
+        let slot = match (family, cell) {
+            (Family::Xcup, c) if c.starts_with("LUT") && c.len() == 4 => &mut r.lut,
+            (Family::Xcup, c) if c.starts_with("FD") => &mut r.ff,
+            (Family::Xcup, c) if c.starts_with("DSP48") => &mut r.dsp,
+            (Family::Xcup, c) if c.starts_with("RAMB36") => {
+                r.bram += n;
+                &mut r.bram
+            }
+            (Family::Xcup, c) if c.starts_with("RAMB18") => &mut r.bram,
+            (Family::Xcup, c) if c.starts_with("CARRY") => &mut r.carry,
+            (Family::Xcup, c) if c.starts_with("MUXF") => &mut r.wide_mux,
+            (Family::Xcup, c) if c.starts_with("RAM") && (c.contains('M') || c.contains('X')) => {
+                &mut r.lutram
+            }
+            (Family::Ecp5, "LUT4") => &mut r.lut,
+            (Family::Ecp5, "TRELLIS_FF") => &mut r.ff,
+            (Family::Ecp5, "MULT18X18D") => &mut r.dsp,
+            (Family::Ecp5, "DP16KD") => &mut r.bram,
+            (Family::Ecp5, "CCU2C") => &mut r.carry,
+            (Family::Ecp5, "PFUMX" | "L6MUX21") => &mut r.wide_mux,
+            (Family::Ecp5, "TRELLIS_DPR16X4") => &mut r.lutram,
+            _ => continue,
+        };
+        *slot += n;
     }
     r.logic_levels = log
         .lines()
@@ -88,14 +106,29 @@ pub fn parse_yosys_log(log: &str, module: &str, family: &str) -> SynthReport {
     r
 }
 
-/// The one synthesis script: `synth_xilinx` of `verilog` (top `module`),
-/// then `stat` and `ltp` (see the module docs) written to `yosys_stat.txt`
-/// and `yosys_ltp.txt` beside `verilog`, where [`SynthRun::finish`] reads them.
-pub fn yosys_script(verilog: &Path, module: &str, family: &str) -> String {
-    let dir = verilog.parent().unwrap_or(Path::new("."));
+/// The one synthesis script: Yosys' flow for `family` over the Verilog
+/// `sources` (top `top`), then `stat` and `ltp` (see the module docs) written
+/// to `yosys_stat.txt` and `yosys_ltp.txt` in `dir`, where
+/// [`SynthRun::finish`] reads them. For ECP5 the netlist is also written as
+/// `dir/TOP.json`, nextpnr's input.
+pub fn yosys_script(sources: &[PathBuf], top: &str, family: Family, dir: &Path) -> String {
+    let files: Vec<String> = sources.iter().map(|p| p.display().to_string()).collect();
+    let (synth, cut) = match family {
+        Family::Xcup => (
+            format!("synth_xilinx -family xcup -top {top}"),
+            "t:FD* t:DSP* t:RAM*",
+        ),
+        Family::Ecp5 => (
+            format!(
+                "synth_ecp5 -top {top} -json {}",
+                dir.join(format!("{top}.json")).display()
+            ),
+            "t:TRELLIS_FF t:MULT18X18D t:DP16KD t:TRELLIS_DPR16X4",
+        ),
+    };
     format!(
-        "read_verilog {}; synth_xilinx -family {family} -top {module}; tee -o {} stat; tee -o {} ltp -noff t:FD* t:DSP* t:RAM* %u %u %n",
-        verilog.display(),
+        "read_verilog {}; {synth}; tee -o {} stat; tee -o {} ltp -noff {cut} %u %u %n",
+        files.join(" "),
         dir.join(STAT_FILE).display(),
         dir.join(LTP_FILE).display()
     )
@@ -113,19 +146,25 @@ pub struct SynthRun {
     yosys: Yosys,
     dir: PathBuf,
     module: String,
-    family: String,
+    family: Family,
 }
 
 impl SynthRun {
-    /// Starts Yosys on [`yosys_script`] of `verilog`, logging to `yosys.log` beside it.
-    pub fn start(verilog: &Path, module: &str, family: &str) -> Result<SynthRun, EdaError> {
-        let dir = verilog.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let yosys = Yosys::start(&yosys_script(verilog, module, family), &dir.join(LOG_FILE))?;
+    /// Starts Yosys on [`yosys_script`] of `sources` (top `module`), its
+    /// files and `yosys.log` in the first source's directory.
+    pub fn start(sources: &[PathBuf], module: &str, family: Family) -> Result<SynthRun, EdaError> {
+        let dir = sources
+            .first()
+            .and_then(|v| v.parent())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let script = yosys_script(sources, module, family, &dir);
+        let yosys = Yosys::start(&script, &dir.join(LOG_FILE))?;
         Ok(SynthRun {
             yosys,
             dir,
             module: module.into(),
-            family: family.into(),
+            family,
         })
     }
 
@@ -138,15 +177,15 @@ impl SynthRun {
             std::fs::read_to_string(self.dir.join(STAT_FILE)).unwrap_or_default(),
             std::fs::read_to_string(self.dir.join(LTP_FILE)).unwrap_or_default()
         );
-        let mut r = parse_yosys_log(&text, &self.module, &self.family);
+        let mut r = parse_yosys_log(&text, &self.module, self.family);
         r.seconds = self.yosys.seconds();
         Ok(r)
     }
 }
 
-/// Runs Yosys `synth_xilinx` on `verilog` (top `module`) to the end.
-pub fn synth(verilog: &Path, module: &str, family: &str) -> Result<SynthReport, EdaError> {
-    SynthRun::start(verilog, module, family)?.finish(None)
+/// Runs Yosys' flow for `family` on `sources` (top `module`) to the end.
+pub fn synth(sources: &[PathBuf], module: &str, family: Family) -> Result<SynthReport, EdaError> {
+    SynthRun::start(sources, module, family)?.finish(None)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,10 +196,18 @@ pub enum SynthError {
     Eda(#[from] EdaError),
 }
 
-/// Synthesizes the export in `dir` (as `bxflow hdl` wrote it): its manifest
-/// names the module and the Verilog file.
-pub fn synth_export(dir: &Path, family: &str) -> Result<(Manifest, SynthReport), SynthError> {
+/// Synthesizes the export in `dir` (as `bxflow hdl` wrote it) for the
+/// family it was built for, or `family` when given: its manifest names the
+/// module and the Verilog file.
+pub fn synth_export(
+    dir: &Path,
+    family: Option<Family>,
+) -> Result<(Manifest, SynthReport), SynthError> {
     let m = Manifest::read(dir)?;
-    let r = synth(&dir.join(&m.files.verilog), &m.module, family)?;
+    let r = synth(
+        &[dir.join(&m.files.verilog)],
+        &m.module,
+        family.unwrap_or(m.family),
+    )?;
     Ok((m, r))
 }

@@ -168,7 +168,7 @@ fn delay_model_merges_cheap_logic() {
         width: 16,
     });
     let d = Delays::default();
-    let (_, lat) = pipeline(&n, budget_for_clock(200.0), &d);
+    let (_, lat) = pipeline(&n, budget_for_clock(200.0, &d), &d);
     assert_eq!(lat, 1, "one stage plus the output register");
     let (_, lat1) = pipeline(&n, budget_for_levels(1), &d);
     assert!(lat1 >= 4, "one adder level per stage: {lat1}");

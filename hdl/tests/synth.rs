@@ -36,7 +36,7 @@ fn yosys_small_design() {
         .unwrap();
         let dir = tmp_dir(&format!("synth{st:?}"));
         let v = write_export(&dir, &k, &model, &events(&model, 10, 1)).unwrap();
-        let r = hdl::synth::synth(&v, &k.name, "xcup").unwrap();
+        let r = hdl::synth::synth(&[v], &k.name, hdl::Family::Xcup).unwrap();
         assert!(r.lut > 0 && r.ff > 0, "{r:?}");
         assert!(r.logic_levels.is_some(), "{r:?}");
         dsp_counts.push(r.dsp);

@@ -192,7 +192,7 @@ impl Model {
 
     /// Writes the FPGA kernel's export to `out_dir` (`bxflow hdl`) and
     /// returns its manifest as JSON.
-    #[pyo3(signature = (out_dir, clock_mhz=200.0, strategy="shift-add", reuse=None, recurrent="unrolled", levels=None, vectors=1000, module=None))]
+    #[pyo3(signature = (out_dir, clock_mhz=200.0, strategy="shift-add", reuse=None, recurrent="unrolled", levels=None, vectors=1000, module=None, family="xcup"))]
     #[allow(clippy::too_many_arguments)]
     fn hdl(
         &self,
@@ -205,9 +205,12 @@ impl Model {
         levels: Option<u32>,
         vectors: usize,
         module: Option<String>,
+        family: &str,
     ) -> PyResult<String> {
+        use clap::ValueEnum;
         let opts = hdl::Options {
             module,
+            family: hdl::Family::from_str(family, true).map_err(Error::new_err)?,
             ..hdl_options(clock_mhz, strategy, reuse, recurrent, levels)?
         };
         let q = &self.q;
@@ -329,7 +332,7 @@ fn hdl_options(
         levels,
         reuse,
         recurrent: hdl::Recurrent::from_str(recurrent, true).map_err(Error::new_err)?,
-        module: None,
+        ..hdl::Options::default()
     })
 }
 

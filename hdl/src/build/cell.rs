@@ -292,6 +292,7 @@ pub(super) fn build_reused(
         model,
         strategy: options.strategy,
         budget: options.budget_ps(),
+        delays: options.delays(),
         last: last_reads(model),
     };
     let mut top = Netlist::new();
@@ -410,6 +411,7 @@ struct Ctx<'a> {
     model: &'a QModel,
     strategy: Strategy,
     budget: u32,
+    delays: Delays,
     last: Vec<Option<usize>>,
 }
 
@@ -462,7 +464,7 @@ impl Ctx<'_> {
                 b.net.outputs.push(OutField { node: v, width });
             }
         }
-        let (pseg, lat) = pipeline(&b.net, self.budget, &Delays::default());
+        let (pseg, lat) = pipeline(&b.net, self.budget, &self.delays);
         let (vals, v) = top.embed(&pseg, &flat_in, *valid);
         *avail = outs
             .iter()
@@ -672,7 +674,7 @@ impl Ctx<'_> {
             let width = b.net.width(v);
             b.net.outputs.push(OutField { node: v, width });
         }
-        let (pseg, d) = pipeline(&b.net, self.budget, &Delays::default());
+        let (pseg, d) = pipeline(&b.net, self.budget, &self.delays);
         let (mut back, mut back_valid) = top.embed(&pseg, &ports, valid_reg);
         // Pad the loop to a period coprime with the number of steps.
         let mut period = 1 + d;

@@ -26,7 +26,7 @@ use super::bus::{input_bus, output_bus};
 use super::lower;
 use crate::kernel::{BuildError, Kernel, Options, Strategy};
 use crate::netlist::{Netlist, NodeId, OutField};
-use crate::pipeline::{pipeline, Delays};
+use crate::pipeline::pipeline;
 
 /// The reuse factor of each layer: `--reuse` for every Dense layer when
 /// given, else the model's own (from its configuration). Layers without
@@ -134,7 +134,7 @@ pub(super) fn build_folded(
     check_cuts(model, reuse)?;
     let ii = reuse.iter().copied().max().unwrap_or(1);
     let budget = options.budget_ps();
-    let delays = Delays::default();
+    let delays = options.delays();
     let mut top = Netlist::new();
     let (inputs, x) = input_bus(&mut top, model);
     // check_cuts: one input.
@@ -164,16 +164,7 @@ pub(super) fn build_folded(
         if k == n {
             break;
         }
-        let core = fold_core(
-            &mut top,
-            model,
-            k,
-            reuse[k],
-            &vals,
-            valid,
-            options.strategy,
-            budget,
-        )?;
+        let core = fold_core(&mut top, model, k, reuse[k], &vals, valid, options)?;
         latency += core.latency;
         vals = core.accs;
         valid = core.done;
@@ -319,9 +310,9 @@ fn fold_core(
     r: u32,
     x: &[NodeId],
     valid: NodeId,
-    strategy: Strategy,
-    budget: u32,
+    options: &Options,
 ) -> Result<Core, BuildError> {
+    let (strategy, budget) = (options.strategy, options.budget_ps());
     let layer = &model.layers[k];
     let QOp::Dense {
         n_in,
@@ -442,7 +433,7 @@ fn fold_core(
     if let Some(e) = b.net.error.take() {
         return Err(e.into());
     }
-    let (pseg, d) = pipeline(&b.net, budget, &Delays::default());
+    let (pseg, d) = pipeline(&b.net, budget, &options.delays());
     let (partial, first_d) = top.embed(&pseg, &ports, first);
     let mut run_d = run;
     for _ in 0..d {

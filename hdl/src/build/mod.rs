@@ -16,7 +16,7 @@ use quantize::qmodel::QModel;
 
 use crate::kernel::{BuildError, Field, Kernel, Options, Recurrent, Strategy};
 use crate::netlist::Netlist;
-use crate::pipeline::{pipeline, Delays};
+use crate::pipeline::pipeline;
 
 pub use arith::csd;
 pub use bus::module_name;
@@ -67,7 +67,7 @@ pub fn build_kernel(model: &QModel, options: &Options) -> Result<Kernel, BuildEr
         return fold::build_folded(model, options, &reuse);
     }
     let (comb, inputs, outputs) = build_comb(model, options.strategy)?;
-    let (net, latency) = pipeline(&comb, options.budget_ps(), &Delays::default());
+    let (net, latency) = pipeline(&comb, options.budget_ps(), &options.delays());
     Ok(Kernel {
         name: options.module_name(&model.name)?,
         net,

@@ -130,12 +130,14 @@ class Model:
         levels: Optional[int] = None,
         vectors: int = 1000,
         module: Optional[str] = None,
+        family: str = "xcup",
     ) -> Dict[str, Any]:
         """Writes the FPGA kernel (Verilog, testbench, test vectors,
         ``manifest.json``, ``INTEGRATION.md``) to ``out_dir``, as ``bxflow
         hdl`` does, and returns the manifest. ``module`` names the Verilog
         module (default: the model's name with a suffix per non-default
-        option, e.g. ``_r4``)."""
+        option, e.g. ``_r4``); ``family`` (``"xcup"`` or ``"ecp5"``) picks
+        the delay model that places the pipeline registers."""
         text = self._m.hdl(
             os.fspath(out_dir),
             clock_mhz=_mhz(clock, "clock"),
@@ -145,6 +147,7 @@ class Model:
             levels=levels,
             vectors=vectors,
             module=module,
+            family=family,
         )
         return json.loads(text)
 

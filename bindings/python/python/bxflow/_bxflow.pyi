@@ -46,6 +46,7 @@ class Model:
         levels: Optional[int] = None,
         vectors: int = 1000,
         module: Optional[str] = None,
+        family: str = "xcup",
     ) -> str: ...
     def testbench(
         self,
