@@ -6,10 +6,12 @@
 //! Scale with its bit positions from [`MacLayout`].
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use quantize::accum::MacLayout;
 use quantize::fixed::{FixedType, Overflow, Rounding};
 
+use super::cse::{self, Plan};
 use crate::kernel::Strategy;
 use crate::netlist::{Netlist, NodeId};
 
@@ -36,6 +38,10 @@ pub(super) struct Term {
     pub node: NodeId,
     pub shift: u32,
     pub neg: bool,
+    /// Adders in front of `node` within its layer's shift-add network, so
+    /// that [`Builder::sum_terms`] adds the deep leaves last (0 where not
+    /// known: the tree is then the plain balanced one).
+    pub depth: u32,
 }
 
 /// Builds integer hardware into `net`; the layers' lowering
@@ -45,6 +51,9 @@ pub(super) struct Builder {
     strategy: Strategy,
     /// Shared pre-adders `x + s * x * 2^j` (shift-add): `(x, j, s < 0)`.
     pairs: HashMap<(NodeId, u32, bool), NodeId>,
+    /// Shift-add networks planned by [`Builder::mac_rows`], by weight matrix
+    /// and bias leaves: a convolution's positions share one plan.
+    plans: HashMap<(Vec<Vec<i128>>, Vec<bool>), Rc<Plan>>,
 }
 
 impl Builder {
@@ -53,6 +62,7 @@ impl Builder {
             net: Netlist::new(),
             strategy,
             pairs: HashMap::new(),
+            plans: HashMap::new(),
         }
     }
 
@@ -65,12 +75,14 @@ impl Builder {
                 node: p,
                 shift: (af - pf) as u32,
                 neg: false,
+                depth: 0,
             }
         } else {
             Term {
                 node: self.round_lsb(p, pf, af, mac.rounding),
                 shift: 0,
                 neg: false,
+                depth: 0,
             }
         }
     }
@@ -88,6 +100,7 @@ impl Builder {
                 node: p,
                 shift: extra,
                 neg: false,
+                depth: 0,
             }];
         }
         // Digits in pairs: d1 2^k1 x + d2 2^k2 x = d1 2^k1 (x + d1 d2 2^(k2-k1) x),
@@ -102,6 +115,7 @@ impl Builder {
                     node: x,
                     shift: k1 + extra,
                     neg: d1 < 0,
+                    depth: 0,
                 });
                 continue;
             }
@@ -124,6 +138,7 @@ impl Builder {
                 node,
                 shift: k1 + extra,
                 neg: d1 < 0,
+                depth: 1,
             });
         }
         out
@@ -143,10 +158,16 @@ impl Builder {
             node,
             shift: m,
             neg,
+            depth: a.depth.max(b.depth) + 1,
         }
     }
 
-    /// `bias + sum of terms` with a balanced adder tree.
+    /// `bias + sum of terms` with an adder tree of the least depth: level
+    /// by level, the terms ready at a level are paired (in order of weight,
+    /// so that the adders stay narrow) and an odd one waits for the next
+    /// level, which combines the shallowest first and ends at
+    /// `ceil(log2(sum 2^depth))` levels. With all depths 0 it is the
+    /// balanced tree.
     pub fn sum_terms(&mut self, mut terms: Vec<Term>, bias: i128) -> NodeId {
         if terms.is_empty() {
             return self.net.konst(bias);
@@ -159,21 +180,27 @@ impl Builder {
                 node,
                 shift: tz,
                 neg: false,
+                depth: 0,
             });
         }
-        // Pair terms of similar weight so that the adders stay narrow.
-        terms.sort_by_key(|t| t.shift);
+        let mut level = terms.iter().map(|t| t.depth).min().unwrap_or(0);
         while terms.len() > 1 {
-            let mut next = Vec::with_capacity(terms.len() / 2 + 1);
-            let mut it = terms.chunks(2);
-            for pair in &mut it {
+            let (mut now, mut next): (Vec<Term>, Vec<Term>) =
+                terms.into_iter().partition(|t| t.depth <= level);
+            // Pair terms of similar weight so that the adders stay narrow.
+            now.sort_by_key(|t| t.shift);
+            for pair in now.chunks(2) {
                 if pair.len() == 2 {
                     next.push(self.combine(pair[0], pair[1]));
                 } else {
-                    next.push(pair[0]);
+                    next.push(Term {
+                        depth: level + 1,
+                        ..pair[0]
+                    });
                 }
             }
             terms = next;
+            level += 1;
         }
         let t = terms[0];
         let v = self.net.shl(t.node, t.shift);
@@ -192,6 +219,7 @@ impl Builder {
                 node: n,
                 shift: 0,
                 neg: false,
+                depth: 0,
             })
             .collect();
         self.sum_terms(terms, 0)
@@ -307,33 +335,149 @@ impl Builder {
         self.finish(terms, b, acc, out)
     }
 
+    /// The multiply-accumulate rows `bias[r] + sum_i w[r][i] * x[i]` of
+    /// one layer (of a convolution: one position), each requantized as
+    /// [`Self::mac`] does. Shift-add products at or above the accumulator's
+    /// LSB are summed exactly, so the whole matrix is one shift-add network
+    /// with its common subexpressions shared across inputs and rows
+    /// ([`cse`]), no row deeper than [`Self::mac`] builds it; otherwise (DSP
+    /// products, products rounded to the accumulator) row by row.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mac_rows(
+        &mut self,
+        x: &[NodeId],
+        w: &[Vec<i64>],
+        layout: &MacLayout,
+        bias: &[i64],
+        acc: FixedType,
+        out: FixedType,
+        tag: impl Fn(usize) -> String,
+    ) -> Vec<NodeId> {
+        let (pf, af) = (layout.prod_frac, layout.acc_frac);
+        if self.strategy == Strategy::Dsp || af < pf {
+            return (0..w.len())
+                .map(|r| {
+                    let pairs: Vec<(i64, NodeId)> = w[r].iter().copied().zip(x.iter().copied()).collect();
+                    self.mac(&pairs, layout, bias[r], acc, out, &tag(r))
+                })
+                .collect();
+        }
+        let extra = (af - pf) as u32;
+        // One column per distinct input node (an input read twice is one
+        // input with the weights summed), so that a row's digits are distinct.
+        let mut cols: Vec<NodeId> = Vec::new();
+        let mut col_of = HashMap::new();
+        let idx: Vec<usize> = x
+            .iter()
+            .map(|&n| {
+                *col_of.entry(n).or_insert_with(|| {
+                    cols.push(n);
+                    cols.len() - 1
+                })
+            })
+            .collect();
+        let mut m = vec![vec![0i128; cols.len()]; w.len()];
+        for (r, row) in w.iter().enumerate() {
+            for (i, &wi) in row.iter().enumerate() {
+                m[r][idx[i]] += wi as i128;
+            }
+        }
+        // The bias each row's tree gets ([`Self::finish`]), from the range
+        // of its digits, which the shared network keeps.
+        let b: Vec<i128> = bias.iter().map(|&v| layout.bias(v)).collect();
+        let leaf: Vec<bool> = m
+            .iter()
+            .zip(&b)
+            .map(|(row, &br)| {
+                let digits: Vec<Term> = row
+                    .iter()
+                    .zip(&cols)
+                    .flat_map(|(&wi, &node)| {
+                        csd(wi).into_iter().map(move |(k, d)| Term {
+                            node,
+                            shift: k + extra,
+                            neg: d < 0,
+                            depth: 0,
+                        })
+                    })
+                    .collect();
+                let range = self.tree_range(&digits, br);
+                self.folded_bias(range, br, acc, out).unwrap_or(br) != 0
+            })
+            .collect();
+        let plan = self
+            .plans
+            .entry((m, leaf))
+            .or_insert_with_key(|(m, leaf)| Rc::new(cse::plan(m, leaf)))
+            .clone();
+        let mut sig = cols;
+        for a in &plan.adders {
+            let an = self.net.shl(sig[a.a], a.sa);
+            let bn = self.net.shl(sig[a.b], a.sb);
+            sig.push(if a.minus {
+                self.net.sub(an, bn)
+            } else {
+                self.net.add(an, bn)
+            });
+        }
+        plan.rows
+            .iter()
+            .zip(b)
+            .map(|(row, br)| {
+                let terms = row
+                    .iter()
+                    .map(|d| Term {
+                        node: sig[d.sig],
+                        shift: d.shift + extra,
+                        neg: d.neg,
+                        depth: plan.depth[d.sig],
+                    })
+                    .collect();
+                self.finish(terms, br, acc, out)
+            })
+            .collect()
+    }
+
     /// `bias + sum of terms` (at the accumulator's LSB) through the
     /// accumulator's overflow and the requantization to `out`.
     pub fn finish(&mut self, terms: Vec<Term>, b: i128, acc: FixedType, out: FixedType) -> NodeId {
         let af = acc.frac_bits();
-        // Rounding to nearest folded into the bias: when the accumulator
-        // cannot overflow, RND(s) = floor((s + half) / 2^k) and RND_MIN_INF(s)
-        // = floor((s + half - 1) / 2^k), so the requantizer is wiring plus
-        // the saturation (no increment adder, no rounding logic).
         let of = out.frac_bits();
-        let fold = match out.rounding {
-            Rounding::Rnd if af > of => Some(1i128 << (af - of - 1)),
-            Rounding::RndMinInf if af > of => Some((1i128 << (af - of - 1)) - 1),
-            _ => None,
-        };
-        if let Some(half) = fold {
-            let (lo, hi) = self.tree_range(&terms, b);
-            let sym = acc.overflow == Overflow::SatSym && acc.signed && acc.width >= 2;
-            let low = acc.min_raw() as i128 + sym as i128;
-            if lo >= low && hi <= acc.max_raw() as i128 {
-                let sum = self.sum_terms(terms, b + half);
+        match self.folded_bias(self.tree_range(&terms, b), b, acc, out) {
+            Some(bias) => {
+                let sum = self.sum_terms(terms, bias);
                 let r = self.round_lsb(sum, af, of, Rounding::Trn);
-                return self.overflow(r, out);
+                self.overflow(r, out)
+            }
+            None => {
+                let sum = self.sum_terms(terms, b);
+                let a = self.overflow(sum, acc);
+                self.quantize(a, af, out)
             }
         }
-        let sum = self.sum_terms(terms, b);
-        let a = self.overflow(sum, acc);
-        self.quantize(a, af, out)
+    }
+
+    /// The bias with the rounding to nearest folded in, when [`Self::finish`]
+    /// folds it for a sum in `range`: when the accumulator cannot overflow,
+    /// RND(s) = floor((s + half) / 2^k) and RND_MIN_INF(s) =
+    /// floor((s + half - 1) / 2^k), so the requantizer is wiring plus the
+    /// saturation (no increment adder, no rounding logic).
+    fn folded_bias(
+        &self,
+        (lo, hi): (i128, i128),
+        b: i128,
+        acc: FixedType,
+        out: FixedType,
+    ) -> Option<i128> {
+        let (af, of) = (acc.frac_bits(), out.frac_bits());
+        let half = match out.rounding {
+            Rounding::Rnd if af > of => 1i128 << (af - of - 1),
+            Rounding::RndMinInf if af > of => (1i128 << (af - of - 1)) - 1,
+            _ => return None,
+        };
+        let sym = acc.overflow == Overflow::SatSym && acc.signed && acc.width >= 2;
+        let low = acc.min_raw() as i128 + sym as i128;
+        (lo >= low && hi <= acc.max_raw() as i128).then_some(b + half)
     }
 
     /// Value range of `bias + sum of terms`.
@@ -352,5 +496,90 @@ impl Builder {
     pub fn const_mult(&mut self, x: NodeId, c: i128, tag: &str) -> NodeId {
         let ts = self.const_mult_terms(x, c, 0, tag);
         self.sum_terms(ts, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlist::{Op, SimState};
+
+    fn adders(net: &Netlist) -> usize {
+        net.nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::Add(..) | Op::Sub(..)))
+            .count()
+    }
+
+    /// Longest chain of adders into each node.
+    fn adder_depth(net: &Netlist) -> Vec<u32> {
+        let mut d = vec![0u32; net.nodes.len()];
+        for (i, n) in net.nodes.iter().enumerate() {
+            let inner = crate::netlist::op_inputs(&n.op)
+                .iter()
+                .map(|&a| d[a])
+                .max()
+                .unwrap_or(0);
+            d[i] = inner + matches!(n.op, Op::Add(..) | Op::Sub(..)) as u32;
+        }
+        d
+    }
+
+    /// `rows` rows over 12 signed 8-bit inputs (one read twice), built row
+    /// by row and as one network, simulated on the same inputs.
+    #[test]
+    fn mac_rows_is_bit_exact_with_fewer_adders_and_no_deeper() {
+        let ty = |w, i| FixedType::signed(w, i).unwrap();
+        let (x_ty, w_ty, acc) = (ty(8, 2), ty(12, 2), ty(32, 12));
+        let out = ty(10, 6).with_rounding(Rounding::Rnd).with_overflow(Overflow::Sat);
+        let layout = MacLayout::new(x_ty, w_ty, ty(12, 4), acc);
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |m: i64| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % (2 * m as u64 + 1)) as i64 - m
+        };
+        let rows = 24;
+        let w: Vec<Vec<i64>> = (0..rows).map(|_| (0..13).map(|_| next(2047)).collect()).collect();
+        let bias: Vec<i64> = (0..rows).map(|r| if r % 4 == 0 { 0 } else { next(2047) }).collect();
+        let build = |shared: bool| {
+            let mut b = Builder::new(Strategy::ShiftAdd);
+            let mut x: Vec<NodeId> = (0..12).map(|i| b.net.input(8 * i, 8, true)).collect();
+            x.push(x[3]);
+            let y = if shared {
+                b.mac_rows(&x, &w, &layout, &bias, acc, out, |r| format!("r{r}"))
+            } else {
+                (0..rows)
+                    .map(|r| {
+                        let pairs: Vec<(i64, NodeId)> = w[r].iter().copied().zip(x.iter().copied()).collect();
+                        b.mac(&pairs, &layout, bias[r], acc, out, "r")
+                    })
+                    .collect()
+            };
+            (b.net, y)
+        };
+        let (per_row, y0) = build(false);
+        let (shared, y1) = build(true);
+        let (a0, a1) = (adders(&per_row), adders(&shared));
+        assert!(a1 * 10 < a0 * 8, "{a1} adders shared, {a0} row by row");
+        // No row deeper than the row-by-row builder's bound (the requantizer
+        // adds no adder here: the rounding is folded into the bias, a leaf).
+        let depth = adder_depth(&shared);
+        for r in 0..rows {
+            let mut wr: Vec<i128> = w[r][..12].iter().map(|&v| v as i128).collect();
+            wr[3] += w[r][12] as i128;
+            let limit = cse::depth_limit(&wr, true);
+            assert!(depth[y1[r]] <= limit, "row {r}: {} > {limit}", depth[y1[r]]);
+        }
+        let mut sims = (SimState::new(&per_row), SimState::new(&shared));
+        for _ in 0..2000 {
+            let v: Vec<i128> = (0..12).map(|_| next(128).clamp(-128, 127) as i128).collect();
+            sims.0.eval(&per_row, true, |k, _| v[k], true);
+            sims.1.eval(&shared, true, |k, _| v[k], true);
+            for r in 0..rows {
+                assert_eq!(sims.0.vals[y0[r]], sims.1.vals[y1[r]], "row {r} on {v:?}");
+            }
+        }
     }
 }

@@ -250,6 +250,7 @@ fn segment(
                         node: a,
                         shift: 0,
                         neg: false,
+                        depth: 0,
                     };
                     b.finish(vec![leaf], bl, *acc_ty, layer.ty)
                 })

@@ -124,7 +124,8 @@ pub(super) fn layer(
     })
 }
 
-/// Dense: one multiply-accumulate row per output.
+/// Dense: one multiply-accumulate row per output, all rows one shift-add
+/// network ([`Builder::mac_rows`]).
 #[allow(clippy::too_many_arguments)]
 fn dense(
     b: &mut Builder,
@@ -137,24 +138,18 @@ fn dense(
     acc_ty: FixedType,
 ) -> Vec<NodeId> {
     let (x, _) = l.arg(0);
-    (0..n_out)
-        .map(|o| {
-            let pairs: Vec<(i64, NodeId)> =
-                (0..n_in).map(|i| (weights[o * n_in + i], x[i])).collect();
-            b.mac(
-                &pairs,
-                mac,
-                bias[o],
-                acc_ty,
-                l.ty,
-                &format!("{}[{o}]", l.name),
-            )
-        })
-        .collect()
+    let w: Vec<Vec<i64>> = weights[..n_in * n_out]
+        .chunks(n_in)
+        .map(|r| r.to_vec())
+        .collect();
+    b.mac_rows(&x[..n_in], &w, mac, &bias[..n_out], acc_ty, l.ty, |o| {
+        format!("{}[{o}]", l.name)
+    })
 }
 
 /// Conv: one multiply-accumulate row per output channel and position, over
-/// the window's taps (padding taps are absent).
+/// the window's taps (padding taps are absent); the output channels of a
+/// group at one position are one shift-add network ([`Builder::mac_rows`]).
 #[allow(clippy::too_many_arguments)]
 fn conv(
     b: &mut Builder,
@@ -168,25 +163,27 @@ fn conv(
 ) -> Vec<NodeId> {
     let (x, _) = l.arg(0);
     let per_oc = window.group_channels() * window.kernel_size();
-    let mut y = Vec::with_capacity(l.out_len);
-    for oc in 0..out_channels {
-        let g = window.group_of(oc, out_channels);
-        for p in 0..window.out_positions() {
-            let pairs: Vec<(i64, NodeId)> = window
-                .conv_taps(g, p)
-                .map(|(j, i)| (weights[oc * per_oc + j], x[i]))
+    let per_group = out_channels / window.groups;
+    let positions = window.out_positions();
+    let mut y = vec![None; l.out_len];
+    for g in 0..window.groups {
+        let ocs = g * per_group..(g + 1) * per_group;
+        for p in 0..positions {
+            let taps: Vec<(usize, usize)> = window.conv_taps(g, p).collect();
+            let xs: Vec<NodeId> = taps.iter().map(|&(_, i)| x[i]).collect();
+            let w: Vec<Vec<i64>> = ocs
+                .clone()
+                .map(|oc| taps.iter().map(|&(j, _)| weights[oc * per_oc + j]).collect())
                 .collect();
-            y.push(b.mac(
-                &pairs,
-                mac,
-                bias[oc],
-                acc_ty,
-                l.ty,
-                &format!("{}[{oc},{p}]", l.name),
-            ));
+            let rows = b.mac_rows(&xs, &w, mac, &bias[ocs.clone()], acc_ty, l.ty, |r| {
+                format!("{}[{},{p}]", l.name, ocs.start + r)
+            });
+            for (r, v) in rows.into_iter().enumerate() {
+                y[(ocs.start + r) * positions + p] = Some(v);
+            }
         }
     }
-    y
+    y.into_iter().map(|v| v.expect("every output built")).collect()
 }
 
 /// Scale: an elementwise affine map, a one-term multiply-accumulate per value.
@@ -320,6 +317,7 @@ fn softmax(
                 node,
                 shift: 0,
                 neg: false,
+                depth: 0,
             })
             .collect();
         let s = b.sum_terms(terms, -(inv_table.offset as i128));

@@ -6,6 +6,7 @@
 
 mod arith;
 mod bus;
+mod cse;
 pub mod cell;
 pub mod fold;
 mod lower;
