@@ -44,6 +44,15 @@ pub(super) struct Term {
     pub depth: u32,
 }
 
+/// The most digit pairs (`sum over rows of digits^2`) [`Builder::mac_rows`]
+/// plans a network for: the planner counts every pair of a row's digits,
+/// which is about a second at this size; larger layers (784 binary inputs
+/// of the TFC models: 16 M) are built row by row.
+const CSE_PAIRS: usize = 1 << 22;
+
+/// A layer's weight matrix and which of its rows have a bias leaf.
+type PlanKey = (Vec<Vec<i128>>, Vec<bool>);
+
 /// Builds integer hardware into `net`; the layers' lowering
 /// ([`super::lower`]) and the folded cores ([`super::fold`]) use it alike.
 pub(super) struct Builder {
@@ -53,7 +62,7 @@ pub(super) struct Builder {
     pairs: HashMap<(NodeId, u32, bool), NodeId>,
     /// Shift-add networks planned by [`Builder::mac_rows`], by weight matrix
     /// and bias leaves: a convolution's positions share one plan.
-    plans: HashMap<(Vec<Vec<i128>>, Vec<bool>), Rc<Plan>>,
+    plans: HashMap<PlanKey, Rc<Plan>>,
 }
 
 impl Builder {
@@ -341,7 +350,8 @@ impl Builder {
     /// LSB are summed exactly, so the whole matrix is one shift-add network
     /// with its common subexpressions shared across inputs and rows
     /// ([`cse`]), no row deeper than [`Self::mac`] builds it; otherwise (DSP
-    /// products, products rounded to the accumulator) row by row.
+    /// products, products rounded to the accumulator, layers over
+    /// [`CSE_PAIRS`]) row by row.
     #[allow(clippy::too_many_arguments)]
     pub fn mac_rows(
         &mut self,
@@ -354,10 +364,13 @@ impl Builder {
         tag: impl Fn(usize) -> String,
     ) -> Vec<NodeId> {
         let (pf, af) = (layout.prod_frac, layout.acc_frac);
-        if self.strategy == Strategy::Dsp || af < pf {
+        let digits = |r: &Vec<i64>| -> usize { r.iter().map(|&v| csd(v as i128).len()).sum() };
+        let pairs: usize = w.iter().map(|r| digits(r).pow(2)).sum();
+        if self.strategy == Strategy::Dsp || af < pf || pairs > CSE_PAIRS {
             return (0..w.len())
                 .map(|r| {
-                    let pairs: Vec<(i64, NodeId)> = w[r].iter().copied().zip(x.iter().copied()).collect();
+                    let pairs: Vec<(i64, NodeId)> =
+                        w[r].iter().copied().zip(x.iter().copied()).collect();
                     self.mac(&pairs, layout, bias[r], acc, out, &tag(r))
                 })
                 .collect();
@@ -531,7 +544,9 @@ mod tests {
     fn mac_rows_is_bit_exact_with_fewer_adders_and_no_deeper() {
         let ty = |w, i| FixedType::signed(w, i).unwrap();
         let (x_ty, w_ty, acc) = (ty(8, 2), ty(12, 2), ty(32, 12));
-        let out = ty(10, 6).with_rounding(Rounding::Rnd).with_overflow(Overflow::Sat);
+        let out = ty(10, 6)
+            .with_rounding(Rounding::Rnd)
+            .with_overflow(Overflow::Sat);
         let layout = MacLayout::new(x_ty, w_ty, ty(12, 4), acc);
         let mut s = 0x2545_f491_4f6c_dd1du64;
         let mut next = move |m: i64| {
@@ -541,8 +556,12 @@ mod tests {
             (s % (2 * m as u64 + 1)) as i64 - m
         };
         let rows = 24;
-        let w: Vec<Vec<i64>> = (0..rows).map(|_| (0..13).map(|_| next(2047)).collect()).collect();
-        let bias: Vec<i64> = (0..rows).map(|r| if r % 4 == 0 { 0 } else { next(2047) }).collect();
+        let w: Vec<Vec<i64>> = (0..rows)
+            .map(|_| (0..13).map(|_| next(2047)).collect())
+            .collect();
+        let bias: Vec<i64> = (0..rows)
+            .map(|r| if r % 4 == 0 { 0 } else { next(2047) })
+            .collect();
         let build = |shared: bool| {
             let mut b = Builder::new(Strategy::ShiftAdd);
             let mut x: Vec<NodeId> = (0..12).map(|i| b.net.input(8 * i, 8, true)).collect();
@@ -552,7 +571,8 @@ mod tests {
             } else {
                 (0..rows)
                     .map(|r| {
-                        let pairs: Vec<(i64, NodeId)> = w[r].iter().copied().zip(x.iter().copied()).collect();
+                        let pairs: Vec<(i64, NodeId)> =
+                            w[r].iter().copied().zip(x.iter().copied()).collect();
                         b.mac(&pairs, &layout, bias[r], acc, out, "r")
                     })
                     .collect()
@@ -574,7 +594,9 @@ mod tests {
         }
         let mut sims = (SimState::new(&per_row), SimState::new(&shared));
         for _ in 0..2000 {
-            let v: Vec<i128> = (0..12).map(|_| next(128).clamp(-128, 127) as i128).collect();
+            let v: Vec<i128> = (0..12)
+                .map(|_| next(128).clamp(-128, 127) as i128)
+                .collect();
             sims.0.eval(&per_row, true, |k, _| v[k], true);
             sims.1.eval(&shared, true, |k, _| v[k], true);
             for r in 0..rows {

@@ -173,7 +173,11 @@ fn conv(
             let xs: Vec<NodeId> = taps.iter().map(|&(_, i)| x[i]).collect();
             let w: Vec<Vec<i64>> = ocs
                 .clone()
-                .map(|oc| taps.iter().map(|&(j, _)| weights[oc * per_oc + j]).collect())
+                .map(|oc| {
+                    taps.iter()
+                        .map(|&(j, _)| weights[oc * per_oc + j])
+                        .collect()
+                })
                 .collect();
             let rows = b.mac_rows(&xs, &w, mac, &bias[ocs.clone()], acc_ty, l.ty, |r| {
                 format!("{}[{},{p}]", l.name, ocs.start + r)
@@ -183,7 +187,9 @@ fn conv(
             }
         }
     }
-    y.into_iter().map(|v| v.expect("every output built")).collect()
+    y.into_iter()
+        .map(|v| v.expect("every output built"))
+        .collect()
 }
 
 /// Scale: an elementwise affine map, a one-term multiply-accumulate per value.

@@ -6,8 +6,8 @@
 
 mod arith;
 mod bus;
-mod cse;
 pub mod cell;
+mod cse;
 pub mod fold;
 mod lower;
 mod select;
