@@ -1,0 +1,43 @@
+//! Prints the integer weight matrix of every Dense layer of a model,
+//! quantized with the default configuration, with the adders of that layer
+//! built alone as a kernel (shift-add; its requantizer included), as JSON
+//! lines `{"layer", "n_in", "n_out", "weights", "adders"}` with
+//! `weights[o * n_in + i]`, for `scripts/da4ml_compare.py`.
+//!
+//! `cargo run --release -p bxflow-hdl --example dense_weights -- MODEL.onnx`
+
+use hdl::{build_kernel, slice_layers, Options, Strategy};
+use quantize::config::Config;
+use quantize::qmodel::QOp;
+
+fn main() {
+    let path = std::env::args()
+        .nth(1)
+        .expect("usage: dense_weights MODEL.onnx");
+    let g = quantize::onnx::import_path(std::path::Path::new(&path)).expect("an ONNX model");
+    let m = quantize::quantizer::quantize_graph(&g, &Config::default()).expect("quantized");
+    for (li, l) in m.layers.iter().enumerate() {
+        if let QOp::Dense {
+            n_in,
+            n_out,
+            weights,
+            ..
+        } = &l.op
+        {
+            let alone = slice_layers(&m, li, li).expect("a Dense layer reads one tensor");
+            let options = Options {
+                strategy: Strategy::ShiftAdd,
+                ..Options::default()
+            };
+            let k = build_kernel(&alone, &options).expect("built");
+            let line = serde_json::json!({
+                "layer": l.name,
+                "n_in": n_in,
+                "n_out": n_out,
+                "weights": weights,
+                "adders": k.stats().adders,
+            });
+            println!("{line}");
+        }
+    }
+}
