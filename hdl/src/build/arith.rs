@@ -1,9 +1,11 @@
 //! The arithmetic every op is built from, following the golden model's
 //! rules bit for bit: constant multiplications as canonical signed digits
-//! (shift-and-add with shared pre-adders) or as DSP multipliers, balanced
-//! adder trees, `round_to_lsb` and the overflow modes of
+//! (shift-and-add with shared pre-adders) or as DSP multipliers, adder
+//! trees of the least depth, `round_to_lsb` and the overflow modes of
 //! `FixedType::quantize_raw`, and the multiply-accumulate of Dense, Conv and
-//! Scale with its bit positions from [`MacLayout`].
+//! Scale with its bit positions from [`MacLayout`]; a whole layer's
+//! shift-add products as one network with shared subexpressions
+//! ([`super::cse`]).
 
 use std::collections::HashMap;
 use std::rc::Rc;
