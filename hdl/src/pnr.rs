@@ -220,25 +220,24 @@ pub fn place_route(
         Some(d) => d,
         None => Ecp5Device::smallest_for(synth.lut).ok_or(PnrError::TooLarge(synth.lut))?,
     };
-    let json = dir.join(format!("{top}.json"));
+    // Run in `dir` with bare file names: YoWASP's WebAssembly build sees
+    // only the directory it is started in.
+    let json = format!("{top}.json");
     let report = dir.join("nextpnr_report.json");
-    let log = dir.join("nextpnr.log");
     let t0 = Instant::now();
     let text = eda::run(
         Command::new(tool)
+            .current_dir(dir)
             .arg(device.flag())
-            .arg("--json")
-            .arg(&json)
+            .args(["--json", &json])
             .args(["--freq", &format!("{}", m.clock_mhz)])
             .args(["--seed", &seed.to_string()])
             .args(["--package", "CABGA381"])
             .arg("--out-of-context")
             // The report is wanted when timing fails too; the caller judges.
             .arg("--timing-allow-fail")
-            .arg("--report")
-            .arg(&report)
-            .arg("--log")
-            .arg(&log),
+            .args(["--report", "nextpnr_report.json"])
+            .args(["--log", "nextpnr.log"]),
         tool,
     )?;
     let seconds = t0.elapsed().as_secs_f64();
