@@ -621,3 +621,51 @@ fn bench_reports_streaming_by_workers() {
         assert!(e > 0.0 && (p["per_worker"].as_f64().unwrap() - e / w).abs() < 1e-6 * e);
     }
 }
+
+/// `--family ecp5` builds with the ECP5 delay model (more stages than
+/// UltraScale+ at the same clock), names the module and the manifest after
+/// it, and the note says how to check it; `synth --place-route` refuses an
+/// UltraScale+ export and names the Vivado script instead.
+#[test]
+fn hdl_family_ecp5_and_place_route_refusal() {
+    let (xd, ed) = (tmp("family_xcup"), tmp("family_ecp5"));
+    let m = model("two_layer_keras.onnx");
+    let build = |dir: &Path, family: &str| {
+        let (ok, out, err) = bxflow(&[
+            "hdl",
+            &m,
+            "-o",
+            dir.to_str().unwrap(),
+            "--clock",
+            "100MHz",
+            "--family",
+            family,
+            "--vectors",
+            "4",
+        ]);
+        assert!(ok, "{out}{err}");
+        let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+    };
+    let (x, e) = (build(&xd, "xcup"), build(&ed, "ecp5"));
+    assert_eq!(x["family"], "xcup");
+    assert_eq!(e["family"], "ecp5");
+    assert_eq!(e["module"], "two_layer_keras_ecp5_100mhz");
+    assert!(
+        e["latency_cycles"].as_u64() > x["latency_cycles"].as_u64(),
+        "ECP5 is slower per level: {} vs {} cycles",
+        e["latency_cycles"],
+        x["latency_cycles"]
+    );
+    let note = std::fs::read_to_string(ed.join("INTEGRATION.md")).unwrap();
+    assert!(note.contains("ECP5 (speed grade 6) delay model"), "{note}");
+    assert!(note.contains("bxflow synth DIR --place-route"), "{note}");
+    assert!(note.contains("two_layer_keras_ecp5_100mhz_axis"), "{note}");
+    let (ok, _, err) = bxflow(&["synth", xd.to_str().unwrap(), "--place-route"]);
+    assert!(!ok);
+    assert!(
+        err.contains("place and route runs for ECP5 only")
+            && err.contains("two_layer_keras_100mhz_vivado.tcl"),
+        "{err}"
+    );
+}
