@@ -192,13 +192,7 @@ endmodule
 /// counts transfers without `tlast`).
 pub fn axis_testbench(m: &Manifest, n: usize) -> Option<String> {
     let a = m.axis.as_ref()?;
-    let width = |name: &str| {
-        m.ports
-            .iter()
-            .find(|p| p.name == name)
-            .map_or(1, |p| p.width.max(1))
-    };
-    let (iw, ow) = (width("in_data"), width("out_data"));
+    let (iw, ow) = (m.port_width("in_data"), m.port_width("out_data"));
     Some(format!(
         r#"`timescale 1ns/1ps
 // Self-checking testbench of {am}: random valid and ready, long stalls.
@@ -515,27 +509,22 @@ fn parse_tb(dir: &Path, k: &Kernel, log: String) -> Result<TbResult, ExportError
 /// Builds the exported design and testbench in `dir` with Verilator
 /// ([`eda::verilate`]) and runs it there.
 pub fn run_verilator(dir: &Path, k: &Kernel) -> Result<TbResult, ExportError> {
-    let top = format!("{}_tb", k.name);
-    let (tb, v) = (format!("{top}.v"), format!("{}.v", k.name));
-    let exe = eda::verilate(
-        dir,
-        &top,
-        &[&tb, &v],
-        Driver::VerilogTestbench,
-        &format!("V{top}"),
-    )?;
-    let log = eda::run(Command::new(exe).current_dir(dir), "verilated testbench")?;
-    parse_tb(dir, k, log)
+    verilate_tb(dir, k, &format!("{}_tb", k.name))
 }
 
 /// Builds the AXI4-Stream wrapper's testbench ([`axis_testbench`]) in `dir`
 /// with Verilator and runs it there.
 pub fn run_verilator_axis(dir: &Path, k: &Kernel) -> Result<TbResult, ExportError> {
-    let top = format!("{}_axis_tb", k.name);
+    verilate_tb(dir, k, &format!("{}_axis_tb", k.name))
+}
+
+/// Verilates testbench `top` (file `top.v`) with the kernel's file in `dir`
+/// and runs it there.
+fn verilate_tb(dir: &Path, k: &Kernel, top: &str) -> Result<TbResult, ExportError> {
     let (tb, v) = (format!("{top}.v"), format!("{}.v", k.name));
     let exe = eda::verilate(
         dir,
-        &top,
+        top,
         &[&tb, &v],
         Driver::VerilogTestbench,
         &format!("V{top}"),

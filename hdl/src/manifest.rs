@@ -329,6 +329,15 @@ impl Manifest {
         v
     }
 
+    /// Width of port `name` of the kernel, at least 1 (a bus of no values
+    /// is one unused bit in the Verilog).
+    pub fn port_width(&self, name: &str) -> u32 {
+        self.ports
+            .iter()
+            .find(|p| p.name == name)
+            .map_or(1, |p| p.width.max(1))
+    }
+
     /// Verilog of the AXI4-Stream wrapper `<module>_axis` ([`AxisInfo`]):
     /// the kernel has no output stall, so its results go into a queue of
     /// `queue_depth` entries, and an event is taken only while fewer than
@@ -338,13 +347,7 @@ impl Manifest {
         let Some(a) = &self.axis else {
             return String::new();
         };
-        let width = |name: &str| {
-            self.ports
-                .iter()
-                .find(|p| p.name == name)
-                .map_or(1, |p| p.width.max(1))
-        };
-        let (iw, ow) = (width("in_data"), width("out_data"));
+        let (iw, ow) = (self.port_width("in_data"), self.port_width("out_data"));
         let d = a.queue_depth;
         let ab = d.trailing_zeros();
         let pad = if a.tdata_out_bits > ow {
