@@ -51,6 +51,12 @@ pub struct HdlArgs {
     /// ecp5: Lattice ECP5 (LUT4), calibrated against nextpnr's place and route.
     #[arg(long, value_enum, default_value_t = hdl::Family::Xcup)]
     pub family: hdl::Family,
+    /// Give the kernel a clock enable input `ce`: on an edge with `ce` low
+    /// every register holds and no event is taken (reset still acts), and
+    /// `out_valid` is low while `ce` is. The AXI4-Stream wrapper gets
+    /// `aclken` for it.
+    #[arg(long)]
+    pub clock_enable: bool,
     /// For an ONNX model: uniform precision of every layer (default: the
     /// quantizer's default configuration), e.g. "fixed<16,6>"; as for
     /// `bxflow quantize`, no modes means RND and SAT.
@@ -126,6 +132,7 @@ pub fn run_hdl(a: HdlArgs) -> Result<()> {
         recurrent: a.recurrent,
         module: a.module.clone(),
         family: a.family,
+        clock_enable: a.clock_enable,
     };
     let k = build_kernel(&model, &opts)?;
     let events = hdl::export::random_events(&model, a.vectors, 1);

@@ -108,6 +108,8 @@ pub fn unpack_hex(hex: &str, fields: &[Field]) -> Option<Vec<i64>> {
 /// checks each output against the expectation and its latency from the
 /// cycle it was taken, writes `outputs.hex`, and prints one summary line
 /// `BXFLOW_TB events=E mismatches=M latency_errors=L`, then `PASS` or `FAIL`.
+/// A kernel with a clock enable gets `ce` low on one edge in five, and its
+/// latency is counted in enabled edges.
 pub fn testbench(k: &Kernel, n: usize) -> String {
     let (iw, ow, lat, name) = (
         k.in_width().max(1),
@@ -131,8 +133,11 @@ module {name}_tb;
   reg [{iw1}:0] vin [0:N-1];
   reg [{ow1}:0] vexp [0:N-1];
   integer tsent [0:N-1];
-  integer sent = 0, got = 0, bad = 0, laterr = 0, cyc = 0, fd;
-  {name} dut (.clock(clock), .reset(reset), .in_valid(in_valid), .in_ready(in_ready),
+  // Clock enable (driven low one edge in five when the kernel has one);
+  // latency counts enabled edges (ecyc).
+  reg ce = 1'b1;
+  integer sent = 0, got = 0, bad = 0, laterr = 0, cyc = 0, ecyc = 0, fd;
+  {name} dut (.clock(clock), .reset(reset),{ce_port} .in_valid(in_valid), .in_ready(in_ready),
               .in_data(in_data), .out_valid(out_valid), .out_data(out_data));
   always #5 clock = ~clock;
   initial begin
@@ -142,6 +147,7 @@ module {name}_tb;
   end
   always @(posedge clock) begin
     cyc = cyc + 1;
+    if (ce) ecyc = ecyc + 1;
     if (cyc == 3) reset <= 1'b0;
     if (!reset) begin
       if (out_valid) begin
@@ -151,23 +157,24 @@ module {name}_tb;
             bad = bad + 1;
             if (bad <= 5) $display("MISMATCH event %0d: got %h expected %h", got, out_data, vexp[got]);
           end
-          if (cyc - tsent[got] != LAT) laterr = laterr + 1;
+          if (ecyc - tsent[got] != LAT) laterr = laterr + 1;
         end
         got = got + 1;
       end
-      if (in_valid && !in_ready) begin
+      if (in_valid && !(in_ready && ce)) begin
         // Not taken at this edge: offered again, timed from the next one.
-        tsent[sent - 1] = cyc + 1;
+        tsent[sent - 1] = ecyc + 1;
       end else if (sent < N && (cyc % 7) != 3) begin
         in_valid <= 1'b1;
         in_data <= vin[sent];
-        tsent[sent] = cyc + 1;
+        tsent[sent] = ecyc + 1;
         sent = sent + 1;
       end else begin
         in_valid <= 1'b0;
       end
     end
-    if (got >= N || cyc > ({ii} + 1) * N + LAT + 100) begin
+    {ce_drive}
+    if (got >= N || cyc > 2 * ({ii} + 1) * N + 2 * LAT + 100) begin
       $display("BXFLOW_TB events=%0d mismatches=%0d latency_errors=%0d", got, bad, laterr);
       if (got == N && bad == 0 && laterr == 0) $display("PASS"); else $display("FAIL");
       $fclose(fd);
@@ -179,6 +186,16 @@ endmodule
         iw1 = iw - 1,
         ow1 = ow - 1,
         ii = k.ii,
+        ce_port = if k.options.clock_enable {
+            " .ce(ce),"
+        } else {
+            ""
+        },
+        ce_drive = if k.options.clock_enable {
+            "ce <= (cyc % 5) != 2;"
+        } else {
+            ""
+        },
     )
 }
 
@@ -210,8 +227,10 @@ module {am}_tb;
   reg [{iw1}:0] vin [0:N-1];
   reg [{ow1}:0] vexp [0:N-1];
   reg [31:0] lfsr = 32'h1234_5678;
+  // ACLKEN, low on random edges when the kernel has a clock enable.
+  reg en = 1'b1;
   integer sent = 0, got = 0, bad = 0, nolast = 0, cyc = 0, fd;
-  {am} dut (.aclk(aclk), .aresetn(aresetn),
+  {am} dut (.aclk(aclk), .aresetn(aresetn),{aclken}
     .s_axis_tvalid(s_tvalid), .s_axis_tready(s_tready), .s_axis_tdata(s_tdata), .s_axis_tlast(1'b1),
     .m_axis_tvalid(m_tvalid), .m_axis_tready(m_tready), .m_axis_tdata(m_tdata), .m_axis_tlast(m_tlast));
   always #5 aclk = ~aclk;
@@ -224,7 +243,7 @@ module {am}_tb;
     cyc = cyc + 1;
     lfsr <= {{lfsr[30:0], lfsr[31] ^ lfsr[21] ^ lfsr[1] ^ lfsr[0]}};
     if (cyc == 3) aresetn <= 1'b1;
-    if (m_tvalid && m_tready) begin
+    if (m_tvalid && m_tready && en) begin
       $fwrite(fd, "%h\n", m_tdata[{ow1}:0]);
       if (got < N && m_tdata[{ow1}:0] !== vexp[got]) begin
         bad = bad + 1;
@@ -234,7 +253,8 @@ module {am}_tb;
       got = got + 1;
     end
     m_tready <= (cyc % 200) >= 60 && (lfsr[3] || lfsr[4]);
-    if (s_tvalid && !s_tready) begin
+    {en_drive}
+    if (s_tvalid && !(s_tready && en)) begin
       // Held until taken.
     end else if (aresetn && sent < N && (lfsr[0] || lfsr[1])) begin
       s_tvalid <= 1'b1;
@@ -264,6 +284,12 @@ endmodule
             String::new()
         },
         lat = m.latency_cycles * m.ii.max(1),
+        aclken = if m.has_ce() { " .aclken(en)," } else { "" },
+        en_drive = if m.has_ce() {
+            "en <= lfsr[5] || lfsr[6] || lfsr[7];"
+        } else {
+            ""
+        },
     ))
 }
 

@@ -81,6 +81,9 @@ pub struct Options {
     pub module: Option<String>,
     /// The FPGA family whose delay model places the pipeline registers.
     pub family: Family,
+    /// A clock enable input `ce` on the kernel (see
+    /// [`crate::netlist::Netlist::verilog_with`]).
+    pub clock_enable: bool,
 }
 
 impl Default for Options {
@@ -93,6 +96,7 @@ impl Default for Options {
             recurrent: Recurrent::Unrolled,
             module: None,
             family: Family::Xcup,
+            clock_enable: false,
         }
     }
 }
@@ -152,7 +156,7 @@ impl Options {
     /// options: `module` when given, else the model's name made an
     /// identifier with a suffix for each option that changes the hardware
     /// from the default (`_r4` reuse 4, `_dsp`, `_cell` reused recurrent
-    /// cells, `_ecp5` another family, `_250mhz` another clock, `_l3` levels), so that two builds of
+    /// cells, `_ce` a clock enable, `_ecp5` another family, `_250mhz` another clock, `_l3` levels), so that two builds of
     /// one model can live in one design.
     pub fn module_name(&self, model: &str) -> Result<String, BuildError> {
         if let Some(m) = &self.module {
@@ -177,6 +181,9 @@ impl Options {
         }
         if self.recurrent == Recurrent::Reused {
             name += "_cell";
+        }
+        if self.clock_enable {
+            name += "_ce";
         }
         if self.family != Family::default() {
             name += &format!("_{}", self.family.name());
@@ -274,7 +281,7 @@ impl Kernel {
     }
 
     pub fn verilog(&self) -> String {
-        self.net.verilog(&self.name)
+        self.net.verilog_with(&self.name, self.options.clock_enable)
     }
 
     pub fn stats(&self) -> Stats {

@@ -153,6 +153,7 @@ pub enum ManifestError {
 }
 
 const RESET_NOTE: &str = "synchronous, active high; clears the valid pipeline and the handshake counters (the data path has no reset); not needed at power-up, every register has a power-up value; an event offered during reset is dropped";
+const CE_NOTE: &str = "clock enable, active high: on an edge with ce low every register holds and no event is taken (in_valid is ignored), reset still acts; out_valid is low while ce is, so each result is seen on exactly one enabled edge; latency and II count enabled edges";
 const IN_READY_NOTE: &str = "an event is taken on a clock edge with in_valid and in_ready high; low for II-1 cycles after each (constant 1 when II = 1)";
 const CELL_READY_NOTE: &str = "an event is taken on a clock edge with in_valid and in_ready high; low on the cycles when the event would meet a sequence coming round a reused cell's loop (see `cells`): events II cycles apart are always taken, bursts of up to a loop's period_cycles events too";
 const BUS_PACKING: &str = "graph inputs (outputs) one after the other on in_data (out_data), in the order of `inputs` (`outputs`); value i of one at data[lsb + i*W +: W], W its type's width, the raw two's complement code of the fixed-point type (unsigned types: raw unsigned code); the first value in the LSBs";
@@ -226,9 +227,17 @@ impl Manifest {
                 axis_testbench: format!("{}_axis_tb.v", k.name),
             },
             test_vectors: vectors,
-            ports: vec![
+            ports: [
                 port("clock", "in", 1, None),
                 port("reset", "in", 1, Some(RESET_NOTE)),
+            ]
+            .into_iter()
+            .chain(
+                k.options
+                    .clock_enable
+                    .then(|| port("ce", "in", 1, Some(CE_NOTE))),
+            )
+            .chain([
                 port("in_valid", "in", 1, None),
                 port(
                     "in_ready",
@@ -243,7 +252,8 @@ impl Manifest {
                 port("in_data", "in", k.in_width(), None),
                 port("out_valid", "out", 1, None),
                 port("out_data", "out", k.out_width(), None),
-            ],
+            ])
+            .collect(),
             bus_packing: BUS_PACKING.into(),
             inputs: buses(
                 model,
@@ -295,8 +305,9 @@ impl Manifest {
     /// graph input and output instead of the packed `in_data`/`out_data`.
     pub fn ports_wrapper(&self) -> String {
         let mut v = format!(
-            "// `{m}` with one port per graph input and output (names from the ONNX graph;\n// see manifest.json); clock, reset and handshake as on `{m}`. It shares the\n// kernel's file, whose name is the kernel's.\n/* verilator lint_off DECLFILENAME */\nmodule {m}_ports (\n  input  wire clock,\n  input  wire reset,\n  input  wire in_valid,\n  output wire in_ready,\n",
-            m = self.module
+            "// `{m}` with one port per graph input and output (names from the ONNX graph;\n// see manifest.json); clock, reset and handshake as on `{m}`. It shares the\n// kernel's file, whose name is the kernel's.\n/* verilator lint_off DECLFILENAME */\nmodule {m}_ports (\n  input  wire clock,\n  input  wire reset,\n{ce}  input  wire in_valid,\n  output wire in_ready,\n",
+            m = self.module,
+            ce = if self.has_ce() { "  input  wire ce,\n" } else { "" }
         );
         let decl = |dir: &str, b: &BusInfo| {
             format!(
@@ -321,12 +332,18 @@ impl Manifest {
         };
         let _ = writeln!(
             v,
-            "  {m} core (\n    .clock(clock), .reset(reset), .in_valid(in_valid), .in_ready(in_ready),\n    .in_data({}), .out_valid(out_valid), .out_data({})\n  );\nendmodule\n/* verilator lint_on DECLFILENAME */",
+            "  {m} core (\n    .clock(clock), .reset(reset),{ce} .in_valid(in_valid), .in_ready(in_ready),\n    .in_data({}), .out_valid(out_valid), .out_data({})\n  );\nendmodule\n/* verilator lint_on DECLFILENAME */",
             cat(&self.inputs),
             cat(&self.outputs),
-            m = self.module
+            m = self.module,
+            ce = if self.has_ce() { " .ce(ce)," } else { "" }
         );
         v
+    }
+
+    /// Whether the kernel has a clock enable input `ce`.
+    pub fn has_ce(&self) -> bool {
+        self.ports.iter().any(|p| p.name == "ce")
     }
 
     /// Width of port `name` of the kernel, at least 1 (a bus of no values
@@ -365,7 +382,7 @@ impl Manifest {
 module {am} (
   input  wire aclk,
   input  wire aresetn,
-  input  wire s_axis_tvalid,
+{aclken}  input  wire s_axis_tvalid,
   output wire s_axis_tready,
   input  wire [{ib1}:0] s_axis_tdata,
   input  wire s_axis_tlast,  // ignored: every transfer is one event
@@ -375,6 +392,7 @@ module {am} (
   output wire m_axis_tlast
 );
   wire reset = ~aresetn;
+  wire en = {en};
   wire core_ready, core_valid;
   wire [{ow1}:0] core_data;
   // Events taken and not yet delivered: in the kernel or in the queue.
@@ -383,14 +401,14 @@ module {am} (
   reg [{ab}:0] wr = {ab1}'d0;
   reg [{ab}:0] rd = {ab1}'d0;
   reg [{ow1}:0] queue [0:{d1}];
-  wire take = s_axis_tvalid & s_axis_tready;
-  wire give = m_axis_tvalid & m_axis_tready;
+  wire take = s_axis_tvalid & s_axis_tready & en;
+  wire give = m_axis_tvalid & m_axis_tready & en;
   assign s_axis_tready = aresetn & core_ready & (owed != {ab1}'d{d});
   assign m_axis_tvalid = wr != rd;
   assign m_axis_tdata = {{{pad}queue[rd[{ab0}:0]]}};
   assign m_axis_tlast = 1'b1;
   {m} core (
-    .clock(aclk), .reset(reset), .in_valid(take), .in_ready(core_ready),
+    .clock(aclk), .reset(reset),{ce_conn} .in_valid(take), .in_ready(core_ready),
     .in_data(s_axis_tdata[{iw1}:0]), .out_valid(core_valid), .out_data(core_data)
   );
   always @(posedge aclk) begin
@@ -414,6 +432,13 @@ endmodule
 "#,
             m = self.module,
             am = a.module,
+            aclken = if self.has_ce() {
+                "  input  wire aclken,  // AXI4-Stream ACLKEN: the kernel's ce\n"
+            } else {
+                ""
+            },
+            en = if self.has_ce() { "aclken" } else { "1'b1" },
+            ce_conn = if self.has_ce() { " .ce(en)," } else { "" },
             ib1 = a.tdata_in_bits - 1,
             ob1 = a.tdata_out_bits - 1,
             ow1 = ow - 1,
@@ -506,8 +531,9 @@ exit 0
             v,
             "\n    );\n  end component;\n\n  component {m}_ports is\n    port (\n"
         );
-        let mut split: Vec<String> = ["clock", "reset", "in_valid"]
+        let mut split: Vec<String> = ["clock", "reset", "ce", "in_valid"]
             .iter()
+            .filter(|&&p| p != "ce" || self.has_ce())
             .map(|p| format!("      {p:<10} : in  std_logic"))
             .collect();
         split.push(format!("      {:<10} : out std_logic", "in_ready"));
@@ -525,9 +551,11 @@ exit 0
         if let Some(a) = &self.axis {
             let _ = write!(v, "\n  component {} is\n    port (\n", a.module);
             let bit = |n: &str, d: &str| format!("      {n:<13} : {d} std_logic");
-            let axis = [
-                bit("aclk", "in "),
-                bit("aresetn", "in "),
+            let mut axis = vec![bit("aclk", "in "), bit("aresetn", "in ")];
+            if self.has_ce() {
+                axis.push(bit("aclken", "in "));
+            }
+            axis.extend([
                 bit("s_axis_tvalid", "in "),
                 bit("s_axis_tready", "out"),
                 format!(
@@ -544,7 +572,7 @@ exit 0
                     vector(a.tdata_out_bits)
                 ),
                 bit("m_axis_tlast", "out"),
-            ];
+            ]);
             v.push_str(&axis.join(";\n"));
             let _ = write!(v, "\n    );\n  end component;\n");
         }

@@ -42,6 +42,13 @@ fn exported_verilog_is_lint_clean_under_verilator_wall() {
         ("../models/graphs/two_tower.onnx", Options::default()),
         ("../models/ops/GRUDefaults.onnx", Options::default()),
         ("../models/ops/LSTMDefaults.onnx", reused),
+        (
+            "../models/two_layer_keras.onnx",
+            Options {
+                clock_enable: true,
+                ..Options::default()
+            },
+        ),
     ];
     for (i, (path, opts)) in cases.iter().enumerate() {
         let m = model(path);

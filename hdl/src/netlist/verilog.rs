@@ -64,15 +64,27 @@ impl Netlist {
 
     /// Verilog-2001 text of the netlist as module `name`.
     pub fn verilog(&self, name: &str) -> String {
+        self.verilog_with(name, false)
+    }
+
+    /// Verilog-2001 text of the netlist as module `name`, with a clock
+    /// enable input `ce` when `clock_enable`: on an edge with `ce` low every
+    /// register holds (as if the edge had not come) except that `reset`
+    /// still resets, no event is taken, and `out_valid` is low while `ce`
+    /// is, so a result is seen exactly once.
+    pub fn verilog_with(&self, name: &str, clock_enable: bool) -> String {
         let mut s = String::new();
         let iw = self.in_width.max(1);
         let ow = self.out_width().max(1);
         let _ = writeln!(
             s,
-            "module {name} (\n  input  wire clock,\n  input  wire reset,\n  input  wire in_valid,\n  output wire in_ready,\n  input  wire [{}:0] in_data,\n  output wire out_valid,\n  output wire [{}:0] out_data\n);",
+            "module {name} (\n  input  wire clock,\n  input  wire reset,\n{}  input  wire in_valid,\n  output wire in_ready,\n  input  wire [{}:0] in_data,\n  output wire out_valid,\n  output wire [{}:0] out_data\n);",
+            if clock_enable { "  input  wire ce,\n" } else { "" },
             iw - 1,
             ow - 1
         );
+        // An event counts only on an enabled edge.
+        let ce = if clock_enable { " & ce" } else { "" };
         // Rounding shifts and wrap-arounds drop low or high bits of their
         // operands by design; `verilator -Wall` would list each one.
         let _ = writeln!(
@@ -98,7 +110,7 @@ impl Netlist {
                         format!("$signed({{1'b0, in_data[{}:{}]}})", lsb + width - 1, lsb)
                     }
                 }
-                Op::InValid => "in_valid".into(),
+                Op::InValid => format!("in_valid{ce}"),
                 Op::Const(v) => {
                     if node.boolean {
                         format!("1'b{}", v & 1)
@@ -221,7 +233,13 @@ impl Netlist {
                     } else {
                         hex_const(0, self.width(i))
                     };
-                    let _ = writeln!(s, "    n{i} <= reset ? {zero} : {next};");
+                    if clock_enable {
+                        let _ = writeln!(s, "    n{i} <= reset ? {zero} : ce ? {next} : n{i};");
+                    } else {
+                        let _ = writeln!(s, "    n{i} <= reset ? {zero} : {next};");
+                    }
+                } else if clock_enable {
+                    let _ = writeln!(s, "    if (ce) n{i} <= {next};");
                 } else {
                     let _ = writeln!(s, "    n{i} <= {next};");
                 }
@@ -238,10 +256,10 @@ impl Netlist {
         }
         match self.out_valid {
             Some(v) => {
-                let _ = writeln!(s, "  assign out_valid = n{v};");
+                let _ = writeln!(s, "  assign out_valid = n{v}{ce};");
             }
             None => {
-                let _ = writeln!(s, "  assign out_valid = in_valid;");
+                let _ = writeln!(s, "  assign out_valid = in_valid{ce};");
             }
         }
         let mut lsb = 0;
