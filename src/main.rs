@@ -40,7 +40,7 @@ enum Command {
     /// Generate the FPGA kernel: Verilog, VHDL component package, Vivado constraints and
     /// batch script, self-checking testbench, manifest, integration note.
     Hdl(hdl_cmd::HdlArgs),
-    /// Run Yosys on an exported kernel and report LUT, FF, DSP, BRAM and logic levels.
+    /// Run Yosys on an exported kernel and report LUT, FF, DSP, BRAM and logic levels; with --place-route (ECP5), nextpnr and the Fmax achieved.
     Synth(hdl_cmd::SynthArgs),
     /// Stream events at a rate through the FPGA kernel's simulation or the CPU engine: latency, losses, bit-exactness, pass/fail.
     Testbench(testbench_cmd::TestbenchArgs),
