@@ -154,6 +154,9 @@ pub fn available() -> bool {
     eda::tool_available("yosys") && nextpnr().is_ok()
 }
 
+/// nextpnr's JSON report, in the export's directory.
+const REPORT_FILE: &str = "nextpnr_report.json";
+
 /// The harness's module name for kernel `module`.
 pub fn harness_name(module: &str) -> String {
     format!("{module}_pnr")
@@ -171,9 +174,11 @@ pub fn harness(m: &Manifest) -> String {
          module {h} (\n  input  wire clock,\n  input  wire reset,\n  input  wire in_valid,\n  input  wire [{a}:0] in_data,\n  output reg  in_ready,\n  output reg  out_valid,\n  output reg  [{b}:0] out_data\n);\n\
          \x20 reg v;\n  reg [{a}:0] d;\n  wire r, ov;\n  wire [{b}:0] od;\n\
          \x20 always @(posedge clock) begin\n    v <= in_valid;\n    d <= in_data;\n    in_ready <= r;\n    out_valid <= ov;\n    out_data <= od;\n  end\n\
-         \x20 {m} core (\n    .clock(clock), .reset(reset), .in_valid(v), .in_ready(r), .in_data(d),\n    .out_valid(ov), .out_data(od)\n  );\nendmodule\n",
+         \x20 {m} core (\n    .clock(clock), .reset(reset),{ce} .in_valid(v), .in_ready(r), .in_data(d),\n    .out_valid(ov), .out_data(od)\n  );\nendmodule\n",
         m = m.module,
         h = harness_name(&m.module),
+        // A clock enable is held high: timing is of every edge.
+        ce = if m.has_ce() { " .ce(1'b1)," } else { "" },
         a = wi - 1,
         b = wo - 1,
     )
@@ -201,13 +206,8 @@ pub fn place_route(
     })?;
     let mut synth =
         SynthRun::start(&[dir.join(&m.files.verilog), hv], &top, Family::Ecp5)?.finish(None)?;
-    // The harness's registers: in_valid, in_data, in_ready, out_valid, out_data.
-    let harness_ff: u64 = m
-        .ports
-        .iter()
-        .filter(|p| p.name != "clock" && p.name != "reset")
-        .map(|p| p.width as u64)
-        .sum();
+    // The harness's registers: in_valid, in_ready, out_valid, in_data, out_data.
+    let harness_ff = 3 + u64::from(m.port_width("in_data") + m.port_width("out_data"));
     synth.ff = synth.ff.saturating_sub(harness_ff);
     synth.module = m.module.clone();
     let device = match device {
@@ -217,9 +217,9 @@ pub fn place_route(
     // Run in `dir` with bare file names: YoWASP's WebAssembly build sees
     // only the directory it is started in.
     let json = format!("{top}.json");
-    let report = dir.join("nextpnr_report.json");
+    let report = dir.join(REPORT_FILE);
     let t0 = Instant::now();
-    let text = eda::run(
+    eda::run(
         Command::new(tool)
             .current_dir(dir)
             .arg(device.flag())
@@ -230,12 +230,11 @@ pub fn place_route(
             .arg("--out-of-context")
             // The report is wanted when timing fails too; the caller judges.
             .arg("--timing-allow-fail")
-            .args(["--report", "nextpnr_report.json"])
+            .args(["--report", REPORT_FILE])
             .args(["--log", "nextpnr.log"]),
         tool,
     )?;
     let seconds = t0.elapsed().as_secs_f64();
-    drop(text);
     let rep = std::fs::read_to_string(&report).map_err(|e| PnrError::Report {
         path: report.clone(),
         why: e.to_string(),

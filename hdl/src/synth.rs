@@ -73,30 +73,28 @@ pub fn parse_yosys_log(log: &str, module: &str, family: Family) -> SynthReport {
         if it.next().is_some() {
             continue;
         }
-        let slot = match (family, cell) {
-            (Family::Xcup, c) if c.starts_with("LUT") && c.len() == 4 => &mut r.lut,
-            (Family::Xcup, c) if c.starts_with("FD") => &mut r.ff,
-            (Family::Xcup, c) if c.starts_with("DSP48") => &mut r.dsp,
-            (Family::Xcup, c) if c.starts_with("RAMB36") => {
-                r.bram += n;
-                &mut r.bram
-            }
-            (Family::Xcup, c) if c.starts_with("RAMB18") => &mut r.bram,
-            (Family::Xcup, c) if c.starts_with("CARRY") => &mut r.carry,
-            (Family::Xcup, c) if c.starts_with("MUXF") => &mut r.wide_mux,
+        // A RAMB36 is two 18 kb BRAMs.
+        let (slot, per_cell) = match (family, cell) {
+            (Family::Xcup, c) if c.starts_with("LUT") && c.len() == 4 => (&mut r.lut, 1),
+            (Family::Xcup, c) if c.starts_with("FD") => (&mut r.ff, 1),
+            (Family::Xcup, c) if c.starts_with("DSP48") => (&mut r.dsp, 1),
+            (Family::Xcup, c) if c.starts_with("RAMB36") => (&mut r.bram, 2),
+            (Family::Xcup, c) if c.starts_with("RAMB18") => (&mut r.bram, 1),
+            (Family::Xcup, c) if c.starts_with("CARRY") => (&mut r.carry, 1),
+            (Family::Xcup, c) if c.starts_with("MUXF") => (&mut r.wide_mux, 1),
             (Family::Xcup, c) if c.starts_with("RAM") && (c.contains('M') || c.contains('X')) => {
-                &mut r.lutram
+                (&mut r.lutram, 1)
             }
-            (Family::Ecp5, "LUT4") => &mut r.lut,
-            (Family::Ecp5, "TRELLIS_FF") => &mut r.ff,
-            (Family::Ecp5, "MULT18X18D") => &mut r.dsp,
-            (Family::Ecp5, "DP16KD") => &mut r.bram,
-            (Family::Ecp5, "CCU2C") => &mut r.carry,
-            (Family::Ecp5, "PFUMX" | "L6MUX21") => &mut r.wide_mux,
-            (Family::Ecp5, "TRELLIS_DPR16X4") => &mut r.lutram,
+            (Family::Ecp5, "LUT4") => (&mut r.lut, 1),
+            (Family::Ecp5, "TRELLIS_FF") => (&mut r.ff, 1),
+            (Family::Ecp5, "MULT18X18D") => (&mut r.dsp, 1),
+            (Family::Ecp5, "DP16KD") => (&mut r.bram, 1),
+            (Family::Ecp5, "CCU2C") => (&mut r.carry, 1),
+            (Family::Ecp5, "PFUMX" | "L6MUX21") => (&mut r.wide_mux, 1),
+            (Family::Ecp5, "TRELLIS_DPR16X4") => (&mut r.lutram, 1),
             _ => continue,
         };
-        *slot += n;
+        *slot += per_cell * n;
     }
     r.logic_levels = log
         .lines()
