@@ -379,7 +379,7 @@ mod x86 {
     use crate::dense::x86::{blocks, count, Lanes, Sink, Y2};
     use crate::dense::Operand;
     use crate::dense::Seg;
-    use crate::epi::{Op, Program};
+    use crate::epi::{Op, Program, Shape};
     use crate::isa::Isa;
     use crate::rq::FastRq;
     use quantize::qmodel::Table;
@@ -400,9 +400,13 @@ mod x86 {
             };
         }
         let bias = || V::load(p.bias.as_ptr().add(b * 16));
-        if let Some((k, lo, hi)) = p.shape {
+        if let Some(Shape { k, wrap, lo, hi }) = p.shape {
             let (bias, lo, hi) = (bias(), V::splat(lo), V::splat(hi));
-            each!(|x| x.add(bias).sra(k).max(lo).min(hi));
+            match wrap {
+                None => each!(|x| x.add(bias).sra(k).max(lo).min(hi)),
+                Some((s, true)) => each!(|x| x.add(bias).sra(k).shl(s).sra(s).max(lo).min(hi)),
+                Some((s, false)) => each!(|x| x.add(bias).sra(k).shl(s).srl(s).max(lo).min(hi)),
+            }
             return;
         }
         for op in &p.ops {

@@ -67,33 +67,71 @@ pub(crate) enum Epi {
 pub(crate) struct Program {
     pub ops: Vec<Op>,
     pub bias: Vec<i32>,
-    /// `Some((k, lo, hi))` when the ops are `min(max((v + bias) >> k, lo), hi)`
-    /// (some of those steps may be no-ops): the shape of a round-to-nearest
-    /// or truncating requantization with saturation, Relu merged, which the
-    /// lane path runs without dispatching on each op.
-    pub shape: Option<(u32, i32, i32)>,
+    /// The branch-free form of the ops, when they have one (see [`Shape`]):
+    /// the lane path then runs them without dispatching on each op, which
+    /// costs a mispredicted indirect jump per op and block otherwise.
+    pub shape: Option<Shape>,
+}
+
+/// `min(max(wrap((v + bias) >> k), lo), hi)`, where `wrap` is a two's
+/// complement wrap into `32 - s` bits (`(v << s) >> s`, arithmetic when
+/// signed) or nothing: the shape of a round-to-nearest or truncating
+/// requantization with saturation or wrap-around (hls4ml's default
+/// `ap_fixed` is `AP_TRN, AP_WRAP`), Relu merged. Missing steps are
+/// no-ops (`k` 0, `lo` `i32::MIN`, `hi` `i32::MAX`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub k: u32,
+    /// `(s, signed)` of the wrap, if any.
+    pub wrap: Option<(u32, bool)>,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+impl Shape {
+    /// The shape on one value (the reference of the lane code's order:
+    /// max then min, as `lo > hi` may happen).
+    #[cfg(test)]
+    fn apply(&self, bias: i32, v: i32) -> i32 {
+        let x = bias.wrapping_add(v) >> self.k;
+        let x = match self.wrap {
+            None => x,
+            Some((s, true)) => (x << s) >> s,
+            Some((s, false)) => ((x << s) as u32 >> s) as i32,
+        };
+        x.max(self.lo).min(self.hi)
+    }
 }
 
 /// [`Program::shape`] of `ops`.
-fn shape(ops: &[Op]) -> Option<(u32, i32, i32)> {
+fn shape(ops: &[Op]) -> Option<Shape> {
     let [Op::AddBias, rest @ ..] = ops else {
         return None;
     };
-    let (mut k, mut lo, mut hi) = (0, i32::MIN, i32::MAX);
-    let mut stage = 0; // ops must come in the order Sra, Max, Min
+    let mut sh = Shape {
+        k: 0,
+        wrap: None,
+        lo: i32::MIN,
+        hi: i32::MAX,
+    };
+    let mut stage = 0; // ops must come in the order Sra, Wrap, Max, Min
     for op in rest {
         let at = match *op {
             Op::Sra(s) => {
-                k = s;
+                sh.k = s;
                 1
             }
-            Op::Max(c) => {
-                lo = c;
+            Op::Wrap { shift, signed } => {
+                sh.wrap = Some((shift, signed));
                 2
             }
-            Op::Min(c) => {
-                hi = c;
+            Op::Max(c) => {
+                sh.lo = c;
                 3
+            }
+            Op::Min(c) => {
+                sh.hi = c;
+                4
             }
             _ => return None,
         };
@@ -102,7 +140,7 @@ fn shape(ops: &[Op]) -> Option<(u32, i32, i32)> {
         }
         stage = at;
     }
-    Some((k, lo, hi))
+    Some(sh)
 }
 
 /// The range of values (inclusive) at a point of the program.
@@ -374,7 +412,7 @@ mod tests {
     #[test]
     fn program_equals_the_steps() {
         let mut rng = SmallRng::seed_from_u64(11);
-        let (mut tried, mut shaped) = (0, 0);
+        let (mut tried, mut shaped, mut wrapped) = (0, 0, 0);
         for _ in 0..20_000 {
             let t = ty(&mut rng);
             let from = t.frac_bits() + rng.gen_range(-3..=12);
@@ -436,11 +474,11 @@ mod tests {
                 let want = reference(bias, sl, d as i32, &rq, &epi);
                 let mut a = [d as i32];
                 p.apply(&mut a);
-                if let Some((k, lo, hi)) = p.shape {
-                    // Max then Min, as the lanes do (`lo > hi` may happen).
-                    let v = (p.bias[0].wrapping_add(d as i32) >> k).max(lo).min(hi);
-                    assert_eq!(v, want, "shape {:?} of {:?}", p.shape, p.ops);
+                if let Some(sh) = p.shape {
+                    let v = sh.apply(p.bias[0], d as i32);
+                    assert_eq!(v, want, "shape {sh:?} of {:?}", p.ops);
                     shaped += 1;
+                    wrapped += usize::from(sh.wrap.is_some());
                 }
                 assert_eq!(
                     a[0], want,
@@ -451,6 +489,7 @@ mod tests {
         }
         assert!(tried > 5_000, "{tried}");
         assert!(shaped > 1_000, "{shaped}");
+        assert!(wrapped > 100, "{wrapped}");
     }
 
     /// The jet tagger's first layer: round to nearest with saturation, then
