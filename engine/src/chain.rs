@@ -558,12 +558,19 @@ mod x86 {
                 let kind = if nk.operand == Operand::U8 { 2 } else { 1 };
                 (nxt.as_mut_ptr() as *mut u8, xs, kind, nk.offset() as i32)
             };
-            for g in 0..G {
-                let (x, o) = (x.add(g * E * xs), o.add(g * E * os));
-                if V::HALVES && l.k.n_out <= 8 {
-                    layer::<V::Half, E, J>(l, x, xs, o, os, kind, off);
-                } else {
-                    layer::<V, E, J>(l, x, xs, o, os, kind, off);
+            if V::HALVES && l.k.n_out <= 8 && G > 1 && G * E == MULTI {
+                // Half-width lanes leave registers to spare: all the pass's
+                // events at once, each weight and every per-position step
+                // of a convolution shared by twice the events.
+                layer::<V::Half, MULTI, J>(l, x, xs, o, os, kind, off);
+            } else {
+                for g in 0..G {
+                    let (x, o) = (x.add(g * E * xs), o.add(g * E * os));
+                    if V::HALVES && l.k.n_out <= 8 {
+                        layer::<V::Half, E, J>(l, x, xs, o, os, kind, off);
+                    } else {
+                        layer::<V, E, J>(l, x, xs, o, os, kind, off);
+                    }
                 }
             }
             if i != last {

@@ -42,6 +42,20 @@ fn check(model: &quantize::qmodel::QModel, inputs: &[Vec<i64>], what: &str) -> u
                 "{what} isa {isa} batch event {e}\nkernels {kinds:?}\n{model:#?}"
             );
         }
+        // Narrower raw codes take the direct packing path: the same outputs.
+        let x32: Vec<i32> = flat.iter().map(|&v| v as i32).collect();
+        let mut o32 = vec![0i64; outs.len()];
+        eng.infer_batch(&x32, &mut o32).unwrap();
+        assert_eq!(o32, outs, "{what} isa {isa}: i32 batch");
+        if let Ok(x16) = flat
+            .iter()
+            .map(|&v| i16::try_from(v))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            let mut o16 = vec![0i64; outs.len()];
+            eng.infer_batch(&x16, &mut o16).unwrap();
+            assert_eq!(o16, outs, "{what} isa {isa}: i16 batch");
+        }
     }
     fused
 }

@@ -9,6 +9,7 @@ use crate::dense::MULTI;
 use crate::isa::Isa;
 use crate::rq::Rq;
 use crate::scalar::{argmax, softmax64};
+use crate::RawCodes;
 use quantize::qmodel::{QModel, ROUTE_ZERO};
 
 impl Plan {
@@ -60,58 +61,63 @@ impl Plan {
             c.run(x, &mut y[..self.lens[t]], &mut s.b.cx, &mut s.b.cdot);
             return;
         }
-        self.dispatch::<false>(s, &[])
+        self.dispatch::<false>(s, None)
     }
 
     /// Runs every layer for [`MULTI`] events whose inputs are already in
     /// their arenas (`Scratch::barena`, one `sizes.arena` stride each).
     #[inline]
     pub(crate) fn run_multi(&self, s: &mut Scratch) {
-        self.dispatch::<true>(s, &[])
+        self.dispatch::<true>(s, None)
     }
 
     /// [`Plan::run_multi`] for a [`Plan::direct_chain`], reading the
-    /// [`MULTI`] events' raw codes straight from `raw16` (already range
-    /// checked: the pipeline's narrowed batches), without the i64 staging.
+    /// [`MULTI`] events' raw codes straight from `raw` (already range
+    /// checked), without the i64 staging.
     #[inline]
-    pub(crate) fn run_multi_raw16(&self, s: &mut Scratch, raw16: &[i16]) {
-        assert!(self.direct_chain().is_some() && raw16.len() == MULTI * self.lens[0]);
-        self.dispatch::<true>(s, raw16)
+    pub(crate) fn run_multi_raw(&self, s: &mut Scratch, raw: RawCodes) {
+        let len = match raw {
+            RawCodes::I16(x) => x.len(),
+            RawCodes::I32(x) => x.len(),
+            RawCodes::I64(x) => x.len(),
+        };
+        assert!(self.direct_chain().is_some() && len == MULTI * self.lens[0]);
+        self.dispatch::<true>(s, Some(raw))
     }
 
     /// [`Plan::run_impl`] (`M` false) or [`Plan::run_multi_impl`] (`M`
     /// true), compiled once per ISA so that the compiler vectorises the
     /// requantization and elementwise loops with that ISA's instructions.
     #[inline(always)]
-    fn dispatch<const M: bool>(&self, s: &mut Scratch, raw16: &[i16]) {
+    fn dispatch<const M: bool>(&self, s: &mut Scratch, raw: Option<RawCodes>) {
         // SAFETY: the plan's ISA was checked available when it was compiled.
         unsafe {
             match self.isa {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 | Isa::Avx512Vnni => self.run_avx512::<M>(s, raw16),
+                Isa::Avx512 | Isa::Avx512Vnni => self.run_avx512::<M>(s, raw),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => self.run_avx2::<M>(s, raw16),
-                _ => self.run_any::<M>(s, raw16),
+                Isa::Avx2 => self.run_avx2::<M>(s, raw),
+                _ => self.run_any::<M>(s, raw),
             }
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,bmi2")]
-    unsafe fn run_avx512<const M: bool>(&self, s: &mut Scratch, raw16: &[i16]) {
-        self.run_any::<M>(s, raw16)
+    unsafe fn run_avx512<const M: bool>(&self, s: &mut Scratch, raw: Option<RawCodes>) {
+        self.run_any::<M>(s, raw)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,bmi2")]
-    unsafe fn run_avx2<const M: bool>(&self, s: &mut Scratch, raw16: &[i16]) {
-        self.run_any::<M>(s, raw16)
+    unsafe fn run_avx2<const M: bool>(&self, s: &mut Scratch, raw: Option<RawCodes>) {
+        self.run_any::<M>(s, raw)
     }
 
     #[inline(always)]
-    fn run_any<const M: bool>(&self, s: &mut Scratch, raw16: &[i16]) {
+    fn run_any<const M: bool>(&self, s: &mut Scratch, raw: Option<RawCodes>) {
         if M {
-            self.run_multi_impl(s, raw16)
+            self.run_multi_impl(s, raw)
         } else {
             self.run_impl(s)
         }
@@ -144,14 +150,15 @@ impl Plan {
     }
 
     #[inline(always)]
-    fn run_multi_impl(&self, s: &mut Scratch, raw16: &[i16]) {
+    fn run_multi_impl(&self, s: &mut Scratch, raw: Option<RawCodes>) {
         if let Some(c) = self.direct_chain() {
             let (il, ol) = (self.lens[0], self.lens[self.offs.len() - 1]);
             let (x, y) = s.barena.split_at_mut(MULTI * il);
-            if raw16.is_empty() {
-                c.pack_multi(x, il, &mut s.b.cx);
-            } else {
-                c.pack_multi(raw16, il, &mut s.b.cx);
+            match raw {
+                None => c.pack_multi(x, il, &mut s.b.cx),
+                Some(RawCodes::I16(r)) => c.pack_multi(r, il, &mut s.b.cx),
+                Some(RawCodes::I32(r)) => c.pack_multi(r, il, &mut s.b.cx),
+                Some(RawCodes::I64(r)) => c.pack_multi(r, il, &mut s.b.cx),
             }
             c.run_packed_multi(y, ol, ol, &mut s.b.cx, &mut s.b.cdot);
             return;
