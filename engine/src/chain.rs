@@ -71,6 +71,10 @@ pub(crate) struct ConvShape {
     pub src: Vec<u32>,
     /// Chain input elements the head reads (`src`'s largest index + 1).
     pub src_len: usize,
+    /// The head reads the chain input as it lies, its first `src_len`
+    /// elements in order (position-major, channels not padded), each
+    /// window one run of elements ([`ConvShape::flat`]); `src` is unused.
+    pub flat: bool,
     pub in_rows: usize,
     pub cpad_in: usize,
     pub out_rows: usize,
@@ -117,6 +121,7 @@ impl ConvShape {
             channels_in,
             src: Vec::new(),
             src_len: 0,
+            flat: false,
             in_rows,
             cpad_in,
             out_rows: taps.len(),
@@ -141,9 +146,59 @@ impl ConvShape {
         self.src = src.into_iter().map(|i| i.unwrap_or(zero)).collect();
     }
 
-    /// Input lanes, the zero row included.
+    /// Input lanes, the zero row included (for a flat head, slack for its
+    /// last window's last group, which reads up to 3 lanes beyond the input
+    /// against weights 0).
     fn in_lanes(&self) -> usize {
-        (self.in_rows + 1) * self.cpad_in
+        if self.flat {
+            self.src_len + 4
+        } else {
+            (self.in_rows + 1) * self.cpad_in
+        }
+    }
+
+    /// This head as one that reads its input flat, if its gather reads the
+    /// chain input position-major (row `q`'s channel `c` is element
+    /// `q * channels + c`) and every output position's taps are one run of
+    /// consecutive rows (stride and dilation 1, no padding): `k` is its
+    /// kernel repacked with `taps * channels` columns in `[tap][channel]`
+    /// order. Each window is then a run of input elements, so the input
+    /// is packed by a plain conversion (no per-lane gather) and no lanes
+    /// of channel padding are multiplied; for the Conv1D jet tagger's
+    /// 3-channel head that was a quarter of its multiply-accumulates.
+    pub fn flat(&self, old: &PackedDense, k: PackedDense) -> Option<(ConvShape, PackedDense)> {
+        let (ch, rows, cp) = (self.channels_in, self.in_rows, self.cpad_in);
+        let position_major = self.src_len == rows * ch
+            && (0..rows).all(|q| (0..ch).all(|c| self.src[q * cp + c] as usize == q * ch + c));
+        let bytes = |k: &PackedDense| if k.operand == Operand::U8 { 1 } else { 2 };
+        let gpr = cp * bytes(old) / 4;
+        let taps = k.n_in / ch.max(1);
+        let mut segs = Vec::with_capacity(self.out_rows);
+        for p in 0..self.out_rows {
+            let [s] = &self.segs[self.starts[p]..self.starts[p + 1]] else {
+                return None;
+            };
+            let q = s.x / (gpr * 4);
+            if s.w != 0 || s.n != taps * gpr || q + taps > rows {
+                return None;
+            }
+            segs.push(Seg {
+                w: 0,
+                x: q * ch * bytes(&k),
+                n: k.ngroups,
+            });
+        }
+        if !position_major || self.src.is_empty() {
+            return None;
+        }
+        let shape = ConvShape {
+            src: Vec::new(),
+            flat: true,
+            segs,
+            starts: (0..=self.out_rows).collect(),
+            ..self.clone()
+        };
+        Some((shape, k))
     }
 
     /// Packs the chain's input `x` into the input grid through `src`:
@@ -157,6 +212,19 @@ impl ConvShape {
     #[inline(always)]
     fn pack<T: Copy + Into<i64>>(&self, k: &PackedDense, x: &[T], xp: &mut [u16], tmp: &mut [u16]) {
         let (off, n) = (k.offset(), self.src_len);
+        if self.flat {
+            // The input in order (not `k.pack`, which packs `k.n_in` values: one window).
+            if k.operand == Operand::U8 {
+                for (d, &v) in bytes(xp).iter_mut().zip(&x[..n]) {
+                    *d = (v.into() + off) as u8;
+                }
+            } else {
+                for (d, &v) in xp.iter_mut().zip(&x[..n]) {
+                    *d = (v.into() + off) as i16 as u16;
+                }
+            }
+            return;
+        }
         if k.operand == Operand::U8 {
             let (b, t) = (bytes(xp), bytes(tmp));
             lanes_from(&self.src, &x[..n], &mut t[..=n], b, |v| (v + off) as u8);

@@ -101,6 +101,31 @@ fn fused_random_no_modes() {
     random(16, false, 104, 60);
 }
 
+/// The Conv1D jet tagger, whose input `[32 positions, 3 channels]` reaches
+/// its first convolution through a transposing Route: the chain's head
+/// reads that input flat (windows of 9 consecutive elements, no channel
+/// padding). At 16 and 8 bits (u8 lanes where the pairs fit), every ISA.
+#[test]
+fn fused_conv1d_tagger_reads_its_input_flat() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/jets/jet_conv1d.onnx");
+    let g = quantize::onnx::import_path(&p).unwrap();
+    for prec in ["fixed<16,6,RND,SAT>", "fixed<8,3,RND,SAT>", "fixed<6,2>"] {
+        let cfg = quantize::config::Config::uniform(prec.parse().unwrap());
+        let model = quantize::quantizer::quantize_graph(&g, &cfg).unwrap();
+        let mut rng = SmallRng::seed_from_u64(6);
+        let inputs: Vec<Vec<i64>> = (0..203)
+            .map(|_| {
+                let x: Vec<f32> = (0..model.input_len())
+                    .map(|_| rng.gen_range(-4.0f32..4.0))
+                    .collect();
+                quantize_input(&model, &x)
+            })
+            .collect();
+        let fused = check(&model, &inputs, prec);
+        assert!(fused >= 8, "{prec}: {fused}");
+    }
+}
+
 #[test]
 fn fused_jet_tagger() {
     let p =

@@ -240,6 +240,19 @@ pub(super) fn fuse(
                 }
             }
         }
+        // A head whose input lies position-major reads it flat.
+        if let Some(cv) = &layers[0].conv {
+            let ch = cv.channels_in;
+            let taps = layers[0].k.n_in / cv.cpad_in.max(1);
+            let flat = repack(model, li, &layers[0].k, taps * ch, |j| {
+                Some((j % ch) * taps + j / ch)
+            })
+            .and_then(|k| cv.flat(&layers[0].k, k));
+            if let Some((shape, k)) = flat {
+                layers[0].conv = Some(shape);
+                layers[0].k = k;
+            }
+        }
         let mut last = li; // last layer covered
         let ty = model.layers[li].ty;
         let (mut lo, mut hi) = (ty.min_raw(), ty.max_raw());
