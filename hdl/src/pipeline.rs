@@ -410,12 +410,21 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
     net.in_width = comb.in_width;
     let mut map = vec![usize::MAX; n];
     let mut delayed: HashMap<(NodeId, u32), NodeId> = HashMap::new();
+    // A register carrying old node `a`'s value into stage `s`: it belongs
+    // to `a`'s layer.
+    let delay = |net: &mut Netlist, prev: NodeId, a: NodeId, s: u32| {
+        let r = net.reg(prev, false);
+        net.nodes[r].layer = comb.nodes[a].layer;
+        net.nodes[r].stage = Some(s);
+        r
+    };
     // The new id of old node `a` as seen in stage `s`.
     fn at(
         net: &mut Netlist,
         map: &[NodeId],
         stage: &[Option<u32>],
         delayed: &mut HashMap<(NodeId, u32), NodeId>,
+        delay: &impl Fn(&mut Netlist, NodeId, NodeId, u32) -> NodeId,
         a: NodeId,
         s: u32,
     ) -> NodeId {
@@ -426,8 +435,8 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
         if let Some(&d) = delayed.get(&(a, s)) {
             return d;
         }
-        let prev = at(net, map, stage, delayed, a, s - 1);
-        let r = net.reg(prev, false);
+        let prev = at(net, map, stage, delayed, delay, a, s - 1);
+        let r = delay(net, prev, a, s);
         delayed.insert((a, s), r);
         r
     }
@@ -436,15 +445,19 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
             continue;
         }
         let s = stage[i].unwrap_or(0);
-        let op = map_inputs(&node.op, |a| at(&mut net, &map, &stage, &mut delayed, a, s));
+        let op = map_inputs(&node.op, |a| {
+            at(&mut net, &map, &stage, &mut delayed, &delay, a, s)
+        });
         let id = net.push_raw(op, node.lo, node.hi, node.boolean);
         net.nodes[id].tag = node.tag.clone();
+        net.nodes[id].layer = node.layer;
+        net.nodes[id].stage = stage[i];
         map[i] = id;
     }
     for f in &comb.outputs {
-        let o = at(&mut net, &map, &stage, &mut delayed, f.node, last);
+        let o = at(&mut net, &map, &stage, &mut delayed, &delay, f.node, last);
         let r = if stage[f.node].is_some() {
-            net.reg(o, false)
+            delay(&mut net, o, f.node, latency)
         } else {
             o
         };
@@ -454,8 +467,10 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
         });
     }
     let mut v = net.in_valid();
-    for _ in 0..latency {
+    net.nodes[v].stage = Some(0);
+    for s in 1..=latency {
         v = net.reg(v, true);
+        net.nodes[v].stage = Some(s);
     }
     net.out_valid = Some(v);
     (net, latency)

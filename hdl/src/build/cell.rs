@@ -314,7 +314,7 @@ pub(super) fn build_reused(
     let mut infos = Vec::with_capacity(cells.len());
     for (cell, &busy) in cells.iter().zip(&busy) {
         if cell.first > pos {
-            latency += ctx.segment(&mut top, &mut avail, &mut valid, pos, cell.first)?;
+            latency += ctx.segment(&mut top, &mut avail, &mut valid, pos, cell.first, latency)?;
         }
         let period = ctx.cell_loop(&mut top, cell, &mut avail, &mut valid)?;
         occupancy(&mut top, accept, busy, cell.steps as u32, period);
@@ -330,7 +330,14 @@ pub(super) fn build_reused(
         pos = cell.end();
     }
     if pos < model.layers.len() {
-        latency += ctx.segment(&mut top, &mut avail, &mut valid, pos, model.layers.len())?;
+        latency += ctx.segment(
+            &mut top,
+            &mut avail,
+            &mut valid,
+            pos,
+            model.layers.len(),
+            latency,
+        )?;
     }
     if let Some(e) = top.error.take() {
         return Err(e.into());
@@ -427,8 +434,9 @@ impl Ctx<'_> {
         self.last[t].is_some_and(|l| l >= from)
     }
 
-    /// Layers `from..to` as one pipelined segment reading `avail`; `avail`
-    /// becomes what is needed from layer `to` on. Returns the latency.
+    /// Layers `from..to` as one pipelined segment reading `avail`, its
+    /// stage 0 the kernel's stage `start`; `avail` becomes what is needed
+    /// from layer `to` on. Returns the latency.
     fn segment(
         &self,
         top: &mut Netlist,
@@ -436,6 +444,7 @@ impl Ctx<'_> {
         valid: &mut NodeId,
         from: usize,
         to: usize,
+        start: u32,
     ) -> Result<u32, BuildError> {
         let model = self.model;
         let mut b = Builder::new(self.strategy);
@@ -465,7 +474,7 @@ impl Ctx<'_> {
             }
         }
         let (pseg, lat) = pipeline(&b.net, self.budget, &self.delays);
-        let (vals, v) = top.embed(&pseg, &flat_in, *valid);
+        let (vals, v) = top.embed(&pseg, &flat_in, *valid, Some(start));
         *avail = outs
             .iter()
             .copied()
@@ -675,7 +684,7 @@ impl Ctx<'_> {
             b.net.outputs.push(OutField { node: v, width });
         }
         let (pseg, d) = pipeline(&b.net, self.budget, &self.delays);
-        let (mut back, mut back_valid) = top.embed(&pseg, &ports, valid_reg);
+        let (mut back, mut back_valid) = top.embed(&pseg, &ports, valid_reg, None);
         // Pad the loop to a period coprime with the number of steps.
         let mut period = 1 + d;
         while period.gcd(&(cell.steps as u32)) != 1 {

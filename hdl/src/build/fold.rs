@@ -158,7 +158,7 @@ pub(super) fn build_folded(
                 k,
             )?;
             let (pseg, l) = pipeline(&seg, budget, &delays);
-            (vals, valid) = top.embed(&pseg, &vals, valid);
+            (vals, valid) = top.embed(&pseg, &vals, valid, Some(latency));
             latency += l;
         }
         if k == n {
@@ -242,6 +242,8 @@ fn segment(
                 unreachable!("only Dense layers are folded")
             };
             let mac = MacLayout::new(model.ty(p), *w_ty, *b_ty, *acc_ty);
+            // The folded layer's finishing is that layer's hardware.
+            b.net.current_layer = Some(p);
             ins.iter()
                 .zip(bias)
                 .map(|(&a, &bv)| {
@@ -257,6 +259,7 @@ fn segment(
                 .collect()
         }
     };
+    b.net.current_layer = None;
     for li in first..k {
         let y = lower::layer(&mut b, model, li, &t)?;
         if let Some(e) = b.net.error.take() {
@@ -332,6 +335,8 @@ fn fold_core(
     // The layer reads tensor k (checked by `check_cuts`).
     let mac = MacLayout::new(model.ty(k), *w_ty, *b_ty, *acc_ty);
 
+    // All of the core, its counter and accumulators too, is layer k's.
+    top.current_layer = Some(k);
     // Held operands and the phase: phase p runs on the (p+1)-th cycle after `valid`.
     let held: Vec<NodeId> = x
         .iter()
@@ -365,6 +370,7 @@ fn fold_core(
     // The phase datapath, as a segment of its own: held inputs and the phase in,
     // one partial sum per output out.
     let mut b = Builder::new(strategy);
+    b.net.current_layer = Some(k);
     let mut ranges: Vec<(i128, i128)> = held.iter().map(|&h| top.range(h)).collect();
     ranges.push((0, last_phase));
     let mut ports = held.clone();
@@ -435,7 +441,7 @@ fn fold_core(
         return Err(e.into());
     }
     let (pseg, d) = pipeline(&b.net, budget, &options.delays());
-    let (partial, first_d) = top.embed(&pseg, &ports, first);
+    let (partial, first_d) = top.embed(&pseg, &ports, first, None);
     let mut run_d = run;
     for _ in 0..d {
         run_d = top.reg(run_d, true);
@@ -457,6 +463,7 @@ fn fold_core(
     for _ in 0..r {
         done = top.reg(done, true);
     }
+    top.current_layer = None;
     Ok(Core {
         accs,
         done,

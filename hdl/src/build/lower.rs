@@ -28,8 +28,22 @@ impl<'a> Layer<'a> {
     }
 }
 
-/// The hardware of layer `li` of `model`, reading the tensors `t` built so far.
+/// The hardware of layer `li` of `model`, reading the tensors `t` built
+/// so far, every node of it stamped with `li` ([`crate::netlist::Node::layer`]).
 pub(super) fn layer(
+    b: &mut Builder,
+    model: &QModel,
+    li: usize,
+    t: &[Vec<NodeId>],
+) -> Result<Vec<NodeId>, BuildError> {
+    let outer = b.net.current_layer.replace(li);
+    let y = ops(b, model, li, t);
+    b.net.current_layer = outer;
+    y
+}
+
+/// The ops of layer `li` (see [`layer`]).
+fn ops(
     b: &mut Builder,
     model: &QModel,
     li: usize,

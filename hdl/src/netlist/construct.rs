@@ -290,11 +290,15 @@ impl Netlist {
     /// Copies `sub` into this netlist as an instance: its input fields (in
     /// bus order) read `inputs`, its `in_valid` reads `valid`. Returns the
     /// nodes of its outputs and of its `out_valid` (or `valid` when it has none).
+    /// Each node keeps its layer; its stage is counted from `stage0`, the
+    /// stage in which `sub`'s stage 0 runs, or is unknown (`None`: `sub`
+    /// runs in a loop, on several cycles of one event).
     pub fn embed(
         &mut self,
         sub: &Netlist,
         inputs: &[NodeId],
         valid: NodeId,
+        stage0: Option<u32>,
     ) -> (Vec<NodeId>, NodeId) {
         let order = input_order(sub);
         for (i, n) in sub.nodes.iter().enumerate() {
@@ -330,6 +334,8 @@ impl Netlist {
             let op = map_inputs(&n.op, |a| map[a]);
             let id = self.push_raw(op, n.lo, n.hi, n.boolean);
             self.nodes[id].tag = n.tag.clone();
+            self.nodes[id].layer = n.layer;
+            self.nodes[id].stage = stage0.zip(n.stage).map(|(a, b)| a + b);
         }
         let outs = sub.outputs.iter().map(|f| map[f.node]).collect();
         (outs, sub.out_valid.map(|v| map[v]).unwrap_or(valid))

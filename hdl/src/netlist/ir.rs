@@ -69,6 +69,18 @@ pub struct Node {
     /// Optional tag printed as a comment (weights, layer names): lets a reader
     /// (and the mutation test) find a term in the Verilog.
     pub tag: Option<String>,
+    /// The layer of the model (its index in `QModel::layers`) whose
+    /// hardware this node is, so that a timing report's cells, named after
+    /// the Verilog's `nN`, can be traced to a layer (see
+    /// [`crate::netmap`]); `None` for the buses and the control (valid
+    /// chain, handshake, loop counters).
+    pub layer: Option<usize>,
+    /// The pipeline stage: the cycle, counted from the edge that takes an
+    /// event, in which the node's value is computed (a register: the cycle
+    /// in which it holds the value). Set by [`crate::pipeline::pipeline`];
+    /// `None` in a loop that works on an event over several cycles (a
+    /// folded layer's phases, a reused recurrent cell's rounds).
+    pub stage: Option<u32>,
 }
 
 impl Node {
@@ -118,6 +130,9 @@ pub struct Netlist {
     pub in_ready: Option<NodeId>,
     /// First error met while building (checked by the builders).
     pub error: Option<NetlistError>,
+    /// The layer that nodes are stamped with as they are added
+    /// ([`Node::layer`]): set while that layer is built.
+    pub current_layer: Option<usize>,
 }
 
 pub(super) fn wrap_value(v: i128, width: u32, signed: bool) -> i128 {
@@ -169,6 +184,8 @@ impl Netlist {
             boolean,
             width,
             tag: None,
+            layer: self.current_layer,
+            stage: None,
         });
         self.nodes.len() - 1
     }
