@@ -624,8 +624,9 @@ fn bench_reports_streaming_by_workers() {
 
 /// `--family ecp5` builds with the ECP5 delay model (more stages than
 /// UltraScale+ at the same clock), names the module and the manifest after
-/// it, and the note says how to check it; `synth --place-route` refuses an
-/// UltraScale+ export and names the Vivado script instead.
+/// it, and the note says how to check it and names the net map; `synth
+/// --place-route` refuses an UltraScale+ export and names the Vivado script
+/// instead.
 #[test]
 fn hdl_family_ecp5_and_place_route_refusal() {
     let (xd, ed) = (tmp("family_xcup"), tmp("family_ecp5"));
@@ -661,6 +662,13 @@ fn hdl_family_ecp5_and_place_route_refusal() {
     assert!(note.contains("ECP5 (speed grade 6) delay model"), "{note}");
     assert!(note.contains("bxflow synth DIR --place-route"), "{note}");
     assert!(note.contains("two_layer_keras_ecp5_100mhz_axis"), "{note}");
+    // The net map that traces a timing report's cells to layers.
+    let nets = e["files"]["net_map"].as_str().unwrap();
+    assert!(note.contains(nets), "{note}");
+    let text = std::fs::read_to_string(ed.join(nets)).unwrap();
+    let map: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(map["layers"][0]["op"], "Dense", "{map}");
+    assert!(map["nets"].as_array().is_some_and(|a| a.len() > 1), "{map}");
     let (ok, _, err) = bxflow(&["synth", xd.to_str().unwrap(), "--place-route"]);
     assert!(!ok);
     assert!(

@@ -19,6 +19,7 @@ use quantize::qmodel::QModel;
 use crate::eda::{self, Driver, EdaError};
 use crate::kernel::{Field, Kernel};
 use crate::manifest::{BusInfo, Manifest, MANIFEST_FILE};
+use crate::netmap::NetMap;
 use crate::pipeline::Family;
 
 #[derive(Debug, thiserror::Error)]
@@ -338,6 +339,7 @@ pub fn write_export(
     write(dir, &m.files.vhdl_components, m.vhdl_components())?;
     write(dir, &m.files.xdc, m.xdc())?;
     write(dir, &m.files.vivado_tcl, m.vivado_tcl())?;
+    write(dir, &m.files.net_map, NetMap::new(k, model).to_json())?;
     write(dir, MANIFEST_FILE, m.to_json())?;
     write(dir, "INTEGRATION.md", integration_note(k, model, &m))?;
     Ok(dir.join(&m.files.verilog))
@@ -366,12 +368,21 @@ fn timing_note(name: &str, family: Family) -> String {
     let d = family.delays();
     match family {
         Family::Xcup => format!(
-            "The estimate is bxflow's UltraScale+ (speed grade -2) delay\n  model (`hdl/src/pipeline.rs`: a LUT level {} ps with routing, a carry\n  chain {} ps to enter and {} ps per CARRY8, a DSP48E2 product {} ps, 12.5 %\n  of the period kept for clock uncertainty and {} ps per register), set\n  from data sheet figures and Yosys's logic-level counts; no open place and\n  route exists for this family. `{name}.xdc` constrains `clock` to the target period;\n  with Vivado, `vivado -mode batch -source {name}_vivado.tcl -tclargs PART`\n  synthesizes, places and routes the kernel out of context, writes\n  `{name}_timing.rpt` and `{name}_utilization.rpt`, prints the worst setup\n  slack and exits with status 1 if it is negative (rebuild with a lower\n  `--clock`, or a smaller `--levels`).",
-            d.lut, d.carry_entry, d.carry8, d.dsp, d.register
+            "The estimate is bxflow's UltraScale+ (speed grade -2) delay\n  model (`hdl/src/pipeline.rs`: a LUT level {} ps with routing, a carry\n  chain {} ps to enter and {} ps per CARRY8, a DSP48E2 product {} ps, 12.5 %\n  of the period kept for clock uncertainty and {} ps per register), set\n  from data sheet figures and Yosys's logic-level counts; no open place and\n  route exists for this family. `{name}.xdc` constrains `clock` to the target period;\n  with Vivado, `vivado -mode batch -source {name}_vivado.tcl -tclargs PART`\n  synthesizes, places and routes the kernel out of context, writes\n  `{name}_timing.rpt` and `{name}_utilization.rpt`, prints the worst setup\n  slack and exits with status 1 if it is negative (rebuild with a lower\n  `--clock`, or a smaller `--levels`). `{nets}` gives the layer and\n  pipeline stage of every signal `nN` of the Verilog, whose names the\n  report's cells keep (`n123_reg[4]`).",
+            d.lut,
+            d.carry_entry,
+            d.carry8,
+            d.dsp,
+            d.register,
+            nets = crate::netmap::file_name(name),
         ),
         Family::Ecp5 => format!(
-            "The estimate is bxflow's ECP5 (speed grade 6) delay model\n  (`hdl/src/pipeline.rs`: a LUT4 level {} ps with routing, a CCU2C carry\n  chain {} ps to enter and {} ps per further 8 bits, 12.5 % of the period\n  kept for clock uncertainty and {} ps per register), calibrated against\n  nextpnr-ecp5's place and route. Check it on this export with\n  `bxflow synth DIR --place-route` (Yosys `synth_ecp5`, nextpnr-ecp5 out of\n  context, the kernel between registers): it reports the Fmax achieved and\n  the critical path, and exits with status 1 below {name}'s target.",
-            d.lut, d.carry_entry, d.carry8, d.register
+            "The estimate is bxflow's ECP5 (speed grade 6) delay model\n  (`hdl/src/pipeline.rs`: a LUT4 level {} ps with routing, a CCU2C carry\n  chain {} ps to enter and {} ps per further 8 bits, 12.5 % of the period\n  kept for clock uncertainty and {} ps per register), calibrated against\n  nextpnr-ecp5's place and route. Check it on this export with\n  `bxflow synth DIR --place-route` (Yosys `synth_ecp5`, nextpnr-ecp5 out of\n  context, the kernel between registers): it reports the Fmax achieved and\n  the critical path, with the layer and pipeline stage where it starts and\n  ends, and exits with status 1 below {name}'s target. `{nets}`\n  gives the layer and stage of every signal `nN` of the Verilog, for\n  reading other timing reports (the tools keep `nN` in their cells' names).",
+            d.lut,
+            d.carry_entry,
+            d.carry8,
+            d.register,
+            nets = crate::netmap::file_name(name),
         ),
     }
 }

@@ -10,6 +10,7 @@ pub mod export;
 pub mod kernel;
 pub mod manifest;
 pub mod netlist;
+pub mod netmap;
 pub mod pipeline;
 pub mod pnr;
 pub mod synth;

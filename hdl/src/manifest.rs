@@ -76,6 +76,11 @@ pub struct Files {
     /// exports before it).
     #[serde(default)]
     pub axis_testbench: String,
+    /// The layer and pipeline stage of every signal of the Verilog
+    /// ([`crate::netmap::NetMap`]), for tracing a timing report's cells
+    /// (absent in exports before it).
+    #[serde(default)]
+    pub net_map: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -225,6 +230,7 @@ impl Manifest {
                 xdc: format!("{}.xdc", k.name),
                 vivado_tcl: format!("{}_vivado.tcl", k.name),
                 axis_testbench: format!("{}_axis_tb.v", k.name),
+                net_map: crate::netmap::file_name(&k.name),
             },
             test_vectors: vectors,
             ports: [
