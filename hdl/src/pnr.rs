@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::eda::{self, EdaError};
 use crate::manifest::{Manifest, ManifestError};
+use crate::netmap::NetMap;
 use crate::pipeline::Family;
 use crate::synth::{SynthReport, SynthRun};
 
@@ -72,6 +73,30 @@ pub struct PathStep {
     pub delay_ns: f64,
 }
 
+/// What a cell of nextpnr's report is in the network: the kernel's
+/// signal it is named after, that signal's layer and pipeline stage (from
+/// the export's net map, [`NetMap`]), or the harness register it is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CellOrigin {
+    /// nextpnr's name of the cell.
+    pub cell: String,
+    /// The kernel's signal (`nN`) the cell is named after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net: Option<String>,
+    /// The layer's index among the model's layers, its name and op.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
+    /// The signal's pipeline stage ([`crate::netlist::Node::stage`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<u32>,
+    /// All of it in words, for the table.
+    pub what: String,
+}
+
 /// The result of place and route.
 #[derive(Clone, Debug, Serialize)]
 pub struct PnrReport {
@@ -88,6 +113,10 @@ pub struct PnrReport {
     pub logic_ns: f64,
     pub routing_ns: f64,
     pub critical_path: Vec<PathStep>,
+    /// Where the critical path starts and ends in the network (`None`
+    /// without a path).
+    pub from: Option<CellOrigin>,
+    pub to: Option<CellOrigin>,
     /// Logic cells (LUT4 or carry halves, nextpnr's TRELLIS_COMB) used and
     /// available on the device.
     pub comb_cells: (u64, u64),
@@ -118,11 +147,124 @@ impl PnrReport {
             self.critical_path.iter().filter(|s| s.kind == "logic").count(),
             self.seconds
         );
-        if let (Some(a), Some(b)) = (self.critical_path.first(), self.critical_path.last()) {
-            s += &format!("critical path: from {} to {}\n", a.from, b.to);
+        if let (Some(a), Some(b)) = (&self.from, &self.to) {
+            s += &format!(
+                "critical path: from {} to {}, {:.2} ns of the {:.2} ns period (target {} MHz)\n  from: {}\n  to:   {}\n",
+                a.cell,
+                b.cell,
+                self.critical_ns,
+                1e3 / self.target_mhz,
+                self.target_mhz,
+                a.what,
+                b.what
+            );
         }
         s
     }
+
+    /// Traces the critical path's first and last cells through `map` (see
+    /// [`CellOrigin`]); without a map (an export before it) the cells are
+    /// named but not traced.
+    pub fn trace(&mut self, map: Option<&NetMap>) {
+        if let (Some(a), Some(b)) = (self.critical_path.first(), self.critical_path.last()) {
+            self.from = Some(cell_origin(&a.from, map));
+            self.to = Some(cell_origin(&b.to, map));
+        }
+    }
+}
+
+/// The instance name of the kernel in [`harness`].
+const CORE: &str = "core";
+
+/// The registers of [`harness`], by name, and which side of the kernel
+/// each is on.
+const HARNESS_REGS: [(&str, &str); 5] = [
+    ("v", "input"),
+    ("d", "input"),
+    ("in_ready", "output"),
+    ("out_valid", "output"),
+    ("out_data", "output"),
+];
+
+/// The kernel's signal number of a cell inside the harnessed kernel, and
+/// whether the cell is that signal's register. Yosys names the cells it
+/// maps after the nets they drive, in the instance `core`: `core.n123_TRELLIS_FF_Q_4`
+/// (a bit of register n123), `core.n123_CCU2C_S0` (the carry that computes
+/// n123), `core.n123_LUT4_Z_A_LUT4_Z` (a LUT feeding the one that computes
+/// n123), nextpnr adding `$CCU2_COMB0` to a carry's halves; so the first
+/// `nN` names the signal the cell computes or feeds (a wire `n120_9`, n120
+/// sign-extended to 9 bits, is n120's). `None` for a cell outside the
+/// kernel or with a name of the tools' own.
+pub fn kernel_signal(cell: &str) -> Option<(usize, bool)> {
+    let name = cell.strip_prefix(CORE)?.strip_prefix('.')?;
+    let digits = name.strip_prefix('n')?;
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    let n = digits[..end].parse().ok()?;
+    let rest = &digits[end..];
+    let register = rest == "_TRELLIS_FF_Q"
+        || rest
+            .strip_prefix("_TRELLIS_FF_Q_")
+            .is_some_and(|b| b.bytes().all(|c| c.is_ascii_digit()));
+    Some((n, register))
+}
+
+/// What `cell` is: a signal of the kernel traced through `map`, a register
+/// of the harness, or neither (said so, not guessed).
+pub fn cell_origin(cell: &str, map: Option<&NetMap>) -> CellOrigin {
+    let mut o = CellOrigin {
+        cell: cell.into(),
+        ..CellOrigin::default()
+    };
+    let Some((n, register)) = kernel_signal(cell) else {
+        o.what = match HARNESS_REGS
+            .iter()
+            .find(|(r, _)| cell.strip_prefix(r).is_some_and(|t| t.starts_with('_')))
+        {
+            Some((_, side)) => format!("harness {side} register (outside the kernel)"),
+            // nextpnr's own cells, `$nextpnr_CCU2C_351$CCU2_COMB0` (a carry
+            // chain's feed-in), and Yosys' (`$abc$...`) name no signal.
+            None if cell.starts_with(CORE) || cell.starts_with('$') => {
+                "a cell the tools named themselves (not traced)".into()
+            }
+            None => "outside the kernel (not traced)".into(),
+        };
+        return o;
+    };
+    // A logic cell is named after the signal it computes or feeds (which
+    // may be the next stage's register): its stage is that signal's.
+    let kind = if register {
+        "register"
+    } else {
+        "logic named after"
+    };
+    o.net = Some(format!("n{n}"));
+    o.what = match map.map(|m| m.lookup(n)) {
+        None => format!("{kind} n{n} (the export has no net map: rebuild it to trace layers)"),
+        Some(None) => format!("{kind} n{n} (not in the net map: a stale map?)"),
+        Some(Some((run, layer))) => {
+            o.stage = run.stage;
+            let stage = run
+                .stage
+                .map_or("no fixed stage (a loop)".to_string(), |s| {
+                    format!("stage {s}")
+                });
+            match layer {
+                Some(l) => {
+                    o.layer = Some(l.index);
+                    o.layer_name = Some(l.name.clone());
+                    o.op = Some(l.op.clone());
+                    format!(
+                        "{kind} n{n}: layer {} '{}' ({}), {stage}",
+                        l.index, l.name, l.op
+                    )
+                }
+                None => format!("{kind} n{n}: the kernel's buses and control, {stage}"),
+            }
+        }
+    };
+    o
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +316,7 @@ pub fn harness(m: &Manifest) -> String {
          module {h} (\n  input  wire clock,\n  input  wire reset,\n  input  wire in_valid,\n  input  wire [{a}:0] in_data,\n  output reg  in_ready,\n  output reg  out_valid,\n  output reg  [{b}:0] out_data\n);\n\
          \x20 reg v;\n  reg [{a}:0] d;\n  wire r, ov;\n  wire [{b}:0] od;\n\
          \x20 always @(posedge clock) begin\n    v <= in_valid;\n    d <= in_data;\n    in_ready <= r;\n    out_valid <= ov;\n    out_data <= od;\n  end\n\
-         \x20 {m} core (\n    .clock(clock), .reset(reset),{ce} .in_valid(v), .in_ready(r), .in_data(d),\n    .out_valid(ov), .out_data(od)\n  );\nendmodule\n",
+         \x20 {m} {CORE} (\n    .clock(clock), .reset(reset),{ce} .in_valid(v), .in_ready(r), .in_data(d),\n    .out_valid(ov), .out_data(od)\n  );\nendmodule\n",
         m = m.module,
         h = harness_name(&m.module),
         // A clock enable is held high: timing is of every edge.
@@ -243,6 +385,15 @@ pub fn place_route(
         path: report.clone(),
         why,
     })?;
+    // Exports before the net map have none; its absence is said in the report.
+    let map = (!m.files.net_map.is_empty())
+        .then(|| NetMap::read(&dir.join(&m.files.net_map)))
+        .transpose()
+        .map_err(|why| PnrError::Report {
+            path: dir.join(&m.files.net_map),
+            why,
+        })?;
+    r.trace(map.as_ref());
     r.module = m.module.clone();
     r.family = m.family.name().into();
     r.device = format!("LFE5U-{}F", &device.flag()[2..4]);
@@ -300,6 +451,8 @@ pub fn parse_report(text: &str, target_mhz: f64) -> Result<PnrReport, String> {
         logic_ns: total - routing,
         routing_ns: routing,
         critical_path: path,
+        from: None,
+        to: None,
         comb_cells,
         synth: SynthReport::default(),
         seconds: 0.0,
@@ -309,6 +462,7 @@ pub fn parse_report(text: &str, target_mhz: f64) -> Result<PnrReport, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netmap::{LayerInfo, NetRun};
 
     /// A report as nextpnr-ecp5 writes it (`--report`), cut to one short path.
     const REPORT: &str = r#"{
@@ -325,7 +479,7 @@ mod tests {
 
     #[test]
     fn report_gives_fmax_cells_and_the_path_split() {
-        let r = parse_report(REPORT, 100.0).unwrap();
+        let mut r = parse_report(REPORT, 100.0).unwrap();
         assert_eq!(r.fmax_mhz, 97.51);
         assert!(!r.met, "97.5 MHz does not meet 100");
         assert!(parse_report(REPORT, 95.0).unwrap().met);
@@ -334,12 +488,163 @@ mod tests {
         assert!((r.routing_ns - 1.229).abs() < 1e-9, "{}", r.routing_ns);
         assert!((r.critical_ns - 2.201).abs() < 1e-9, "{}", r.critical_ns);
         assert!((r.logic_ns - 0.972).abs() < 1e-9, "{}", r.logic_ns);
+        assert_eq!(r.from, None, "traced by `trace` only");
+        r.trace(None);
         let t = r.table();
         assert!(t.contains("| 97.5 | FAILED |"), "{t}");
+        assert!(
+            t.contains("2.20 ns of the 10.00 ns period (target 100 MHz)"),
+            "{t}"
+        );
         assert!(
             t.contains("from core.n10_TRELLIS_FF_Q to core.n13_TRELLIS_FF_Q"),
             "{t}"
         );
+    }
+
+    /// Cell names from the critical path and the harness of a real run:
+    /// `bxflow synth --place-route` of the two-layer MLP (`fixed<8,3>`,
+    /// ECP5 at 100 MHz; Yosys 0.23, YoWASP's nextpnr-ecp5), whose path ran
+    /// from `core.n667_TRELLIS_FF_Q_10` to `core.n677_TRELLIS_FF_Q`.
+    #[test]
+    fn cell_names_give_the_kernel_signal() {
+        let cases = [
+            ("core.n667_TRELLIS_FF_Q_10", Some((667, true))),
+            ("core.n677_TRELLIS_FF_Q", Some((677, true))),
+            ("core.n669_CCU2C_S0_5$CCU2_COMB0", Some((669, false))),
+            ("core.n669_CCU2C_S0$CCU2_COMB1", Some((669, false))),
+            (
+                "core.n674_LUT4_Z_A_LUT4_Z_1_D_CCU2C_COUT$CCU2_COMB0",
+                Some((674, false)),
+            ),
+            ("core.n674_LUT4_Z", Some((674, false))),
+            ("core.n1428_TRELLIS_FF_Q_DI_PFUMX_Z_1", Some((1428, false))),
+            ("core.n120_9_LUT4_Z", Some((120, false))),
+            ("$nextpnr_CCU2C_351$CCU2_COMB0", None),
+            ("d_TRELLIS_FF_Q_12", None),
+            ("out_data_TRELLIS_FF_Q", None),
+            ("core.$abc$1234$auto$blifparse.cc:396", None),
+            ("core2.n5_TRELLIS_FF_Q", None),
+        ];
+        for (cell, want) in cases {
+            assert_eq!(kernel_signal(cell), want, "{cell}");
+        }
+    }
+
+    /// A net map of a kernel whose signals 0 to 9 are its buses, 10 to 12
+    /// layer 0 in stage 1 and 13 to 20 layer 1 in stage 2.
+    fn map() -> NetMap {
+        let run = |first, last, layer, stage| NetRun {
+            first,
+            last,
+            layer,
+            stage,
+        };
+        let layer = |index: usize, name: &str, op: &str| LayerInfo {
+            index,
+            name: name.into(),
+            op: op.into(),
+        };
+        NetMap {
+            module: "k".into(),
+            latency_cycles: 3,
+            layers: vec![layer(0, "dense", "Dense"), layer(1, "relu", "Relu")],
+            nets: vec![
+                run(0, 9, None, Some(0)),
+                run(10, 12, Some(0), Some(1)),
+                run(13, 20, Some(1), Some(2)),
+            ],
+        }
+    }
+
+    #[test]
+    fn cells_are_traced_to_layer_and_stage_or_said_untraced() {
+        let m = map();
+        let o = cell_origin("core.n12_TRELLIS_FF_Q_3", Some(&m));
+        assert_eq!(
+            (
+                o.net.as_deref(),
+                o.layer,
+                o.layer_name.as_deref(),
+                o.op.as_deref(),
+                o.stage
+            ),
+            (Some("n12"), Some(0), Some("dense"), Some("Dense"), Some(1)),
+            "{o:?}"
+        );
+        assert_eq!(o.what, "register n12: layer 0 'dense' (Dense), stage 1");
+        let o = cell_origin("core.n13_CCU2C_S0$CCU2_COMB1", Some(&m));
+        assert_eq!((o.layer, o.stage), (Some(1), Some(2)), "{o:?}");
+        assert!(
+            o.what.starts_with("logic named after n13: layer 1 'relu'"),
+            "{o:?}"
+        );
+        let o = cell_origin("core.n4_TRELLIS_FF_Q", Some(&m));
+        assert_eq!((o.layer, o.stage), (None, Some(0)), "{o:?}");
+        assert!(o.what.contains("buses and control"), "{o:?}");
+        let o = cell_origin("core.n21_TRELLIS_FF_Q", Some(&m));
+        assert!(
+            o.layer.is_none() && o.what.contains("not in the net map"),
+            "{o:?}"
+        );
+        let o = cell_origin("core.n12_TRELLIS_FF_Q", None);
+        assert!(o.layer.is_none() && o.what.contains("no net map"), "{o:?}");
+        for (cell, what) in [
+            ("d_TRELLIS_FF_Q_12", "harness input register"),
+            ("v_TRELLIS_FF_Q", "harness input register"),
+            ("out_data_TRELLIS_FF_Q_3", "harness output register"),
+            ("out_valid_TRELLIS_FF_Q", "harness output register"),
+            (
+                "$nextpnr_CCU2C_351$CCU2_COMB0",
+                "the tools named themselves",
+            ),
+        ] {
+            let o = cell_origin(cell, Some(&m));
+            assert!(o.net.is_none() && o.layer.is_none(), "{o:?}");
+            assert!(o.what.contains(what), "{cell}: {}", o.what);
+        }
+    }
+
+    #[test]
+    fn the_report_names_layer_and_stage_beside_the_clock() {
+        let mut r = parse_report(REPORT, 100.0).unwrap();
+        r.trace(Some(&map()));
+        let (from, to) = (r.from.clone().unwrap(), r.to.clone().unwrap());
+        assert_eq!((from.layer, from.stage), (Some(0), Some(1)));
+        assert_eq!((to.layer, to.stage), (Some(1), Some(2)));
+        let t = r.table();
+        assert!(
+            t.contains("  from: register n10: layer 0 'dense' (Dense), stage 1\n  to:   register n13: layer 1 'relu' (Relu), stage 2\n"),
+            "{t}"
+        );
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["from"]["layer_name"], "dense", "{j}");
+        assert_eq!(j["to"]["stage"], 2, "{j}");
+    }
+
+    /// The registers [`cell_origin`] knows are the harness's, all of them.
+    #[test]
+    fn harness_registers_are_the_ones_known() {
+        use quantize::random::{random_model, RandomSpec};
+        use rand::SeedableRng;
+        let spec = RandomSpec {
+            max_layers: 1,
+            max_neurons: 3,
+            tables: false,
+            ..RandomSpec::default()
+        };
+        let model = random_model(&mut rand::rngs::SmallRng::seed_from_u64(1), &spec);
+        let k = crate::build_kernel(&model, &crate::Options::default()).unwrap();
+        let h = harness(&Manifest::new(&k, &model, 1));
+        let mut regs: Vec<&str> = h
+            .lines()
+            .filter_map(|l| l.split_once("reg ").map(|(_, r)| r))
+            .map(|r| r.trim_end_matches([';', ',']).rsplit(' ').next().unwrap())
+            .collect();
+        regs.sort();
+        let mut known: Vec<&str> = HARNESS_REGS.iter().map(|(r, _)| *r).collect();
+        known.sort();
+        assert_eq!(regs, known, "{h}");
     }
 
     #[test]

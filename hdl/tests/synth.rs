@@ -50,7 +50,8 @@ fn yosys_small_design() {
 /// The first layer of the shipped two-layer MLP, built for ECP5 at 100 MHz,
 /// synthesized in its register harness and placed and routed: the ECP5
 /// delay model's clock is met after routing (the calibration's promise),
-/// and the report names the device and a critical path between registers.
+/// and the report names the device and a critical path between registers,
+/// traced to the layer and pipeline stage of its ends.
 #[test]
 fn ecp5_kernel_meets_its_clock_after_place_and_route() {
     if !have("yosys") {
@@ -84,5 +85,24 @@ fn ecp5_kernel_meets_its_clock_after_place_and_route() {
         r.fmax_mhz,
         r.table()
     );
+    // The path is traced to the network: each end a register of the
+    // harness or of the kernel, and at least one of the kernel (it is
+    // pipelined), in a layer of the model (the slice has one) at a stage
+    // of the pipeline.
+    let ends = [r.from.as_ref().unwrap(), r.to.as_ref().unwrap()];
+    assert!(ends.iter().any(|o| o.net.is_some()), "{}", r.table());
+    for o in ends {
+        if o.what.starts_with("harness") {
+            continue;
+        }
+        assert!(o.what.starts_with("register n"), "{o:?}\n{}", r.table());
+        let layer = o.layer.unwrap_or_else(|| panic!("{o:?}"));
+        let stage = o.stage.unwrap_or_else(|| panic!("{o:?}"));
+        assert!(layer < m.layers.len(), "{o:?}");
+        assert_eq!(o.layer_name.as_deref(), Some(m.layers[layer].name.as_str()));
+        assert!(stage <= k.latency, "{o:?}: latency {}", k.latency);
+    }
+    let t = r.table();
+    assert!(t.contains("ns period (target 100 MHz)"), "{t}");
     let _ = std::fs::remove_dir_all(&dir);
 }
