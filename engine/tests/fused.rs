@@ -101,6 +101,19 @@ fn fused_random_no_modes() {
     random(16, false, 104, 60);
 }
 
+/// `n` events of features uniform in [-4, 4), quantized with the model's input type.
+fn uniform_events(model: &quantize::qmodel::QModel, n: usize, seed: u64) -> Vec<Vec<i64>> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let x: Vec<f32> = (0..model.input_len())
+                .map(|_| rng.gen_range(-4.0f32..4.0))
+                .collect();
+            quantize_input(model, &x)
+        })
+        .collect()
+}
+
 /// The Conv1D jet tagger, whose input `[32 positions, 3 channels]` reaches
 /// its first convolution through a transposing Route: the chain's head
 /// reads that input flat (windows of 9 consecutive elements, no channel
@@ -112,15 +125,7 @@ fn fused_conv1d_tagger_reads_its_input_flat() {
     for prec in ["fixed<16,6,RND,SAT>", "fixed<8,3,RND,SAT>", "fixed<6,2>"] {
         let cfg = quantize::config::Config::uniform(prec.parse().unwrap());
         let model = quantize::quantizer::quantize_graph(&g, &cfg).unwrap();
-        let mut rng = SmallRng::seed_from_u64(6);
-        let inputs: Vec<Vec<i64>> = (0..203)
-            .map(|_| {
-                let x: Vec<f32> = (0..model.input_len())
-                    .map(|_| rng.gen_range(-4.0f32..4.0))
-                    .collect();
-                quantize_input(&model, &x)
-            })
-            .collect();
+        let inputs = uniform_events(&model, 203, 6);
         let fused = check(&model, &inputs, prec);
         assert!(fused >= 8, "{prec}: {fused}");
     }
@@ -134,15 +139,7 @@ fn fused_jet_tagger() {
     for prec in ["fixed<16,6>", "fixed<8,3,RND,SAT>", "fixed<8,3>"] {
         let cfg = quantize::config::Config::uniform(prec.parse().unwrap());
         let model = quantize::quantizer::quantize_graph(&g, &cfg).unwrap();
-        let mut rng = SmallRng::seed_from_u64(5);
-        let inputs: Vec<Vec<i64>> = (0..1003)
-            .map(|_| {
-                let x: Vec<f32> = (0..model.input_len())
-                    .map(|_| rng.gen_range(-4.0f32..4.0))
-                    .collect();
-                quantize_input(&model, &x)
-            })
-            .collect();
+        let inputs = uniform_events(&model, 1003, 5);
         let fused = check(&model, &inputs, prec);
         assert!(fused >= 8, "{prec}: {fused}");
         // The final Softmax runs as the chain's tail.
