@@ -192,7 +192,7 @@ impl Model {
 
     /// Writes the FPGA kernel's export to `out_dir` (`bxflow hdl`) and
     /// returns its manifest as JSON.
-    #[pyo3(signature = (out_dir, clock_mhz=200.0, strategy="shift-add", reuse=None, recurrent="unrolled", levels=None, vectors=1000, module=None, family="xcup"))]
+    #[pyo3(signature = (out_dir, clock_mhz=200.0, strategy="shift-add", reuse=None, recurrent="unrolled", levels=None, vectors=1000, module=None, family="xcup", clock_enable=false))]
     #[allow(clippy::too_many_arguments)]
     fn hdl(
         &self,
@@ -206,11 +206,13 @@ impl Model {
         vectors: usize,
         module: Option<String>,
         family: &str,
+        clock_enable: bool,
     ) -> PyResult<String> {
         use clap::ValueEnum;
         let opts = hdl::Options {
             module,
             family: hdl::Family::from_str(family, true).map_err(Error::new_err)?,
+            clock_enable,
             ..hdl_options(clock_mhz, strategy, reuse, recurrent, levels)?
         };
         let q = &self.q;

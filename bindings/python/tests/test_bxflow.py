@@ -195,6 +195,12 @@ def test_hdl_returns_the_manifest_the_cli_writes(tmp_path):
     assert ours["ii"] == 4
     assert json.loads((tmp_path / "py" / "manifest.json").read_text()) == ours
     assert (tmp_path / "py" / "INTEGRATION.md").exists()
+    # The family and the clock enable, as the command line's flags.
+    ours = m.hdl(tmp_path / "py_ce", family="ecp5", clock_enable=True, vectors=20)
+    cli("hdl", bxq, "-o", tmp_path / "cli_ce", "--family", "ecp5", "--clock-enable", "--vectors", 20)
+    assert ours == json.loads((tmp_path / "cli_ce" / "manifest.json").read_text())
+    assert ours["family"] == "ecp5"
+    assert any(p["name"] == "ce" for p in ours["ports"]), ours["ports"]
 
 
 def test_testbench_returns_the_cli_report(tmp_path):

@@ -131,13 +131,16 @@ class Model:
         vectors: int = 1000,
         module: Optional[str] = None,
         family: str = "xcup",
+        clock_enable: bool = False,
     ) -> Dict[str, Any]:
         """Writes the FPGA kernel (Verilog, testbench, test vectors,
         ``manifest.json``, ``INTEGRATION.md``) to ``out_dir``, as ``bxflow
         hdl`` does, and returns the manifest. ``module`` names the Verilog
         module (default: the model's name with a suffix per non-default
         option, e.g. ``_r4``); ``family`` (``"xcup"`` or ``"ecp5"``) picks
-        the delay model that places the pipeline registers."""
+        the delay model that places the pipeline registers;
+        ``clock_enable`` adds a clock enable port ``ce`` (every register
+        holds on an edge where it is low), as ``--clock-enable``."""
         text = self._m.hdl(
             os.fspath(out_dir),
             clock_mhz=_mhz(clock, "clock"),
@@ -148,6 +151,7 @@ class Model:
             vectors=vectors,
             module=module,
             family=family,
+            clock_enable=clock_enable,
         )
         return json.loads(text)
 

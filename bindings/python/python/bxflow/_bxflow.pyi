@@ -47,6 +47,7 @@ class Model:
         vectors: int = 1000,
         module: Optional[str] = None,
         family: str = "xcup",
+        clock_enable: bool = False,
     ) -> str: ...
     def testbench(
         self,
