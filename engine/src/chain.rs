@@ -17,7 +17,7 @@
 //! for its input type's full range. Every i32 step then equals the golden
 //! i128 computation.
 
-use crate::dense::{Operand, PackedDense, Seg, MULTI};
+use crate::dense::{bytes, Operand, PackedDense, Seg, MULTI};
 use crate::epi::{Epi, Program};
 use crate::rq::{FastRq, FastRq32};
 use crate::scalar::{argmax, softmax64};
@@ -168,8 +168,12 @@ impl ConvShape {
     /// 3-channel head that was a quarter of its multiply-accumulates.
     pub fn flat(&self, old: &PackedDense, k: PackedDense) -> Option<(ConvShape, PackedDense)> {
         let (ch, rows, cp) = (self.channels_in, self.in_rows, self.cpad_in);
-        let position_major = self.src_len == rows * ch
+        let position_major = !self.src.is_empty()
+            && self.src_len == rows * ch
             && (0..rows).all(|q| (0..ch).all(|c| self.src[q * cp + c] as usize == q * ch + c));
+        if !position_major {
+            return None;
+        }
         let bytes = |k: &PackedDense| if k.operand == Operand::U8 { 1 } else { 2 };
         let gpr = cp * bytes(old) / 4;
         let taps = k.n_in / ch.max(1);
@@ -187,9 +191,6 @@ impl ConvShape {
                 x: q * ch * bytes(&k),
                 n: k.ngroups,
             });
-        }
-        if !position_major || self.src.is_empty() {
-            return None;
         }
         let shape = ConvShape {
             src: Vec::new(),
@@ -213,17 +214,8 @@ impl ConvShape {
     fn pack<T: Copy + Into<i64>>(&self, k: &PackedDense, x: &[T], xp: &mut [u16], tmp: &mut [u16]) {
         let (off, n) = (k.offset(), self.src_len);
         if self.flat {
-            // The input in order (not `k.pack`, which packs `k.n_in` values: one window).
-            if k.operand == Operand::U8 {
-                for (d, &v) in bytes(xp).iter_mut().zip(&x[..n]) {
-                    *d = (v.into() + off) as u8;
-                }
-            } else {
-                for (d, &v) in xp.iter_mut().zip(&x[..n]) {
-                    *d = (v.into() + off) as i16 as u16;
-                }
-            }
-            return;
+            // The whole input in order, not one window of `k.n_in` values.
+            return k.pack_all(&x[..n], xp);
         }
         if k.operand == Operand::U8 {
             let (b, t) = (bytes(xp), bytes(tmp));
@@ -250,13 +242,6 @@ impl ConvShape {
             }
         }
     }
-}
-
-/// A byte view of a u16 buffer (u8 lanes live in the same scratch).
-#[inline(always)]
-fn bytes(x: &mut [u16]) -> &mut [u8] {
-    // SAFETY: the same memory, twice as many elements of a type with no invalid values.
-    unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut u8, x.len() * 2) }
 }
 
 /// `d[l] = f(x[src[l]])`, and `f(0)` where `src[l]` is `x.len()`, through

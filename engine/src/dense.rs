@@ -186,20 +186,31 @@ impl PackedDense {
     /// as they are (their weights are 0).
     #[inline(always)]
     pub fn pack<T: Copy + Into<i64>>(&self, x: &[T], xp: &mut [u16]) {
+        self.pack_all(&x[..self.n_in], xp)
+    }
+
+    /// [`PackedDense::pack`] of every value of `x`, however many inputs
+    /// the kernel has (a convolution's window is a run of a longer input).
+    #[inline(always)]
+    pub(crate) fn pack_all<T: Copy + Into<i64>>(&self, x: &[T], xp: &mut [u16]) {
         let off = self.off;
         if self.operand == Operand::U8 {
-            // SAFETY: a byte view of the same u16 buffer.
-            let b =
-                unsafe { std::slice::from_raw_parts_mut(xp.as_mut_ptr() as *mut u8, xp.len() * 2) };
-            for (d, &v) in b.iter_mut().zip(&x[..self.n_in]) {
+            for (d, &v) in bytes(xp).iter_mut().zip(x) {
                 *d = (v.into() + off) as u8;
             }
         } else {
-            for (d, &v) in xp.iter_mut().zip(&x[..self.n_in]) {
+            for (d, &v) in xp.iter_mut().zip(x) {
                 *d = (v.into() + off) as i16 as u16;
             }
         }
     }
+}
+
+/// A byte view of a u16 buffer (u8 lanes live in the same scratch).
+#[inline(always)]
+pub(crate) fn bytes(x: &mut [u16]) -> &mut [u8] {
+    // SAFETY: the same memory, twice as many elements of a type with no invalid values.
+    unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut u8, x.len() * 2) }
 }
 
 /// A run of input groups a dot product reads: weight groups `w..w + n`

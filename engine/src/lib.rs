@@ -103,6 +103,15 @@ impl<'a> RawCodes<'a> {
         }
     }
 
+    /// The number of codes.
+    fn len(self) -> usize {
+        match self {
+            RawCodes::I16(x) => x.len(),
+            RawCodes::I32(x) => x.len(),
+            RawCodes::I64(x) => x.len(),
+        }
+    }
+
     /// Whether every code lies in `lo..=hi` (branch-free, AVX2 where the CPU has it).
     fn in_range(self, lo: i64, hi: i64) -> bool {
         match self {

@@ -76,12 +76,7 @@ impl Plan {
     /// checked), without the i64 staging.
     #[inline]
     pub(crate) fn run_multi_raw(&self, s: &mut Scratch, raw: RawCodes) {
-        let len = match raw {
-            RawCodes::I16(x) => x.len(),
-            RawCodes::I32(x) => x.len(),
-            RawCodes::I64(x) => x.len(),
-        };
-        assert!(self.direct_chain().is_some() && len == MULTI * self.lens[0]);
+        assert!(self.direct_chain().is_some() && raw.len() == MULTI * self.lens[0]);
         self.dispatch::<true>(s, Some(raw))
     }
 
