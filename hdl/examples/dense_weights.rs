@@ -1,8 +1,11 @@
 //! Prints the integer weight matrix of every Dense layer of a model,
 //! quantized with the default configuration, with the adders of that layer
 //! built alone as a kernel (shift-add; its requantizer included), as JSON
-//! lines `{"layer", "n_in", "n_out", "weights", "adders"}` with
-//! `weights[o * n_in + i]`, for `scripts/da4ml_compare.py`.
+//! lines `{"layer", "n_in", "n_out", "weights", "adders", "bare_adders"}`
+//! with `weights[o * n_in + i]`, for `scripts/da4ml_compare.py`.
+//! `bare_adders` are those of the same planner's network for the matrix
+//! alone ([`hdl::matrix_adders`]): no bias leaf, no rounding constant, the
+//! product a constant matrix-vector solver such as da4ml computes.
 //!
 //! `cargo run --release -p bxflow-hdl --example dense_weights -- MODEL.onnx`
 
@@ -30,12 +33,17 @@ fn main() {
                 ..Options::default()
             };
             let k = build_kernel(&alone, &options).expect("built");
+            let rows: Vec<Vec<i128>> = weights
+                .chunks(*n_in)
+                .map(|r| r.iter().map(|&w| w as i128).collect())
+                .collect();
             let line = serde_json::json!({
                 "layer": l.name,
                 "n_in": n_in,
                 "n_out": n_out,
                 "weights": weights,
                 "adders": k.stats().adders,
+                "bare_adders": hdl::matrix_adders(&rows),
             });
             println!("{line}");
         }

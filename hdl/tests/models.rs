@@ -344,3 +344,30 @@ fn deep_ensemble_kernel_netlist() {
         t0.elapsed()
     );
 }
+
+/// The shift-add planner's adders for the jet tagger's four bare weight
+/// matrices at the default precision: 6,400 when ranking patterns by the
+/// places a substitution can use (6,471 by the raw pair count; da4ml 0.6.0's
+/// default solves the same matrices with 6,198, `scripts/da4ml_compare.py`).
+#[test]
+fn jet_tagger_matrices_take_at_most_6400_adders() {
+    let m = load("three_layer_keras.onnx");
+    let total: usize = m
+        .layers
+        .iter()
+        .filter_map(|l| match &l.op {
+            QOp::Dense { n_in, weights, .. } => {
+                let rows: Vec<Vec<i128>> = weights
+                    .chunks(*n_in)
+                    .map(|r| r.iter().map(|&w| w as i128).collect())
+                    .collect();
+                Some(hdl::matrix_adders(&rows))
+            }
+            _ => None,
+        })
+        .sum();
+    assert!(
+        total <= 6400,
+        "{total} adders for the jet tagger's matrices"
+    );
+}

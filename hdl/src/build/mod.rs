@@ -25,6 +25,15 @@ pub use cell::{find_cells, Cell, CellInfo};
 pub use fold::layer_reuse;
 pub use slice::{slice_layers, SliceError};
 
+/// Adders of the shift-add network built for the bare product of the
+/// integer matrix `weights` (`weights[r][i]` multiplies input `i` in output
+/// `r`) with a vector, without bias or requantizer: the figure that compares
+/// with other solvers of the constant matrix-vector product (da4ml's).
+pub fn matrix_adders(weights: &[Vec<i128>]) -> usize {
+    let bias = vec![false; weights.len()];
+    cse::plan(weights, &bias).cost(&bias)
+}
+
 /// The combinational netlist of `model` (no registers), with its bus fields.
 pub fn build_comb(
     model: &QModel,
