@@ -390,7 +390,13 @@ pub fn bench_tract(
         })
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
-        .map_err(|e| format!("tract cannot load {}: {e:#}", onnx_path.display()))?;
+        .map_err(|e| {
+            format!(
+                "tract cannot load {}: {}",
+                onnx_path.display(),
+                quantize::describe(e.as_ref())
+            )
+        })?;
     let pool = 256;
     let events: Vec<TVec<TValue>> = (0..pool)
         .map(|e| {

@@ -69,7 +69,7 @@ fn main() {
         Command::Demo(a) => demo::run_demo(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", quantize::describe(e.as_ref()));
         std::process::exit(1);
     }
 }

@@ -288,9 +288,22 @@ fn inspect_bxq(a: &InspectArgs) -> Result<()> {
 
 fn load_events(path: Option<&Path>, g: &Graph, n: usize) -> Result<Vec<f32>> {
     match path {
-        Some(p) => Ok(npy::read_inputs(p, &g.input_shapes())?.data),
+        Some(p) => Ok(read_events(p, &g.input_shapes())?.data),
         None => Ok(default_events(g, n, 1)),
     }
+}
+
+/// The events of `path` for a model's inputs, with a warning on standard
+/// error when some features are NaN (fixed point reads them as 0).
+fn read_events(path: &Path, inputs: &[(&str, &[usize])]) -> Result<npy::Events> {
+    let ev = npy::read_inputs(path, inputs)?;
+    if let Some((count, event, index)) = ev.nans() {
+        eprintln!(
+            "warning: '{}': {count} NaN feature values (the first in event {event}, at flat index {index}); fixed point reads NaN as 0, float carries it through",
+            path.display()
+        );
+    }
+    Ok(ev)
 }
 
 pub fn quantize(a: QuantizeArgs) -> Result<()> {
@@ -312,7 +325,10 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
     ) {
         Ok(y) => Some(y),
         Err(e) => {
-            eprintln!("warning: {e:#}; evaluating with the golden model");
+            eprintln!(
+                "warning: {}; evaluating with the golden model",
+                quantize::describe(&e)
+            );
             None
         }
     };
@@ -398,7 +414,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                outs: &[(&str, &[usize])],
                eval: &dyn Fn(&[f32]) -> Result<Vec<f64>>|
      -> Result<()> {
-        let ev = npy::read_inputs(&a.input, ins)?;
+        let ev = read_events(&a.input, ins)?;
         let outputs = eval(&ev.data)?;
         bars.clear();
         let n = ev.count();

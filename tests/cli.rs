@@ -185,6 +185,25 @@ fn quantize_then_eval_matches_the_report_and_checks_shapes() {
         err.contains("events have shape [10] but the model takes [16]"),
         "{err}"
     );
+
+    // NaN features are evaluated (as 0 in fixed point) and counted.
+    let mut feats = feats;
+    feats[21] = f32::NAN;
+    feats[40] = f32::NAN;
+    quantize::npy::write_f32(&x, &[3, 16], &feats).unwrap();
+    let (ok, _, err) = bxflow(&[
+        "eval",
+        bxq.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("2 NaN feature values (the first in event 1, at flat index 5)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -205,6 +224,13 @@ fn bad_precision_and_missing_files_are_named() {
     let (ok, _, err) = bxflow(&["inspect", "/nonexistent/model.onnx"]);
     assert!(!ok);
     assert!(err.contains("/nonexistent/model.onnx"), "{err}");
+    // A truncated model: the reason once, not once per link of its chain.
+    let cut = tmp("cut.bxq");
+    let two = quantized("two_layer_keras.onnx", "cut_full.bxq");
+    std::fs::write(&cut, &std::fs::read(&two).unwrap()[..200]).unwrap();
+    let (ok, _, err) = bxflow(&["hdl", cut.to_str().unwrap(), "-o", "/dev/null"]);
+    assert!(!ok);
+    assert_eq!(err.matches("is truncated").count(), 1, "{err}");
     let junk = tmp("junk.bxq");
     std::fs::write(&junk, b"not a model").unwrap();
     let (ok, _, err) = bxflow(&[
@@ -258,6 +284,34 @@ fn hdl_reuse_export_and_its_errors() {
     assert_eq!(reuse, vec![4, 1, 4, 1, 4, 1, 4, 1]);
     let note = std::fs::read_to_string(dir.join("INTEGRATION.md")).unwrap();
     assert!(note.contains("holds `in_ready` low for 3 cycles"), "{note}");
+
+    // Options no kernel can honour are refused, each with its reason.
+    let m = model("two_layer_keras.onnx");
+    for (args, says) in [
+        (
+            &["--reuse", "0"][..],
+            "reuse factor 0: each multiplier serves",
+        ),
+        (
+            &["--clock", "2GHz"][..],
+            "clock 2000 MHz leaves 238 ps of logic per pipeline stage on xcup",
+        ),
+        (
+            &["--clock", "800MHz", "--family", "ecp5"][..],
+            "less than one 16-bit adder (500 ps), the least a stage holds: give at most 729 MHz",
+        ),
+        (
+            &["--layers", "2:1"][..],
+            "layers 2..=1: the first layer comes after the last (give FIRST <= LAST: 1:2)",
+        ),
+    ] {
+        let out = tmp("hdl_refused");
+        let mut a = vec!["hdl", &m, "-o", out.to_str().unwrap()];
+        a.extend_from_slice(args);
+        let (ok, _, err) = bxflow(&a);
+        assert!(!ok, "{args:?} was built");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }
 
 /// `bxflow hdl --recurrent reused`: the manifest lists the loop (steps,

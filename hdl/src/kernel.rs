@@ -152,6 +152,39 @@ const VERILOG_KEYWORDS: &[&str] = &[
 ];
 
 impl Options {
+    /// Refuses options that no kernel can honour, rather than building
+    /// something else: a reuse factor or `levels` of 0, and a clock whose
+    /// period leaves less logic per stage than one 16-bit adder, the least
+    /// the pipeline places between registers (the kernel would be built
+    /// for a slower clock than asked and could never meet this one).
+    pub fn check(&self) -> Result<(), BuildError> {
+        let bad = |m: String| Err(BuildError::Options(m));
+        if self.reuse == Some(0) {
+            return bad("reuse factor 0: each multiplier serves at least one product per event; give 1 (nothing shared, II 1) or more".into());
+        }
+        if self.levels == Some(0) {
+            return bad("levels 0: a pipeline stage holds at least one adder level; give 1 or more, or leave it to --clock".into());
+        }
+        let mhz = self.clock_mhz;
+        if !(mhz.is_finite() && mhz > 0.0) {
+            return bad(format!("clock {mhz} MHz: give a positive frequency"));
+        }
+        let d = self.delays();
+        let logic = 1.0e6 / mhz * 0.875 - d.register as f64;
+        if self.levels.is_none() && logic < crate::pipeline::ADDER_LEVEL_PS as f64 {
+            let most = 0.875e6 / (d.register + crate::pipeline::ADDER_LEVEL_PS) as f64;
+            return bad(format!(
+                "clock {mhz} MHz leaves {:.0} ps of logic per pipeline stage on {} (the period less 12.5 % clock uncertainty and {} ps of register overhead), less than one 16-bit adder ({} ps), the least a stage holds: give at most {:.0} MHz",
+                logic.max(0.0),
+                self.family,
+                d.register,
+                crate::pipeline::ADDER_LEVEL_PS,
+                most.floor()
+            ));
+        }
+        Ok(())
+    }
+
     /// The Verilog module name of a kernel of model `model` built with these
     /// options: `module` when given, else the model's name made an
     /// identifier with a suffix for each option that changes the hardware
@@ -234,6 +267,9 @@ pub enum BuildError {
     /// `--module` is not a Verilog identifier.
     #[error("{0}")]
     Module(String),
+    /// An option no kernel can be built with ([`Options::check`]).
+    #[error("{0}")]
+    Options(String),
 }
 
 /// A field of a bus: one value of a fixed-point type, two's complement raw bits.

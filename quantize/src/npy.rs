@@ -37,6 +37,17 @@ impl Events {
         &self.data[i * n..(i + 1) * n]
     }
 
+    /// The NaN values: how many, and the first one's event and flat index
+    /// within the event; `None` when there are none. Fixed point reads NaN
+    /// as 0 ([`crate::fixed::FixedType::quantize_f64`]) where float
+    /// carries it through, so tools that read events say when they saw any.
+    pub fn nans(&self) -> Option<(usize, usize, usize)> {
+        let first = self.data.iter().position(|v| v.is_nan())?;
+        let count = self.data[first..].iter().filter(|v| v.is_nan()).count();
+        let n = self.event_len().max(1);
+        Some((count, first / n, first % n))
+    }
+
     /// Checks that each event has `expected` (the model's input shape) and
     /// names both shapes when not.
     /// A leading axis of 1 may be given or left out on either side, and a

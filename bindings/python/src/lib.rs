@@ -6,7 +6,8 @@
 //! that this file stays a thin layer with no second copy of any rule.
 //!
 //! Every error is a `bxflow.Error` whose message is the command line's
-//! (`{:#}` of the same error), and long work releases the GIL.
+//! ([`quantize::describe`] of the same error), and long work releases the
+//! GIL.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ create_exception!(
 
 /// The error as the command line prints it (without its `error: ` prefix).
 fn err(e: impl Into<anyhow::Error>) -> PyErr {
-    Error::new_err(format!("{:#}", e.into()))
+    Error::new_err(quantize::describe(e.into().as_ref()))
 }
 
 /// `x` as one contiguous slice (the Python side passes C-contiguous float32).

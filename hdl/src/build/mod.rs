@@ -54,6 +54,7 @@ pub fn build_comb(
 
 /// Builds the pipelined kernel of `model`.
 pub fn build_kernel(model: &QModel, options: &Options) -> Result<Kernel, BuildError> {
+    options.check()?;
     quantize::validate::ports(model).map_err(BuildError::Ports)?;
     let reuse = layer_reuse(model, options.reuse)?;
     if options.recurrent == Recurrent::Reused {

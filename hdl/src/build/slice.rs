@@ -6,6 +6,8 @@ use quantize::qmodel::{Port, QModel};
 /// Why a layer range cannot be cut out of a model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SliceError {
+    #[error("layers {first}..={last}: the first layer comes after the last (give FIRST <= LAST: {last}:{first})")]
+    Reversed { first: usize, last: usize },
     #[error("layers {first}..={last}: the model has layers 0..={}", .layers.saturating_sub(1))]
     Range {
         first: usize,
@@ -28,7 +30,10 @@ pub enum SliceError {
 /// `last`'s). Every layer of the range may only read tensors from inside it
 /// (or that input).
 pub fn slice_layers(model: &QModel, first: usize, last: usize) -> Result<QModel, SliceError> {
-    if first > last || last >= model.layers.len() {
+    if first > last {
+        return Err(SliceError::Reversed { first, last });
+    }
+    if last >= model.layers.len() {
         return Err(SliceError::Range {
             first,
             last,
