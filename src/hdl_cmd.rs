@@ -86,7 +86,7 @@ pub struct SynthArgs {
     #[arg(long)]
     pub place_route: bool,
     /// ECP5 device for --place-route. Default: the smallest that holds the
-    /// kernel at 85 % of its LUTs.
+    /// kernel at 85 % of its logic cells (a LUT4 takes one, a carry cell two).
     #[arg(long, value_enum)]
     pub device: Option<hdl::pnr::Ecp5Device>,
     /// nextpnr's placement seed.

@@ -53,13 +53,25 @@ impl Ecp5Device {
         }
     }
 
-    /// The smallest device whose LUTs hold `luts` at 85 % use (routing needs
-    /// the rest), or `None` when even the largest does not.
-    pub fn smallest_for(luts: u64) -> Option<Ecp5Device> {
+    /// The smallest device whose logic cells (one LUT4 each) hold `cells`
+    /// ([`logic_cells`]) at 85 % use (routing needs the rest), or `None`
+    /// when even the largest does not.
+    pub fn smallest_for(cells: u64) -> Option<Ecp5Device> {
         Ecp5Device::ALL
             .into_iter()
-            .find(|d| luts * 100 <= d.luts() * 85)
+            .find(|d| cells * 100 <= d.luts() * 85)
     }
+}
+
+/// The logic cells (nextpnr's TRELLIS_COMB, one per LUT4 of the device) a
+/// synthesized kernel takes, estimated from Yosys' cells: each LUT4 one, a
+/// carry cell (CCU2C) two, each wide multiplexer (PFUMX, L6MUX21) one, a
+/// distributed RAM two; and no fewer than its flip-flops (one per cell).
+/// Counting the LUT4 alone put the 16-bit two-layer MLP (6,288 LUT4 but
+/// 6,492 carry cells) on the 25k device, which nextpnr found 89 % full and
+/// could not route.
+pub fn logic_cells(s: &SynthReport) -> u64 {
+    (s.lut + 2 * s.carry + s.wide_mux + 2 * s.lutram).max(s.ff)
 }
 
 /// One step of the critical path as nextpnr reports it.
@@ -275,7 +287,7 @@ pub enum PnrError {
     Eda(#[from] EdaError),
     #[error("place and route runs for ECP5 only (the open tools have no UltraScale+ database): rebuild with `bxflow hdl --family ecp5`, or run the export's Vivado script ({0}) for {1}")]
     Family(String, Family),
-    #[error("the kernel needs about {0} LUT4 (synthesis), more than the largest ECP5 (LFE5U-85F, 83,640) holds at 85 % use: place and route a smaller kernel (--reuse, --layers, a narrower --precision)")]
+    #[error("the kernel needs about {0} logic cells (LUT4, carry and wide-multiplexer cells of its synthesis), more than the largest ECP5 (LFE5U-85F, 83,640) holds at 85 % use: place and route a smaller kernel (--reuse, --layers, a narrower --precision)")]
     TooLarge(u64),
     #[error("cannot read nextpnr's report {}: {why}", .path.display())]
     Report { path: PathBuf, why: String },
@@ -354,7 +366,10 @@ pub fn place_route(
     synth.module = m.module.clone();
     let device = match device {
         Some(d) => d,
-        None => Ecp5Device::smallest_for(synth.lut).ok_or(PnrError::TooLarge(synth.lut))?,
+        None => {
+            let cells = logic_cells(&synth);
+            Ecp5Device::smallest_for(cells).ok_or(PnrError::TooLarge(cells))?
+        }
     };
     // Run in `dir` with bare file names: YoWASP's WebAssembly build sees
     // only the directory it is started in.
@@ -661,5 +676,29 @@ mod tests {
         assert_eq!(Ecp5Device::smallest_for(20_645), Some(Ecp5Device::K45));
         assert_eq!(Ecp5Device::smallest_for(71_094), Some(Ecp5Device::K85));
         assert_eq!(Ecp5Device::smallest_for(71_095), None);
+    }
+
+    /// The 16-bit two-layer MLP's synthesis: its LUT4 alone fit the 25k
+    /// device, its cells (nextpnr packed 21,792) do not.
+    #[test]
+    fn carry_cells_count_twice() {
+        let s = SynthReport {
+            lut: 6_288,
+            carry: 6_492,
+            wide_mux: 1_648,
+            ff: 8_581,
+            ..SynthReport::default()
+        };
+        assert_eq!(logic_cells(&s), 20_920);
+        assert_eq!(
+            Ecp5Device::smallest_for(logic_cells(&s)),
+            Some(Ecp5Device::K45)
+        );
+        let regs = SynthReport {
+            lut: 10,
+            ff: 30_000,
+            ..SynthReport::default()
+        };
+        assert_eq!(logic_cells(&regs), 30_000);
     }
 }
