@@ -182,6 +182,16 @@ def test_bad_input_raises_the_cli_message(tmp_path):
     # A float64 array, or a non-contiguous one, is converted, not refused.
     x = np.random.default_rng(0).standard_normal((20, n_in[0] * 2))[:, ::2]
     assert same_bits(m.predict(x), m.predict(np.ascontiguousarray(x, np.float32)))
+    # NaN features are evaluated as 0 in fixed point, with a warning.
+    x = np.ascontiguousarray(x, np.float32)
+    x[3, 1] = np.nan
+    with pytest.warns(RuntimeWarning, match=r"1 NaN values \(the first in event 3, at flat index 1\)"):
+        y = m.predict(x)
+    x[3, 1] = 0.0
+    assert same_bits(y, m.predict(x))
+    # Options no kernel can honour: the library's reason.
+    with pytest.raises(bxflow.Error, match="reuse factor 0"):
+        m.hdl(tmp_path / "k0", reuse=0)
 
 
 def test_hdl_returns_the_manifest_the_cli_writes(tmp_path):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any, Dict, Mapping, Optional, Union
 
 import numpy as np
@@ -264,7 +265,17 @@ def _events(port: dict, a: Any) -> np.ndarray:
     event = list(arr.shape[1:])
     if arr.ndim == 0 or not (event == shape or event == [size] or (event == [] and size == 1)):
         raise Error(f"input '{name}': array of shape {list(arr.shape)}, expected [events] + {shape}")
-    return np.ascontiguousarray(arr.reshape(arr.shape[0], size), dtype=np.float32)
+    flat = np.ascontiguousarray(arr.reshape(arr.shape[0], size), dtype=np.float32)
+    nan = np.isnan(flat)
+    if nan.any():
+        event, index = np.argwhere(nan)[0]
+        warnings.warn(
+            f"input '{name}': {int(nan.sum())} NaN values (the first in event {event}, at flat"
+            f" index {index}); fixed point reads NaN as 0, float carries it through",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return flat
 
 
 def _unflatten(ports: list, y: np.ndarray):
