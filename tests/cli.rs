@@ -16,6 +16,18 @@ fn bxflow(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `bxflow eval MODEL --input INPUT --output OUTPUT`.
+fn eval(model: &Path, input: &Path, output: &Path) -> (bool, String, String) {
+    bxflow(&[
+        "eval",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ])
+}
+
 fn model(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("models")
@@ -153,14 +165,7 @@ fn quantize_then_eval_matches_the_report_and_checks_shapes() {
     let feats: Vec<f32> = (0..48).map(|i| (i as f32 - 24.0) / 10.0).collect();
     quantize::npy::write_f32(&x, &[3, 16], &feats).unwrap();
     let y = tmp("y.npy");
-    let (ok, _, err) = bxflow(&[
-        "eval",
-        bxq.to_str().unwrap(),
-        "--input",
-        x.to_str().unwrap(),
-        "--output",
-        y.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = eval(&bxq, &x, &y);
     assert!(ok, "{err}");
     let out = quantize::npy::read_events(&y).unwrap();
     assert_eq!(out.shape, vec![3, 5]);
@@ -172,14 +177,7 @@ fn quantize_then_eval_matches_the_report_and_checks_shapes() {
 
     let bad = tmp("bad.npy");
     quantize::npy::write_f32(&bad, &[2, 10], &[0.0; 20]).unwrap();
-    let (ok, _, err) = bxflow(&[
-        "eval",
-        bxq.to_str().unwrap(),
-        "--input",
-        bad.to_str().unwrap(),
-        "--output",
-        y.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = eval(&bxq, &bad, &y);
     assert!(!ok);
     assert!(
         err.contains("events have shape [10] but the model takes [16]"),
@@ -191,14 +189,7 @@ fn quantize_then_eval_matches_the_report_and_checks_shapes() {
     feats[21] = f32::NAN;
     feats[40] = f32::NAN;
     quantize::npy::write_f32(&x, &[3, 16], &feats).unwrap();
-    let (ok, _, err) = bxflow(&[
-        "eval",
-        bxq.to_str().unwrap(),
-        "--input",
-        x.to_str().unwrap(),
-        "--output",
-        y.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = eval(&bxq, &x, &y);
     assert!(ok, "{err}");
     assert!(
         err.contains("2 NaN feature values (the first in event 1, at flat index 5)"),
@@ -478,14 +469,7 @@ fn several_inputs_and_outputs_go_through_npz() {
     assert!(out.contains("output 'feats' [8]"), "{out}");
 
     let output = tmp("two_tower_out.npz");
-    let (ok, _, err) = bxflow(&[
-        "eval",
-        onnx.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = eval(&onnx, &input, &output);
     assert!(ok, "{err}");
     assert!(
         err.contains("'score' [20, 2], 'feats' [20, 8], 'h2' [20, 4]"),
@@ -515,26 +499,12 @@ fn several_inputs_and_outputs_go_through_npz() {
         input.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    let (ok, _, err) = bxflow(&[
-        "eval",
-        bxq.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = eval(&bxq, &input, &output);
     assert!(ok, "{err}");
 
     let npy_in = tmp("two_tower_in.npy");
     npy::write_f64(&npy_in, n, 9, &flat).unwrap();
-    let (ok, _, err) = bxflow(&[
-        "eval",
-        onnx.to_str().unwrap(),
-        "--input",
-        npy_in.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = eval(&onnx, &npy_in, &output);
     assert!(!ok);
     assert!(
         err.contains("the model has 2 inputs ('jets', 'muons'): give an .npz"),
