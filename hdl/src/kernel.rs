@@ -170,9 +170,9 @@ impl Options {
             return bad(format!("clock {mhz} MHz: give a positive frequency"));
         }
         let d = self.delays();
-        let logic = 1.0e6 / mhz * 0.875 - d.register as f64;
+        let logic = crate::pipeline::stage_logic_ps(mhz, &d);
         if self.levels.is_none() && logic < crate::pipeline::ADDER_LEVEL_PS as f64 {
-            let most = 0.875e6 / (d.register + crate::pipeline::ADDER_LEVEL_PS) as f64;
+            let most = crate::pipeline::max_clock_mhz(&d);
             return bad(format!(
                 "clock {mhz} MHz leaves {:.0} ps of logic per pipeline stage on {} (the period less 12.5 % clock uncertainty and {} ps of register overhead), less than one 16-bit adder ({} ps), the least a stage holds: give at most {:.0} MHz",
                 logic.max(0.0),

@@ -136,14 +136,26 @@ impl Default for Delays {
 /// Delay of one "adder level" of the `--levels` option: a 16-bit adder.
 pub const ADDER_LEVEL_PS: u32 = 500;
 
-/// The logic delay available per stage at `clock_mhz` on a family with
-/// `delays`: the period less hls4ml's default clock uncertainty (12.5 %)
-/// and the register overhead.
+/// The share of the period left to logic and registers: hls4ml's default
+/// clock uncertainty is 12.5 %.
+const PERIOD_USED: f64 = 0.875;
+
+/// The logic delay a stage has at `clock_mhz` on a family with `delays`, in
+/// ps: the period less the clock uncertainty and the register overhead
+/// (below one adder level, or negative, for clocks no stage fits).
+pub fn stage_logic_ps(clock_mhz: f64, delays: &Delays) -> f64 {
+    1.0e6 / clock_mhz * PERIOD_USED - delays.register as f64
+}
+
+/// The fastest clock at which a stage still holds one adder level.
+pub fn max_clock_mhz(delays: &Delays) -> f64 {
+    1.0e6 * PERIOD_USED / (delays.register + ADDER_LEVEL_PS) as f64
+}
+
+/// The logic delay budget per stage at `clock_mhz` ([`stage_logic_ps`]),
+/// at least one adder level.
 pub fn budget_for_clock(clock_mhz: f64, delays: &Delays) -> u32 {
-    let period = 1.0e6 / clock_mhz;
-    ((period * 0.875) as u32)
-        .saturating_sub(delays.register)
-        .max(ADDER_LEVEL_PS)
+    (stage_logic_ps(clock_mhz, delays).max(0.0) as u32).max(ADDER_LEVEL_PS)
 }
 
 /// The budget for `levels` adder levels of 16 bits per stage.
