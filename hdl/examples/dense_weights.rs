@@ -33,17 +33,13 @@ fn main() {
                 ..Options::default()
             };
             let k = build_kernel(&alone, &options).expect("built");
-            let rows: Vec<Vec<i128>> = weights
-                .chunks(*n_in)
-                .map(|r| r.iter().map(|&w| w as i128).collect())
-                .collect();
             let line = serde_json::json!({
                 "layer": l.name,
                 "n_in": n_in,
                 "n_out": n_out,
                 "weights": weights,
                 "adders": k.stats().adders,
-                "bare_adders": hdl::matrix_adders(&rows),
+                "bare_adders": hdl::matrix_adders(weights, *n_in),
             });
             println!("{line}");
         }

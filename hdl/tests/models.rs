@@ -356,13 +356,7 @@ fn jet_tagger_matrices_take_at_most_6400_adders() {
         .layers
         .iter()
         .filter_map(|l| match &l.op {
-            QOp::Dense { n_in, weights, .. } => {
-                let rows: Vec<Vec<i128>> = weights
-                    .chunks(*n_in)
-                    .map(|r| r.iter().map(|&w| w as i128).collect())
-                    .collect();
-                Some(hdl::matrix_adders(&rows))
-            }
+            QOp::Dense { n_in, weights, .. } => Some(hdl::matrix_adders(weights, *n_in)),
             _ => None,
         })
         .sum();

@@ -25,13 +25,18 @@ pub use cell::{find_cells, Cell, CellInfo};
 pub use fold::layer_reuse;
 pub use slice::{slice_layers, SliceError};
 
-/// Adders of the shift-add network built for the bare product of the
-/// integer matrix `weights` (`weights[r][i]` multiplies input `i` in output
-/// `r`) with a vector, without bias or requantizer: the figure that compares
-/// with other solvers of the constant matrix-vector product (da4ml's).
-pub fn matrix_adders(weights: &[Vec<i128>]) -> usize {
-    let bias = vec![false; weights.len()];
-    cse::plan(weights, &bias).cost(&bias)
+/// Adders of the shift-add network built for the bare product of an
+/// integer matrix with a vector, without bias or requantizer: the figure
+/// that compares with other solvers of the constant matrix-vector product
+/// (da4ml's). `weights` is laid out as a Dense layer holds it, one row of
+/// `n_in` per output (`weights[o * n_in + i]`).
+pub fn matrix_adders(weights: &[i64], n_in: usize) -> usize {
+    let rows: Vec<Vec<i128>> = weights
+        .chunks(n_in.max(1))
+        .map(|r| r.iter().map(|&w| w as i128).collect())
+        .collect();
+    let bias = vec![false; rows.len()];
+    cse::plan(&rows, &bias).cost(&bias)
 }
 
 /// The combinational netlist of `model` (no registers), with its bus fields.
