@@ -373,36 +373,41 @@ impl Chain {
         (2 * MULTI * self.stride, MULTI * self.dstride)
     }
 
-    /// The layers on the vector kernels for `E` events (1 or [`MULTI`]).
-    /// Chains are formed only for i16 or u8 operands, which only the x86
-    /// SIMD families have.
+    /// One event: `x` the chain's input tensor (raw codes in range), `y`
+    /// its output tensor.
     #[inline(always)]
-    fn layers_simd<const E: usize, const J: usize>(
+    pub fn run<T: Copy + Into<i64>>(
         &self,
-        cur: &mut [u16],
-        nxt: &mut [u16],
+        x: &[T],
+        y: &mut [i64],
+        cx: &mut [u16],
         dot: &mut [i32],
     ) {
+        self.run_checked(x, (i64::MIN, i64::MAX), y, cx, dot);
+    }
+
+    /// [`Chain::run`] on raw codes not yet checked: false, with nothing
+    /// run, if one lies outside `range`. The check, packing, layers and
+    /// tail run in one function compiled for the chain's ISA, so that the
+    /// check, the packing and the scalar tail are built with it too and no
+    /// call separates them.
+    #[inline(always)]
+    pub fn run_checked<T: Copy + Into<i64>>(
+        &self,
+        x: &[T],
+        range: (i64, i64),
+        y: &mut [i64],
+        cx: &mut [u16],
+        dot: &mut [i32],
+    ) -> bool {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the ISA was checked available when the plan was built;
         // buffers are sized by `scratch()` (whole 16-lane blocks).
         unsafe {
-            x86::run::<E, J>(self, cur, nxt, dot)
+            x86::run_one(self, x, range, y, cx, dot)
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("fused chains exist only for x86_64 SIMD kernels ({cur:?}, {nxt:?}, {dot:?})")
-    }
-
-    /// One event: `x` the chain's input tensor, `y` its output tensor.
-    #[inline(always)]
-    pub fn run(&self, x: &[i64], y: &mut [i64], cx: &mut [u16], dot: &mut [i32]) {
-        let (cur, nxt) = cx[..2 * self.stride].split_at_mut(self.stride);
-        self.pack_input(x, cur, nxt);
-        self.layers_simd::<1, 8>(cur, nxt, dot);
-        // The scalar tail: for one event its latency beats the lane path's
-        // gather (which pays off across a multi-event pass).
-        let n = self.layers.last().unwrap().k.n_out;
-        finish(&self.tail, &dot[..n], y)
+        unreachable!("fused chains exist only for x86_64 SIMD kernels ({x:?}, {range:?}, {y:?}, {cx:?}, {dot:?})")
     }
 
     /// Packs [`MULTI`] events' inputs, event `e`'s at `x[e * xs..]`, into
@@ -440,15 +445,15 @@ impl Chain {
     ) {
         let s = self.stride;
         let (cur, nxt) = cx[..2 * MULTI * s].split_at_mut(MULTI * s);
-        self.layers_simd::<MULTI, 1>(cur, nxt, dot);
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `layers_simd`; the last layer's outputs are at
-        // strides `dstride` in `dot`.
+        // SAFETY: as in `run`; the last layer's outputs are at strides
+        // `dstride` in `dot`.
         unsafe {
+            x86::run_multi(self, cur, nxt, dot);
             x86::finish_multi(self, dot, y, ys, y_len)
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (y, ys, y_len);
+        unreachable!("fused chains exist only for x86_64 SIMD kernels ({y:?}, {ys}, {y_len}, {cur:?}, {nxt:?}, {dot:?})")
     }
 }
 
@@ -470,9 +475,16 @@ mod x86 {
     use std::arch::x86_64::*;
 
     /// [`Program::apply`] on block `b` of `E` events, each op's constants
-    /// loaded once for all events.
+    /// loaded once for all events. The program's shape and bias pointer
+    /// come as values (copies the caller keeps in registers across blocks).
     #[inline(always)]
-    unsafe fn run_prog<V: Lanes, const E: usize>(p: &Program, b: usize, v: &mut [V; E]) {
+    unsafe fn run_prog<V: Lanes, const E: usize>(
+        p: &Program,
+        shape: Option<Shape>,
+        bias0: *const i32,
+        b: usize,
+        v: &mut [V; E],
+    ) {
         macro_rules! each {
             (|$x:ident| $e:expr) => {
                 for $x in v.iter_mut() {
@@ -483,8 +495,8 @@ mod x86 {
                 }
             };
         }
-        let bias = || V::load(p.bias.as_ptr().add(b * 16));
-        if let Some(Shape { k, wrap, lo, hi }) = p.shape {
+        let bias = || V::load(bias0.add(b * 16));
+        if let Some(Shape { k, wrap, lo, hi }) = shape {
             let (bias, lo, hi) = (bias(), V::splat(lo), V::splat(hi));
             match wrap {
                 None => each!(|x| x.add(bias).sra(k).max(lo).min(hi)),
@@ -526,18 +538,48 @@ mod x86 {
     /// A layer's epilogue as [`blocks`]' sink: the program on the
     /// accumulator registers, then a store (`kind`): 0 i32 (last layer),
     /// 1 narrowed to i16 lanes, 2 narrowed to u8 lanes (`+ off`).
+    ///
+    /// The program's shape and bias pointer are copied in: the stores go
+    /// through raw pointers, after which fields read through `prog` would
+    /// be reloaded for every block.
     struct Epilogue<'a> {
-        l: &'a Stage,
+        prog: &'a Program,
+        shape: Option<Shape>,
+        bias: *const i32,
         out: *mut u8,
         os: usize,
         kind: u8,
         off: i32,
     }
 
+    impl<'a> Epilogue<'a> {
+        #[inline(always)]
+        fn new(l: &'a Stage, out: *mut u8, os: usize, kind: u8, off: i32) -> Epilogue<'a> {
+            Epilogue {
+                prog: &l.prog,
+                shape: l.prog.shape,
+                bias: l.prog.bias.as_ptr(),
+                out,
+                os,
+                kind,
+                off,
+            }
+        }
+    }
+
     impl<V: Lanes> Sink<V> for Epilogue<'_> {
         #[inline(always)]
         unsafe fn put<const E: usize>(&mut self, b: usize, mut s: [V; E]) {
-            run_prog(&self.l.prog, b, &mut s);
+            // Several events: the reloads are shared by all of them, and
+            // the registers are better spent on accumulators (measured on
+            // the Conv1D tagger: keeping the copies cost 3 % of its
+            // instructions in batches).
+            let (shape, bias) = if E == 1 {
+                (self.shape, self.bias)
+            } else {
+                (self.prog.shape, self.prog.bias.as_ptr())
+            };
+            run_prog(self.prog, shape, bias, b, &mut s);
             let off = V::splat(self.off);
             for (e, &v) in s.iter().enumerate() {
                 let o = self.out.add(e * self.os);
@@ -566,13 +608,7 @@ mod x86 {
     ) {
         match &l.conv {
             None => {
-                let ep = &mut Epilogue {
-                    l,
-                    out: o,
-                    os,
-                    kind,
-                    off,
-                };
+                let ep = &mut Epilogue::new(l, o, os, kind, off);
                 blocks::<V, E, J>(&l.k, x, xs, &Seg::all(&l.k), ep);
             }
             Some(cv) => {
@@ -580,13 +616,7 @@ mod x86 {
                 // ends with a convolution: kind is 1 or 2).
                 let row = cv.cpad_out * if kind == 2 { 1 } else { 2 };
                 for p in 0..cv.out_rows {
-                    let ep = &mut Epilogue {
-                        l,
-                        out: o.add(p * row),
-                        os,
-                        kind,
-                        off,
-                    };
+                    let ep = &mut Epilogue::new(l, o.add(p * row), os, kind, off);
                     let segs = &cv.segs[cv.starts[p]..cv.starts[p + 1]];
                     blocks::<V, E, J>(&l.k, x, xs, segs, ep);
                 }
@@ -644,58 +674,116 @@ mod x86 {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn run_vnni<const E: usize, const J: usize>(
+    /// One event from its raw codes `x`: packed, the layers, the tail.
+    #[inline(always)]
+    unsafe fn one<V: Lanes, const J: usize, T: Copy + Into<i64>>(
         c: &Chain,
+        x: &[T],
+        (lo, hi): (i64, i64),
+        y: &mut [i64],
         cur: &mut [u16],
         nxt: &mut [u16],
         dot: &mut [i32],
-    ) {
-        run_impl::<__m512i, 1, E, J>(c, cur, nxt, dot)
+    ) -> bool {
+        if (lo, hi) != (i64::MIN, i64::MAX) && !crate::in_range_any(x, lo, hi) {
+            return false;
+        }
+        c.pack_input(x, cur, nxt);
+        run_impl::<V, 1, 1, J>(c, cur, nxt, dot);
+        // The scalar tail: for one event its latency beats the lane path's
+        // gather (which pays off across a multi-event pass).
+        let n = c.layers.last().unwrap().k.n_out;
+        super::finish(&c.tail, &dot[..n], y);
+        true
     }
 
-    #[target_feature(enable = "avx512f,avx512bw")]
-    unsafe fn run_avx512<const E: usize, const J: usize>(
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,bmi2")]
+    unsafe fn one_vnni<T: Copy + Into<i64>>(
         c: &Chain,
+        x: &[T],
+        range: (i64, i64),
+        y: &mut [i64],
         cur: &mut [u16],
         nxt: &mut [u16],
         dot: &mut [i32],
-    ) {
-        run_impl::<__m512i, 1, E, J>(c, cur, nxt, dot)
+    ) -> bool {
+        one::<__m512i, 8, T>(c, x, range, y, cur, nxt, dot)
     }
 
-    /// AVX2: at most four events per group (eight accumulator registers
-    /// of sixteen), with four partial sums for a single event.
-    #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2<const E: usize>(
+    #[target_feature(enable = "avx512f,avx512bw,bmi2")]
+    unsafe fn one_avx512<T: Copy + Into<i64>>(
         c: &Chain,
+        x: &[T],
+        range: (i64, i64),
+        y: &mut [i64],
         cur: &mut [u16],
         nxt: &mut [u16],
         dot: &mut [i32],
-    ) {
-        if E == 1 {
-            run_impl::<Y2, 1, 1, 4>(c, cur, nxt, dot)
-        } else {
-            const _: () = assert!(MULTI.is_multiple_of(4));
-            run_impl::<Y2, { MULTI / 4 }, 4, 1>(c, cur, nxt, dot)
+    ) -> bool {
+        one::<__m512i, 8, T>(c, x, range, y, cur, nxt, dot)
+    }
+
+    /// AVX2: four partial sums per block for a single event.
+    #[target_feature(enable = "avx2,bmi2")]
+    unsafe fn one_avx2<T: Copy + Into<i64>>(
+        c: &Chain,
+        x: &[T],
+        range: (i64, i64),
+        y: &mut [i64],
+        cur: &mut [u16],
+        nxt: &mut [u16],
+        dot: &mut [i32],
+    ) -> bool {
+        one::<Y2, 4, T>(c, x, range, y, cur, nxt, dot)
+    }
+
+    /// One event: raw codes `x` to the chain's output `y`, if all lie in
+    /// `range`.
+    pub(super) unsafe fn run_one<T: Copy + Into<i64>>(
+        c: &Chain,
+        x: &[T],
+        range: (i64, i64),
+        y: &mut [i64],
+        cx: &mut [u16],
+        dot: &mut [i32],
+    ) -> bool {
+        let (cur, nxt) = cx[..2 * c.stride].split_at_mut(c.stride);
+        assert!(dot.len() >= c.dstride);
+        match c.layers[0].k.isa {
+            Isa::Avx512Vnni => one_vnni(c, x, range, y, cur, nxt, dot),
+            Isa::Avx512 => one_avx512(c, x, range, y, cur, nxt, dot),
+            Isa::Avx2 => one_avx2(c, x, range, y, cur, nxt, dot),
+            Isa::Scalar => unreachable!("the scalar chain has no vector kernels"),
         }
     }
 
-    /// `E` events (1 or [`MULTI`]); packed inputs at `cur[e * stride..]`,
-    /// the last layer's i32 outputs at `dot[e * dstride..]`.
-    pub(super) unsafe fn run<const E: usize, const J: usize>(
-        c: &Chain,
-        cur: &mut [u16],
-        nxt: &mut [u16],
-        dot: &mut [i32],
-    ) {
-        assert!(E == 1 || E == MULTI);
-        assert!(cur.len() >= E * c.stride && nxt.len() >= E * c.stride);
-        assert!(dot.len() >= E * c.dstride);
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn multi_vnni(c: &Chain, cur: &mut [u16], nxt: &mut [u16], dot: &mut [i32]) {
+        run_impl::<__m512i, 1, MULTI, 1>(c, cur, nxt, dot)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn multi_avx512(c: &Chain, cur: &mut [u16], nxt: &mut [u16], dot: &mut [i32]) {
+        run_impl::<__m512i, 1, MULTI, 1>(c, cur, nxt, dot)
+    }
+
+    /// AVX2: at most four events per group (eight accumulator registers
+    /// of sixteen).
+    #[target_feature(enable = "avx2")]
+    unsafe fn multi_avx2(c: &Chain, cur: &mut [u16], nxt: &mut [u16], dot: &mut [i32]) {
+        const _: () = assert!(MULTI.is_multiple_of(4));
+        run_impl::<Y2, { MULTI / 4 }, 4, 1>(c, cur, nxt, dot)
+    }
+
+    /// [`MULTI`] events: packed inputs at `cur[e * stride..]`, the last
+    /// layer's i32 outputs at `dot[e * dstride..]`.
+    pub(super) unsafe fn run_multi(c: &Chain, cur: &mut [u16], nxt: &mut [u16], dot: &mut [i32]) {
+        assert!(cur.len() >= MULTI * c.stride && nxt.len() >= MULTI * c.stride);
+        assert!(dot.len() >= MULTI * c.dstride);
         match c.layers[0].k.isa {
-            Isa::Avx512Vnni => run_vnni::<E, J>(c, cur, nxt, dot),
-            Isa::Avx512 => run_avx512::<E, J>(c, cur, nxt, dot),
-            Isa::Avx2 => run_avx2::<E>(c, cur, nxt, dot),
+            Isa::Avx512Vnni => multi_vnni(c, cur, nxt, dot),
+            Isa::Avx512 => multi_avx512(c, cur, nxt, dot),
+            Isa::Avx2 => multi_avx2(c, cur, nxt, dot),
             Isa::Scalar => unreachable!("the scalar chain has no vector kernels"),
         }
     }
@@ -897,7 +985,7 @@ mod x86 {
         }
     }
 
-    /// `Table::lookup` on 8 i64 lanes (as `scalar::lookup64`).
+    /// `Table::lookup` on 8 i64 lanes (as `scalar::Lookup::get`).
     #[inline(always)]
     unsafe fn lookup8<Q: Q8>(t: &Table, x: Q) -> Q {
         let d = x.sub(Q::splat(t.offset)).sra(t.shift.min(63));

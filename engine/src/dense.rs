@@ -226,6 +226,7 @@ pub(crate) struct Seg {
 
 impl Seg {
     /// Every group of `p`, from the start of the input.
+    #[inline(always)]
     pub(crate) fn all(p: &PackedDense) -> [Seg; 1] {
         [Seg {
             w: 0,
@@ -240,6 +241,7 @@ pub const MULTI: usize = 8;
 
 impl PackedDense {
     /// Input offset added to each raw input before it enters a lane.
+    #[inline]
     pub fn offset(&self) -> i64 {
         self.off
     }
@@ -716,10 +718,11 @@ pub(crate) mod x86 {
         segs: &[Seg],
         sink: &mut impl Sink<V>,
     ) {
-        let g = p.ngroups;
-        let w0 = p.w.as_ptr();
+        // Fields in locals: the sink's stores go through raw pointers,
+        // after which the compiler would reload every field per block.
+        let (g, w0, init0) = (p.ngroups, p.w.as_ptr(), p.init.as_ptr());
         for b in 0..p.nblk {
-            let init = V::load(p.init.as_ptr().add(b * 16));
+            let init = V::load(init0.add(b * 16));
             let mut acc = [[V::zero(); J]; E];
             for a in acc.iter_mut() {
                 a[0] = init;

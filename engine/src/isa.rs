@@ -32,7 +32,10 @@ impl Isa {
         match self {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => is_x86_feature_detected!("avx2"),
+            // BMI2 too: the AVX2 builds of the plan and the chains enable it
+            // (`sarx`, `shlx` for the scalar steps), and some virtual
+            // machines hide it while exposing AVX2.
+            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("bmi2"),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
                 is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")

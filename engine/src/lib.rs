@@ -215,7 +215,7 @@ unsafe fn in_range_avx2<T: Copy + Into<i64>>(src: &[T], lo: i64, hi: i64) -> boo
 }
 
 #[inline(always)]
-fn in_range_any<T: Copy + Into<i64>>(src: &[T], lo: i64, hi: i64) -> bool {
+pub(crate) fn in_range_any<T: Copy + Into<i64>>(src: &[T], lo: i64, hi: i64) -> bool {
     // Counted, not folded into a bool: a count vectorizes, `&&` does not.
     let bad: usize = src
         .iter()
@@ -611,10 +611,25 @@ impl Engine {
         input: &[I],
         output: &mut [O],
     ) -> Result<(), EngineError> {
+        if let Some(x) = self.direct_raw(input) {
+            let p = &self.ports[0];
+            if self.plan.run_raw(s, x, p.lo, p.hi) {
+                self.unpack(&s.arena, output);
+                return Ok(());
+            }
+        }
         self.raw(input, &mut s.arena)?;
         self.plan.run(s);
         self.unpack(&s.arena, output);
         Ok(())
+    }
+
+    /// Integer codes of one event that a plan of one chain can pack
+    /// straight into its lanes.
+    #[inline]
+    fn direct_raw<'a, I: InputValue>(&self, input: &'a [I]) -> Option<RawCodes<'a>> {
+        self.plan.direct_chain()?;
+        I::as_raw(input)
     }
 
     /// One event's raw codes from `src` (its flat input) into an `arena`,

@@ -195,7 +195,9 @@ impl<T: Lane> FastRq<T> {
                     (r << s).lshr(s)
                 }
             }
-            1 => r.clamp(self.clo, self.hi),
+            // Not `clamp`, whose `clo <= hi` assertion costs a compare
+            // and branch per value (the constructor guarantees it).
+            1 => r.max(self.clo).min(self.hi),
             _ => {
                 if r < self.lo || r > self.hi {
                     T::default()
@@ -208,12 +210,19 @@ impl<T: Lane> FastRq<T> {
 
     #[inline(always)]
     pub fn apply(&self, v: T) -> T {
-        let r = self.round(v);
         match self.mode {
-            0 => self.overflow::<0>(r),
-            1 => self.overflow::<1>(r),
-            _ => self.overflow::<2>(r),
+            0 => self.apply_mode::<0>(v),
+            1 => self.apply_mode::<1>(v),
+            _ => self.apply_mode::<2>(v),
         }
+    }
+
+    /// [`FastRq::apply`] for a requantizer whose `mode` is `MODE`, for
+    /// loops that pick the mode once.
+    #[inline(always)]
+    pub(crate) fn apply_mode<const MODE: u8>(&self, v: T) -> T {
+        debug_assert_eq!(self.mode, MODE);
+        self.overflow::<MODE>(self.round(v))
     }
 
     #[inline(always)]

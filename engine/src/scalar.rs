@@ -19,6 +19,27 @@ pub(crate) fn softmax64<T: Copy + Ord + Into<i64>>(
     inv_table: &Table,
     rq: &FastRq,
 ) {
+    // The requantizer's overflow mode picked once, not per value.
+    match rq.mode {
+        0 => softmax_mode::<T, 0>(x, y, n, exp_table, inv_table, rq),
+        1 => softmax_mode::<T, 1>(x, y, n, exp_table, inv_table, rq),
+        _ => softmax_mode::<T, 2>(x, y, n, exp_table, inv_table, rq),
+    }
+}
+
+#[inline(always)]
+fn softmax_mode<T: Copy + Ord + Into<i64>, const MODE: u8>(
+    x: &[T],
+    y: &mut [i64],
+    n: usize,
+    exp_table: &Table,
+    inv_table: &Table,
+    rq: &FastRq,
+) {
+    // Locals, not fields: after inlining, the compiler otherwise reloads
+    // every table field and requantizer constant for each value (a single
+    // event's 5-class softmax took about 385 instructions that way).
+    let (exp, inv, rq) = (Lookup::new(exp_table), Lookup::new(inv_table), *rq);
     // Indexed groups: `chunks(n)` with a run-time `n` costs two divisions.
     let mut i = 0;
     while i + n <= x.len().min(y.len()) {
@@ -28,14 +49,43 @@ pub(crate) fn softmax64<T: Copy + Ord + Into<i64>>(
         let m = g.iter().fold(i64::MIN, |m, &v| m.max(v.into()));
         let mut sum = 0i64;
         for (e, &v) in yg.iter_mut().zip(g) {
-            *e = lookup64(exp_table, v.into() - m);
+            *e = exp.get(v.into() - m);
             sum += *e;
         }
-        let r = lookup64(inv_table, sum);
+        let r = inv.get(sum);
         for e in yg.iter_mut() {
-            *e = rq.apply(*e * r);
+            *e = rq.apply_mode::<MODE>(*e * r);
         }
         i += n;
+    }
+}
+
+/// `Table::lookup` in i64 with the table's fields held in locals, for
+/// arguments the caller proved within +-2^62 (with the table's offset
+/// within +-2^61, `x - offset` cannot overflow).
+#[derive(Clone, Copy)]
+struct Lookup<'a> {
+    values: &'a [i64],
+    offset: i64,
+    shift: u32,
+    last: i64,
+}
+
+impl<'a> Lookup<'a> {
+    #[inline(always)]
+    fn new(t: &'a Table) -> Lookup<'a> {
+        Lookup {
+            values: &t.values,
+            offset: t.offset,
+            shift: t.shift.min(63),
+            last: t.values.len() as i64 - 1,
+        }
+    }
+
+    #[inline(always)]
+    fn get(&self, x: i64) -> i64 {
+        let d = (x - self.offset) >> self.shift;
+        self.values[d.max(0).min(self.last) as usize]
     }
 }
 
@@ -57,14 +107,6 @@ pub(crate) fn argmax<T: Copy + Ord>(x: &[T], y: &mut [i64], n: usize, one: i64) 
         yg[best] = one;
         i += n;
     }
-}
-
-/// `Table::lookup` in i64, for arguments the caller proved within +-2^62
-/// (with the table's offset within +-2^61, `x - offset` cannot overflow).
-#[inline(always)]
-pub(crate) fn lookup64(t: &Table, x: i64) -> i64 {
-    let d = (x - t.offset) >> t.shift.min(63);
-    t.values[d.clamp(0, t.values.len() as i64 - 1) as usize]
 }
 
 /// The softmax's i64 requantizer, if the i64 path is exact: differences,

@@ -42,11 +42,17 @@ fn check(model: &quantize::qmodel::QModel, inputs: &[Vec<i64>], what: &str) -> u
                 "{what} isa {isa} batch event {e}\nkernels {kinds:?}\n{model:#?}"
             );
         }
-        // Narrower raw codes take the direct packing path: the same outputs.
+        // Narrower raw codes take the direct packing path: the same
+        // outputs, in batches and event by event.
+        let il = eng.input_len();
         let x32: Vec<i32> = flat.iter().map(|&v| v as i32).collect();
         let mut o32 = vec![0i64; outs.len()];
         eng.infer_batch(&x32, &mut o32).unwrap();
         assert_eq!(o32, outs, "{what} isa {isa}: i32 batch");
+        for (e, w) in want.iter().enumerate() {
+            eng.infer(&x32[e * il..(e + 1) * il], &mut out).unwrap();
+            assert_eq!(&out, w, "{what} isa {isa}: i32 event {e}");
+        }
         if let Ok(x16) = flat
             .iter()
             .map(|&v| i16::try_from(v))
@@ -55,6 +61,10 @@ fn check(model: &quantize::qmodel::QModel, inputs: &[Vec<i64>], what: &str) -> u
             let mut o16 = vec![0i64; outs.len()];
             eng.infer_batch(&x16, &mut o16).unwrap();
             assert_eq!(o16, outs, "{what} isa {isa}: i16 batch");
+            for (e, w) in want.iter().enumerate() {
+                eng.infer(&x16[e * il..(e + 1) * il], &mut out).unwrap();
+                assert_eq!(&out, w, "{what} isa {isa}: i16 event {e}");
+            }
         }
     }
     fused
@@ -182,6 +192,36 @@ fn batch_input_error_names_the_index_within_the_event() {
         err,
         "input value 1000 at index 3 is outside the input type ap_fixed<8,3>"
     );
+}
+
+/// One event of raw codes goes straight into a whole-chain plan's lanes,
+/// checked inside the chain's kernel: a code out of range still gets the
+/// staged path's error, on every ISA and for every integer width, and a
+/// code at the type's edge is accepted.
+#[test]
+fn single_event_input_error_names_the_index() {
+    let p =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/three_layer_keras.onnx");
+    let g = quantize::onnx::import_path(&p).unwrap();
+    let cfg = quantize::config::Config::uniform("fixed<8,3>".parse().unwrap());
+    let model = quantize::quantizer::quantize_graph(&g, &cfg).unwrap();
+    let want = "input value 128 at index 5 is outside the input type ap_fixed<8,3>";
+    for isa in isas() {
+        let eng = Engine::with_isa(&model, isa).unwrap();
+        let (il, ol) = (eng.input_len(), eng.output_len());
+        let mut y = vec![0i64; ol];
+        let mut x = vec![0i64; il];
+        x[4] = 127;
+        x[6] = -128;
+        eng.infer(&x, &mut y).unwrap();
+        x[5] = 128;
+        let err = |r: Result<(), engine::EngineError>| r.unwrap_err().to_string();
+        assert_eq!(err(eng.infer(&x, &mut y)), want, "isa {isa}: i64");
+        let x32: Vec<i32> = x.iter().map(|&v| v as i32).collect();
+        assert_eq!(err(eng.infer(&x32, &mut y)), want, "isa {isa}: i32");
+        let x16: Vec<i16> = x.iter().map(|&v| v as i16).collect();
+        assert_eq!(err(eng.infer(&x16, &mut y)), want, "isa {isa}: i16");
+    }
 }
 
 /// Convolutions fused into chains (grids of channels in lanes, no im2col):

@@ -64,6 +64,23 @@ impl Plan {
         self.dispatch::<false>(s, None)
     }
 
+    /// [`Plan::run`] for a [`Plan::direct_chain`], reading one event's raw
+    /// codes straight from `raw` into the chain's lanes, without the i64
+    /// staging; the output lands in the arena. False, with nothing run,
+    /// when a code lies outside `lo..=hi` (the staged path names it).
+    #[inline]
+    pub(crate) fn run_raw(&self, s: &mut Scratch, raw: RawCodes, lo: i64, hi: i64) -> bool {
+        let c = self.direct_chain().expect("a plan that is one chain");
+        let t = self.offs.len() - 1;
+        let y = &mut s.arena[self.offs[t]..self.offs[t] + self.lens[t]];
+        let (cx, dot) = (&mut s.b.cx, &mut s.b.cdot);
+        match raw {
+            RawCodes::I16(x) => c.run_checked(x, (lo, hi), y, cx, dot),
+            RawCodes::I32(x) => c.run_checked(x, (lo, hi), y, cx, dot),
+            RawCodes::I64(x) => c.run_checked(x, (lo, hi), y, cx, dot),
+        }
+    }
+
     /// Runs every layer for [`MULTI`] events whose inputs are already in
     /// their arenas (`Scratch::barena`, one `sizes.arena` stride each).
     #[inline]
