@@ -465,7 +465,7 @@ mod x86 {
     //! the epilogue on the accumulator registers and a narrowing store into
     //! the next layer's packed input.
     use super::{Chain, Stage, Tail, MAX_LANES_N, MULTI};
-    use crate::dense::x86::{blocks, count, Lanes, Sink, Y2};
+    use crate::dense::x86::{blocks, count, wide, Lanes, Sink, Y2};
     use crate::dense::Operand;
     use crate::dense::Seg;
     use crate::epi::{Op, Program, Shape};
@@ -597,7 +597,7 @@ mod x86 {
     /// its epilogue storing `kind` at `o + e * os` with `off`.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn layer<V: Lanes, const E: usize, const J: usize>(
+    unsafe fn layer<V: Lanes, const E: usize, const J: usize, const WIDE: bool>(
         l: &Stage,
         x: *const u8,
         xs: usize,
@@ -609,7 +609,11 @@ mod x86 {
         match &l.conv {
             None => {
                 let ep = &mut Epilogue::new(l, o, os, kind, off);
-                blocks::<V, E, J>(&l.k, x, xs, &Seg::all(&l.k), ep);
+                if WIDE && E == 1 {
+                    wide::<V>(&l.k, x, &Seg::all(&l.k), ep);
+                } else {
+                    blocks::<V, E, J>(&l.k, x, xs, &Seg::all(&l.k), ep);
+                }
             }
             Some(cv) => {
                 // Output row p in the next layer's lanes (a chain never
@@ -618,7 +622,11 @@ mod x86 {
                 for p in 0..cv.out_rows {
                     let ep = &mut Epilogue::new(l, o.add(p * row), os, kind, off);
                     let segs = &cv.segs[cv.starts[p]..cv.starts[p + 1]];
-                    blocks::<V, E, J>(&l.k, x, xs, segs, ep);
+                    if WIDE && E == 1 {
+                        wide::<V>(&l.k, x, segs, ep);
+                    } else {
+                        blocks::<V, E, J>(&l.k, x, xs, segs, ep);
+                    }
                 }
             }
         }
@@ -628,7 +636,14 @@ mod x86 {
     /// `cur[e * stride..]`): layer by layer, each layer's weights read once
     /// per group, layers of at most 8 outputs on `V::Half` lanes.
     #[inline(always)]
-    unsafe fn run_impl<'a, V: Lanes, const G: usize, const E: usize, const J: usize>(
+    unsafe fn run_impl<
+        'a,
+        V: Lanes,
+        const G: usize,
+        const E: usize,
+        const J: usize,
+        const WIDE: bool,
+    >(
         c: &Chain,
         mut cur: &'a mut [u16],
         mut nxt: &'a mut [u16],
@@ -649,14 +664,14 @@ mod x86 {
                 // Half-width lanes leave registers to spare: all the pass's
                 // events at once, each weight and every per-position step
                 // of a convolution shared by twice the events.
-                layer::<V::Half, MULTI, J>(l, x, xs, o, os, kind, off);
+                layer::<V::Half, MULTI, J, WIDE>(l, x, xs, o, os, kind, off);
             } else {
                 for g in 0..G {
                     let (x, o) = (x.add(g * E * xs), o.add(g * E * os));
                     if V::HALVES && l.k.n_out <= 8 {
-                        layer::<V::Half, E, J>(l, x, xs, o, os, kind, off);
+                        layer::<V::Half, E, J, WIDE>(l, x, xs, o, os, kind, off);
                     } else {
-                        layer::<V, E, J>(l, x, xs, o, os, kind, off);
+                        layer::<V, E, J, WIDE>(l, x, xs, o, os, kind, off);
                     }
                 }
             }
@@ -676,7 +691,7 @@ mod x86 {
 
     /// One event from its raw codes `x`: packed, the layers, the tail.
     #[inline(always)]
-    unsafe fn one<V: Lanes, const J: usize, T: Copy + Into<i64>>(
+    unsafe fn one<V: Lanes, const J: usize, const WIDE: bool, T: Copy + Into<i64>>(
         c: &Chain,
         x: &[T],
         (lo, hi): (i64, i64),
@@ -689,7 +704,7 @@ mod x86 {
             return false;
         }
         c.pack_input(x, cur, nxt);
-        run_impl::<V, 1, 1, J>(c, cur, nxt, dot);
+        run_impl::<V, 1, 1, J, WIDE>(c, cur, nxt, dot);
         // The scalar tail: for one event its latency beats the lane path's
         // gather (which pays off across a multi-event pass).
         let n = c.layers.last().unwrap().k.n_out;
@@ -707,7 +722,7 @@ mod x86 {
         nxt: &mut [u16],
         dot: &mut [i32],
     ) -> bool {
-        one::<__m512i, 8, T>(c, x, range, y, cur, nxt, dot)
+        one::<__m512i, 8, false, T>(c, x, range, y, cur, nxt, dot)
     }
 
     #[target_feature(enable = "avx512f,avx512bw,bmi2")]
@@ -720,10 +735,10 @@ mod x86 {
         nxt: &mut [u16],
         dot: &mut [i32],
     ) -> bool {
-        one::<__m512i, 8, T>(c, x, range, y, cur, nxt, dot)
+        one::<__m512i, 8, false, T>(c, x, range, y, cur, nxt, dot)
     }
 
-    /// AVX2: four partial sums per block for a single event.
+    /// AVX2: up to four blocks per pass for a single event ([`wide`]).
     #[target_feature(enable = "avx2,bmi2")]
     unsafe fn one_avx2<T: Copy + Into<i64>>(
         c: &Chain,
@@ -734,7 +749,7 @@ mod x86 {
         nxt: &mut [u16],
         dot: &mut [i32],
     ) -> bool {
-        one::<Y2, 4, T>(c, x, range, y, cur, nxt, dot)
+        one::<Y2, 1, true, T>(c, x, range, y, cur, nxt, dot)
     }
 
     /// One event: raw codes `x` to the chain's output `y`, if all lie in
@@ -759,12 +774,12 @@ mod x86 {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn multi_vnni(c: &Chain, cur: &mut [u16], nxt: &mut [u16], dot: &mut [i32]) {
-        run_impl::<__m512i, 1, MULTI, 1>(c, cur, nxt, dot)
+        run_impl::<__m512i, 1, MULTI, 1, false>(c, cur, nxt, dot)
     }
 
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn multi_avx512(c: &Chain, cur: &mut [u16], nxt: &mut [u16], dot: &mut [i32]) {
-        run_impl::<__m512i, 1, MULTI, 1>(c, cur, nxt, dot)
+        run_impl::<__m512i, 1, MULTI, 1, false>(c, cur, nxt, dot)
     }
 
     /// AVX2: at most four events per group (eight accumulator registers
@@ -772,7 +787,7 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     unsafe fn multi_avx2(c: &Chain, cur: &mut [u16], nxt: &mut [u16], dot: &mut [i32]) {
         const _: () = assert!(MULTI.is_multiple_of(4));
-        run_impl::<Y2, { MULTI / 4 }, 4, 1>(c, cur, nxt, dot)
+        run_impl::<Y2, { MULTI / 4 }, 4, 1, false>(c, cur, nxt, dot)
     }
 
     /// [`MULTI`] events: packed inputs at `cur[e * stride..]`, the last
