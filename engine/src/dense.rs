@@ -729,15 +729,20 @@ pub(crate) mod x86 {
             }
             for s in segs {
                 let (w, x, n) = (w0.add(b * g + s.w), x.add(s.x), s.n);
+                // At least two groups per iteration: with one partial sum
+                // (several events) the loop's bookkeeping would otherwise
+                // be a fifth of its instructions.
+                let u = if J >= 2 { J } else { 2 };
                 let mut q = 0;
-                while q + J <= n {
-                    for j in 0..J {
+                while q + u <= n {
+                    for j in 0..u {
                         let wv = V::weights(w.add(q + j));
                         for (e, a) in acc.iter_mut().enumerate() {
-                            a[j] = a[j].mac::<OP>(V::bcast(x.add(e * xs + (q + j) * 4)), wv);
+                            a[j % J] =
+                                a[j % J].mac::<OP>(V::bcast(x.add(e * xs + (q + j) * 4)), wv);
                         }
                     }
-                    q += J;
+                    q += u;
                 }
                 while q < n {
                     let wv = V::weights(w.add(q));
