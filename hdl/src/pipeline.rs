@@ -70,6 +70,10 @@ impl Family {
                 dsp_a: 27,
                 dsp_b: 18,
                 register: 200,
+                // Not modelled: no open place and route to measure it, and
+                // the Vivado script's timing report checks it.
+                bram: 0,
+                bram_rom_bits: 10,
             },
             // Calibrated against nextpnr-ecp5 (speed 6) after place and
             // route of the shipped MLPs, where routing is most of every
@@ -90,6 +94,12 @@ impl Family {
                 dsp_a: 18,
                 dsp_b: 18,
                 register: 700,
+                // A DP16KD without its output register: 5.61 ns clock to
+                // data out after place and route (a Conv1D's softmax table),
+                // against a register's 0.53 ns. Yosys mapped that 2,048-entry
+                // table to block RAM and the 512-entry ones to logic.
+                bram: 5100,
+                bram_rom_bits: 10,
             },
         }
     }
@@ -125,6 +135,14 @@ pub struct Delays {
     pub dsp_b: u32,
     /// Register overhead per stage: clock-to-out plus setup.
     pub register: u32,
+    /// A block RAM's clock-to-data-out beyond a register's: synthesis
+    /// turns a registered ROM into block RAM, and the stage after it
+    /// starts that late.
+    pub bram: u32,
+    /// ROMs whose index has at least this many bits (an address space of
+    /// `2^bits` words, as synthesis sees it, however many of them the
+    /// table fills) are taken for block RAM.
+    pub bram_rom_bits: u32,
 }
 
 impl Default for Delays {
@@ -371,6 +389,10 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
         }
     }
     let widths: Vec<u32> = comb.nodes.iter().map(|x| x.width).collect();
+    let bram_rom = |a: usize| {
+        delays.bram > 0
+            && matches!(comb.nodes[a].op, Op::Rom { idx, .. } if widths[idx] >= delays.bram_rom_bits)
+    };
     // None: a constant, available in every stage.
     let mut stage: Vec<Option<u32>> = vec![None; n];
     let mut arr = vec![Arrival::default(); n];
@@ -385,19 +407,31 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
                 .map(|&a| match stage[a] {
                     None => None,
                     Some(sa) if sa == s => Some(arr[a]),
+                    // From the register right after a ROM that becomes
+                    // block RAM: its data arrives late.
+                    Some(sa) if sa + 1 == s && bram_rom(a) => Some(Arrival {
+                        lo: delays.bram,
+                        hi: delays.bram,
+                        ..Default::default()
+                    }),
                     // From a register.
                     Some(_) => Some(Arrival::default()),
                 })
                 .collect()
         };
-        let ins = view(s);
-        let busy = ins.iter().flatten().any(|a| a.hi > 0);
-        let (a, whole) = arrive(&node.op, node.width, &ins, delays, &widths);
-        let (s, a) = if busy && (whole || a.hi > budget) {
-            let ins = view(s + 1);
-            (s + 1, arrive(&node.op, node.width, &ins, delays, &widths).0)
-        } else {
-            (s, a)
+        // The first stage where the node fits: its inputs' stage, or a
+        // later one where they come from registers (two later behind a
+        // block RAM, whose data arrives late).
+        let mut s = s;
+        let (a, whole) = loop {
+            let ins = view(s);
+            let busy = ins.iter().flatten().any(|a| a.hi > 0);
+            let (a, whole) = arrive(&node.op, node.width, &ins, delays, &widths);
+            if busy && (whole || a.hi > budget) {
+                s += 1;
+            } else {
+                break (a, whole);
+            }
         };
         stage[i] = Some(s);
         arr[i] = if whole {

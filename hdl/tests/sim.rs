@@ -176,6 +176,32 @@ fn delay_model_merges_cheap_logic() {
     assert!(lat4 < lat1 && lat4 >= 1);
 }
 
+/// A ROM large enough to become block RAM delays the stage after its
+/// register by the RAM's clock-to-out on ECP5 (5.6 ns measured after
+/// place and route): a 19 x 18 product of a 2,048-entry table takes a
+/// stage of its own after a second register; from a 512-entry table
+/// (logic) it directly follows the table's register. UltraScale+ is not
+/// modelled and keeps the shorter pipeline.
+#[test]
+fn block_ram_tables_delay_the_next_stage() {
+    use hdl::netlist::{Netlist, OutField};
+    use hdl::pipeline::{budget_for_clock, pipeline, Family};
+    let latency = |bits: u32, family: Family| {
+        let mut n = Netlist::new();
+        // Signed: the index is `bits` wide, an address space of 2^bits.
+        let idx = n.input(0, bits, true);
+        let x = n.input(bits, 19, true);
+        let table = n.rom(idx, (0..1i128 << bits).map(|v| v * 37 % 131_071).collect());
+        let y = n.mul(x, table);
+        n.outputs.push(OutField { node: y, width: 37 });
+        let d = family.delays();
+        pipeline(&n, budget_for_clock(100.0, &d), &d).1
+    };
+    let (ram, logic) = (latency(11, Family::Ecp5), latency(9, Family::Ecp5));
+    assert_eq!(ram, logic + 1, "2,048 entries: {ram}, 512: {logic}");
+    assert_eq!(latency(11, Family::Xcup), latency(9, Family::Xcup));
+}
+
 /// Reuse factors the folded builder cannot honour are errors that name the
 /// layer and the reason: a Conv layer, and a skip connection around a
 /// folded layer.
