@@ -27,6 +27,15 @@ fn low_bits_of(src: &str, from: u32, width: u32) -> String {
 }
 
 impl Netlist {
+    /// Whether a product of `a` and `b` is printed as the product of their
+    /// magnitudes: both are numbers (not booleans) known non-negative.
+    pub fn magnitudes(&self, a: NodeId, b: NodeId) -> bool {
+        [a, b].iter().all(|&x| {
+            let n = &self.nodes[x];
+            !n.boolean && n.lo >= 0 && n.width >= 2
+        })
+    }
+
     /// Verilog text of the low `width` bits of node `a` (sign-extended when
     /// `a` is narrower), as an unsigned vector.
     fn low_bits(&self, a: NodeId, width: u32) -> String {
@@ -116,6 +125,27 @@ impl Netlist {
                         format!("1'b{}", v & 1)
                     } else {
                         hex_const(*v, w)
+                    }
+                }
+                Op::Mul(a, b) if self.magnitudes(*a, *b) => {
+                    // Both operands non-negative: the product of their
+                    // magnitudes, unsigned, so that synthesis fits it to a
+                    // DSP's unsigned width (an 18-bit magnitude carried in
+                    // a 19-bit signed wire would take a second DSP on ECP5).
+                    let (ua, ub) = (self.width(*a) - 1, self.width(*b) - 1);
+                    let pw = ua + ub;
+                    let _ = writeln!(
+                        s,
+                        "  wire [{}:0] n{i}_u = $unsigned(n{a}[{}:0]) * $unsigned(n{b}[{}:0]);",
+                        pw - 1,
+                        ua - 1,
+                        ub - 1
+                    );
+                    // The value fits `w - 1` bits (the node's range).
+                    if pw < w {
+                        format!("$signed({{{}'b0, n{i}_u}})", w - pw)
+                    } else {
+                        format!("$signed(n{i}_u[{}:0])", w - 1)
                     }
                 }
                 Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) => {
