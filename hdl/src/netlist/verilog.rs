@@ -132,15 +132,20 @@ impl Netlist {
                     // magnitudes, unsigned, so that synthesis fits it to a
                     // DSP's unsigned width (an 18-bit magnitude carried in
                     // a 19-bit signed wire would take a second DSP on ECP5).
+                    // Unsigned wires of the product's width (lint-clean,
+                    // one operator per expression).
                     let (ua, ub) = (self.width(*a) - 1, self.width(*b) - 1);
                     let pw = ua + ub;
-                    let _ = writeln!(
-                        s,
-                        "  wire [{}:0] n{i}_u = $unsigned(n{a}[{}:0]) * $unsigned(n{b}[{}:0]);",
-                        pw - 1,
-                        ua - 1,
-                        ub - 1
-                    );
+                    for (x, u, tag) in [(*a, ua, 'a'), (*b, ub, 'b')] {
+                        let _ = writeln!(
+                            s,
+                            "  wire [{}:0] n{i}_{tag} = {{{}'b0, n{x}[{}:0]}};",
+                            pw - 1,
+                            pw - u,
+                            u - 1
+                        );
+                    }
+                    let _ = writeln!(s, "  wire [{}:0] n{i}_u = (n{i}_a * n{i}_b);", pw - 1);
                     // The value fits `w - 1` bits (the node's range).
                     if pw < w {
                         format!("$signed({{{}'b0, n{i}_u}})", w - pw)
