@@ -53,13 +53,44 @@ impl Ecp5Device {
         }
     }
 
-    /// The smallest device whose logic cells (one LUT4 each) hold `cells`
-    /// ([`logic_cells`]) at 85 % use (routing needs the rest), or `None`
-    /// when even the largest does not.
-    pub fn smallest_for(cells: u64) -> Option<Ecp5Device> {
-        Ecp5Device::ALL
-            .into_iter()
-            .find(|d| cells * 100 <= d.luts() * 85)
+    /// 18 x 18 multipliers (MULT18X18D), from Lattice's ECP5 data sheet.
+    pub fn dsps(self) -> u64 {
+        match self {
+            Ecp5Device::K25 => 28,
+            Ecp5Device::K45 => 72,
+            Ecp5Device::K85 => 156,
+        }
+    }
+
+    /// 18 kb block RAMs (DP16KD).
+    pub fn brams(self) -> u64 {
+        match self {
+            Ecp5Device::K25 => 56,
+            Ecp5Device::K45 => 108,
+            Ecp5Device::K85 => 208,
+        }
+    }
+
+    /// The smallest device that holds the synthesized kernel `s`: its logic
+    /// cells ([`logic_cells`], one LUT4 of the device each) at 85 % use
+    /// (routing needs the rest), its multipliers and its block RAMs. A
+    /// reused kernel is mostly multipliers: by LUT4 alone the jet tagger at
+    /// reuse 64 (138 multipliers) would go on the 25k device, which has 28.
+    pub fn smallest_for(s: &SynthReport) -> Result<Ecp5Device, PnrError> {
+        let cells = logic_cells(s);
+        let holds = |d: Ecp5Device| {
+            cells * 100 <= d.luts() * 85 && s.dsp <= d.dsps() && s.bram <= d.brams()
+        };
+        Ecp5Device::ALL.into_iter().find(|&d| holds(d)).ok_or({
+            let big = Ecp5Device::K85;
+            if cells * 100 > big.luts() * 85 {
+                PnrError::TooLarge(cells)
+            } else if s.dsp > big.dsps() {
+                PnrError::TooManyDsp(s.dsp)
+            } else {
+                PnrError::TooManyBram(s.bram)
+            }
+        })
     }
 }
 
@@ -289,6 +320,10 @@ pub enum PnrError {
     Family(String, Family),
     #[error("the kernel needs about {0} logic cells (LUT4, carry and wide-multiplexer cells of its synthesis), more than the largest ECP5 (LFE5U-85F, 83,640) holds at 85 % use: place and route a smaller kernel (--reuse, --layers, a narrower --precision)")]
     TooLarge(u64),
+    #[error("the kernel needs {0} 18 x 18 multipliers (MULT18X18D), more than the largest ECP5 (LFE5U-85F) has (156): place and route a kernel with fewer multipliers (a higher --reuse, --strategy shift-add, --layers)")]
+    TooManyDsp(u64),
+    #[error("the kernel needs {0} block RAMs (DP16KD), more than the largest ECP5 (LFE5U-85F) has (208): place and route a smaller kernel (--layers, a narrower --precision)")]
+    TooManyBram(u64),
     #[error("cannot read nextpnr's report {}: {why}", .path.display())]
     Report { path: PathBuf, why: String },
 }
@@ -366,10 +401,7 @@ pub fn place_route(
     synth.module = m.module.clone();
     let device = match device {
         Some(d) => d,
-        None => {
-            let cells = logic_cells(&synth);
-            Ecp5Device::smallest_for(cells).ok_or(PnrError::TooLarge(cells))?
-        }
+        None => Ecp5Device::smallest_for(&synth)?,
     };
     // Run in `dir` with bare file names: YoWASP's WebAssembly build sees
     // only the directory it is started in.
@@ -669,13 +701,35 @@ mod tests {
         assert!(parse_report("not json", 100.0).is_err());
     }
 
+    /// A kernel of `lut` LUT4, `dsp` multipliers and `bram` block RAMs.
+    fn kernel(lut: u64, dsp: u64, bram: u64) -> SynthReport {
+        SynthReport {
+            lut,
+            dsp,
+            bram,
+            ..SynthReport::default()
+        }
+    }
+
     #[test]
     fn the_smallest_device_that_holds_the_kernel() {
-        assert_eq!(Ecp5Device::smallest_for(5_000), Some(Ecp5Device::K25));
-        assert_eq!(Ecp5Device::smallest_for(20_644), Some(Ecp5Device::K25));
-        assert_eq!(Ecp5Device::smallest_for(20_645), Some(Ecp5Device::K45));
-        assert_eq!(Ecp5Device::smallest_for(71_094), Some(Ecp5Device::K85));
-        assert_eq!(Ecp5Device::smallest_for(71_095), None);
+        let fits = |k: SynthReport| Ecp5Device::smallest_for(&k).map_err(|e| e.to_string());
+        assert_eq!(fits(kernel(5_000, 0, 0)), Ok(Ecp5Device::K25));
+        assert_eq!(fits(kernel(20_644, 28, 56)), Ok(Ecp5Device::K25));
+        assert_eq!(fits(kernel(20_645, 0, 0)), Ok(Ecp5Device::K45));
+        assert_eq!(fits(kernel(5_000, 29, 0)), Ok(Ecp5Device::K45));
+        assert_eq!(fits(kernel(5_000, 0, 57)), Ok(Ecp5Device::K45));
+        assert_eq!(fits(kernel(5_000, 73, 0)), Ok(Ecp5Device::K85));
+        assert_eq!(fits(kernel(71_094, 156, 208)), Ok(Ecp5Device::K85));
+        let e = fits(kernel(71_095, 0, 0)).unwrap_err();
+        assert!(e.contains("71095 logic cells"), "{e}");
+        let e = fits(kernel(5_000, 170, 0)).unwrap_err();
+        assert!(
+            e.contains("170 18 x 18 multipliers") && e.contains("--reuse"),
+            "{e}"
+        );
+        let e = fits(kernel(5_000, 0, 209)).unwrap_err();
+        assert!(e.contains("209 block RAMs"), "{e}");
     }
 
     /// The 16-bit two-layer MLP's synthesis: its LUT4 alone fit the 25k
@@ -690,10 +744,7 @@ mod tests {
             ..SynthReport::default()
         };
         assert_eq!(logic_cells(&s), 20_920);
-        assert_eq!(
-            Ecp5Device::smallest_for(logic_cells(&s)),
-            Some(Ecp5Device::K45)
-        );
+        assert_eq!(Ecp5Device::smallest_for(&s).ok(), Some(Ecp5Device::K45));
         let regs = SynthReport {
             lut: 10,
             ff: 30_000,
