@@ -257,8 +257,8 @@ fn unsupported_reuse_is_an_error() {
 
 proptest::proptest! {
     #![proptest_config(proptest::test_runner::Config { cases: 64, ..Default::default() })]
-    /// Models, precisions, strategies, pipeline budgets and reuse factors
-    /// drawn by proptest (shrinking a failure towards a small seed, width and
+    /// Models, precisions, strategies, pipeline budgets, reuse factors and
+    /// families drawn by proptest (shrinking a failure towards a small seed, width and
     /// reuse): the kernel's simulation equals the golden model.
     #[test]
     fn prop_kernels_match_golden(
@@ -267,6 +267,7 @@ proptest::proptest! {
         reuse in 1u32..=6,
         levels in 1u32..=8,
         dsp in proptest::prelude::any::<bool>(),
+        ecp5 in proptest::prelude::any::<bool>(),
     ) {
         let mut rng = SmallRng::seed_from_u64(seed);
         let spec = RandomSpec { max_bits, skips: false, ..RandomSpec::default() };
@@ -275,6 +276,9 @@ proptest::proptest! {
             strategy: if dsp { Strategy::Dsp } else { Strategy::ShiftAdd },
             levels: Some(levels),
             reuse: Some(reuse),
+            // ECP5's delay model places other stages (block RAM, unsigned
+            // products).
+            family: if ecp5 { hdl::Family::Ecp5 } else { hdl::Family::Xcup },
             ..Options::default()
         };
         check_model(&mut rng, &model, &opts, &format!("seed {seed}"));

@@ -24,6 +24,13 @@ pub fn have(tool: &str) -> bool {
     false
 }
 
+/// True when the full co-simulation sweeps are asked for
+/// (`BXFLOW_FULL_SWEEPS=1`): every model under Verilator. CI runs a sample,
+/// and the netlist simulator checks the rest bit for bit.
+pub fn full_sweeps() -> bool {
+    std::env::var("BXFLOW_FULL_SWEEPS").as_deref() == Ok("1")
+}
+
 pub fn tmp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("bxflow-hdl-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
