@@ -18,6 +18,7 @@ use quantize::qmodel::QModel;
 use serde::{Deserialize, Serialize};
 
 use crate::kernel::Kernel;
+use crate::netlist::Op;
 
 /// The file name of kernel `module`'s net map.
 pub fn file_name(module: &str) -> String {
@@ -51,6 +52,15 @@ pub struct NetRun {
     pub stage: Option<u32>,
 }
 
+/// The delay model's prediction for a register: the logic it computed
+/// into the register's input, from the start of the stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegDelay {
+    /// The register, signal `n{reg}`.
+    pub reg: usize,
+    pub logic_ps: u32,
+}
+
 /// Where every signal of a kernel comes from. Runs of consecutive signals
 /// rather than one entry each: pipelining builds a layer's nodes one after
 /// the other, so the runs are few and the file stays small for large
@@ -62,6 +72,10 @@ pub struct NetMap {
     pub layers: Vec<LayerInfo>,
     /// In order of `first`, covering every signal.
     pub nets: Vec<NetRun>,
+    /// The registers behind logic, in order of `reg` (a register fed by a
+    /// register or a port has no entry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predicted: Vec<RegDelay>,
 }
 
 impl NetMap {
@@ -93,7 +107,29 @@ impl NetMap {
                 })
                 .collect(),
             nets,
+            predicted: k
+                .net
+                .nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(reg, n)| match n.op {
+                    Op::Reg { a, .. } => k.net.nodes[a]
+                        .predicted_ps
+                        .filter(|&p| p > 0)
+                        .map(|logic_ps| RegDelay { reg, logic_ps }),
+                    _ => None,
+                })
+                .collect(),
         }
+    }
+
+    /// The logic the delay model predicted into register `n{reg}`.
+    pub fn predicted(&self, reg: usize) -> Option<u32> {
+        let k = self.predicted.partition_point(|r| r.reg < reg);
+        self.predicted
+            .get(k)
+            .filter(|r| r.reg == reg)
+            .map(|r| r.logic_ps)
     }
 
     pub fn to_json(&self) -> String {
@@ -117,7 +153,7 @@ impl NetMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlist::{op_inputs, Op};
+    use crate::netlist::op_inputs;
     use crate::pipeline::Family;
     use crate::{build_kernel, Options};
     use quantize::random::{random_model, RandomSpec};
@@ -166,6 +202,23 @@ mod tests {
             }
         }
         assert!(map.lookup(k.net.nodes.len()).is_none());
+        // The delay model's logic into every register behind logic, and
+        // none for a register fed by a register or a port.
+        for (i, n) in k.net.nodes.iter().enumerate() {
+            let Op::Reg { a, .. } = n.op else { continue };
+            let src = &k.net.nodes[a];
+            let logic = src.stage.is_some()
+                && !matches!(src.op, Op::Reg { .. } | Op::Input { .. } | Op::InValid);
+            match map.predicted(i) {
+                Some(ps) => assert!(logic && ps > 0, "n{i} <= n{a}: {ps} ps, {:?}", src.op),
+                None => assert!(
+                    !logic || src.predicted_ps == Some(0),
+                    "n{i} <= n{a}: {:?}",
+                    src.op
+                ),
+            }
+        }
+        assert!(!map.predicted.is_empty());
         assert_eq!(
             layers.into_iter().collect::<Vec<_>>(),
             (0..model.layers.len()).collect::<Vec<_>>(),

@@ -482,6 +482,7 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
         let r = net.reg(prev, false);
         net.nodes[r].layer = comb.nodes[a].layer;
         net.nodes[r].stage = Some(s);
+        net.nodes[r].predicted_ps = Some(0);
         r
     };
     // The new id of old node `a` as seen in stage `s`.
@@ -518,6 +519,10 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
         net.nodes[id].tag = node.tag.clone();
         net.nodes[id].layer = node.layer;
         net.nodes[id].stage = stage[i];
+        net.nodes[id].predicted_ps = stage[i].map(|_| match node.op {
+            Op::Reg { .. } => 0,
+            _ => arr[i].hi,
+        });
         map[i] = id;
     }
     for f in &comb.outputs {

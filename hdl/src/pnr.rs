@@ -136,6 +136,11 @@ pub struct CellOrigin {
     /// The signal's pipeline stage ([`crate::netlist::Node::stage`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<u32>,
+    /// For the register a path ends at: the logic delay the delay model
+    /// predicted into it (the net map's [`crate::netmap::RegDelay`]), to
+    /// set beside the routed path ([`end_origin`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_logic_ns: Option<f64>,
     /// All of it in words, for the table.
     pub what: String,
 }
@@ -211,7 +216,7 @@ impl PnrReport {
     pub fn trace(&mut self, map: Option<&NetMap>) {
         if let (Some(a), Some(b)) = (self.critical_path.first(), self.critical_path.last()) {
             self.from = Some(cell_origin(&a.from, map));
-            self.to = Some(cell_origin(&b.to, map));
+            self.to = Some(end_origin(&b.to, map));
         }
     }
 }
@@ -251,6 +256,23 @@ pub fn kernel_signal(cell: &str) -> Option<(usize, bool)> {
             .strip_prefix("_TRELLIS_FF_Q_")
             .is_some_and(|b| b.bytes().all(|c| c.is_ascii_digit()));
     Some((n, register))
+}
+
+/// [`cell_origin`] of the cell a path ends at, with, when it is a register
+/// of the kernel, the logic delay the delay model predicted into it: the
+/// model's figure for the path that routing measured.
+pub fn end_origin(cell: &str, map: Option<&NetMap>) -> CellOrigin {
+    let mut o = cell_origin(cell, map);
+    let predicted = match (map, kernel_signal(cell)) {
+        (Some(m), Some((n, true))) => m.predicted(n),
+        _ => None,
+    };
+    if let Some(ps) = predicted {
+        let ns = f64::from(ps) / 1e3;
+        o.predicted_logic_ns = Some(ns);
+        o.what += &format!("; the delay model predicted {ns:.2} ns of logic into it");
+    }
+    o
 }
 
 /// What `cell` is: a signal of the kernel traced through `map`, a register
@@ -601,6 +623,10 @@ mod tests {
                 run(10, 12, Some(0), Some(1)),
                 run(13, 20, Some(1), Some(2)),
             ],
+            predicted: vec![crate::netmap::RegDelay {
+                reg: 14,
+                logic_ps: 6250,
+            }],
         }
     }
 
@@ -620,6 +646,23 @@ mod tests {
             "{o:?}"
         );
         assert_eq!(o.what, "register n12: layer 0 'dense' (Dense), stage 1");
+        assert_eq!(
+            end_origin("core.n12_TRELLIS_FF_Q_3", Some(&m)),
+            o,
+            "no prediction"
+        );
+        // A path ending at a register behind logic: the model's delay
+        // beside the route; not where a path starts, nor at logic.
+        let o = end_origin("core.n14_TRELLIS_FF_Q", Some(&m));
+        assert_eq!(o.predicted_logic_ns, Some(6.25));
+        assert_eq!(
+            o.what,
+            "register n14: layer 1 'relu' (Relu), stage 2; the delay model predicted 6.25 ns of logic into it"
+        );
+        let o = cell_origin("core.n14_TRELLIS_FF_Q", Some(&m));
+        assert_eq!(o.predicted_logic_ns, None);
+        let o = end_origin("core.n14_LUT4_Z", Some(&m));
+        assert_eq!(o.predicted_logic_ns, None);
         let o = cell_origin("core.n13_CCU2C_S0$CCU2_COMB1", Some(&m));
         assert_eq!((o.layer, o.stage), (Some(1), Some(2)), "{o:?}");
         assert!(

@@ -102,6 +102,13 @@ fn ecp5_kernel_meets_its_clock_after_place_and_route() {
         assert_eq!(o.layer_name.as_deref(), Some(m.layers[layer].name.as_str()));
         assert!(stage <= k.latency, "{o:?}: latency {}", k.latency);
     }
+    // A path that ends at a kernel register behind logic carries the delay
+    // model's prediction for it, within the stage's logic budget.
+    let to = r.to.as_ref().unwrap();
+    if let Some(ns) = to.predicted_logic_ns {
+        assert!(ns > 0.0 && ns * 1e3 <= opts.budget_ps() as f64, "{to:?}");
+        assert!(to.what.contains("the delay model predicted"), "{to:?}");
+    }
     let t = r.table();
     assert!(t.contains("ns period (target 100 MHz)"), "{t}");
     let _ = std::fs::remove_dir_all(&dir);

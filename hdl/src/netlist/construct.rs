@@ -336,6 +336,7 @@ impl Netlist {
             self.nodes[id].tag = n.tag.clone();
             self.nodes[id].layer = n.layer;
             self.nodes[id].stage = stage0.zip(n.stage).map(|(a, b)| a + b);
+            self.nodes[id].predicted_ps = n.predicted_ps;
         }
         let outs = sub.outputs.iter().map(|f| map[f.node]).collect();
         (outs, sub.out_valid.map(|v| map[v]).unwrap_or(valid))

@@ -81,6 +81,12 @@ pub struct Node {
     /// `None` in a loop that works on an event over several cycles (a
     /// folded layer's phases, a reused recurrent cell's rounds).
     pub stage: Option<u32>,
+    /// When the delay model has this value settle after the start of its
+    /// stage, in ps (0 for a register's output and an input port); set by
+    /// [`crate::pipeline::pipeline`]. Into a register, it is the logic
+    /// delay the model predicted for that register's path, which `bxflow
+    /// synth --place-route` sets beside the routed one.
+    pub predicted_ps: Option<u32>,
 }
 
 impl Node {
@@ -186,6 +192,7 @@ impl Netlist {
             tag: None,
             layer: self.current_layer,
             stage: None,
+            predicted_ps: None,
         });
         self.nodes.len() - 1
     }
