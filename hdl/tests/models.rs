@@ -1,6 +1,7 @@
 //! Every MLP in `models/`: quantized with the default configuration
 //! (fixed<16,6>), exported, and co-simulated under Verilator on 100,000
-//! random events against the golden model; the netlist simulator on 1,000.
+//! random events against the golden model (a sample in CI, every one with
+//! `BXFLOW_FULL_SWEEPS=1`); the netlist simulator on 1,000.
 
 mod common;
 use common::*;
