@@ -86,9 +86,9 @@ impl Ecp5Device {
             if cells * 100 > big.luts() * 85 {
                 PnrError::TooLarge(cells)
             } else if s.dsp > big.dsps() {
-                PnrError::TooManyDsp(s.dsp)
+                PnrError::TooManyDsp(s.dsp, big.dsps())
             } else {
-                PnrError::TooManyBram(s.bram)
+                PnrError::TooManyBram(s.bram, big.brams())
             }
         })
     }
@@ -342,10 +342,12 @@ pub enum PnrError {
     Family(String, Family),
     #[error("the kernel needs about {0} logic cells (LUT4, carry and wide-multiplexer cells of its synthesis), more than the largest ECP5 (LFE5U-85F, 83,640) holds at 85 % use: place and route a smaller kernel (--reuse, --layers, a narrower --precision)")]
     TooLarge(u64),
-    #[error("the kernel needs {0} 18 x 18 multipliers (MULT18X18D), more than the largest ECP5 (LFE5U-85F) has (156): place and route a kernel with fewer multipliers (a higher --reuse, --strategy shift-add, --layers)")]
-    TooManyDsp(u64),
-    #[error("the kernel needs {0} block RAMs (DP16KD), more than the largest ECP5 (LFE5U-85F) has (208): place and route a smaller kernel (--layers, a narrower --precision)")]
-    TooManyBram(u64),
+    /// Multipliers needed, and the largest device's.
+    #[error("the kernel needs {0} 18 x 18 multipliers (MULT18X18D), more than the largest ECP5 (LFE5U-85F) has ({1}): place and route a kernel with fewer multipliers (a higher --reuse, --strategy shift-add, --layers)")]
+    TooManyDsp(u64, u64),
+    /// Block RAMs needed, and the largest device's.
+    #[error("the kernel needs {0} block RAMs (DP16KD), more than the largest ECP5 (LFE5U-85F) has ({1}): place and route a smaller kernel (--layers, a narrower --precision)")]
+    TooManyBram(u64, u64),
     #[error("cannot read nextpnr's report {}: {why}", .path.display())]
     Report { path: PathBuf, why: String },
 }
@@ -768,11 +770,16 @@ mod tests {
         assert!(e.contains("71095 logic cells"), "{e}");
         let e = fits(kernel(5_000, 170, 0)).unwrap_err();
         assert!(
-            e.contains("170 18 x 18 multipliers") && e.contains("--reuse"),
+            e.contains("170 18 x 18 multipliers")
+                && e.contains("has (156)")
+                && e.contains("--reuse"),
             "{e}"
         );
         let e = fits(kernel(5_000, 0, 209)).unwrap_err();
-        assert!(e.contains("209 block RAMs"), "{e}");
+        assert!(
+            e.contains("209 block RAMs") && e.contains("has (208)"),
+            "{e}"
+        );
     }
 
     /// The 16-bit two-layer MLP's synthesis: its LUT4 alone fit the 25k

@@ -258,8 +258,8 @@ fn unsupported_reuse_is_an_error() {
 proptest::proptest! {
     #![proptest_config(proptest::test_runner::Config { cases: 64, ..Default::default() })]
     /// Models, precisions, strategies, pipeline budgets, reuse factors and
-    /// families drawn by proptest (shrinking a failure towards a small seed, width and
-    /// reuse): the kernel's simulation equals the golden model.
+    /// families drawn by proptest (shrinking a failure towards a small seed,
+    /// width and reuse): the kernel's simulation equals the golden model.
     #[test]
     fn prop_kernels_match_golden(
         seed in proptest::prelude::any::<u64>(),

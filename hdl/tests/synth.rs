@@ -102,10 +102,18 @@ fn ecp5_kernel_meets_its_clock_after_place_and_route() {
         assert_eq!(o.layer_name.as_deref(), Some(m.layers[layer].name.as_str()));
         assert!(stage <= k.latency, "{o:?}: latency {}", k.latency);
     }
-    // A path that ends at a kernel register behind logic carries the delay
-    // model's prediction for it, within the stage's logic budget.
+    // The path's end carries the net map's prediction for its register
+    // (none for a harness register or one fed by a register), within the
+    // stage's logic budget.
+    let map = hdl::netmap::NetMap::read(&dir.join(hdl::netmap::file_name(&k.name))).unwrap();
+    assert!(!map.predicted.is_empty(), "the net map has predictions");
     let to = r.to.as_ref().unwrap();
-    if let Some(ns) = to.predicted_logic_ns {
+    let want = match hdl::pnr::kernel_signal(&to.cell) {
+        Some((n, true)) => map.predicted(n).map(|ps| f64::from(ps) / 1e3),
+        _ => None,
+    };
+    assert_eq!(to.predicted_logic_ns, want, "{to:?}");
+    if let Some(ns) = want {
         assert!(ns > 0.0 && ns * 1e3 <= opts.budget_ps() as f64, "{to:?}");
         assert!(to.what.contains("the delay model predicted"), "{to:?}");
     }
