@@ -542,7 +542,14 @@ mod x86 {
     /// The program's shape and bias pointer are copied in: the stores go
     /// through raw pointers, after which fields read through `prog` would
     /// be reloaded for every block.
-    struct Epilogue<'a> {
+    ///
+    /// `KIND` is the store kind when known at compile time ([`ANY`]: read
+    /// `kind`). `SHAPE`: the program is a [`Shape`] without wrap-around and
+    /// `off` is 0, so that a block's epilogue is its four vector steps and
+    /// a store, with no branch. The single-event kernel picks both per
+    /// layer ([`layer`]); per block, their branches and reloads had been
+    /// about two thirds of the epilogue's instructions.
+    struct Epilogue<'a, const KIND: u8, const SHAPE: bool> {
         prog: &'a Program,
         shape: Option<Shape>,
         bias: *const i32,
@@ -552,9 +559,16 @@ mod x86 {
         off: i32,
     }
 
-    impl<'a> Epilogue<'a> {
+    /// [`Epilogue`]'s `KIND` when the store kind is read at run time.
+    const ANY: u8 = u8::MAX;
+
+    impl<'a, const KIND: u8, const SHAPE: bool> Epilogue<'a, KIND, SHAPE> {
         #[inline(always)]
-        fn new(l: &'a Stage, out: *mut u8, os: usize, kind: u8, off: i32) -> Epilogue<'a> {
+        fn new(l: &'a Stage, out: *mut u8, os: usize, kind: u8, off: i32) -> Self {
+            debug_assert!(KIND == ANY || KIND == kind);
+            debug_assert!(
+                !SHAPE || (off == 0 && matches!(l.prog.shape, Some(Shape { wrap: None, .. })))
+            );
             Epilogue {
                 prog: &l.prog,
                 shape: l.prog.shape,
@@ -567,24 +581,40 @@ mod x86 {
         }
     }
 
-    impl<V: Lanes> Sink<V> for Epilogue<'_> {
+    impl<V: Lanes, const KIND: u8, const SHAPE: bool> Sink<V> for Epilogue<'_, KIND, SHAPE> {
         #[inline(always)]
         unsafe fn put<const E: usize>(&mut self, b: usize, mut s: [V; E]) {
-            // Several events: the reloads are shared by all of them, and
-            // the registers are better spent on accumulators (measured on
-            // the Conv1D tagger: keeping the copies cost 3 % of its
-            // instructions in batches).
-            let (shape, bias) = if E == 1 {
-                (self.shape, self.bias)
+            let kind = if KIND == ANY { self.kind } else { KIND };
+            if SHAPE {
+                let (k, lo, hi) = match self.shape {
+                    Some(Shape { k, lo, hi, .. }) => (k, lo, hi),
+                    None => (0, i32::MIN, i32::MAX),
+                };
+                let (bias, lo, hi) = (V::load(self.bias.add(b * 16)), V::splat(lo), V::splat(hi));
+                for x in s.iter_mut() {
+                    *x = x.add(bias).sra(k).max(lo).min(hi);
+                }
             } else {
-                (self.prog.shape, self.prog.bias.as_ptr())
-            };
-            run_prog(self.prog, shape, bias, b, &mut s);
+                // Several events: the reloads are shared by all of them, and
+                // the registers are better spent on accumulators (measured on
+                // the Conv1D tagger: keeping the copies cost 3 % of its
+                // instructions in batches).
+                let (shape, bias) = if E == 1 {
+                    (self.shape, self.bias)
+                } else {
+                    (self.prog.shape, self.prog.bias.as_ptr())
+                };
+                run_prog(self.prog, shape, bias, b, &mut s);
+            }
             let off = V::splat(self.off);
             for (e, &v) in s.iter().enumerate() {
                 let o = self.out.add(e * self.os);
-                let v = if self.off != 0 { v.add(off) } else { v };
-                match self.kind {
+                let v = if !SHAPE && self.off != 0 {
+                    v.add(off)
+                } else {
+                    v
+                };
+                match kind {
                     0 => v.store(o.add(b * 64) as *mut i32),
                     1 => v.store_i16(o.add(b * 32)),
                     _ => v.store_u8(o.add(b * 16)),
@@ -608,11 +638,29 @@ mod x86 {
     ) {
         match &l.conv {
             None => {
-                let ep = &mut Epilogue::new(l, o, os, kind, off);
-                // `WIDE`: the single-event AVX2 kernel ([`wide`]).
+                // `WIDE`: the single-event AVX2 kernel ([`wide`]), with the
+                // epilogue specialized for the layer's store and shape.
                 if WIDE && E == 1 {
-                    wide::<V>(&l.k, x, &Seg::all(&l.k), ep);
+                    let segs = &Seg::all(&l.k);
+                    let shape = off == 0 && matches!(l.prog.shape, Some(Shape { wrap: None, .. }));
+                    macro_rules! go {
+                        ($k:expr, $s:expr) => {
+                            wide::<V>(
+                                &l.k,
+                                x,
+                                segs,
+                                &mut Epilogue::<$k, $s>::new(l, o, os, kind, off),
+                            )
+                        };
+                    }
+                    match (shape, kind) {
+                        (true, 0) => go!(0, true),
+                        (true, 1) => go!(1, true),
+                        (true, _) => go!(2, true),
+                        (false, _) => go!(ANY, false),
+                    }
                 } else {
+                    let ep = &mut Epilogue::<ANY, false>::new(l, o, os, kind, off);
                     blocks::<V, E, J>(&l.k, x, xs, &Seg::all(&l.k), ep);
                 }
             }
@@ -621,7 +669,7 @@ mod x86 {
                 // ends with a convolution: kind is 1 or 2).
                 let row = cv.cpad_out * if kind == 2 { 1 } else { 2 };
                 for p in 0..cv.out_rows {
-                    let ep = &mut Epilogue::new(l, o.add(p * row), os, kind, off);
+                    let ep = &mut Epilogue::<ANY, false>::new(l, o.add(p * row), os, kind, off);
                     let segs = &cv.segs[cv.starts[p]..cv.starts[p + 1]];
                     blocks::<V, E, J>(&l.k, x, xs, segs, ep);
                 }
