@@ -102,6 +102,10 @@ pub struct Figures {
     /// Engine only: the machine's peak beside each batch run ([`Peak`]).
     #[serde(skip)]
     pub peaks: Vec<Peak>,
+    /// Engine only: the core's clock measured right after each latency
+    /// run ([`engine::peak::clock_hz`]).
+    #[serde(skip)]
+    pub clocks: Vec<f64>,
 }
 
 /// Streaming throughput with a number of worker threads.
@@ -255,6 +259,12 @@ pub struct BenchReport {
     /// ([`Peak::fraction`]), the median over runs, each run against the
     /// peak measured beside it.
     pub peak_fraction_batch: Option<f64>,
+    /// The core's clock beside the latency runs, Hz (median over runs;
+    /// x86-64 only).
+    pub clock_hz: Option<f64>,
+    /// The single-event p50 in cycles of that clock: the figure to compare
+    /// between cores of different clocks (at 3 GHz, 3 cycles are 1 ns).
+    pub single_p50_cycles: Option<f64>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -309,7 +319,7 @@ pub fn bench_engine(engine: &Arc<Engine>, o: &BenchOptions) -> Figures {
     let mut out = vec![0i64; ol];
     let mut s = engine.scratch();
     let (mut p50, mut p99, mut thr, mut st) = (vec![], vec![], vec![], vec![]);
-    let mut peaks = vec![];
+    let (mut peaks, mut clocks) = (vec![], vec![]);
     let mut last = None;
     for _ in 0..o.runs.max(1) {
         let (a, b) = latency(o.events, POOL, |i| {
@@ -319,6 +329,7 @@ pub fn bench_engine(engine: &Arc<Engine>, o: &BenchOptions) -> Figures {
         });
         p50.push(a);
         p99.push(b);
+        clocks.extend(engine::peak::clock_hz(10.0));
         // Batch throughput, one thread.
         let mut outs = vec![0i64; POOL * ol];
         let reps = (o.events / POOL).max(1);
@@ -365,6 +376,7 @@ pub fn bench_engine(engine: &Arc<Engine>, o: &BenchOptions) -> Figures {
         stream_latency_max_ns: l.map(|l| l.max),
         stream_scaling: scaling,
         peaks,
+        clocks,
     }
 }
 
@@ -457,6 +469,7 @@ pub fn report(engine: Engine, onnx: Option<&Path>, o: &BenchOptions) -> BenchRep
         let v: Vec<f64> = pk.iter().filter_map(f).collect();
         (!v.is_empty()).then(|| median(v))
     };
+    let clock = (!e.clocks.is_empty()).then(|| median(e.clocks.clone()));
     let (tract, tract_error) = match tract_r {
         Some(Ok(t)) => (Some(t), None),
         Some(Err(err)) => (None, Some(err)),
@@ -487,6 +500,8 @@ pub fn report(engine: Engine, onnx: Option<&Path>, o: &BenchOptions) -> BenchRep
         peak_macs_per_s: of(|p| Some(p.i16)),
         peak_u8_macs_per_s: of(|p| p.u8),
         peak_fraction_batch: of(|p| Some(p.fraction)),
+        clock_hz: clock,
+        single_p50_cycles: clock.map(|c| e.single_p50_ns * c / 1e9),
         engine: e,
         tract,
         tract_error,
@@ -531,6 +546,13 @@ pub fn format_report(r: &BenchReport) -> String {
         t.map(|t| ns(t.single_p50_ns)),
         r.speedup_p50,
     );
+    if let (Some(c), Some(hz)) = (r.single_p50_cycles, r.clock_hz) {
+        s += &format!(
+            "  = {c:.0} cycles at the core's measured {:.2} GHz ({:.0} ns at 3 GHz)\n",
+            hz / 1e9,
+            c / 3.0
+        );
+    }
     s += &row(
         "single event p99 (1 core)",
         ns(e.single_p99_ns),

@@ -593,7 +593,8 @@ fn bench_json(model: &str, args: &[&str]) -> (serde_json::Value, String) {
 
 /// `bench` reports the machine's peak for the engine's ISA and the batch
 /// rate's fraction of it: at 8 bits with AVX2 forced, the Dense layers run
-/// on u8 lanes and the u8 peak is measured too; at 16 bits it is not.
+/// on u8 lanes and the u8 peak is measured too; at 16 bits it is not. It
+/// reports the core's clock and the single-event p50 in its cycles.
 #[test]
 fn bench_reports_the_peak_of_the_kernels_it_runs() {
     if !engine::Isa::Avx2.available() {
@@ -621,6 +622,12 @@ fn bench_reports_the_peak_of_the_kernels_it_runs() {
         let f = r["peak_fraction_batch"].as_f64().unwrap();
         assert!(i16 > 0.0 && f > 0.0 && f.is_finite(), "{prec}: {out}");
         assert_eq!(r["peak_u8_macs_per_s"].as_f64().is_some(), u8s, "{out}");
+        // The p50 in cycles is the p50 in ns at the clock measured beside it.
+        let hz = r["clock_hz"].as_f64().unwrap();
+        let ns = r["engine"]["single_p50_ns"].as_f64().unwrap();
+        let cycles = r["single_p50_cycles"].as_f64().unwrap();
+        assert!((0.8e9..6.5e9).contains(&hz), "{out}");
+        assert!((cycles - ns * hz / 1e9).abs() < 1e-6 * cycles, "{out}");
     }
 }
 
