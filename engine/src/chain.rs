@@ -546,7 +546,7 @@ mod x86 {
     /// `KIND` is the store kind when known at compile time ([`ANY`]: read
     /// `kind`). `SHAPE`: the program is a [`Shape`] without wrap-around and
     /// `off` is 0, so that a block's epilogue is its four vector steps and
-    /// a store, with no branch. The single-event kernel picks both per
+    /// a store, with no branch. The single-event kernels pick both per
     /// layer ([`layer`]); per block, their branches and reloads had been
     /// about two thirds of the epilogue's instructions.
     struct Epilogue<'a, const KIND: u8, const SHAPE: bool> {
@@ -638,20 +638,20 @@ mod x86 {
     ) {
         match &l.conv {
             None => {
-                // `WIDE`: the single-event AVX2 kernel ([`wide`]), with the
-                // epilogue specialized for the layer's store and shape.
-                if WIDE && E == 1 {
+                // One event: the epilogue specialized for the layer's store
+                // and shape; `WIDE`, the single-event AVX2 kernel ([`wide`]).
+                if E == 1 {
                     let segs = &Seg::all(&l.k);
                     let shape = off == 0 && matches!(l.prog.shape, Some(Shape { wrap: None, .. }));
                     macro_rules! go {
-                        ($k:expr, $s:expr) => {
-                            wide::<V>(
-                                &l.k,
-                                x,
-                                segs,
-                                &mut Epilogue::<$k, $s>::new(l, o, os, kind, off),
-                            )
-                        };
+                        ($k:expr, $s:expr) => {{
+                            let ep = &mut Epilogue::<$k, $s>::new(l, o, os, kind, off);
+                            if WIDE {
+                                wide::<V>(&l.k, x, segs, ep)
+                            } else {
+                                blocks::<V, E, J>(&l.k, x, xs, segs, ep)
+                            }
+                        }};
                     }
                     match (shape, kind) {
                         (true, 0) => go!(0, true),
