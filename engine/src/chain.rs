@@ -544,9 +544,10 @@ mod x86 {
     /// be reloaded for every block.
     ///
     /// `KIND` is the store kind when known at compile time ([`ANY`]: read
-    /// `kind`). `SHAPE`: the program is a [`Shape`] without wrap-around and
-    /// `off` is 0, so that a block's epilogue is its four vector steps and
-    /// a store, with no branch. The single-event kernels pick both per
+    /// `kind`). `SHAPE`: the program is a [`Shape`] without wrap-around, so
+    /// that a block's epilogue is its four vector steps, the offset (added
+    /// even when 0: an add costs less than a branch) and a store. The
+    /// single-event kernels pick both per
     /// layer ([`layer`]); per block, their branches and reloads had been
     /// about two thirds of the epilogue's instructions.
     struct Epilogue<'a, const KIND: u8, const SHAPE: bool> {
@@ -566,9 +567,7 @@ mod x86 {
         #[inline(always)]
         fn new(l: &'a Stage, out: *mut u8, os: usize, kind: u8, off: i32) -> Self {
             debug_assert!(KIND == ANY || KIND == kind);
-            debug_assert!(
-                !SHAPE || (off == 0 && matches!(l.prog.shape, Some(Shape { wrap: None, .. })))
-            );
+            debug_assert!(!SHAPE || matches!(l.prog.shape, Some(Shape { wrap: None, .. })));
             Epilogue {
                 prog: &l.prog,
                 shape: l.prog.shape,
@@ -609,7 +608,7 @@ mod x86 {
             let off = V::splat(self.off);
             for (e, &v) in s.iter().enumerate() {
                 let o = self.out.add(e * self.os);
-                let v = if !SHAPE && self.off != 0 {
+                let v = if SHAPE || self.off != 0 {
                     v.add(off)
                 } else {
                     v
@@ -642,7 +641,7 @@ mod x86 {
                 // and shape; `WIDE`, the single-event AVX2 kernel ([`wide`]).
                 if E == 1 {
                     let segs = &Seg::all(&l.k);
-                    let shape = off == 0 && matches!(l.prog.shape, Some(Shape { wrap: None, .. }));
+                    let shape = matches!(l.prog.shape, Some(Shape { wrap: None, .. }));
                     macro_rules! go {
                         ($k:expr, $s:expr) => {{
                             let ep = &mut Epilogue::<$k, $s>::new(l, o, os, kind, off);
