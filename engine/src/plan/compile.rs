@@ -58,7 +58,9 @@ impl Plan {
             steps
         };
         let range = |t: usize| offs[t]..offs[t] + lens[t];
-        Ok(Plan {
+        static PLANS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        sizes.id = PLANS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut plan = Plan {
             isa,
             steps,
             inputs: (0..model.inputs.len()).map(range).collect(),
@@ -68,7 +70,10 @@ impl Plan {
             sizes,
             descs,
             operands,
-        })
+            direct: false,
+        };
+        plan.direct = plan.whole_chain();
+        Ok(plan)
     }
 }
 

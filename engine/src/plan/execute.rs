@@ -147,18 +147,26 @@ impl Plan {
     /// and outputs right after (see [`crate::Engine::infer_batch_with`]).
     #[inline]
     pub(crate) fn direct_chain(&self) -> Option<&Chain> {
-        let [st] = self.steps.as_slice() else {
-            return None;
-        };
-        let last = self.offs.len() - 1;
-        let whole = self.inputs.len() == 1
-            && st.inputs == [0]
-            && st.out == last
-            && matches!(self.outputs.as_slice(), [o] if o.start == self.offs[last] && o.len() == self.lens[last]);
-        match &st.kernel {
-            Kernel::Chain(c) if whole => Some(c),
+        match self.steps.first() {
+            Some(Step {
+                kernel: Kernel::Chain(c),
+                ..
+            }) if self.direct => Some(c),
             _ => None,
         }
+    }
+
+    /// [`Plan::direct_chain`]'s test, on the plan as built.
+    pub(super) fn whole_chain(&self) -> bool {
+        let [st] = self.steps.as_slice() else {
+            return false;
+        };
+        let last = self.offs.len() - 1;
+        self.inputs.len() == 1
+            && st.inputs == [0]
+            && st.out == last
+            && matches!(self.outputs.as_slice(), [o] if o.start == self.offs[last] && o.len() == self.lens[last])
+            && matches!(st.kernel, Kernel::Chain(_))
     }
 
     #[inline(always)]

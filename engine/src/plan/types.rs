@@ -21,6 +21,8 @@ pub struct Scratch {
     /// [`MULTI`] arenas back to back (multi-event batches).
     pub(crate) barena: Vec<i64>,
     pub(super) b: Bufs,
+    /// The [`Sizes::id`] of the plan this scratch was last sized for.
+    sized: u64,
 }
 
 #[derive(Default, Debug)]
@@ -44,11 +46,18 @@ pub(crate) struct Sizes {
     pub(super) acc: usize,
     pub(super) cx: usize,
     pub(super) cdot: usize,
+    /// Unique to the plan these sizes were built for (0: none), so that
+    /// sizing a scratch for the plan it already fits is one compare: a
+    /// single event otherwise spent seven on it (buffers only grow).
+    pub(super) id: u64,
 }
 
 impl Scratch {
     #[inline]
     pub(crate) fn ensure(&mut self, s: &Sizes) {
+        if s.id != 0 && self.sized == s.id {
+            return;
+        }
         fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) {
             if v.len() < n {
                 v.resize(n, T::default());
@@ -61,6 +70,7 @@ impl Scratch {
         grow(&mut self.b.acc, s.acc);
         grow(&mut self.b.cx, s.cx);
         grow(&mut self.b.cdot, s.cdot);
+        self.sized = s.id;
     }
 
     /// Also sizes the multi-event arenas.
@@ -200,6 +210,10 @@ pub struct Plan {
     pub(super) descs: Vec<String>,
     /// The SIMD operands of each MAC layer on the i32 dot-product path.
     pub(super) operands: Vec<Option<Operand>>,
+    /// Whether the plan is one fused chain from its input to its output
+    /// ([`Plan::direct_chain`]), decided once: a single event asks twice,
+    /// and the test reads a dozen fields.
+    pub(super) direct: bool,
 }
 
 /// How each MAC layer was compiled, for reports and tests.
