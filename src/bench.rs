@@ -364,9 +364,10 @@ fn quantile(sorted: &[u64], p: f64, step: u64) -> f64 {
     m as f64 - step as f64 / 2.0 + within * step as f64
 }
 
-/// Exact p50 and p99 of `n` timed calls, minus the timer's own cost. Exact
-/// rather than from an [`engine::hist::Histogram`], whose 1/16 buckets would move a
-/// 150 ns figure by up to 9 ns.
+/// p50 and p99 of `n` timed calls, minus the timer's own cost: quantiles of
+/// the readings themselves ([`quantile`], interpolated only within the
+/// counter's step), not of an [`engine::hist::Histogram`], whose 1/16
+/// buckets would move a 150 ns figure by up to 9 ns.
 fn latency<F: FnMut(usize)>(n: usize, pool: usize, mut f: F) -> (f64, f64) {
     for i in 0..n.min(1000) {
         f(i % pool); // warm-up

@@ -547,9 +547,9 @@ mod x86 {
     /// `kind`). `SHAPE`: the program is a [`Shape`] without wrap-around, so
     /// that a block's epilogue is its four vector steps, the offset (added
     /// even when 0: an add costs less than a branch) and a store. The
-    /// single-event kernels pick both per
-    /// layer ([`layer`]); per block, their branches and reloads had been
-    /// about two thirds of the epilogue's instructions.
+    /// single-event kernels pick both per layer ([`layer`]); per block,
+    /// their branches and reloads had been about two thirds of the
+    /// epilogue's instructions.
     struct Epilogue<'a, const KIND: u8, const SHAPE: bool> {
         prog: &'a Program,
         shape: Option<Shape>,
