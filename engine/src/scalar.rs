@@ -108,6 +108,7 @@ struct Lookup<'a> {
 impl<'a> Lookup<'a> {
     #[inline(always)]
     fn new(t: &'a Table) -> Lookup<'a> {
+        assert!(!t.values.is_empty(), "a lookup table without values");
         Lookup {
             values: &t.values,
             offset: t.offset,
@@ -119,7 +120,40 @@ impl<'a> Lookup<'a> {
     #[inline(always)]
     fn get(&self, x: i64) -> i64 {
         let d = (x - self.offset) >> self.shift;
-        self.values[d.max(0).min(self.last) as usize]
+        // Clamped without branches: from `max(0)` the compiler made a
+        // branch on the data, which mispredicted for about one class in
+        // five of the jet tagger's events; a bounds check on the clamped
+        // index made it split its selects into branches too.
+        let i = max0(d);
+        let i = std::hint::select_unpredictable(i < self.last, i, self.last);
+        // SAFETY: 0 <= i <= last = len - 1, and `new` refuses an empty table.
+        unsafe { *self.values.get_unchecked(i as usize) }
+    }
+}
+
+/// `d.max(0)` as a conditional move. Written as `max`, a mask or
+/// `select_unpredictable`, the compiler recognizes a maximum and, in a
+/// loop, turns its conditional move into a branch.
+#[inline(always)]
+fn max0(d: i64) -> i64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut r = d;
+        // SAFETY: two register instructions, no memory, flags only.
+        unsafe {
+            std::arch::asm!(
+                "test {r}, {r}",
+                "cmovs {r}, {z}",
+                r = inout(reg) r,
+                z = in(reg) 0i64,
+                options(pure, nomem, nostack),
+            );
+        }
+        r
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        d.max(0)
     }
 }
 
@@ -179,5 +213,30 @@ pub(crate) fn softmax_fast(
     match Rq::new(pf, out_ty, plo, phi) {
         Rq::Fast(f) => Some(f),
         Rq::Slow { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The branch-free clamp gives the table's own lookup on both sides of
+    /// its range, at its ends and inside, for shifts 0 and 3.
+    #[test]
+    fn lookup_clamps_like_the_table() {
+        for shift in [0, 3] {
+            let t = Table {
+                offset: -40,
+                shift,
+                values: (0..17).map(|i| 1000 + i * 7).collect(),
+            };
+            let l = Lookup::new(&t);
+            for x in (-200..=200).chain([i64::MIN / 4, i64::MAX / 4]) {
+                assert_eq!(l.get(x), t.lookup(x), "x = {x}, shift {shift}");
+            }
+        }
+        assert_eq!(max0(-1), 0);
+        assert_eq!(max0(i64::MIN), 0);
+        assert_eq!(max0(5), 5);
     }
 }
