@@ -317,7 +317,11 @@ impl Kernel {
     }
 
     pub fn verilog(&self) -> String {
-        self.net.verilog_with(&self.name, self.options.clock_enable)
+        self.net.verilog_with(
+            &self.name,
+            self.options.clock_enable,
+            self.options.delays().dsp_registers,
+        )
     }
 
     pub fn stats(&self) -> Stats {

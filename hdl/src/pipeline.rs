@@ -6,7 +6,9 @@
 //! comparator of N bits costs `carry_entry + N/8 * carry8` (LUT, routing and
 //! the carry chain), a level of LUT logic (multiplexer, gate, ROM slice)
 //! `lut`, wiring nothing, a multiplier that fits one DSP block `dsp`, a
-//! wider one a whole stage. Two refinements keep the
+//! wider one a whole stage (on a family that uses the DSP's own registers,
+//! [`Delays::dsp_registers`], every product a whole stage of its own, its
+//! operands registered). Two refinements keep the
 //! estimate close to what synthesis produces:
 //!
 //! * **Carry overlap.** Every value carries two arrival times, of its lowest
@@ -70,6 +72,7 @@ impl Family {
                 dsp_a: 27,
                 dsp_b: 18,
                 dsp_unsigned: false,
+                dsp_registers: false,
                 register: 200,
                 // Not modelled: no open place and route to measure it, and
                 // the Vivado script's timing report checks it.
@@ -97,6 +100,10 @@ impl Family {
                 dsp_a: 18,
                 dsp_b: 18,
                 dsp_unsigned: true,
+                // Measured routing into and out of the MULT18X18D on a
+                // nearly full 85k die: 7 to 10 ns, whatever stage the
+                // fabric registers make (README, issue 17).
+                dsp_registers: true,
                 register: 700,
                 // A DP16KD without its output register: 5.61 ns clock to
                 // data out after place and route (a Conv1D's softmax table),
@@ -142,6 +149,13 @@ pub struct Delays {
     /// non-negative values, printed as one of magnitudes, fits one DSP by
     /// its operands' widths less their sign bits.
     pub dsp_unsigned: bool,
+    /// A product that fits one DSP takes a stage of its own, its operands
+    /// and its result registered, so that the export can use the DSP's
+    /// own input and output registers (ECP5's MULT18X18D: Yosys'
+    /// `synth_ecp5` leaves them unused, and nextpnr does not place a
+    /// fabric register beside the DSP it drives, so the routing into and
+    /// out of the DSP stays in the stage).
+    pub dsp_registers: bool,
     /// Register overhead per stage: clock-to-out plus setup.
     pub register: u32,
     /// A block RAM's clock-to-data-out beyond a register's: synthesis
@@ -301,7 +315,7 @@ fn arrive(
         }
         Op::MulConst(a, c) => {
             let (wa, wc) = (widths[*a], crate::netlist::signed_width(*c, *c));
-            if fits_dsp(d, wa, wc) {
+            if fits_dsp(d, wa, wc) && !d.dsp_registers {
                 (plain(max_hi + d.dsp, max_hi + d.dsp), false)
             } else {
                 (plain(0, 0), true)
@@ -309,7 +323,7 @@ fn arrive(
         }
         Op::Mul(a, b) => {
             let sign = u32::from(!(d.dsp_unsigned && magnitudes));
-            if fits_dsp(d, widths[*a] - 1 + sign, widths[*b] - 1 + sign) {
+            if fits_dsp(d, widths[*a] - 1 + sign, widths[*b] - 1 + sign) && !d.dsp_registers {
                 (plain(max_hi + d.dsp, max_hi + d.dsp), false)
             } else {
                 (plain(0, 0), true)
@@ -442,10 +456,15 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
         // The first stage where the node fits: its inputs' stage, or a
         // later one where they come from registers (two later behind a
         // block RAM, whose data arrives late).
+        // A product for a DSP with its own registers reads registers, not
+        // an input port ([`Delays::dsp_registers`]).
+        let product = delays.dsp_registers && matches!(node.op, Op::Mul(..) | Op::MulConst(..));
         let mut s = s;
         let (a, whole) = loop {
             let ins = view(s);
-            let busy = ins.iter().flatten().any(|a| a.hi > 0);
+            let port =
+                |&a: &NodeId| matches!(comb.nodes[a].op, Op::Input { .. }) && stage[a] == Some(s);
+            let busy = ins.iter().flatten().any(|a| a.hi > 0) || (product && ops.iter().any(port));
             let (a, whole) = arrive(&node.op, node.width, &ins, delays, &widths, magnitudes);
             if busy && (whole || a.hi > budget) {
                 s += 1;

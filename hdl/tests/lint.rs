@@ -49,6 +49,17 @@ fn exported_verilog_is_lint_clean_under_verilator_wall() {
                 ..Options::default()
             },
         ),
+        // MULT18X18D instances and their simulation model.
+        (
+            "../models/two_layer_keras.onnx",
+            Options {
+                clock_enable: true,
+                family: hdl::Family::Ecp5,
+                strategy: hdl::Strategy::Dsp,
+                reuse: Some(4),
+                ..Options::default()
+            },
+        ),
     ];
     for (i, (path, opts)) in cases.iter().enumerate() {
         let m = model(path);

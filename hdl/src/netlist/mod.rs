@@ -14,6 +14,7 @@
 //! signedness rule of the language is relied upon.
 
 mod construct;
+mod ecp5;
 mod ir;
 mod sim;
 mod verilog;

@@ -73,15 +73,18 @@ impl Netlist {
 
     /// Verilog-2001 text of the netlist as module `name`.
     pub fn verilog(&self, name: &str) -> String {
-        self.verilog_with(name, false)
+        self.verilog_with(name, false, false)
     }
 
     /// Verilog-2001 text of the netlist as module `name`, with a clock
     /// enable input `ce` when `clock_enable`: on an edge with `ce` low every
     /// register holds (as if the edge had not come) except that `reset`
     /// still resets, no event is taken, and `out_valid` is low while `ce`
-    /// is, so a result is seen exactly once.
-    pub fn verilog_with(&self, name: &str, clock_enable: bool) -> String {
+    /// is, so a result is seen exactly once. `ecp5_dsp`: the products
+    /// between registers go to MULT18X18D primitives with those registers
+    /// inside ([`super::ecp5`]), and a simulation model of the primitive
+    /// follows the module.
+    pub fn verilog_with(&self, name: &str, clock_enable: bool, ecp5_dsp: bool) -> String {
         let mut s = String::new();
         let iw = self.in_width.max(1);
         let ow = self.out_width().max(1);
@@ -104,6 +107,16 @@ impl Netlist {
         let mut made = HashSet::new();
         let mut fit = |s: &mut String, a: NodeId, w: u32| self.fit(s, &mut made, a, w);
         let mut regs = Vec::new();
+        let (dsps, absorbed) = if ecp5_dsp {
+            super::ecp5::plan(self)
+        } else {
+            Default::default()
+        };
+        // The register each absorbed output register reads, by register.
+        let dsp_of: std::collections::HashMap<NodeId, NodeId> = dsps
+            .iter()
+            .flat_map(|(&m, d)| d.outs.iter().map(move |&r| (r, m)))
+            .collect();
         for (i, node) in self.nodes.iter().enumerate() {
             let w = node.width;
             let decl = if node.boolean {
@@ -126,6 +139,22 @@ impl Netlist {
                     } else {
                         hex_const(*v, w)
                     }
+                }
+                Op::Mul(..) | Op::MulConst(..) if dsps.contains_key(&i) => {
+                    let d = &dsps[&i];
+                    let mut next = |s: &mut String, r: NodeId| match self.nodes[r].op {
+                        Op::Reg { a, .. } => fit(s, a, self.width(r)),
+                        _ => unreachable!("a DSP operand is a register"),
+                    };
+                    let na = next(&mut s, d.a);
+                    let nb = d.b.map(|b| next(&mut s, b));
+                    let ce_in = if clock_enable { "ce" } else { "1'b1" };
+                    self.print_dsp(&mut s, i, d, (&na, nb.as_deref()), ce_in);
+                    if !d.outs.is_empty() {
+                        // Read only through the DSP's output register.
+                        continue;
+                    }
+                    self.dsp_output(i, i)
                 }
                 Op::Mul(a, b) if self.magnitudes(*a, *b) => {
                     // Both operands non-negative: the product of their
@@ -223,6 +252,7 @@ impl Netlist {
                     let _ = writeln!(s, "    endcase\n  end");
                     continue;
                 }
+                Op::Reg { .. } if absorbed.contains(&i) => self.dsp_output(dsp_of[&i], i),
                 Op::Reg { a, reset } => {
                     let reg_decl = decl.replace("wire", "reg");
                     let _ = writeln!(
@@ -312,6 +342,9 @@ impl Netlist {
             let _ = writeln!(s, "  assign out_data = 1'b0;");
         }
         let _ = writeln!(s, "  /* verilator lint_on UNUSEDSIGNAL */\nendmodule");
+        if !dsps.is_empty() {
+            s.push_str(&super::ecp5::model());
+        }
         s
     }
 }
