@@ -47,6 +47,44 @@ fn yosys_small_design() {
     assert_eq!(dsp_counts[0], 0, "shift-add uses no DSP");
 }
 
+/// An ECP5 kernel's MULT18X18D instances reach `synth_ecp5` as the
+/// primitive, not as the simulation model that follows the module: one
+/// DSP per instance.
+#[test]
+fn ecp5_dsp_instances_synthesize_as_primitives() {
+    if !have("yosys") {
+        return;
+    }
+    let spec = RandomSpec {
+        max_layers: 1,
+        max_neurons: 6,
+        max_bits: 12,
+        tables: false,
+        ..RandomSpec::default()
+    };
+    let model = random_model(&mut SmallRng::seed_from_u64(3), &spec);
+    let k = build_kernel(
+        &model,
+        &Options {
+            strategy: Strategy::Dsp,
+            family: hdl::Family::Ecp5,
+            clock_mhz: 100.0,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let dir = tmp_dir("synth_ecp5_dsp");
+    let v = write_export(&dir, &k, &model, &events(&model, 10, 1)).unwrap();
+    let instances = std::fs::read_to_string(&v)
+        .unwrap()
+        .matches("MULT18X18D #(.REG_INPUTA_CLK")
+        .count();
+    assert!(instances > 0, "no MULT18X18D instance in {}", k.name);
+    let r = hdl::synth::synth(&[v], &k.name, hdl::Family::Ecp5).unwrap();
+    assert_eq!(r.dsp as usize, instances, "{r:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The first layer of the shipped two-layer MLP, built for ECP5 at 100 MHz,
 /// synthesized in its register harness and placed and routed: the ECP5
 /// delay model's clock is met after routing (the calibration's promise),
