@@ -86,11 +86,15 @@ impl Family {
             // (routing, its LUT, the sum out) about 3.3 ns with that margin,
             // each further 8 bits (4 CCU2C) 0.4 ns, a LUT4 level with its
             // routing 1.5 ns; PFUMX/L6MUX widen a LUT4 by an input. The
-            // register is clock-to-out (0.53 ns) and setup.
+            // register is clock-to-out (0.53 ns) and setup. On the 85k die
+            // of the reused kernels (100 to 140 DSPs, 8 to 17 k cells)
+            // routed paths were 27 to 39 % longer than that model said, 25
+            // % on the MLPs' own: entering a chain and a LUT level each
+            // carry a quarter more (4.1 and 1.9 ns).
             Family::Ecp5 => Delays {
-                carry_entry: 3300,
+                carry_entry: 4100,
                 carry8: 400,
-                lut: 1500,
+                lut: 1900,
                 lut_inputs: 4,
                 adder_lut_inputs: 2,
                 wide_mux: 300,
@@ -456,15 +460,44 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
         // The first stage where the node fits: its inputs' stage, or a
         // later one where they come from registers (two later behind a
         // block RAM, whose data arrives late).
-        // A product for a DSP with its own registers reads registers, not
-        // an input port ([`Delays::dsp_registers`]).
+        // A product for a DSP with its own registers reads registers
+        // ([`Delays::dsp_registers`]).
         let product = delays.dsp_registers && matches!(node.op, Op::Mul(..) | Op::MulConst(..));
+        // And the registers it takes in feed on registers: the wires into a
+        // DSP on a full die take most of a period by themselves (11.5 ns on
+        // the reuse-64 tagger), so no logic goes in front of them. An
+        // operand computed by logic is registered twice, a register or an
+        // input port once.
         let mut s = s;
+        if product {
+            for &a in &ops {
+                if let Some(sa) = stage[a] {
+                    let hops = match comb.nodes[a].op {
+                        Op::Reg { .. } | Op::Input { .. } => 1,
+                        _ => 2,
+                    };
+                    s = s.max(sa + hops);
+                }
+            }
+        }
+        // Out of a DSP the same: logic reads a product through its
+        // output register and one more, a register through the output
+        // register alone.
+        if delays.dsp_registers {
+            for &a in &ops {
+                if let (Some(sa), Op::Mul(..) | Op::MulConst(..)) = (stage[a], &comb.nodes[a].op) {
+                    let hops = if matches!(node.op, Op::Reg { .. }) {
+                        1
+                    } else {
+                        2
+                    };
+                    s = s.max(sa + hops);
+                }
+            }
+        }
         let (a, whole) = loop {
             let ins = view(s);
-            let port =
-                |&a: &NodeId| matches!(comb.nodes[a].op, Op::Input { .. }) && stage[a] == Some(s);
-            let busy = ins.iter().flatten().any(|a| a.hi > 0) || (product && ops.iter().any(port));
+            let busy = ins.iter().flatten().any(|a| a.hi > 0);
             let (a, whole) = arrive(&node.op, node.width, &ins, delays, &widths, magnitudes);
             if busy && (whole || a.hi > budget) {
                 s += 1;

@@ -178,10 +178,11 @@ fn delay_model_merges_cheap_logic() {
 
 /// A ROM large enough to become block RAM delays the stage after its
 /// register by the RAM's clock-to-out on ECP5 (5.6 ns measured after
-/// place and route): a 19 x 18 product of a 2,048-entry table takes a
-/// stage of its own after a second register; from a 512-entry table
-/// (logic) it directly follows the table's register. UltraScale+ is not
-/// modelled and keeps the shorter pipeline.
+/// place and route): a sum of a 2,048-entry table takes a stage of its
+/// own after a second register; from a 512-entry table (logic) it directly
+/// follows the table's register. UltraScale+ is not modelled and keeps
+/// the shorter pipeline. (A product on ECP5 reads two registers after any
+/// logic, block RAM or not: `ecp5_products_read_registers_of_registers`.)
 #[test]
 fn block_ram_tables_delay_the_next_stage() {
     use hdl::netlist::{Netlist, OutField};
@@ -192,8 +193,8 @@ fn block_ram_tables_delay_the_next_stage() {
         let idx = n.input(0, bits, true);
         let x = n.input(bits, 19, true);
         let table = n.rom(idx, (0..1i128 << bits).map(|v| v * 37 % 131_071).collect());
-        let y = n.mul(x, table);
-        n.outputs.push(OutField { node: y, width: 37 });
+        let y = n.add(x, table);
+        n.outputs.push(OutField { node: y, width: 21 });
         let d = family.delays();
         pipeline(&n, budget_for_clock(100.0, &d), &d).1
     };
@@ -283,4 +284,76 @@ proptest::proptest! {
         };
         check_model(&mut rng, &model, &opts, &format!("seed {seed}"));
     }
+}
+
+/// On ECP5 the wires into and out of a DSP get no logic in their stage: a
+/// product's operands are registers fed by registers (the second one
+/// becomes the DSP's input register) and logic reads a product through
+/// two registers (the first the DSP's output register). UltraScale+ puts
+/// the product in a stage with the logic around it.
+#[test]
+fn ecp5_products_read_registers_of_registers() {
+    use hdl::netlist::{Netlist, Op, OutField};
+    use hdl::pipeline::{budget_for_clock, pipeline, Family};
+    let build = |family: Family| {
+        let mut n = Netlist::new();
+        let a = n.input(0, 8, true);
+        let b = n.input(8, 8, true);
+        let s = n.add(a, b);
+        let p = n.mul(s, b);
+        let one = n.konst(1);
+        let y = n.add(p, one);
+        n.outputs.push(OutField { node: y, width: 18 });
+        let d = family.delays();
+        pipeline(&n, budget_for_clock(100.0, &d), &d).0
+    };
+    let is_reg = |net: &Netlist, x: usize| matches!(net.nodes[x].op, Op::Reg { .. });
+    let reg_in = |net: &Netlist, x: usize| match net.nodes[x].op {
+        Op::Reg { a, .. } => a,
+        _ => panic!("n{x} is not a register"),
+    };
+    let net = build(Family::Ecp5);
+    let (m, (pa, pb)) = net
+        .nodes
+        .iter()
+        .enumerate()
+        .find_map(|(i, n)| match n.op {
+            Op::Mul(a, b) => Some((i, (a, b))),
+            _ => None,
+        })
+        .expect("a product");
+    for x in [pa, pb] {
+        let d = reg_in(&net, x);
+        assert!(
+            is_reg(&net, d) || matches!(net.nodes[d].op, Op::Input { .. }),
+            "operand n{x} of the product n{m} is fed by {:?}",
+            net.nodes[d].op
+        );
+    }
+    for (i, n) in net.nodes.iter().enumerate() {
+        if let Op::Add(a, b) = n.op {
+            for x in [a, b] {
+                if is_reg(&net, x) && reg_in(&net, x) != m && is_reg(&net, reg_in(&net, x)) {
+                    continue;
+                }
+                assert!(x != m, "n{i} reads the product n{m} in its own stage");
+                if is_reg(&net, x) {
+                    assert_ne!(
+                        reg_in(&net, x),
+                        m,
+                        "n{i} reads the product through one register"
+                    );
+                }
+            }
+        }
+    }
+    // UltraScale+: the sum, the product and the increment share stages.
+    let x = build(Family::Xcup);
+    let stages = |net: &Netlist| net.nodes.iter().filter_map(|n| n.stage).max().unwrap();
+    assert!(
+        stages(&x) < stages(&net),
+        "{} vs {}",
+        stages(&x),
+        stages(&net)
+    );
 }
