@@ -467,13 +467,15 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
         // DSP on a full die take most of a period by themselves (11.5 ns on
         // the reuse-64 tagger), so no logic goes in front of them. An
         // operand computed by logic is registered twice, a register or an
-        // input port once.
+        // input port once, a block RAM (whose first register is its own,
+        // 5.1 ns clock to out) three times.
         let mut s = s;
         if product {
             for &a in &ops {
                 if let Some(sa) = stage[a] {
                     let hops = match comb.nodes[a].op {
                         Op::Reg { .. } | Op::Input { .. } => 1,
+                        _ if bram_rom(a) => 3,
                         _ => 2,
                     };
                     s = s.max(sa + hops);
