@@ -1,6 +1,7 @@
 //! Yosys on a small export: the report parser finds LUTs, FFs and the logic
-//! depth; DSP strategy uses DSP48 blocks, shift-add none. Place and route of
-//! a small ECP5 kernel with nextpnr: the clock it was built for is met.
+//! depth; DSP strategy uses DSP48 blocks, shift-add none; an ECP5 kernel's
+//! MULT18X18D instances stay primitives. Place and route of a small ECP5
+//! kernel with nextpnr: the clock it was built for is met.
 //! (The jet tagger's full synthesis is run by `bxflow synth`, not in the
 //! default tests.)
 
@@ -13,11 +14,8 @@ use quantize::random::{random_model, RandomSpec};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
-#[test]
-fn yosys_small_design() {
-    if !have("yosys") {
-        return;
-    }
+/// One small Dense layer (at most 6 neurons, 12 bits, no tables).
+fn small_model() -> quantize::qmodel::QModel {
     let spec = RandomSpec {
         max_layers: 1,
         max_neurons: 6,
@@ -25,7 +23,15 @@ fn yosys_small_design() {
         tables: false,
         ..RandomSpec::default()
     };
-    let model = random_model(&mut SmallRng::seed_from_u64(3), &spec);
+    random_model(&mut SmallRng::seed_from_u64(3), &spec)
+}
+
+#[test]
+fn yosys_small_design() {
+    if !have("yosys") {
+        return;
+    }
+    let model = small_model();
     let mut dsp_counts = vec![];
     for st in [Strategy::ShiftAdd, Strategy::Dsp] {
         let k = build_kernel(
@@ -55,14 +61,7 @@ fn ecp5_dsp_instances_synthesize_as_primitives() {
     if !have("yosys") {
         return;
     }
-    let spec = RandomSpec {
-        max_layers: 1,
-        max_neurons: 6,
-        max_bits: 12,
-        tables: false,
-        ..RandomSpec::default()
-    };
-    let model = random_model(&mut SmallRng::seed_from_u64(3), &spec);
+    let model = small_model();
     let k = build_kernel(
         &model,
         &Options {
