@@ -38,9 +38,8 @@ pub(super) struct Dsp {
 /// The products of `net` that go to a MULT18X18D with its registers: a
 /// product of two registers (or of a register and a constant) that fits
 /// 18 x 18 bits, with its output register when every reader of the
-/// product is a register. Returns them by product, and the registers
-/// they absorb at the output.
-pub(super) fn plan(net: &Netlist) -> (HashMap<NodeId, Dsp>, HashSet<NodeId>) {
+/// product is a register.
+pub(super) fn plan(net: &Netlist) -> HashMap<NodeId, Dsp> {
     let plain_reg = |x: NodeId| {
         matches!(net.nodes[x].op, Op::Reg { reset: false, .. }) && !net.nodes[x].boolean
     };
@@ -52,7 +51,6 @@ pub(super) fn plan(net: &Netlist) -> (HashMap<NodeId, Dsp>, HashSet<NodeId>) {
     }
     let outputs: HashSet<NodeId> = net.outputs.iter().map(|f| f.node).collect();
     let mut dsps = HashMap::new();
-    let mut absorbed = HashSet::new();
     for (i, n) in net.nodes.iter().enumerate() {
         let (a, b, unsigned) = match n.op {
             Op::Mul(a, b) if plain_reg(a) && plain_reg(b) => {
@@ -76,7 +74,6 @@ pub(super) fn plan(net: &Netlist) -> (HashMap<NodeId, Dsp>, HashSet<NodeId>) {
         let registered =
             !rs.is_empty() && !outputs.contains(&i) && rs.iter().all(|&r| plain_reg(r));
         let outs = if registered { rs.clone() } else { Vec::new() };
-        absorbed.extend(outs.iter().copied());
         dsps.insert(
             i,
             Dsp {
@@ -87,7 +84,7 @@ pub(super) fn plan(net: &Netlist) -> (HashMap<NodeId, Dsp>, HashSet<NodeId>) {
             },
         );
     }
-    (dsps, absorbed)
+    dsps
 }
 
 impl Netlist {

@@ -107,12 +107,12 @@ impl Netlist {
         let mut made = HashSet::new();
         let mut fit = |s: &mut String, a: NodeId, w: u32| self.fit(s, &mut made, a, w);
         let mut regs = Vec::new();
-        let (dsps, absorbed) = if ecp5_dsp {
+        let dsps = if ecp5_dsp {
             super::ecp5::plan(self)
         } else {
             Default::default()
         };
-        // The register each absorbed output register reads, by register.
+        // The product whose DSP holds each absorbed output register.
         let dsp_of: std::collections::HashMap<NodeId, NodeId> = dsps
             .iter()
             .flat_map(|(&m, d)| d.outs.iter().map(move |&r| (r, m)))
@@ -252,7 +252,7 @@ impl Netlist {
                     let _ = writeln!(s, "    endcase\n  end");
                     continue;
                 }
-                Op::Reg { .. } if absorbed.contains(&i) => self.dsp_output(dsp_of[&i], i),
+                Op::Reg { .. } if dsp_of.contains_key(&i) => self.dsp_output(dsp_of[&i], i),
                 Op::Reg { a, reset } => {
                     let reg_decl = decl.replace("wire", "reg");
                     let _ = writeln!(
