@@ -45,7 +45,8 @@ pub enum Family {
     #[default]
     Xcup,
     /// Lattice ECP5 (LUT4, CCU2C carry, MULT18X18D), speed grade 6:
-    /// calibrated against nextpnr-ecp5's place and route.
+    /// calibrated against nextpnr-ecp5's place and route; each product a
+    /// MULT18X18D instance with its own registers.
     Ecp5,
 }
 
