@@ -78,7 +78,7 @@ impl Family {
                 // Not modelled: no open place and route to measure it, and
                 // the Vivado script's timing report checks it.
                 bram: 0,
-                bram_rom_bits: 10,
+                bram_rom_bits: 2049,
             },
             // Calibrated against nextpnr-ecp5 (speed 6) after place and
             // route of the shipped MLPs, where routing is most of every
@@ -112,10 +112,13 @@ impl Family {
                 register: 700,
                 // A DP16KD without its output register: 5.61 ns clock to
                 // data out after place and route (a Conv1D's softmax table),
-                // against a register's 0.53 ns. Yosys mapped that 2,048-entry
-                // table to block RAM and the 512-entry ones to logic.
+                // against a register's 0.53 ns. Yosys 0.23 maps a ROM to
+                // block RAM when its logic cost (a sixteenth of its bits)
+                // exceeds a DP16KD's (128): the softmax tables of 512 x 19
+                // and 2,048 x 18 bits went to block RAM, the reused
+                // kernels' weight tables of 128 x 8 to logic.
                 bram: 5100,
-                bram_rom_bits: 10,
+                bram_rom_bits: 2049,
             },
         }
     }
@@ -167,9 +170,9 @@ pub struct Delays {
     /// turns a registered ROM into block RAM, and the stage after it
     /// starts that late.
     pub bram: u32,
-    /// ROMs whose index has at least this many bits (an address space of
-    /// `2^bits` words, as synthesis sees it, however many of them the
-    /// table fills) are taken for block RAM.
+    /// ROMs of at least this many bits (the words of their address space,
+    /// `2^index bits`, as synthesis sees it however many of them the table
+    /// fills, times their width) are taken for block RAM.
     pub bram_rom_bits: u32,
 }
 
@@ -429,7 +432,8 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
     let widths: Vec<u32> = comb.nodes.iter().map(|x| x.width).collect();
     let bram_rom = |a: usize| {
         delays.bram > 0
-            && matches!(comb.nodes[a].op, Op::Rom { idx, .. } if widths[idx] >= delays.bram_rom_bits)
+            && matches!(comb.nodes[a].op, Op::Rom { idx, .. }
+                if widths[idx] >= 32 || (1u64 << widths[idx]) * widths[a] as u64 >= delays.bram_rom_bits as u64)
     };
     // None: a constant, available in every stage.
     let mut stage: Vec<Option<u32>> = vec![None; n];

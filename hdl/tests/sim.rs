@@ -179,7 +179,7 @@ fn delay_model_merges_cheap_logic() {
 /// A ROM large enough to become block RAM delays the stage after its
 /// register by the RAM's clock-to-out on ECP5 (5.6 ns measured after
 /// place and route): a sum of a 2,048-entry table takes a stage of its
-/// own after a second register; from a 512-entry table (logic) it directly
+/// own after a second register; from a 128-entry table (logic) it directly
 /// follows the table's register. UltraScale+ is not modelled and keeps
 /// the shorter pipeline. (A product on ECP5 reads two registers after any
 /// logic, block RAM or not: `ecp5_products_read_registers_of_registers`.)
@@ -198,9 +198,9 @@ fn block_ram_tables_delay_the_next_stage() {
         let d = family.delays();
         pipeline(&n, budget_for_clock(100.0, &d), &d).1
     };
-    let (ram, logic) = (latency(11, Family::Ecp5), latency(9, Family::Ecp5));
-    assert_eq!(ram, logic + 1, "2,048 entries: {ram}, 512: {logic}");
-    assert_eq!(latency(11, Family::Xcup), latency(9, Family::Xcup));
+    let (ram, logic) = (latency(11, Family::Ecp5), latency(7, Family::Ecp5));
+    assert_eq!(ram, logic + 1, "2,048 entries: {ram}, 128: {logic}");
+    assert_eq!(latency(11, Family::Xcup), latency(7, Family::Xcup));
 }
 
 /// Reuse factors the folded builder cannot honour are errors that name the
