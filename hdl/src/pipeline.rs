@@ -523,10 +523,18 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
             a
         };
     }
+    // An output is read by logic outside (a reuse loop's accumulator, the
+    // next segment), so a product leaves through two registers on ECP5 too:
+    // its output register inside the DSP and one beside that logic. The
+    // tagger's reuse-64 accumulators read their products straight out of
+    // the DSPs and missed 100 MHz on that route.
+    let product_out = |a: NodeId| {
+        delays.dsp_registers && matches!(comb.nodes[a].op, Op::Mul(..) | Op::MulConst(..))
+    };
     let last = comb
         .outputs
         .iter()
-        .filter_map(|f| stage[f.node])
+        .filter_map(|f| Some(stage[f.node]? + u32::from(product_out(f.node))))
         .max()
         .unwrap_or(0);
     let latency = last + 1;

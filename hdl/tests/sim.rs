@@ -347,6 +347,22 @@ fn ecp5_products_read_registers_of_registers() {
             }
         }
     }
+    // A product that is an output is read by logic outside the netlist (a
+    // reuse loop's accumulator): it leaves through two registers too.
+    let mut n = Netlist::new();
+    let a = n.input(0, 8, true);
+    let b = n.input(8, 8, true);
+    let p = n.mul(a, b);
+    n.outputs.push(OutField { node: p, width: 16 });
+    let d = Family::Ecp5.delays();
+    let (out, _) = pipeline(&n, budget_for_clock(100.0, &d), &d);
+    let o = out.outputs[0].node;
+    let first = reg_in(&out, reg_in(&out, o));
+    assert!(
+        matches!(out.nodes[first].op, Op::Mul(..)),
+        "the output n{o} is {:?} after two registers",
+        out.nodes[first].op
+    );
     // UltraScale+: the sum, the product and the increment share stages.
     let x = build(Family::Xcup);
     let stages = |net: &Netlist| net.nodes.iter().filter_map(|n| n.stage).max().unwrap();
