@@ -292,6 +292,18 @@ fn hdl_reuse_export_and_its_errors() {
             "less than one 16-bit adder (500 ps), the least a stage holds: give at most 729 MHz",
         ),
         (
+            &["--clock-uncertainty", "100"][..],
+            "clock uncertainty 100 %: give the share of the period kept out of each stage's logic, from 0 to below 100 (default 12.5)",
+        ),
+        (
+            &["--clock-uncertainty", "five"][..],
+            "'five' is not a percentage: give a number such as 12.5 or 5%",
+        ),
+        (
+            &["--clock", "600MHz", "--family", "ecp5", "--clock-uncertainty", "30%"][..],
+            "(the period less 30 % clock uncertainty and 700 ps of register overhead), less than one 16-bit adder (500 ps), the least a stage holds: give at most 583 MHz",
+        ),
+        (
             &["--layers", "2:1"][..],
             "layers 2..=1: the first layer comes after the last (give FIRST <= LAST: 1:2)",
         ),

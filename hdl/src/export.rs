@@ -364,11 +364,11 @@ pub fn write_vectors(
 }
 
 /// How the delay model of `family` was set and how to check the clock.
-fn timing_note(name: &str, family: Family) -> String {
+fn timing_note(name: &str, family: Family, uncertainty: f64) -> String {
     let d = family.delays();
     match family {
         Family::Xcup => format!(
-            "The estimate is bxflow's UltraScale+ (speed grade -2) delay\n  model (`hdl/src/pipeline.rs`: a LUT level {} ps with routing, a carry\n  chain {} ps to enter and {} ps per CARRY8, a DSP48E2 product {} ps, 12.5 %\n  of the period kept for clock uncertainty and {} ps per register), set\n  from data sheet figures and Yosys's logic-level counts; no open place and\n  route exists for this family. `{name}.xdc` constrains `clock` to the target period;\n  with Vivado, `vivado -mode batch -source {name}_vivado.tcl -tclargs PART`\n  synthesizes, places and routes the kernel out of context, writes\n  `{name}_timing.rpt` and `{name}_utilization.rpt`, prints the worst setup\n  slack and exits with status 1 if it is negative (rebuild with a lower\n  `--clock`, or a smaller `--levels`). `{nets}` gives the layer and\n  pipeline stage of every signal `nN` of the Verilog, whose names the\n  report's cells keep (`n123_reg[4]`).",
+            "The estimate is bxflow's UltraScale+ (speed grade -2) delay\n  model (`hdl/src/pipeline.rs`: a LUT level {} ps with routing, a carry\n  chain {} ps to enter and {} ps per CARRY8, a DSP48E2 product {} ps, {uncertainty} %\n  of the period kept for clock uncertainty (`--clock-uncertainty`) and {} ps per register), set\n  from data sheet figures and Yosys's logic-level counts; no open place and\n  route exists for this family. `{name}.xdc` constrains `clock` to the target period;\n  with Vivado, `vivado -mode batch -source {name}_vivado.tcl -tclargs PART`\n  synthesizes, places and routes the kernel out of context, writes\n  `{name}_timing.rpt` and `{name}_utilization.rpt`, prints the worst setup\n  slack and exits with status 1 if it is negative (rebuild with a lower\n  `--clock`, or a smaller `--levels`). `{nets}` gives the layer and\n  pipeline stage of every signal `nN` of the Verilog, whose names the\n  report's cells keep (`n123_reg[4]`).",
             d.lut,
             d.carry_entry,
             d.carry8,
@@ -377,7 +377,7 @@ fn timing_note(name: &str, family: Family) -> String {
             nets = crate::netmap::file_name(name),
         ),
         Family::Ecp5 => format!(
-            "The estimate is bxflow's ECP5 (speed grade 6) delay model\n  (`hdl/src/pipeline.rs`: a LUT4 level {} ps with routing, a CCU2C carry\n  chain {} ps to enter and {} ps per further 8 bits, 12.5 % of the period\n  kept for clock uncertainty and {} ps per register), calibrated against\n  nextpnr-ecp5's place and route. Check it on this export with\n  `bxflow synth DIR --place-route` (Yosys `synth_ecp5`, nextpnr-ecp5 out of\n  context, the kernel between registers): it reports the Fmax achieved and\n  the critical path, with the layer and pipeline stage where it starts and\n  ends, and exits with status 1 below {name}'s target. `{nets}`\n  gives the layer and stage of every signal `nN` of the Verilog, for\n  reading other timing reports (the tools keep `nN` in their cells' names).\n  Each product that fits 18 x 18 bits is a `MULT18X18D` instance `nN_dsp`\n  with its input registers and, where the product is read only through a\n  register, its output register on `clock` (`ce` its clock enable): a\n  product takes a pipeline stage of its own. The Verilog file ends with a\n  simulation model of the primitive (skipped under `SYNTHESIS`; define\n  `BXFLOW_NO_ECP5_MODELS` to simulate with Lattice's library instead).",
+            "The estimate is bxflow's ECP5 (speed grade 6) delay model\n  (`hdl/src/pipeline.rs`: a LUT4 level {} ps with routing, a CCU2C carry\n  chain {} ps to enter and {} ps per further 8 bits, {uncertainty} % of the period\n  kept for clock uncertainty (`--clock-uncertainty`) and {} ps per register), calibrated against\n  nextpnr-ecp5's place and route. Check it on this export with\n  `bxflow synth DIR --place-route` (Yosys `synth_ecp5`, nextpnr-ecp5 out of\n  context, the kernel between registers): it reports the Fmax achieved and\n  the critical path, with the layer and pipeline stage where it starts and\n  ends, and exits with status 1 below {name}'s target. `{nets}`\n  gives the layer and stage of every signal `nN` of the Verilog, for\n  reading other timing reports (the tools keep `nN` in their cells' names).\n  Each product that fits 18 x 18 bits is a `MULT18X18D` instance `nN_dsp`\n  with its input registers and, where the product is read only through a\n  register, its output register on `clock` (`ce` its clock enable): a\n  product takes a pipeline stage of its own. The Verilog file ends with a\n  simulation model of the primitive (skipped under `SYNTHESIS`; define\n  `BXFLOW_NO_ECP5_MODELS` to simulate with Lattice's library instead).",
             d.lut,
             d.carry_entry,
             d.carry8,
@@ -467,7 +467,7 @@ Generated by `bxflow hdl` from model `{model}`. Plain Verilog-2001, one file
         axi_in = m.axis.as_ref().map_or(0, |a| a.tdata_in_bits),
         axi_out = m.axis.as_ref().map_or(0, |a| a.tdata_out_bits),
         depth = m.axis.as_ref().map_or(0, |a| a.queue_depth),
-        timing = timing_note(&k.name, k.options.family),
+        timing = timing_note(&k.name, k.options.family, k.options.clock_uncertainty),
         ii_note = if !k.cells.is_empty() {
             let loops: Vec<String> = k
                 .cells

@@ -67,6 +67,10 @@ pub struct Options {
     pub strategy: Strategy,
     /// Target clock in MHz.
     pub clock_mhz: f64,
+    /// Percent of the clock period kept out of each stage's logic (clock
+    /// uncertainty, as hls4ml's `ClockUncertainty`; default
+    /// [`crate::pipeline::DEFAULT_UNCERTAINTY_PCT`]).
+    pub clock_uncertainty: f64,
     /// Pipeline stages hold this many 16-bit adder levels (0.5 ns each, see
     /// [`crate::pipeline::budget_for_levels`]); when `None` the stage budget
     /// comes from the clock ([`crate::pipeline::budget_for_clock`]).
@@ -91,6 +95,7 @@ impl Default for Options {
         Options {
             strategy: Strategy::ShiftAdd,
             clock_mhz: 200.0,
+            clock_uncertainty: crate::pipeline::DEFAULT_UNCERTAINTY_PCT,
             levels: None,
             reuse: None,
             recurrent: Recurrent::Unrolled,
@@ -169,12 +174,19 @@ impl Options {
         if !(mhz.is_finite() && mhz > 0.0) {
             return bad(format!("clock {mhz} MHz: give a positive frequency"));
         }
-        let d = self.delays();
-        let logic = crate::pipeline::stage_logic_ps(mhz, &d);
-        if self.levels.is_none() && logic < crate::pipeline::ADDER_LEVEL_PS as f64 {
-            let most = crate::pipeline::max_clock_mhz(&d);
+        let u = self.clock_uncertainty;
+        if !(u.is_finite() && (0.0..100.0).contains(&u)) {
             return bad(format!(
-                "clock {mhz} MHz leaves {:.0} ps of logic per pipeline stage on {} (the period less 12.5 % clock uncertainty and {} ps of register overhead), less than one 16-bit adder ({} ps), the least a stage holds: give at most {:.0} MHz",
+                "clock uncertainty {u} %: give the share of the period kept out of each stage's logic, from 0 to below 100 (default {})",
+                crate::pipeline::DEFAULT_UNCERTAINTY_PCT
+            ));
+        }
+        let d = self.delays();
+        let logic = crate::pipeline::stage_logic_ps(mhz, u, &d);
+        if self.levels.is_none() && logic < crate::pipeline::ADDER_LEVEL_PS as f64 {
+            let most = crate::pipeline::max_clock_mhz(u, &d);
+            return bad(format!(
+                "clock {mhz} MHz leaves {:.0} ps of logic per pipeline stage on {} (the period less {u} % clock uncertainty and {} ps of register overhead), less than one 16-bit adder ({} ps), the least a stage holds: give at most {:.0} MHz",
                 logic.max(0.0),
                 self.family,
                 d.register,
@@ -189,8 +201,9 @@ impl Options {
     /// options: `module` when given, else the model's name made an
     /// identifier with a suffix for each option that changes the hardware
     /// from the default (`_r4` reuse 4, `_dsp`, `_cell` reused recurrent
-    /// cells, `_ce` a clock enable, `_ecp5` another family, `_250mhz` another clock, `_l3` levels), so that two builds of
-    /// one model can live in one design.
+    /// cells, `_ce` a clock enable, `_ecp5` another family, `_250mhz` another
+    /// clock, `_u5` another clock uncertainty (`_u7p5` for 7.5 %), `_l3`
+    /// levels), so that two builds of one model can live in one design.
     pub fn module_name(&self, model: &str) -> Result<String, BuildError> {
         if let Some(m) = &self.module {
             let ident = m
@@ -223,10 +236,14 @@ impl Options {
         }
         match self.levels {
             Some(l) => name += &format!("_l{l}"),
-            None if self.clock_mhz != Options::default().clock_mhz => {
-                name += &format!("_{}mhz", self.clock_mhz.round() as u64)
+            None => {
+                if self.clock_mhz != Options::default().clock_mhz {
+                    name += &format!("_{}mhz", self.clock_mhz.round() as u64);
+                }
+                if self.clock_uncertainty != crate::pipeline::DEFAULT_UNCERTAINTY_PCT {
+                    name += &format!("_u{}", self.clock_uncertainty).replace('.', "p");
+                }
             }
-            None => {}
         }
         Ok(name)
     }
@@ -234,11 +251,11 @@ impl Options {
     /// Estimated logic delay allowed between pipeline registers, in ps:
     /// `levels` 16-bit adders when given, else what the clock leaves after
     /// the clock uncertainty and the family's register overhead (4175 ps at
-    /// 200 MHz on UltraScale+).
+    /// 200 MHz and 12.5 % on UltraScale+).
     pub fn budget_ps(&self) -> u32 {
         match self.levels {
             Some(l) => budget_for_levels(l),
-            None => budget_for_clock(self.clock_mhz, &self.delays()),
+            None => budget_for_clock(self.clock_mhz, self.clock_uncertainty, &self.delays()),
         }
     }
 

@@ -38,6 +38,10 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cells: Vec<CellInfo>,
     pub clock_mhz: f64,
+    /// Percent of the period kept out of each stage's logic
+    /// (`--clock-uncertainty`; 12.5 in exports before the option).
+    #[serde(default = "default_uncertainty")]
+    pub clock_uncertainty_pct: f64,
     pub levels_option: Option<u32>,
     pub logic_budget_ps_per_stage: u32,
     /// `dsp` or `shift-add`.
@@ -290,6 +294,7 @@ impl Manifest {
                 .collect(),
             cells: k.cells.clone(),
             clock_mhz: k.options.clock_mhz,
+            clock_uncertainty_pct: k.options.clock_uncertainty,
             levels_option: k.options.levels,
             logic_budget_ps_per_stage: k.options.budget_ps(),
             strategy: k.options.strategy.name().into(),
@@ -613,4 +618,8 @@ fn field_at_line(text: &str, line: usize) -> Option<String> {
     let rest = l.strip_prefix('"')?;
     let (key, after) = rest.split_once('"')?;
     after.trim_start().starts_with(':').then(|| key.to_string())
+}
+
+fn default_uncertainty() -> f64 {
+    crate::pipeline::DEFAULT_UNCERTAINTY_PCT
 }

@@ -185,26 +185,28 @@ impl Default for Delays {
 /// Delay of one "adder level" of the `--levels` option: a 16-bit adder.
 pub const ADDER_LEVEL_PS: u32 = 500;
 
-/// The share of the period left to logic and registers: hls4ml's default
-/// clock uncertainty is 12.5 %.
-const PERIOD_USED: f64 = 0.875;
+/// The share of the period, in percent, kept out of every stage's logic
+/// by default: hls4ml's default clock uncertainty. It covers jitter and
+/// the routing the delay model does not see; a firmware engineer who has
+/// place and route to check lowers it for fewer cycles.
+pub const DEFAULT_UNCERTAINTY_PCT: f64 = 12.5;
 
 /// The logic delay a stage has at `clock_mhz` on a family with `delays`, in
-/// ps: the period less the clock uncertainty and the register overhead
-/// (below one adder level, or negative, for clocks no stage fits).
-pub fn stage_logic_ps(clock_mhz: f64, delays: &Delays) -> f64 {
-    1.0e6 / clock_mhz * PERIOD_USED - delays.register as f64
+/// ps: the period less `uncertainty_pct` percent of it and the register
+/// overhead (below one adder level, or negative, for clocks no stage fits).
+pub fn stage_logic_ps(clock_mhz: f64, uncertainty_pct: f64, delays: &Delays) -> f64 {
+    1.0e6 / clock_mhz * (1.0 - uncertainty_pct / 100.0) - delays.register as f64
 }
 
 /// The fastest clock at which a stage still holds one adder level.
-pub fn max_clock_mhz(delays: &Delays) -> f64 {
-    1.0e6 * PERIOD_USED / (delays.register + ADDER_LEVEL_PS) as f64
+pub fn max_clock_mhz(uncertainty_pct: f64, delays: &Delays) -> f64 {
+    1.0e6 * (1.0 - uncertainty_pct / 100.0) / (delays.register + ADDER_LEVEL_PS) as f64
 }
 
 /// The logic delay budget per stage at `clock_mhz` ([`stage_logic_ps`]),
 /// at least one adder level.
-pub fn budget_for_clock(clock_mhz: f64, delays: &Delays) -> u32 {
-    (stage_logic_ps(clock_mhz, delays).max(0.0) as u32).max(ADDER_LEVEL_PS)
+pub fn budget_for_clock(clock_mhz: f64, uncertainty_pct: f64, delays: &Delays) -> u32 {
+    (stage_logic_ps(clock_mhz, uncertainty_pct, delays).max(0.0) as u32).max(ADDER_LEVEL_PS)
 }
 
 /// The budget for `levels` adder levels of 16 bits per stage.

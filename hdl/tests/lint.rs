@@ -141,7 +141,20 @@ fn module_names_follow_the_options() {
         clock_mhz: 250.0,
         ..r4
     };
-    assert_eq!(name(dsp).unwrap(), "three_layer_keras_r4_dsp_250mhz");
+    assert_eq!(
+        name(dsp.clone()).unwrap(),
+        "three_layer_keras_r4_dsp_250mhz"
+    );
+    for (u, suffix) in [(0.0, "_u0"), (7.5, "_u7p5")] {
+        let o = Options {
+            clock_uncertainty: u,
+            ..dsp.clone()
+        };
+        assert_eq!(
+            name(o).unwrap(),
+            format!("three_layer_keras_r4_dsp_250mhz{suffix}")
+        );
+    }
     let named = |s: &str| Options {
         module: Some(s.to_string()),
         ..Options::default()

@@ -193,7 +193,7 @@ impl Model {
 
     /// Writes the FPGA kernel's export to `out_dir` (`bxflow hdl`) and
     /// returns its manifest as JSON.
-    #[pyo3(signature = (out_dir, clock_mhz=200.0, strategy="shift-add", reuse=None, recurrent="unrolled", levels=None, vectors=1000, module=None, family="xcup", clock_enable=false))]
+    #[pyo3(signature = (out_dir, clock_mhz=200.0, strategy="shift-add", reuse=None, recurrent="unrolled", levels=None, vectors=1000, module=None, family="xcup", clock_enable=false, clock_uncertainty=hdl::pipeline::DEFAULT_UNCERTAINTY_PCT))]
     #[allow(clippy::too_many_arguments)]
     fn hdl(
         &self,
@@ -208,12 +208,14 @@ impl Model {
         module: Option<String>,
         family: &str,
         clock_enable: bool,
+        clock_uncertainty: f64,
     ) -> PyResult<String> {
         use clap::ValueEnum;
         let opts = hdl::Options {
             module,
             family: hdl::Family::from_str(family, true).map_err(Error::new_err)?,
             clock_enable,
+            clock_uncertainty,
             ..hdl_options(clock_mhz, strategy, reuse, recurrent, levels)?
         };
         let q = &self.q;

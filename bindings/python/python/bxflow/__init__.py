@@ -133,6 +133,7 @@ class Model:
         module: Optional[str] = None,
         family: str = "xcup",
         clock_enable: bool = False,
+        clock_uncertainty: float = 12.5,
     ) -> Dict[str, Any]:
         """Writes the FPGA kernel (Verilog, testbench, test vectors,
         ``manifest.json``, ``INTEGRATION.md``) to ``out_dir``, as ``bxflow
@@ -141,7 +142,10 @@ class Model:
         option, e.g. ``_r4``); ``family`` (``"xcup"`` or ``"ecp5"``) picks
         the delay model that places the pipeline registers;
         ``clock_enable`` adds a clock enable port ``ce`` (every register
-        holds on an edge where it is low), as ``--clock-enable``."""
+        holds on an edge where it is low), as ``--clock-enable``;
+        ``clock_uncertainty`` is the percent of the period kept out of each
+        stage's logic, as ``--clock-uncertainty`` (lower: fewer cycles, to be
+        checked by place and route)."""
         text = self._m.hdl(
             os.fspath(out_dir),
             clock_mhz=_mhz(clock, "clock"),
@@ -153,6 +157,7 @@ class Model:
             module=module,
             family=family,
             clock_enable=clock_enable,
+            clock_uncertainty=clock_uncertainty,
         )
         return json.loads(text)
 
