@@ -211,6 +211,13 @@ def test_hdl_returns_the_manifest_the_cli_writes(tmp_path):
     assert ours == json.loads((tmp_path / "cli_ce" / "manifest.json").read_text())
     assert ours["family"] == "ecp5"
     assert any(p["name"] == "ce" for p in ours["ports"]), ours["ports"]
+    # The clock uncertainty: less of the period kept, fewer cycles.
+    tight = m.hdl(tmp_path / "py_u0", family="ecp5", clock="100MHz", clock_uncertainty=0, vectors=20)
+    cli("hdl", bxq, "-o", tmp_path / "cli_u0", "--family", "ecp5", "--clock", "100MHz", "--clock-uncertainty", "0%", "--vectors", 20)
+    assert tight == json.loads((tmp_path / "cli_u0" / "manifest.json").read_text())
+    assert tight["clock_uncertainty_pct"] == 0 and ours["clock_uncertainty_pct"] == 12.5
+    loose = m.hdl(tmp_path / "py_u", family="ecp5", clock="100MHz", vectors=20)
+    assert tight["latency_cycles"] < loose["latency_cycles"], (tight["latency_cycles"], loose["latency_cycles"])
 
 
 def test_testbench_returns_the_cli_report(tmp_path):
