@@ -70,7 +70,8 @@ fn run(isa: Isa, u8s: bool, iters: usize) -> i64 {
 }
 
 /// The core's clock while it runs this thread, in Hz: a timed chain of
-/// dependent integer additions, one cycle each on every x86-64 core, in
+/// dependent register-to-register additions, one cycle each on every
+/// x86-64 core, in
 /// five slices of about `ms / 5` milliseconds at 3 GHz, the fastest
 /// taken (a slice the scheduler interrupts reads slow, none reads fast).
 /// Latency figures in cycles (a single event's p50 times this clock) carry
@@ -82,20 +83,24 @@ pub fn clock_hz(ms: f64) -> Option<f64> {
     {
         // Eight additions per iteration: 8 cycles, against the loop
         // counter's own one-cycle chain, which runs beside them.
+        // The addend is a register, not an immediate: Intel's Golden Cove
+        // and later cores fold chains of `add reg, imm` in the renamer,
+        // several a cycle (a Sapphire Rapids Xeon read 19 GHz that way).
         let iters = ((3e9 * ms / 5e3 / 8.0) as u64).max(1);
         let slice = || {
             let t = Instant::now();
-            let (mut x, mut n) = (black_box(0u64), iters);
+            let (mut x, mut n, one) = (black_box(0u64), iters, black_box(1u64));
             // SAFETY: register-only arithmetic, no memory access.
             unsafe {
                 std::arch::asm!(
                     "2:",
-                    "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
-                    "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
+                    "add {x}, {one}", "add {x}, {one}", "add {x}, {one}", "add {x}, {one}",
+                    "add {x}, {one}", "add {x}, {one}", "add {x}, {one}", "add {x}, {one}",
                     "dec {n}",
                     "jnz 2b",
                     x = inout(reg) x,
                     n = inout(reg) n,
+                    one = in(reg) one,
                     options(nomem, nostack),
                 );
             }
