@@ -10,7 +10,7 @@
 //!
 //! After compiling one kernel per layer, runs of SIMD Dense layers (after
 //! convolutions, if the run starts with some) and the elementwise ops
-//! between them are fused ([`crate::chain`]): activations
+//! between them are fused (the private `chain` module): activations
 //! stay in i16/u8 lanes, bias + requant + Relu/Clip run on i32 lanes in the
 //! dot kernel's epilogue, a final Softmax (when its i64 path is exact) or
 //! Argmax runs on the last layer's i32 outputs, and only the run's last
