@@ -11,7 +11,7 @@
 //! hardware of the first block then computes every step bit for bit, since
 //! it computes the very layers of each step.
 //!
-//! [`build_reused`] builds each run as one cell in a loop. The cell is
+//! `build_reused` builds each run as one cell in a loop. The cell is
 //! pipelined like any segment (latency `d`) and its outputs go back to its
 //! inputs through one entry register, padded so that the loop's period `P`
 //! shares no factor with the number of steps `T`. The loop is never idle

@@ -82,7 +82,7 @@ impl Netlist {
     /// still resets, no event is taken, and `out_valid` is low while `ce`
     /// is, so a result is seen exactly once. `ecp5_dsp`: the products
     /// between registers go to MULT18X18D primitives with those registers
-    /// inside ([`super::ecp5`]), and a simulation model of the primitive
+    /// inside (the `ecp5` module), and a simulation model of the primitive
     /// follows the module.
     pub fn verilog_with(&self, name: &str, clock_enable: bool, ecp5_dsp: bool) -> String {
         let mut s = String::new();
