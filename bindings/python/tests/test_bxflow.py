@@ -218,6 +218,8 @@ def test_hdl_returns_the_manifest_the_cli_writes(tmp_path):
     assert tight["clock_uncertainty_pct"] == 0 and ours["clock_uncertainty_pct"] == 12.5
     loose = m.hdl(tmp_path / "py_u", family="ecp5", clock="100MHz", vectors=20)
     assert tight["latency_cycles"] < loose["latency_cycles"], (tight["latency_cycles"], loose["latency_cycles"])
+    with pytest.raises(bxflow.Error, match=r"clock uncertainty -1 %: give the share of the period"):
+        m.hdl(tmp_path / "py_bad", clock_uncertainty=-1, vectors=20)
 
 
 def test_testbench_returns_the_cli_report(tmp_path):
