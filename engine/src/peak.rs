@@ -71,9 +71,8 @@ fn run(isa: Isa, u8s: bool, iters: usize) -> i64 {
 
 /// The core's clock while it runs this thread, in Hz: a timed chain of
 /// dependent register-to-register additions, one cycle each on every
-/// x86-64 core, in
-/// five slices of about `ms / 5` milliseconds at 3 GHz, the fastest
-/// taken (a slice the scheduler interrupts reads slow, none reads fast).
+/// x86-64 core, in five slices of about `ms / 5` milliseconds at 3 GHz,
+/// the fastest taken (a slice the scheduler interrupts reads slow, none reads fast).
 /// Latency figures in cycles (a single event's p50 times this clock) carry
 /// from a 3.7 GHz core to a 3 GHz one where nanoseconds do not. `None`
 /// off x86-64, where the loop is not written in assembly (a compiler folds
