@@ -156,7 +156,7 @@ pub fn run_hdl(a: HdlArgs) -> Result<()> {
     let v = write_export(&a.output, &k, &model, &events)?;
     let st = k.stats();
     println!(
-        "{}: latency {} cycles ({:.1} ns at {} MHz), II {}, {} ps of logic/stage ({} delay model), strategy {}",
+        "{}: latency {} cycles ({:.1} ns at {} MHz), II {}, {} ps of logic/stage ({} delay model, {}), strategy {}",
         v.display(),
         k.latency,
         k.latency as f64 * 1000.0 / opts.clock_mhz,
@@ -164,6 +164,10 @@ pub fn run_hdl(a: HdlArgs) -> Result<()> {
         k.ii,
         opts.budget_ps(),
         a.family,
+        match opts.levels {
+            Some(l) => format!("--levels {l}"),
+            None => format!("{} % clock uncertainty", opts.clock_uncertainty),
+        },
         a.strategy
     );
     println!(
