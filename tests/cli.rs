@@ -688,6 +688,13 @@ fn hdl_family_ecp5_and_place_route_refusal() {
             "4",
         ]);
         assert!(ok, "{out}{err}");
+        // The summary names the stage budget and what set it.
+        assert!(
+            out.contains(&format!(
+                "ps of logic/stage ({family} delay model, 12.5 % clock uncertainty)"
+            )),
+            "{out}"
+        );
         let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
         serde_json::from_str::<serde_json::Value>(&text).unwrap()
     };
