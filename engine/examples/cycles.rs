@@ -1,6 +1,8 @@
 //! Steady-state loop for `perf stat` (cycles and instructions per event are
 //! far less noisy than wall time on a shared machine):
 //! `perf stat -e cycles:u,instructions:u target/release/examples/cycles M.bxq single|batch N [ISA]`.
+//! `lat` times each single call on the fenced time-stamp counter instead
+//! (for machines whose virtual CPUs expose no performance counters).
 
 use engine::Engine;
 use quantize::golden::quantize_input;
@@ -39,6 +41,27 @@ fn main() {
             eng.infer_batch_with(&mut sc, &raw, &mut out).unwrap();
             acc += out[ol];
         }
+    } else if mode == "lat" {
+        // Each call between fenced time-stamp reads, as `bxflow bench`
+        // times one event: the p50 in ticks, and that of an empty pair.
+        let mut out = vec![0i64; ol];
+        let mut d = Vec::with_capacity(n);
+        for i in 0..n {
+            let j = i % P;
+            let t0 = tick();
+            eng.infer_with(&mut sc, black_box(&raw[j * il..(j + 1) * il]), &mut out)
+                .unwrap();
+            d.push(tick() - t0);
+            acc += out[0];
+        }
+        let mut e = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t0 = tick();
+            e.push(tick() - t0);
+        }
+        d.sort_unstable();
+        e.sort_unstable();
+        eprintln!("p50 {} ticks (empty {})", d[n / 2], e[n / 2]);
     } else {
         let mut out = vec![0i64; ol];
         for i in 0..n {
@@ -55,4 +78,23 @@ fn main() {
         dt * 1e9 / n as f64,
         n as f64 / dt / 1e6
     );
+}
+
+/// The fenced time-stamp counter (nanoseconds off x86-64).
+fn tick() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: lfence and rdtsc exist on every x86-64 CPU.
+    unsafe {
+        use std::arch::x86_64::{_mm_lfence, _rdtsc};
+        _mm_lfence();
+        let t = _rdtsc();
+        _mm_lfence();
+        t
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        use std::sync::OnceLock;
+        static T0: OnceLock<std::time::Instant> = OnceLock::new();
+        T0.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+    }
 }
