@@ -309,21 +309,7 @@ impl Stopwatch {
 
     #[inline(always)]
     fn ticks() -> u64 {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: lfence and rdtsc exist on every x86-64 CPU.
-        unsafe {
-            use std::arch::x86_64::{_mm_lfence, _rdtsc};
-            _mm_lfence();
-            let t = _rdtsc();
-            _mm_lfence();
-            t
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            use std::sync::OnceLock;
-            static T0: OnceLock<Instant> = OnceLock::new();
-            T0.get_or_init(Instant::now).elapsed().as_nanos() as u64
-        }
+        engine::peak::ticks()
     }
 
     /// The median cost of a reading, in ticks.

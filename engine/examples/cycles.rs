@@ -48,16 +48,16 @@ fn main() {
         let mut d = Vec::with_capacity(n);
         for i in 0..n {
             let j = i % P;
-            let t0 = tick();
+            let t0 = engine::peak::ticks();
             eng.infer_with(&mut sc, black_box(&raw[j * il..(j + 1) * il]), &mut out)
                 .unwrap();
-            d.push(tick() - t0);
+            d.push(engine::peak::ticks() - t0);
             acc += out[0];
         }
         let mut e = Vec::with_capacity(n);
         for _ in 0..n {
-            let t0 = tick();
-            e.push(tick() - t0);
+            let t0 = engine::peak::ticks();
+            e.push(engine::peak::ticks() - t0);
         }
         d.sort_unstable();
         e.sort_unstable();
@@ -78,23 +78,4 @@ fn main() {
         dt * 1e9 / n as f64,
         n as f64 / dt / 1e6
     );
-}
-
-/// The fenced time-stamp counter (nanoseconds off x86-64).
-fn tick() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: lfence and rdtsc exist on every x86-64 CPU.
-    unsafe {
-        use std::arch::x86_64::{_mm_lfence, _rdtsc};
-        _mm_lfence();
-        let t = _rdtsc();
-        _mm_lfence();
-        t
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        use std::sync::OnceLock;
-        static T0: OnceLock<std::time::Instant> = OnceLock::new();
-        T0.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
-    }
 }

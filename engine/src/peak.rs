@@ -217,6 +217,30 @@ mod x86 {
     }
 }
 
+/// The fenced time-stamp counter: the call timed between two readings
+/// neither starts before the first nor ends after the second. Its ticks
+/// run at a constant rate (invariant on every x86-64 CPU the kernels
+/// target), not the core's clock; off x86-64, nanoseconds.
+#[inline(always)]
+pub fn ticks() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: lfence and rdtsc exist on every x86-64 CPU.
+    unsafe {
+        use std::arch::x86_64::{_mm_lfence, _rdtsc};
+        _mm_lfence();
+        let t = _rdtsc();
+        _mm_lfence();
+        t
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        use std::sync::OnceLock;
+        use std::time::Instant;
+        static T0: OnceLock<Instant> = OnceLock::new();
+        T0.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
