@@ -14,6 +14,7 @@
 //! producer and consumer threads share the cores with the workers).
 
 use anyhow::Context;
+use engine::peak::ticks;
 use engine::pipeline::{pipeline, Overload, PipelineConfig};
 use engine::{Engine, EngineOptions, Isa};
 use quantize::calibrate::gaussian_events;
@@ -293,31 +294,26 @@ impl Stopwatch {
     /// Measures the counter's rate over about 20 ms, and its step: the
     /// greatest common divisor of the differences between readings.
     fn new() -> Stopwatch {
-        let (t0, c0) = (Instant::now(), Self::ticks());
+        let (t0, c0) = (Instant::now(), ticks());
         let (mut step, mut last) = (0u64, c0);
         while t0.elapsed().as_secs_f64() < 0.02 {
-            let c = Self::ticks();
+            let c = ticks();
             step = gcd(step, c - last);
             last = c;
         }
-        let (dt, dc) = (t0.elapsed().as_nanos() as f64, Self::ticks() - c0);
+        let (dt, dc) = (t0.elapsed().as_nanos() as f64, ticks() - c0);
         Stopwatch {
             ns_per_tick: if dc > 0 { dt / dc as f64 } else { 1.0 },
             step: step.max(1),
         }
     }
 
-    #[inline(always)]
-    fn ticks() -> u64 {
-        engine::peak::ticks()
-    }
-
     /// The median cost of a reading, in ticks.
     fn overhead(&self) -> f64 {
         let mut v: Vec<u64> = (0..10_000)
             .map(|_| {
-                let t = Self::ticks();
-                Self::ticks() - t
+                let t = ticks();
+                ticks() - t
             })
             .collect();
         v.sort_unstable();
@@ -359,15 +355,15 @@ fn latency<F: FnMut(usize)>(n: usize, pool: usize, mut f: F) -> (f64, f64) {
         f(i % pool); // warm-up
     }
     let sw = Stopwatch::new();
-    let mut ticks: Vec<u64> = Vec::with_capacity(n);
+    let mut spans: Vec<u64> = Vec::with_capacity(n);
     for i in 0..n {
-        let t = Stopwatch::ticks();
+        let t = ticks();
         f(i % pool);
-        ticks.push(Stopwatch::ticks() - t);
+        spans.push(ticks() - t);
     }
-    ticks.sort_unstable();
+    spans.sort_unstable();
     let ov = sw.overhead();
-    let ns = |p: f64| ((quantile(&ticks, p, sw.step) - ov) * sw.ns_per_tick).max(1.0);
+    let ns = |p: f64| ((quantile(&spans, p, sw.step) - ov) * sw.ns_per_tick).max(1.0);
     (ns(0.5), ns(0.99))
 }
 
