@@ -40,14 +40,26 @@ pub(crate) struct ChainLayer {
     pub conv: Option<ConvShape>,
 }
 
-/// A layer of a built chain: the kernel, its compiled epilogue, and for a
-/// convolution where its inputs and outputs lie.
+/// A layer of a built chain: the kernel, its compiled epilogue, for a
+/// convolution where its inputs and outputs lie, and how its epilogue
+/// stores: `kind` 0 as i32 (the chain's last layer), 1 narrowed to the
+/// next layer's i16 lanes, 2 to its u8 lanes, each lane plus `prog.off`
+/// (the next layer's lane offset, unless folded into the kernel's
+/// initial accumulators).
 #[derive(Clone, Debug)]
 pub(crate) struct Stage {
     pub k: PackedDense,
     pub prog: Program,
     pub conv: Option<ConvShape>,
+    pub kind: u8,
+    /// The single-event kernel of a Dense layer, chosen when the chain is
+    /// built (`x86::one_kernel`).
+    pub one: Option<OneFn>,
 }
+
+/// A layer's single-event kernel: packed input at `x`, its epilogue's
+/// stores at `o`. The buffers hold whole 16-lane blocks (`Chain::scratch`).
+pub(crate) type OneFn = unsafe fn(&Stage, *const u8, *mut u8);
 
 /// A convolution in a chain, run as one dot product per output position
 /// with no im2col: its input is a grid of `in_rows` rows (spatial
@@ -352,12 +364,34 @@ impl Chain {
             .div_ceil(32)
             * 32;
         let dstride = layers.iter().map(|l| l.k.dot_len()).max().unwrap_or(0);
-        let layers = layers
+        // Each layer stores into its successor's lane format.
+        let next: Vec<(u8, i32)> = (0..layers.len())
+            .map(|i| match layers.get(i + 1) {
+                None => (0, 0),
+                Some(n) if n.k.operand == Operand::U8 => (2, n.k.offset() as i32),
+                Some(n) => (1, n.k.offset() as i32),
+            })
+            .collect();
+        let layers: Vec<Stage> = layers
             .into_iter()
-            .map(|l| Stage {
-                prog: crate::epi::compile(&l.bias, l.sl, l.arange, l.acc.as_ref(), &l.rq, &l.epi),
-                k: l.k,
-                conv: l.conv,
+            .zip(next)
+            .map(|(l, (kind, off))| {
+                let mut prog =
+                    crate::epi::compile(&l.bias, l.sl, l.arange, l.acc.as_ref(), &l.rq, &l.epi);
+                let mut k = l.k;
+                prog.fold(&mut k.init, off);
+                let mut st = Stage {
+                    prog,
+                    k,
+                    conv: l.conv,
+                    kind,
+                    one: None,
+                };
+                #[cfg(target_arch = "x86_64")]
+                {
+                    st.one = x86::one_kernel(&st);
+                }
+                st
             })
             .collect();
         Chain {
@@ -464,9 +498,8 @@ mod x86 {
     //! (one weight load feeding `E` events, `J` partial accumulators), then
     //! the epilogue on the accumulator registers and a narrowing store into
     //! the next layer's packed input.
-    use super::{Chain, Stage, Tail, MAX_LANES_N, MULTI};
-    use crate::dense::x86::{blocks, count, wide, Lanes, Sink, Y2};
-    use crate::dense::Operand;
+    use super::{Chain, OneFn, Stage, Tail, MAX_LANES_N, MULTI};
+    use crate::dense::x86::{blocks, count, wide, Lanes, Sink, Y1, Y2};
     use crate::dense::Seg;
     use crate::epi::{Op, Program, Shape};
     use crate::isa::Isa;
@@ -497,11 +530,11 @@ mod x86 {
         }
         let bias = || V::load(bias0.add(b * 16));
         if let Some(Shape { k, wrap, lo, hi }) = shape {
-            let (bias, lo, hi) = (bias(), V::splat(lo), V::splat(hi));
+            let (lo, hi) = (V::splat(lo), V::splat(hi));
             match wrap {
-                None => each!(|x| x.add(bias).sra(k).max(lo).min(hi)),
-                Some((s, true)) => each!(|x| x.add(bias).sra(k).shl(s).sra(s).max(lo).min(hi)),
-                Some((s, false)) => each!(|x| x.add(bias).sra(k).shl(s).srl(s).max(lo).min(hi)),
+                None => each!(|x| x.sra(k).max(lo).min(hi)),
+                Some((s, true)) => each!(|x| x.sra(k).shl(s).sra(s).max(lo).min(hi)),
+                Some((s, false)) => each!(|x| x.sra(k).shl(s).srl(s).max(lo).min(hi)),
             }
             return;
         }
@@ -544,15 +577,16 @@ mod x86 {
     /// be reloaded for every block.
     ///
     /// `KIND` is the store kind when known at compile time ([`ANY`]: read
-    /// `kind`). `SHAPE`: the program is a [`Shape`] without wrap-around, so
-    /// that a block's epilogue is its four vector steps, the offset (added
-    /// even when 0: an add costs less than a branch) and a store. The
-    /// single-event kernels pick both per layer ([`layer`]); per block,
-    /// their branches and reloads had been about two thirds of the
-    /// epilogue's instructions.
+    /// `kind`). `SHAPE`: the layer is [`shaped`], so that a block's
+    /// epilogue is its three vector steps and a store. The single-event
+    /// kernels pick both per layer ([`one_kernel`]); per block, their
+    /// branches and reloads had been about two thirds of the epilogue's
+    /// instructions.
     struct Epilogue<'a, const KIND: u8, const SHAPE: bool> {
         prog: &'a Program,
         shape: Option<Shape>,
+        /// `shape`'s shift and clamps (a no-op where it has none).
+        sh: (u32, i32, i32),
         bias: *const i32,
         out: *mut u8,
         os: usize,
@@ -563,19 +597,31 @@ mod x86 {
     /// [`Epilogue`]'s `KIND` when the store kind is read at run time.
     const ANY: u8 = u8::MAX;
 
+    /// The layer's epilogue is a [`Shape`] without wrap-around whose store
+    /// adds nothing (its bias and offset are in the kernel's initial
+    /// accumulators: [`crate::epi::Program::fold`]).
+    fn shaped(l: &Stage) -> bool {
+        matches!(l.prog.shape, Some(Shape { wrap: None, .. })) && l.prog.off == 0
+    }
+
     impl<'a, const KIND: u8, const SHAPE: bool> Epilogue<'a, KIND, SHAPE> {
+        /// Layer `l`'s epilogue, event `e`'s results stored at `out + e * os`.
         #[inline(always)]
-        fn new(l: &'a Stage, out: *mut u8, os: usize, kind: u8, off: i32) -> Self {
-            debug_assert!(KIND == ANY || KIND == kind);
-            debug_assert!(!SHAPE || matches!(l.prog.shape, Some(Shape { wrap: None, .. })));
+        fn new(l: &'a Stage, out: *mut u8, os: usize) -> Self {
+            debug_assert!(KIND == ANY || KIND == l.kind);
+            debug_assert!(!SHAPE || shaped(l));
             Epilogue {
                 prog: &l.prog,
                 shape: l.prog.shape,
+                sh: l
+                    .prog
+                    .shape
+                    .map_or((0, i32::MIN, i32::MAX), |s| (s.k, s.lo, s.hi)),
                 bias: l.prog.bias.as_ptr(),
                 out,
                 os,
-                kind,
-                off,
+                kind: l.kind,
+                off: l.prog.off,
             }
         }
     }
@@ -585,13 +631,10 @@ mod x86 {
         unsafe fn put<const E: usize>(&mut self, b: usize, mut s: [V; E]) {
             let kind = if KIND == ANY { self.kind } else { KIND };
             if SHAPE {
-                let (k, lo, hi) = match self.shape {
-                    Some(Shape { k, lo, hi, .. }) => (k, lo, hi),
-                    None => (0, i32::MIN, i32::MAX),
-                };
-                let (bias, lo, hi) = (V::load(self.bias.add(b * 16)), V::splat(lo), V::splat(hi));
+                let (k, lo, hi) = self.sh;
+                let (lo, hi) = (V::splat(lo), V::splat(hi));
                 for x in s.iter_mut() {
-                    *x = x.add(bias).sra(k).max(lo).min(hi);
+                    *x = x.sra(k).max(lo).min(hi);
                 }
             } else {
                 // Several events: the reloads are shared by all of them, and
@@ -608,7 +651,7 @@ mod x86 {
             let off = V::splat(self.off);
             for (e, &v) in s.iter().enumerate() {
                 let o = self.out.add(e * self.os);
-                let v = if SHAPE || self.off != 0 {
+                let v = if !SHAPE && self.off != 0 {
                     v.add(off)
                 } else {
                     v
@@ -623,52 +666,26 @@ mod x86 {
     }
 
     /// One layer for `E` events (event `e`'s packed input at `x + e * xs`),
-    /// its epilogue storing `kind` at `o + e * os` with `off`.
+    /// its epilogue storing at `o + e * os`.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn layer<V: Lanes, const E: usize, const J: usize, const WIDE: bool>(
+    unsafe fn layer<V: Lanes, const E: usize, const J: usize>(
         l: &Stage,
         x: *const u8,
         xs: usize,
         o: *mut u8,
         os: usize,
-        kind: u8,
-        off: i32,
     ) {
         match &l.conv {
             None => {
-                // One event: the epilogue specialized for the layer's store
-                // and shape; `WIDE`, the single-event AVX2 kernel ([`wide`]).
-                if E == 1 {
-                    let segs = &Seg::all(&l.k);
-                    let shape = matches!(l.prog.shape, Some(Shape { wrap: None, .. }));
-                    macro_rules! go {
-                        ($k:expr, $s:expr) => {{
-                            let ep = &mut Epilogue::<$k, $s>::new(l, o, os, kind, off);
-                            if WIDE {
-                                wide::<V>(&l.k, x, segs, ep)
-                            } else {
-                                blocks::<V, E, J>(&l.k, x, xs, segs, ep)
-                            }
-                        }};
-                    }
-                    match (shape, kind) {
-                        (true, 0) => go!(0, true),
-                        (true, 1) => go!(1, true),
-                        (true, _) => go!(2, true),
-                        (false, _) => go!(ANY, false),
-                    }
-                } else {
-                    let ep = &mut Epilogue::<ANY, false>::new(l, o, os, kind, off);
-                    blocks::<V, E, J>(&l.k, x, xs, &Seg::all(&l.k), ep);
-                }
+                let ep = &mut Epilogue::<ANY, false>::new(l, o, os);
+                blocks::<V, E, J>(&l.k, x, xs, &Seg::all(&l.k), ep);
             }
             Some(cv) => {
                 // Output row p in the next layer's lanes (a chain never
                 // ends with a convolution: kind is 1 or 2).
-                let row = cv.cpad_out * if kind == 2 { 1 } else { 2 };
+                let row = cv.cpad_out * if l.kind == 2 { 1 } else { 2 };
                 for p in 0..cv.out_rows {
-                    let ep = &mut Epilogue::<ANY, false>::new(l, o.add(p * row), os, kind, off);
+                    let ep = &mut Epilogue::<ANY, false>::new(l, o.add(p * row), os);
                     let segs = &cv.segs[cv.starts[p]..cv.starts[p + 1]];
                     blocks::<V, E, J>(&l.k, x, xs, segs, ep);
                 }
@@ -680,14 +697,7 @@ mod x86 {
     /// `cur[e * stride..]`): layer by layer, each layer's weights read once
     /// per group, layers of at most 8 outputs on `V::Half` lanes.
     #[inline(always)]
-    unsafe fn run_impl<
-        'a,
-        V: Lanes,
-        const G: usize,
-        const E: usize,
-        const J: usize,
-        const WIDE: bool,
-    >(
+    unsafe fn run_impl<'a, V: Lanes, const G: usize, const E: usize, const J: usize>(
         c: &Chain,
         mut cur: &'a mut [u16],
         mut nxt: &'a mut [u16],
@@ -697,25 +707,23 @@ mod x86 {
         let last = c.layers.len() - 1;
         for (i, l) in c.layers.iter().enumerate() {
             let x = cur.as_ptr() as *const u8;
-            let (o, os, kind, off) = if i == last {
-                (dot.as_mut_ptr() as *mut u8, ds, 0, 0)
+            let (o, os) = if i == last {
+                (dot.as_mut_ptr() as *mut u8, ds)
             } else {
-                let nk = &c.layers[i + 1].k;
-                let kind = if nk.operand == Operand::U8 { 2 } else { 1 };
-                (nxt.as_mut_ptr() as *mut u8, xs, kind, nk.offset() as i32)
+                (nxt.as_mut_ptr() as *mut u8, xs)
             };
             if V::HALVES && l.k.n_out <= 8 && G > 1 && G * E == MULTI {
                 // Half-width lanes leave registers to spare: all the pass's
                 // events at once, each weight and every per-position step
                 // of a convolution shared by twice the events.
-                layer::<V::Half, MULTI, J, WIDE>(l, x, xs, o, os, kind, off);
+                layer::<V::Half, MULTI, J>(l, x, xs, o, os);
             } else {
                 for g in 0..G {
                     let (x, o) = (x.add(g * E * xs), o.add(g * E * os));
                     if V::HALVES && l.k.n_out <= 8 {
-                        layer::<V::Half, E, J, WIDE>(l, x, xs, o, os, kind, off);
+                        layer::<V::Half, E, J>(l, x, xs, o, os);
                     } else {
-                        layer::<V, E, J, WIDE>(l, x, xs, o, os, kind, off);
+                        layer::<V, E, J>(l, x, xs, o, os);
                     }
                 }
             }
@@ -733,9 +741,11 @@ mod x86 {
         }
     }
 
-    /// One event from its raw codes `x`: packed, the layers, the tail.
+    /// One event from its raw codes `x`: packed, the layers (a Dense layer
+    /// by its own kernel, [`one_kernel`]; a convolution with `J` partial
+    /// sums per block), the tail.
     #[inline(always)]
-    unsafe fn one<V: Lanes, const J: usize, const WIDE: bool, T: Copy + Into<i64>>(
+    unsafe fn one<V: Lanes, const J: usize, T: Copy + Into<i64>>(
         c: &Chain,
         x: &[T],
         (lo, hi): (i64, i64),
@@ -748,12 +758,101 @@ mod x86 {
             return false;
         }
         c.pack_input(x, cur, nxt);
-        run_impl::<V, 1, 1, J, WIDE>(c, cur, nxt, dot);
+        let last = c.layers.len() - 1;
+        let (mut x, mut nx) = (cur.as_mut_ptr() as *mut u8, nxt.as_mut_ptr() as *mut u8);
+        for (i, l) in c.layers.iter().enumerate() {
+            let o = if i == last {
+                dot.as_mut_ptr() as *mut u8
+            } else {
+                nx
+            };
+            match l.one {
+                Some(f) => f(l, x, o),
+                None if V::HALVES && l.k.n_out <= 8 => layer::<V::Half, 1, J>(l, x, 0, o, 0),
+                None => layer::<V, 1, J>(l, x, 0, o, 0),
+            }
+            if i != last {
+                if let Some(nc) = &c.layers[i + 1].conv {
+                    nc.zero_row(&c.layers[i + 1].k, o);
+                }
+                std::mem::swap(&mut x, &mut nx);
+            }
+        }
         // The scalar tail: for one event its latency beats the lane path's
         // gather (which pays off across a multi-event pass).
         let n = c.layers.last().unwrap().k.n_out;
         super::finish(&c.tail, &dot[..n], y);
         true
+    }
+
+    /// The single-event kernel of Dense layer `l` (None for a
+    /// convolution), resolved once when the chain is built: the ISA, the
+    /// lane width (8 or 16 outputs per AVX2 block), the epilogue's shape
+    /// and the store kind are fixed in the function chosen. Decided per
+    /// event inside one function for the whole chain, those choices and
+    /// the state they kept live (spilled around each layer) had cost the
+    /// 16-bit jet tagger about as many scalar instructions per event as
+    /// its layers have multiply-accumulate instructions.
+    pub(super) fn one_kernel(l: &Stage) -> Option<OneFn> {
+        if l.conv.is_some() {
+            return None;
+        }
+        let shape = shaped(l);
+        macro_rules! pick {
+            ($f:ident $(, $v:ty)?) => {
+                match (shape, l.kind) {
+                    (true, 0) => $f::<$($v,)? 0, true> as OneFn,
+                    (true, 1) => $f::<$($v,)? 1, true>,
+                    (true, _) => $f::<$($v,)? 2, true>,
+                    (false, _) => $f::<$($v,)? ANY, false>,
+                }
+            };
+        }
+        Some(match l.k.isa {
+            Isa::Avx2 if l.k.n_out <= 8 => pick!(dense_avx2, Y1),
+            Isa::Avx2 => pick!(dense_avx2, Y2),
+            Isa::Avx512 => pick!(dense_avx512),
+            Isa::Avx512Vnni => pick!(dense_vnni),
+            Isa::Scalar => return None,
+        })
+    }
+
+    /// A Dense layer's single-event epilogue ([`one_kernel`]).
+    #[inline(always)]
+    fn one_epilogue<const KIND: u8, const SHAPE: bool>(
+        l: &Stage,
+        o: *mut u8,
+    ) -> Epilogue<'_, KIND, SHAPE> {
+        Epilogue::new(l, o, 0)
+    }
+
+    /// AVX2: up to four blocks per pass over the input ([`wide`]).
+    #[target_feature(enable = "avx2,bmi2")]
+    unsafe fn dense_avx2<V: Lanes, const KIND: u8, const SHAPE: bool>(
+        l: &Stage,
+        x: *const u8,
+        o: *mut u8,
+    ) {
+        wide::<V>(
+            &l.k,
+            x,
+            &Seg::all(&l.k),
+            &mut one_epilogue::<KIND, SHAPE>(l, o),
+        )
+    }
+
+    /// AVX-512 BW: a block at a time, eight partial sums.
+    #[target_feature(enable = "avx512f,avx512bw,bmi2")]
+    unsafe fn dense_avx512<const KIND: u8, const SHAPE: bool>(l: &Stage, x: *const u8, o: *mut u8) {
+        let ep = &mut one_epilogue::<KIND, SHAPE>(l, o);
+        blocks::<__m512i, 1, 8>(&l.k, x, 0, &Seg::all(&l.k), ep)
+    }
+
+    /// [`dense_avx512`] with VNNI's fused multiply-adds.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,bmi2")]
+    unsafe fn dense_vnni<const KIND: u8, const SHAPE: bool>(l: &Stage, x: *const u8, o: *mut u8) {
+        let ep = &mut one_epilogue::<KIND, SHAPE>(l, o);
+        blocks::<__m512i, 1, 8>(&l.k, x, 0, &Seg::all(&l.k), ep)
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,bmi2")]
@@ -766,7 +865,7 @@ mod x86 {
         nxt: &mut [u16],
         dot: &mut [i32],
     ) -> bool {
-        one::<__m512i, 8, false, T>(c, x, range, y, cur, nxt, dot)
+        one::<__m512i, 8, T>(c, x, range, y, cur, nxt, dot)
     }
 
     #[target_feature(enable = "avx512f,avx512bw,bmi2")]
@@ -779,7 +878,7 @@ mod x86 {
         nxt: &mut [u16],
         dot: &mut [i32],
     ) -> bool {
-        one::<__m512i, 8, false, T>(c, x, range, y, cur, nxt, dot)
+        one::<__m512i, 8, T>(c, x, range, y, cur, nxt, dot)
     }
 
     /// AVX2, one event: a Dense layer takes up to four blocks per pass
@@ -796,7 +895,7 @@ mod x86 {
         nxt: &mut [u16],
         dot: &mut [i32],
     ) -> bool {
-        one::<Y2, 4, true, T>(c, x, range, y, cur, nxt, dot)
+        one::<Y2, 4, T>(c, x, range, y, cur, nxt, dot)
     }
 
     /// One event: raw codes `x` to the chain's output `y`, if all lie in
@@ -821,12 +920,12 @@ mod x86 {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn multi_vnni(c: &Chain, cur: &mut [u16], nxt: &mut [u16], dot: &mut [i32]) {
-        run_impl::<__m512i, 1, MULTI, 1, false>(c, cur, nxt, dot)
+        run_impl::<__m512i, 1, MULTI, 1>(c, cur, nxt, dot)
     }
 
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn multi_avx512(c: &Chain, cur: &mut [u16], nxt: &mut [u16], dot: &mut [i32]) {
-        run_impl::<__m512i, 1, MULTI, 1, false>(c, cur, nxt, dot)
+        run_impl::<__m512i, 1, MULTI, 1>(c, cur, nxt, dot)
     }
 
     /// AVX2: at most four events per group (eight accumulator registers
@@ -834,7 +933,7 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     unsafe fn multi_avx2(c: &Chain, cur: &mut [u16], nxt: &mut [u16], dot: &mut [i32]) {
         const _: () = assert!(MULTI.is_multiple_of(4));
-        run_impl::<Y2, { MULTI / 4 }, 4, 1, false>(c, cur, nxt, dot)
+        run_impl::<Y2, { MULTI / 4 }, 4, 1>(c, cur, nxt, dot)
     }
 
     /// [`MULTI`] events: packed inputs at `cur[e * stride..]`, the last

@@ -90,8 +90,25 @@ fn group<T: Copy + Ord + Into<i64>, const MODE: u8>(
     }
     let r = inv.get(sum);
     for e in yg.iter_mut() {
-        *e = rq.apply_mode::<MODE>(*e * r);
+        *e = in_reg(rq.apply_mode::<MODE>(in_reg(*e * r)));
     }
+}
+
+/// `v`, held in a general register: an optimization barrier that keeps
+/// the compiler from vectorizing the group's last loop. Its vector form
+/// (the values moved into vector registers, the 64-bit products emulated
+/// with three `vpmuludq`, the arithmetic shifts with logical ones) is
+/// fewer instructions but about twice the latency of the scalar chain,
+/// and a single event's softmax is latency bound: it waits for the last
+/// layer and its result is the event's.
+#[inline(always)]
+fn in_reg(mut v: i64) -> i64 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: an empty template; `v` stays as it is.
+    unsafe {
+        std::arch::asm!("/* {v} */", v = inout(reg) v, options(pure, nomem, nostack, preserves_flags));
+    }
+    v
 }
 
 /// `Table::lookup` in i64 with the table's fields held in locals, for
