@@ -82,12 +82,11 @@ fn group<T: Copy + Ord + Into<i64>, const MODE: u8>(
 ) {
     // By value: `iter().max()` tracks a reference and compiles to
     // data-dependent branches, which mispredict on every event.
-    let m = g.iter().fold(i64::MIN, |m, &v| m.max(v.into()));
-    let mut sum = 0i64;
+    let m = tree(g, &|v: &T| (*v).into(), &|a: i64, b: i64| a.max(b));
     for (e, &v) in yg.iter_mut().zip(g) {
         *e = exp.get(v.into() - m);
-        sum += *e;
     }
+    let sum = tree(yg, &|e: &i64| *e, &|a: i64, b: i64| a + b);
     let r = inv.get(sum);
     for e in yg.iter_mut() {
         *e = in_reg(rq.apply_mode::<MODE>(in_reg(*e * r)));
@@ -109,6 +108,27 @@ fn in_reg(mut v: i64) -> i64 {
         std::arch::asm!("/* {v} */", v = inout(reg) v, options(pure, nomem, nostack, preserves_flags));
     }
     v
+}
+
+/// `f` over `g`'s values (at least one) as a balanced tree: for a group
+/// of compile-time size, a chain of depth `log2(n)` instead of `n - 1`
+/// (the max and the sum are on a single event's critical path). Groups
+/// longer than 8 fold their tail into the first 8 first.
+#[inline(always)]
+fn tree<T>(g: &[T], v: &impl Fn(&T) -> i64, f: &impl Fn(i64, i64) -> i64) -> i64 {
+    let mut w = [0i64; 8];
+    for (i, x) in g.iter().enumerate() {
+        w[i % 8] = if i < 8 { v(x) } else { f(w[i % 8], v(x)) };
+    }
+    let mut n = g.len().min(8);
+    while n > 1 {
+        let h = n.div_ceil(2);
+        for i in 0..n / 2 {
+            w[i] = f(w[i], w[i + h]);
+        }
+        n = h;
+    }
+    w[0]
 }
 
 /// `Table::lookup` in i64 with the table's fields held in locals, for
