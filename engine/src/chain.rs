@@ -379,6 +379,7 @@ impl Chain {
                 let mut prog =
                     crate::epi::compile(&l.bias, l.sl, l.arange, l.acc.as_ref(), &l.rq, &l.epi);
                 let mut k = l.k;
+                k.to_lanes(&mut prog.bias);
                 prog.fold(&mut k.init, off);
                 let mut st = Stage {
                     prog,

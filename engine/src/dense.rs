@@ -46,6 +46,15 @@ pub struct PackedDense {
     w32: Vec<i32>,
 }
 
+/// The output of its block that lane `l` of an AVX2 kernel of more than 8
+/// outputs computes (two registers per 16-output block): outputs 0..4 and
+/// 8..12 in the first register, 4..8 and 12..16 in the second, so that
+/// `vpackssdw` of the pair, which packs within each 128-bit half, leaves
+/// the 16 results in order. Narrowed in output order, each layer's stores
+/// would need one cross-lane permute more per block, on the path from one
+/// layer to the next. Lanes 4..8 and 8..12 swapped: its own inverse.
+pub(crate) const Y2_LANES: [usize; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15];
+
 /// One 64-byte weight vector, aligned to a cache line.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
@@ -127,7 +136,12 @@ impl PackedDense {
             w: Vec::new(),
             w32: Vec::new(),
         };
+        let mut init = std::mem::take(&mut p.init);
+        p.to_lanes(&mut init);
+        p.init = init;
+        let lanes = p.lanes();
         let wt = |o: usize, i: usize| -> i64 {
+            let o = o - o % 16 + lanes[o % 16];
             if o < n_out && i < n_in {
                 weights[o * n_in + i]
             } else {
@@ -251,6 +265,30 @@ impl PackedDense {
     /// `(x + off)` (`Operand::U8`, the words viewed as bytes).
     pub fn packed_words(&self) -> usize {
         self.ngroups * 2
+    }
+
+    /// The output each lane of a block computes: [`Y2_LANES`] for an AVX2
+    /// kernel of more than 8 outputs (run on register pairs), else the
+    /// lane's own.
+    fn lanes(&self) -> [usize; 16] {
+        if self.isa == Isa::Avx2 && self.n_out > 8 {
+            Y2_LANES
+        } else {
+            std::array::from_fn(|l| l)
+        }
+    }
+
+    /// `v`, one i32 per output in blocks of 16, rearranged into the lane
+    /// order ([`PackedDense::lanes`]) in which the kernels load such arrays
+    /// (initial accumulators, biases).
+    pub(crate) fn to_lanes(&self, v: &mut [i32]) {
+        let lanes = self.lanes();
+        for blk in v.chunks_exact_mut(16) {
+            let out: [i32; 16] = std::array::from_fn(|l| blk[l]);
+            for (d, &o) in blk.iter_mut().zip(&lanes) {
+                *d = out[o];
+            }
+        }
     }
 
     /// i32 entries of `dot` the kernel writes (`n_out` rounded up to 16).
@@ -440,7 +478,10 @@ pub(crate) mod x86 {
         }
     }
 
-    /// Sixteen i32 lanes in two AVX2 registers (lanes 0..8, 8..16).
+    /// Sixteen i32 lanes in two AVX2 registers (lanes 0..8, 8..16), lane
+    /// `l` holding output [`Y2_LANES`](super::Y2_LANES)`[l]` of its block: i32 arrays it
+    /// loads (initial accumulators, biases) are in that order, what it
+    /// stores is in output order.
     #[derive(Clone, Copy)]
     pub(crate) struct Y2(__m256i, __m256i);
 
@@ -453,11 +494,11 @@ pub(crate) mod x86 {
         unsafe fn zip(self, o: Y2, f: impl Fn(__m256i, __m256i) -> __m256i) -> Y2 {
             Y2(f(self.0, o.0), f(self.1, o.1))
         }
-        /// The 16 lanes as i16 in order (`vpackssdw` works per 128-bit
-        /// half, the permute puts the halves back in order).
+        /// The 16 outputs as i16 in order: `vpackssdw` packs within each
+        /// 128-bit half, which [`Y2_LANES`](super::Y2_LANES) holds in order.
         #[inline(always)]
         unsafe fn packs(self) -> __m256i {
-            _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(self.0, self.1))
+            _mm256_packs_epi32(self.0, self.1)
         }
     }
 
@@ -483,8 +524,11 @@ pub(crate) mod x86 {
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut i32) {
-            _mm256_storeu_si256(p as *mut _, self.0);
-            _mm256_storeu_si256(p.add(8) as *mut _, self.1);
+            // Outputs 0..4 and 4..8, then 8..12 and 12..16 (`Y2_LANES`).
+            let lo = _mm256_permute2x128_si256::<0x20>(self.0, self.1);
+            let hi = _mm256_permute2x128_si256::<0x31>(self.0, self.1);
+            _mm256_storeu_si256(p as *mut _, lo);
+            _mm256_storeu_si256(p.add(8) as *mut _, hi);
         }
         #[inline(always)]
         unsafe fn store_i16(self, p: *mut u8) {
