@@ -330,6 +330,14 @@ impl InputValue for f64 {
 /// A value the engine writes as model output.
 pub trait OutputValue: Copy + Default {
     fn from_raw(raw: i64, out: &OutScale) -> Self;
+
+    /// `dst` as raw codes, for raw outputs (i64), which a plan of one
+    /// chain then writes in place; `None` for values converted from them.
+    #[inline]
+    fn as_raw_mut(dst: &mut [Self]) -> Option<&mut [i64]> {
+        let _ = dst;
+        None
+    }
 }
 
 /// How raw outputs become numbers: exact scaling when the type allows it.
@@ -365,6 +373,11 @@ impl OutputValue for i64 {
     #[inline]
     fn from_raw(raw: i64, _: &OutScale) -> i64 {
         raw
+    }
+
+    #[inline]
+    fn as_raw_mut(dst: &mut [i64]) -> Option<&mut [i64]> {
+        Some(dst)
     }
 }
 
@@ -613,7 +626,13 @@ impl Engine {
     ) -> Result<(), EngineError> {
         if let Some(x) = self.direct_raw(input) {
             let p = &self.ports[0];
-            if self.plan.run_raw(s, x, p.lo, p.hi) {
+            // Raw outputs straight from the chain: no copy through the
+            // arena, which is on a single event's critical path.
+            if let Some(y) = O::as_raw_mut(output) {
+                if self.plan.run_raw(s, x, p.lo, p.hi, Some(y)) {
+                    return Ok(());
+                }
+            } else if self.plan.run_raw(s, x, p.lo, p.hi, None) {
                 self.unpack(&s.arena, output);
                 return Ok(());
             }

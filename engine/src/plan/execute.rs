@@ -66,13 +66,27 @@ impl Plan {
 
     /// [`Plan::run`] for a [`Plan::direct_chain`], reading one event's raw
     /// codes straight from `raw` into the chain's lanes, without the i64
-    /// staging; the output lands in the arena. False, with nothing run,
+    /// staging; the output lands in `out` (the model's output, raw) or else
+    /// in the arena. False, with nothing run,
     /// when a code lies outside `lo..=hi` (the staged path names it).
     #[inline]
-    pub(crate) fn run_raw(&self, s: &mut Scratch, raw: RawCodes, lo: i64, hi: i64) -> bool {
+    pub(crate) fn run_raw(
+        &self,
+        s: &mut Scratch,
+        raw: RawCodes,
+        lo: i64,
+        hi: i64,
+        out: Option<&mut [i64]>,
+    ) -> bool {
         let c = self.direct_chain().expect("a plan that is one chain");
         let t = self.offs.len() - 1;
-        let y = &mut s.arena[self.offs[t]..self.offs[t] + self.lens[t]];
+        let y = match out {
+            Some(y) => {
+                assert_eq!(y.len(), self.lens[t], "the plan's output length");
+                y
+            }
+            None => &mut s.arena[self.offs[t]..self.offs[t] + self.lens[t]],
+        };
         let (cx, dot) = (&mut s.b.cx, &mut s.b.cdot);
         match raw {
             RawCodes::I16(x) => c.run_checked(x, (lo, hi), y, cx, dot),
