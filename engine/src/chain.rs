@@ -755,10 +755,19 @@ mod x86 {
         nxt: &mut [u16],
         dot: &mut [i32],
     ) -> bool {
-        if (lo, hi) != (i64::MIN, i64::MAX) && !crate::in_range_any(x, lo, hi) {
+        let head = &c.layers[0];
+        if (lo, hi) == (i64::MIN, i64::MAX) {
+            c.pack_input(x, cur, nxt);
+        } else if head.conv.is_none() && x.len() == head.k.n_in {
+            // A Dense head: the check and the packing in one pass.
+            if !head.k.pack_checked(x, lo, hi, cur) {
+                return false;
+            }
+        } else if crate::in_range_any(x, lo, hi) {
+            c.pack_input(x, cur, nxt);
+        } else {
             return false;
         }
-        c.pack_input(x, cur, nxt);
         let last = c.layers.len() - 1;
         let (mut x, mut nx) = (cur.as_mut_ptr() as *mut u8, nxt.as_mut_ptr() as *mut u8);
         for (i, l) in c.layers.iter().enumerate() {

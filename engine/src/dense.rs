@@ -203,6 +203,37 @@ impl PackedDense {
         self.pack_all(&x[..self.n_in], xp)
     }
 
+    /// [`PackedDense::pack`] of `x` (`n_in` values), counting those
+    /// outside `lo..=hi` as it goes: whether none is. One pass over a
+    /// single event's input instead of a check and then the packing.
+    #[inline(always)]
+    pub(crate) fn pack_checked<T: Copy + Into<i64>>(
+        &self,
+        x: &[T],
+        lo: i64,
+        hi: i64,
+        xp: &mut [u16],
+    ) -> bool {
+        let (off, x) = (self.off, &x[..self.n_in]);
+        // Counted, not folded into a bool: a count vectorizes.
+        let out = |v: i64| usize::from((v < lo) | (v > hi));
+        let mut bad = 0usize;
+        if self.operand == Operand::U8 {
+            for (d, &v) in bytes(xp).iter_mut().zip(x) {
+                let v = v.into();
+                bad += out(v);
+                *d = (v + off) as u8;
+            }
+        } else {
+            for (d, &v) in xp.iter_mut().zip(x) {
+                let v = v.into();
+                bad += out(v);
+                *d = (v + off) as i16 as u16;
+            }
+        }
+        bad == 0
+    }
+
     /// [`PackedDense::pack`] of every value of `x`, however many inputs
     /// the kernel has (a convolution's window is a run of a longer input).
     #[inline(always)]
