@@ -294,6 +294,8 @@ pub(crate) enum Tail {
         /// that fit i32: the multi-event vector path (events in i64
         /// lanes, `vpmuldq` products) applies.
         lanes: bool,
+        /// [`crate::scalar::clamp_free`] holds.
+        free: bool,
     },
     Argmax {
         n: usize,
@@ -311,6 +313,7 @@ impl Tail {
             inv_table: inv_table.clone(),
             rq,
             lanes: n == len && n <= MAX_LANES_N && i32s(exp_table) && i32s(inv_table),
+            free: crate::scalar::clamp_free(n, exp_table, inv_table),
         }
     }
 }
@@ -329,8 +332,9 @@ fn finish(tail: &Option<Tail>, a: &[i32], y: &mut [i64]) {
             exp_table,
             inv_table,
             rq,
+            free,
             ..
-        }) => softmax64(a, y, *n, exp_table, inv_table, rq),
+        }) => softmax64(a, y, *n, exp_table, inv_table, rq, *free),
         Some(Tail::Argmax { n, one }) => argmax(a, y, *n, *one),
     }
 }
@@ -1215,6 +1219,7 @@ mod x86 {
             inv_table,
             rq,
             lanes: true,
+            ..
         }) = tail
         else {
             for e in 0..MULTI {

@@ -330,7 +330,7 @@ impl Plan {
                     fast,
                 } => {
                     if let Some(rq) = fast {
-                        return softmax64(x, y, *n, exp_table, inv_table, rq);
+                        return softmax64(x, y, *n, exp_table, inv_table, rq, false);
                     }
                     for (g, yg) in x.chunks(*n).zip(y.chunks_mut(*n)) {
                         let m = *g.iter().max().expect("non-empty group");
