@@ -203,9 +203,9 @@ impl PackedDense {
         self.pack_all(&x[..self.n_in], xp)
     }
 
-    /// [`PackedDense::pack`] of `x` (`n_in` values), counting those
-    /// outside `lo..=hi` as it goes: whether none is. One pass over a
-    /// single event's input instead of a check and then the packing.
+    /// [`PackedDense::pack`] of `x` (`n_in` values), checking their range
+    /// as it goes: whether all lie in `lo..=hi`. One pass over a single
+    /// event's input instead of a check and then the packing.
     #[inline(always)]
     pub(crate) fn pack_checked<T: Copy + Into<i64>>(
         &self,
@@ -214,7 +214,27 @@ impl PackedDense {
         hi: i64,
         xp: &mut [u16],
     ) -> bool {
-        let (off, x) = (self.off, &x[..self.n_in]);
+        self.pack_counting(&x[..self.n_in], lo, hi, xp) == 0
+    }
+
+    /// [`PackedDense::pack`] of every value of `x`, however many inputs
+    /// the kernel has (a convolution's window is a run of a longer input).
+    #[inline(always)]
+    pub(crate) fn pack_all<T: Copy + Into<i64>>(&self, x: &[T], xp: &mut [u16]) {
+        // No value lies outside the full range: the count compiles away.
+        self.pack_counting(x, i64::MIN, i64::MAX, xp);
+    }
+
+    /// Packs every value of `x` and counts those outside `lo..=hi`.
+    #[inline(always)]
+    fn pack_counting<T: Copy + Into<i64>>(
+        &self,
+        x: &[T],
+        lo: i64,
+        hi: i64,
+        xp: &mut [u16],
+    ) -> usize {
+        let off = self.off;
         // Counted, not folded into a bool: a count vectorizes.
         let out = |v: i64| usize::from((v < lo) | (v > hi));
         let mut bad = 0usize;
@@ -231,23 +251,7 @@ impl PackedDense {
                 *d = (v + off) as i16 as u16;
             }
         }
-        bad == 0
-    }
-
-    /// [`PackedDense::pack`] of every value of `x`, however many inputs
-    /// the kernel has (a convolution's window is a run of a longer input).
-    #[inline(always)]
-    pub(crate) fn pack_all<T: Copy + Into<i64>>(&self, x: &[T], xp: &mut [u16]) {
-        let off = self.off;
-        if self.operand == Operand::U8 {
-            for (d, &v) in bytes(xp).iter_mut().zip(x) {
-                *d = (v.into() + off) as u8;
-            }
-        } else {
-            for (d, &v) in xp.iter_mut().zip(x) {
-                *d = (v.into() + off) as i16 as u16;
-            }
-        }
+        bad
     }
 }
 

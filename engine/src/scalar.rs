@@ -302,14 +302,6 @@ pub(crate) fn softmax_fast(
 mod tests {
     use super::*;
 
-    fn t(offset: i64) -> Table {
-        Table {
-            offset,
-            shift: 2,
-            values: (0..64).map(|i| 40 + i).collect(),
-        }
-    }
-
     /// Where `clamp_free` holds, no group of differences (its maximum's
     /// 0 among them) takes a lookup outside the tables; and it fails
     /// where the reciprocal's table misses the sums, or the exponential's
@@ -352,6 +344,19 @@ mod tests {
             }
         }
         assert!(free > 100 && not > 100, "{free} {not}");
+        // The exponential's table must hold the difference 0: here its
+        // index is -1.
+        let exp = Table {
+            offset: 1,
+            shift: 0,
+            values: vec![1; 4],
+        };
+        let inv = Table {
+            offset: 0,
+            shift: 2,
+            values: (0..64).map(|i| 40 + i).collect(),
+        };
+        assert!(!clamp_free(3, &exp, &inv));
     }
 
     /// The branch-free clamp gives the table's own lookup on both sides of
@@ -374,15 +379,6 @@ mod tests {
             }
         }
         assert_eq!(max0(-1), 0);
-        assert!(!clamp_free(
-            3,
-            &Table {
-                offset: 1,
-                shift: 0,
-                values: vec![1; 4]
-            },
-            &t(0)
-        ));
         assert_eq!(max0(i64::MIN), 0);
         assert_eq!(max0(5), 5);
     }
