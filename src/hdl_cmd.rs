@@ -27,14 +27,18 @@ pub struct HdlArgs {
     /// MLP at 8 bits takes 16 cycles at 100 MHz with 12.5 % and 9 with 0 %.
     #[arg(long, default_value_t = hdl::pipeline::DEFAULT_UNCERTAINTY_PCT, value_parser = parse_percent, value_name = "PERCENT")]
     pub clock_uncertainty: f64,
-    /// Multiplications by constant weights: dsp, or shift-add (no DSP).
+    /// Multiplications by constant weights: dsp, or shift-add (no DSP, but
+    /// see --reuse).
     #[arg(long, value_enum, default_value_t = Strategy::ShiftAdd)]
     pub strategy: Strategy,
     /// Reuse factor of every Dense layer, like hls4ml's ReuseFactor: each
     /// multiplier is shared N times, so the kernel takes an event every N
     /// cycles (II = N, `in_ready` low in between) with about 1/N of the
     /// multipliers. Default: each layer's `reuse_factor` from the model's
-    /// configuration (1 unless set). Conv layers support 1 only.
+    /// configuration (1 unless set). Conv layers support 1 only. A folded
+    /// layer multiplies in DSPs whatever --strategy says: each multiplier
+    /// takes another weight every cycle, which a network of constant shifts
+    /// and adds cannot.
     #[arg(long)]
     pub reuse: Option<u32>,
     /// Recurrent layers (RNN, GRU, LSTM): unrolled, every time step its own
@@ -155,8 +159,20 @@ pub fn run_hdl(a: HdlArgs) -> Result<()> {
     let events = hdl::export::random_events(&model, a.vectors, 1);
     let v = write_export(&a.output, &k, &model, &events)?;
     let st = k.stats();
+    // Folded layers multiply whatever the strategy, so say which do.
+    let folded = hdl::layer_reuse(&model, a.reuse)?
+        .iter()
+        .filter(|&&r| r > 1)
+        .count();
+    let strategy = match (a.strategy, folded) {
+        (Strategy::ShiftAdd, 1..) => format!(
+            "strategy shift-add ({folded} layer{} folded by reuse, multiplying in DSPs)",
+            if folded == 1 { "" } else { "s" }
+        ),
+        (s, _) => format!("strategy {s}"),
+    };
     println!(
-        "{}: latency {} cycles ({:.1} ns at {} MHz), II {}, {} ps of logic/stage ({} delay model, {}), strategy {}",
+        "{}: latency {} cycles ({:.1} ns at {} MHz), II {}, {} ps of logic/stage ({} delay model, {}), {strategy}",
         v.display(),
         k.latency,
         k.latency as f64 * 1000.0 / opts.clock_mhz,
@@ -168,7 +184,6 @@ pub fn run_hdl(a: HdlArgs) -> Result<()> {
             Some(l) => format!("--levels {l}"),
             None => format!("{} % clock uncertainty", opts.clock_uncertainty),
         },
-        a.strategy
     );
     println!(
         "estimate: {} adders ({} bits), {} multipliers, {} register bits, ~{} LUT, ~{} DSP; {} test vectors; {:.2} s",

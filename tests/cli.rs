@@ -257,6 +257,11 @@ fn hdl_reuse_export_and_its_errors() {
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("II 4"), "{out}");
+    // The default strategy is shift-add, yet folded layers multiply: said.
+    assert!(
+        out.contains("strategy shift-add (4 layers folded by reuse, multiplying in DSPs)"),
+        "{out}"
+    );
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["ii"], 4);

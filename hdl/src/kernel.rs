@@ -15,7 +15,9 @@ use crate::pipeline::{budget_for_clock, budget_for_levels, Delays, Family};
 pub enum Strategy {
     /// One multiplier (`*`, DSP) per weight with two or more signed digits.
     Dsp,
-    /// Multiplier-free: canonical signed digits, shifts and adders (no DSP).
+    /// Multiplier-free: canonical signed digits, shifts and adders (no DSP),
+    /// except in Dense layers folded by a reuse factor above 1, whose
+    /// multipliers take another weight every cycle.
     #[cfg_attr(feature = "clap", value(alias = "shiftadd", alias = "csd"))]
     ShiftAdd,
 }
