@@ -31,6 +31,8 @@ pub struct KernelBlock<const IW: usize, const OW: usize> {
     pub out_data: Signal<Out, Bits<OW>>,
     net: Arc<Netlist>,
     name: String,
+    /// The kernel module's Verilog, which `hdl()` wraps.
+    cores: String,
     state: SimState,
 }
 
@@ -79,10 +81,23 @@ impl<const IW: usize, const OW: usize> KernelBlock<IW, OW> {
             in_data: Default::default(),
             out_valid: Default::default(),
             out_data: Default::default(),
+            cores: net.verilog(&name),
             net,
             name,
             state,
         })
+    }
+
+    /// The block of kernel `k`, printing the Verilog its export has (the
+    /// family's primitives included; no clock enable, which the block's
+    /// ports do not have).
+    pub fn for_kernel(k: &Kernel) -> Result<Self, BlockError> {
+        let mut b = Self::new(Arc::new(k.net.clone()), &k.name)?;
+        let d = k.options.delays();
+        b.cores = k
+            .net
+            .verilog_with(&b.name, false, d.dsp_registers, d.ternary_adders);
+        Ok(b)
     }
 
     fn eval(&mut self) {
@@ -163,7 +178,7 @@ impl<const IW: usize, const OW: usize> Logic for KernelBlock<IW, OW> {
         }
         Verilog::Wrapper(Wrapper {
             code,
-            cores: self.net.verilog(&self.name),
+            cores: self.cores.clone(),
         })
     }
 }
@@ -277,7 +292,7 @@ fn run_sized<const IW: usize, const OW: usize>(
     cycles: u64,
 ) -> Result<Vec<(u64, Vec<i64>)>, BlockError> {
     use std::sync::Mutex;
-    let block = KernelBlock::<IW, OW>::new(Arc::new(k.net.clone()), &k.name)?;
+    let block = KernelBlock::<IW, OW>::for_kernel(k)?;
     let stim: Vec<(u64, Bits<IW>)> = stimulus.iter().map(|(c, e)| (*c, pack(k, e))).collect();
     let seen: Arc<Mutex<Vec<(u64, Bits<OW>)>>> = Arc::default();
     let not_ready: Arc<Mutex<Option<u64>>> = Arc::default();

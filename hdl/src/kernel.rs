@@ -90,6 +90,10 @@ pub struct Options {
     /// A clock enable input `ce` on the kernel (see
     /// [`crate::netlist::Netlist::verilog_with`]).
     pub clock_enable: bool,
+    /// Adder trees of two-input adders only, where they would have ternary
+    /// adders ([`Options::ternary_adders`]): fewer cycles, more LUTs, and
+    /// Verilog without AMD primitives.
+    pub binary_adders: bool,
 }
 
 impl Default for Options {
@@ -104,6 +108,7 @@ impl Default for Options {
             module: None,
             family: Family::Xcup,
             clock_enable: false,
+            binary_adders: false,
         }
     }
 }
@@ -203,7 +208,8 @@ impl Options {
     /// options: `module` when given, else the model's name made an
     /// identifier with a suffix for each option that changes the hardware
     /// from the default (`_r4` reuse 4, `_dsp`, `_cell` reused recurrent
-    /// cells, `_ce` a clock enable, `_ecp5` another family, `_250mhz` another
+    /// cells, `_ce` a clock enable, `_ecp5` another family, `_bin` binary
+    /// adders only, `_250mhz` another
     /// clock, `_u5` another clock uncertainty (`_u7p5` for 7.5 %), `_l3`
     /// levels), so that two builds of one model can live in one design.
     pub fn module_name(&self, model: &str) -> Result<String, BuildError> {
@@ -236,6 +242,12 @@ impl Options {
         if self.family != Family::default() {
             name += &format!("_{}", self.family.name());
         }
+        if self.binary_adders
+            && self.strategy == Strategy::ShiftAdd
+            && self.family.delays().ternary_adders
+        {
+            name += "_bin";
+        }
         match self.levels {
             Some(l) => name += &format!("_l{l}"),
             None => {
@@ -263,7 +275,21 @@ impl Options {
 
     /// The delay model of the target family.
     pub fn delays(&self) -> Delays {
-        self.family.delays()
+        let mut d = self.family.delays();
+        d.ternary_adders = self.ternary_adders();
+        d
+    }
+
+    /// Whether adder trees sum three terms per adder: on a family that has
+    /// ternary adders, for the shift-add strategy, unless `binary_adders`.
+    /// A ternary level takes longer than a binary one for the terms it
+    /// removes, so the DSP strategy, built for the least latency, keeps
+    /// binary trees (ternary ones took the jet tagger at `fixed<16,6>`
+    /// from 10 to 11 cycles at 200 MHz).
+    pub fn ternary_adders(&self) -> bool {
+        self.family.delays().ternary_adders
+            && self.strategy == Strategy::ShiftAdd
+            && !self.binary_adders
     }
 }
 
@@ -340,6 +366,7 @@ impl Kernel {
             &self.name,
             self.options.clock_enable,
             self.options.delays().dsp_registers,
+            self.options.delays().ternary_adders,
         )
     }
 
@@ -348,7 +375,7 @@ impl Kernel {
         for n in &self.net.nodes {
             let w = n.width as u64;
             match &n.op {
-                Op::Add(..) | Op::Sub(..) => {
+                Op::Add(..) | Op::Sub(..) | Op::Sum3 { .. } => {
                     s.adders += 1;
                     s.adder_bits += w;
                     s.lut_estimate += w;

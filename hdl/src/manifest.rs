@@ -46,6 +46,11 @@ pub struct Manifest {
     pub logic_budget_ps_per_stage: u32,
     /// `dsp` or `shift-add`.
     pub strategy: String,
+    /// Adder trees sum three terms per adder (UltraScale+ LUT6_2 and
+    /// CARRY8 instances in the Verilog; false in exports before them and
+    /// with `--binary-adders`).
+    #[serde(default)]
+    pub ternary_adders: bool,
     /// The FPGA family whose delay model placed the registers (`xcup` in
     /// exports before the option).
     #[serde(default)]
@@ -298,6 +303,7 @@ impl Manifest {
             levels_option: k.options.levels,
             logic_budget_ps_per_stage: k.options.budget_ps(),
             strategy: k.options.strategy.name().into(),
+            ternary_adders: k.options.ternary_adders(),
             family: k.options.family,
             axis: Some(AxisInfo {
                 module: format!("{}_axis", k.name),

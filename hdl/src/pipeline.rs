@@ -74,6 +74,7 @@ impl Family {
                 dsp_b: 18,
                 dsp_unsigned: false,
                 dsp_registers: false,
+                ternary_adders: true,
                 register: 200,
                 // Not modelled: no open place and route to measure it, and
                 // the Vivado script's timing report checks it.
@@ -109,6 +110,7 @@ impl Family {
                 // nearly full 85k die: 7 to 10 ns, whatever stage the
                 // fabric registers make (README, issue 17).
                 dsp_registers: true,
+                ternary_adders: false,
                 register: 700,
                 // A DP16KD without its output register: 5.61 ns clock to
                 // data out after place and route (a Conv1D's softmax table),
@@ -164,6 +166,13 @@ pub struct Delays {
     /// fabric register beside the DSP it drives, so the routing into and
     /// out of the DSP stays in the stage).
     pub dsp_registers: bool,
+    /// Sums of three terms ([`Op::Sum3`]) are one ternary adder: a LUT6 per
+    /// bit computes the three bits' sum and the majority (carry-save) of
+    /// the bits below, and the carry chain adds the two (UltraScale+'s
+    /// LUT6_2 and CARRY8). That takes one LUT level more than a binary
+    /// adder and half the LUTs of two. Without it a ternary sum is two
+    /// binary adders in a row.
+    pub ternary_adders: bool,
     /// Register overhead per stage: clock-to-out plus setup.
     pub register: u32,
     /// A block RAM's clock-to-data-out beyond a register's: synthesis
@@ -322,6 +331,21 @@ fn arrive(
             } else {
                 (plain(out_lo, out_hi), false)
             }
+        }
+        Op::Sum3 { t, .. } => {
+            let bits = t.iter().map(|&a| widths[a]).max().unwrap_or(w).max(w);
+            // The carry-save bit comes from the LUT below: one level more
+            // before the chain (no operand logic folds into these LUTs).
+            let (mut lo, mut hi) = (max_lo + d.lut, max_hi + d.lut);
+            if !d.ternary_adders {
+                lo = max_lo + d.carry_entry;
+                hi = (lo + carry(d, bits)).max(max_hi + d.carry_entry);
+            }
+            let out_lo = lo + d.carry_entry;
+            (
+                plain(out_lo, (out_lo + carry(d, bits)).max(hi + d.carry_entry)),
+                false,
+            )
         }
         Op::MulConst(a, c) => {
             let (wa, wc) = (widths[*a], crate::netlist::signed_width(*c, *c));

@@ -54,7 +54,8 @@ impl SynthReport {
 }
 
 /// Parses Yosys' `stat` cell list and `ltp` line. Xilinx LUTs are LUT1 to
-/// LUT6 (counted as LUT6 sites would be, one each), ECP5's are LUT4; an
+/// LUT6 and the LUT6_2 of a ternary adder (counted as LUT6 sites would be,
+/// one each), ECP5's are LUT4; an
 /// ECP5 DP16KD block RAM counts as one 18 kb BRAM.
 pub fn parse_yosys_log(log: &str, module: &str, family: Family) -> SynthReport {
     let mut r = SynthReport {
@@ -62,7 +63,8 @@ pub fn parse_yosys_log(log: &str, module: &str, family: Family) -> SynthReport {
         family: family.name().into(),
         ..Default::default()
     };
-    // The last `stat` printout is the flattened top.
+    // The last `stat` printout is the whole design (the hierarchy's total
+    // where the ternary adders stay instances of their module).
     let start = log.rfind("Number of cells:").unwrap_or(0);
     for line in log[start..].lines() {
         let mut it = line.split_whitespace();
@@ -75,7 +77,9 @@ pub fn parse_yosys_log(log: &str, module: &str, family: Family) -> SynthReport {
         }
         // A RAMB36 is two 18 kb BRAMs.
         let (slot, per_cell) = match (family, cell) {
-            (Family::Xcup, c) if c.starts_with("LUT") && c.len() == 4 => (&mut r.lut, 1),
+            (Family::Xcup, c) if c.starts_with("LUT") && (c.len() == 4 || c == "LUT6_2") => {
+                (&mut r.lut, 1)
+            }
             (Family::Xcup, c) if c.starts_with("FD") => (&mut r.ff, 1),
             (Family::Xcup, c) if c.starts_with("DSP48") => (&mut r.dsp, 1),
             (Family::Xcup, c) if c.starts_with("RAMB36") => (&mut r.bram, 2),

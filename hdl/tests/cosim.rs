@@ -277,3 +277,51 @@ fn ecp5_registered_dsps_cosimulate() {
         assert_bit_exact(model, &dir, &r, n);
     }
 }
+
+/// UltraScale+ kernels sum three terms per adder (`NAME_add3`). Built from
+/// the LUT6_2 and CARRY8 instances that synthesis reads (with bxflow's
+/// models of the two primitives, `BXFLOW_ADD3_PRIMITIVES`) and built
+/// arithmetically as every other simulation does, the two-layer MLP (with
+/// ternary sums of three added terms and of one subtracted, the two forms
+/// the builder makes) equals the golden model at
+/// the stated latency; `binary_adders` builds it without them.
+#[test]
+fn ternary_adders_cosimulate_as_primitives() {
+    if !have("verilator") || !have("iverilog") {
+        return;
+    }
+    let model = model_at("../models/two_layer_keras.onnx", "fixed<8,3,RND,SAT>");
+    let n = 300;
+    for (i, sim) in ["iverilog", "verilator"].into_iter().enumerate() {
+        let k = hdl::build_kernel(&model, &Options::default()).unwrap();
+        let dir = tmp_dir(&format!("add3_{i}"));
+        let ev = events(&model, n, 7);
+        hdl::export::write_export(&dir, &k, &model, &ev).unwrap();
+        let file = dir.join(format!("{}.v", k.name));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let sums = text.matches("_add3 #(").count();
+        for neg in ["3'b000", "3'b100"] {
+            assert!(
+                text.contains(&format!(".NEG({neg})")),
+                "no ternary sum with NEG {neg} among {sums}"
+            );
+        }
+        // The primitives where the simulation would compute the sum.
+        std::fs::write(&file, format!("`define BXFLOW_ADD3_PRIMITIVES\n{text}")).unwrap();
+        let r = run_in(&dir, &k, sim);
+        assert_bit_exact(&model, &dir, &r, n);
+    }
+    let binary = Options {
+        binary_adders: true,
+        ..Options::default()
+    };
+    let k = hdl::build_kernel(&model, &binary).unwrap();
+    assert!(k.name.ends_with("_bin"), "{}", k.name);
+    assert!(!k.verilog().contains("_add3"), "binary adders only");
+    let ternary = hdl::build_kernel(&model, &Options::default()).unwrap();
+    let (t, b) = (ternary.stats(), k.stats());
+    assert!(
+        t.adders * 10 < b.adders * 8 && t.adder_bits * 10 < b.adder_bits * 8,
+        "ternary {t:?}\nbinary {b:?}"
+    );
+}

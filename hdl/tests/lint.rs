@@ -155,6 +155,20 @@ fn module_names_follow_the_options() {
             format!("three_layer_keras_r4_dsp_250mhz{suffix}")
         );
     }
+    // Binary adders change the hardware on UltraScale+ only.
+    let bin = |family| Options {
+        binary_adders: true,
+        family,
+        ..Options::default()
+    };
+    assert_eq!(
+        name(bin(hdl::Family::Xcup)).unwrap(),
+        "three_layer_keras_bin"
+    );
+    assert_eq!(
+        name(bin(hdl::Family::Ecp5)).unwrap(),
+        "three_layer_keras_ecp5"
+    );
     let named = |s: &str| Options {
         module: Some(s.to_string()),
         ..Options::default()

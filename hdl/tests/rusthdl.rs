@@ -88,7 +88,7 @@ fn rust_hdl_simulation_matches_golden() {
 fn rust_hdl_generate_verilog() {
     let model = random_model(&mut SmallRng::seed_from_u64(3), &RandomSpec::default());
     let k = build_kernel(&model, &Options::default()).unwrap();
-    let block = KernelBlock::<W, W>::new(Arc::new(k.net.clone()), &k.name).unwrap();
+    let block = KernelBlock::<W, W>::for_kernel(&k).unwrap();
     let v = block.verilog().unwrap();
     assert!(v.contains("module top("), "{v}");
     assert!(v.contains(&format!("{} kernel (", k.name)), "{v}");
@@ -153,7 +153,7 @@ fn trap_rust_hdl_parentheses() {
     // Guard: our expressions are all parenthesized in the rust-hdl export.
     let model = random_model(&mut SmallRng::seed_from_u64(3), &RandomSpec::default());
     let k = build_kernel(&model, &Options::default()).unwrap();
-    let out = KernelBlock::<W, W>::new(Arc::new(k.net.clone()), &k.name)
+    let out = KernelBlock::<W, W>::for_kernel(&k)
         .unwrap()
         .verilog()
         .unwrap();

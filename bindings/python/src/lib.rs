@@ -193,7 +193,7 @@ impl Model {
 
     /// Writes the FPGA kernel's export to `out_dir` (`bxflow hdl`) and
     /// returns its manifest as JSON.
-    #[pyo3(signature = (out_dir, clock_mhz=200.0, strategy="shift-add", reuse=None, recurrent="unrolled", levels=None, vectors=1000, module=None, family="xcup", clock_enable=false, clock_uncertainty=hdl::pipeline::DEFAULT_UNCERTAINTY_PCT))]
+    #[pyo3(signature = (out_dir, clock_mhz=200.0, strategy="shift-add", reuse=None, recurrent="unrolled", levels=None, vectors=1000, module=None, family="xcup", clock_enable=false, clock_uncertainty=hdl::pipeline::DEFAULT_UNCERTAINTY_PCT, binary_adders=false))]
     #[allow(clippy::too_many_arguments)]
     fn hdl(
         &self,
@@ -209,6 +209,7 @@ impl Model {
         family: &str,
         clock_enable: bool,
         clock_uncertainty: f64,
+        binary_adders: bool,
     ) -> PyResult<String> {
         use clap::ValueEnum;
         let opts = hdl::Options {
@@ -216,6 +217,7 @@ impl Model {
             family: hdl::Family::from_str(family, true).map_err(Error::new_err)?,
             clock_enable,
             clock_uncertainty,
+            binary_adders,
             ..hdl_options(clock_mhz, strategy, reuse, recurrent, levels)?
         };
         let q = &self.q;

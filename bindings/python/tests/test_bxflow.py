@@ -220,6 +220,12 @@ def test_hdl_returns_the_manifest_the_cli_writes(tmp_path):
     assert tight["latency_cycles"] < loose["latency_cycles"], (tight["latency_cycles"], loose["latency_cycles"])
     with pytest.raises(bxflow.Error, match=r"clock uncertainty -1 %: give the share of the period"):
         m.hdl(tmp_path / "py_bad", clock_uncertainty=-1, vectors=20)
+    # Two-input adders only, as --binary-adders: its own module name.
+    bin_ = m.hdl(tmp_path / "py_bin", binary_adders=True, vectors=20)
+    cli("hdl", bxq, "-o", tmp_path / "cli_bin", "--binary-adders", "--vectors", 20)
+    assert bin_ == json.loads((tmp_path / "cli_bin" / "manifest.json").read_text())
+    assert bin_["module"].endswith("_bin") and not bin_["ternary_adders"], bin_["module"]
+    assert json.loads((tmp_path / "cli" / "manifest.json").read_text())["ternary_adders"]
 
 
 def test_testbench_returns_the_cli_report(tmp_path):

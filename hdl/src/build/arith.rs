@@ -65,15 +65,20 @@ pub(super) struct Builder {
     /// Shift-add networks planned by [`Builder::mac_rows`], by weight matrix
     /// and bias leaves: a convolution's positions share one plan.
     plans: HashMap<PlanKey, Rc<Plan>>,
+    /// Adder trees sum three terms at a time ([`crate::netlist::Op::Sum3`]):
+    /// the family has ternary adders
+    /// ([`crate::pipeline::Delays::ternary_adders`]).
+    ternary: bool,
 }
 
 impl Builder {
-    pub fn new(strategy: Strategy) -> Self {
+    pub fn new(strategy: Strategy, ternary: bool) -> Self {
         Builder {
             net: Netlist::new(),
             strategy,
             pairs: HashMap::new(),
             plans: HashMap::new(),
+            ternary,
         }
     }
 
@@ -173,12 +178,36 @@ impl Builder {
         }
     }
 
+    /// Three terms as one ternary adder: `a + b + c` with the signs moved
+    /// so that at most one term is subtracted (the result negated when two
+    /// or three were), each shifted relative to the lightest.
+    fn combine3(&mut self, t: [Term; 3]) -> Term {
+        let m = t.iter().map(|x| x.shift).min().unwrap_or(0);
+        let flip = t.iter().filter(|x| x.neg).count() >= 2;
+        let mut parts: Vec<(NodeId, bool)> = t
+            .iter()
+            .map(|x| (self.net.shl(x.node, x.shift - m), x.neg != flip))
+            .collect();
+        // The added terms first.
+        parts.sort_by_key(|&(_, n)| n);
+        Term {
+            node: self.net.sum3(
+                [parts[0].0, parts[1].0, parts[2].0],
+                [parts[0].1, parts[1].1, parts[2].1],
+            ),
+            shift: m,
+            neg: flip,
+            depth: t.iter().map(|x| x.depth).max().unwrap_or(0) + 1,
+        }
+    }
+
     /// `bias + sum of terms` with an adder tree of the least depth: level
-    /// by level, the terms ready at a level are paired (in order of weight,
-    /// so that the adders stay narrow) and an odd one waits for the next
-    /// level, which combines the shallowest first and ends at
-    /// `ceil(log2(sum 2^depth))` levels. With all depths 0 it is the
-    /// balanced tree.
+    /// by level, the terms ready at a level are grouped (in order of
+    /// weight, so that the adders stay narrow) by two, or by three with
+    /// [`Self::ternary`], and a term left over waits for the next level,
+    /// which combines the shallowest first. With binary adders the tree
+    /// ends at `ceil(log2(sum 2^depth))` levels, and with all depths 0 it
+    /// is the balanced tree.
     pub fn sum_terms(&mut self, mut terms: Vec<Term>, bias: i128) -> NodeId {
         if terms.is_empty() {
             return self.net.konst(bias);
@@ -198,16 +227,23 @@ impl Builder {
         while terms.len() > 1 {
             let (mut now, mut next): (Vec<Term>, Vec<Term>) =
                 terms.into_iter().partition(|t| t.depth <= level);
-            // Pair terms of similar weight so that the adders stay narrow.
+            // Group terms of similar weight so that the adders stay narrow.
             now.sort_by_key(|t| t.shift);
-            for pair in now.chunks(2) {
-                if pair.len() == 2 {
-                    next.push(self.combine(pair[0], pair[1]));
-                } else {
-                    next.push(Term {
+            for group in now.chunks(if self.ternary { 3 } else { 2 }) {
+                match *group {
+                    [a, b, c] => {
+                        let t = self.combine3([a, b, c]);
+                        next.push(t);
+                    }
+                    [a, b] => {
+                        let t = self.combine(a, b);
+                        next.push(t);
+                    }
+                    [a] => next.push(Term {
                         depth: level + 1,
-                        ..pair[0]
-                    });
+                        ..a
+                    }),
+                    _ => unreachable!("chunks of one to three"),
                 }
             }
             terms = next;
@@ -522,7 +558,7 @@ mod tests {
     fn adders(net: &Netlist) -> usize {
         net.nodes
             .iter()
-            .filter(|n| matches!(n.op, Op::Add(..) | Op::Sub(..)))
+            .filter(|n| matches!(n.op, Op::Add(..) | Op::Sub(..) | Op::Sum3 { .. }))
             .count()
     }
 
@@ -535,7 +571,7 @@ mod tests {
                 .map(|&a| d[a])
                 .max()
                 .unwrap_or(0);
-            d[i] = inner + matches!(n.op, Op::Add(..) | Op::Sub(..)) as u32;
+            d[i] = inner + matches!(n.op, Op::Add(..) | Op::Sub(..) | Op::Sum3 { .. }) as u32;
         }
         d
     }
@@ -565,7 +601,7 @@ mod tests {
             .map(|r| if r % 4 == 0 { 0 } else { next(2047) })
             .collect();
         let build = |shared: bool| {
-            let mut b = Builder::new(Strategy::ShiftAdd);
+            let mut b = Builder::new(Strategy::ShiftAdd, false);
             let mut x: Vec<NodeId> = (0..12).map(|i| b.net.input(8 * i, 8, true)).collect();
             x.push(x[3]);
             let y = if shared {

@@ -447,7 +447,7 @@ impl Ctx<'_> {
         start: u32,
     ) -> Result<u32, BuildError> {
         let model = self.model;
-        let mut b = Builder::new(self.strategy);
+        let mut b = Builder::new(self.strategy, self.delays.ternary_adders);
         let (keys, flat): (Vec<TensorId>, Vec<Vec<NodeId>>) =
             avail.iter().map(|(&t, v)| (t, v.clone())).unzip();
         let flat_in: Vec<NodeId> = flat.concat();
@@ -584,7 +584,7 @@ impl Ctx<'_> {
 
         // The cell: the first block's layers as a model of their own, whose
         // inputs are the tensors from before the run and the states.
-        let mut b = Builder::new(self.strategy);
+        let mut b = Builder::new(self.strategy, self.delays.ternary_adders);
         let ins = segment_inputs(&mut b.net, top, &ports, &ranges);
         let step = ins[0];
         let lens = || rides.iter().map(|r| r.entry.len());

@@ -24,7 +24,7 @@ use quantize::qmodel::{QModel, QOp};
 use super::arith::{Builder, Term};
 use super::bus::{input_bus, output_bus};
 use super::lower;
-use crate::kernel::{BuildError, Kernel, Options, Strategy};
+use crate::kernel::{BuildError, Kernel, Options};
 use crate::netlist::{Netlist, NodeId, OutField};
 use crate::pipeline::pipeline;
 
@@ -148,15 +148,7 @@ pub(super) fn build_folded(
     loop {
         let k = (first..n).find(|&k| reuse[k] > 1).unwrap_or(n);
         if pending.is_some() || k > first {
-            let seg = segment(
-                model,
-                options.strategy,
-                &top,
-                &vals,
-                pending.take(),
-                first,
-                k,
-            )?;
+            let seg = segment(model, options, &top, &vals, pending.take(), first, k)?;
             let (pseg, l) = pipeline(&seg, budget, &delays);
             (vals, valid) = top.embed(&pseg, &vals, valid, Some(latency));
             latency += l;
@@ -214,14 +206,14 @@ fn handshake(top: &mut Netlist, ii: u32) -> NodeId {
 /// `first..k` as for II = 1.
 fn segment(
     model: &QModel,
-    strategy: Strategy,
+    options: &Options,
     top: &Netlist,
     vals: &[NodeId],
     pending: Option<usize>,
     first: usize,
     k: usize,
 ) -> Result<Netlist, BuildError> {
-    let mut b = Builder::new(strategy);
+    let mut b = Builder::new(options.strategy, options.delays().ternary_adders);
     // Accumulators are read on every cycle, partial sums included, so the
     // inputs take the registers' ranges, not the complete sums'.
     let ranges: Vec<(i128, i128)> = vals.iter().map(|&v| top.range(v)).collect();
@@ -369,7 +361,7 @@ fn fold_core(
 
     // The phase datapath, as a segment of its own: held inputs and the phase in,
     // one partial sum per output out.
-    let mut b = Builder::new(strategy);
+    let mut b = Builder::new(strategy, options.delays().ternary_adders);
     b.net.current_layer = Some(k);
     let mut ranges: Vec<(i128, i128)> = held.iter().map(|&h| top.range(h)).collect();
     ranges.push((0, last_phase));

@@ -43,8 +43,9 @@ pub fn matrix_adders(weights: &[i64], n_in: usize) -> usize {
 pub fn build_comb(
     model: &QModel,
     strategy: Strategy,
+    ternary: bool,
 ) -> Result<(Netlist, Vec<Field>, Vec<Field>), BuildError> {
-    let mut b = arith::Builder::new(strategy);
+    let mut b = arith::Builder::new(strategy, ternary);
     let (inputs, mut tensors) = bus::input_bus(&mut b.net, model);
     for li in 0..model.layers.len() {
         let y = lower::layer(&mut b, model, li, &tensors)?;
@@ -82,7 +83,8 @@ pub fn build_kernel(model: &QModel, options: &Options) -> Result<Kernel, BuildEr
     if reuse.iter().any(|&r| r > 1) {
         return fold::build_folded(model, options, &reuse);
     }
-    let (comb, inputs, outputs) = build_comb(model, options.strategy)?;
+    let (comb, inputs, outputs) =
+        build_comb(model, options.strategy, options.delays().ternary_adders)?;
     let (net, latency) = pipeline(&comb, options.budget_ps(), &options.delays());
     Ok(Kernel {
         name: options.module_name(&model.name)?,

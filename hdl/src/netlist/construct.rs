@@ -65,6 +65,28 @@ impl Netlist {
         self.push(Op::Sub(a, b), al - bh, ah - bl, false)
     }
 
+    /// `t[0] +- t[1] +- t[2]` as one [`Op::Sum3`] (`neg[k]`: `t[k]`
+    /// subtracted; `t[0]` added, and at most one of the others subtracted,
+    /// which the ternary adder's two carry inputs allow).
+    pub fn sum3(&mut self, t: [NodeId; 3], neg: [bool; 3]) -> NodeId {
+        assert!(
+            neg.iter().filter(|&&n| n).count() <= 1 && !neg[0],
+            "a ternary sum adds its first term and subtracts at most one"
+        );
+        let (mut lo, mut hi) = (0, 0);
+        for (&x, &n) in t.iter().zip(&neg) {
+            let (l, h) = self.range(x);
+            if n {
+                lo -= h;
+                hi -= l;
+            } else {
+                lo += l;
+                hi += h;
+            }
+        }
+        self.push(Op::Sum3 { t, neg }, lo, hi, false)
+    }
+
     pub fn shl(&mut self, a: NodeId, k: u32) -> NodeId {
         if k == 0 {
             return a;

@@ -17,6 +17,14 @@ pub enum Op {
     Const(i128),
     Add(NodeId, NodeId),
     Sub(NodeId, NodeId),
+    /// `t[0] +- t[1] +- t[2]`, `neg[k]` subtracting `t[k]` (`neg[0]` always
+    /// false, at most one other set): one ternary adder on a LUT6 family
+    /// (a LUT per bit and the carry chain, as one binary adder costs),
+    /// two chained adders elsewhere.
+    Sum3 {
+        t: [NodeId; 3],
+        neg: [bool; 3],
+    },
     /// `a * 2^k` (wiring).
     Shl(NodeId, u32),
     /// `floor(a / 2^k)`, `k` below the width of `a` (wiring).
@@ -251,6 +259,7 @@ pub fn op_inputs(op: &Op) -> Vec<NodeId> {
         Op::Any(a, _, _) | Op::Not(a) | Op::BoolToInt(a) => vec![*a],
         Op::Wrap { a, .. } | Op::Reg { a, .. } => vec![*a],
         Op::Mux(s, a, b) => vec![*s, *a, *b],
+        Op::Sum3 { t, .. } => t.to_vec(),
         Op::Rom { idx, .. } => vec![*idx],
     }
 }
@@ -279,6 +288,10 @@ pub fn map_inputs(op: &Op, mut f: impl FnMut(NodeId) -> NodeId) -> Op {
         },
         Op::Reg { a, reset } => Op::Reg { a: f(a), reset },
         Op::Mux(s, a, b) => Op::Mux(f(s), f(a), f(b)),
+        Op::Sum3 { t, neg } => Op::Sum3 {
+            t: t.map(&mut f),
+            neg,
+        },
         Op::Rom { idx, values } => Op::Rom {
             idx: f(idx),
             values,
@@ -296,6 +309,11 @@ pub(super) fn eval_op(op: &Op, v: impl Fn(NodeId) -> i128, in_valid: bool) -> i1
         Op::Const(v) => *v,
         Op::Add(a, b) => v(*a) + v(*b),
         Op::Sub(a, b) => v(*a) - v(*b),
+        Op::Sum3 { t, neg } => t
+            .iter()
+            .zip(neg)
+            .map(|(&x, &n)| if n { -v(x) } else { v(x) })
+            .sum(),
         Op::Shl(a, k) => v(*a) << k,
         Op::Shr(a, k) => v(*a) >> k,
         Op::MulConst(a, c) => v(*a) * c,

@@ -18,6 +18,7 @@ mod ecp5;
 mod ir;
 mod sim;
 mod verilog;
+mod xilinx;
 
 pub use ir::{
     map_inputs, op_inputs, signed_width, Netlist, NetlistError, Node, NodeId, Op, OutField,

@@ -73,7 +73,7 @@ impl Netlist {
 
     /// Verilog-2001 text of the netlist as module `name`.
     pub fn verilog(&self, name: &str) -> String {
-        self.verilog_with(name, false, false)
+        self.verilog_with(name, false, false, false)
     }
 
     /// Verilog-2001 text of the netlist as module `name`, with a clock
@@ -83,8 +83,15 @@ impl Netlist {
     /// is, so a result is seen exactly once. `ecp5_dsp`: the products
     /// between registers go to MULT18X18D primitives with those registers
     /// inside (the `ecp5` module), and a simulation model of the primitive
-    /// follows the module.
-    pub fn verilog_with(&self, name: &str, clock_enable: bool, ecp5_dsp: bool) -> String {
+    /// follows the module. `ternary`: each [`Op::Sum3`] is one UltraScale+
+    /// ternary adder (the `xilinx` module), else two adders in a row.
+    pub fn verilog_with(
+        &self,
+        name: &str,
+        clock_enable: bool,
+        ecp5_dsp: bool,
+        ternary: bool,
+    ) -> String {
         let mut s = String::new();
         let iw = self.in_width.max(1);
         let ow = self.out_width().max(1);
@@ -107,6 +114,7 @@ impl Netlist {
         let mut made = HashSet::new();
         let mut fit = |s: &mut String, a: NodeId, w: u32| self.fit(s, &mut made, a, w);
         let mut regs = Vec::new();
+        let mut add3 = false;
         let dsps = if ecp5_dsp {
             super::ecp5::plan(self)
         } else {
@@ -204,6 +212,26 @@ impl Netlist {
                     } else {
                         let _ = writeln!(s, "  wire signed [{}:0] n{i}_w = {raw};", nat - 1);
                         format!("$signed({})", low_bits_of(&format!("n{i}_w"), nat, w))
+                    }
+                }
+                Op::Sum3 { t, neg } => {
+                    let ops = t.map(|x| fit(&mut s, x, w));
+                    let sign = |n: bool| if n { "-" } else { "+" };
+                    if ternary {
+                        add3 = true;
+                        self.print_add3(&mut s, name, i, (*t, *neg), [&ops[0], &ops[1], &ops[2]])
+                    } else {
+                        // Exact at the node's width: the low `w` bits of
+                        // the partial sum are all the sum's depend on.
+                        let _ = writeln!(
+                            s,
+                            "  wire signed [{}:0] n{i}_s = ({} {} {});",
+                            w - 1,
+                            ops[0],
+                            sign(neg[1]),
+                            ops[1]
+                        );
+                        format!("(n{i}_s {} {})", sign(neg[2]), ops[2])
                     }
                 }
                 Op::MulConst(a, c) => format!("({} * {})", fit(&mut s, *a, w), hex_const(*c, w)),
@@ -344,6 +372,9 @@ impl Netlist {
         let _ = writeln!(s, "  /* verilator lint_on UNUSEDSIGNAL */\nendmodule");
         if !dsps.is_empty() {
             s.push_str(&super::ecp5::model());
+        }
+        if add3 {
+            s.push_str(&super::xilinx::add3_module(name));
         }
         s
     }

@@ -134,6 +134,7 @@ class Model:
         family: str = "xcup",
         clock_enable: bool = False,
         clock_uncertainty: float = 12.5,
+        binary_adders: bool = False,
     ) -> Dict[str, Any]:
         """Writes the FPGA kernel (Verilog, testbench, test vectors,
         ``manifest.json``, ``INTEGRATION.md``) to ``out_dir``, as ``bxflow
@@ -145,7 +146,9 @@ class Model:
         holds on an edge where it is low), as ``--clock-enable``;
         ``clock_uncertainty`` is the percent of the period kept out of each
         stage's logic, as ``--clock-uncertainty`` (lower: fewer cycles, to be
-        checked by place and route)."""
+        checked by place and route); ``binary_adders`` sums with two-input
+        adders only, as ``--binary-adders`` (on UltraScale+ the default
+        sums three terms per adder: fewer LUTs, a few cycles more)."""
         text = self._m.hdl(
             os.fspath(out_dir),
             clock_mhz=_mhz(clock, "clock"),
@@ -158,6 +161,7 @@ class Model:
             family=family,
             clock_enable=clock_enable,
             clock_uncertainty=clock_uncertainty,
+            binary_adders=binary_adders,
         )
         return json.loads(text)
 
