@@ -47,18 +47,13 @@ pub(crate) fn clamp_free(n: usize, exp_table: &Table, inv_table: &Table) -> bool
         return false;
     }
     let e0 = exp_table.values[i0 as usize] as i128;
-    let lo = exp_table
+    // The table is not empty: it holds the difference 0.
+    let (lo, hi) = exp_table
         .values
         .iter()
-        .map(|&v| v as i128)
-        .min()
-        .unwrap_or(0);
-    let hi = exp_table
-        .values
-        .iter()
-        .map(|&v| v as i128)
-        .max()
-        .unwrap_or(0);
+        .fold((i128::MAX, i128::MIN), |(l, h), &v| {
+            (l.min(v as i128), h.max(v as i128))
+        });
     let m = n as i128 - 1;
     idx(inv_table, e0 + m * lo) >= 0 && idx(inv_table, e0 + m * hi) <= last(inv_table)
 }

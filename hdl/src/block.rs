@@ -93,10 +93,7 @@ impl<const IW: usize, const OW: usize> KernelBlock<IW, OW> {
     /// ports do not have).
     pub fn for_kernel(k: &Kernel) -> Result<Self, BlockError> {
         let mut b = Self::new(Arc::new(k.net.clone()), &k.name)?;
-        let d = k.options.delays();
-        b.cores = k
-            .net
-            .verilog_with(&b.name, false, d.dsp_registers, d.ternary_adders);
+        b.cores = k.verilog_as(&b.name, false);
         Ok(b)
     }
 

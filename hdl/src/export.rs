@@ -366,7 +366,7 @@ pub fn write_vectors(
 /// Which vendor primitives the kernel's Verilog instantiates, and how a
 /// simulator reads them.
 fn primitives_note(k: &Kernel) -> String {
-    let ternary = k.options.delays().ternary_adders
+    let ternary = k.options.ternary_adders()
         && k.net
             .nodes
             .iter()

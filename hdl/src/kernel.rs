@@ -242,10 +242,7 @@ impl Options {
         if self.family != Family::default() {
             name += &format!("_{}", self.family.name());
         }
-        if self.binary_adders
-            && self.strategy == Strategy::ShiftAdd
-            && self.family.delays().ternary_adders
-        {
+        if self.binary_adders && self.ternary_possible() {
             name += "_bin";
         }
         match self.levels {
@@ -287,9 +284,12 @@ impl Options {
     /// binary trees (ternary ones took the jet tagger at `fixed<16,6>`
     /// from 10 to 11 cycles at 200 MHz).
     pub fn ternary_adders(&self) -> bool {
-        self.family.delays().ternary_adders
-            && self.strategy == Strategy::ShiftAdd
-            && !self.binary_adders
+        self.ternary_possible() && !self.binary_adders
+    }
+
+    /// Ternary adder trees unless `binary_adders` asks otherwise.
+    fn ternary_possible(&self) -> bool {
+        self.family.delays().ternary_adders && self.strategy == Strategy::ShiftAdd
     }
 }
 
@@ -362,12 +362,16 @@ impl Kernel {
     }
 
     pub fn verilog(&self) -> String {
-        self.net.verilog_with(
-            &self.name,
-            self.options.clock_enable,
-            self.options.delays().dsp_registers,
-            self.options.delays().ternary_adders,
-        )
+        self.verilog_as(&self.name, self.options.clock_enable)
+    }
+
+    /// The kernel's Verilog as module `name`, with the family's primitives
+    /// (ECP5 DSPs with their registers, UltraScale+ ternary adders) as the
+    /// options ask, and a clock enable input when `clock_enable`.
+    pub fn verilog_as(&self, name: &str, clock_enable: bool) -> String {
+        let d = self.options.delays();
+        self.net
+            .verilog_with(name, clock_enable, d.dsp_registers, d.ternary_adders)
     }
 
     pub fn stats(&self) -> Stats {

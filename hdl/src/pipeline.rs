@@ -250,6 +250,13 @@ fn carry(d: &Delays, bits: u32) -> u32 {
     bits.div_ceil(8).saturating_sub(1) * d.carry8
 }
 
+/// Arrival of the low and high bits out of a `bits`-wide carry chain
+/// whose inputs arrive at `lo` (low bits) and `hi` (high bits).
+fn chain(d: &Delays, lo: u32, hi: u32, bits: u32) -> (u32, u32) {
+    let out_lo = lo + d.carry_entry;
+    (out_lo, (out_lo + carry(d, bits)).max(hi + d.carry_entry))
+}
+
 /// Arrival of node `op` (width `w`) given its operands' arrivals (`None`:
 /// a constant). Returns `(arrival, whole_stage)`.
 /// `magnitudes`: a product printed as one of magnitudes
@@ -324,8 +331,7 @@ fn arrive(
                 .max()
                 .unwrap_or(w)
                 .max(w);
-            let out_lo = lo + d.carry_entry;
-            let out_hi = (out_lo + carry(d, bits)).max(hi + d.carry_entry);
+            let (out_lo, out_hi) = chain(d, lo, hi, bits);
             if matches!(op, Op::Lt(..) | Op::Eq(..)) {
                 (plain(out_hi, out_hi), false)
             } else {
@@ -336,16 +342,14 @@ fn arrive(
             let bits = t.iter().map(|&a| widths[a]).max().unwrap_or(w).max(w);
             // The carry-save bit comes from the LUT below: one level more
             // before the chain (no operand logic folds into these LUTs).
-            let (mut lo, mut hi) = (max_lo + d.lut, max_hi + d.lut);
-            if !d.ternary_adders {
-                lo = max_lo + d.carry_entry;
-                hi = (lo + carry(d, bits)).max(max_hi + d.carry_entry);
-            }
-            let out_lo = lo + d.carry_entry;
-            (
-                plain(out_lo, (out_lo + carry(d, bits)).max(hi + d.carry_entry)),
-                false,
-            )
+            // Without ternary adders: a first chain before the second.
+            let (lo, hi) = if d.ternary_adders {
+                (max_lo + d.lut, max_hi + d.lut)
+            } else {
+                chain(d, max_lo, max_hi, bits)
+            };
+            let (out_lo, out_hi) = chain(d, lo, hi, bits);
+            (plain(out_lo, out_hi), false)
         }
         Op::MulConst(a, c) => {
             let (wa, wc) = (widths[*a], crate::netlist::signed_width(*c, *c));

@@ -231,14 +231,8 @@ impl Builder {
             now.sort_by_key(|t| t.shift);
             for group in now.chunks(if self.ternary { 3 } else { 2 }) {
                 match *group {
-                    [a, b, c] => {
-                        let t = self.combine3([a, b, c]);
-                        next.push(t);
-                    }
-                    [a, b] => {
-                        let t = self.combine(a, b);
-                        next.push(t);
-                    }
+                    [a, b, c] => next.push(self.combine3([a, b, c])),
+                    [a, b] => next.push(self.combine(a, b)),
                     [a] => next.push(Term {
                         depth: level + 1,
                         ..a

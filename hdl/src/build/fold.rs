@@ -213,7 +213,7 @@ fn segment(
     first: usize,
     k: usize,
 ) -> Result<Netlist, BuildError> {
-    let mut b = Builder::new(options.strategy, options.delays().ternary_adders);
+    let mut b = Builder::new(options.strategy, options.ternary_adders());
     // Accumulators are read on every cycle, partial sums included, so the
     // inputs take the registers' ranges, not the complete sums'.
     let ranges: Vec<(i128, i128)> = vals.iter().map(|&v| top.range(v)).collect();
@@ -361,7 +361,7 @@ fn fold_core(
 
     // The phase datapath, as a segment of its own: held inputs and the phase in,
     // one partial sum per output out.
-    let mut b = Builder::new(strategy, options.delays().ternary_adders);
+    let mut b = Builder::new(strategy, options.ternary_adders());
     b.net.current_layer = Some(k);
     let mut ranges: Vec<(i128, i128)> = held.iter().map(|&h| top.range(h)).collect();
     ranges.push((0, last_phase));

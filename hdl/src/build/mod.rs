@@ -83,8 +83,7 @@ pub fn build_kernel(model: &QModel, options: &Options) -> Result<Kernel, BuildEr
     if reuse.iter().any(|&r| r > 1) {
         return fold::build_folded(model, options, &reuse);
     }
-    let (comb, inputs, outputs) =
-        build_comb(model, options.strategy, options.delays().ternary_adders)?;
+    let (comb, inputs, outputs) = build_comb(model, options.strategy, options.ternary_adders())?;
     let (net, latency) = pipeline(&comb, options.budget_ps(), &options.delays());
     Ok(Kernel {
         name: options.module_name(&model.name)?,

@@ -219,7 +219,7 @@ impl Netlist {
                     let sign = |n: bool| if n { "-" } else { "+" };
                     if ternary {
                         add3 = true;
-                        self.print_add3(&mut s, name, i, (*t, *neg), [&ops[0], &ops[1], &ops[2]])
+                        self.print_add3(&mut s, name, i, (*t, *neg), &ops)
                     } else {
                         // Exact at the node's width: the low `w` bits of
                         // the partial sum are all the sum's depend on.

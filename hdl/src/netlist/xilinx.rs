@@ -59,7 +59,7 @@ impl Netlist {
         module: &str,
         i: NodeId,
         (t, neg): ([NodeId; 3], [bool; 3]),
-        ops: [&str; 3],
+        ops: &[String; 3],
     ) -> String {
         let w = self.width(i);
         let low = t
