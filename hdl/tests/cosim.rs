@@ -303,6 +303,8 @@ fn ternary_adders_cosimulate_as_primitives() {
         let file = dir.join(format!("{}.v", k.name));
         let text = std::fs::read_to_string(&file).unwrap();
         let sums = text.matches("_add3 #(").count();
+        let note = std::fs::read_to_string(dir.join("INTEGRATION.md")).unwrap();
+        assert!(note.contains("with AMD primitives"), "{note}");
         for neg in ["3'b000", "3'b100"] {
             assert!(
                 text.contains(&format!(".NEG({neg})")),
