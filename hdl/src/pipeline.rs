@@ -382,7 +382,7 @@ fn arrive(
             r.lo = r.hi;
             (r, false)
         }
-        Op::Any(_, l, h) => {
+        Op::Any(_, l, h) | Op::All(_, l, h) => {
             let bits = h - l;
             if bits <= d.lut_inputs {
                 let t = max_hi + d.lut;

@@ -186,7 +186,54 @@ impl Netlist {
         if self.const_value(b) == Some(0) {
             return self.bit(a, u32::MAX);
         }
+        // Against a power of two, or one less (a saturating type's
+        // bounds), the bits above it decide: LUT logic instead of a carry
+        // chain. Yosys 0.23 had merged a comparator's carry-out logic into
+        // the LUTs of every bit that the saturation selects: on ECP5 four
+        // LUT4 and three wide multiplexers a bit, 77 % of a 16-bit Dense
+        // layer's LUTs.
+        if let Some(c) = self.const_value(b) {
+            if let Some(k) = pow2(-c) {
+                return self.below_neg_pow2(a, k);
+            }
+            if let Some(k) = pow2(c) {
+                let t = self.at_least_pow2(a, k);
+                return self.not(t);
+            }
+        }
+        if let Some(c) = self.const_value(a) {
+            if c == -1 {
+                let s = self.bit(b, u32::MAX);
+                return self.not(s);
+            }
+            if let Some(k) = pow2(c + 1) {
+                return self.at_least_pow2(b, k);
+            }
+            if let Some(k) = pow2(-(c + 1)) {
+                let t = self.below_neg_pow2(b, k);
+                return self.not(t);
+            }
+        }
         self.push(Op::Lt(a, b), 0, 1, true)
+    }
+
+    /// `a >= 2^k`: not negative, and a bit from `k` up (below the sign) set.
+    fn at_least_pow2(&mut self, a: NodeId, k: u32) -> NodeId {
+        let w = self.width(a);
+        let s = self.bit(a, u32::MAX);
+        let pos = self.not(s);
+        let t = self.any(a, k, w - 1);
+        self.and(pos, t)
+    }
+
+    /// `a < -2^k`: negative, and not every bit from `k` up (below the
+    /// sign) set.
+    fn below_neg_pow2(&mut self, a: NodeId, k: u32) -> NodeId {
+        let w = self.width(a);
+        let s = self.bit(a, u32::MAX);
+        let t = self.all(a, k, w - 1);
+        let nt = self.not(t);
+        self.and(s, nt)
     }
 
     pub fn eq(&mut self, a: NodeId, b: NodeId) -> NodeId {
@@ -217,19 +264,39 @@ impl Netlist {
 
     /// OR of bits `lo..hi` of `a`'s infinite two's complement expansion.
     pub fn any(&mut self, a: NodeId, lo: u32, hi: u32) -> NodeId {
+        self.reduce(a, lo, hi, false)
+    }
+
+    /// AND of bits `lo..hi` of `a`'s infinite two's complement expansion.
+    pub fn all(&mut self, a: NodeId, lo: u32, hi: u32) -> NodeId {
+        self.reduce(a, lo, hi, true)
+    }
+
+    /// OR (AND when `all`) of bits `lo..hi`: the bits above the width are
+    /// copies of the sign.
+    fn reduce(&mut self, a: NodeId, lo: u32, hi: u32, all: bool) -> NodeId {
         if hi <= lo {
-            return self.bool_const(false);
+            return self.bool_const(all);
         }
         let w = self.width(a);
         let inner = if lo < w {
             let top = hi.min(w);
-            self.push(Op::Any(a, lo, top), 0, 1, true)
+            let op = if all {
+                Op::All(a, lo, top)
+            } else {
+                Op::Any(a, lo, top)
+            };
+            self.push(op, 0, 1, true)
         } else {
-            self.bool_const(false)
+            self.bool_const(all)
         };
         if hi > w {
             let s = self.bit(a, w - 1);
-            self.or(inner, s)
+            if all {
+                self.and(inner, s)
+            } else {
+                self.or(inner, s)
+            }
         } else {
             inner
         }
@@ -362,5 +429,57 @@ impl Netlist {
         }
         let outs = sub.outputs.iter().map(|f| map[f.node]).collect();
         (outs, sub.out_valid.map(|v| map[v]).unwrap_or(valid))
+    }
+}
+
+/// `k` when `x` is `2^k`.
+fn pow2(x: i128) -> Option<u32> {
+    (x > 0 && x & (x - 1) == 0).then(|| x.trailing_zeros())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlist::SimState;
+
+    /// `x < c` and `c < x` for every value of a signed or non-negative
+    /// input of 2 to 6 bits and every constant around its range, against
+    /// the integers; at a power of two or one less no comparator is built.
+    #[test]
+    fn comparisons_with_constants_are_exact_and_bit_tests_at_powers_of_two() {
+        for w in 2..=6u32 {
+            for (lo, hi) in [
+                (-(1i128 << (w - 1)), (1i128 << (w - 1)) - 1),
+                (0, (1 << (w - 1)) - 1),
+            ] {
+                for c in -(1i128 << w)..=(1 << w) {
+                    let mut net = Netlist::new();
+                    let x = net.input_in(0, w, lo, hi);
+                    let k = net.konst(c);
+                    let comparators = |n: &Netlist| {
+                        n.nodes
+                            .iter()
+                            .filter(|n| matches!(n.op, Op::Lt(..)))
+                            .count()
+                    };
+                    let pow2 = |v: i128| v > 0 && v & (v - 1) == 0;
+                    let below = net.lt(x, k);
+                    if pow2(c) || pow2(-c) {
+                        assert_eq!(comparators(&net), 0, "x < {c}, w {w}");
+                    }
+                    let before = comparators(&net);
+                    let above = net.lt(k, x);
+                    if pow2(c + 1) || pow2(-(c + 1)) || c == -1 {
+                        assert_eq!(comparators(&net), before, "{c} < x, w {w}");
+                    }
+                    for v in lo..=hi {
+                        let mut s = SimState::new(&net);
+                        s.eval(&net, true, |_, _| v, true);
+                        assert_eq!(s.vals[below], i128::from(v < c), "{v} < {c}, w {w}");
+                        assert_eq!(s.vals[above], i128::from(c < v), "{c} < {v}, w {w}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -48,6 +48,8 @@ pub enum Op {
     Bit(NodeId, u32),
     /// Boolean: OR of bits `lo..hi` of `a` (within its width).
     Any(NodeId, u32, u32),
+    /// Boolean: AND of bits `lo..hi` of `a` (within its width).
+    All(NodeId, u32, u32),
     Not(NodeId),
     And(NodeId, NodeId),
     Or(NodeId, NodeId),
@@ -256,7 +258,7 @@ pub fn op_inputs(op: &Op) -> Vec<NodeId> {
         }
         Op::And(a, b) | Op::Or(a, b) => vec![*a, *b],
         Op::Shl(a, _) | Op::Shr(a, _) | Op::MulConst(a, _) | Op::Bit(a, _) => vec![*a],
-        Op::Any(a, _, _) | Op::Not(a) | Op::BoolToInt(a) => vec![*a],
+        Op::Any(a, _, _) | Op::All(a, _, _) | Op::Not(a) | Op::BoolToInt(a) => vec![*a],
         Op::Wrap { a, .. } | Op::Reg { a, .. } => vec![*a],
         Op::Mux(s, a, b) => vec![*s, *a, *b],
         Op::Sum3 { t, .. } => t.to_vec(),
@@ -279,6 +281,7 @@ pub fn map_inputs(op: &Op, mut f: impl FnMut(NodeId) -> NodeId) -> Op {
         Op::MulConst(a, c) => Op::MulConst(f(a), c),
         Op::Bit(a, i) => Op::Bit(f(a), i),
         Op::Any(a, l, h) => Op::Any(f(a), l, h),
+        Op::All(a, l, h) => Op::All(f(a), l, h),
         Op::Not(a) => Op::Not(f(a)),
         Op::BoolToInt(a) => Op::BoolToInt(f(a)),
         Op::Wrap { a, width, signed } => Op::Wrap {
@@ -325,6 +328,10 @@ pub(super) fn eval_op(op: &Op, v: impl Fn(NodeId) -> i128, in_valid: bool) -> i1
         Op::Any(a, l, h) => {
             let x = v(*a);
             ((*l..*h).any(|i| bit_of(x, i) == 1)) as i128
+        }
+        Op::All(a, l, h) => {
+            let x = v(*a);
+            ((*l..*h).all(|i| bit_of(x, i) == 1)) as i128
         }
         Op::Not(a) => 1 - v(*a),
         Op::And(a, b) => v(*a) & v(*b),

@@ -256,6 +256,7 @@ impl Netlist {
                 }
                 Op::Bit(a, k) => format!("{}[{}]", n(*a), k),
                 Op::Any(a, l, h) => format!("(|{}[{}:{}])", n(*a), h - 1, l),
+                Op::All(a, l, h) => format!("(&{}[{}:{}])", n(*a), h - 1, l),
                 Op::Not(a) => format!("(~{})", n(*a)),
                 Op::And(a, b) => format!("({} & {})", n(*a), n(*b)),
                 Op::Or(a, b) => format!("({} | {})", n(*a), n(*b)),
