@@ -22,10 +22,13 @@
 //!   its carry chain (its LUT has spare inputs).
 //!
 //! Each node gets a stage (clock cycle): the latest stage of its operands,
-//! or the next one if the path would exceed the budget. Operands from earlier
-//! stages are brought along by register chains (shared between all readers).
-//! Constants are not registered. The outputs are registered once more at the
-//! end, so the latency is the last stage + 1.
+//! or the next one if the path would exceed the budget. Then, readers
+//! first, logic moves to a later stage where its value would otherwise
+//! wait in registers and the move saves register bits (the latency stays;
+//! `Schedule::sink`). Operands from earlier stages are brought along by
+//! register chains (shared between all readers). Constants are not
+//! registered. The outputs are registered once more at the end, so the
+//! latency is the last stage + 1.
 
 use std::collections::HashMap;
 
@@ -224,7 +227,7 @@ pub fn budget_for_levels(levels: u32) -> u32 {
 }
 
 /// Timing of one node inside its stage.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Arrival {
     /// Arrival of the lowest bit and of the highest bit (= of the value).
     lo: u32,
@@ -235,7 +238,7 @@ struct Arrival {
     base: Arrival0,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Arrival0 {
     lo: u32,
     hi: u32,
@@ -436,6 +439,196 @@ fn arrive(
     }
 }
 
+/// The stage and arrival of every node while registers are placed.
+struct Schedule<'a> {
+    comb: &'a Netlist,
+    widths: Vec<u32>,
+    /// ROMs that synthesis makes block RAM (their data arrives late).
+    bram: Vec<bool>,
+    delays: &'a Delays,
+    budget: u32,
+    /// `None`: a constant, available in every stage (or dead logic).
+    stage: Vec<Option<u32>>,
+    arr: Vec<Arrival>,
+}
+
+impl Schedule<'_> {
+    /// The arrivals of node `i`'s operands as seen in stage `s`: the same
+    /// stage's logic as it settles, an earlier stage's value from a
+    /// register, `None` for a constant.
+    fn view(&self, i: NodeId, s: u32) -> Vec<Option<Arrival>> {
+        op_inputs(&self.comb.nodes[i].op)
+            .iter()
+            .map(|&a| match self.stage[a] {
+                None => None,
+                Some(sa) if sa == s => Some(self.arr[a]),
+                // From the register right after a ROM that becomes
+                // block RAM: its data arrives late.
+                Some(sa) if sa + 1 == s && self.bram[a] => Some(Arrival {
+                    lo: self.delays.bram,
+                    hi: self.delays.bram,
+                    ..Default::default()
+                }),
+                // From a register.
+                Some(_) => Some(Arrival::default()),
+            })
+            .collect()
+    }
+
+    /// Node `i`'s arrival in stage `s`, or `None` when it does not fit the
+    /// budget there behind its operands (a node that does not fit even
+    /// behind registers fits: nothing earlier would help it).
+    fn fit(&self, i: NodeId, s: u32) -> Option<Arrival> {
+        let node = &self.comb.nodes[i];
+        let ins = self.view(i, s);
+        let busy = ins.iter().flatten().any(|a| a.hi > 0);
+        let magnitudes = matches!(node.op, Op::Mul(a, b) if self.comb.magnitudes(a, b));
+        let (a, whole) = arrive(
+            &node.op,
+            node.width,
+            &ins,
+            self.delays,
+            &self.widths,
+            magnitudes,
+        );
+        if busy && (whole || a.hi > self.budget) {
+            None
+        } else if whole {
+            Some(Arrival {
+                lo: self.budget,
+                hi: self.budget,
+                ..Default::default()
+            })
+        } else {
+            Some(a)
+        }
+    }
+
+    /// Moves logic into later stages where that takes fewer register bits,
+    /// the latency unchanged. Placing every node as early as it fits
+    /// leaves values waiting in register chains for a reader stages later
+    /// (a shared subexpression or a short branch of an adder tree read at
+    /// the tree's top): computed later, the value waits less, and its
+    /// operands, often carried that far for other readers anyway, wait
+    /// longer. Nodes are visited readers first, so a move can pull its
+    /// operands after it; each takes the stage that saves the most bits,
+    /// if it saves any and every node it feeds in that stage still fits.
+    /// Products, ROMs and loop registers stay where they are, with their
+    /// readers and operands (their register rules are placed above).
+    fn sink(&mut self, live: &[bool], last: u32) {
+        let comb = self.comb;
+        let n = comb.nodes.len();
+        let mut users: Vec<Vec<NodeId>> = vec![Vec::new(); n];
+        for (i, node) in comb.nodes.iter().enumerate() {
+            if live[i] && self.stage[i].is_some() {
+                for a in op_inputs(&node.op) {
+                    if !users[a].contains(&i) {
+                        users[a].push(i);
+                    }
+                }
+            }
+        }
+        let mut out = vec![false; n];
+        for f in &comb.outputs {
+            out[f.node] = true;
+        }
+        let fixed = |a: NodeId| {
+            matches!(
+                comb.nodes[a].op,
+                Op::Mul(..)
+                    | Op::MulConst(..)
+                    | Op::Rom { .. }
+                    | Op::Reg { .. }
+                    | Op::Input { .. }
+                    | Op::InValid
+                    | Op::Const(_)
+            )
+        };
+        for i in (0..n).rev() {
+            let Some(s) = self.stage[i] else { continue };
+            if !live[i] || fixed(i) || users[i].iter().any(|&c| fixed(c)) {
+                continue;
+            }
+            let mut ins: Vec<NodeId> = op_inputs(&comb.nodes[i].op)
+                .into_iter()
+                .filter(|&a| self.stage[a].is_some())
+                .collect();
+            ins.sort_unstable();
+            ins.dedup();
+            if ins
+                .iter()
+                .any(|&a| fixed(a) && !matches!(comb.nodes[a].op, Op::Input { .. } | Op::InValid))
+            {
+                continue;
+            }
+            // The latest stage: its first reader's (an output's: the last).
+            let first_reader = users[i].iter().filter_map(|&c| self.stage[c]).min();
+            let Some(m) = (if out[i] {
+                Some(first_reader.map_or(last, |r| r.min(last)))
+            } else {
+                first_reader
+            }) else {
+                continue;
+            };
+            // The last stage that reads each operand now.
+            let needs: Vec<u32> = ins
+                .iter()
+                .map(|&a| {
+                    let r = users[a].iter().filter_map(|&c| self.stage[c]).max();
+                    r.unwrap_or(0).max(if out[a] { last + 1 } else { 0 })
+                })
+                .collect();
+            let w = i64::from(self.widths[i]);
+            let mut moves: Vec<(i64, u32)> = (s + 1..=m)
+                .map(|t| {
+                    let grown: i64 = ins
+                        .iter()
+                        .zip(&needs)
+                        .map(|(&a, &r)| i64::from(self.widths[a]) * i64::from(t.max(r) - r))
+                        .sum();
+                    (grown - w * i64::from(t - s), t)
+                })
+                .filter(|&(d, _)| d < 0)
+                .collect();
+            moves.sort_unstable();
+            for (_, t) in moves {
+                if self.try_move(i, t, &users) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Puts node `i` into stage `t` if it and every node it feeds there
+    /// still fit the budget; else leaves everything as it was.
+    fn try_move(&mut self, i: NodeId, t: u32, users: &[Vec<NodeId>]) -> bool {
+        let (old_stage, old_arr) = (self.stage[i], self.arr[i]);
+        self.stage[i] = Some(t);
+        let mut changed = vec![(i, old_arr)];
+        let mut todo = std::collections::BTreeSet::from([i]);
+        while let Some(c) = todo.pop_first() {
+            match self.fit(c, t) {
+                Some(a) if c == i || a != self.arr[c] => {
+                    if c != i {
+                        changed.push((c, self.arr[c]));
+                    }
+                    self.arr[c] = a;
+                    todo.extend(users[c].iter().filter(|&&u| self.stage[u] == Some(t)));
+                }
+                Some(_) => {}
+                None => {
+                    for &(c, a) in changed.iter().rev() {
+                        self.arr[c] = a;
+                    }
+                    self.stage[i] = old_stage;
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
 /// Returns the pipelined netlist and its latency in cycles, with at most
 /// `budget_ps` of estimated logic delay between registers.
 pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u32) {
@@ -460,38 +653,31 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
         }
     }
     let widths: Vec<u32> = comb.nodes.iter().map(|x| x.width).collect();
-    let bram_rom = |a: usize| {
-        delays.bram > 0
-            && matches!(comb.nodes[a].op, Op::Rom { idx, .. }
-                if widths[idx] >= 32 || (1u64 << widths[idx]) * widths[a] as u64 >= delays.bram_rom_bits as u64)
+    let bram: Vec<bool> = comb
+        .nodes
+        .iter()
+        .map(|x| {
+            delays.bram > 0
+                && matches!(x.op, Op::Rom { idx, .. }
+                if widths[idx] >= 32 || (1u64 << widths[idx]) * x.width as u64 >= delays.bram_rom_bits as u64)
+        })
+        .collect();
+    let mut sched = Schedule {
+        comb,
+        widths,
+        bram,
+        delays,
+        budget,
+        stage: vec![None; n],
+        arr: vec![Arrival::default(); n],
     };
-    // None: a constant, available in every stage.
-    let mut stage: Vec<Option<u32>> = vec![None; n];
-    let mut arr = vec![Arrival::default(); n];
     for (i, node) in comb.nodes.iter().enumerate() {
         if !live[i] || matches!(node.op, Op::Const(_)) {
             continue;
         }
         let ops = op_inputs(&node.op);
+        let stage = &sched.stage;
         let s = ops.iter().filter_map(|&a| stage[a]).max().unwrap_or(0);
-        let view = |s: u32| -> Vec<Option<Arrival>> {
-            ops.iter()
-                .map(|&a| match stage[a] {
-                    None => None,
-                    Some(sa) if sa == s => Some(arr[a]),
-                    // From the register right after a ROM that becomes
-                    // block RAM: its data arrives late.
-                    Some(sa) if sa + 1 == s && bram_rom(a) => Some(Arrival {
-                        lo: delays.bram,
-                        hi: delays.bram,
-                        ..Default::default()
-                    }),
-                    // From a register.
-                    Some(_) => Some(Arrival::default()),
-                })
-                .collect()
-        };
-        let magnitudes = matches!(node.op, Op::Mul(a, b) if comb.magnitudes(a, b));
         // The first stage where the node fits: its inputs' stage, or a
         // later one where they come from registers (two later behind a
         // block RAM, whose data arrives late).
@@ -510,7 +696,7 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
                 if let Some(sa) = stage[a] {
                     let hops = match comb.nodes[a].op {
                         Op::Reg { .. } | Op::Input { .. } => 1,
-                        _ if bram_rom(a) => 3,
+                        _ if sched.bram[a] => 3,
                         _ => 2,
                     };
                     s = s.max(sa + hops);
@@ -532,26 +718,14 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
                 }
             }
         }
-        let (a, whole) = loop {
-            let ins = view(s);
-            let busy = ins.iter().flatten().any(|a| a.hi > 0);
-            let (a, whole) = arrive(&node.op, node.width, &ins, delays, &widths, magnitudes);
-            if busy && (whole || a.hi > budget) {
-                s += 1;
-            } else {
-                break (a, whole);
+        let (s, a) = loop {
+            match sched.fit(i, s) {
+                Some(a) => break (s, a),
+                None => s += 1,
             }
         };
-        stage[i] = Some(s);
-        arr[i] = if whole {
-            Arrival {
-                lo: budget,
-                hi: budget,
-                ..Default::default()
-            }
-        } else {
-            a
-        };
+        sched.stage[i] = Some(s);
+        sched.arr[i] = a;
     }
     // An output is read by logic outside (a reuse loop's accumulator, the
     // next segment), so a product leaves through two registers on ECP5 too:
@@ -564,10 +738,12 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
     let last = comb
         .outputs
         .iter()
-        .filter_map(|f| Some(stage[f.node]? + u32::from(product_out(f.node))))
+        .filter_map(|f| Some(sched.stage[f.node]? + u32::from(product_out(f.node))))
         .max()
         .unwrap_or(0);
     let latency = last + 1;
+    sched.sink(&live, last);
+    let Schedule { stage, arr, .. } = sched;
 
     let mut net = Netlist::new();
     net.in_width = comb.in_width;
@@ -642,4 +818,72 @@ pub fn pipeline(comb: &Netlist, budget_ps: u32, delays: &Delays) -> (Netlist, u3
     }
     net.out_valid = Some(v);
     (net, latency)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlist::OutField;
+
+    fn register_bits(net: &Netlist) -> u32 {
+        net.nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::Reg { .. }))
+            .map(|n| n.width)
+            .sum()
+    }
+
+    /// A short branch read at the top of a deep chain is computed a stage
+    /// before its reader, not as early as it could be: its value would
+    /// wait 5 stages (85 register bits); its operands are carried that far
+    /// for the chain's other readers anyway. In its reader's stage it
+    /// would wait for none, but the two adders in a row would not fit.
+    #[test]
+    fn a_short_branch_is_computed_late_when_that_saves_registers() {
+        let d = Family::Xcup.delays();
+        // One adder a stage: a 24-bit adder fits, two in a row do not.
+        let budget = chain(&d, 0, 0, 24).1;
+        assert!(chain(&d, d.carry_entry, budget, 24).1 > budget);
+        let mut c = Netlist::new();
+        c.in_width = 32;
+        let x = c.input(0, 16, true);
+        let y = c.input(16, 16, true);
+        let p = c.add(x, y);
+        c.tag(p, "p".into());
+        let mut q = c.sub(x, y);
+        for _ in 0..3 {
+            q = c.add(q, x);
+        }
+        q = c.add(q, y);
+        let top = c.add(q, p);
+        let o2 = c.add(q, y);
+        let o3 = c.sub(q, x);
+        for o in [top, o2, o3] {
+            c.outputs.push(OutField {
+                node: o,
+                width: c.width(o),
+            });
+        }
+        let (net, latency) = pipeline(&c, budget, &d);
+        assert_eq!(latency, 6, "the chain's 6 adders take a stage each");
+        let p = net
+            .nodes
+            .iter()
+            .find(|n| n.tag.as_deref() == Some("p"))
+            .unwrap();
+        assert_eq!(p.stage, Some(4), "computed the stage before its reader");
+        // Registers: once each of the chain's 5 values and the 3 outputs,
+        // p once (17), x and y to stage 5 (5 x 16 each), and the valid
+        // bit's 6.
+        let chain_bits: u32 = net
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::Add(..) | Op::Sub(..)) && n.tag.is_none())
+            .map(|n| n.width)
+            .sum();
+        assert_eq!(register_bits(&net), chain_bits + 17 + 5 * 16 + 5 * 16 + 6);
+        for n in &net.nodes {
+            assert!(n.predicted_ps.unwrap_or(0) <= budget, "{n:?}");
+        }
+    }
 }

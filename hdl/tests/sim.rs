@@ -3,6 +3,7 @@
 
 mod common;
 
+use hdl::netlist::op_inputs;
 use hdl::{build_kernel, Kernel, Options, Strategy};
 use quantize::golden::evaluate;
 use quantize::qmodel::{QModel, QOp};
@@ -30,7 +31,32 @@ fn check_model(rng: &mut SmallRng, model: &QModel, opts: &Options, what: &str) -
         let want = evaluate(model, e).unwrap();
         assert_eq!(got[i], want, "{what} event {i} {opts:?}\nmodel {model:#?}");
     }
+    stages_fit(&k, what);
     k
+}
+
+/// Every node settles within the stage budget, but one whose operands
+/// are all there at the stage's start (registers, ports, constants, their
+/// wiring: nothing earlier in the stage could make room for it): the
+/// pipeline's contract, also after it moves logic to later stages to save
+/// registers.
+fn stages_fit(k: &Kernel, what: &str) {
+    let budget = k.options.budget_ps();
+    for (i, n) in k.net.nodes.iter().enumerate() {
+        let Some(p) = n.predicted_ps else { continue };
+        if p <= budget {
+            continue;
+        }
+        for a in op_inputs(&n.op) {
+            let o = &k.net.nodes[a];
+            assert!(
+                o.predicted_ps.unwrap_or(0) == 0 || o.stage != n.stage,
+                "{what}: node {i} {:?} settles at {p} ps of {budget} behind node {a} {:?} of its stage",
+                n.op,
+                o.op
+            );
+        }
+    }
 }
 
 /// Reuse factors above 1 (shared multipliers, II = R) on random MLPs: per
