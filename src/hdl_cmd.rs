@@ -1,6 +1,7 @@
 //! `bxflow hdl` and `bxflow synth`: FPGA kernel export and Yosys figures.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use hdl::export::write_export;
@@ -112,6 +113,12 @@ pub struct SynthArgs {
     /// nextpnr's placement seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Stop nextpnr after this many minutes (0: no limit) and say how far
+    /// it got. The kernels that route here take 1 to 10 minutes on 2
+    /// cores; one whose wiring is more than the device's routing holds
+    /// (a 16-bit shift-add MLP at II 1) does not converge in hours.
+    #[arg(long, default_value_t = 30, value_name = "MINUTES")]
+    pub route_minutes: u64,
     /// Also write the report as JSON here (default: DIR/synth.json).
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -250,7 +257,22 @@ fn run_place_route(a: SynthArgs) -> Result<()> {
     if let Some(f) = a.family.filter(|&f| f != hdl::Family::Ecp5) {
         anyhow::bail!("--place-route runs for --family ecp5 only, not {f}");
     }
-    let r = hdl::pnr::place_route(&a.dir, a.device, a.seed)?;
+    let limit = (a.route_minutes > 0).then(|| Duration::from_secs(60 * a.route_minutes));
+    // A spinner with nextpnr's progress on a terminal (hidden otherwise).
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} place and route [{elapsed_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb.set_message("synthesis in the register harness (Yosys)");
+    let r = hdl::pnr::place_route(&a.dir, a.device, a.seed, limit, &mut |p| {
+        pb.set_message(p.to_string())
+    });
+    pb.finish_and_clear();
+    let r = r?;
     print!("{}", r.table());
     let out = a.json.unwrap_or_else(|| a.dir.join("pnr.json"));
     std::fs::write(&out, serde_json::to_string_pretty(&r)?)?;

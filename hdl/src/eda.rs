@@ -1,7 +1,7 @@
 //! The external EDA tools, in one place: finding them on the PATH, Verilator
-//! with one set of flags for every build, Icarus Verilog, and Yosys as a
-//! child process that a caller may stop at a deadline. Everything else in
-//! the workspace runs these tools through here.
+//! with one set of flags for every build, Icarus Verilog, and Yosys and
+//! nextpnr as child processes that a caller may stop at a deadline.
+//! Everything else in the workspace runs these tools through here.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -164,36 +164,49 @@ pub fn icarus(dir: &Path, top: &str, sources: &[&str]) -> Result<String, EdaErro
     )
 }
 
-/// A Yosys run in the background (`yosys -q -l LOG -p SCRIPT`), which
-/// [`Yosys::wait`] may stop at a deadline. Dropping it stops it.
-pub struct Yosys {
+/// A tool running in the background and logging to a file, which
+/// [`Background::wait`] may stop at a deadline (Yosys, nextpnr). Dropping
+/// it stops it.
+pub struct Background {
     child: Child,
+    tool: String,
     log: PathBuf,
     t0: Instant,
 }
 
-impl Yosys {
-    /// Starts Yosys on `script`, logging to `log`.
-    pub fn start(script: &str, log: &Path) -> Result<Yosys, EdaError> {
-        require("yosys")?;
-        let child = Command::new("yosys")
-            .arg("-q")
-            .arg("-l")
-            .arg(log)
-            .args(["-p", script])
+impl Background {
+    /// Starts `cmd`, named `tool` in errors, which writes its log to `log`
+    /// (its own output is dropped).
+    pub fn start(cmd: &mut Command, tool: &str, log: &Path) -> Result<Background, EdaError> {
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|source| EdaError::Spawn {
-                tool: "yosys".into(),
+                tool: tool.into(),
                 source,
             })?;
-        Ok(Yosys {
+        Ok(Background {
             child,
+            tool: tool.into(),
             log: log.to_path_buf(),
             t0: Instant::now(),
         })
+    }
+
+    /// Starts Yosys on `script` (`yosys -q -l LOG -p SCRIPT`).
+    pub fn yosys(script: &str, log: &Path) -> Result<Background, EdaError> {
+        require("yosys")?;
+        Background::start(
+            Command::new("yosys")
+                .arg("-q")
+                .arg("-l")
+                .arg(log)
+                .args(["-p", script]),
+            "yosys",
+            log,
+        )
     }
 
     /// Seconds since the start.
@@ -201,40 +214,64 @@ impl Yosys {
         self.t0.elapsed().as_secs_f64()
     }
 
-    /// Waits until Yosys exits, or at most `timeout` (then stops it).
-    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<(), EdaError> {
-        let end = timeout.map(|t| Instant::now() + t);
-        let failed = |log: String| EdaError::Failed {
-            tool: "yosys".into(),
-            log,
+    /// The last `bytes` of the log so far (empty before it exists).
+    fn log_tail(&self, bytes: u64) -> String {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.log) else {
+            return String::new();
         };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(bytes)));
+        let mut buf = Vec::new();
+        let _ = f.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Waits until the tool exits, or at most `timeout` (then stops it),
+    /// showing `watch` the end of its log about once a second.
+    pub fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        watch: &mut dyn FnMut(&str),
+    ) -> Result<(), EdaError> {
+        let end = timeout.map(|t| Instant::now() + t);
+        let mut shown = Instant::now();
         loop {
+            let failed = |log: String| EdaError::Failed {
+                tool: self.tool.clone(),
+                log,
+            };
             match self.child.try_wait() {
                 Ok(Some(st)) if st.success() => return Ok(()),
                 Ok(Some(st)) => {
-                    let log = std::fs::read_to_string(&self.log).unwrap_or_default();
                     return Err(failed(format!(
                         "exit {st}; the end of {}:\n{}",
                         self.log.display(),
-                        tail(&log, 3000)
+                        self.log_tail(3000)
                     )));
                 }
                 Ok(None) if end.is_some_and(|e| Instant::now() >= e) => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
                     return Err(EdaError::Stopped {
-                        tool: "yosys".into(),
+                        tool: self.tool.clone(),
                         seconds: self.seconds(),
                     });
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(200)),
+                Ok(None) => {
+                    if shown.elapsed() >= Duration::from_secs(1) {
+                        watch(&self.log_tail(4096));
+                        shown = Instant::now();
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
                 Err(e) => return Err(failed(e.to_string())),
             }
         }
     }
 }
 
-impl Drop for Yosys {
+impl Drop for Background {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();

@@ -8,11 +8,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::eda::{self, EdaError};
+use crate::eda::{self, Background, EdaError};
 use crate::manifest::{Manifest, ManifestError};
 use crate::netmap::NetMap;
 use crate::pipeline::Family;
@@ -350,6 +350,13 @@ pub enum PnrError {
     TooManyBram(u64, u64),
     #[error("cannot read nextpnr's report {}: {why}", .path.display())]
     Report { path: PathBuf, why: String },
+    /// Stopped at the time limit: how far nextpnr had got, on which device.
+    #[error("nextpnr-ecp5 was stopped after {seconds:.0} s on the {device}, unfinished (last: {last}); its log is nextpnr.log in the export. A kernel whose wiring is more than the device's routing holds does not converge: fold layers onto DSPs (`bxflow hdl --strategy dsp --reuse N`), take a narrower --precision or a bigger --device, or wait longer (--route-minutes)")]
+    Unfinished {
+        seconds: f64,
+        last: String,
+        device: String,
+    },
 }
 
 /// nextpnr-ecp5 on the PATH: the native build, else YoWASP's.
@@ -367,8 +374,73 @@ pub fn available() -> bool {
     eda::tool_available("yosys") && nextpnr().is_ok()
 }
 
-/// nextpnr's JSON report, in the export's directory.
+/// nextpnr's JSON report and its log, in the export's directory.
 const REPORT_FILE: &str = "nextpnr_report.json";
+const LOG_FILE: &str = "nextpnr.log";
+
+/// What nextpnr is doing, from the end of its log: packing, placing (the
+/// analytic placer's iteration, then refinement), routing (router1's arcs
+/// left, router2's overused wires); `None` before it says.
+pub fn progress(log: &str) -> Option<String> {
+    let num = |s: &str| -> Option<u64> { s.trim().parse().ok() };
+    let thousands = |n: u64| {
+        let d = n.to_string();
+        let mut out = String::new();
+        for (i, c) in d.chars().enumerate() {
+            if i > 0 && (d.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    };
+    for line in log.lines().rev() {
+        let l = line.trim_start_matches("Info:").trim();
+        // router1: "23000 |  10810  12189 |  492  508 |  65422|  5.18  57.94|"
+        let f: Vec<&str> = l.split('|').collect();
+        if f.len() >= 5 {
+            if let (Some(iter), Some(left)) = (num(f[0]), num(f[3])) {
+                return Some(format!(
+                    "routing: {} arcs left after {} iterations",
+                    thousands(left),
+                    thousands(iter)
+                ));
+            }
+        }
+        // router2: "iter=4 wires=321182 overused=10654 overuse=11314 archfail=NA"
+        if let Some(rest) = l.strip_prefix("iter=") {
+            let field = |k: &str| {
+                rest.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .and_then(num)
+            };
+            let i = rest.split_whitespace().next().and_then(num);
+            if let (Some(i), Some(o)) = (i, field("overused=")) {
+                return Some(format!(
+                    "routing: iteration {i}, {} wires overused",
+                    thousands(o)
+                ));
+            }
+        }
+        if l.starts_with("Routing") || l.starts_with("Setting up routing") {
+            return Some("routing".into());
+        }
+        if l.starts_with("at iteration #") && l.contains("temp =") {
+            return Some("placing: refinement".into());
+        }
+        if let Some(i) = l
+            .strip_prefix("at iteration #")
+            .and_then(|r| r.split(',').next())
+            .and_then(num)
+        {
+            return Some(format!("placing: analytic placer, iteration {i}"));
+        }
+        if l.starts_with("Packing") || l.starts_with("Logic utilisation") {
+            return Some("packing".into());
+        }
+    }
+    None
+}
 
 /// The harness's module name for kernel `module`.
 pub fn harness_name(module: &str) -> String {
@@ -401,10 +473,15 @@ pub fn harness(m: &Manifest) -> String {
 /// and routes it with nextpnr-ecp5 at the kernel's target clock, on
 /// `device` or the smallest device that holds it. Writes the harness,
 /// Yosys' netlist and log, nextpnr's log and its JSON report into `dir`.
+///
+/// nextpnr is stopped after `limit` (an error that says how far it got);
+/// `progress` is told what it is doing about once a second ([`progress`]).
 pub fn place_route(
     dir: &Path,
     device: Option<Ecp5Device>,
     seed: u64,
+    limit: Option<Duration>,
+    progress: &mut dyn FnMut(&str),
 ) -> Result<PnrReport, PnrError> {
     let m = Manifest::read(dir)?;
     if m.family != Family::Ecp5 {
@@ -431,8 +508,8 @@ pub fn place_route(
     // only the directory it is started in.
     let json = format!("{top}.json");
     let report = dir.join(REPORT_FILE);
-    let t0 = Instant::now();
-    eda::run(
+    let mut last = String::from("starting");
+    let mut run = Background::start(
         Command::new(tool)
             .current_dir(dir)
             .arg(device.flag())
@@ -444,10 +521,28 @@ pub fn place_route(
             // The report is wanted when timing fails too; the caller judges.
             .arg("--timing-allow-fail")
             .args(["--report", REPORT_FILE])
-            .args(["--log", "nextpnr.log"]),
+            .args(["--log", LOG_FILE]),
         tool,
+        &dir.join(LOG_FILE),
     )?;
-    let seconds = t0.elapsed().as_secs_f64();
+    let waited = run.wait(limit, &mut |log| {
+        if let Some(p) = self::progress(log) {
+            progress(&p);
+            last = p;
+        }
+    });
+    let device_name = format!("LFE5U-{}F", &device.flag()[2..4]);
+    match waited {
+        Err(EdaError::Stopped { seconds, .. }) => {
+            return Err(PnrError::Unfinished {
+                seconds,
+                last,
+                device: device_name,
+            })
+        }
+        w => w?,
+    }
+    let seconds = run.seconds();
     let rep = std::fs::read_to_string(&report).map_err(|e| PnrError::Report {
         path: report.clone(),
         why: e.to_string(),
@@ -467,7 +562,7 @@ pub fn place_route(
     r.trace(map.as_ref());
     r.module = m.module.clone();
     r.family = m.family.name().into();
-    r.device = format!("LFE5U-{}F", &device.flag()[2..4]);
+    r.device = device_name;
     r.synth = synth;
     r.seconds = seconds;
     Ok(r)
@@ -547,6 +642,40 @@ mod tests {
       "fmax": {"clock": {"achieved": 97.51, "constraint": 100}},
       "utilization": {"TRELLIS_COMB": {"available": 24288, "used": 9854}, "TRELLIS_FF": {"available": 24288, "used": 3481}}
     }"#;
+
+    /// Lines of nextpnr-ecp5 0.11.1's logs (`--router router2` for the
+    /// second router), each read as the last line so far.
+    #[test]
+    fn progress_reads_packing_placing_and_both_routers() {
+        let cases = [
+            ("Info: Packing carries...", "packing"),
+            (
+                "Info:     at iteration #12, type ALL: wirelen solved = 137428, spread = 236835, legal = 244309; time = 1.68s",
+                "placing: analytic placer, iteration 12",
+            ),
+            (
+                "Info:   at iteration #5: temp = 0.000000, timing cost = 1732, wirelen = 210017",
+                "placing: refinement",
+            ),
+            ("Info: Routing 71219 arcs.", "routing"),
+            (
+                "Info:      23000 |    10810      12189 |  492   508 |     65422|       5.18      57.94|",
+                "routing: 65,422 arcs left after 23,000 iterations",
+            ),
+            (
+                "Info:     iter=4 wires=321182 overused=10654 overuse=11314 archfail=NA",
+                "routing: iteration 4, 10,654 wires overused",
+            ),
+        ];
+        for (line, want) in cases {
+            let log = format!("Info: Logic utilisation before packing:\n{line}\n");
+            assert_eq!(progress(&log).as_deref(), Some(want), "{line}");
+        }
+        // The router1 table's header is not progress; the line above it is.
+        let head = "Info: Routing 71219 arcs.\nInfo:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| batch(sec) total(sec)|\n";
+        assert_eq!(progress(head).as_deref(), Some("routing"));
+        assert_eq!(progress("Info: Loading chipdb\n"), None);
+    }
 
     #[test]
     fn report_gives_fmax_cells_and_the_path_split() {

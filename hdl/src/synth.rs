@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::eda::{EdaError, Yosys};
+use crate::eda::{Background, EdaError};
 use crate::manifest::{Manifest, ManifestError};
 use crate::pipeline::Family;
 
@@ -145,7 +145,7 @@ pub const LOG_FILE: &str = "yosys.log";
 /// its report collected by [`SynthRun::finish`] (which may stop it at a
 /// deadline). [`synth`] is both in one call.
 pub struct SynthRun {
-    yosys: Yosys,
+    yosys: Background,
     dir: PathBuf,
     module: String,
     family: Family,
@@ -161,7 +161,7 @@ impl SynthRun {
             .unwrap_or(Path::new("."))
             .to_path_buf();
         let script = yosys_script(sources, module, family, &dir);
-        let yosys = Yosys::start(&script, &dir.join(LOG_FILE))?;
+        let yosys = Background::yosys(&script, &dir.join(LOG_FILE))?;
         Ok(SynthRun {
             yosys,
             dir,
@@ -173,7 +173,7 @@ impl SynthRun {
     /// Waits for Yosys (at most `timeout`, then stops it: [`EdaError::Stopped`])
     /// and reads its report.
     pub fn finish(&mut self, timeout: Option<Duration>) -> Result<SynthReport, EdaError> {
-        self.yosys.wait(timeout)?;
+        self.yosys.wait(timeout, &mut |_| {})?;
         let text = format!(
             "{}\n{}",
             std::fs::read_to_string(self.dir.join(STAT_FILE)).unwrap_or_default(),

@@ -7,6 +7,7 @@
 
 mod common;
 use common::*;
+use std::time::Duration;
 
 use hdl::export::write_export;
 use hdl::{build_kernel, Options, Strategy};
@@ -109,7 +110,14 @@ fn ecp5_kernel_meets_its_clock_after_place_and_route() {
     assert!(k.latency > 1, "the ECP5 model pipelines: {}", k.latency);
     let dir = tmp_dir("pnr");
     write_export(&dir, &k, &m, &events(&m, 10, 1)).unwrap();
-    let r = hdl::pnr::place_route(&dir, None, 1).unwrap();
+    let mut seen = Vec::new();
+    let r = hdl::pnr::place_route(&dir, None, 1, None, &mut |p| seen.push(p.to_string())).unwrap();
+    // nextpnr's progress was followed as it ran.
+    assert!(
+        seen.iter()
+            .any(|p| p.starts_with("placing") || p.starts_with("routing")),
+        "{seen:?}"
+    );
     assert_eq!(r.device, "LFE5U-25F");
     assert!(
         r.synth.lut > 0 && r.synth.ff > 0 && r.comb_cells.0 > 0,
@@ -156,5 +164,25 @@ fn ecp5_kernel_meets_its_clock_after_place_and_route() {
     }
     let t = r.table();
     assert!(t.contains("ns period (target 100 MHz)"), "{t}");
+    // Stopped at a time limit, nextpnr gives an error that says so, how
+    // far it got, on which device, and what to do.
+    let e = hdl::pnr::place_route(
+        &dir,
+        None,
+        1,
+        Some(Duration::from_millis(1500)),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("nextpnr-ecp5 was stopped after ")
+            && e.contains(" s on the LFE5U-25F, unfinished (last: "),
+        "{e}"
+    );
+    assert!(
+        e.contains("--route-minutes") && e.contains("--reuse"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
