@@ -53,6 +53,26 @@ pub enum BlockError {
 impl<const IW: usize, const OW: usize> KernelBlock<IW, OW> {
     /// The block of module `name` (must differ from rust-hdl's top name `top`).
     pub fn new(net: Arc<Netlist>, name: &str) -> Result<Self, BlockError> {
+        let n = Arc::clone(&net);
+        Self::printing(net, name, |name| n.verilog(name))
+    }
+
+    /// The block of kernel `k`, printing the Verilog its export has (the
+    /// family's primitives included; no clock enable, which the block's
+    /// ports do not have).
+    pub fn for_kernel(k: &Kernel) -> Result<Self, BlockError> {
+        Self::printing(Arc::new(k.net.clone()), &k.name, |name| {
+            k.verilog_as(name, false)
+        })
+    }
+
+    /// The block of `net` as module `name`, whose Verilog `print` writes
+    /// (once, for the module name the block takes).
+    fn printing(
+        net: Arc<Netlist>,
+        name: &str,
+        print: impl FnOnce(&str) -> String,
+    ) -> Result<Self, BlockError> {
         if net.in_width as usize > IW {
             return Err(BlockError::Width {
                 what: "input",
@@ -73,6 +93,7 @@ impl<const IW: usize, const OW: usize> KernelBlock<IW, OW> {
             name.to_string()
         };
         let state = SimState::new(&net);
+        let cores = print(&name);
         Ok(KernelBlock {
             clock: Default::default(),
             reset: Default::default(),
@@ -81,20 +102,11 @@ impl<const IW: usize, const OW: usize> KernelBlock<IW, OW> {
             in_data: Default::default(),
             out_valid: Default::default(),
             out_data: Default::default(),
-            cores: net.verilog(&name),
+            cores,
             net,
             name,
             state,
         })
-    }
-
-    /// The block of kernel `k`, printing the Verilog its export has (the
-    /// family's primitives included; no clock enable, which the block's
-    /// ports do not have).
-    pub fn for_kernel(k: &Kernel) -> Result<Self, BlockError> {
-        let mut b = Self::new(Arc::new(k.net.clone()), &k.name)?;
-        b.cores = k.verilog_as(&b.name, false);
-        Ok(b)
     }
 
     fn eval(&mut self) {

@@ -521,10 +521,11 @@ impl Schedule<'_> {
         let mut users: Vec<Vec<NodeId>> = vec![Vec::new(); n];
         for (i, node) in comb.nodes.iter().enumerate() {
             if live[i] && self.stage[i].is_some() {
-                for a in op_inputs(&node.op) {
-                    if !users[a].contains(&i) {
-                        users[a].push(i);
-                    }
+                let mut ops = op_inputs(&node.op);
+                ops.sort_unstable();
+                ops.dedup();
+                for a in ops {
+                    users[a].push(i);
                 }
             }
         }

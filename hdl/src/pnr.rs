@@ -382,18 +382,8 @@ const LOG_FILE: &str = "nextpnr.log";
 /// analytic placer's iteration, then refinement), routing (router1's arcs
 /// left, router2's overused wires); `None` before it says.
 pub fn progress(log: &str) -> Option<String> {
+    use indicatif::HumanCount;
     let num = |s: &str| -> Option<u64> { s.trim().parse().ok() };
-    let thousands = |n: u64| {
-        let d = n.to_string();
-        let mut out = String::new();
-        for (i, c) in d.chars().enumerate() {
-            if i > 0 && (d.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        out
-    };
     for line in log.lines().rev() {
         let l = line.trim_start_matches("Info:").trim();
         // router1: "23000 |  10810  12189 |  492  508 |  65422|  5.18  57.94|"
@@ -402,8 +392,8 @@ pub fn progress(log: &str) -> Option<String> {
             if let (Some(iter), Some(left)) = (num(f[0]), num(f[3])) {
                 return Some(format!(
                     "routing: {} arcs left after {} iterations",
-                    thousands(left),
-                    thousands(iter)
+                    HumanCount(left),
+                    HumanCount(iter)
                 ));
             }
         }
@@ -418,7 +408,7 @@ pub fn progress(log: &str) -> Option<String> {
             if let (Some(i), Some(o)) = (i, field("overused=")) {
                 return Some(format!(
                     "routing: iteration {i}, {} wires overused",
-                    thousands(o)
+                    HumanCount(o)
                 ));
             }
         }
