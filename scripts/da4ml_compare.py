@@ -4,12 +4,18 @@ Dense layer of a model, on the same integer matrices (not a CI test).
 
 The matrices and bxflow's counts (each layer built alone as a kernel,
 shift-add, its requantizer included) come from the Rust example
-`hdl/examples/dense_weights.rs`; da4ml solves each matrix with its default
-options (`da4ml.cmvm.solve`), and its count is the adders and subtractors of
-the solution (opcodes 0 and 1). da4ml computes the bare product, so
+`hdl/examples/dense_weights.rs`. da4ml computes the bare product, so
 bxflow's count is printed twice: the whole layer (bias and rounding
 constants are one more leaf of each output's adder tree), and its planner's
-network for the bare matrix, the like-for-like figure.
+network for the bare matrix with its adder depth (levels from an input to
+the deepest output), the like-for-like figures.
+
+da4ml solves each matrix twice (`da4ml.cmvm.solve`): with its default
+options, which do not bound the depth, and at its least depth
+(`hard_dc=0`), where it is printed for the better of its default heuristic
+and its delay-aware one (`method0='mc-pdc'`). Its count is the adders and
+subtractors of the solution (opcodes 0 and 1), its depth the latest
+operation's latency (one per adder), over both stages of its cascade.
 
 Run from the repository root:
 
@@ -25,8 +31,11 @@ import numpy as np
 from da4ml.cmvm import solve
 
 
-def adders(pipeline):
-    return sum(1 for sol in pipeline.solutions for op in sol.ops if op.opcode in (0, 1))
+def network(kernel, **options):
+    """(adders, depth) of da4ml's solution for `kernel`."""
+    pipeline = solve(kernel, **options)
+    ops = [op for sol in pipeline.solutions for op in sol.ops]
+    return sum(1 for op in ops if op.opcode in (0, 1)), int(max((op.latency for op in ops), default=0))
 
 
 def main(model):
@@ -36,18 +45,25 @@ def main(model):
         capture_output=True,
         text=True,
     ).stdout
-    total = [0, 0, 0]
-    print(f'{"layer":<48} {"shape":>8} {"bxflow":>7} {"bare":>7} {"da4ml":>7}')
+    columns = ('bxflow', 'bare', 'da4ml', 'da4ml at least depth')
+    total = [0] * len(columns)
+    print(f'{"layer":<40} {"shape":>8} {columns[0]:>7} {columns[1]:>12} {columns[2]:>12} {columns[3]:>21}')
     for line in out.splitlines():
         layer = json.loads(line)
         w = np.array(layer['weights'], dtype=np.float32).reshape(layer['n_out'], layer['n_in'])
         # da4ml computes x @ kernel: one column per output.
-        ours, theirs = layer['adders'], adders(solve(np.ascontiguousarray(w.T)))
-        bare = layer['bare_adders']
-        for i, v in enumerate((ours, bare, theirs)):
+        kernel = np.ascontiguousarray(w.T)
+        default = network(kernel)
+        least = min(network(kernel, hard_dc=0), network(kernel, hard_dc=0, method0='mc-pdc'))
+        counts = (layer['adders'], layer['bare_adders'], default[0], least[0])
+        for i, v in enumerate(counts):
             total[i] += v
-        print(f'{layer["layer"][:48]:<48} {layer["n_in"]:>3}x{layer["n_out"]:<4} {ours:>7} {bare:>7} {theirs:>7}')
-    print(f'{"total":<48} {"":>8} {total[0]:>7} {total[1]:>7} {total[2]:>7}')
+        bare = f'{layer["bare_adders"]} ({layer["bare_depth"]})'
+        print(
+            f'{layer["layer"][:40]:<40} {layer["n_in"]:>3}x{layer["n_out"]:<4} {layer["adders"]:>7} {bare:>12}'
+            f' {f"{default[0]} ({default[1]})":>12} {f"{least[0]} ({least[1]})":>21}'
+        )
+    print(f'{"total (adder depth in parentheses)":<49} {total[0]:>7} {total[1]:>12} {total[2]:>12} {total[3]:>21}')
 
 
 if __name__ == '__main__':

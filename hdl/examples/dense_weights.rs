@@ -1,10 +1,11 @@
 //! Prints the integer weight matrix of every Dense layer of a model,
 //! quantized with the default configuration, with the adders of that layer
-//! built alone as a kernel (shift-add; its requantizer included), as JSON
-//! lines `{"layer", "n_in", "n_out", "weights", "adders", "bare_adders"}`
-//! with `weights[o * n_in + i]`, for `scripts/da4ml_compare.py`.
-//! `bare_adders` are those of the same planner's network for the matrix
-//! alone ([`hdl::matrix_adders`]): no bias leaf, no rounding constant, the
+//! built alone as a kernel (shift-add, two-input adders; its requantizer
+//! included), as JSON lines `{"layer", "n_in", "n_out", "weights",
+//! "adders", "bare_adders", "bare_depth"}` with `weights[o * n_in + i]`,
+//! for `scripts/da4ml_compare.py`. `bare_adders` and `bare_depth` (adder
+//! levels) are those of the same planner's network for the matrix alone
+//! ([`hdl::matrix_network`]): no bias leaf, no rounding constant, the
 //! product a constant matrix-vector solver such as da4ml computes.
 //!
 //! `cargo run --release -p bxflow-hdl --example dense_weights -- MODEL.onnx`
@@ -30,16 +31,20 @@ fn main() {
             let alone = slice_layers(&m, li, li).expect("a Dense layer reads one tensor");
             let options = Options {
                 strategy: Strategy::ShiftAdd,
+                // Two-input adders, as da4ml counts them.
+                binary_adders: true,
                 ..Options::default()
             };
             let k = build_kernel(&alone, &options).expect("built");
+            let bare = hdl::matrix_network(weights, *n_in);
             let line = serde_json::json!({
                 "layer": l.name,
                 "n_in": n_in,
                 "n_out": n_out,
                 "weights": weights,
                 "adders": k.stats().adders,
-                "bare_adders": hdl::matrix_adders(weights, *n_in),
+                "bare_adders": bare.adders,
+                "bare_depth": bare.depth,
             });
             println!("{line}");
         }

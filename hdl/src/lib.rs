@@ -16,6 +16,8 @@ pub mod pnr;
 pub mod synth;
 pub mod wave;
 
-pub use build::{build_kernel, find_cells, layer_reuse, matrix_adders, slice_layers, SliceError};
+pub use build::{
+    build_kernel, find_cells, layer_reuse, matrix_network, slice_layers, MatrixNetwork, SliceError,
+};
 pub use kernel::{BuildError, Kernel, Options, Recurrent, Strategy};
 pub use pipeline::Family;

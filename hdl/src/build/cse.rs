@@ -80,6 +80,26 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Adder levels of row `r`: the depth of its terms' signals and the
+    /// balanced tree over them (Kraft: `ceil(log2(sum 2^d))`), with a bias
+    /// leaf when `bias`.
+    pub fn row_levels(&self, r: usize, bias: bool) -> u32 {
+        let terms = self.rows[r].iter().map(|d| 1u128 << self.depth[d.sig]);
+        (terms.sum::<u128>() + bias as u128)
+            .next_power_of_two()
+            .trailing_zeros()
+    }
+
+    /// Adder levels of the deepest row (`bias[r]`: row `r` has a bias leaf).
+    pub fn levels(&self, bias: &[bool]) -> u32 {
+        (0..self.rows.len())
+            .map(|r| self.row_levels(r, bias[r]))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 /// A pattern: digits `a * 2^s` and `b * 2^(s+d)`, of opposite signs when
 /// `minus`, with `(a, 0) < (b, d)` so that each pair has one key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -393,8 +413,7 @@ mod tests {
                 }
             }
             assert_eq!(got, m[r], "row {r} sums another row");
-            let kraft: u128 = row.iter().map(|d| 1u128 << p.depth[d.sig]).sum::<u128>() + b as u128;
-            let need = kraft.next_power_of_two().trailing_zeros();
+            let need = p.row_levels(r, b);
             assert!(
                 need <= depth_limit(&m[r], b),
                 "row {r} needs {need} adder levels, over its limit {}",

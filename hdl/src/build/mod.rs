@@ -25,18 +25,31 @@ pub use cell::{find_cells, Cell, CellInfo};
 pub use fold::layer_reuse;
 pub use slice::{slice_layers, SliceError};
 
-/// Adders of the shift-add network built for the bare product of an
-/// integer matrix with a vector, without bias or requantizer: the figure
-/// that compares with other solvers of the constant matrix-vector product
-/// (da4ml's). `weights` is laid out as a Dense layer holds it, one row of
-/// `n_in` per output (`weights[o * n_in + i]`).
-pub fn matrix_adders(weights: &[i64], n_in: usize) -> usize {
+/// The shift-add network built for the bare product of an integer matrix
+/// with a vector, without bias or requantizer: the figures that compare
+/// with other solvers of the constant matrix-vector product (da4ml's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatrixNetwork {
+    /// Two-input adders and subtractors.
+    pub adders: usize,
+    /// Adder levels from an input to the deepest output.
+    pub depth: u32,
+}
+
+/// Plans the network of [`MatrixNetwork`] for `weights`, laid out as a
+/// Dense layer holds them, one row of `n_in` per output
+/// (`weights[o * n_in + i]`).
+pub fn matrix_network(weights: &[i64], n_in: usize) -> MatrixNetwork {
     let rows: Vec<Vec<i128>> = weights
         .chunks(n_in.max(1))
         .map(|r| r.iter().map(|&w| w as i128).collect())
         .collect();
     let bias = vec![false; rows.len()];
-    cse::plan(&rows, &bias).cost(&bias)
+    let plan = cse::plan(&rows, &bias);
+    MatrixNetwork {
+        adders: plan.cost(&bias),
+        depth: plan.levels(&bias),
+    }
 }
 
 /// The combinational netlist of `model` (no registers), with its bus fields.
