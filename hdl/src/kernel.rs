@@ -329,6 +329,8 @@ pub struct Field {
 pub struct Stats {
     pub adders: usize,
     pub adder_bits: u64,
+    /// Equality tests; an ordering comparison is a subtraction's sign,
+    /// counted with the adders.
     pub comparators: usize,
     pub multipliers: usize,
     pub muxes: usize,
@@ -384,7 +386,7 @@ impl Kernel {
                     s.adder_bits += w;
                     s.lut_estimate += w;
                 }
-                Op::Lt(a, b) | Op::Eq(a, b) => {
+                Op::Eq(a, b) => {
                     s.comparators += 1;
                     s.lut_estimate += self.net.width(*a).max(self.net.width(*b)) as u64;
                 }

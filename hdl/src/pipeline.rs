@@ -4,8 +4,7 @@
 //! The delay of each node is estimated from its kind and width with a simple
 //! model of the target [`Family`] ([`Delays`]): a carry-chain adder or
 //! comparator of N bits costs `carry_entry + N/8 * carry8` (LUT, routing and
-//! the carry chain; a comparator's result, the carry out, `carry_out` more
-//! on its way to the logic that reads it), a level of LUT logic (multiplexer, gate, ROM slice)
+//! the carry chain), a level of LUT logic (multiplexer, gate, ROM slice)
 //! `lut`, wiring nothing, a multiplier that fits one DSP block `dsp`, a
 //! wider one a whole stage (on a family that uses the DSP's own registers,
 //! [`Delays::dsp_registers`], every product a whole stage of its own, its
@@ -69,8 +68,6 @@ impl Family {
             Family::Xcup => Delays {
                 carry_entry: 400,
                 carry8: 50,
-                // CARRY8's carry out drives general routing directly.
-                carry_out: 0,
                 lut: 500,
                 lut_inputs: 6,
                 adder_lut_inputs: 4,
@@ -102,14 +99,6 @@ impl Family {
             Family::Ecp5 => Delays {
                 carry_entry: 4100,
                 carry8: 400,
-                // A comparison's result is a CCU2C carry, which reaches
-                // general routing only through a cell that nextpnr-ecp5
-                // inserts to pass it out (its LUT, then a hop, and the
-                // chain restarts behind it when the carry also runs on):
-                // 1.3 and 1.7 ns on the softmax maximum of a Conv1D and of
-                // the reused jet tagger, which had routed 1.3 and 1.1 ns
-                // over the model (2026-12-04, README).
-                carry_out: 1300,
                 lut: 1900,
                 lut_inputs: 4,
                 adder_lut_inputs: 2,
@@ -153,9 +142,6 @@ pub struct Delays {
     pub carry_entry: u32,
     /// Each further 8 bits of a carry chain.
     pub carry8: u32,
-    /// From a carry chain's carry out (a comparison's result) to the
-    /// logic that reads it, beyond the chain itself.
-    pub carry_out: u32,
     /// One level of LUT logic including routing.
     pub lut: u32,
     /// Inputs of one LUT.
@@ -324,7 +310,7 @@ fn arrive(
     };
     match op {
         Op::Input { .. } | Op::InValid | Op::Const(_) | Op::Reg { .. } => (plain(0, 0), false),
-        Op::Add(..) | Op::Sub(..) | Op::Lt(..) | Op::Eq(..) => {
+        Op::Add(..) | Op::Sub(..) | Op::Eq(..) => {
             // Operands that are small LUT cones fold into the adder's LUTs.
             let mut n = 0;
             let (mut lo, mut hi) = (0, 0);
@@ -349,15 +335,8 @@ fn arrive(
                 .unwrap_or(w)
                 .max(w);
             let (out_lo, out_hi) = chain(d, lo, hi, bits);
-            if matches!(op, Op::Lt(..) | Op::Eq(..)) {
-                // Synthesis builds `<` from a carry chain, `==` from LUTs.
-                let t = out_hi
-                    + if matches!(op, Op::Lt(..)) {
-                        d.carry_out
-                    } else {
-                        0
-                    };
-                (plain(t, t), false)
+            if matches!(op, Op::Eq(..)) {
+                (plain(out_hi, out_hi), false)
             } else {
                 (plain(out_lo, out_hi), false)
             }
@@ -907,38 +886,5 @@ mod tests {
         for n in &net.nodes {
             assert!(n.predicted_ps.unwrap_or(0) <= budget, "{n:?}");
         }
-    }
-
-    /// On ECP5 a comparison's result is a carry out, which reaches the
-    /// logic reading it through one more cell and a hop; an equality is
-    /// LUT logic and has no carry out. UltraScale+ routes a carry out
-    /// directly.
-    #[test]
-    fn a_comparison_result_pays_for_leaving_the_carry_chain() {
-        for family in [Family::Ecp5, Family::Xcup] {
-            let d = family.delays();
-            let mut c = Netlist::new();
-            c.in_width = 16;
-            let x = c.input(0, 8, true);
-            let y = c.input(8, 8, true);
-            let lt = c.lt(x, y);
-            c.tag(lt, "lt".into());
-            let eq = c.eq(x, y);
-            c.tag(eq, "eq".into());
-            for o in [lt, eq] {
-                c.outputs.push(OutField { node: o, width: 1 });
-            }
-            let (net, latency) = pipeline(&c, 100_000, &d);
-            assert_eq!(latency, 1);
-            let at = |tag: &str| {
-                let n = net.nodes.iter().find(|n| n.tag.as_deref() == Some(tag));
-                n.and_then(|n| n.predicted_ps).unwrap()
-            };
-            let through = chain(&d, 0, 0, 8).1;
-            assert_eq!(at("lt"), through + d.carry_out, "{family}");
-            assert_eq!(at("eq"), through, "{family}");
-        }
-        assert!(Family::Ecp5.delays().carry_out > 0);
-        assert_eq!(Family::Xcup.delays().carry_out, 0);
     }
 }

@@ -40,8 +40,6 @@ pub enum Op {
         width: u32,
         signed: bool,
     },
-    /// Boolean `a < b`.
-    Lt(NodeId, NodeId),
     /// Boolean `a == b`.
     Eq(NodeId, NodeId),
     /// Boolean: bit `i` of `a` (below its width).
@@ -253,7 +251,7 @@ pub(super) fn input_order(net: &Netlist) -> Vec<usize> {
 pub fn op_inputs(op: &Op) -> Vec<NodeId> {
     match op {
         Op::Input { .. } | Op::InValid | Op::Const(_) => vec![],
-        Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) | Op::Lt(a, b) | Op::Eq(a, b) => {
+        Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) | Op::Eq(a, b) => {
             vec![*a, *b]
         }
         Op::And(a, b) | Op::Or(a, b) => vec![*a, *b],
@@ -272,7 +270,6 @@ pub fn map_inputs(op: &Op, mut f: impl FnMut(NodeId) -> NodeId) -> Op {
         Op::Add(a, b) => Op::Add(f(a), f(b)),
         Op::Sub(a, b) => Op::Sub(f(a), f(b)),
         Op::Mul(a, b) => Op::Mul(f(a), f(b)),
-        Op::Lt(a, b) => Op::Lt(f(a), f(b)),
         Op::Eq(a, b) => Op::Eq(f(a), f(b)),
         Op::And(a, b) => Op::And(f(a), f(b)),
         Op::Or(a, b) => Op::Or(f(a), f(b)),
@@ -322,7 +319,6 @@ pub(super) fn eval_op(op: &Op, v: impl Fn(NodeId) -> i128, in_valid: bool) -> i1
         Op::MulConst(a, c) => v(*a) * c,
         Op::Mul(a, b) => v(*a) * v(*b),
         Op::Wrap { a, width, signed } => wrap_value(v(*a), *width, *signed),
-        Op::Lt(a, b) => (v(*a) < v(*b)) as i128,
         Op::Eq(a, b) => (v(*a) == v(*b)) as i128,
         Op::Bit(a, i) => bit_of(v(*a), *i),
         Op::Any(a, l, h) => {

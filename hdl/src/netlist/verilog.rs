@@ -243,16 +243,11 @@ impl Netlist {
                         format!("$signed({{1'b0, {low}}})")
                     }
                 }
-                Op::Lt(a, b) | Op::Eq(a, b) => {
+                Op::Eq(a, b) => {
                     // Compared at the wider operand's width, never cut.
                     let m = self.width(*a).max(self.width(*b));
-                    let op = if matches!(node.op, Op::Lt(..)) {
-                        "<"
-                    } else {
-                        "=="
-                    };
                     let (x, y) = (fit(&mut s, *a, m), fit(&mut s, *b, m));
-                    format!("({x} {op} {y})")
+                    format!("({x} == {y})")
                 }
                 Op::Bit(a, k) => format!("{}[{}]", n(*a), k),
                 Op::Any(a, l, h) => format!("(|{}[{}:{}])", n(*a), h - 1, l),
