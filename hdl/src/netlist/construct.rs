@@ -466,7 +466,7 @@ mod tests {
                     let mut net = Netlist::new();
                     let x = net.input_in(0, w, lo, hi);
                     let k = net.konst(c);
-                    let comparators = |n: &Netlist| {
+                    let chains = |n: &Netlist| {
                         n.nodes
                             .iter()
                             .filter(|n| matches!(n.op, Op::Sub(..)))
@@ -475,12 +475,12 @@ mod tests {
                     let pow2 = |v: i128| pow2(v).is_some();
                     let below = net.lt(x, k);
                     if pow2(c) || pow2(-c) {
-                        assert_eq!(comparators(&net), 0, "x < {c}, w {w}");
+                        assert_eq!(chains(&net), 0, "x < {c}, w {w}");
                     }
-                    let before = comparators(&net);
+                    let before = chains(&net);
                     let above = net.lt(k, x);
                     if pow2(c + 1) || pow2(-(c + 1)) || c == -1 {
-                        assert_eq!(comparators(&net), before, "{c} < x, w {w}");
+                        assert_eq!(chains(&net), before, "{c} < x, w {w}");
                     }
                     for v in lo..=hi {
                         let mut s = SimState::new(&net);
