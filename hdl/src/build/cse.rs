@@ -78,9 +78,7 @@ impl Plan {
                 })
                 .sum::<usize>()
     }
-}
 
-impl Plan {
     /// Adder levels of row `r`: the depth of its terms' signals and the
     /// balanced tree over them (Kraft: `ceil(log2(sum 2^d))`), with a bias
     /// leaf when `bias`.
